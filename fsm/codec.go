@@ -1,0 +1,80 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+// Limits of the state machine. They repeat node/lock's input limits so that
+// a bad entry cannot corrupt state whoever proposed it.
+const (
+	MaxCommandSize   = 512 << 10
+	MaxNameLen       = 512
+	MaxOwnerLen      = 64 << 10
+	MinTTL           = 100 * time.Millisecond
+	MaxTTL           = 24 * time.Hour
+	MaxCachedResults = 1024
+	SnapshotVersion  = 1
+)
+
+var (
+	// ErrCorrupt: bytes that are not a valid command or snapshot.
+	ErrCorrupt = errors.New("fsm: corrupt data")
+	// ErrUnknownCommand: a command this version does not know and that is not
+	// marked ignorable.
+	ErrUnknownCommand = errors.New("fsm: unknown command")
+	// ErrSnapshotVersion: a snapshot of a format version this build cannot read.
+	ErrSnapshotVersion = errors.New("fsm: unsupported snapshot version")
+	// ErrTooLarge: a command over MaxCommandSize.
+	ErrTooLarge = errors.New("fsm: command too large")
+)
+
+var marshalOpts = proto.MarshalOptions{Deterministic: true}
+
+// Encode marshals cmd deterministically. It fails with ErrTooLarge over
+// MaxCommandSize.
+func Encode(cmd *fsmpb.Command) ([]byte, error) {
+	b, err := marshalOpts.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode: %w", err)
+	}
+	if len(b) > MaxCommandSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxCommandSize)
+	}
+	return b, nil
+}
+
+// Decode unmarshals a log entry. Errors wrap ErrCorrupt (or ErrTooLarge).
+func Decode(data []byte) (*fsmpb.Command, error) {
+	if len(data) > MaxCommandSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxCommandSize)
+	}
+	cmd := new(fsmpb.Command)
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return nil, fmt.Errorf("%w: command: %v", ErrCorrupt, err)
+	}
+	return cmd, nil
+}
+
+func validName(name string) bool {
+	if name == "" || len(name) > MaxNameLen || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func validLeaseTTL(ns int64) bool {
+	return ns == 0 || (ns >= int64(MinTTL) && ns <= int64(MaxTTL))
+}

@@ -1,0 +1,131 @@
+package fsm
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+// Snapshot encodes the whole state deterministically: replicas that applied
+// the same entries produce identical bytes.
+func (s *State) Snapshot() ([]byte, error) {
+	snap := &fsmpb.Snapshot{Version: SnapshotVersion}
+	for _, id := range slices.Sorted(maps.Keys(s.sessions)) {
+		sess := s.sessions[id]
+		ps := &fsmpb.Session{Id: id, TtlNs: sess.ttl, Node: sess.node, AckedBelow: sess.ackedBelow}
+		for _, seq := range slices.Sorted(maps.Keys(sess.results)) {
+			ps.Results = append(ps.Results, &fsmpb.CachedResult{Seq: seq, Result: sess.results[seq]})
+		}
+		snap.Sessions = append(snap.Sessions, ps)
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
+		l := s.locks[name]
+		pl := &fsmpb.Lock{Name: name}
+		if h := l.holder; h != nil {
+			pl.Holder = &fsmpb.Lease{Claim: claimPB(h.claim), Token: h.token, Generation: h.gen, RefreshedUnixNano: h.refreshed}
+		}
+		for _, cl := range l.queue {
+			pl.Queue = append(pl.Queue, claimPB(cl))
+		}
+		snap.Locks = append(snap.Locks, pl)
+	}
+	b, err := marshalOpts.Marshal(snap)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode snapshot: %w", err)
+	}
+	return b, nil
+}
+
+func claimPB(c claim) *fsmpb.Claim {
+	return &fsmpb.Claim{Id: c.id, Session: c.session, Seq: c.seq, Owner: c.owner, TtlNs: c.ttl}
+}
+
+func claimFromPB(c *fsmpb.Claim) claim {
+	return claim{id: c.GetId(), session: c.GetSession(), seq: c.GetSeq(), owner: c.GetOwner(), ttl: c.GetTtlNs()}
+}
+
+// Restore decodes a snapshot made by Snapshot into a new State. It rejects
+// unknown versions (ErrSnapshotVersion) and contents that break the state's
+// invariants (ErrCorrupt); it never returns a partial state.
+func Restore(data []byte) (*State, error) {
+	var snap fsmpb.Snapshot
+	if err := proto.Unmarshal(data, &snap); err != nil {
+		return nil, fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
+	}
+	if snap.GetVersion() != SnapshotVersion {
+		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrSnapshotVersion, snap.GetVersion(), SnapshotVersion)
+	}
+	corrupt := func(format string, args ...any) error {
+		return fmt.Errorf("%w: snapshot: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	s := New()
+	for _, ps := range snap.GetSessions() {
+		id := ps.GetId()
+		if id == 0 || ps.GetTtlNs() <= 0 || s.sessions[id] != nil {
+			return nil, corrupt("bad or duplicate session %d", id)
+		}
+		sess := &session{
+			id: id, ttl: ps.GetTtlNs(), node: ps.GetNode(), ackedBelow: ps.GetAckedBelow(),
+			results: map[uint64]*fsmpb.Result{}, names: map[string]int{},
+		}
+		for _, r := range ps.GetResults() {
+			if r.GetResult() == nil || r.GetSeq() < sess.ackedBelow {
+				return nil, corrupt("session %d: bad cached result %d", id, r.GetSeq())
+			}
+			sess.results[r.GetSeq()] = r.GetResult()
+		}
+		s.sessions[id] = sess
+	}
+	for _, pl := range snap.GetLocks() {
+		name := pl.GetName()
+		if !validName(name) || s.locks[name] != nil {
+			return nil, corrupt("bad or duplicate lock %q", name)
+		}
+		if pl.GetHolder() == nil {
+			return nil, corrupt("lock %q has no holder", name)
+		}
+		l := &lockState{}
+		h := pl.GetHolder()
+		cl, err := restoreClaim(s, name, h.GetClaim())
+		if err != nil {
+			return nil, corrupt("lock %q holder: %v", name, err)
+		}
+		if h.GetToken() == 0 || h.GetGeneration() < h.GetToken() {
+			return nil, corrupt("lock %q: token %d, generation %d", name, h.GetToken(), h.GetGeneration())
+		}
+		if cl.ttl == 0 && s.sessions[cl.session] == nil {
+			return nil, corrupt("lock %q: session lease of unknown session %d", name, cl.session)
+		}
+		l.holder = &lease{claim: cl, token: h.GetToken(), gen: h.GetGeneration(), refreshed: h.GetRefreshedUnixNano()}
+		for _, pc := range pl.GetQueue() {
+			qc, err := restoreClaim(s, name, pc)
+			if err != nil {
+				return nil, corrupt("lock %q queue: %v", name, err)
+			}
+			if s.sessions[qc.session] == nil {
+				return nil, corrupt("lock %q: queued claim %d of unknown session %d", name, qc.id, qc.session)
+			}
+			l.queue = append(l.queue, qc)
+		}
+		s.locks[name] = l
+	}
+	return s, nil
+}
+
+// restoreClaim validates c and counts it in its session's names.
+func restoreClaim(s *State, name string, c *fsmpb.Claim) (claim, error) {
+	if c == nil || c.GetId() == 0 || c.GetSession() == 0 {
+		return claim{}, fmt.Errorf("missing claim, ID or session")
+	}
+	if len(c.GetOwner()) > MaxOwnerLen || !validLeaseTTL(c.GetTtlNs()) {
+		return claim{}, fmt.Errorf("claim %d: bad owner or TTL", c.GetId())
+	}
+	if sess := s.sessions[c.GetSession()]; sess != nil {
+		sess.names[name]++
+	}
+	return claimFromPB(c), nil
+}

@@ -1,0 +1,373 @@
+package fsm
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+// EventKind says what changed.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EventGranted       EventKind = iota + 1 // a claim became the holder
+	EventEnded                              // a lease ended (Reason says why)
+	EventWithdrawn                          // a queued claim left the queue without a grant
+	EventRefreshed                          // a TTL lease got a new generation
+	EventSessionOpened                      // a session was created
+	EventSessionEnded                       // a session was closed or expired (Reason)
+)
+
+// EndReason says why a lease or session ended.
+type EndReason uint8
+
+// End reasons.
+const (
+	ReasonReleased EndReason = iota + 1 // Release or Cancel
+	ReasonExpired                       // ExpireLease
+	ReasonLost                          // its session expired
+	ReasonClosed                        // its session was closed
+)
+
+func (r EndReason) String() string {
+	switch r {
+	case ReasonReleased:
+		return "released"
+	case ReasonExpired:
+		return "expired"
+	case ReasonLost:
+		return "lost"
+	case ReasonClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("EndReason(%d)", uint8(r))
+}
+
+// Event is one change made by Apply. Fields not meaningful for a kind are
+// zero.
+type Event struct {
+	Kind       EventKind
+	Name       string
+	Session    uint64 // the claim's or the session's ID
+	Seq        uint64 // request seq of the claim
+	Claim      uint64
+	Token      uint64
+	Generation uint64
+	TTL        time.Duration // TTL lease (Granted, Refreshed) or session TTL
+	Reason     EndReason     // Ended, Withdrawn, SessionEnded
+}
+
+type claim struct {
+	id, session, seq uint64
+	owner            string
+	ttl              int64
+}
+
+type lease struct {
+	claim      claim
+	token, gen uint64
+	refreshed  int64
+}
+
+type lockState struct {
+	holder *lease
+	queue  []claim
+}
+
+type session struct {
+	id         uint64
+	ttl        int64
+	node       string
+	ackedBelow uint64
+	results    map[uint64]*fsmpb.Result
+	names      map[string]int // names with a lease or claim of this session
+}
+
+// State is the lock state machine. The zero value is not usable; call New.
+type State struct {
+	sessions map[uint64]*session
+	locks    map[string]*lockState
+}
+
+// New returns an empty state.
+func New() *State {
+	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}}
+}
+
+// applier carries one Apply call.
+type applier struct {
+	s      *State
+	index  uint64
+	stamp  int64
+	events []Event
+}
+
+// Apply applies the command of log entry index. It returns the result and
+// the events in the order they happened. The error is ErrUnknownCommand for
+// a command without a known op that is not ignorable; the state is then
+// unchanged.
+func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event, error) {
+	a := &applier{s: s, index: index, stamp: cmd.GetStampUnixNano()}
+	var res *fsmpb.Result
+	switch op := cmd.GetOp().(type) {
+	case *fsmpb.Command_OpenSession:
+		res = a.openSession(op.OpenSession)
+	case *fsmpb.Command_CloseSession:
+		res = a.request(op.CloseSession.GetReq(), func(sess *session) *fsmpb.Result {
+			a.endSession(sess, ReasonClosed)
+			return ok()
+		})
+	case *fsmpb.Command_ExpireSession:
+		sess := s.sessions[op.ExpireSession.GetSession()]
+		if sess == nil {
+			res = code(fsmpb.Code_CODE_UNKNOWN_SESSION)
+		} else {
+			a.endSession(sess, ReasonLost)
+			res = ok()
+		}
+	case *fsmpb.Command_Acquire:
+		c := op.Acquire
+		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.acquire(sess, c) })
+	case *fsmpb.Command_Release:
+		c := op.Release
+		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.release(c.GetName(), c.GetToken()) })
+	case *fsmpb.Command_Refresh:
+		c := op.Refresh
+		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.refresh(c.GetName(), c.GetToken()) })
+	case *fsmpb.Command_Cancel:
+		c := op.Cancel
+		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.cancel(c.GetName(), c.GetClaim()) })
+	case *fsmpb.Command_ExpireLease:
+		res = a.expireLease(op.ExpireLease)
+	default:
+		if cmd.GetIgnorable() {
+			return code(fsmpb.Code_CODE_UNSPECIFIED), nil, nil
+		}
+		return nil, nil, fmt.Errorf("%w at index %d", ErrUnknownCommand, index)
+	}
+	return res, a.events, nil
+}
+
+func ok() *fsmpb.Result                 { return code(fsmpb.Code_CODE_OK) }
+func code(c fsmpb.Code) *fsmpb.Result { return &fsmpb.Result{Code: c} }
+
+// request runs fn once per (session, seq), caching its result.
+func (a *applier) request(req *fsmpb.Request, fn func(*session) *fsmpb.Result) *fsmpb.Result {
+	sess := a.s.sessions[req.GetSession()]
+	if sess == nil {
+		return code(fsmpb.Code_CODE_UNKNOWN_SESSION)
+	}
+	seq := req.GetSeq()
+	if seq < sess.ackedBelow {
+		return code(fsmpb.Code_CODE_FORGOTTEN)
+	}
+	if r, found := sess.results[seq]; found {
+		return r
+	}
+	if req.GetAckedBelow() > sess.ackedBelow {
+		sess.ackedBelow = min(req.GetAckedBelow(), seq) // never forget the request in hand
+		for q := range sess.results {
+			if q < sess.ackedBelow {
+				delete(sess.results, q)
+			}
+		}
+	}
+	res := fn(sess)
+	if a.s.sessions[sess.id] != sess {
+		return res // the command ended the session: nothing to cache in
+	}
+	sess.results[seq] = res
+	if len(sess.results) > MaxCachedResults {
+		lowest := seq
+		for q := range sess.results {
+			lowest = min(lowest, q)
+		}
+		delete(sess.results, lowest)
+		sess.ackedBelow = max(sess.ackedBelow, lowest+1)
+	}
+	return res
+}
+
+func (a *applier) openSession(c *fsmpb.OpenSession) *fsmpb.Result {
+	id := c.GetReq().GetSession()
+	if id == 0 || c.GetTtlNs() <= 0 {
+		return code(fsmpb.Code_CODE_INVALID)
+	}
+	if a.s.sessions[id] != nil {
+		return ok()
+	}
+	a.s.sessions[id] = &session{
+		id: id, ttl: c.GetTtlNs(), node: c.GetNode(),
+		results: map[uint64]*fsmpb.Result{}, names: map[string]int{},
+	}
+	a.events = append(a.events, Event{Kind: EventSessionOpened, Session: id, TTL: time.Duration(c.GetTtlNs())})
+	return ok()
+}
+
+func (a *applier) acquire(sess *session, c *fsmpb.Acquire) *fsmpb.Result {
+	if !validName(c.GetName()) || len(c.GetOwner()) > MaxOwnerLen || !validLeaseTTL(c.GetTtlNs()) {
+		return code(fsmpb.Code_CODE_INVALID)
+	}
+	cl := claim{id: a.index, session: sess.id, seq: c.GetReq().GetSeq(), owner: c.GetOwner(), ttl: c.GetTtlNs()}
+	l := a.s.locks[c.GetName()]
+	if l == nil {
+		l = &lockState{}
+		a.s.locks[c.GetName()] = l
+	}
+	if l.holder == nil {
+		a.grant(c.GetName(), l, cl)
+		return &fsmpb.Result{Code: fsmpb.Code_CODE_GRANTED, Token: a.index, Claim: cl.id}
+	}
+	if c.GetTry() {
+		return code(fsmpb.Code_CODE_HELD)
+	}
+	l.queue = append(l.queue, cl)
+	sess.names[c.GetName()]++
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_QUEUED, Claim: cl.id}
+}
+
+// grant makes cl the holder of an unheld lock. The caller has already
+// removed cl from the queue and its session's names count (if it was queued).
+func (a *applier) grant(name string, l *lockState, cl claim) {
+	l.holder = &lease{claim: cl, token: a.index, gen: a.index, refreshed: a.stamp}
+	if sess := a.s.sessions[cl.session]; sess != nil {
+		sess.names[name]++
+	}
+	a.events = append(a.events, Event{
+		Kind: EventGranted, Name: name, Session: cl.session, Seq: cl.seq, Claim: cl.id,
+		Token: a.index, Generation: a.index, TTL: time.Duration(cl.ttl),
+	})
+}
+
+// end removes the holder of name, hands the lock to the head of the queue,
+// and deletes the lock if nothing is left.
+func (a *applier) end(name string, l *lockState, why EndReason) {
+	h := l.holder
+	l.holder = nil
+	a.forget(h.claim.session, name)
+	a.events = append(a.events, Event{
+		Kind: EventEnded, Name: name, Session: h.claim.session, Seq: h.claim.seq, Claim: h.claim.id,
+		Token: h.token, Generation: h.gen, TTL: time.Duration(h.claim.ttl), Reason: why,
+	})
+	if len(l.queue) > 0 {
+		next := l.queue[0]
+		l.queue = slices.Delete(l.queue, 0, 1)
+		a.forget(next.session, name)
+		a.grant(name, l, next)
+	}
+	if l.holder == nil && len(l.queue) == 0 {
+		delete(a.s.locks, name)
+	}
+}
+
+// forget drops one reference of session id to name.
+func (a *applier) forget(id uint64, name string) {
+	sess := a.s.sessions[id]
+	if sess == nil {
+		return
+	}
+	if sess.names[name]--; sess.names[name] <= 0 {
+		delete(sess.names, name)
+	}
+}
+
+func (a *applier) release(name string, token uint64) *fsmpb.Result {
+	l := a.s.locks[name]
+	if l == nil || l.holder == nil || l.holder.token != token {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	a.end(name, l, ReasonReleased)
+	return ok()
+}
+
+func (a *applier) refresh(name string, token uint64) *fsmpb.Result {
+	l := a.s.locks[name]
+	if l == nil || l.holder == nil || l.holder.token != token {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	h := l.holder
+	if h.claim.ttl > 0 {
+		h.gen, h.refreshed = a.index, a.stamp
+		a.events = append(a.events, Event{
+			Kind: EventRefreshed, Name: name, Session: h.claim.session, Seq: h.claim.seq, Claim: h.claim.id,
+			Token: h.token, Generation: h.gen, TTL: time.Duration(h.claim.ttl),
+		})
+	}
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: h.token}
+}
+
+func (a *applier) cancel(name string, id uint64) *fsmpb.Result {
+	l := a.s.locks[name]
+	if l == nil {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	if l.holder != nil && l.holder.claim.id == id {
+		token := l.holder.token
+		a.end(name, l, ReasonReleased)
+		return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: token, Claim: id}
+	}
+	for i, cl := range l.queue {
+		if cl.id == id {
+			a.withdraw(name, l, i, ReasonReleased)
+			return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Claim: id}
+		}
+	}
+	return code(fsmpb.Code_CODE_NOT_HELD)
+}
+
+func (a *applier) withdraw(name string, l *lockState, i int, why EndReason) {
+	cl := l.queue[i]
+	l.queue = slices.Delete(l.queue, i, i+1)
+	a.forget(cl.session, name)
+	a.events = append(a.events, Event{
+		Kind: EventWithdrawn, Name: name, Session: cl.session, Seq: cl.seq, Claim: cl.id,
+		TTL: time.Duration(cl.ttl), Reason: why,
+	})
+	if l.holder == nil && len(l.queue) == 0 {
+		delete(a.s.locks, name)
+	}
+}
+
+func (a *applier) expireLease(c *fsmpb.ExpireLease) *fsmpb.Result {
+	l := a.s.locks[c.GetName()]
+	if l == nil || l.holder == nil {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	h := l.holder
+	if h.token != c.GetToken() || h.gen != c.GetGeneration() || h.claim.ttl == 0 {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	a.end(c.GetName(), l, ReasonExpired)
+	return ok()
+}
+
+// endSession withdraws the session's queued claims, ends its leases (all of
+// them when closed; session leases only when lost) and deletes it. Names are
+// visited in sorted order so that grants and events are deterministic.
+func (a *applier) endSession(sess *session, why EndReason) {
+	names := make([]string, 0, len(sess.names))
+	for n := range sess.names {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		l := a.s.locks[name]
+		// Withdraw queued claims first so that ending the lease cannot hand
+		// the lock to a claim of this same session.
+		for i := 0; i < len(l.queue); {
+			if l.queue[i].session == sess.id {
+				a.withdraw(name, l, i, why)
+				continue
+			}
+			i++
+		}
+		if l.holder != nil && l.holder.claim.session == sess.id && (why == ReasonClosed || l.holder.claim.ttl == 0) {
+			a.end(name, l, why)
+		}
+	}
+	delete(a.s.sessions, sess.id)
+	a.events = append(a.events, Event{Kind: EventSessionEnded, Session: sess.id, TTL: time.Duration(sess.ttl), Reason: why})
+}
