@@ -1,0 +1,150 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+// bridge adapts the pure fsm.State to raft.BatchingFSM. It owns the state
+// under mu, hands every batch's events to sink while still holding mu (so a
+// reader of the state under mu sees state and events consistently), and
+// tracks the applied index for linearizable reads.
+type bridge struct {
+	mu      sync.RWMutex
+	state   *fsm.State
+	applied uint64
+	bump    chan struct{} // closed and replaced whenever applied grows
+	sink    func([]fsm.Event)
+	restore func() // called after Restore, holding mu
+}
+
+func newBridge(sink func([]fsm.Event), restored func()) *bridge {
+	return &bridge{state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored}
+}
+
+// applyResult is the response of one log entry.
+type applyResult struct {
+	res *fsmpb.Result
+}
+
+// ApplyBatch implements raft.BatchingFSM.
+//
+// A command that cannot be decoded, or that this version does not know and
+// is not ignorable, panics: a replica that skipped an entry its peers
+// applied would diverge silently, which is worse than stopping.
+func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	var events []fsm.Event
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			cmd, err := fsm.Decode(l.Data)
+			if err != nil {
+				panic(fmt.Sprintf("quorumlock: log entry %d: %v", l.Index, err))
+			}
+			res, evs, err := b.state.Apply(l.Index, cmd)
+			if err != nil {
+				panic(fmt.Sprintf("quorumlock: log entry %d: %v (written by a newer version?)", l.Index, err))
+			}
+			events = append(events, evs...)
+			out[i] = applyResult{res: res}
+		}
+		b.applied = l.Index
+	}
+	if len(events) > 0 {
+		b.sink(events)
+	}
+	close(b.bump)
+	b.bump = make(chan struct{})
+	return out
+}
+
+// Apply implements raft.FSM for completeness; raft uses ApplyBatch.
+func (b *bridge) Apply(l *raft.Log) any { return b.ApplyBatch([]*raft.Log{l})[0] }
+
+// waitApplied blocks until the applied index reaches index or ctx ends.
+func (b *bridge) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		b.mu.RLock()
+		applied, bump := b.applied, b.bump
+		b.mu.RUnlock()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-bump:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// read runs fn on the state under the read lock.
+func (b *bridge) read(fn func(*fsm.State)) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	fn(b.state)
+}
+
+// Snapshot implements raft.FSM. A snapshot is framed as the applied index
+// (8 bytes, big endian) followed by the fsm package's snapshot bytes, so a
+// restored node knows how far it has applied before the next entry. The bytes are made under the read lock, so
+// the snapshot is of one consistent state; Persist only writes them.
+func (b *bridge) Snapshot() (raft.FSMSnapshot, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	data, err := b.state.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	framed := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(data)), b.applied)
+	return snapshotBytes(append(framed, data...)), nil
+}
+
+// Restore implements raft.FSM: the new state replaces the old one under the
+// write lock, or not at all.
+func (b *bridge) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("node: read snapshot: %w", err)
+	}
+	if len(data) < 8 {
+		return fmt.Errorf("%w: snapshot frame of %d bytes", fsm.ErrCorrupt, len(data))
+	}
+	st, err := fsm.Restore(data[8:])
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.state = st
+	b.applied = binary.BigEndian.Uint64(data[:8])
+	close(b.bump)
+	b.bump = make(chan struct{})
+	if b.restore != nil {
+		b.restore()
+	}
+	return nil
+}
+
+type snapshotBytes []byte
+
+func (s snapshotBytes) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (snapshotBytes) Release() {}

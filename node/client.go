@@ -1,0 +1,433 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/node/lock"
+)
+
+// ErrSessionExpired is wrapped (with lock.ErrLost) by the errors of calls
+// whose session the store expired. The client opens a new session; a retry
+// uses it.
+var ErrSessionExpired = errors.New("node: session expired")
+
+// cleanupTimeout bounds the commands a client makes after its caller gave
+// up (withdrawing a cancelled Acquire, closing a session).
+const cleanupTimeout = 5 * time.Second
+
+// driftMargin is how much earlier than the store a holder considers its
+// lease over: clocks run at slightly different rates and timers fire late.
+func driftMargin(ttl time.Duration) time.Duration { return ttl / 50 }
+
+// client is one lock.Locker: a session on the node, the waiters of its
+// blocked Acquire calls and its granted leases. Applied events reach it
+// through handle, in the FSM goroutine.
+type client struct {
+	n *Node
+
+	mu       sync.Mutex
+	sess     uint64 // current session
+	ttl      time.Duration
+	seq      uint64
+	inflight map[uint64]struct{} // seqs proposed and not yet answered
+	waiters  map[uint64]*waiter  // by seq of the Acquire
+	leases   map[leaseKey]*lease
+	closed   bool
+
+	lost    chan struct{} // buffered 1: the store expired the session
+	acked   chan time.Time
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+type leaseKey struct {
+	name  string
+	token uint64
+}
+
+type waiter struct {
+	sent time.Time
+	ch   chan *lease // buffered 1: the grant
+	errc chan error  // buffered 1: withdrawn or closed
+}
+
+var _ lock.Locker = (*client)(nil)
+
+func (n *Node) newClient(ctx context.Context) (*client, error) {
+	c := &client{
+		n:        n,
+		ttl:      n.cfg.SessionTTL,
+		inflight: map[uint64]struct{}{},
+		waiters:  map[uint64]*waiter{},
+		leases:   map[leaseKey]*lease{},
+		lost:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		stopped:  make(chan struct{}),
+	}
+	sent := time.Now()
+	if err := c.openSession(ctx); err != nil {
+		return nil, err
+	}
+	go c.keepAlive(sent)
+	return c, nil
+}
+
+// openSession opens a new session and makes it current. Every session the
+// client ever had stays registered with the node until the client closes,
+// so events about leases granted under an earlier session still reach it.
+func (c *client) openSession(ctx context.Context) error {
+	id := newSessionID()
+	c.n.mu.Lock()
+	if c.n.closed {
+		c.n.mu.Unlock()
+		return lock.ErrClosed
+	}
+	c.n.clients[id] = c
+	c.n.mu.Unlock()
+
+	res, err := c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{
+		Req: &fsmpb.Request{Session: id}, TtlNs: int64(c.ttl), Node: c.n.cfg.ID,
+	}}})
+	if err == nil && res.GetCode() != fsmpb.Code_CODE_OK {
+		err = fmt.Errorf("node: open session: %s", res.GetCode())
+	}
+	if err != nil {
+		c.n.mu.Lock()
+		delete(c.n.clients, id)
+		c.n.mu.Unlock()
+		return err
+	}
+	c.mu.Lock()
+	c.sess = id
+	c.mu.Unlock()
+	return nil
+}
+
+// keepAlive renews the session every TTL/3 and watches the deadline the
+// holder can trust: the send time of the last acknowledged renewal plus the
+// TTL, minus the drift margin. The leader expires the session no earlier
+// than its receive time of that renewal plus the TTL, so when the deadline
+// passes without an acknowledgement the client ends its session leases
+// before the store can grant them elsewhere (I3).
+func (c *client) keepAlive(sent time.Time) {
+	defer close(c.stopped)
+	tick := time.NewTicker(c.ttl / 3)
+	defer tick.Stop()
+	watch := time.NewTimer(time.Until(sent.Add(c.ttl - driftMargin(c.ttl))))
+	defer watch.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+			c.mu.Lock()
+			id := c.sess
+			c.mu.Unlock()
+			sent := time.Now()
+			if c.n.exp.keepAlive(id) {
+				watch.Reset(time.Until(sent.Add(c.ttl - driftMargin(c.ttl))))
+				continue
+			}
+			// Not acknowledged: the deadline timer decides, unless the
+			// store has already expired the session.
+		case <-c.lost:
+		case <-watch.C:
+		}
+		c.sessionLost()
+		sent := time.Now()
+		if err := c.openSession(context.Background()); err != nil {
+			c.n.log.Warn("reopen session failed", "error", err)
+			watch.Reset(c.ttl / 3)
+			continue
+		}
+		watch.Reset(time.Until(sent.Add(c.ttl - driftMargin(c.ttl))))
+	}
+}
+
+// sessionLost ends every session lease and fails every waiter of the
+// current session: the store has expired it, or will before it could grant
+// those names elsewhere.
+func (c *client) sessionLost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
+	for _, l := range c.leases {
+		if l.ttl == 0 {
+			l.end(err)
+		}
+	}
+	for seq, w := range c.waiters {
+		w.errc <- err
+		delete(c.waiters, seq)
+	}
+}
+
+// handle applies one event about a session of this client. It runs in the
+// FSM goroutine and must not block.
+func (c *client) handle(ev fsm.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch ev.Kind {
+	case fsm.EventGranted:
+		w := c.waiters[ev.Seq]
+		base := time.Now()
+		if w != nil && ev.Claim == ev.Token {
+			base = w.sent // granted by its own Acquire entry
+		}
+		l := c.newLease(ev.Name, ev.Token, ev.TTL, base)
+		if w != nil {
+			w.ch <- l
+		}
+		// With no waiter, a Cancel for this claim is in flight and will
+		// end the lease.
+	case fsm.EventEnded:
+		if l := c.leases[leaseKey{ev.Name, ev.Token}]; l != nil {
+			l.end(reasonErr(ev.Reason))
+		}
+	case fsm.EventWithdrawn:
+		if w := c.waiters[ev.Seq]; w != nil && ev.Reason != fsm.ReasonReleased {
+			delete(c.waiters, ev.Seq)
+			w.errc <- reasonErr(ev.Reason)
+		}
+	case fsm.EventSessionEnded:
+		if ev.Session == c.sess && ev.Reason == fsm.ReasonLost {
+			select {
+			case c.lost <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func reasonErr(r fsm.EndReason) error {
+	switch r {
+	case fsm.ReasonReleased, fsm.ReasonClosed:
+		return lock.ErrReleased
+	case fsm.ReasonExpired:
+		return lock.ErrExpired
+	default:
+		return fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
+	}
+}
+
+// request proposes a command of this client's current session with a fresh
+// sequence number.
+func (c *client) request(ctx context.Context, build func(req *fsmpb.Request) *fsmpb.Command) (*fsmpb.Result, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, lock.ErrClosed
+	}
+	req := c.nextRequest()
+	c.mu.Unlock()
+	res, err := c.n.propose(ctx, build(req))
+	c.done(req.Seq)
+	return res, err
+}
+
+// nextRequest allocates a sequence number; c.mu held.
+func (c *client) nextRequest() *fsmpb.Request {
+	c.seq++
+	acked := c.seq
+	for s := range c.inflight {
+		acked = min(acked, s)
+	}
+	c.inflight[c.seq] = struct{}{}
+	return &fsmpb.Request{Session: c.sess, Seq: c.seq, AckedBelow: acked}
+}
+
+func (c *client) done(seq uint64) {
+	c.mu.Lock()
+	delete(c.inflight, seq)
+	c.mu.Unlock()
+}
+
+func (c *client) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return c.acquire(ctx, name, false, opts)
+}
+
+func (c *client) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return c.acquire(ctx, name, true, opts)
+}
+
+func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock.Option) (lock.Lease, error) {
+	o, err := lock.ValidateRequest(name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, lock.ErrClosed
+	}
+	req := c.nextRequest()
+	w := &waiter{sent: time.Now(), ch: make(chan *lease, 1), errc: make(chan error, 1)}
+	c.waiters[req.Seq] = w
+	c.mu.Unlock()
+
+	res, err := c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
+		Req: req, Name: name, Owner: o.Owner, TtlNs: int64(o.TTL), Try: try,
+	}}})
+	c.done(req.Seq)
+	if err != nil {
+		c.dropWaiter(req.Seq)
+		return nil, err
+	}
+	switch res.GetCode() {
+	case fsmpb.Code_CODE_GRANTED:
+		c.dropWaiter(req.Seq)
+		select {
+		case l := <-w.ch:
+			return l, nil
+		default:
+			return nil, fmt.Errorf("node: grant of %q at %d without its event", name, res.GetToken())
+		}
+	case fsmpb.Code_CODE_QUEUED:
+		return c.wait(ctx, name, req.Seq, res.GetClaim(), w)
+	case fsmpb.Code_CODE_HELD:
+		c.dropWaiter(req.Seq)
+		return nil, fmt.Errorf("%w: %q", lock.ErrHeld, name)
+	default:
+		c.dropWaiter(req.Seq)
+		return nil, codeErr(res.GetCode(), name)
+	}
+}
+
+func codeErr(code fsmpb.Code, name string) error {
+	switch code {
+	case fsmpb.Code_CODE_UNKNOWN_SESSION:
+		return fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
+	case fsmpb.Code_CODE_NOT_HELD:
+		return fmt.Errorf("%w: %q", lock.ErrNotHeld, name)
+	case fsmpb.Code_CODE_INVALID:
+		return fmt.Errorf("%w: rejected by the state machine", lock.ErrInvalidOption)
+	default:
+		return fmt.Errorf("node: unexpected result %s for %q", code, name)
+	}
+}
+
+// wait blocks a queued Acquire until its grant, its withdrawal, or ctx's
+// end; on ctx's end it withdraws the claim (releasing it if the grant won
+// the race) before returning.
+func (c *client) wait(ctx context.Context, name string, seq, claim uint64, w *waiter) (lock.Lease, error) {
+	select {
+	case l := <-w.ch:
+		c.dropWaiter(seq)
+		return l, nil
+	case err := <-w.errc:
+		return nil, err
+	case <-ctx.Done():
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	_, err := c.request(cctx, func(req *fsmpb.Request) *fsmpb.Command {
+		return &fsmpb.Command{Op: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{Req: req, Name: name, Claim: claim}}}
+	})
+	c.dropWaiter(seq)
+	if err != nil && !errors.Is(err, lock.ErrClosed) {
+		c.n.log.Warn("withdrawing a cancelled acquire failed; the session's expiry or Close will", "name", name, "error", err)
+	}
+	return nil, fmt.Errorf("acquire %q: %w", name, ctx.Err())
+}
+
+func (c *client) dropWaiter(seq uint64) {
+	c.mu.Lock()
+	delete(c.waiters, seq)
+	c.mu.Unlock()
+}
+
+func (c *client) Inspect(ctx context.Context, name string) (lock.Info, error) {
+	if err := lock.ValidateName(name); err != nil {
+		return lock.Info{}, err
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return lock.Info{}, lock.ErrClosed
+	}
+	if err := c.n.readBarrier(ctx); err != nil {
+		return lock.Info{}, err
+	}
+	var li fsm.LockInfo
+	c.n.bridge.read(func(s *fsm.State) { li = s.Lock(name) })
+	info := lock.Info{Name: name, Held: li.Held, Token: li.Token, Owner: li.Owner, Waiters: li.Waiters}
+	if li.Held && li.TTL > 0 {
+		left := time.Until(time.Unix(0, li.RefreshedUnixNano).Add(li.TTL))
+		info.ExpiresIn = max(left, time.Nanosecond) // expiring: not yet committed
+	}
+	return info, nil
+}
+
+// Close closes the session: the store ends every lease of this client and
+// withdraws its queued claims in one entry. Blocked Acquire calls return
+// ErrClosed.
+func (c *client) Close() error {
+	sess, seq, ok := c.markClosed()
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	var err error
+	if sess != 0 {
+		_, err = c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_CloseSession{CloseSession: &fsmpb.CloseSession{
+			Req: &fsmpb.Request{Session: sess, Seq: seq},
+		}}})
+	}
+	c.finish(lock.ErrReleased)
+	if errors.Is(err, lock.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// abandon stops the client without telling the store, as a crash would.
+func (c *client) abandon() {
+	if _, _, ok := c.markClosed(); ok {
+		c.finish(fmt.Errorf("%w: node stopped", lock.ErrLost))
+	}
+}
+
+// markClosed stops new calls, fails waiters and stops the keep-alive. It
+// returns the session and a fresh sequence number for closing it.
+func (c *client) markClosed() (sess, seq uint64, ok bool) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, 0, false
+	}
+	c.closed = true
+	for seq, w := range c.waiters {
+		w.errc <- lock.ErrClosed
+		delete(c.waiters, seq)
+	}
+	c.seq++
+	sess, seq = c.sess, c.seq
+	c.mu.Unlock()
+	close(c.stop)
+	<-c.stopped
+	return sess, seq, true
+}
+
+// finish ends the leases left and unregisters the client's sessions.
+func (c *client) finish(why error) {
+	c.mu.Lock()
+	for _, l := range c.leases {
+		l.end(why)
+	}
+	c.mu.Unlock()
+	c.n.mu.Lock()
+	for id, cl := range c.n.clients {
+		if cl == c {
+			delete(c.n.clients, id)
+		}
+	}
+	c.n.mu.Unlock()
+}

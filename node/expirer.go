@@ -1,0 +1,173 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+// expirer keeps the leader's timers: one per session (reset by keep-alives,
+// which stay off the log) and one per TTL lease (reset by committed
+// Refreshes). A fired timer becomes an Expire command proposed by the
+// worker goroutine. Timers exist only while this node is the leader; on
+// winning an election every timer is armed at a full TTL from the state, so
+// failover never expires anything early.
+type expirer struct {
+	mu       sync.Mutex
+	leader   bool
+	sessions map[uint64]*sessionTimer
+	leases   map[string]*leaseTimer
+	pending  []*fsmpb.Command
+	wake     chan struct{} // buffered 1: pending is not empty
+}
+
+type sessionTimer struct {
+	ttl      time.Duration
+	t        *time.Timer
+	expiring bool // fired: keep-alives are refused from then on
+}
+
+type leaseTimer struct {
+	token, gen uint64
+	t          *time.Timer
+}
+
+func newExpirer() *expirer {
+	return &expirer{
+		sessions: map[uint64]*sessionTimer{},
+		leases:   map[string]*leaseTimer{},
+		wake:     make(chan struct{}, 1),
+	}
+}
+
+// handle updates timers from applied events. Called by the bridge with its
+// lock held.
+func (e *expirer) handle(events []fsm.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.leader {
+		return
+	}
+	for _, ev := range events {
+		switch ev.Kind {
+		case fsm.EventSessionOpened:
+			e.armSession(ev.Session, ev.TTL)
+		case fsm.EventSessionEnded:
+			if st := e.sessions[ev.Session]; st != nil {
+				st.t.Stop()
+				delete(e.sessions, ev.Session)
+			}
+		case fsm.EventGranted, fsm.EventRefreshed:
+			if ev.TTL > 0 {
+				e.armLease(ev.Name, ev.Token, ev.Generation, ev.TTL)
+			}
+		case fsm.EventEnded:
+			if lt := e.leases[ev.Name]; lt != nil && lt.token == ev.Token {
+				lt.t.Stop()
+				delete(e.leases, ev.Name)
+			}
+		}
+	}
+}
+
+func (e *expirer) armSession(id uint64, ttl time.Duration) {
+	if old := e.sessions[id]; old != nil {
+		old.t.Stop()
+	}
+	st := &sessionTimer{ttl: ttl}
+	st.t = time.AfterFunc(ttl, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.sessions[id] != st || !e.leader {
+			return
+		}
+		st.expiring = true
+		e.enqueue(&fsmpb.Command{Op: &fsmpb.Command_ExpireSession{ExpireSession: &fsmpb.ExpireSession{Session: id}}})
+	})
+	e.sessions[id] = st
+}
+
+func (e *expirer) armLease(name string, token, gen uint64, ttl time.Duration) {
+	if old := e.leases[name]; old != nil {
+		old.t.Stop()
+	}
+	lt := &leaseTimer{token: token, gen: gen}
+	lt.t = time.AfterFunc(ttl, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.leases[name] != lt || !e.leader {
+			return
+		}
+		e.enqueue(&fsmpb.Command{Op: &fsmpb.Command_ExpireLease{ExpireLease: &fsmpb.ExpireLease{Name: name, Token: token, Generation: gen}}})
+	})
+	e.leases[name] = lt
+}
+
+func (e *expirer) enqueue(cmd *fsmpb.Command) {
+	e.pending = append(e.pending, cmd)
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and clears the pending commands.
+func (e *expirer) take() []*fsmpb.Command {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.pending
+	e.pending = nil
+	return p
+}
+
+// keepAlive resets session id's timer. It reports false if this node is not
+// the leader, the session is unknown, or its expiry has already been
+// decided: a keep-alive is acknowledged only while the session can still be
+// renewed, which is what lets the client trust its own deadline (I3).
+func (e *expirer) keepAlive(id uint64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.sessions[id]
+	if !e.leader || st == nil || st.expiring {
+		return false
+	}
+	st.t.Reset(st.ttl)
+	return true
+}
+
+// lead arms every timer at a full TTL from state (called with the bridge's
+// read lock held, so no event slips between the scan and the arming).
+func (e *expirer) lead(st *fsm.State) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopAll()
+	e.leader = true
+	for _, s := range st.Sessions() {
+		e.armSession(s.ID, s.TTL)
+	}
+	for _, l := range st.TTLLeases() {
+		e.armLease(l.Name, l.Token, l.Generation, l.TTL)
+	}
+}
+
+// follow stops every timer: only the leader expires.
+func (e *expirer) follow() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.leader = false
+	e.stopAll()
+	e.pending = nil
+}
+
+func (e *expirer) stopAll() {
+	for id, st := range e.sessions {
+		st.t.Stop()
+		delete(e.sessions, id)
+	}
+	for name, lt := range e.leases {
+		lt.t.Stop()
+		delete(e.leases, name)
+	}
+}
