@@ -151,7 +151,7 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 	return res, a.events, nil
 }
 
-func ok() *fsmpb.Result                 { return code(fsmpb.Code_CODE_OK) }
+func ok() *fsmpb.Result               { return code(fsmpb.Code_CODE_OK) }
 func code(c fsmpb.Code) *fsmpb.Result { return &fsmpb.Result{Code: c} }
 
 // request runs fn once per (session, seq), caching its result.
@@ -199,10 +199,22 @@ func (a *applier) openSession(c *fsmpb.OpenSession) *fsmpb.Result {
 	if a.s.sessions[id] != nil {
 		return ok()
 	}
-	a.s.sessions[id] = &session{
+	sess := &session{
 		id: id, ttl: c.GetTtlNs(), node: c.GetNode(),
 		results: map[uint64]*fsmpb.Result{}, names: map[string]int{},
 	}
+	// A TTL lease outlives the expiry of its session. If that session's ID
+	// is opened again, the new session owns the lease, exactly as Restore
+	// would count it (the snapshot cannot tell the two sessions apart);
+	// otherwise the names index undercounts and replicas that restored a
+	// snapshot diverge from those that did not. Only the counts depend on
+	// the map order here, so the iteration is deterministic in effect.
+	for name, l := range a.s.locks {
+		if l.holder != nil && l.holder.claim.session == id {
+			sess.names[name]++
+		}
+	}
+	a.s.sessions[id] = sess
 	a.events = append(a.events, Event{Kind: EventSessionOpened, Session: id, TTL: time.Duration(c.GetTtlNs())})
 	return ok()
 }

@@ -40,6 +40,10 @@ type client struct {
 	leases   map[leaseKey]*lease
 	closed   bool
 
+	// renew sends one keep-alive for a session and reports whether the
+	// leader acknowledged it.
+	renew func(session uint64) bool
+
 	lost    chan struct{} // buffered 1: the store expired the session
 	acked   chan time.Time
 	stop    chan struct{}
@@ -69,6 +73,7 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 		lost:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
+		renew:    n.exp.keepAlive,
 	}
 	sent := time.Now()
 	if err := c.openSession(ctx); err != nil {
@@ -127,10 +132,10 @@ func (c *client) keepAlive(sent time.Time) {
 			return
 		case <-tick.C:
 			c.mu.Lock()
-			id := c.sess
+			id, renew := c.sess, c.renew
 			c.mu.Unlock()
 			sent := time.Now()
-			if c.n.exp.keepAlive(id) {
+			if renew(id) {
 				watch.Reset(time.Until(sent.Add(c.ttl - driftMargin(c.ttl))))
 				continue
 			}

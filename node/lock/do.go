@@ -20,7 +20,7 @@ const releaseTimeout = 10 * time.Second
 // but the lease ended before fn returned, the lease's Err: the work may have
 // overlapped another holder and the caller must treat it as not done under
 // the lock. A Release error after a successful fn is returned too, unless it
-// is ErrNotHeld.
+// is ErrNotHeld. If fn panics, Do releases the lease and lets the panic go on.
 func Do(ctx context.Context, l Locker, name string, fn func(ctx context.Context) error, opts ...Option) error {
 	lease, err := l.Acquire(ctx, name, opts...)
 	if err != nil {
@@ -28,7 +28,18 @@ func Do(ctx context.Context, l Locker, name string, fn func(ctx context.Context)
 	}
 	fnCtx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(lease.Context(), func() { cancel(context.Cause(lease.Context())) })
+	returned := false
+	defer func() {
+		if !returned { // fn panicked or called runtime.Goexit: release, and let it unwind
+			stop()
+			cancel(nil)
+			relCtx, relCancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+			defer relCancel()
+			_ = lease.Release(relCtx)
+		}
+	}()
 	fnErr := fn(withToken(fnCtx, lease.Token()))
+	returned = true
 	stop()
 	cancel(nil)
 

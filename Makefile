@@ -1,0 +1,28 @@
+# quorumlock — build and test entry points. `make test` is what CI runs.
+GO ?= go
+PKGS := ./...
+
+.PHONY: test vet fmt-check race generate fuzz bench tools
+
+test: vet fmt-check race
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+race:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Regenerate fsm/fsmpb from fsm.proto (needs Debian's protobuf-compiler).
+generate:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./fsm/...
+
+# Run each decoder fuzzer for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./fsm
+	$(GO) test -run='^$$' -fuzz=FuzzRestore -fuzztime=$(FUZZTIME) ./fsm

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRun_SellsExactlyTheTickets(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+		sold int
+	}{
+		{nil, "SUMMARY tickets=5 sold=5 buyers=20 oversold=0", 5},
+		{[]string{"-buyers", "3", "-tickets", "10"}, "SUMMARY tickets=10 sold=3 buyers=3 oversold=0", 3},
+		{[]string{"-buyers", "4", "-tickets", "0"}, "SUMMARY tickets=0 sold=0 buyers=4 oversold=0", 0},
+	} {
+		var out bytes.Buffer
+		require.NoError(t, run(tc.args, &out))
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		assert.Equal(t, tc.want, lines[len(lines)-1])
+		assert.Equal(t, tc.sold, strings.Count(out.String(), "bought ticket"))
+	}
+}
+
+func TestRun_RejectsBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-buyers", "0"}, {"-tickets", "-1"}, {"-backend", "etcd"}, {"-timeout", "0s"}, {"extra"},
+	} {
+		assert.Error(t, run(args, &bytes.Buffer{}), "%q", args)
+	}
+}
+
+func TestStore_RejectsStaleTokens(t *testing.T) {
+	s := &store{left: 2}
+	_, ok, err := s.sale(10)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	_, _, err = s.sale(9)
+	assert.ErrorIs(t, err, errFenced)
+	assert.Equal(t, 0, s.oversold(2))
+}

@@ -1,0 +1,21 @@
+// Package node embeds a replica of quorumlock's lock state machine in the
+// application, under hashicorp/raft, and serves lock.Locker on it.
+//
+// The zero Config is the embedded default: one in-memory node, the leader
+// as soon as New returns, nothing on disk. Config.DataDir makes the node
+// durable; a node restarted on the same DataDir keeps every lease, queue
+// and token counter.
+//
+//	n, err := node.New(node.Config{DataDir: "/var/lib/myapp/locks"})
+//	if err != nil { ... }
+//	defer n.Close()
+//	lease, err := n.Acquire(ctx, "schema-migration")
+//	if err != nil { ... }
+//	defer lease.Release(context.Background())
+//	migrate(lease.Context(), lease.Token())
+//
+// A Node is itself a lock.Locker (one session); NewLocker returns further
+// independent clients on the same node. Fencing tokens are the Raft log
+// index of the entry that granted the lease. See DESIGN.md for how expiry,
+// hand-off and durability work and why.
+package node
