@@ -36,6 +36,7 @@ type client struct {
 	ttl      time.Duration
 	seq      uint64
 	inflight map[uint64]struct{} // seqs proposed and not yet answered
+	window   *sync.Cond          // on mu: signalled when inflight shrinks
 	waiters  map[uint64]*waiter  // by seq of the Acquire
 	leases   map[leaseKey]*lease
 	closed   bool
@@ -75,6 +76,7 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 		stopped:  make(chan struct{}),
 		renew:    n.exp.keepAlive,
 	}
+	c.window = sync.NewCond(&c.mu)
 	sent := time.Now()
 	if err := c.openSession(ctx); err != nil {
 		return nil, err
@@ -236,21 +238,35 @@ func (c *client) request(ctx context.Context, build func(req *fsmpb.Request) *fs
 	return res, err
 }
 
-// nextRequest allocates a sequence number; c.mu held.
+// maxWindow bounds how far a client's newest sequence number may run ahead
+// of its oldest unanswered one. The state machine caches at most
+// fsm.MaxCachedResults results per session and forgets the lowest beyond
+// that; keeping the window below it means a slow request is never
+// forgotten before it is applied.
+const maxWindow = fsm.MaxCachedResults / 2
+
+// nextRequest allocates a sequence number, waiting while the window is
+// full; c.mu held.
 func (c *client) nextRequest() *fsmpb.Request {
-	c.seq++
-	acked := c.seq
-	for s := range c.inflight {
-		acked = min(acked, s)
+	for {
+		oldest := c.seq + 1
+		for s := range c.inflight {
+			oldest = min(oldest, s)
+		}
+		if c.seq+1-oldest < maxWindow {
+			c.seq++
+			c.inflight[c.seq] = struct{}{}
+			return &fsmpb.Request{Session: c.sess, Seq: c.seq, AckedBelow: oldest}
+		}
+		c.window.Wait()
 	}
-	c.inflight[c.seq] = struct{}{}
-	return &fsmpb.Request{Session: c.sess, Seq: c.seq, AckedBelow: acked}
 }
 
 func (c *client) done(seq uint64) {
 	c.mu.Lock()
 	delete(c.inflight, seq)
 	c.mu.Unlock()
+	c.window.Broadcast()
 }
 
 func (c *client) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {

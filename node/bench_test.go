@@ -1,0 +1,66 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/node/lock"
+)
+
+// BenchmarkNode measures acquire+release per op on one node, in memory and
+// durable: W1 one worker, W2 16 workers on their own names, W3 16 workers
+// on one name (every op a hand-off).
+func BenchmarkNode(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		for _, w := range []struct {
+			name    string
+			workers int
+			shared  bool
+		}{{"W1", 1, false}, {"W2", 16, false}, {"W3", 16, true}} {
+			store := "mem"
+			if durable {
+				store = "disk"
+			}
+			b.Run(store+"/"+w.name, func(b *testing.B) {
+				cfg := Config{}
+				if durable {
+					cfg.DataDir = b.TempDir()
+				}
+				n, err := New(cfg)
+				require.NoError(b, err)
+				defer n.Close()
+				ctx := context.Background()
+				lockers := make([]lock.Locker, w.workers)
+				for i := range lockers {
+					lockers[i], err = n.NewLocker(ctx)
+					require.NoError(b, err)
+				}
+				var next atomic.Int64
+				b.SetParallelism((w.workers + 1) / 2) // 2 cores here; RunParallel multiplies by GOMAXPROCS
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					i := int(next.Add(1)-1) % w.workers
+					name := fmt.Sprintf("bench-%d", i)
+					if w.shared {
+						name = "bench-shared"
+					}
+					for pb.Next() {
+						l, err := lockers[i].Acquire(ctx, name)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if err := l.Release(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package locktest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// faultEnv names the fault that TestRun_reference plants in the reference
+// store; TestRun_detectsFaults sets it in a child process.
+const faultEnv = "LOCKTEST_REFERENCE_FAULT"
+
+func TestRun_reference(t *testing.T) {
+	f := fault(os.Getenv(faultEnv))
+	opts := []Option{FIFO()}
+	if f != "" {
+		// The suite is expected to fail: fail fast.
+		opts = append(opts, func(c *config) { c.wait = 2 * time.Second })
+	}
+	Run(t, newRefStore(f).newLocker, opts...)
+}
+
+func TestRun_options(t *testing.T) {
+	// Without FIFO the FIFO subtest is skipped; NamePrefix is used as is.
+	// A clean run leaves nothing behind in the store.
+	s := newRefStore("")
+	Run(t, s.newLocker, NamePrefix("explicit-prefix/"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	assert.Empty(t, s.names, "names left held or queued in the store after a clean run")
+}
+
+// A fault is one bug planted in the reference store.
+type fault string
+
+const (
+	faultLIFO             fault = "lifo"               // serves the newest waiter first
+	faultReentrant        fault = "reentrant"          // a Locker may take a name it holds again
+	faultDoubleGrant      fault = "double-grant"       // a hand-off grants two waiters
+	faultLostWakeup       fault = "lost-wakeup"        // Release does not wake waiters
+	faultKeepCancelled    fault = "keep-cancelled"     // a cancelled waiter stays queued
+	faultCancelRaceLeak   fault = "cancel-race-leak"   // a grant that raced a cancel is kept
+	faultStaleRelease     fault = "stale-release"      // Release of an ended lease releases the holder
+	faultNoExpiry         fault = "no-expiry"          // TTL leases never expire
+	faultEarlyExpiry      fault = "early-expiry"       // TTL leases expire after half their TTL
+	faultRefreshNoop      fault = "refresh-noop"       // Refresh does not extend a TTL lease
+	faultTokenReset       fault = "token-reset"        // tokens count per name and restart when it is free
+	faultCloseKeepsLeases fault = "close-keeps-leases" // Close withdraws waiters but keeps leases
+	faultLateValidation   fault = "late-validation"    // TryAcquire checks options after the holder
+	faultInspectNoOwner   fault = "inspect-no-owner"   // Inspect drops Owner
+	faultCaseFold         fault = "case-fold"          // names are case-insensitive
+)
+
+// TestRun_detectsFaults runs the suite against the reference store with one
+// planted bug at a time, in a child process, and checks that the subtest
+// meant to catch it fails.
+func TestRun_detectsFaults(t *testing.T) {
+	if os.Getenv(faultEnv) != "" {
+		t.Skip("in a child process")
+	}
+	if testing.Short() {
+		t.Skip("starts a process per fault")
+	}
+	for _, c := range []struct {
+		fault   fault
+		subtest string
+		want    string // in the failure message
+	}{
+		{faultLIFO, "FIFO", "waiters must be served in queue order"},
+		{faultReentrant, "TryAcquireHeld", "TryAcquire of a held name from the holder's own Locker"},
+		{faultReentrant, "NotReentrant", "leases are not reentrant"},
+		{faultDoubleGrant, "MutualExclusion", "holders inside the critical section (I1)"},
+		{faultDoubleGrant, "Handoff", "is not the holder's token"},
+		{faultLostWakeup, "Handoff", "a waiter must be granted when the name is released (I4)"},
+		{faultKeepCancelled, "AcquireCanceled", "a cancelled Acquire must withdraw its request"},
+		{faultKeepCancelled, "AcquireDeadline", "an Acquire past its deadline must withdraw its request"},
+		{faultCancelRaceLeak, "AcquireCancelRace", "a grant that raced the cancellation must be released"},
+		{faultStaleRelease, "ReleaseTwice", "a stale Release must not end the next holder's lease"},
+		{faultNoExpiry, "TTLExpiry", "waiter not granted within"},
+		{faultEarlyExpiry, "TTLExpiry", "the waiter was granted before the holder's TTL ran out"},
+		{faultRefreshNoop, "RefreshExtendsTTL", "TTL lease"},
+		{faultTokenReset, "TokensIncrease", "token must exceed every earlier token of the name"},
+		{faultCloseKeepsLeases, "Close", "lease when its Locker's Close returns: Done must be closed"},
+		{faultLateValidation, "InvalidInput", "TryAcquire of a held name with WithTTL(50ms)"},
+		{faultInspectNoOwner, "Inspect", "Inspect of a held session lease"},
+		{faultCaseFold, "ValidNames", "distinct names must be distinct locks"},
+	} {
+		t.Run(string(c.fault)+"/"+c.subtest, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0],
+				"-test.run=^TestRun_reference$/^"+c.subtest+"$", "-test.count=1", "-test.timeout=50s")
+			cmd.Env = append(os.Environ(), faultEnv+"="+string(c.fault))
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			require.True(t, errors.As(err, &exit), "the suite passed against the fault %q (err %v):\n%s", c.fault, err, out)
+			assert.Contains(t, string(out), "--- FAIL: TestRun_reference/"+c.subtest+" (", "output:\n%s", out)
+			assert.Contains(t, string(out), c.want, "the subtest failed for another reason; output:\n%s", out)
+			assert.NotContains(t, string(out), "panic:", "output:\n%s", out)
+		})
+	}
+}
