@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test vet fmt-check race generate fuzz bench tools
+.PHONY: test vet fmt-check race lint generate fuzz
 
 test: vet fmt-check race
 
@@ -15,6 +15,17 @@ fmt-check:
 
 race:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# golangci-lint with depguard (the dependency direction of DESIGN.md),
+# forbidigo (no clocks in fsm/, no printing) and errorlint; see .golangci.yml.
+GOLANGCI_VERSION := v2.15.0
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+lint:
+	@if ! $(GOBIN_DIR)/golangci-lint version 2>/dev/null | grep -q "$(GOLANGCI_VERSION:v%=%)"; then \
+		echo "installing golangci-lint $(GOLANGCI_VERSION)"; \
+		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION); \
+	fi
+	$(GOBIN_DIR)/golangci-lint run ./...
 
 # Regenerate fsm/fsmpb from fsm.proto (needs Debian's protobuf-compiler).
 generate:

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
@@ -54,13 +55,16 @@ func claimFromPB(c *fsmpb.Claim) claim {
 func Restore(data []byte) (*State, error) {
 	var snap fsmpb.Snapshot
 	if err := proto.Unmarshal(data, &snap); err != nil {
-		return nil, fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: snapshot: %w", ErrCorrupt, err)
 	}
 	if snap.GetVersion() != SnapshotVersion {
 		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrSnapshotVersion, snap.GetVersion(), SnapshotVersion)
 	}
 	corrupt := func(format string, args ...any) error {
 		return fmt.Errorf("%w: snapshot: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	if hasUnknown(snap.ProtoReflect()) {
+		return nil, corrupt("fields unknown to version %d", SnapshotVersion)
 	}
 	s := New()
 	for _, ps := range snap.GetSessions() {
@@ -128,4 +132,29 @@ func restoreClaim(s *State, name string, c *fsmpb.Claim) (claim, error) {
 		sess.names[name]++
 	}
 	return claimFromPB(c), nil
+}
+
+// hasUnknown reports whether m, or a message inside it, carries fields this
+// build does not know. In a command that is forward compatibility; in a
+// snapshot of a known version it is corruption (a flipped wire type turns a
+// whole session or lock into an unknown field) or a format change without a
+// version bump, and restoring would silently drop state.
+func hasUnknown(m protoreflect.Message) bool {
+	if len(m.GetUnknown()) > 0 {
+		return true
+	}
+	found := false
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Message() == nil || fd.IsMap():
+		case fd.IsList():
+			for i := 0; i < v.List().Len() && !found; i++ {
+				found = hasUnknown(v.List().Get(i).Message())
+			}
+		default:
+			found = hasUnknown(v.Message())
+		}
+		return !found
+	})
+	return found
 }

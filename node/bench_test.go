@@ -32,7 +32,7 @@ func BenchmarkNode(b *testing.B) {
 				}
 				n, err := New(cfg)
 				require.NoError(b, err)
-				defer n.Close()
+				defer func() { _ = n.Close() }()
 				ctx := context.Background()
 				lockers := make([]lock.Locker, w.workers)
 				for i := range lockers {

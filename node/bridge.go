@@ -113,7 +113,7 @@ func (b *bridge) Snapshot() (raft.FSMSnapshot, error) {
 // Restore implements raft.FSM: the new state replaces the old one under the
 // write lock, or not at all.
 func (b *bridge) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	data, err := io.ReadAll(rc)
 	if err != nil {
 		return fmt.Errorf("node: read snapshot: %w", err)

@@ -46,7 +46,6 @@ type client struct {
 	renew func(session uint64) bool
 
 	lost    chan struct{} // buffered 1: the store expired the session
-	acked   chan time.Time
 	stop    chan struct{}
 	stopped chan struct{}
 }

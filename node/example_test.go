@@ -14,7 +14,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer n.Close()
+	defer func() { _ = n.Close() }()
 
 	lease, err := n.Acquire(ctx, "schema-migration", lock.WithOwner("replica-1"))
 	if err != nil {

@@ -70,7 +70,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.bridge = newBridge(n.dispatch, nil)
 	if err := n.startRaft(); err != nil {
-		n.closeStores()
+		_ = n.closeStores()
 		return nil, err
 	}
 	n.wg.Add(2)
@@ -258,11 +258,11 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, 
 func (n *Node) raftErr(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return fmt.Errorf("%w: %v", lock.ErrClosed, err)
+		return fmt.Errorf("%w: %w", lock.ErrClosed, err)
 	case ctx.Err() != nil:
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
 	default:
-		return fmt.Errorf("%w: %v", lock.ErrNoQuorum, err)
+		return fmt.Errorf("%w: %w", lock.ErrNoQuorum, err)
 	}
 }
 

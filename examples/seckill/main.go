@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -137,7 +138,7 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer n.Close()
+	defer func() { _ = n.Close() }()
 
 	st := &store{left: cfg.tickets}
 	lines := make([]string, cfg.buyers)
@@ -152,7 +153,7 @@ func run(args []string, out io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer buyer.Close()
+			defer func() { _ = buyer.Close() }()
 			<-start
 			err := lock.Do(ctx, buyer, "seckill/tickets", func(ctx context.Context) error {
 				token, _ := lock.TokenFromContext(ctx)
@@ -180,11 +181,13 @@ func run(args []string, out io.Writer) error {
 	}
 	// Print in grant order (by token), the order the sales happened.
 	sort.SliceStable(lines, func(a, b int) bool { return tokenOf(lines[a]) < tokenOf(lines[b]) })
+	var report strings.Builder
 	for _, l := range lines {
-		fmt.Fprintln(out, l)
+		report.WriteString(l + "\n")
 	}
-	fmt.Fprintf(out, "SUMMARY tickets=%d sold=%d buyers=%d oversold=%d\n", cfg.tickets, st.sold, cfg.buyers, st.oversold(cfg.tickets))
-	return nil
+	fmt.Fprintf(&report, "SUMMARY tickets=%d sold=%d buyers=%d oversold=%d\n", cfg.tickets, st.sold, cfg.buyers, st.oversold(cfg.tickets))
+	_, err = io.WriteString(out, report.String())
+	return err
 }
 
 func tokenOf(line string) uint64 {
