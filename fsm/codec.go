@@ -51,14 +51,15 @@ func Encode(cmd *fsmpb.Command) ([]byte, error) {
 	return b, nil
 }
 
-// Decode unmarshals a log entry. Errors wrap ErrCorrupt (or ErrTooLarge).
+// Decode unmarshals a log entry. Errors wrap ErrCorrupt; an entry over
+// MaxCommandSize also wraps ErrTooLarge.
 func Decode(data []byte) (*fsmpb.Command, error) {
 	if len(data) > MaxCommandSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxCommandSize)
+		return nil, fmt.Errorf("%w: %w: %d bytes, limit %d", ErrCorrupt, ErrTooLarge, len(data), MaxCommandSize)
 	}
 	cmd := new(fsmpb.Command)
 	if err := proto.Unmarshal(data, cmd); err != nil {
-		return nil, fmt.Errorf("%w: command: %v", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: command: %w", ErrCorrupt, err)
 	}
 	return cmd, nil
 }

@@ -76,6 +76,9 @@ func Restore(data []byte) (*State, error) {
 			id: id, ttl: ps.GetTtlNs(), node: ps.GetNode(), ackedBelow: ps.GetAckedBelow(),
 			results: map[uint64]*fsmpb.Result{}, names: map[string]int{},
 		}
+		if len(ps.GetResults()) > MaxCachedResults {
+			return nil, corrupt("session %d: %d cached results, limit %d", id, len(ps.GetResults()), MaxCachedResults)
+		}
 		for _, r := range ps.GetResults() {
 			if r.GetResult() == nil || r.GetSeq() < sess.ackedBelow {
 				return nil, corrupt("session %d: bad cached result %d", id, r.GetSeq())

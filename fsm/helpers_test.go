@@ -1,0 +1,247 @@
+package fsm
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+// Command builders. Every request-carrying builder takes (session, seq);
+// acked_below is left 0 unless set with withAcked.
+
+const sessTTL = 10 * time.Second
+
+func rq(session, seq uint64) *fsmpb.Request {
+	return &fsmpb.Request{Session: session, Seq: seq}
+}
+
+func cmdOpen(session uint64, ttl time.Duration, node string) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{
+		Req: rq(session, 0), TtlNs: int64(ttl), Node: node,
+	}}}
+}
+
+func cmdClose(session, seq uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_CloseSession{CloseSession: &fsmpb.CloseSession{Req: rq(session, seq)}}}
+}
+
+func cmdExpireSession(session uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_ExpireSession{ExpireSession: &fsmpb.ExpireSession{Session: session}}}
+}
+
+type acqOpt func(*fsmpb.Acquire)
+
+func withTTL(d time.Duration) acqOpt { return func(a *fsmpb.Acquire) { a.TtlNs = int64(d) } }
+func withOwner(o string) acqOpt      { return func(a *fsmpb.Acquire) { a.Owner = o } }
+func withTry() acqOpt                { return func(a *fsmpb.Acquire) { a.Try = true } }
+
+func cmdAcquire(session, seq uint64, name string, opts ...acqOpt) *fsmpb.Command {
+	a := &fsmpb.Acquire{Req: rq(session, seq), Name: name}
+	for _, o := range opts {
+		o(a)
+	}
+	return &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: a}}
+}
+
+func cmdRelease(session, seq uint64, name string, token uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_Release{Release: &fsmpb.Release{Req: rq(session, seq), Name: name, Token: token}}}
+}
+
+func cmdRefresh(session, seq uint64, name string, token uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_Refresh{Refresh: &fsmpb.Refresh{Req: rq(session, seq), Name: name, Token: token}}}
+}
+
+func cmdCancel(session, seq uint64, name string, claim uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{Req: rq(session, seq), Name: name, Claim: claim}}}
+}
+
+func cmdExpireLease(name string, token, gen uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_ExpireLease{ExpireLease: &fsmpb.ExpireLease{Name: name, Token: token, Generation: gen}}}
+}
+
+// withStamp sets the leader stamp of cmd.
+func withStamp(cmd *fsmpb.Command, stamp int64) *fsmpb.Command {
+	cmd.StampUnixNano = stamp
+	return cmd
+}
+
+// withAcked sets acked_below on the request of cmd.
+func withAcked(cmd *fsmpb.Command, ackedBelow uint64) *fsmpb.Command {
+	reqOf(cmd).AckedBelow = ackedBelow
+	return cmd
+}
+
+// reqOf returns the Request of cmd, or nil for commands without one.
+func reqOf(cmd *fsmpb.Command) *fsmpb.Request {
+	switch op := cmd.GetOp().(type) {
+	case *fsmpb.Command_OpenSession:
+		return op.OpenSession.GetReq()
+	case *fsmpb.Command_CloseSession:
+		return op.CloseSession.GetReq()
+	case *fsmpb.Command_Acquire:
+		return op.Acquire.GetReq()
+	case *fsmpb.Command_Release:
+		return op.Release.GetReq()
+	case *fsmpb.Command_Refresh:
+		return op.Refresh.GetReq()
+	case *fsmpb.Command_Cancel:
+		return op.Cancel.GetReq()
+	}
+	return nil
+}
+
+// Result builders.
+
+func res(c fsmpb.Code) *fsmpb.Result { return &fsmpb.Result{Code: c} }
+
+func resOK() *fsmpb.Result { return res(fsmpb.Code_CODE_OK) }
+
+func resGranted(token, claim uint64) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_GRANTED, Token: token, Claim: claim}
+}
+
+func resQueued(claim uint64) *fsmpb.Result {
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_QUEUED, Claim: claim}
+}
+
+// mustApply applies cmds at indexes 1, 2, ... and returns the state.
+func mustApply(t testing.TB, cmds ...*fsmpb.Command) *State {
+	t.Helper()
+	s := New()
+	for i, cmd := range cmds {
+		_, _, err := s.Apply(uint64(i+1), cmd)
+		require.NoError(t, err, "setup command %d: %v", i+1, cmd)
+	}
+	return s
+}
+
+func mustSnapshot(t testing.TB, s *State) []byte {
+	t.Helper()
+	b, err := s.Snapshot()
+	require.NoError(t, err)
+	return b
+}
+
+// decodeSnapshot returns the protobuf view of s.
+func decodeSnapshot(t testing.TB, s *State) *fsmpb.Snapshot {
+	t.Helper()
+	var snap fsmpb.Snapshot
+	require.NoError(t, proto.Unmarshal(mustSnapshot(t, s), &snap))
+	return &snap
+}
+
+// locksOf returns the locks part of the snapshot of s (nil if none).
+func locksOf(t testing.TB, s *State) []*fsmpb.Lock {
+	t.Helper()
+	return decodeSnapshot(t, s).GetLocks()
+}
+
+// queueOf returns the claim IDs queued on name, in order.
+func queueOf(s *State, name string) []uint64 {
+	l := s.locks[name]
+	if l == nil {
+		return nil
+	}
+	var ids []uint64
+	for _, cl := range l.queue {
+		ids = append(ids, cl.id)
+	}
+	return ids
+}
+
+// cachedSeqs returns the seqs with a cached result in session id.
+func cachedSeqs(s *State, id uint64) []uint64 {
+	sess := s.sessions[id]
+	if sess == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(sess.results))
+}
+
+// checkInvariants verifies the structural invariants of s. It returns an
+// error rather than failing so that the property test and the fuzzers can
+// add their own context.
+func checkInvariants(s *State) error {
+	var snap fsmpb.Snapshot
+	b, err := s.Snapshot()
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(b, &snap); err != nil {
+		return err
+	}
+	sessions := map[uint64]bool{}
+	for _, ps := range snap.GetSessions() {
+		sessions[ps.GetId()] = true
+		if n := len(ps.GetResults()); n > MaxCachedResults {
+			return fmt.Errorf("session %d caches %d results", ps.GetId(), n)
+		}
+		for _, r := range ps.GetResults() {
+			if r.GetSeq() < ps.GetAckedBelow() {
+				return fmt.Errorf("session %d caches seq %d below acked %d", ps.GetId(), r.GetSeq(), ps.GetAckedBelow())
+			}
+		}
+	}
+	// want[session][name] = number of claims (held or queued) of that live
+	// session on name: the session's names index must match it.
+	want := map[uint64]map[string]int{}
+	count := func(session uint64, name string) {
+		if !sessions[session] {
+			return
+		}
+		if want[session] == nil {
+			want[session] = map[string]int{}
+		}
+		want[session][name]++
+	}
+	for _, pl := range snap.GetLocks() {
+		name := pl.GetName()
+		h := pl.GetHolder()
+		if h == nil {
+			// No holder: either an empty lock that should have been deleted,
+			// or waiters nobody will wake (I4).
+			return fmt.Errorf("lock %q has no holder (queue %d)", name, len(pl.GetQueue()))
+		}
+		if h.GetToken() == 0 || h.GetGeneration() < h.GetToken() {
+			return fmt.Errorf("lock %q: token %d generation %d", name, h.GetToken(), h.GetGeneration())
+		}
+		hc := h.GetClaim()
+		if hc.GetTtlNs() == 0 && !sessions[hc.GetSession()] {
+			return fmt.Errorf("lock %q: session lease of dead session %d", name, hc.GetSession())
+		}
+		count(hc.GetSession(), name)
+		for _, qc := range pl.GetQueue() {
+			if !sessions[qc.GetSession()] {
+				return fmt.Errorf("lock %q: queued claim %d of dead session %d", name, qc.GetId(), qc.GetSession())
+			}
+			count(qc.GetSession(), name)
+		}
+	}
+	if len(s.sessions) != len(sessions) || len(s.locks) != len(snap.GetLocks()) {
+		return fmt.Errorf("snapshot has %d sessions, %d locks; state %d, %d",
+			len(sessions), len(snap.GetLocks()), len(s.sessions), len(s.locks))
+	}
+	for id, sess := range s.sessions {
+		got := sess.names
+		if len(got) == 0 {
+			got = nil
+		}
+		w := want[id]
+		if !maps.Equal(got, w) {
+			return fmt.Errorf("session %d names index %v, claims say %v", id, got, w)
+		}
+	}
+	return nil
+}
+
+func requireInvariants(t testing.TB, s *State) {
+	t.Helper()
+	require.NoError(t, checkInvariants(s))
+}

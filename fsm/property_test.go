@@ -1,0 +1,369 @@
+package fsm
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+var (
+	propSeed  = flag.Uint64("prop.seed", 0, "run TestState_Property for this seed only")
+	propSeeds = flag.Int("prop.seeds", 200, "number of seeds TestState_Property runs")
+	propSteps = flag.Int("prop.steps", 300, "commands per history in TestState_Property")
+)
+
+var (
+	propSessions = []uint64{1, 2, 3, 4}
+	propNames    = []string{"a", "b", "c", "d", "é/λ"}
+)
+
+// history generates random command histories. It reads state A (never
+// writes it) to pick plausible arguments: current tokens and generations,
+// live sessions, queued claims.
+type history struct {
+	r       *rand.Rand
+	s       *State
+	index   uint64
+	nextSeq map[uint64]uint64
+	acked   map[uint64]uint64
+	reqs    []*fsmpb.Command    // earlier request commands, for retries
+	tokens  map[string][]uint64 // every token granted per name
+	gens    map[string][]uint64 // every generation seen per name
+	claims  map[string][]uint64 // every claim ID per name
+}
+
+func newHistory(seed uint64, s *State) *history {
+	return &history{
+		r:       rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		s:       s,
+		nextSeq: map[uint64]uint64{},
+		acked:   map[uint64]uint64{},
+		tokens:  map[string][]uint64{},
+		gens:    map[string][]uint64{},
+		claims:  map[string][]uint64{},
+	}
+}
+
+func (h *history) pick(xs []uint64) uint64 {
+	if len(xs) == 0 {
+		return h.r.Uint64N(h.index + 2)
+	}
+	return xs[h.r.IntN(len(xs))]
+}
+
+func (h *history) name() string { return propNames[h.r.IntN(len(propNames))] }
+
+// session returns a live session most of the time, else any session of the
+// pool (possibly dead, possibly never opened).
+func (h *history) session() uint64 {
+	if live := h.s.Sessions(); len(live) > 0 && h.r.IntN(100) < 85 {
+		return live[h.r.IntN(len(live))].ID
+	}
+	return propSessions[h.r.IntN(len(propSessions))]
+}
+
+// req returns the next request of session id, sometimes advancing (or
+// overshooting) acked_below.
+func (h *history) req(id uint64) *fsmpb.Request {
+	h.nextSeq[id]++
+	seq := h.nextSeq[id]
+	switch n := h.r.IntN(100); {
+	case n < 25:
+		h.acked[id] = max(h.acked[id], h.acked[id]+h.r.Uint64N(seq-h.acked[id]+1))
+	case n < 28:
+		// Over-eager client: acked_below beyond the seq in hand.
+		return &fsmpb.Request{Session: id, Seq: seq, AckedBelow: seq + 1 + h.r.Uint64N(5)}
+	}
+	return &fsmpb.Request{Session: id, Seq: seq, AckedBelow: h.acked[id]}
+}
+
+// next returns the command for entry h.index+1.
+func (h *history) next() *fsmpb.Command {
+	h.index++
+	cmd := h.gen()
+	cmd.StampUnixNano = int64(h.index) * int64(time.Millisecond)
+	if reqOf(cmd) != nil {
+		if _, isOpen := cmd.GetOp().(*fsmpb.Command_OpenSession); !isOpen {
+			h.reqs = append(h.reqs, cmd)
+		}
+	}
+	return cmd
+}
+
+func (h *history) gen() *fsmpb.Command {
+	r := h.r
+	switch n := r.IntN(110); {
+	case n < 8: // open
+		id := propSessions[r.IntN(len(propSessions))]
+		ttl := sessTTL
+		switch r.IntN(40) {
+		case 0:
+			id = 0
+		case 1:
+			ttl = -time.Second
+		}
+		return cmdOpen(id, ttl, fmt.Sprintf("node-%d", r.IntN(3)))
+	case n < 12: // close
+		id := h.session()
+		return &fsmpb.Command{Op: &fsmpb.Command_CloseSession{CloseSession: &fsmpb.CloseSession{Req: h.req(id)}}}
+	case n < 17: // expire session, often stale
+		return cmdExpireSession(propSessions[r.IntN(len(propSessions))])
+	case n < 47: // acquire
+		id := h.session()
+		a := &fsmpb.Acquire{Req: h.req(id), Name: h.name(), Owner: fmt.Sprintf("o%d", r.IntN(4))}
+		if r.IntN(2) == 0 {
+			a.TtlNs = int64(time.Second)
+		}
+		a.Try = r.IntN(5) == 0
+		switch r.IntN(40) {
+		case 0:
+			a.Name = "bad\x00name"
+		case 1:
+			a.TtlNs = int64(time.Millisecond)
+		}
+		return &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: a}}
+	case n < 59: // release
+		name := h.name()
+		return &fsmpb.Command{Op: &fsmpb.Command_Release{Release: &fsmpb.Release{
+			Req: h.req(h.session()), Name: name, Token: h.token(name),
+		}}}
+	case n < 67: // refresh
+		name := h.name()
+		return &fsmpb.Command{Op: &fsmpb.Command_Refresh{Refresh: &fsmpb.Refresh{
+			Req: h.req(h.session()), Name: name, Token: h.token(name),
+		}}}
+	case n < 77: // cancel
+		name := h.name()
+		claim := h.pick(h.claims[name])
+		if li := h.s.Lock(name); li.Held && r.IntN(3) == 0 {
+			claim = li.Claim
+		}
+		return &fsmpb.Command{Op: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{
+			Req: h.req(h.session()), Name: name, Claim: claim,
+		}}}
+	case n < 85: // expire lease, often stale
+		name := h.name()
+		li := h.s.Lock(name)
+		token, gen := li.Token, li.Generation
+		if !li.Held || r.IntN(3) == 0 {
+			token = h.pick(h.tokens[name])
+		}
+		if !li.Held || r.IntN(3) == 0 {
+			gen = h.pick(h.gens[name])
+		}
+		return cmdExpireLease(name, token, gen)
+	case n < 105: // retry an earlier request, unchanged
+		if len(h.reqs) == 0 {
+			return cmdExpireSession(propSessions[0])
+		}
+		// Recent requests are retried more often than old ones.
+		i := len(h.reqs) - 1 - min(len(h.reqs)-1, int(r.ExpFloat64()*8))
+		return proto.Clone(h.reqs[i]).(*fsmpb.Command)
+	case n < 107: // a newer version's ignorable command
+		return unknownCommand(true)
+	case n < 109: // an ignorable command with no payload at all
+		return &fsmpb.Command{Ignorable: true}
+	default: // a newer version's command that must not be skipped: refused
+		return unknownCommand(false)
+	}
+}
+
+// token returns the current token of name most of the time, else an old or
+// made-up one.
+func (h *history) token(name string) uint64 {
+	if li := h.s.Lock(name); li.Held && h.r.IntN(10) < 7 {
+		return li.Token
+	}
+	return h.pick(h.tokens[name])
+}
+
+// observe records what the events of one entry granted.
+func (h *history) observe(events []Event) {
+	for _, ev := range events {
+		switch ev.Kind {
+		case EventGranted:
+			h.tokens[ev.Name] = append(h.tokens[ev.Name], ev.Token)
+			h.gens[ev.Name] = append(h.gens[ev.Name], ev.Generation)
+			h.claims[ev.Name] = append(h.claims[ev.Name], ev.Claim)
+		case EventRefreshed:
+			h.gens[ev.Name] = append(h.gens[ev.Name], ev.Generation)
+		}
+	}
+	for name := range h.claims {
+		for _, id := range queueOf(h.s, name) {
+			if !slices.Contains(h.claims[name], id) {
+				h.claims[name] = append(h.claims[name], id)
+			}
+		}
+	}
+}
+
+// unknownCommand decodes a command carrying field 30, which v1 does not
+// know: what a newer version's command looks like to this build.
+func unknownCommand(ignorable bool) *fsmpb.Command {
+	b, err := Encode(&fsmpb.Command{Ignorable: ignorable, StampUnixNano: 1})
+	if err != nil {
+		panic(err)
+	}
+	b = protowire.AppendTag(b, 30, protowire.BytesType)
+	b = protowire.AppendBytes(b, []byte("future"))
+	cmd, err := Decode(b)
+	if err != nil {
+		panic(err)
+	}
+	return cmd
+}
+
+// eventModel follows holders through the events and checks I1 and I2.
+type eventModel struct {
+	holder    map[string]uint64 // name → token of the current lease
+	lastToken map[string]uint64
+}
+
+func (m *eventModel) apply(index uint64, events []Event) error {
+	for _, ev := range events {
+		switch ev.Kind {
+		case EventGranted:
+			if tok, held := m.holder[ev.Name]; held {
+				return fmt.Errorf("granted %q (token %d) while token %d holds it", ev.Name, ev.Token, tok)
+			}
+			if ev.Token != index || ev.Generation != index {
+				return fmt.Errorf("granted %q with token %d generation %d at index %d", ev.Name, ev.Token, ev.Generation, index)
+			}
+			if ev.Token <= m.lastToken[ev.Name] {
+				return fmt.Errorf("token of %q went from %d to %d", ev.Name, m.lastToken[ev.Name], ev.Token)
+			}
+			m.holder[ev.Name], m.lastToken[ev.Name] = ev.Token, ev.Token
+		case EventEnded:
+			if tok, held := m.holder[ev.Name]; !held || tok != ev.Token {
+				return fmt.Errorf("ended %q token %d, holder is %d (held %v)", ev.Name, ev.Token, tok, held)
+			}
+			delete(m.holder, ev.Name)
+		case EventRefreshed:
+			if m.holder[ev.Name] != ev.Token || ev.Generation != index {
+				return fmt.Errorf("refreshed %q token %d generation %d at index %d", ev.Name, ev.Token, ev.Generation, index)
+			}
+		}
+	}
+	return nil
+}
+
+// check compares the model's holders with the state.
+func (m *eventModel) check(s *State) error {
+	for _, name := range propNames {
+		li := s.Lock(name)
+		tok, held := m.holder[name]
+		if li.Held != held || li.Token != tok {
+			return fmt.Errorf("lock %q: state says held=%v token=%d, events say held=%v token=%d", name, li.Held, li.Token, held, tok)
+		}
+	}
+	return nil
+}
+
+// TestState_Property applies random histories to two states, one of which
+// is replaced by a restored snapshot of itself halfway, and requires equal
+// results, events and snapshots, and the invariants after every entry.
+func TestState_Property(t *testing.T) {
+	seeds := make([]uint64, 0, *propSeeds)
+	if *propSeed != 0 {
+		seeds = append(seeds, *propSeed)
+	} else {
+		for i := range *propSeeds {
+			seeds = append(seeds, uint64(i+1))
+		}
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Parallel()
+			runProperty(t, seed, *propSteps)
+		})
+	}
+}
+
+func runProperty(t *testing.T, seed uint64, steps int) {
+	a, b := New(), New()
+	h := newHistory(seed, a)
+	model := &eventModel{holder: map[string]uint64{}, lastToken: map[string]uint64{}}
+	restoreAt := 1 + h.r.IntN(max(1, steps-1))
+	// log keeps what happened, formatted only if the test fails.
+	type entry struct {
+		index    uint64
+		cmd      *fsmpb.Command
+		res      *fsmpb.Result
+		events   []Event
+		restored bool
+	}
+	var log []entry
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		var sb strings.Builder
+		for _, e := range log[max(0, len(log)-40):] {
+			if e.restored {
+				fmt.Fprintf(&sb, "-- B restored from its snapshot\n")
+			}
+			fmt.Fprintf(&sb, "%d: %s => {%v} %+v\n", e.index, prototext.MarshalOptions{}.Format(e.cmd), e.res, e.events)
+		}
+		t.Logf("seed %d (rerun: go test ./fsm -run 'TestState_Property/seed=%d$' or -prop.seed=%d); last entries:\n%s",
+			seed, seed, seed, sb.String())
+	}()
+	restored := false
+	for step := 1; step <= steps; step++ {
+		if step == restoreAt {
+			snap := mustSnapshot(t, b)
+			r, err := Restore(snap)
+			require.NoError(t, err, "seed %d: restore at step %d", seed, step)
+			require.Equal(t, snap, mustSnapshot(t, r), "seed %d: restored snapshot differs", seed)
+			b, restored = r, true
+		}
+		cmd := h.next()
+		idx := h.index
+		var before []byte
+		if cmd.GetOp() == nil {
+			before = mustSnapshot(t, a)
+		}
+		resA, evA, errA := a.Apply(idx, cmd)
+		resB, evB, errB := b.Apply(idx, cmd)
+		log = append(log, entry{index: idx, cmd: cmd, res: resA, events: evA, restored: restored})
+		restored = false
+		require.Equal(t, errA, errB, "seed %d index %d: errors differ", seed, idx)
+		if errA != nil {
+			require.ErrorIs(t, errA, ErrUnknownCommand, "seed %d index %d", seed, idx)
+			require.Equal(t, before, mustSnapshot(t, a), "seed %d index %d: failed command changed state", seed, idx)
+			continue
+		}
+		require.True(t, proto.Equal(resA, resB), "seed %d index %d: results differ: A %v, B %v", seed, idx, resA, resB)
+		require.Equal(t, evA, evB, "seed %d index %d: events differ", seed, idx)
+		if cmd.GetOp() == nil {
+			require.Equal(t, fsmpb.Code_CODE_UNSPECIFIED, resA.GetCode(), "seed %d index %d", seed, idx)
+			require.Empty(t, evA, "seed %d index %d", seed, idx)
+			require.Equal(t, before, mustSnapshot(t, a), "seed %d index %d: ignorable command changed state", seed, idx)
+		}
+		require.NoError(t, model.apply(idx, evA), "seed %d index %d", seed, idx)
+		require.NoError(t, model.check(a), "seed %d index %d", seed, idx)
+		require.NoError(t, checkInvariants(a), "seed %d index %d", seed, idx)
+		h.observe(evA)
+		if step%50 == 0 || step == steps {
+			snapA, snapB := mustSnapshot(t, a), mustSnapshot(t, b)
+			require.True(t, bytes.Equal(snapA, snapB), "seed %d index %d: snapshots differ", seed, idx)
+			restored, err := Restore(snapA)
+			require.NoError(t, err, "seed %d index %d", seed, idx)
+			require.NoError(t, checkInvariants(restored), "seed %d index %d: restored state", seed, idx)
+		}
+	}
+	assert.Equal(t, mustSnapshot(t, a), mustSnapshot(t, b), "seed %d: final snapshots differ", seed)
+}
