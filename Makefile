@@ -27,10 +27,10 @@ lint:
 	fi
 	$(GOBIN_DIR)/golangci-lint run ./...
 
-# Regenerate fsm/fsmpb from fsm.proto (needs Debian's protobuf-compiler).
+# Regenerate fsm/fsmpb and node/nodepb from their .proto files (needs Debian's protobuf-compiler).
 generate:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
-	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./fsm/...
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./fsm/... ./node/...
 
 # Run each decoder fuzzer for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

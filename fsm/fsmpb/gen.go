@@ -2,4 +2,4 @@
 // commands, results and snapshots. The Go code is generated and checked in.
 package fsmpb
 
-//go:generate protoc --go_out=. --go_opt=paths=source_relative fsm.proto
+//go:generate protoc -I ../.. --go_out=../.. --go_opt=paths=source_relative fsm/fsmpb/fsm.proto
