@@ -59,6 +59,9 @@
 //
 // The suite waits on channels, or polls Inspect, with generous timeouts (10 s
 // per wait) and never sleeps to synchronise, so that it is reliable on slow
-// machines and under the race detector. It takes a few seconds against an
-// in-process store; TTL checks use TTLs of 300 and 400 ms.
+// machines and under the race detector. Timing enters only as lower bounds
+// (no grant before a TTL has run out) and in RefreshExtendsTTL, which
+// discards an attempt in which the machine itself could not keep a 100 ms
+// refresh schedule, and skips after three such attempts. The suite takes a
+// few seconds against an in-process store; its TTLs are 300 and 400 ms.
 package locktest

@@ -22,22 +22,22 @@ func testMutualExclusion(e *env) {
 	name := e.name("mutex")
 
 	var (
-		inside  atomic.Int32
-		mu      sync.Mutex // guards the fields below; taken inside the critical section
-		last    uint64
-		grants  int
-		faults  []string
-		errs    = make(chan error, workers)
-		lockers = []lock.Locker{e.a, e.b}
+		inside     atomic.Int32
+		mu         sync.Mutex // guards the fields below; taken inside the critical section
+		last       uint64
+		grants     int
+		violations []string
+		errs       = make(chan error, workers)
+		lockers    = []lock.Locker{e.a, e.b}
 	)
 	// One deadline for all 160 hand-offs, generous for slow stores.
 	ctx, cancel := context.WithTimeout(e.t.Context(), 3*e.cfg.wait)
 	defer cancel()
-	fault := func(format string, args ...any) {
+	violation := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(faults) < 10 {
-			faults = append(faults, fmt.Sprintf(format, args...))
+		if len(violations) < 10 {
+			violations = append(violations, fmt.Sprintf(format, args...))
 		}
 	}
 	var wg sync.WaitGroup
@@ -51,7 +51,7 @@ func testMutualExclusion(e *env) {
 					return
 				}
 				if n := inside.Add(1); n != 1 {
-					fault("worker %d round %d: %d holders inside the critical section (I1)", w, r, n)
+					violation("worker %d round %d: %d holders inside the critical section (I1)", w, r, n)
 				}
 				mu.Lock()
 				tok, prev := lease.Token(), last
@@ -59,11 +59,11 @@ func testMutualExclusion(e *env) {
 				grants++
 				mu.Unlock()
 				if tok <= prev {
-					fault("worker %d round %d: token %d after token %d (I2)", w, r, tok, prev)
+					violation("worker %d round %d: token %d after token %d (I2)", w, r, tok, prev)
 				}
 				runtime.Gosched() // give an overlapping holder a chance to show up
 				if n := inside.Load(); n != 1 {
-					fault("worker %d round %d: %d holders inside the critical section (I1)", w, r, n)
+					violation("worker %d round %d: %d holders inside the critical section (I1)", w, r, n)
 				}
 				inside.Add(-1)
 				if err := lease.Release(ctx); err != nil {
@@ -78,7 +78,7 @@ func testMutualExclusion(e *env) {
 	for err := range errs {
 		assert.NoError(e.t, err)
 	}
-	assert.Empty(e.t, faults, "mutual exclusion or fencing violated")
+	assert.Empty(e.t, violations, "mutual exclusion or fencing violated")
 	assert.Equal(e.t, workers*rounds, grants, "grants")
 	e.requireFree(e.a, name, "after every worker released")
 }

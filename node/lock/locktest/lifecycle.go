@@ -3,6 +3,7 @@ package locktest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -304,33 +305,34 @@ func testTTLExpiry(e *env) {
 
 // testRefreshExtendsTTL: a TTL lease refreshed well within its TTL stays held
 // for several TTLs, and expires once refreshing stops.
+//
+// A machine too busy to keep the refresh schedule lets a correct lease
+// expire, so the suite checks only windows in which it kept the schedule:
+// an attempt in which one Refresh and the checks after it ended more than
+// TTL/2 after the previous Refresh began is discarded and made again.
 func testRefreshExtendsTTL(e *env) {
 	const (
-		ttl   = 400 * time.Millisecond
-		every = 100 * time.Millisecond
-		span  = 1200 * time.Millisecond
+		ttl      = 400 * time.Millisecond
+		every    = 100 * time.Millisecond
+		span     = 1200 * time.Millisecond
+		attempts = 3
 	)
-	name := e.name("refresh")
-	holder := e.acquire(e.a, name, lock.WithTTL(ttl))
-	start := time.Now()
-	lastRefresh := start // no later than the store's last extension
-
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for time.Since(start) < span {
-		<-tick.C
-		at := time.Now()
-		require.NoError(e.t, holder.Refresh(e.ctx()), "Refresh %v after the grant of a %v TTL lease", at.Sub(start), ttl)
-		lastRefresh = at
-		require.False(e.t, isClosed(holder.Done()), "lease ended %v after its grant although refreshed every %v (TTL %v): %v",
-			time.Since(start), every, ttl, holder.Err())
-		lease, err := e.b.TryAcquire(e.ctx(), name)
-		if err == nil {
-			_ = lease.Release(e.ctx())
+	var (
+		holder      lock.Lease
+		lastRefresh time.Time // no later than the store's last extension of holder
+		name        string
+	)
+	for attempt := 1; holder == nil; attempt++ {
+		name = e.name("refresh")
+		var late string
+		holder, lastRefresh, late = keepRefreshed(e, name, ttl, every, span)
+		if late != "" {
+			if attempt == attempts {
+				e.t.Skipf("this machine could not keep a %v refresh schedule in %d attempts (last: %s)", every, attempts, late)
+			}
+			e.t.Logf("attempt %d discarded: %s", attempt, late)
 		}
-		require.ErrorIs(e.t, err, lock.ErrHeld, "TryAcquire from the other Locker %v after the grant of a refreshed lease", time.Since(start))
 	}
-	tick.Stop()
 
 	e.waitClosed(holder.Done(), "the lease to expire once refreshing stopped")
 	assertEnded(e, holder, lock.ErrExpired, "after refreshing stopped")
@@ -351,6 +353,39 @@ func testRefreshExtendsTTL(e *env) {
 	assert.GreaterOrEqual(e.t, gotAt.Sub(lastRefresh), ttl-ttlSlack, "the name was granted elsewhere before the TTL since the last Refresh ran out")
 	assert.Greater(e.t, next.Token(), holder.Token(), "token after expiry")
 	e.release(next)
+}
+
+// keepRefreshed acquires name with a TTL and refreshes it every interval
+// for span, checking after each Refresh that the lease is held and that the
+// other Locker cannot take it. It returns the lease and the start of its
+// last Refresh, or, if the machine did not keep the schedule, why not.
+func keepRefreshed(e *env, name string, ttl, every, span time.Duration) (lock.Lease, time.Time, string) {
+	e.t.Helper()
+	start := time.Now() // no later than the grant
+	holder := e.acquire(e.a, name, lock.WithTTL(ttl))
+	prev := start // the start of the last successful Refresh (or of Acquire)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for time.Since(start) < span {
+		<-tick.C
+		at := time.Now()
+		refreshErr := holder.Refresh(e.ctx())
+		doneClosed := isClosed(holder.Done())
+		lease, tryErr := e.b.TryAcquire(e.ctx(), name)
+		if tryErr == nil {
+			_ = lease.Release(e.ctx())
+		}
+		if d := time.Since(prev); d > ttl/2 {
+			_ = holder.Release(e.ctx())
+			return nil, time.Time{}, fmt.Sprintf("a Refresh and the checks after it ended %v after the previous Refresh began (TTL %v)", d, ttl)
+		}
+		require.NoError(e.t, refreshErr, "Refresh %v after the grant of a %v TTL lease refreshed every %v", at.Sub(start), ttl, every)
+		require.False(e.t, doneClosed, "lease ended %v after its grant although refreshed every %v (TTL %v): %v",
+			at.Sub(start), every, ttl, holder.Err())
+		require.ErrorIs(e.t, tryErr, lock.ErrHeld, "TryAcquire from the other Locker %v after the grant of a refreshed lease", time.Since(start))
+		prev = at
+	}
+	return holder, prev, ""
 }
 
 // testClose: Close ends every lease of the Locker, withdraws its queued

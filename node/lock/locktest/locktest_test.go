@@ -75,14 +75,14 @@ func TestRun_detectsFaults(t *testing.T) {
 	for _, c := range []struct {
 		fault   fault
 		subtest string
-		want    string // in the failure message
+		want    string // a regexp matching the failure message
 	}{
 		{faultLIFO, "FIFO", "waiters must be served in queue order"},
 		{faultReentrant, "TryAcquireHeld", "TryAcquire of a held name from the holder's own Locker"},
 		{faultReentrant, "NotReentrant", "leases are not reentrant"},
-		{faultDoubleGrant, "MutualExclusion", "holders inside the critical section (I1)"},
-		{faultDoubleGrant, "Handoff", "is not the holder's token"},
-		{faultLostWakeup, "Handoff", "a waiter must be granted when the name is released (I4)"},
+		{faultDoubleGrant, "MutualExclusion", `holders inside the critical section \(I1\)`},
+		{faultDoubleGrant, "Handoff", `is not the holder's token|\(I1\)|Inspect\.Waiters after grant`},
+		{faultLostWakeup, "Handoff", `a waiter must be granted when the name is released \(I4\)`},
 		{faultKeepCancelled, "AcquireCanceled", "a cancelled Acquire must withdraw its request"},
 		{faultKeepCancelled, "AcquireDeadline", "an Acquire past its deadline must withdraw its request"},
 		{faultCancelRaceLeak, "AcquireCancelRace", "a grant that raced the cancellation must be released"},
@@ -92,23 +92,43 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultRefreshNoop, "RefreshExtendsTTL", "TTL lease"},
 		{faultTokenReset, "TokensIncrease", "token must exceed every earlier token of the name"},
 		{faultCloseKeepsLeases, "Close", "lease when its Locker's Close returns: Done must be closed"},
-		{faultLateValidation, "InvalidInput", "TryAcquire of a held name with WithTTL(50ms)"},
+		{faultLateValidation, "InvalidInput", `TryAcquire of a held name with WithTTL\(50ms\)`},
 		{faultInspectNoOwner, "Inspect", "Inspect of a held session lease"},
 		{faultCaseFold, "ValidNames", "distinct names must be distinct locks"},
 	} {
 		t.Run(string(c.fault)+"/"+c.subtest, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0],
-				"-test.run=^TestRun_reference$/^"+c.subtest+"$", "-test.count=1", "-test.timeout=50s")
-			cmd.Env = append(os.Environ(), faultEnv+"="+string(c.fault))
-			out, err := cmd.CombinedOutput()
-			var exit *exec.ExitError
-			require.True(t, errors.As(err, &exit), "the suite passed against the fault %q (err %v):\n%s", c.fault, err, out)
+			// Some faults show only in timing, which a busy machine can
+			// hide: the suite must catch each in one of a few runs.
+			var out []byte
+			for range 3 {
+				out = runFault(t, c.fault, c.subtest)
+				if out != nil {
+					break
+				}
+			}
+			require.NotNil(t, out, "the suite passed against the fault %q three times", c.fault)
 			assert.Contains(t, string(out), "--- FAIL: TestRun_reference/"+c.subtest+" (", "output:\n%s", out)
-			assert.Contains(t, string(out), c.want, "the subtest failed for another reason; output:\n%s", out)
+			assert.Regexp(t, c.want, string(out), "the subtest failed for another reason; output:\n%s", out)
 			assert.NotContains(t, string(out), "panic:", "output:\n%s", out)
 		})
 	}
+}
+
+// runFault runs one subtest of TestRun_reference with f planted in a child
+// process and returns its output if it failed, or nil if it passed.
+func runFault(t *testing.T, f fault, subtest string) []byte {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0],
+		"-test.run=^TestRun_reference$/^"+subtest+"$", "-test.count=1", "-test.timeout=50s")
+	cmd.Env = append(os.Environ(), faultEnv+"="+string(f))
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if err == nil {
+		t.Logf("the suite passed against the fault %q:\n%s", f, out)
+		return nil
+	}
+	require.True(t, errors.As(err, &exit), "running the child: %v\n%s", err, out)
+	return out
 }

@@ -2,6 +2,7 @@ package locktest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -182,7 +183,7 @@ func (s *refStore) end(l *refLease, err error) {
 	if n.holder == l {
 		n.holder = nil
 	}
-	if s.fault != faultLostWakeup || err != lock.ErrReleased {
+	if s.fault != faultLostWakeup || !errors.Is(err, lock.ErrReleased) {
 		s.handoff(l.key, n)
 	}
 	s.gc(l.key, n)

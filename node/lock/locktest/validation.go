@@ -1,6 +1,7 @@
 package locktest
 
 import (
+	"context"
 	"strings"
 	"time"
 
@@ -14,6 +15,14 @@ import (
 func padTo(name string, n int, fill string) string {
 	name += strings.Repeat(fill, (n-len(name))/len(fill))
 	return name + strings.Repeat("x", n-len(name))
+}
+
+// rejectCtx bounds a call that must fail at once, so that a backend that
+// queues an invalid request fails the suite quickly.
+func (e *env) rejectCtx() context.Context {
+	ctx, cancel := context.WithTimeout(e.t.Context(), min(e.cfg.wait, 2*time.Second))
+	e.t.Cleanup(cancel)
+	return ctx
 }
 
 // testInvalidInput: invalid names and options fail with ErrInvalidName and
@@ -34,11 +43,11 @@ func testInvalidInput(e *env) {
 		{"with DEL", p + "a\x7fb"},
 		{"with a C1 control", p + "a\u0085b"},
 	} {
-		lease, err := e.a.Acquire(e.ctx(), c.name)
+		lease, err := e.a.Acquire(e.rejectCtx(), c.name)
 		e.assertRejected(lease, err, lock.ErrInvalidName, "Acquire of a name %s", c.what)
-		lease, err = e.a.TryAcquire(e.ctx(), c.name)
+		lease, err = e.a.TryAcquire(e.rejectCtx(), c.name)
 		e.assertRejected(lease, err, lock.ErrInvalidName, "TryAcquire of a name %s", c.what)
-		_, err = e.a.Inspect(e.ctx(), c.name)
+		_, err = e.a.Inspect(e.rejectCtx(), c.name)
 		assert.ErrorIs(e.t, err, lock.ErrInvalidName, "Inspect of a name %s", c.what)
 	}
 
@@ -59,9 +68,9 @@ func testInvalidInput(e *env) {
 		{"a nil Option after a valid one", []lock.Option{lock.WithOwner("x"), nil}},
 	} {
 		for _, n := range []struct{ what, name string }{{"a free name", free}, {"a held name", held}} {
-			lease, err := e.a.Acquire(e.ctx(), n.name, c.opts...)
+			lease, err := e.a.Acquire(e.rejectCtx(), n.name, c.opts...)
 			e.assertRejected(lease, err, lock.ErrInvalidOption, "Acquire of %s with %s", n.what, c.what)
-			lease, err = e.a.TryAcquire(e.ctx(), n.name, c.opts...)
+			lease, err = e.a.TryAcquire(e.rejectCtx(), n.name, c.opts...)
 			e.assertRejected(lease, err, lock.ErrInvalidOption, "TryAcquire of %s with %s", n.what, c.what)
 		}
 	}
