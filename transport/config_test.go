@@ -1,0 +1,104 @@
+package transport_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/transport"
+)
+
+func TestNew_InvalidConfig(t *testing.T) {
+	ca := newCA(t, "ca")
+	good := ca.tlsConfig(t, "n1")
+	withTLS := func(mut func(c *tls.Config)) *tls.Config {
+		c := good.Clone()
+		mut(c)
+		return c
+	}
+	tests := []struct {
+		name  string
+		cfg   transport.Config
+		field string
+	}{
+		{"bad addr", transport.Config{Addr: "no-port"}, "Addr"},
+		{"unspecified addr without advertise", transport.Config{Addr: "0.0.0.0:0"}, "AdvertiseAddr"},
+		{"empty host without advertise", transport.Config{Addr: ":0"}, "AdvertiseAddr"},
+		{"bad advertise", transport.Config{AdvertiseAddr: "no-port"}, "AdvertiseAddr"},
+		{"unspecified advertise", transport.Config{AdvertiseAddr: "0.0.0.0:7001"}, "AdvertiseAddr"},
+		{"negative handshake timeout", transport.Config{HandshakeTimeout: -time.Second}, "HandshakeTimeout"},
+		{"negative pending handshakes", transport.Config{MaxPendingHandshakes: -1}, "MaxPendingHandshakes"},
+		{"negative max conns", transport.Config{MaxConns: -1}, "MaxConns"},
+		{"frame size too small", transport.Config{MaxFrameSize: 16}, "MaxFrameSize"},
+		{"frame size too big", transport.Config{MaxFrameSize: 1 << 30}, "MaxFrameSize"},
+		{"negative in flight", transport.Config{MaxInFlightPerConn: -1}, "MaxInFlightPerConn"},
+		{"negative conns per peer", transport.Config{ConnsPerPeer: -1}, "ConnsPerPeer"},
+		{"too many conns per peer", transport.Config{ConnsPerPeer: 1000}, "ConnsPerPeer"},
+		{"negative dial timeout", transport.Config{DialTimeout: -1}, "DialTimeout"},
+		{"negative io timeout", transport.Config{IOTimeout: -1}, "IOTimeout"},
+		{"tls without certificate", transport.Config{TLS: withTLS(func(c *tls.Config) { c.Certificates = nil })}, "TLS.Certificates"},
+		{"tls without CA", transport.Config{TLS: withTLS(func(c *tls.Config) { c.RootCAs = nil })}, "TLS.RootCAs"},
+		{"tls skip verify", transport.Config{TLS: withTLS(func(c *tls.Config) { c.InsecureSkipVerify = true })}, "TLS.InsecureSkipVerify"},
+		{"tls weak client auth", transport.Config{TLS: withTLS(func(c *tls.Config) { c.ClientAuth = tls.RequestClientCert })}, "TLS.ClientAuth"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := transport.New(tc.cfg)
+			require.Error(t, err)
+			assert.Nil(t, tr)
+			assert.ErrorIs(t, err, transport.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tc.field)
+			assert.NoError(t, tr.Close(), "Close is safe after a failed New")
+		})
+	}
+}
+
+func TestNew_ZeroConfig(t *testing.T) {
+	tr := newTransport(t, transport.Config{})
+	assert.Regexp(t, `^127\.0\.0\.1:\d+$`, tr.Addr())
+	assert.Equal(t, tr.Addr(), tr.Raft().Addr().String())
+	assert.Equal(t, transport.Stats{}, tr.Stats())
+}
+
+func TestNew_AdvertiseAddr(t *testing.T) {
+	tr := newTransport(t, transport.Config{Addr: "127.0.0.1:0", AdvertiseAddr: "10.1.2.3:7001"})
+	assert.Equal(t, "10.1.2.3:7001", tr.Addr())
+	assert.Equal(t, "10.1.2.3:7001", tr.Raft().Addr().String())
+	assert.Equal(t, "tcp", tr.Raft().Addr().Network())
+}
+
+func TestNew_ListenError(t *testing.T) {
+	a := newTransport(t, transport.Config{})
+	_, err := transport.New(transport.Config{Addr: a.Addr()})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Addr")
+	assert.False(t, errors.Is(err, transport.ErrInvalidConfig), "a busy port is not a config error")
+}
+
+func TestTransport_CloseIdempotent(t *testing.T) {
+	tr, err := transport.New(transport.Config{Handler: echo})
+	require.NoError(t, err)
+	require.NoError(t, tr.Close())
+	require.NoError(t, tr.Close())
+
+	_, err = tr.Call(ctxWithLimit(t), tr.Addr(), []byte("x"))
+	assert.ErrorIs(t, err, transport.ErrClosed)
+	_, err = tr.Raft().Dial("127.0.0.1:1", time.Second)
+	assert.ErrorIs(t, err, transport.ErrClosed)
+	_, err = tr.Raft().Accept()
+	assert.ErrorIs(t, err, transport.ErrClosed)
+}
+
+func TestRetryable(t *testing.T) {
+	assert.True(t, transport.Retryable(transport.ErrConnLost))
+	assert.True(t, transport.Retryable(transport.ErrUnreachable))
+	assert.True(t, transport.Retryable(transport.ErrBusy))
+	assert.False(t, transport.Retryable(transport.ErrClosed))
+	assert.False(t, transport.Retryable(transport.ErrFrameTooLarge))
+	assert.False(t, transport.Retryable(&transport.RemoteError{Message: "x"}))
+	assert.False(t, transport.Retryable(nil))
+}

@@ -1,0 +1,13 @@
+package transport
+
+// Wire constants for the external tests that speak the protocol by hand.
+const (
+	MuxRPC       = muxRPC
+	MuxRaft      = muxRaft
+	KindRequest  = kindRequest
+	KindResponse = kindResponse
+)
+
+// EncodeFrame encodes one RPC frame (for a request, body starts with the
+// 8-byte timeout).
+func EncodeFrame(kind byte, id uint64, body []byte) []byte { return encodeFrame(kind, id, body) }

@@ -1,0 +1,169 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Handler serves RPC requests arriving at a Transport. The payload and the
+// reply are opaque bytes. ServeRPC is called concurrently, also for
+// requests on the same connection.
+//
+// ctx ends when the caller's deadline passes, the caller gives up, the
+// connection breaks or the Transport closes; the handler must then return
+// promptly (Close waits for it). A returned error reaches the caller as a
+// *RemoteError carrying only its message. The Transport may keep the
+// returned slice until it is written; do not modify it after returning.
+type Handler interface {
+	ServeRPC(ctx context.Context, payload []byte) ([]byte, error)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, payload []byte) ([]byte, error)
+
+// ServeRPC calls f.
+func (f HandlerFunc) ServeRPC(ctx context.Context, payload []byte) ([]byte, error) {
+	return f(ctx, payload)
+}
+
+// serverConn serves one incoming RPC connection: the accepting goroutine
+// reads, each request runs in its own goroutine (at most
+// MaxInFlightPerConn), replies go through the wire's writer.
+type serverConn struct {
+	*wire
+	ctx    context.Context // ends with the connection
+	slots  chan struct{}   // semaphore of running handlers
+	mu     sync.Mutex
+	active map[uint64]context.CancelFunc // running, not cancelled by the caller
+}
+
+// serveRPC serves c until it fails or the Transport closes. It runs in a
+// spawned goroutine (the handshake's).
+func (t *Transport) serveRPC(c *conn) {
+	ctx, cancel := context.WithCancel(t.ctx)
+	defer cancel() // ends every handler's ctx on this connection
+	sc := &serverConn{
+		wire:   newWire(t, c),
+		ctx:    ctx,
+		slots:  make(chan struct{}, t.cfg.MaxInFlightPerConn),
+		active: make(map[uint64]context.CancelFunc),
+	}
+	sc.inFlight = func() int { return len(sc.slots) }
+	t.spawnChild(sc.writeLoop)
+	sc.readFailed(sc.readLoop(), "server")
+}
+
+func (sc *serverConn) readLoop() error {
+	for {
+		f, err := sc.read()
+		if err != nil {
+			return err
+		}
+		switch f.kind {
+		case kindRequest:
+			timeout, payload, err := parseRequest(f.body)
+			if err != nil {
+				return err
+			}
+			if err := sc.start(f.id, timeout, payload); err != nil {
+				return err
+			}
+		case kindCancel:
+			sc.cancel(f.id)
+		default:
+			return fmt.Errorf("%w: frame kind %d sent to a server", ErrProtocol, f.kind)
+		}
+	}
+}
+
+// start runs the handler for request id, or answers busy at once when the
+// connection's handlers are all taken (rather than stop reading, which
+// would also hide cancel frames).
+func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) error {
+	sc.mu.Lock()
+	if _, dup := sc.active[id]; dup {
+		sc.mu.Unlock()
+		return fmt.Errorf("%w: request ID %d already in flight", ErrProtocol, id)
+	}
+	select {
+	case sc.slots <- struct{}{}:
+	default:
+		sc.mu.Unlock()
+		sc.t.st.requestsBusy.Add(1)
+		return sc.send(sc.ctx, encodeFrame(kindBusy, id, nil))
+	}
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+	)
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(sc.ctx, timeout)
+	} else {
+		ctx, cancel = context.WithCancel(sc.ctx)
+	}
+	sc.active[id] = cancel
+	sc.mu.Unlock()
+	sc.t.spawnChild(func() { sc.handle(ctx, cancel, id, payload) })
+	return nil
+}
+
+// cancel ends a running request's ctx; its reply will not be sent.
+func (sc *serverConn) cancel(id uint64) {
+	sc.mu.Lock()
+	cancel, ok := sc.active[id]
+	delete(sc.active, id)
+	sc.mu.Unlock()
+	if ok {
+		cancel()
+		sc.t.st.requestsCanceled.Add(1)
+	}
+}
+
+func (sc *serverConn) handle(ctx context.Context, cancel context.CancelFunc, id uint64, payload []byte) {
+	defer cancel()
+	var (
+		reply []byte
+		err   = errNoHandler
+	)
+	if h := sc.t.cfg.Handler; h != nil {
+		reply, err = h.ServeRPC(ctx, payload)
+	}
+
+	sc.mu.Lock()
+	_, live := sc.active[id]
+	delete(sc.active, id)
+	sc.mu.Unlock()
+	// Free the slot before the reply leaves: a caller that has its reply
+	// may send the next request at once and must not find it taken.
+	<-sc.slots
+	switch {
+	case !live, sc.ctx.Err() != nil:
+		return // the caller gave up, or the connection is going away
+	case err != nil && ctx.Err() != nil:
+		// The caller's propagated deadline passed: its own ctx reports
+		// that, so do not race it with a remote copy of the same news.
+		sc.t.st.requestsCanceled.Add(1)
+		return
+	}
+	sc.t.st.requestsServed.Add(1)
+
+	maxBody := sc.t.cfg.MaxFrameSize - frameMinLen
+	var f []byte
+	switch {
+	case err != nil:
+		msg := err.Error()
+		if len(msg) > maxBody {
+			msg = msg[:maxBody]
+		}
+		f = encodeFrame(kindError, id, []byte(msg))
+	case len(reply) > maxBody:
+		sc.t.log.Warn("reply over MaxFrameSize not sent", "remote_addr", sc.c.RemoteAddr().String(),
+			"reply_len", len(reply), "max_frame_size", sc.t.cfg.MaxFrameSize)
+		f = encodeFrame(kindTooLarge, id, fmt.Appendf(nil, "reply of %d bytes, at most %d", len(reply), maxBody))
+	default:
+		f = encodeFrame(kindResponse, id, reply)
+	}
+	_ = sc.send(context.Background(), f) // fails only if the connection failed
+}

@@ -1,0 +1,78 @@
+package transport
+
+import "sync/atomic"
+
+// Stats is a snapshot of a Transport's counters (totals since New) and
+// gauges (current values).
+type Stats struct {
+	// Listener and handshakes.
+	ConnsAccepted      uint64 // TCP connections accepted
+	ConnsRejected      uint64 // closed at once: MaxConns open
+	HandshakesRejected uint64 // closed at once: MaxPendingHandshakes in progress
+	HandshakeTimeouts  uint64 // no TLS handshake + protocol byte within HandshakeTimeout
+	TLSFailures        uint64 // TLS handshake failed: no or untrusted certificate, not TLS
+	BadFirstBytes      uint64 // unknown protocol byte
+	RaftConnsAccepted  uint64 // connections that selected Raft
+	RaftQueueTimeouts  uint64 // Raft connections no Raft layer accepted in time
+	RPCConnsAccepted   uint64 // connections that selected RPC
+	ActiveConns        int64  // accepted connections open now, at any stage
+	PendingHandshakes  int64  // accepted connections in handshake now
+
+	// RPC server.
+	RequestsServed   uint64 // handler calls whose reply (or error) was sent
+	RequestsBusy     uint64 // requests answered busy (MaxInFlightPerConn)
+	RequestsCanceled uint64 // requests whose caller gave up (cancel frame, deadline) before the reply
+
+	// Frames received from peers, either side. Each closes the connection.
+	FramesRejected uint64 // length over MaxFrameSize
+	ProtocolErrors uint64 // malformed frames
+
+	// RPC client (Call).
+	Dials         uint64 // connections dialled
+	DialFailures  uint64 // dials that failed (TCP, TLS or protocol byte)
+	ClientConns   int64  // pooled connections open now
+	ConnsLost     uint64 // pooled connections that broke (not by Close)
+	PendingCalls  int64  // calls waiting for their reply now
+	LateResponses uint64 // replies that arrived after their call gave up
+}
+
+type counters struct {
+	connsAccepted, connsRejected, handshakesRejected, handshakeTimeouts atomic.Uint64
+	tlsFailures, badFirstBytes, raftConnsAccepted, raftQueueTimeouts    atomic.Uint64
+	rpcConnsAccepted                                                    atomic.Uint64
+	activeConns, pendingHandshakes                                      atomic.Int64
+	requestsServed, requestsBusy, requestsCanceled                      atomic.Uint64
+	framesRejected, protocolErrors                                      atomic.Uint64
+	dials, dialFailures, connsLost, lateResponses                       atomic.Uint64
+	clientConns, pendingCalls                                           atomic.Int64
+}
+
+// Stats returns a snapshot of the counters. Fields are read one by one,
+// not atomically together.
+func (t *Transport) Stats() Stats {
+	s := &t.st
+	return Stats{
+		ConnsAccepted:      s.connsAccepted.Load(),
+		ConnsRejected:      s.connsRejected.Load(),
+		HandshakesRejected: s.handshakesRejected.Load(),
+		HandshakeTimeouts:  s.handshakeTimeouts.Load(),
+		TLSFailures:        s.tlsFailures.Load(),
+		BadFirstBytes:      s.badFirstBytes.Load(),
+		RaftConnsAccepted:  s.raftConnsAccepted.Load(),
+		RaftQueueTimeouts:  s.raftQueueTimeouts.Load(),
+		RPCConnsAccepted:   s.rpcConnsAccepted.Load(),
+		ActiveConns:        s.activeConns.Load(),
+		PendingHandshakes:  s.pendingHandshakes.Load(),
+		RequestsServed:     s.requestsServed.Load(),
+		RequestsBusy:       s.requestsBusy.Load(),
+		RequestsCanceled:   s.requestsCanceled.Load(),
+		FramesRejected:     s.framesRejected.Load(),
+		ProtocolErrors:     s.protocolErrors.Load(),
+		Dials:              s.dials.Load(),
+		DialFailures:       s.dialFailures.Load(),
+		ClientConns:        s.clientConns.Load(),
+		ConnsLost:          s.connsLost.Load(),
+		PendingCalls:       s.pendingCalls.Load(),
+		LateResponses:      s.lateResponses.Load(),
+	}
+}
