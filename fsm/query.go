@@ -66,3 +66,20 @@ func (s *State) TTLLeases() []LockInfo {
 	}
 	return out
 }
+
+// LockCount is the number of names held or waited for.
+func (s *State) LockCount() int { return len(s.locks) }
+
+// Queued reports whether claim waits in the queue of name.
+func (s *State) Queued(name string, claim uint64) bool {
+	l := s.locks[name]
+	if l == nil {
+		return false
+	}
+	for _, cl := range l.queue {
+		if cl.id == claim {
+			return true
+		}
+	}
+	return false
+}

@@ -1,24 +1,53 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 )
 
 // Defaults and limits of Config.
 const (
-	DefaultID         = "local"
-	DefaultSessionTTL = 10 * time.Second
-	MinSessionTTL     = 500 * time.Millisecond
-	MaxSessionTTL     = time.Hour
+	DefaultID           = "local"
+	DefaultSessionTTL   = 10 * time.Second
+	MinSessionTTL       = 500 * time.Millisecond
+	MaxSessionTTL       = time.Hour
+	DefaultStartTimeout = time.Minute
 )
+
+// Timing selects the Raft timers of a cluster node. The values are in
+// node/DESIGN.md.
+type Timing int
+
+const (
+	// TimingFastLAN (the default): heartbeat and election timeout 500 ms,
+	// leader lease 250 ms. A new leader is typically elected within about a
+	// second of a crash.
+	TimingFastLAN Timing = iota
+	// TimingConservative: 1 s / 1 s / 500 ms, as Consul and Nomad run in
+	// production. Fewer spurious elections on busy or slow networks.
+	TimingConservative
+)
+
+// Peer is one founding member of a cluster.
+type Peer struct {
+	ID   string
+	Addr string // host:port of its cluster listener
+}
 
 // Config configures a Node. The zero Config is the embedded default: one
 // in-memory node that is the leader at once and keeps nothing on disk.
+//
+// Cluster mode: set Addr and either Peers (found a new cluster; the same
+// list on every founding member) or Join (the address of any member of a
+// running cluster). A node that restarts on a DataDir with existing state
+// ignores Peers and Join: it is already a member.
 type Config struct {
-	// ID names this node in the Raft configuration. Default DefaultID.
+	// ID names this node in the Raft configuration. Default DefaultID; must
+	// be unique in a cluster.
 	ID string
 
 	// DataDir, when set, makes the node durable: the Raft log and stable
@@ -33,6 +62,37 @@ type Config struct {
 	// MaxSessionTTL.
 	SessionTTL time.Duration
 
+	// Addr is the cluster listener (Raft and node-to-node RPC on one port),
+	// e.g. "10.0.0.5:7001" or "127.0.0.1:0". Empty: a single node without
+	// network. AdvertiseAddr is the address peers dial; required when Addr's
+	// host is unspecified (":7001", "0.0.0.0:7001"); default Addr.
+	Addr          string
+	AdvertiseAddr string
+
+	// Peers founds a new cluster of these voters, this node among them.
+	// This node's own entry may leave Addr empty (it is then this node's
+	// advertised address), so a cluster can be founded by one node on port
+	// 0 and grown with Join.
+	Peers []Peer
+
+	// Join is the cluster address of any member of a running cluster; this
+	// node asks to be added (as a voter unless NonVoter).
+	Join     string
+	NonVoter bool
+
+	// TLS, when set, enables mutual TLS between nodes: the same config
+	// serves and dials, and peers must present certificates verified
+	// against its CAs. Without TLS the cluster port must sit on a trusted
+	// network: anyone who can reach it can speak Raft.
+	TLS *tls.Config
+
+	// Timing selects the Raft timers of a cluster node.
+	Timing Timing
+
+	// StartTimeout bounds how long New waits for the node to find a leader
+	// and catch up. Default DefaultStartTimeout.
+	StartTimeout time.Duration
+
 	// Logger receives the node's and Raft's logs. Nil means silent.
 	Logger *slog.Logger
 }
@@ -40,21 +100,84 @@ type Config struct {
 // ErrInvalidConfig is wrapped by New's errors about Config fields.
 var ErrInvalidConfig = errors.New("node: invalid config")
 
+func (c Config) clustered() bool { return c.Addr != "" }
+
 func (c Config) withDefaults() (Config, error) {
+	bad := func(format string, args ...any) (Config, error) {
+		return c, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
 	if c.ID == "" {
 		c.ID = DefaultID
+	}
+	if len(c.ID) > 256 {
+		return bad("ID longer than 256 bytes")
 	}
 	if c.SessionTTL == 0 {
 		c.SessionTTL = DefaultSessionTTL
 	}
 	if c.SessionTTL < MinSessionTTL || c.SessionTTL > MaxSessionTTL {
-		return c, fmt.Errorf("%w: SessionTTL %v outside [%v, %v]", ErrInvalidConfig, c.SessionTTL, MinSessionTTL, MaxSessionTTL)
+		return bad("SessionTTL %v outside [%v, %v]", c.SessionTTL, MinSessionTTL, MaxSessionTTL)
 	}
-	if len(c.ID) > 256 {
-		return c, fmt.Errorf("%w: ID longer than 256 bytes", ErrInvalidConfig)
+	if c.StartTimeout == 0 {
+		c.StartTimeout = DefaultStartTimeout
+	}
+	if c.StartTimeout < 0 {
+		return bad("StartTimeout %v is negative", c.StartTimeout)
+	}
+	if c.Timing != TimingFastLAN && c.Timing != TimingConservative {
+		return bad("Timing %d unknown", c.Timing)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if !c.clustered() {
+		if len(c.Peers) > 0 || c.Join != "" || c.TLS != nil || c.AdvertiseAddr != "" || c.NonVoter {
+			return bad("Peers, Join, TLS, AdvertiseAddr and NonVoter need Addr")
+		}
+		return c, nil
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return bad("Addr %q: %v", c.Addr, err)
+	}
+	if len(c.Peers) > 0 && c.Join != "" {
+		return bad("Peers and Join are exclusive")
+	}
+	if len(c.Peers) == 0 && c.Join == "" {
+		return bad("Addr needs Peers (found a cluster) or Join (enter one)")
+	}
+	if c.NonVoter && c.Join == "" {
+		return bad("NonVoter needs Join (founding Peers are voters)")
+	}
+	ids, addrs, self := map[string]bool{}, map[string]bool{}, len(c.Peers) == 0
+	for _, p := range c.Peers {
+		if p.ID == "" || (p.Addr == "" && p.ID != c.ID) {
+			return bad("Peers: empty ID or Addr in %+v", p)
+		}
+		if ids[p.ID] || (p.Addr != "" && addrs[p.Addr]) {
+			return bad("Peers: duplicate %+v", p)
+		}
+		ids[p.ID], addrs[p.Addr] = true, true
+		self = self || p.ID == c.ID
+	}
+	if !self {
+		return bad("Peers does not list this node's ID %q", c.ID)
+	}
 	return c, nil
+}
+
+// raftTimers are the Raft timers of a profile.
+type raftTimers struct {
+	heartbeat, election, leaderLease, commit time.Duration
+}
+
+func (c Config) timers() raftTimers {
+	switch {
+	case !c.clustered():
+		// One voter needs no failure detection: leader at once.
+		return raftTimers{50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond, 5 * time.Millisecond}
+	case c.Timing == TimingConservative:
+		return raftTimers{time.Second, time.Second, 500 * time.Millisecond, 10 * time.Millisecond}
+	default:
+		return raftTimers{500 * time.Millisecond, 500 * time.Millisecond, 250 * time.Millisecond, 10 * time.Millisecond}
+	}
 }

@@ -1,0 +1,239 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/node/nodepb"
+)
+
+// Member is one server of the cluster configuration.
+type Member struct {
+	ID     string
+	Addr   string
+	Voter  bool
+	Leader bool
+}
+
+// Stats is a snapshot of this node's view of the cluster.
+type Stats struct {
+	ID           string
+	Addr         string
+	State        string // "leader", "follower", "candidate" or "shutdown"
+	LeaderID     string
+	LeaderAddr   string
+	Term         uint64
+	CommitIndex  uint64
+	AppliedIndex uint64
+	LastContact  time.Time // last contact with the leader (zero on the leader)
+	Sessions     int
+	Locks        int
+}
+
+// Addr is this node's advertised cluster address ("" for a single node
+// without network).
+func (n *Node) Addr() string {
+	if n.trans == nil {
+		return ""
+	}
+	return n.addr
+}
+
+// Leader returns the ID and address of the leader this node knows, or empty
+// strings during an election.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Members lists the servers of the latest configuration this node knows.
+func (n *Node) Members() ([]Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	_, leaderID := n.raft.LeaderWithID()
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: s.ID == leaderID})
+	}
+	return out, nil
+}
+
+// Stats reports this node's Raft state and the size of the lock state.
+func (n *Node) Stats() Stats {
+	leaderAddr, leaderID := n.raft.LeaderWithID()
+	st := Stats{
+		ID: n.cfg.ID, Addr: n.Addr(), State: stateName(n.raft.State()),
+		LeaderID: string(leaderID), LeaderAddr: string(leaderAddr),
+		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), LastContact: n.raft.LastContact(),
+	}
+	n.bridge.read(func(s *fsm.State) {
+		st.Sessions = len(s.Sessions())
+		st.Locks = s.LockCount()
+	})
+	n.bridge.mu.RLock()
+	st.AppliedIndex = n.bridge.applied
+	n.bridge.mu.RUnlock()
+	return st
+}
+
+func stateName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	default:
+		return "shutdown"
+	}
+}
+
+// join asks the cluster at cfg.Join (or the leader it names) to add this
+// node, retrying until ctx ends.
+func (n *Node) join(ctx context.Context) error {
+	req := &nodepb.Request{Op: &nodepb.Request_Join{Join: &nodepb.Join{Id: n.cfg.ID, Addr: n.addr, Voter: !n.cfg.NonVoter}}}
+	target, backoff := n.cfg.Join, retryMin
+	for {
+		_, err := n.callAt(ctx, target, req)
+		if err == nil {
+			n.log.Info("joined cluster", "via", target)
+			return nil
+		}
+		if errors.Is(err, errFatal) {
+			return fmt.Errorf("node: join via %s: %w", target, err)
+		}
+		if hint := leaderHint(err); hint != "" {
+			target = hint
+		} else {
+			target = n.cfg.Join
+		}
+		wait := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return fmt.Errorf("node: join via %s: %w (last attempt: %w)", n.cfg.Join, ctx.Err(), err)
+		case <-wait.C:
+		}
+		backoff = min(2*backoff, retryMax)
+	}
+}
+
+// addServer runs on the leader: AddVoter / AddNonvoter, idempotent for a
+// server already present at the same address.
+func (n *Node) addServer(ctx context.Context, j *nodepb.Join) error {
+	if j.GetId() == "" || j.GetAddr() == "" {
+		return fmt.Errorf("%w: join needs id and addr", errFatal)
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	var f raft.IndexFuture
+	if j.GetVoter() {
+		f = n.raft.AddVoter(raft.ServerID(j.GetId()), raft.ServerAddress(j.GetAddr()), 0, timeout)
+	} else {
+		f = n.raft.AddNonvoter(raft.ServerID(j.GetId()), raft.ServerAddress(j.GetAddr()), 0, timeout)
+	}
+	if err := f.Error(); err != nil {
+		return membershipErr(err)
+	}
+	n.log.Info("added server", "id", j.GetId(), "addr", j.GetAddr(), "voter", j.GetVoter())
+	return nil
+}
+
+func membershipErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return lock.ErrClosed
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %w", errNotLeader, err)
+	default:
+		return fmt.Errorf("%w: %w", errAmbiguous, err)
+	}
+}
+
+func (n *Node) removeLocal(ctx context.Context, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: remove needs an id", errFatal)
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, timeout).Error(); err != nil {
+		return membershipErr(err)
+	}
+	n.log.Info("removed server", "id", id)
+	return nil
+}
+
+// RemoveServer removes server id from the cluster configuration, through
+// the leader wherever it is. Removing a server that is still running
+// leaves it without a cluster: stop it first, or let it call Leave.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	if n.trans == nil {
+		return fmt.Errorf("%w: a single node has no cluster", ErrInvalidConfig)
+	}
+	backoff := retryMin
+	for {
+		var err error
+		if n.raft.State() == raft.Leader {
+			err = n.removeLocal(ctx, id)
+		} else {
+			_, err = n.call(ctx, &nodepb.Request{Op: &nodepb.Request_Remove{Remove: &nodepb.Remove{Id: id}}})
+		}
+		if err == nil || errors.Is(err, errFatal) || errors.Is(err, lock.ErrClosed) {
+			return err
+		}
+		wait := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return fmt.Errorf("%w: %w (last attempt: %w)", lock.ErrNoQuorum, ctx.Err(), err)
+		case <-n.stop:
+			wait.Stop()
+			return lock.ErrClosed
+		case <-wait.C:
+		}
+		backoff = min(2*backoff, retryMax)
+	}
+}
+
+// Leave releases this node's sessions, removes it from the cluster
+// configuration and closes it.
+func (n *Node) Leave(ctx context.Context) error {
+	n.closeClients(true)
+	if n.raft.State() == raft.Leader {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Debug("leadership transfer on leave", "error", err)
+		}
+	}
+	err := n.RemoveServer(ctx, n.cfg.ID)
+	return errors.Join(err, n.Close())
+}
+
+// leaderHint extracts the leader address a NOT_LEADER reply named.
+func leaderHint(err error) string {
+	var h *hintError
+	if errors.As(err, &h) {
+		return h.addr
+	}
+	return ""
+}
+
+type hintError struct {
+	addr string
+	err  error
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
