@@ -23,10 +23,10 @@ type bridge struct {
 	applied uint64
 	bump    chan struct{} // closed and replaced whenever applied grows
 	sink    func([]fsm.Event)
-	restore func() // called after Restore, holding mu
+	restore func(*fsm.State) // called after Restore, holding mu
 }
 
-func newBridge(sink func([]fsm.Event), restored func()) *bridge {
+func newBridge(sink func([]fsm.Event), restored func(*fsm.State)) *bridge {
 	return &bridge{state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored}
 }
 
@@ -132,7 +132,7 @@ func (b *bridge) Restore(rc io.ReadCloser) error {
 	close(b.bump)
 	b.bump = make(chan struct{})
 	if b.restore != nil {
-		b.restore()
+		b.restore(st)
 	}
 	return nil
 }

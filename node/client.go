@@ -56,7 +56,9 @@ type leaseKey struct {
 }
 
 type waiter struct {
-	sent time.Time
+	name  string
+	claim uint64 // set once the Acquire is queued
+	sent  time.Time
 	ch   chan *lease // buffered 1: the grant
 	errc chan error  // buffered 1: withdrawn or closed
 }
@@ -73,7 +75,7 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 		lost:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
-		renew:    n.exp.keepAlive,
+		renew:    n.renewSession,
 	}
 	c.window = sync.NewCond(&c.mu)
 	sent := time.Now()
@@ -211,6 +213,45 @@ func (c *client) handle(ev fsm.Event) {
 	}
 }
 
+// reconcile checks the client against a state installed from a snapshot,
+// whose entries' events it never saw; bridge lock held.
+func (c *client) reconcile(st *fsm.State) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, l := range c.leases {
+		if li := st.Lock(key.name); !li.Held || li.Token != key.token {
+			l.end(fmt.Errorf("%w: ended while this node was catching up", lock.ErrLost))
+		}
+	}
+	for seq, w := range c.waiters {
+		c.reconcileWaiter(st, seq, w)
+	}
+	if c.sess != 0 && !st.HasSession(c.sess) {
+		select {
+		case c.lost <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// reconcileWaiter delivers a grant or a withdrawal of a queued claim that
+// the state shows but no event announced; c.mu held.
+func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
+	if w.claim == 0 {
+		return // not queued yet: its own result will tell
+	}
+	li := st.Lock(w.name)
+	switch {
+	case li.Held && li.Claim == w.claim:
+		if c.leases[leaseKey{w.name, li.Token}] == nil && len(w.ch) == 0 {
+			w.ch <- c.newLease(w.name, li.Token, li.TTL, time.Now())
+		}
+	case !st.Queued(w.name, w.claim) && len(w.ch) == 0:
+		delete(c.waiters, seq)
+		w.errc <- fmt.Errorf("%w: withdrawn while this node was catching up", lock.ErrLost)
+	}
+}
+
 func reasonErr(r fsm.EndReason) error {
 	switch r {
 	case fsm.ReasonReleased, fsm.ReasonClosed:
@@ -309,6 +350,12 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 			return nil, fmt.Errorf("node: grant of %q at %d without its event", name, res.GetToken())
 		}
 	case fsmpb.Code_CODE_QUEUED:
+		c.n.bridge.read(func(st *fsm.State) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			w.name, w.claim = name, res.GetClaim()
+			c.reconcileWaiter(st, req.Seq, w) // a snapshot may have covered the grant
+		})
 		return c.wait(ctx, name, req.Seq, res.GetClaim(), w)
 	case fsmpb.Code_CODE_HELD:
 		c.dropWaiter(req.Seq)

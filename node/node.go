@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,13 +18,9 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/quorumlock/quorumlock/fsm"
-	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/transport"
 )
-
-// startTimeout bounds how long New waits for the node to become a leader
-// that has applied its whole log.
-const startTimeout = 30 * time.Second
 
 // Node is one replica of the lock state machine, embedded in the
 // application. It implements lock.Locker through its default client; call
@@ -34,17 +31,24 @@ type Node struct {
 	raft   *raft.Raft
 	bridge *bridge
 	exp    *expirer
+	trans  *transport.Transport // nil for a single node without network
+	addr   string               // this node's Raft address
 
-	// closers release Raft's stores and transport after Shutdown.
+	// closers release Raft's stores and transports after Shutdown.
 	closers []func() error
+
+	// leading is true while this node is the leader and has applied every
+	// entry of earlier terms (barrier done): only then may it serve reads.
+	leading atomic.Bool
 
 	mu      sync.RWMutex
 	clients map[uint64]*client // by session ID
 	closed  bool
 
 	def      *client
-	ready    chan struct{} // closed once leader with the log applied
-	stop     chan struct{} // closed by Close
+	ctx      context.Context // cancelled by Close
+	cancel   context.CancelFunc
+	stop     <-chan struct{} // ctx.Done()
 	wg       sync.WaitGroup
 	closeErr error
 	once     sync.Once
@@ -52,9 +56,9 @@ type Node struct {
 
 var _ lock.Locker = (*Node)(nil)
 
-// New starts a node. With the zero Config it is an in-memory single node,
-// the leader as soon as New returns. With DataDir it reopens (or creates)
-// the durable state there.
+// New starts a node and returns once it is ready to serve: a single node
+// once it is the leader with its log applied; a cluster member once it
+// knows a leader and has caught up with it (bounded by StartTimeout).
 func New(cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -65,28 +69,34 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With("node", cfg.ID),
 		exp:     newExpirer(),
 		clients: map[uint64]*client{},
-		ready:   make(chan struct{}),
-		stop:    make(chan struct{}),
 	}
-	n.bridge = newBridge(n.dispatch, nil)
-	if err := n.startRaft(); err != nil {
-		_ = n.closeStores()
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.stop = n.ctx.Done()
+	n.bridge = newBridge(n.dispatch, n.reconcile)
+	fail := func(err error) (*Node, error) {
+		_ = n.shutdown(false)
 		return nil, err
+	}
+	if err := n.startRaft(); err != nil {
+		return fail(err)
 	}
 	n.wg.Add(2)
 	go n.watchLeadership()
 	go n.runExpiries()
 
-	select {
-	case <-n.ready:
-	case <-time.After(startTimeout):
-		_ = n.shutdown(false)
-		return nil, fmt.Errorf("node: no leader after %v", startTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartTimeout)
+	defer cancel()
+	if cfg.Join != "" {
+		if err := n.join(ctx); err != nil {
+			return fail(err)
+		}
 	}
-	n.def, err = n.newClient(context.Background())
+	if err := n.readBarrier(ctx); err != nil {
+		return fail(fmt.Errorf("node: not ready after %v: %w", cfg.StartTimeout, err))
+	}
+	n.def, err = n.newClient(ctx)
 	if err != nil {
-		_ = n.shutdown(false)
-		return nil, err
+		return fail(err)
 	}
 	return n, nil
 }
@@ -95,64 +105,53 @@ func (n *Node) startRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.ID)
 	rc.Logger = newHCLog(n.log)
-	// A single voter needs no failure detection; short timers make it the
-	// leader at once. Cluster profiles come with cluster mode.
-	rc.HeartbeatTimeout = 50 * time.Millisecond
-	rc.ElectionTimeout = 50 * time.Millisecond
-	rc.LeaderLeaseTimeout = 50 * time.Millisecond
-	rc.CommitTimeout = 5 * time.Millisecond
+	t := n.cfg.timers()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = t.heartbeat, t.election
+	rc.LeaderLeaseTimeout, rc.CommitTimeout = t.leaderLease, t.commit
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 	rc.ShutdownOnRemove = false
-	rc.NoSnapshotRestoreOnStart = false
 
-	var (
-		logs   raft.LogStore
-		stable raft.StableStore
-		snaps  raft.SnapshotStore
-	)
-	if n.cfg.DataDir == "" {
-		mem := raft.NewInmemStore()
-		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
-	} else {
-		if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
-			return fmt.Errorf("node: DataDir: %w", err)
-		}
-		store, err := raftboltdb.New(raftboltdb.Options{
-			Path: filepath.Join(n.cfg.DataDir, "raft.db"),
-			BoltOptions: &bbolt.Options{
-				Timeout:        time.Second, // another process holds the file: fail, don't hang
-				NoFreelistSync: true,
-				FreelistType:   bbolt.FreelistMapType,
-			},
+	logs, stable, snaps, err := n.openStores(rc)
+	if err != nil {
+		return err
+	}
+	var trans raft.Transport
+	if n.cfg.clustered() {
+		tr, err := transport.New(transport.Config{
+			Addr:          n.cfg.Addr,
+			AdvertiseAddr: n.cfg.AdvertiseAddr,
+			TLS:           n.cfg.TLS,
+			Handler:       transport.HandlerFunc(n.serveRPC),
+			Logger:        n.log,
 		})
 		if err != nil {
-			return fmt.Errorf("node: open log store in DataDir: %w", err)
+			return fmt.Errorf("node: cluster listener: %w", err)
 		}
-		n.closers = append(n.closers, store.Close)
-		cached, err := raft.NewLogCache(512, store)
-		if err != nil {
-			return err
-		}
-		fss, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, rc.Logger)
-		if err != nil {
-			return fmt.Errorf("node: snapshot store in DataDir: %w", err)
-		}
-		logs, stable, snaps = cached, store, fss
+		n.trans = tr
+		n.closers = append(n.closers, tr.Close)
+		n.addr = tr.Addr()
+		nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  tr.Raft(),
+			MaxPool: 3,
+			Timeout: 10 * time.Second,
+			Logger:  rc.Logger,
+		})
+		n.closers = append(n.closers, nt.Close)
+		trans = nt
+	} else {
+		addr, mem := raft.NewInmemTransport(raft.ServerAddress(n.cfg.ID))
+		n.closers = append(n.closers, mem.Close)
+		n.addr = string(addr)
+		trans = mem
 	}
-
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress(n.cfg.ID))
-	n.closers = append(n.closers, trans.Close)
 
 	existing, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return fmt.Errorf("node: read existing state: %w", err)
 	}
-	if !existing {
-		err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, raft.Configuration{
-			Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}},
-		})
-		if err != nil {
+	if !existing && n.cfg.Join == "" {
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, n.founders()); err != nil {
 			return fmt.Errorf("node: bootstrap: %w", err)
 		}
 	}
@@ -164,28 +163,75 @@ func (n *Node) startRaft() error {
 	return nil
 }
 
+// founders is the configuration a new cluster starts with.
+func (n *Node) founders() raft.Configuration {
+	if len(n.cfg.Peers) == 0 {
+		return raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.addr)}}}
+	}
+	var c raft.Configuration
+	for _, p := range n.cfg.Peers {
+		addr := p.Addr
+		if p.ID == n.cfg.ID && addr == "" {
+			addr = n.addr
+		}
+		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
+	}
+	return c
+}
+
+func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raft.SnapshotStore, error) {
+	if n.cfg.DataDir == "" {
+		mem := raft.NewInmemStore()
+		return mem, mem, raft.NewInmemSnapshotStore(), nil
+	}
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("node: DataDir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(n.cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second, // another process holds the file: fail, don't hang
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("node: open log store in DataDir: %w", err)
+	}
+	n.closers = append(n.closers, store.Close)
+	cached, err := raft.NewLogCache(512, store)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fss, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, rc.Logger)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("node: snapshot store in DataDir: %w", err)
+	}
+	return cached, store, fss, nil
+}
+
 // watchLeadership arms the expiry timers when this node becomes the leader
 // (after a barrier, so the state holds every committed entry) and stops them
 // when it is not.
 func (n *Node) watchLeadership() {
 	defer n.wg.Done()
-	readyOnce := sync.OnceFunc(func() { close(n.ready) })
 	for {
 		select {
 		case <-n.stop:
 			return
 		case isLeader := <-n.raft.LeaderCh():
 			if !isLeader {
+				n.leading.Store(false)
 				n.exp.follow()
 				continue
 			}
-			if err := n.raft.Barrier(startTimeout).Error(); err != nil {
+			if err := n.raft.Barrier(n.cfg.StartTimeout).Error(); err != nil {
 				n.log.Warn("barrier after election failed", "error", err)
 				continue
 			}
 			n.bridge.read(n.exp.lead)
+			n.leading.Store(true)
 			n.log.Debug("leading: expiry timers armed")
-			readyOnce()
 		}
 	}
 }
@@ -226,60 +272,6 @@ func (n *Node) dispatch(events []fsm.Event) {
 			c.handle(ev)
 		}
 	}
-}
-
-// propose stamps, encodes and commits cmd, returning its result. Errors:
-// lock.ErrClosed after Close, lock.ErrNoQuorum when it could not commit,
-// ctx's error when ctx ended first.
-func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, error) {
-	cmd.StampUnixNano = time.Now().UnixNano()
-	data, err := fsm.Encode(cmd)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var timeout time.Duration
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = max(time.Until(dl), time.Millisecond)
-	}
-	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		return nil, n.raftErr(ctx, err)
-	}
-	ar, ok := f.Response().(applyResult)
-	if !ok || ar.res == nil {
-		return nil, fmt.Errorf("node: unexpected apply response %T", f.Response())
-	}
-	return ar.res, nil
-}
-
-func (n *Node) raftErr(ctx context.Context, err error) error {
-	switch {
-	case errors.Is(err, raft.ErrRaftShutdown):
-		return fmt.Errorf("%w: %w", lock.ErrClosed, err)
-	case ctx.Err() != nil:
-		return fmt.Errorf("%w (%w)", ctx.Err(), err)
-	default:
-		return fmt.Errorf("%w: %w", lock.ErrNoQuorum, err)
-	}
-}
-
-// readBarrier makes a following local read linearizable: it confirms that
-// this node is still the leader after capturing the commit index, then
-// waits until the state has applied that index.
-func (n *Node) readBarrier(ctx context.Context) error {
-	select {
-	case <-n.ready:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	index := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return n.raftErr(ctx, err)
-	}
-	return n.bridge.waitApplied(ctx, index)
 }
 
 // newSessionID returns a random non-zero session ID.
@@ -325,27 +317,53 @@ func (n *Node) Close() error { return n.shutdown(true) }
 // Local leases end with ErrLost. Used by tests that restart on a DataDir.
 func (n *Node) crash() error { return n.shutdown(false) }
 
+// closeClients closes (graceful) or abandons every client, and refuses new
+// ones.
+func (n *Node) closeClients(graceful bool) {
+	n.mu.Lock()
+	n.closed = true
+	clients := make([]*client, 0, len(n.clients))
+	for _, c := range n.clients {
+		clients = append(clients, c)
+	}
+	n.mu.Unlock()
+	for _, c := range clients {
+		if graceful {
+			_ = c.Close()
+		} else {
+			c.abandon()
+		}
+	}
+}
+
+// reconcile runs after a snapshot replaced the state (bridge lock held):
+// the events of the entries the snapshot covers were never seen here, so
+// every local client checks its leases and waiters against the new state.
+func (n *Node) reconcile(st *fsm.State) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	seen := map[*client]bool{}
+	for _, c := range n.clients {
+		if !seen[c] {
+			seen[c] = true
+			c.reconcile(st)
+		}
+	}
+}
+
 func (n *Node) shutdown(graceful bool) error {
 	n.once.Do(func() {
-		n.mu.Lock()
-		n.closed = true
-		clients := make([]*client, 0, len(n.clients))
-		for _, c := range n.clients {
-			clients = append(clients, c)
-		}
-		n.mu.Unlock()
-		for _, c := range clients {
-			if graceful {
-				_ = c.Close()
-			} else {
-				c.abandon()
-			}
-		}
-		close(n.stop)
+		n.closeClients(graceful)
 		var errs []error
 		if n.raft != nil {
+			if graceful && n.raft.State() == raft.Leader && n.trans != nil {
+				if err := n.raft.LeadershipTransfer().Error(); err != nil {
+					n.log.Debug("leadership transfer on close", "error", err)
+				}
+			}
 			errs = append(errs, n.raft.Shutdown().Error())
 		}
+		n.cancel()
 		n.wg.Wait()
 		n.exp.follow()
 		errs = append(errs, n.closeStores())
