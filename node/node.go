@@ -18,6 +18,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/node/lock"
 	"github.com/quorumlock/quorumlock/transport"
 )
@@ -210,6 +211,19 @@ func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raf
 	return cached, store, fss, nil
 }
 
+// termBarrier commits an empty, ignorable command in the new term and
+// waits until it is applied: then the state holds every entry of earlier
+// terms. It is a command rather than raft's Barrier because raft hands
+// neither its no-op nor barrier entries to the FSM, so the bridge's applied
+// index would stop short of them and a read waiting for the commit index
+// would wait for the next write.
+func (n *Node) termBarrier() error {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.StartTimeout)
+	defer cancel()
+	_, _, err := n.applyLocal(ctx, &fsmpb.Command{Ignorable: true})
+	return err
+}
+
 // watchLeadership arms the expiry timers when this node becomes the leader
 // (after a barrier, so the state holds every committed entry) and stops them
 // when it is not.
@@ -225,7 +239,7 @@ func (n *Node) watchLeadership() {
 				n.exp.follow()
 				continue
 			}
-			if err := n.raft.Barrier(n.cfg.StartTimeout).Error(); err != nil {
+			if err := n.termBarrier(); err != nil {
 				n.log.Warn("barrier after election failed", "error", err)
 				continue
 			}
