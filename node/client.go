@@ -140,10 +140,10 @@ func (c *client) keepAlive(sent time.Time) {
 			sent := time.Now()
 			if renew(id) {
 				watch.Reset(time.Until(sent.Add(c.ttl - driftMargin(c.ttl))))
-				continue
 			}
 			// Not acknowledged: the deadline timer decides, unless the
-			// store has already expired the session.
+			// store expires the session first.
+			continue
 		case <-c.lost:
 		case <-watch.C:
 		}

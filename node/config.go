@@ -142,9 +142,6 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Peers) > 0 && c.Join != "" {
 		return bad("Peers and Join are exclusive")
 	}
-	if len(c.Peers) == 0 && c.Join == "" {
-		return bad("Addr needs Peers (found a cluster) or Join (enter one)")
-	}
 	if c.NonVoter && c.Join == "" {
 		return bad("NonVoter needs Join (founding Peers are voters)")
 	}

@@ -151,6 +151,9 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: read existing state: %w", err)
 	}
+	if !existing && n.cfg.clustered() && len(n.cfg.Peers) == 0 && n.cfg.Join == "" {
+		return fmt.Errorf("%w: a new cluster node needs Peers (found a cluster) or Join (enter one); only a restart on a DataDir with state needs neither", ErrInvalidConfig)
+	}
 	if !existing && n.cfg.Join == "" {
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, n.founders()); err != nil {
 			return fmt.Errorf("node: bootstrap: %w", err)
