@@ -46,7 +46,9 @@ type client struct {
 	renew func(session uint64) bool
 
 	lost    chan struct{} // buffered 1: the store expired the session
-	stop    chan struct{}
+	ctx     context.Context // cancelled when the keep-alive must stop
+	cancel  context.CancelFunc
+	stop    <-chan struct{} // ctx.Done()
 	stopped chan struct{}
 }
 
@@ -73,13 +75,15 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 		waiters:  map[uint64]*waiter{},
 		leases:   map[leaseKey]*lease{},
 		lost:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 		renew:    n.renewSession,
 	}
 	c.window = sync.NewCond(&c.mu)
+	c.ctx, c.cancel = context.WithCancel(n.ctx)
+	c.stop = c.ctx.Done()
 	sent := time.Now()
 	if err := c.openSession(ctx); err != nil {
+		c.cancel()
 		return nil, err
 	}
 	go c.keepAlive(sent)
@@ -149,7 +153,7 @@ func (c *client) keepAlive(sent time.Time) {
 		}
 		c.sessionLost()
 		sent := time.Now()
-		if err := c.openSession(context.Background()); err != nil {
+		if err := c.openSession(c.ctx); err != nil {
 			c.n.log.Warn("reopen session failed", "error", err)
 			watch.Reset(c.ttl / 3)
 			continue
@@ -478,7 +482,7 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	c.seq++
 	sess, seq = c.sess, c.seq
 	c.mu.Unlock()
-	close(c.stop)
+	c.cancel()
 	<-c.stopped
 	return sess, seq, true
 }

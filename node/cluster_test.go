@@ -76,7 +76,7 @@ func (tc *testCluster) leader() (int, *Node) {
 	tc.t.Helper()
 	for {
 		for i, n := range tc.nodes {
-			if n != nil && n.raft.State() == raft.Leader && n.leading.Load() {
+			if n != nil && n.raft.State() == raft.Leader && n.leading.isOpen() {
 				return i, n
 			}
 		}

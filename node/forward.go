@@ -215,6 +215,12 @@ func (n *Node) serve(ctx context.Context, req *nodepb.Request) *nodepb.Response 
 		}
 		return &nodepb.Response{Status: nodepb.Status_STATUS_OK, Result: res, Index: index}
 	case *nodepb.Request_KeepAlive:
+		// A new leader arms session timers once its term barrier is
+		// applied; a keep-alive arriving before waits for that rather than
+		// failing, so a leader change does not cost sessions.
+		if err := n.leading.wait(ctx); err != nil {
+			return errResponse(err)
+		}
 		return &nodepb.Response{Status: nodepb.Status_STATUS_OK, Renewed: n.exp.keepAlive(op.KeepAlive.GetSession())}
 	case *nodepb.Request_ReadIndex:
 		index, err := n.readIndex()
@@ -267,7 +273,7 @@ func errResponse(err error) *nodepb.Response {
 // quorum; a leader that has not yet applied its own term's barrier cannot
 // answer.
 func (n *Node) readIndex() (uint64, error) {
-	if !n.leading.Load() {
+	if !n.leading.isOpen() {
 		return 0, fmt.Errorf("%w: leader not ready", errNotLeader)
 	}
 	index := n.raft.CommitIndex()
@@ -324,14 +330,14 @@ func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
 
 // renewSession sends one keep-alive to the leader, wherever it is.
 func (n *Node) renewSession(id uint64) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SessionTTL/3)
+	defer cancel()
 	if n.raft.State() == raft.Leader {
-		return n.exp.keepAlive(id)
+		return n.leading.wait(ctx) == nil && n.exp.keepAlive(id)
 	}
 	if n.trans == nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.SessionTTL/3)
-	defer cancel()
 	resp, err := n.call(ctx, &nodepb.Request{Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: id}}})
 	return err == nil && resp.GetRenewed()
 }

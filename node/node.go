@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -40,7 +39,7 @@ type Node struct {
 
 	// leading is true while this node is the leader and has applied every
 	// entry of earlier terms (barrier done): only then may it serve reads.
-	leading atomic.Bool
+	leading *gate
 
 	mu      sync.RWMutex
 	clients map[uint64]*client // by session ID
@@ -70,6 +69,7 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger.With("node", cfg.ID),
 		exp:     newExpirer(),
 		clients: map[uint64]*client{},
+		leading: newGate(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stop = n.ctx.Done()
@@ -238,7 +238,7 @@ func (n *Node) watchLeadership() {
 			return
 		case isLeader := <-n.raft.LeaderCh():
 			if !isLeader {
-				n.leading.Store(false)
+				n.leading.set(false)
 				n.exp.follow()
 				continue
 			}
@@ -247,7 +247,7 @@ func (n *Node) watchLeadership() {
 				continue
 			}
 			n.bridge.read(n.exp.lead)
-			n.leading.Store(true)
+			n.leading.set(true)
 			n.log.Debug("leading: expiry timers armed")
 		}
 	}
