@@ -73,6 +73,11 @@ func (b *bridge) Apply(l *raft.Log) any { return b.ApplyBatch([]*raft.Log{l})[0]
 
 // waitApplied blocks until the applied index reaches index or ctx ends.
 func (b *bridge) waitApplied(ctx context.Context, index uint64) error {
+	return b.waitAppliedOr(ctx, nil, index)
+}
+
+// waitAppliedOr is waitApplied that also gives up when stop closes.
+func (b *bridge) waitAppliedOr(ctx context.Context, stop <-chan struct{}, index uint64) error {
 	for {
 		b.mu.RLock()
 		applied, bump := b.applied, b.bump
@@ -84,6 +89,8 @@ func (b *bridge) waitApplied(ctx context.Context, index uint64) error {
 		case <-bump:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-stop:
+			return context.Canceled
 		}
 	}
 }

@@ -26,6 +26,18 @@ type testCluster struct {
 func newTestCluster(t *testing.T, size int, durable bool) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t}
+	// Stop every node at once, abruptly: closed gracefully one by one, the
+	// last ones would wait for a quorum that is gone. Graceful Close has
+	// tests of its own.
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, n := range tc.nodes {
+			if n != nil {
+				wg.Go(func() { _ = n.crash() })
+			}
+		}
+		wg.Wait()
+	})
 	for i := range size {
 		cfg := Config{
 			ID:         fmt.Sprintf("n%d", i+1),
@@ -42,7 +54,6 @@ func newTestCluster(t *testing.T, size int, durable bool) *testCluster {
 		}
 		n, err := New(cfg)
 		require.NoError(t, err, "start %s", cfg.ID)
-		t.Cleanup(func() { _ = n.Close() })
 		// A restart must reuse the address peers know.
 		cfg.Addr, cfg.Join, cfg.Peers = n.Addr(), "", nil
 		tc.nodes = append(tc.nodes, n)

@@ -44,7 +44,7 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, 
 	for {
 		res, index, err := n.proposeOnce(ctx, cmd)
 		if err == nil {
-			if err := n.waitLocalApply(index); err != nil {
+			if err := n.waitLocalApply(ctx, index); err != nil {
 				return nil, err
 			}
 			return res, nil
@@ -128,11 +128,15 @@ func (n *Node) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Resul
 	return ar.res, f.Index(), nil
 }
 
-// waitLocalApply waits until this node has applied index. It does not
-// follow the caller's ctx: the entry is committed, and its local events
-// (a grant to a waiter here) must not be abandoned half way.
-func (n *Node) waitLocalApply(index uint64) error {
-	if err := n.bridge.waitApplied(n.ctx, index); err != nil {
+// waitLocalApply waits until this node has applied index, so that the
+// entry's local events (a grant to a waiter here) have fired before the
+// caller looks for them. It gives up when ctx ends (the node is cut off
+// from the leader); the caller treats that as an unknown outcome.
+func (n *Node) waitLocalApply(ctx context.Context, index uint64) error {
+	if err := n.bridge.waitAppliedOr(ctx, n.stop, index); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w: committed at %d but not yet applied here: %w", errAmbiguous, lock.ErrNoQuorum, index, ctx.Err())
+		}
 		return lock.ErrClosed
 	}
 	return nil
