@@ -45,7 +45,7 @@ type client struct {
 	// leader acknowledged it.
 	renew func(session uint64) bool
 
-	lost    chan struct{} // buffered 1: the store expired the session
+	lost    chan struct{}   // buffered 1: the store expired the session
 	ctx     context.Context // cancelled when the keep-alive must stop
 	cancel  context.CancelFunc
 	stop    <-chan struct{} // ctx.Done()
@@ -61,8 +61,8 @@ type waiter struct {
 	name  string
 	claim uint64 // set once the Acquire is queued
 	sent  time.Time
-	ch   chan *lease // buffered 1: the grant
-	errc chan error  // buffered 1: withdrawn or closed
+	ch    chan *lease // buffered 1: the grant
+	errc  chan error  // buffered 1: withdrawn or closed
 }
 
 var _ lock.Locker = (*client)(nil)
@@ -336,14 +336,19 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 	c.waiters[req.Seq] = w
 	c.mu.Unlock()
 
-	res, err := c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
 		Req: req, Name: name, Owner: o.Owner, TtlNs: int64(o.TTL), Try: try,
-	}}})
-	c.done(req.Seq)
+	}}}
+	res, err := c.n.propose(ctx, cmd)
 	if err != nil {
+		if errors.Is(err, errAmbiguous) {
+			c.resolve(ctx, name, cmd)
+		}
+		c.done(req.Seq)
 		c.dropWaiter(req.Seq)
 		return nil, err
 	}
+	c.done(req.Seq)
 	switch res.GetCode() {
 	case fsmpb.Code_CODE_GRANTED:
 		c.dropWaiter(req.Seq)
@@ -395,16 +400,43 @@ func (c *client) wait(ctx context.Context, name string, seq, claim uint64, w *wa
 		return nil, err
 	case <-ctx.Done():
 	}
+	c.withdraw(ctx, name, claim)
+	c.dropWaiter(seq)
+	return nil, fmt.Errorf("acquire %q: %w", name, ctx.Err())
+}
+
+// withdraw cancels claim: withdrawn if queued, released if granted. It runs
+// after the caller gave up, bounded by cleanupTimeout; if it fails, the
+// claim goes with the session (Close or expiry).
+func (c *client) withdraw(ctx context.Context, name string, claim uint64) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	_, err := c.request(cctx, func(req *fsmpb.Request) *fsmpb.Command {
 		return &fsmpb.Command{Op: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{Req: req, Name: name, Claim: claim}}}
 	})
-	c.dropWaiter(seq)
 	if err != nil && !errors.Is(err, lock.ErrClosed) {
-		c.n.log.Warn("withdrawing a cancelled acquire failed; the session's expiry or Close will", "name", name, "error", err)
+		c.n.log.Warn("withdrawing an abandoned acquire failed; the session's Close or expiry will", "name", name, "error", err)
 	}
-	return nil, fmt.Errorf("acquire %q: %w", name, ctx.Err())
+}
+
+// resolve settles an Acquire whose outcome is unknown (the caller gave up
+// while a forward was in flight): it proposes the very same request again,
+// which the state machine answers from its de-duplication cache without a
+// second effect, and withdraws the claim if there was one.
+func (c *client) resolve(ctx context.Context, name string, cmd *fsmpb.Command) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	res, err := c.n.propose(cctx, cmd)
+	if err != nil {
+		if !errors.Is(err, lock.ErrClosed) {
+			c.n.log.Warn("resolving an abandoned acquire failed; the session's Close or expiry will clear it", "name", name, "error", err)
+		}
+		return
+	}
+	switch res.GetCode() {
+	case fsmpb.Code_CODE_GRANTED, fsmpb.Code_CODE_QUEUED:
+		c.withdraw(ctx, name, res.GetClaim())
+	}
 }
 
 func (c *client) dropWaiter(seq uint64) {
