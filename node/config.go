@@ -178,3 +178,13 @@ func (c Config) timers() raftTimers {
 		return raftTimers{500 * time.Millisecond, 500 * time.Millisecond, 250 * time.Millisecond, 10 * time.Millisecond}
 	}
 }
+
+// handoffGrace is how much later than its TTL the leader expires a TTL
+// lease handed over from the queue, to cover the replication delay before a
+// holder on a follower learns of the grant (node/DESIGN.md).
+func (c Config) handoffGrace() time.Duration {
+	if !c.clustered() {
+		return 0 // the only holder applies with the leader
+	}
+	return c.timers().heartbeat
+}

@@ -15,6 +15,11 @@ import (
 // winning an election every timer is armed at a full TTL from the state, so
 // failover never expires anything early.
 type expirer struct {
+	// handoffGrace lengthens the first timer of a TTL lease granted by a
+	// hand-off: a holder on a follower learns of the grant one replication
+	// delay after the leader applied it, and counts its TTL from then.
+	handoffGrace time.Duration
+
 	mu       sync.Mutex
 	leader   bool
 	sessions map[uint64]*sessionTimer
@@ -34,8 +39,9 @@ type leaseTimer struct {
 	t          *time.Timer
 }
 
-func newExpirer() *expirer {
+func newExpirer(handoffGrace time.Duration) *expirer {
 	return &expirer{
+		handoffGrace: handoffGrace,
 		sessions: map[uint64]*sessionTimer{},
 		leases:   map[string]*leaseTimer{},
 		wake:     make(chan struct{}, 1),
@@ -60,7 +66,11 @@ func (e *expirer) handle(events []fsm.Event) {
 				delete(e.sessions, ev.Session)
 			}
 		case fsm.EventGranted, fsm.EventRefreshed:
-			if ev.TTL > 0 {
+			switch {
+			case ev.TTL == 0:
+			case ev.Kind == fsm.EventGranted && ev.Claim != ev.Token: // handed over from the queue
+				e.armLease(ev.Name, ev.Token, ev.Generation, ev.TTL+e.handoffGrace)
+			default:
 				e.armLease(ev.Name, ev.Token, ev.Generation, ev.TTL)
 			}
 		case fsm.EventEnded:

@@ -67,7 +67,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.ID),
-		exp:     newExpirer(),
+		exp:     newExpirer(cfg.handoffGrace()),
 		clients: map[uint64]*client{},
 		leading: newGate(),
 	}
