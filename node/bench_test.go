@@ -64,3 +64,61 @@ func BenchmarkNode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCluster is BenchmarkNode on a durable 3-node cluster in one
+// process (real TCP on loopback), workers spread over all nodes.
+func BenchmarkCluster(b *testing.B) {
+	for _, w := range []struct {
+		name    string
+		workers int
+		shared  bool
+	}{{"W1", 1, false}, {"W2", 16, false}, {"W3", 16, true}} {
+		b.Run(w.name, func(b *testing.B) {
+			var nodes []*Node
+			defer func() {
+				for _, n := range nodes {
+					_ = n.crash()
+				}
+			}()
+			for i := range 3 {
+				cfg := Config{ID: fmt.Sprintf("n%d", i+1), Addr: "127.0.0.1:0", DataDir: b.TempDir()}
+				if i == 0 {
+					cfg.Peers = []Peer{{ID: cfg.ID}}
+				} else {
+					cfg.Join = nodes[0].Addr()
+				}
+				n, err := New(cfg)
+				require.NoError(b, err)
+				nodes = append(nodes, n)
+			}
+			ctx := context.Background()
+			lockers := make([]lock.Locker, w.workers)
+			for i := range lockers {
+				var err error
+				lockers[i], err = nodes[i%3].NewLocker(ctx)
+				require.NoError(b, err)
+			}
+			var next atomic.Int64
+			b.SetParallelism((w.workers + 1) / 2)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(next.Add(1)-1) % w.workers
+				name := fmt.Sprintf("bench-%d", i)
+				if w.shared {
+					name = "bench-shared"
+				}
+				for pb.Next() {
+					l, err := lockers[i].Acquire(ctx, name)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if err := l.Release(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -173,9 +173,9 @@ func (c Config) timers() raftTimers {
 		// One voter needs no failure detection: leader at once.
 		return raftTimers{50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond, 5 * time.Millisecond}
 	case c.Timing == TimingConservative:
-		return raftTimers{time.Second, time.Second, 500 * time.Millisecond, 10 * time.Millisecond}
+		return raftTimers{time.Second, time.Second, 500 * time.Millisecond, 5 * time.Millisecond}
 	default:
-		return raftTimers{500 * time.Millisecond, 500 * time.Millisecond, 250 * time.Millisecond, 10 * time.Millisecond}
+		return raftTimers{500 * time.Millisecond, 500 * time.Millisecond, 250 * time.Millisecond, 2 * time.Millisecond}
 	}
 }
 
