@@ -458,14 +458,21 @@ func (c *client) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	if err := c.n.readBarrier(ctx); err != nil {
 		return lock.Info{}, err
 	}
+	return c.n.localInfo(name), nil
+}
+
+// localInfo reports name from this node's applied state. A TTL lease's
+// time left is the leader's stamp of its grant or last refresh plus the TTL,
+// read against the local clock, so clamped to (0, TTL].
+func (n *Node) localInfo(name string) lock.Info {
 	var li fsm.LockInfo
-	c.n.bridge.read(func(s *fsm.State) { li = s.Lock(name) })
+	n.bridge.read(func(s *fsm.State) { li = s.Lock(name) })
 	info := lock.Info{Name: name, Held: li.Held, Token: li.Token, Owner: li.Owner, Waiters: li.Waiters}
 	if li.Held && li.TTL > 0 {
 		left := time.Until(time.Unix(0, li.RefreshedUnixNano).Add(li.TTL))
-		info.ExpiresIn = max(left, time.Nanosecond) // expiring: not yet committed
+		info.ExpiresIn = min(max(left, time.Nanosecond), li.TTL) // ≤ 0: expiring, not yet committed
 	}
-	return info, nil
+	return info
 }
 
 // Close closes the session: the store ends every lease of this client and

@@ -144,6 +144,11 @@ func TestCluster_AcquireThroughFollower(t *testing.T) {
 	info, err = f.Inspect(ctx, "job")
 	require.NoError(t, err)
 	assert.False(t, info.Held, "a follower's Inspect is linearizable")
+	local, err := f.InspectLocal("job")
+	require.NoError(t, err)
+	assert.False(t, local.Held, "after a linearizable read, the local state has caught up")
+	_, err = f.InspectLocal("")
+	assert.ErrorIs(t, err, lock.ErrInvalidName)
 }
 
 func TestCluster_HandoffAcrossNodes(t *testing.T) {

@@ -325,6 +325,17 @@ func (n *Node) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	return n.def.Inspect(ctx, name)
 }
 
+// InspectLocal reports name from this node's own applied state without
+// asking the leader: it answers without a quorum and costs no network round
+// trip, but it is a stale read — it can miss operations that completed
+// elsewhere and have not yet been applied here.
+func (n *Node) InspectLocal(name string) (lock.Info, error) {
+	if err := lock.ValidateName(name); err != nil {
+		return lock.Info{}, err
+	}
+	return n.localInfo(name), nil
+}
+
 // Close releases the leases and sessions of every client of this node, then
 // stops the node. It is idempotent and safe on a partially started node.
 func (n *Node) Close() error { return n.shutdown(true) }
