@@ -295,4 +295,3 @@ func (ca *testCA) config(t *testing.T) *tls.Config {
 		MinVersion:   tls.VersionTLS13,
 	}
 }
-

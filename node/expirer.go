@@ -42,9 +42,9 @@ type leaseTimer struct {
 func newExpirer(handoffGrace time.Duration) *expirer {
 	return &expirer{
 		handoffGrace: handoffGrace,
-		sessions: map[uint64]*sessionTimer{},
-		leases:   map[string]*leaseTimer{},
-		wake:     make(chan struct{}, 1),
+		sessions:     map[uint64]*sessionTimer{},
+		leases:       map[string]*leaseTimer{},
+		wake:         make(chan struct{}, 1),
 	}
 }
 
