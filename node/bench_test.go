@@ -39,27 +39,7 @@ func BenchmarkNode(b *testing.B) {
 					lockers[i], err = n.NewLocker(ctx)
 					require.NoError(b, err)
 				}
-				var next atomic.Int64
-				b.SetParallelism((w.workers + 1) / 2) // 2 cores here; RunParallel multiplies by GOMAXPROCS
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					i := int(next.Add(1)-1) % w.workers
-					name := fmt.Sprintf("bench-%d", i)
-					if w.shared {
-						name = "bench-shared"
-					}
-					for pb.Next() {
-						l, err := lockers[i].Acquire(ctx, name)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						if err := l.Release(ctx); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
+				runWorkers(b, lockers, w.shared)
 			})
 		}
 	}
@@ -98,27 +78,34 @@ func BenchmarkCluster(b *testing.B) {
 				lockers[i], err = nodes[i%3].NewLocker(ctx)
 				require.NoError(b, err)
 			}
-			var next atomic.Int64
-			b.SetParallelism((w.workers + 1) / 2)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(next.Add(1)-1) % w.workers
-				name := fmt.Sprintf("bench-%d", i)
-				if w.shared {
-					name = "bench-shared"
-				}
-				for pb.Next() {
-					l, err := lockers[i].Acquire(ctx, name)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if err := l.Release(ctx); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			runWorkers(b, lockers, w.shared)
 		})
 	}
+}
+
+// runWorkers runs acquire+release loops, one worker per locker, each on its
+// own name or all on one shared name.
+func runWorkers(b *testing.B, lockers []lock.Locker, shared bool) {
+	ctx := context.Background()
+	var next atomic.Int64
+	b.SetParallelism((len(lockers) + 1) / 2) // 2 cores here; RunParallel multiplies by GOMAXPROCS
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1)-1) % len(lockers)
+		name := fmt.Sprintf("bench-%d", i)
+		if shared {
+			name = "bench-shared"
+		}
+		for pb.Next() {
+			l, err := lockers[i].Acquire(ctx, name)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := l.Release(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

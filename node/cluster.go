@@ -101,30 +101,20 @@ func stateName(s raft.RaftState) string {
 // node, retrying until ctx ends.
 func (n *Node) join(ctx context.Context) error {
 	req := &nodepb.Request{Op: &nodepb.Request_Join{Join: &nodepb.Join{Id: n.cfg.ID, Addr: n.addr, Voter: !n.cfg.NonVoter}}}
-	target, backoff := n.cfg.Join, retryMin
-	for {
+	target := n.cfg.Join
+	err := n.retry(ctx, func() error {
 		_, err := n.callAt(ctx, target, req)
-		if err == nil {
-			n.log.Info("joined cluster", "via", target)
-			return nil
-		}
-		if errors.Is(err, errFatal) {
-			return fmt.Errorf("node: join via %s: %w", target, err)
-		}
+		target = n.cfg.Join
 		if hint := leaderHint(err); hint != "" {
-			target = hint
-		} else {
-			target = n.cfg.Join
+			target = hint // follow the member's pointer to the leader
 		}
-		wait := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return fmt.Errorf("node: join via %s: %w (last attempt: %w)", n.cfg.Join, ctx.Err(), err)
-		case <-wait.C:
-		}
-		backoff = min(2*backoff, retryMax)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("node: join via %s: %w", n.cfg.Join, err)
 	}
+	n.log.Info("joined cluster", "via", n.cfg.Join)
+	return nil
 }
 
 // addServer runs on the leader: AddVoter / AddNonvoter, idempotent for a
@@ -183,29 +173,13 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if n.trans == nil {
 		return fmt.Errorf("%w: a single node has no cluster", ErrInvalidConfig)
 	}
-	backoff := retryMin
-	for {
-		var err error
+	return n.retry(ctx, func() error {
 		if n.raft.State() == raft.Leader {
-			err = n.removeLocal(ctx, id)
-		} else {
-			_, err = n.call(ctx, &nodepb.Request{Op: &nodepb.Request_Remove{Remove: &nodepb.Remove{Id: id}}})
+			return n.removeLocal(ctx, id)
 		}
-		if err == nil || errors.Is(err, errFatal) || errors.Is(err, lock.ErrClosed) {
-			return err
-		}
-		wait := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return fmt.Errorf("%w: %w (last attempt: %w)", lock.ErrNoQuorum, ctx.Err(), err)
-		case <-n.stop:
-			wait.Stop()
-			return lock.ErrClosed
-		case <-wait.C:
-		}
-		backoff = min(2*backoff, retryMax)
-	}
+		_, err := n.call(ctx, &nodepb.Request{Op: &nodepb.Request_Remove{Remove: &nodepb.Remove{Id: id}}})
+		return err
+	})
 }
 
 // Leave releases this node's sessions, removes it from the cluster

@@ -40,32 +40,43 @@ var errNotLeader = errors.New("node: not the leader")
 // error when ctx ended before a commit; errAmbiguous is also wrapped when
 // an attempt may still commit.
 func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, error) {
-	backoff, ambiguous := retryMin, false
-	for {
-		res, index, err := n.proposeOnce(ctx, cmd)
-		if err == nil {
-			if err := n.waitLocalApply(ctx, index); err != nil {
-				return nil, err
-			}
-			return res, nil
+	var res *fsmpb.Result
+	ambiguous := false
+	err := n.retry(ctx, func() error {
+		r, index, err := n.proposeOnce(ctx, cmd)
+		if err != nil {
+			ambiguous = ambiguous || errors.Is(err, errAmbiguous)
+			return err
 		}
-		ambiguous = ambiguous || errors.Is(err, errAmbiguous)
-		switch {
-		case errors.Is(err, lock.ErrClosed), errors.Is(err, fsm.ErrTooLarge), errors.Is(err, errFatal):
-			return nil, err
+		res = r
+		return n.waitLocalApply(ctx, index)
+	})
+	if err != nil && ambiguous && !errors.Is(err, errAmbiguous) {
+		err = fmt.Errorf("%w: %w", errAmbiguous, err)
+	}
+	return res, err
+}
+
+// retry runs attempt until it succeeds, fails for good (lock.ErrClosed,
+// errFatal, fsm.ErrTooLarge), ctx ends (lock.ErrNoQuorum joined with ctx's
+// error and the last attempt's), or the node closes; between attempts it
+// backs off from retryMin to retryMax. This is the leader-hold of every
+// call that needs the leader.
+func (n *Node) retry(ctx context.Context, attempt func() error) error {
+	backoff := retryMin
+	for {
+		err := attempt()
+		if err == nil || errors.Is(err, lock.ErrClosed) || errors.Is(err, errFatal) || errors.Is(err, fsm.ErrTooLarge) {
+			return err
 		}
 		wait := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			wait.Stop()
-			err = fmt.Errorf("%w: %w (last attempt: %w)", lock.ErrNoQuorum, ctx.Err(), err)
-			if ambiguous {
-				err = fmt.Errorf("%w: %w", errAmbiguous, err)
-			}
-			return nil, err
+			return fmt.Errorf("%w: %w (last attempt: %w)", lock.ErrNoQuorum, ctx.Err(), err)
 		case <-n.stop:
 			wait.Stop()
-			return nil, lock.ErrClosed
+			return lock.ErrClosed
 		case <-wait.C:
 		}
 		backoff = min(2*backoff, retryMax)
@@ -295,27 +306,13 @@ func (n *Node) readIndex() (uint64, error) {
 // node has applied it. It retries while no leader can answer, until ctx
 // ends.
 func (n *Node) readBarrier(ctx context.Context) error {
-	backoff := retryMin
-	for {
+	return n.retry(ctx, func() error {
 		index, err := n.readIndexAnywhere(ctx)
-		if err == nil {
-			return n.bridge.waitApplied(ctx, index)
-		}
-		if errors.Is(err, lock.ErrClosed) || errors.Is(err, errFatal) {
+		if err != nil {
 			return err
 		}
-		wait := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return fmt.Errorf("%w: %w (last attempt: %w)", lock.ErrNoQuorum, ctx.Err(), err)
-		case <-n.stop:
-			wait.Stop()
-			return lock.ErrClosed
-		case <-wait.C:
-		}
-		backoff = min(2*backoff, retryMax)
-	}
+		return n.bridge.waitApplied(ctx, index)
+	})
 }
 
 func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
