@@ -21,18 +21,21 @@ import (
 	"github.com/quorumlock/quorumlock/node/lock"
 )
 
-// freeAddrs reserves n loopback addresses by listening on port 0 and
-// closing; Peers must be known before the founders start.
-func freeAddrs(t *testing.T, n int) []string {
+// listeners opens n loopback listeners: their addresses are known before
+// the founders start (Peers needs them), with no window for another process
+// to take the port.
+func listeners(t *testing.T, n int) ([]net.Listener, []string) {
 	t.Helper()
+	var lns []net.Listener
 	var addrs []string
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
+		t.Cleanup(func() { _ = l.Close() }) // harmless after the node closed it
+		lns = append(lns, l)
 		addrs = append(addrs, l.Addr().String())
-		require.NoError(t, l.Close())
 	}
-	return addrs
+	return lns, addrs
 }
 
 // startFounders starts the founding members of a Peers cluster
@@ -57,14 +60,14 @@ func startFounders(t *testing.T, cfgs []Config) ([]*Node, []error) {
 	return nodes, errs
 }
 
-func peersConfigs(ids, addrs []string, tlsFor func(i int) *tls.Config) []Config {
+func peersConfigs(ids []string, lns []net.Listener, tlsFor func(i int) *tls.Config) []Config {
 	var peers []Peer
 	for i, id := range ids {
-		peers = append(peers, Peer{ID: id, Addr: addrs[i]})
+		peers = append(peers, Peer{ID: id, Addr: lns[i].Addr().String()})
 	}
 	var cfgs []Config
 	for i, id := range ids {
-		cfg := Config{ID: id, Addr: addrs[i], Peers: peers, SessionTTL: 2 * time.Second, StartTimeout: 20 * time.Second}
+		cfg := Config{ID: id, Listener: lns[i], Peers: peers, SessionTTL: 2 * time.Second, StartTimeout: 20 * time.Second}
 		if tlsFor != nil {
 			cfg.TLS = tlsFor(i)
 		}
@@ -76,7 +79,8 @@ func peersConfigs(ids, addrs []string, tlsFor func(i int) *tls.Config) []Config 
 func TestCluster_PeersBootstrap(t *testing.T) {
 	ctx := testCtx(t)
 	ids := []string{"a", "b", "c"}
-	nodes, errs := startFounders(t, peersConfigs(ids, freeAddrs(t, 3), nil))
+	lns, _ := listeners(t, 3)
+	nodes, errs := startFounders(t, peersConfigs(ids, lns, nil))
 	for i, err := range errs {
 		require.NoError(t, err, ids[i])
 	}
@@ -106,8 +110,8 @@ func TestCluster_TLS(t *testing.T) {
 	ca := newTestCA(t)
 	other := newTestCA(t)
 	ids := []string{"a", "b", "c"}
-	addrs := freeAddrs(t, 4)
-	nodes, errs := startFounders(t, peersConfigs(ids, addrs[:3], func(int) *tls.Config { return ca.config(t) }))
+	lns, _ := listeners(t, 4)
+	nodes, errs := startFounders(t, peersConfigs(ids, lns[:3], func(int) *tls.Config { return ca.config(t) }))
 	for i, err := range errs {
 		require.NoError(t, err, ids[i])
 	}
@@ -117,7 +121,7 @@ func TestCluster_TLS(t *testing.T) {
 
 	// A node with a certificate from another CA can neither join nor speak
 	// Raft: New fails, and the cluster's configuration is unchanged.
-	_, err = New(Config{ID: "rogue", Addr: addrs[3], Join: nodes[0].Addr(), TLS: other.config(t), StartTimeout: 2 * time.Second})
+	_, err = New(Config{ID: "rogue", Listener: lns[3], Join: nodes[0].Addr(), TLS: other.config(t), StartTimeout: 2 * time.Second})
 	assert.Error(t, err)
 	members, err := nodes[0].Members()
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -69,6 +70,13 @@ type Config struct {
 	Addr          string
 	AdvertiseAddr string
 
+	// Listener, instead of Addr, is a cluster listener made by the caller;
+	// the node owns it once New succeeds. Dial, when set, opens the node's
+	// outgoing cluster connections instead of TCP (TLS is layered on top).
+	// Both exist for custom networking and for fault-injecting tests.
+	Listener net.Listener
+	Dial     func(ctx context.Context, addr string) (net.Conn, error)
+
 	// Peers founds a new cluster of these voters, this node among them.
 	// This node's own entry may leave Addr empty (it is then this node's
 	// advertised address), so a cluster can be founded by one node on port
@@ -100,7 +108,7 @@ type Config struct {
 // ErrInvalidConfig is wrapped by New's errors about Config fields.
 var ErrInvalidConfig = errors.New("node: invalid config")
 
-func (c Config) clustered() bool { return c.Addr != "" }
+func (c Config) clustered() bool { return c.Addr != "" || c.Listener != nil }
 
 func (c Config) withDefaults() (Config, error) {
 	bad := func(format string, args ...any) (Config, error) {
@@ -131,13 +139,18 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if !c.clustered() {
-		if len(c.Peers) > 0 || c.Join != "" || c.TLS != nil || c.AdvertiseAddr != "" || c.NonVoter {
-			return bad("Peers, Join, TLS, AdvertiseAddr and NonVoter need Addr")
+		if len(c.Peers) > 0 || c.Join != "" || c.TLS != nil || c.AdvertiseAddr != "" || c.NonVoter || c.Dial != nil {
+			return bad("Peers, Join, TLS, AdvertiseAddr, NonVoter and Dial need Addr or Listener")
 		}
 		return c, nil
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return bad("Addr %q: %v", c.Addr, err)
+	if c.Listener != nil && c.Addr != "" {
+		return bad("set Addr or Listener, not both")
+	}
+	if c.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			return bad("Addr %q: %v", c.Addr, err)
+		}
 	}
 	if len(c.Peers) > 0 && c.Join != "" {
 		return bad("Peers and Join are exclusive")

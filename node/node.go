@@ -122,6 +122,8 @@ func (n *Node) startRaft() error {
 		tr, err := transport.New(transport.Config{
 			Addr:          n.cfg.Addr,
 			AdvertiseAddr: n.cfg.AdvertiseAddr,
+			Listener:      n.cfg.Listener,
+			Dial:          n.cfg.Dial,
 			TLS:           n.cfg.TLS,
 			Handler:       transport.HandlerFunc(n.serveRPC),
 			Logger:        n.log,

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,16 @@ type Config struct {
 	// AdvertiseAddr is the address peers dial to reach this node; Raft
 	// records it as this server's address. Default: the listener's address.
 	AdvertiseAddr string
+
+	// Listener, when set, is served instead of listening on Addr (leave
+	// Addr empty). Once New succeeds the transport owns it and Close closes
+	// it. For sockets made elsewhere (inherited, wrapped) and for tests.
+	Listener net.Listener
+
+	// Dial, when set, opens outgoing connections instead of a TCP dialer;
+	// TLS and the protocol byte are layered on what it returns. For custom
+	// networking (proxies, test fault injection). It must respect ctx.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// TLS, when set, makes every connection mutual TLS, for both the
 	// listener and dials: the peer must present a certificate that verifies
@@ -92,6 +103,12 @@ func invalid(field, format string, args ...any) error {
 
 // withDefaults fills zero fields and validates the rest.
 func (c Config) withDefaults() (Config, error) {
+	if c.Listener != nil {
+		if c.Addr != "" {
+			return c, invalid("Addr", "set Addr or Listener, not both")
+		}
+		c.Addr = c.Listener.Addr().String()
+	}
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
 	}

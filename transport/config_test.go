@@ -1,8 +1,11 @@
 package transport_test
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,4 +104,36 @@ func TestRetryable(t *testing.T) {
 	assert.False(t, transport.Retryable(transport.ErrFrameTooLarge))
 	assert.False(t, transport.Retryable(&transport.RemoteError{Message: "x"}))
 	assert.False(t, transport.Retryable(nil))
+}
+
+// TestNew_ListenerAndDial: a caller-made listener is served, and a custom
+// dialer carries every outgoing connection (the hook a fault-injecting
+// test harness uses).
+func TestNew_ListenerAndDial(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := newTransport(t, transport.Config{Listener: ln, Handler: echo})
+	assert.Equal(t, ln.Addr().String(), srv.Addr())
+
+	var dials atomic.Int32
+	cli := newTransport(t, transport.Config{Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := cli.Call(ctx, srv.Addr(), []byte("via custom dial"))
+	require.NoError(t, err)
+	assert.Equal(t, "via custom dial", string(got))
+	assert.Positive(t, dials.Load())
+
+	refuse := newTransport(t, transport.Config{Dial: func(context.Context, string) (net.Conn, error) {
+		return nil, errors.New("partitioned")
+	}})
+	_, err = refuse.Call(ctx, srv.Addr(), []byte("x"))
+	assert.Error(t, err)
+
+	_, err = transport.New(transport.Config{Addr: "127.0.0.1:0", Listener: ln})
+	assert.ErrorIs(t, err, transport.ErrInvalidConfig)
 }

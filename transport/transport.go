@@ -52,10 +52,12 @@ func New(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	lc := net.ListenConfig{KeepAlive: keepAlive}
-	ln, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("transport: listen on Addr %q: %w", cfg.Addr, err)
+	ln := cfg.Listener
+	if ln == nil {
+		lc := net.ListenConfig{KeepAlive: keepAlive}
+		if ln, err = lc.Listen(context.Background(), "tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("transport: listen on Addr %q: %w", cfg.Addr, err)
+		}
 	}
 	t := &Transport{
 		cfg:   cfg,
@@ -319,8 +321,14 @@ func isTimeout(err error) bool {
 // dial connects to addr, runs the TLS handshake if configured and writes
 // the protocol byte, all within ctx.
 func (t *Transport) dial(ctx context.Context, addr string, proto byte) (*conn, error) {
-	d := net.Dialer{KeepAlive: keepAlive}
-	raw, err := d.DialContext(ctx, "tcp", addr)
+	var raw net.Conn
+	var err error
+	if t.cfg.Dial != nil {
+		raw, err = t.cfg.Dial(ctx, addr)
+	} else {
+		d := net.Dialer{KeepAlive: keepAlive}
+		raw, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
