@@ -57,7 +57,7 @@ func BenchmarkCluster(b *testing.B) {
 			var nodes []*Node
 			defer func() {
 				for _, n := range nodes {
-					_ = n.crash()
+					_ = n.Abort()
 				}
 			}()
 			for i := range 3 {

@@ -40,6 +40,8 @@ type client struct {
 	waiters  map[uint64]*waiter  // by seq of the Acquire
 	leases   map[leaseKey]*lease
 	closed   bool
+	// lostSessions are earlier sessions this client declared lost.
+	lostSessions map[uint64]bool
 
 	// renew sends one keep-alive for a session and reports whether the
 	// leader acknowledged it.
@@ -69,14 +71,15 @@ var _ lock.Locker = (*client)(nil)
 
 func (n *Node) newClient(ctx context.Context) (*client, error) {
 	c := &client{
-		n:        n,
-		ttl:      n.cfg.SessionTTL,
-		inflight: map[uint64]struct{}{},
-		waiters:  map[uint64]*waiter{},
-		leases:   map[leaseKey]*lease{},
-		lost:     make(chan struct{}, 1),
-		stopped:  make(chan struct{}),
-		renew:    n.renewSession,
+		n:            n,
+		ttl:          n.cfg.SessionTTL,
+		inflight:     map[uint64]struct{}{},
+		waiters:      map[uint64]*waiter{},
+		leases:       map[leaseKey]*lease{},
+		lostSessions: map[uint64]bool{},
+		lost:         make(chan struct{}, 1),
+		stopped:      make(chan struct{}),
+		renew:        n.renewSession,
 	}
 	c.window = sync.NewCond(&c.mu)
 	c.ctx, c.cancel = context.WithCancel(n.ctx)
@@ -169,6 +172,7 @@ func (c *client) sessionLost() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err := fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
+	c.lostSessions[c.sess] = true
 	for _, l := range c.leases {
 		if l.ttl == 0 {
 			l.end(err)
@@ -193,6 +197,11 @@ func (c *client) handle(ev fsm.Event) {
 			base = w.sent // granted by its own Acquire entry
 		}
 		l := c.newLease(ev.Name, ev.Token, ev.TTL, base)
+		if ev.TTL == 0 && c.lostSessions[ev.Session] {
+			// Granted to a session this client already gave up: nothing
+			// renews it, so the lease is over before it starts.
+			l.end(fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired))
+		}
 		if w != nil {
 			w.ch <- l
 		}
@@ -354,7 +363,16 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 		c.dropWaiter(req.Seq)
 		select {
 		case l := <-w.ch:
+			if err := l.Err(); err != nil { // granted to a session declared lost
+				c.withdraw(ctx, name, res.GetClaim())
+				return nil, err
+			}
 			return l, nil
+		case err := <-w.errc:
+			// The client declared the request's session lost while the
+			// request was in flight: a grant to it cannot be vouched for.
+			c.withdraw(ctx, name, res.GetClaim())
+			return nil, err
 		default:
 			return nil, fmt.Errorf("node: grant of %q at %d without its event", name, res.GetToken())
 		}
@@ -395,8 +413,17 @@ func (c *client) wait(ctx context.Context, name string, seq, claim uint64, w *wa
 	select {
 	case l := <-w.ch:
 		c.dropWaiter(seq)
+		if err := l.Err(); err != nil { // granted to a session declared lost
+			c.withdraw(ctx, name, claim)
+			return nil, err
+		}
 		return l, nil
 	case err := <-w.errc:
+		if !errors.Is(err, lock.ErrClosed) {
+			// Session lost: the claim may still be queued under it (the
+			// store has not expired it yet); take it out.
+			c.withdraw(ctx, name, claim)
+		}
 		return nil, err
 	case <-ctx.Done():
 	}
@@ -485,13 +512,17 @@ func (c *client) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
+	// End the leases here first: closing the session may take until
+	// cleanupTimeout (no quorum), and the keep-alive that backed them has
+	// stopped, so the holder must stop trusting them now (I3).
+	c.endLeases(lock.ErrReleased)
 	var err error
 	if sess != 0 {
 		_, err = c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_CloseSession{CloseSession: &fsmpb.CloseSession{
 			Req: &fsmpb.Request{Session: sess, Seq: seq},
 		}}})
 	}
-	c.finish(lock.ErrReleased)
+	c.unregister()
 	if errors.Is(err, lock.ErrClosed) {
 		err = nil
 	}
@@ -501,7 +532,8 @@ func (c *client) Close() error {
 // abandon stops the client without telling the store, as a crash would.
 func (c *client) abandon() {
 	if _, _, ok := c.markClosed(); ok {
-		c.finish(fmt.Errorf("%w: node stopped", lock.ErrLost))
+		c.endLeases(fmt.Errorf("%w: node stopped", lock.ErrLost))
+		c.unregister()
 	}
 }
 
@@ -526,18 +558,22 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	return sess, seq, true
 }
 
-// finish ends the leases left and unregisters the client's sessions.
-func (c *client) finish(why error) {
+// endLeases ends every lease the client still holds.
+func (c *client) endLeases(why error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, l := range c.leases {
 		l.end(why)
 	}
-	c.mu.Unlock()
+}
+
+// unregister stops events for every session the client had.
+func (c *client) unregister() {
 	c.n.mu.Lock()
+	defer c.n.mu.Unlock()
 	for id, cl := range c.n.clients {
 		if cl == c {
 			delete(c.n.clients, id)
 		}
 	}
-	c.n.mu.Unlock()
 }

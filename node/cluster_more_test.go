@@ -52,7 +52,7 @@ func startFounders(t *testing.T, cfgs []Config) ([]*Node, []error) {
 		var wg sync.WaitGroup
 		for _, n := range nodes {
 			if n != nil {
-				wg.Go(func() { _ = n.crash() })
+				wg.Go(func() { _ = n.Abort() })
 			}
 		}
 		wg.Wait()
@@ -152,7 +152,7 @@ func TestCluster_NonVoterAndRemove(t *testing.T) {
 	tc.nodes[3] = nil
 	tc.waitMembers(3)
 	require.NoError(t, tc.nodes[0].RemoveServer(ctx, "n3"))
-	_ = tc.nodes[2].crash()
+	_ = tc.nodes[2].Abort()
 	tc.nodes[2] = nil
 	tc.waitMembers(2)
 	_, err = tc.nodes[1].Acquire(ctx, "after-remove")
@@ -223,7 +223,7 @@ func TestCluster_SnapshotCatchUp(t *testing.T) {
 	tc := newTestCluster(t, 3, true)
 	li, leader := tc.leader()
 	lagging := (li + 1) % 3
-	require.NoError(t, tc.nodes[lagging].crash())
+	require.NoError(t, tc.nodes[lagging].Abort())
 	tc.nodes[lagging] = nil
 	var last lock.Lease
 	for i := range 50 {

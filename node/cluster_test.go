@@ -33,7 +33,7 @@ func newTestCluster(t *testing.T, size int, durable bool) *testCluster {
 		var wg sync.WaitGroup
 		for _, n := range tc.nodes {
 			if n != nil {
-				wg.Go(func() { _ = n.crash() })
+				wg.Go(func() { _ = n.Abort() })
 			}
 		}
 		wg.Wait()
@@ -189,7 +189,7 @@ func TestCluster_LeaderCrash(t *testing.T) {
 	_, err := leader.Acquire(ctx, "before")
 	require.NoError(t, err)
 	crashed := time.Now()
-	require.NoError(t, leader.crash())
+	require.NoError(t, leader.Abort())
 	tc.nodes[li] = nil
 
 	survivor := tc.nodes[(li+1)%3]

@@ -342,10 +342,13 @@ func (n *Node) InspectLocal(name string) (lock.Info, error) {
 // stops the node. It is idempotent and safe on a partially started node.
 func (n *Node) Close() error { return n.shutdown(true) }
 
-// crash stops the node the way a killed process would: no session is
-// closed and no lease released, so the store keeps them until they expire.
-// Local leases end with ErrLost. Used by tests that restart on a DataDir.
-func (n *Node) crash() error { return n.shutdown(false) }
+// Abort stops the node at once, the way a killed process stops: no session
+// is closed, no lease released and leadership is not handed over, so the
+// cluster keeps this node's leases until its sessions expire. Local leases
+// end with ErrLost. For processes that must stop immediately, and for
+// tests that simulate crashes. Abort after Close (or Close after Abort)
+// does nothing.
+func (n *Node) Abort() error { return n.shutdown(false) }
 
 // closeClients closes (graceful) or abandons every client, and refuses new
 // ones.

@@ -135,7 +135,7 @@ func TestNode_RestartKeepsState(t *testing.T) {
 				return a.Waiters == 1 && b.Waiters == 1
 			})
 
-			require.NoError(t, n.crash())
+			require.NoError(t, n.Abort())
 			for range 2 {
 				assert.ErrorIs(t, <-waitErrs, lock.ErrClosed)
 			}
