@@ -40,6 +40,8 @@ type client struct {
 	waiters  map[uint64]*waiter  // by seq of the Acquire
 	leases   map[leaseKey]*lease
 	closed   bool
+	// ready is open while the current session is believed alive.
+	ready *gate
 	// lostSessions are earlier sessions this client declared lost.
 	lostSessions map[uint64]bool
 
@@ -77,6 +79,7 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 		waiters:      map[uint64]*waiter{},
 		leases:       map[leaseKey]*lease{},
 		lostSessions: map[uint64]bool{},
+		ready:        newGate(),
 		lost:         make(chan struct{}, 1),
 		stopped:      make(chan struct{}),
 		renew:        n.renewSession,
@@ -121,6 +124,7 @@ func (c *client) openSession(ctx context.Context) error {
 	c.mu.Lock()
 	c.sess = id
 	c.mu.Unlock()
+	c.ready.set(true)
 	return nil
 }
 
@@ -173,6 +177,7 @@ func (c *client) sessionLost() {
 	defer c.mu.Unlock()
 	err := fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
 	c.lostSessions[c.sess] = true
+	c.ready.set(false)
 	for _, l := range c.leases {
 		if l.ttl == 0 {
 			l.end(err)
@@ -335,6 +340,28 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 	if err != nil {
 		return nil, err
 	}
+	for {
+		// A call made while the client replaces an expired session waits
+		// for the new one instead of failing: no lease was lost by it.
+		if err := c.ready.wait(ctx); err != nil {
+			return nil, fmt.Errorf("acquire %q: waiting for a new session: %w", name, err)
+		}
+		l, err := c.acquireOnce(ctx, name, try, o)
+		if errors.Is(err, ErrSessionExpired) && ctx.Err() == nil && !c.isClosed() {
+			continue // its claim is gone with the session; claim again under the new one
+		}
+		return l, err
+	}
+}
+
+func (c *client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// acquireOnce makes one claim under the current session.
+func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.Options) (lock.Lease, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -389,7 +416,25 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 		return nil, fmt.Errorf("%w: %q", lock.ErrHeld, name)
 	default:
 		c.dropWaiter(req.Seq)
+		if res.GetCode() == fsmpb.Code_CODE_UNKNOWN_SESSION {
+			c.signalLost(req.Session)
+		}
 		return nil, codeErr(res.GetCode(), name)
+	}
+}
+
+// signalLost tells the keep-alive loop that the store no longer knows
+// session id, if it is still the current one.
+func (c *client) signalLost(id uint64) {
+	c.mu.Lock()
+	current := c.sess == id
+	c.mu.Unlock()
+	if current {
+		c.ready.set(false) // callers wait for the replacement, not spin on the dead one
+		select {
+		case c.lost <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -553,6 +598,7 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	c.seq++
 	sess, seq = c.sess, c.seq
 	c.mu.Unlock()
+	c.ready.set(true) // let calls waiting for a session through, to ErrClosed
 	c.cancel()
 	<-c.stopped
 	return sess, seq, true

@@ -214,7 +214,9 @@ func (n *Node) serve(ctx context.Context, req *nodepb.Request) *nodepb.Response 
 	select {
 	case <-n.stop:
 		return &nodepb.Response{Status: nodepb.Status_STATUS_CLOSED, Message: "shutting down"}
+	case <-n.started:
 	default:
+		return &nodepb.Response{Status: nodepb.Status_STATUS_NOT_LEADER, Message: "starting"}
 	}
 	if _, ok := req.GetOp().(*nodepb.Request_Join); !ok && n.raft.State() != raft.Leader {
 		return n.notLeader()

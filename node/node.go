@@ -33,6 +33,12 @@ type Node struct {
 	exp    *expirer
 	trans  *transport.Transport // nil for a single node without network
 	addr   string               // this node's Raft address
+	// started is closed once raft is set; RPCs that arrive before (the
+	// transport serves as soon as it listens) are answered "not leader".
+	started chan struct{}
+	// existing is true when the stores held state at start: a restart,
+	// which ignores Peers and Join.
+	existing bool
 
 	// closers release Raft's stores and transports after Shutdown.
 	closers []func() error
@@ -70,6 +76,7 @@ func New(cfg Config) (*Node, error) {
 		exp:     newExpirer(cfg.handoffGrace()),
 		clients: map[uint64]*client{},
 		leading: newGate(),
+		started: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stop = n.ctx.Done()
@@ -87,7 +94,7 @@ func New(cfg Config) (*Node, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartTimeout)
 	defer cancel()
-	if cfg.Join != "" {
+	if cfg.Join != "" && !n.existing {
 		if err := n.join(ctx); err != nil {
 			return fail(err)
 		}
@@ -153,6 +160,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: read existing state: %w", err)
 	}
+	n.existing = existing
 	if !existing && n.cfg.clustered() && len(n.cfg.Peers) == 0 && n.cfg.Join == "" {
 		return fmt.Errorf("%w: a new cluster node needs Peers (found a cluster) or Join (enter one); only a restart on a DataDir with state needs neither", ErrInvalidConfig)
 	}
@@ -166,6 +174,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
 	n.raft = r
+	close(n.started)
 	return nil
 }
 
@@ -355,18 +364,23 @@ func (n *Node) Abort() error { return n.shutdown(false) }
 func (n *Node) closeClients(graceful bool) {
 	n.mu.Lock()
 	n.closed = true
-	clients := make([]*client, 0, len(n.clients))
+	clients := map[*client]bool{} // a client is listed once per session it had
 	for _, c := range n.clients {
-		clients = append(clients, c)
+		clients[c] = true
 	}
 	n.mu.Unlock()
-	for _, c := range clients {
-		if graceful {
-			_ = c.Close()
-		} else {
-			c.abandon()
-		}
+	// Concurrently: without a quorum each Close waits up to cleanupTimeout.
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			if graceful {
+				_ = c.Close()
+			} else {
+				c.abandon()
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // reconcile runs after a snapshot replaced the state (bridge lock held):
