@@ -3,8 +3,13 @@
 // the ticket counter is a fenced resource that accepts a sale only with a
 // fencing token at least as large as the last one it accepted.
 //
-//	go run ./examples/seckill                 # 20 buyers, 5 tickets, embedded node
+//	go run ./examples/seckill                 # 20 buyers, 5 tickets, 3-node cluster
+//	go run ./examples/seckill -nodes 1        # one embedded node
 //	go run ./examples/seckill -buyers 100 -tickets 30
+//
+// By default the lock service is a 3-node Raft cluster inside this
+// process, its nodes talking over real TCP on loopback; buyers are spread
+// over the nodes round-robin, so most of them lock through a follower.
 //
 // The last line is always
 //
@@ -18,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,9 +41,9 @@ func main() {
 }
 
 type config struct {
-	buyers, tickets int
-	backend         string
-	timeout         time.Duration
+	buyers, tickets, nodes int
+	backend                string
+	timeout                time.Duration
 }
 
 func parseFlags(args []string) (config, error) {
@@ -45,7 +51,8 @@ func parseFlags(args []string) (config, error) {
 	var c config
 	fs.IntVar(&c.buyers, "buyers", 20, "number of concurrent buyers (1-10000)")
 	fs.IntVar(&c.tickets, "tickets", 5, "number of tickets for sale (0-1000000)")
-	fs.StringVar(&c.backend, "backend", "embedded", "lock backend: embedded (an in-process node)")
+	fs.IntVar(&c.nodes, "nodes", 3, "embedded nodes: 1 (a single node) to 7 (a cluster on loopback)")
+	fs.StringVar(&c.backend, "backend", "embedded", "lock backend: embedded (in-process nodes)")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -57,6 +64,8 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("-buyers %d: want 1 to 10000", c.buyers)
 	case c.tickets < 0 || c.tickets > 1000000:
 		return c, fmt.Errorf("-tickets %d: want 0 to 1000000", c.tickets)
+	case c.nodes < 1 || c.nodes > 7:
+		return c, fmt.Errorf("-nodes %d: want 1 to 7", c.nodes)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("-timeout %v: want > 0", c.timeout)
 	case c.backend != "embedded":
@@ -134,22 +143,27 @@ func run(args []string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
 
-	n, err := node.New(node.Config{})
+	nodes, err := startNodes(cfg.nodes)
+	defer closeNodes(nodes)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = n.Close() }()
 
 	st := &store{left: cfg.tickets}
 	lines := make([]string, cfg.buyers)
 	var wg sync.WaitGroup
 	errs := make(chan error, cfg.buyers)
 	start := make(chan struct{})
-	for i := range cfg.buyers {
-		buyer, err := n.NewLocker(ctx)
-		if err != nil {
+	buyers := make([]lock.Locker, cfg.buyers)
+	for i := range buyers {
+		if buyers[i], err = nodes[i%len(nodes)].NewLocker(ctx); err != nil {
+			for _, b := range buyers[:i] {
+				_ = b.Close()
+			}
 			return err
 		}
+	}
+	for i, buyer := range buyers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -188,6 +202,62 @@ func run(args []string, out io.Writer) error {
 	fmt.Fprintf(&report, "SUMMARY tickets=%d sold=%d buyers=%d oversold=%d\n", cfg.tickets, st.sold, cfg.buyers, st.oversold(cfg.tickets))
 	_, err = io.WriteString(out, report.String())
 	return err
+}
+
+// startNodes starts one embedded node, or a cluster of size nodes over TCP
+// on loopback: the first founds it, the others join it concurrently. On
+// error it returns the nodes that started, for closeNodes.
+func startNodes(size int) ([]*node.Node, error) {
+	if size == 1 {
+		n, err := node.New(node.Config{})
+		if err != nil {
+			return nil, err
+		}
+		return []*node.Node{n}, nil
+	}
+	first, err := node.New(node.Config{ID: "n1", Addr: "127.0.0.1:0", Peers: []node.Peer{{ID: "n1"}}})
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]*node.Node, size)
+	nodes[0] = first
+	errs := make([]error, size)
+	var wg sync.WaitGroup
+	for i := 1; i < size; i++ {
+		wg.Go(func() {
+			nodes[i], errs[i] = node.New(node.Config{ID: fmt.Sprintf("n%d", i+1), Addr: "127.0.0.1:0", Join: first.Addr()})
+		})
+	}
+	wg.Wait()
+	started := slices.DeleteFunc(nodes, func(n *node.Node) bool { return n == nil })
+	return started, errors.Join(errs...)
+}
+
+// closeNodes stops the nodes. A graceful Close commits the end of the
+// node's sessions, which needs a quorum: closed one by one, or all at once
+// (racing), the last nodes of a cluster would wait for a quorum that is
+// already gone. So every node but the leader leaves the cluster first,
+// one at a time, shrinking the configuration; the leader, alone in it by
+// then, closes last.
+func closeNodes(nodes []*node.Node) {
+	if len(nodes) == 0 {
+		return
+	}
+	leaderID, _ := nodes[0].Leader()
+	last := 0
+	for i, n := range nodes {
+		if n.Stats().ID == leaderID {
+			last = i
+		}
+	}
+	for i, n := range nodes {
+		if i != last {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = n.Leave(ctx)
+			cancel()
+		}
+	}
+	_ = nodes[last].Close()
 }
 
 func tokenOf(line string) uint64 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -18,21 +19,41 @@ func TestRun_SellsExactlyTheTickets(t *testing.T) {
 		want string
 		sold int
 	}{
-		{nil, "SUMMARY tickets=5 sold=5 buyers=20 oversold=0", 5},
+		{nil, "SUMMARY tickets=5 sold=5 buyers=20 oversold=0", 5}, // 3 nodes
+		{[]string{"-nodes", "1"}, "SUMMARY tickets=5 sold=5 buyers=20 oversold=0", 5},
+		{[]string{"-nodes", "5", "-buyers", "12", "-tickets", "7"}, "SUMMARY tickets=7 sold=7 buyers=12 oversold=0", 7},
 		{[]string{"-buyers", "3", "-tickets", "10"}, "SUMMARY tickets=10 sold=3 buyers=3 oversold=0", 3},
-		{[]string{"-buyers", "4", "-tickets", "0"}, "SUMMARY tickets=0 sold=0 buyers=4 oversold=0", 0},
+		{[]string{"-buyers", "4", "-tickets", "0", "-nodes", "2"}, "SUMMARY tickets=0 sold=0 buyers=4 oversold=0", 0},
 	} {
-		var out bytes.Buffer
-		require.NoError(t, run(tc.args, &out))
-		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		assert.Equal(t, tc.want, lines[len(lines)-1])
-		assert.Equal(t, tc.sold, strings.Count(out.String(), "bought ticket"))
+		name := strings.Join(tc.args, " ")
+		if name == "" {
+			name = "defaults"
+		}
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			require.NoError(t, run(tc.args, &out))
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			assert.Equal(t, tc.want, lines[len(lines)-1])
+			assert.Equal(t, tc.sold, strings.Count(out.String(), "bought ticket"))
+			// Nothing but one line per buyer, in token order, and the summary.
+			var last uint64
+			for _, l := range lines[:len(lines)-1] {
+				assert.Regexp(t, `^buyer \d+ token=\d+ (bought ticket \d+|sold out)$`, l)
+				assert.Greater(t, tokenOf(l), last, l)
+				last = tokenOf(l)
+			}
+			var buyers int
+			_, err := fmt.Sscanf(tc.want, "SUMMARY tickets=%d sold=%d buyers=%d", new(int), new(int), &buyers)
+			require.NoError(t, err)
+			assert.Len(t, lines, buyers+1)
+		})
 	}
 }
 
 func TestRun_RejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-buyers", "0"}, {"-tickets", "-1"}, {"-backend", "etcd"}, {"-timeout", "0s"}, {"extra"},
+		{"-nodes", "0"}, {"-nodes", "8"},
 	} {
 		assert.Error(t, run(args, &bytes.Buffer{}), "%q", args)
 	}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/node"
+)
+
+func TestParseFlags(t *testing.T) {
+	c, err := parseFlags([]string{
+		"-id", "n1", "-addr", "127.0.0.1:7001", "-http", "127.0.0.1:8001", "-data", "/tmp/n1",
+		"-peers", "n1=127.0.0.1:7001,n2=127.0.0.1:7002, n3=127.0.0.1:7003", "-log-level", "debug",
+	}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, node.Config{
+		ID: "n1", Addr: "127.0.0.1:7001", DataDir: "/tmp/n1",
+		Peers: []node.Peer{{ID: "n1", Addr: "127.0.0.1:7001"}, {ID: "n2", Addr: "127.0.0.1:7002"}, {ID: "n3", Addr: "127.0.0.1:7003"}},
+	}, c.node(nil))
+	assert.Equal(t, "127.0.0.1:8001", c.http)
+	assert.Equal(t, slog.LevelDebug, c.logLevel)
+
+	c, err = parseFlags([]string{"-id", "n4", "-addr", ":7004", "-http", ":8004", "-join", "127.0.0.1:7001"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:7001", c.node(nil).Join)
+	assert.Equal(t, slog.LevelInfo, c.logLevel)
+
+	c, err = parseFlags([]string{"-id", "solo", "-http", "127.0.0.1:0"}, io.Discard)
+	require.NoError(t, err)
+	assert.Empty(t, c.node(nil).Addr, "no -addr: a single node without network")
+}
+
+func TestParseFlags_Rejects(t *testing.T) {
+	ok := []string{"-id", "n1", "-addr", "127.0.0.1:7001", "-http", "127.0.0.1:8001"}
+	for _, args := range [][]string{
+		{"-http", "127.0.0.1:8001"},
+		{"-id", "n1"},
+		append(ok, "-peers", "n1"),
+		append(ok, "-peers", "=127.0.0.1:7001"),
+		append(ok, "-peers", "n1=localhost"),
+		append(ok, "-peers", "n1=127.0.0.1:7001,"),
+		append(ok, "-peers", "n1=127.0.0.1:7001", "-join", "127.0.0.1:7002"),
+		{"-id", "n1", "-http", "127.0.0.1:8001", "-join", "127.0.0.1:7002"},
+		append(ok, "-log-level", "loud"),
+		append(ok, "-nope"),
+		append(ok, "extra"),
+	} {
+		_, err := parseFlags(args, io.Discard)
+		assert.Error(t, err, "%q", args)
+	}
+}
