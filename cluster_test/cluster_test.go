@@ -246,10 +246,12 @@ func (c *cluster) closeAll() {
 		c.nodes[i] = nil
 	}
 	c.mu.Unlock()
+	// Abort, not Close: closed together, the last members would each wait
+	// out the session-close timeout for a quorum that is already gone.
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		if n != nil {
-			wg.Go(func() { _ = n.Close() })
+			wg.Go(func() { _ = n.Abort() })
 		}
 	}
 	wg.Wait()

@@ -1,0 +1,189 @@
+package clustertest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quorumlock/quorumlock/internal/history"
+	"github.com/quorumlock/quorumlock/node/lock"
+)
+
+// nemesisSeed returns the -seed flag, or one from the clock, and logs it
+// with the command line that replays it.
+func nemesisSeed(t *testing.T) int64 {
+	t.Helper()
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (rerun with -run '^%s$' -seed=%d)", seed, t.Name(), seed)
+	return seed
+}
+
+// requireHistory checks rec's history with history.Require (porcupine per
+// name plus the token and fence checks) and fails t on a violation. The
+// failure files go to a fresh directory under os.TempDir() that outlives
+// the test; it is printed and kept only if t failed (whatever failed it:
+// then the history is also dumped there as history.json), removed
+// otherwise. Call it once every recorded operation has returned.
+func requireHistory(t *testing.T, rec *history.Recorder) {
+	t.Helper()
+	h := rec.History()
+	dir, err := os.MkdirTemp("", "quorumlock-history-")
+	if err != nil {
+		t.Fatalf("history directory: %v", err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			_ = os.RemoveAll(dir)
+			return
+		}
+		path := filepath.Join(dir, "history.json")
+		if b, err := json.Marshal(h); err == nil {
+			_ = os.WriteFile(path, b, 0o644)
+		}
+		t.Logf("history files kept in %s (history.json: the whole history, replayable with history.Check)", dir)
+	})
+	history.Require(t, h, history.Options{Dir: dir, Timeout: 30 * time.Second})
+}
+
+// workload is the recorded client side of a scenario: workers loop
+// acquire -> Observe -> fenced write -> hold briefly -> Observe -> fenced
+// write -> Observe -> release, every call recorded in rec, the writes going
+// through fence. The Observe after the critical section lets the checker
+// catch two holders at once (history.HeldAfterEnd).
+type workload struct {
+	c     *cluster
+	rec   *history.Recorder
+	fence *history.Fence
+	// acquired, if set, is called by worker w after each successful
+	// Acquire it invoked at started.
+	acquired func(w int, started time.Time)
+
+	accepted, rejected atomic.Int64 // fenced writes
+	holding            []atomic.Int32
+}
+
+func newWorkload(c *cluster) *workload {
+	rec := history.NewRecorder()
+	return &workload{
+		c:       c,
+		rec:     rec,
+		fence:   history.NewFence(rec, history.FenceConfig{}),
+		holding: make([]atomic.Int32, c.size()),
+	}
+}
+
+// holds reports how many workers of node i hold a lease right now (as far
+// as they know).
+func (wl *workload) holds(i int) int { return int(wl.holding[i].Load()) }
+
+// write is one fenced write by client w, counted.
+func (wl *workload) write(ctx context.Context, w int, lease lock.Lease) {
+	err := wl.fence.Write(ctx, w, lease.Name(), lease.Token())
+	switch {
+	case err == nil:
+		wl.accepted.Add(1)
+	case errors.Is(err, history.ErrStaleToken):
+		wl.rejected.Add(1)
+	}
+}
+
+// worker runs client w on node i, contending for name until ctx ends. It
+// acquires with a 3 s timeout and makes a fresh Locker whenever its node was
+// killed and restarted (ErrClosed).
+func (wl *workload) worker(ctx context.Context, w, i int, name string, rng *rand.Rand) {
+	for ctx.Err() == nil {
+		nctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		l, err := wl.c.newLocker(nctx, i)
+		cancel()
+		if err != nil {
+			sleep(ctx, 50*time.Millisecond)
+			continue
+		}
+		for ctx.Err() == nil {
+			started := time.Now()
+			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			lease, err := wl.rec.Acquire(actx, w, l, name)
+			cancel()
+			if errors.Is(err, lock.ErrClosed) {
+				break
+			}
+			if err != nil {
+				sleep(ctx, 10*time.Millisecond)
+				continue
+			}
+			if wl.acquired != nil {
+				wl.acquired(w, started)
+			}
+			wl.holding[i].Add(1)
+			if wl.rec.Observe(w, lease) {
+				wl.write(ctx, w, lease)
+				time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+				if wl.rec.Observe(w, lease) {
+					wl.write(ctx, w, lease)
+				}
+			}
+			wl.rec.Observe(w, lease)
+			wl.holding[i].Add(-1)
+			rctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			_ = wl.rec.Release(rctx, w, lease)
+			cancel()
+		}
+		_ = l.Close()
+	}
+}
+
+// liveness collects, once armed, the first successful acquire of every
+// worker; wait fails t listing the workers that acquired nothing in time.
+type liveness struct {
+	since atomic.Pointer[time.Time]
+	live  []atomic.Bool
+	done  chan int
+}
+
+func newLiveness(workers int) *liveness {
+	return &liveness{live: make([]atomic.Bool, workers), done: make(chan int, workers)}
+}
+
+// arm starts counting: only acquires invoked from now on count.
+func (lv *liveness) arm() {
+	now := time.Now()
+	lv.since.Store(&now)
+}
+
+// acquired records that worker w acquired after invoking at started.
+func (lv *liveness) acquired(w int, started time.Time) {
+	if s := lv.since.Load(); s != nil && !started.Before(*s) && lv.live[w].CompareAndSwap(false, true) {
+		lv.done <- w
+	}
+}
+
+// wait waits up to d (from now) for every worker; it returns how long the
+// last one took after arm.
+func (lv *liveness) wait(t *testing.T, d time.Duration, what string) time.Duration {
+	t.Helper()
+	deadline := time.After(d)
+	for range lv.live {
+		select {
+		case <-lv.done:
+		case <-deadline:
+			var stuck []int
+			for w := range lv.live {
+				if !lv.live[w].Load() {
+					stuck = append(stuck, w)
+				}
+			}
+			t.Errorf("liveness: workers %v acquired nothing within %v after %s", stuck, d, what)
+			return d
+		}
+	}
+	return time.Since(*lv.since.Load())
+}

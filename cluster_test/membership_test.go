@@ -1,0 +1,228 @@
+package clustertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/node/lock"
+)
+
+// TestMembershipUnderLoad: four workers loop acquire -> fenced write ->
+// release on two names, moving between live nodes, while a fourth node
+// joins and then a follower is removed and killed. Tokens must increase
+// per name across all workers, no fenced write may be rejected, and the
+// only errors allowed are Acquire timeouts (retried) and the killed node's
+// clients closing. Leadership transfer is not exercised: node has no
+// public transfer call (only Close and Leave transfer, as a side effect).
+func TestMembershipUnderLoad(t *testing.T) {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (rerun with -seed=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	joinDir := t.TempDir() // before newCluster: removed after the nodes stopped
+	began := time.Now()
+	c := newCluster(t, 3)
+	defer func() { t.Logf("test body took %v (cluster Close follows)", time.Since(began).Round(time.Millisecond)) }()
+
+	const workers = 4
+	names := []string{"a", "b"}
+	fn := &memberFence{highest: map[string]uint64{}}
+	gs := &memberGrants{max: map[string]uint64{}, seen: map[string]map[uint64]bool{}}
+	var (
+		emu        sync.Mutex
+		unexpected []string
+		timeouts   atomic.Int64
+		lastGrant  [workers]atomic.Int64 // UnixNano of each worker's last grant
+	)
+	fail := func(format string, args ...any) {
+		emu.Lock()
+		defer emu.Unlock()
+		unexpected = append(unexpected, fmt.Sprintf(format, args...))
+	}
+
+	ctx, stop := context.WithCancel(t.Context())
+	nap := func(d time.Duration) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wrng := rand.New(rand.NewPCG(uint64(seed), uint64(w+1)))
+		wg.Go(func() {
+			name := names[w%len(names)]
+			pick := w
+			for ctx.Err() == nil {
+				live := c.live()
+				i := live[pick%len(live)]
+				pick++
+				nctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				l, err := c.newLocker(nctx, i)
+				cancel()
+				if err != nil {
+					if ctx.Err() == nil && c.node(i) != nil && !errors.Is(err, context.DeadlineExceeded) {
+						fail("worker %d: NewLocker on n%d: %v", w, i+1, err)
+					}
+					nap(20 * time.Millisecond)
+					continue
+				}
+				// A few operations on this node, then move on.
+				for range 5 + wrng.IntN(10) {
+					if ctx.Err() != nil {
+						break
+					}
+					actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+					lease, err := l.Acquire(actx, name)
+					cancel()
+					if err != nil {
+						switch {
+						case ctx.Err() != nil:
+						case errors.Is(err, context.DeadlineExceeded):
+							timeouts.Add(1)
+							continue
+						case c.node(i) == nil && (errors.Is(err, lock.ErrClosed) || errors.Is(err, lock.ErrLost)):
+						default:
+							fail("worker %d: Acquire %q on n%d: %v", w, name, i+1, err)
+						}
+						break
+					}
+					lastGrant[w].Store(time.Now().UnixNano())
+					gs.record(lease)
+					if lease.Err() == nil && !fn.write(name, lease.Token()) {
+						fail("worker %d: fenced write of %q token %d rejected", w, name, lease.Token())
+					}
+					time.Sleep(time.Duration(wrng.IntN(3)) * time.Millisecond)
+					rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+					err = lease.Release(rctx)
+					cancel()
+					if err != nil && ctx.Err() == nil && c.node(i) != nil {
+						fail("worker %d: Release %q token %d on n%d: %v", w, name, lease.Token(), i+1, err)
+					}
+				}
+				_ = l.Close()
+			}
+		})
+	}
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+
+	// Membership changes run on the test goroutine (they may Fatal).
+	time.Sleep(time.Second)
+	start := time.Now()
+	j, err := c.addNode(joinDir, rng.IntN(3))
+	require.NoError(t, err)
+	t.Logf("n%d joined in %v", j+1, time.Since(start).Round(time.Millisecond))
+	c.waitMembers(4)
+	t.Logf("join -> all see 4 members: %v", time.Since(start).Round(time.Millisecond))
+
+	time.Sleep(time.Second)
+	li := c.leader()
+	var followers []int
+	for _, i := range c.live() {
+		if i != li {
+			followers = append(followers, i)
+		}
+	}
+	f := followers[rng.IntN(len(followers))]
+	start = time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	require.NoError(t, c.node(li).RemoveServer(rctx, fmt.Sprintf("n%d", f+1)))
+	cancel()
+	t.Logf("removed n%d (leader n%d) in %v", f+1, li+1, time.Since(start).Round(time.Millisecond))
+	c.kill(f)
+	c.waitMembers(3)
+	reconfigured := time.Now()
+	t.Logf("remove -> all see 3 members: %v", reconfigured.Sub(start).Round(time.Millisecond))
+	members, err := c.node(c.leader()).Members()
+	require.NoError(t, err)
+	for _, m := range members {
+		assert.NotEqual(t, fmt.Sprintf("n%d", f+1), m.ID)
+	}
+
+	// Every worker must get a grant after the last reconfiguration.
+	require.Eventually(t, func() bool {
+		for w := range workers {
+			if lastGrant[w].Load() < reconfigured.UnixNano() {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 10*time.Millisecond, "every worker acquires after the reconfiguration")
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	wg.Wait()
+
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	emu.Lock()
+	defer emu.Unlock()
+	t.Logf("grants a=%d b=%d, fenced writes accepted %d rejected %d, Acquire timeouts retried %d",
+		len(gs.seen["a"]), len(gs.seen["b"]), fn.accepted.Load(), fn.rejected.Load(), timeouts.Load())
+	assert.Empty(t, gs.violations, "I2: tokens strictly increase per name")
+	assert.Zero(t, fn.rejected.Load(), "fenced writes rejected")
+	assert.Empty(t, slices.Compact(unexpected), "worker errors other than retried timeouts")
+	assert.NotZero(t, fn.accepted.Load())
+}
+
+// memberFence is the resource the locks protect: per name, it accepts a
+// write only if its token is at least the highest accepted so far.
+type memberFence struct {
+	mu       sync.Mutex
+	highest  map[string]uint64
+	accepted atomic.Int64
+	rejected atomic.Int64
+}
+
+func (f *memberFence) write(name string, token uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if token < f.highest[name] {
+		f.rejected.Add(1)
+		return false
+	}
+	f.highest[name] = token
+	f.accepted.Add(1)
+	return true
+}
+
+// memberGrants checks that tokens strictly increase per name over every
+// grant the workers see: a grant still held when recorded must carry a
+// token above every token recorded before, and no token repeats.
+type memberGrants struct {
+	mu         sync.Mutex
+	max        map[string]uint64
+	seen       map[string]map[uint64]bool
+	violations []string
+}
+
+func (g *memberGrants) record(l lock.Lease) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	name, tok := l.Name(), l.Token()
+	if g.seen[name] == nil {
+		g.seen[name] = map[uint64]bool{}
+	}
+	if g.seen[name][tok] {
+		g.violations = append(g.violations, fmt.Sprintf("%s: token %d granted twice", name, tok))
+	}
+	g.seen[name][tok] = true
+	if l.Err() == nil && tok <= g.max[name] {
+		g.violations = append(g.violations, fmt.Sprintf("%s: live grant %d not above %d", name, tok, g.max[name]))
+	}
+	g.max[name] = max(g.max[name], tok)
+}

