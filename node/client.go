@@ -47,7 +47,7 @@ type client struct {
 
 	// renew sends one keep-alive for a session and reports whether the
 	// leader acknowledged it.
-	renew func(session uint64) bool
+	renew func(session uint64, timeout time.Duration) bool
 
 	lost    chan struct{}   // buffered 1: the store expired the session
 	ctx     context.Context // cancelled when the keep-alive must stop
@@ -138,7 +138,8 @@ func (c *client) keepAlive(sent time.Time) {
 	defer close(c.stopped)
 	tick := time.NewTicker(c.ttl / 3)
 	defer tick.Stop()
-	watch := time.NewTimer(time.Until(sent.Add(c.ttl - driftMargin(c.ttl))))
+	deadline := sent.Add(c.ttl - driftMargin(c.ttl))
+	watch := time.NewTimer(time.Until(deadline))
 	defer watch.Stop()
 	for {
 		select {
@@ -149,8 +150,11 @@ func (c *client) keepAlive(sent time.Time) {
 			id, renew := c.sess, c.renew
 			c.mu.Unlock()
 			sent := time.Now()
-			if renew(id) {
-				watch.Reset(time.Until(sent.Add(c.ttl - driftMargin(c.ttl))))
+			// A renewal may not outlast the deadline: the watch below must
+			// fire on time even when the leader does not answer.
+			if timeout := min(c.ttl/3, time.Until(deadline)); timeout > 0 && renew(id, timeout) {
+				deadline = sent.Add(c.ttl - driftMargin(c.ttl))
+				watch.Reset(time.Until(deadline))
 			}
 			// Not acknowledged: the deadline timer decides, unless the
 			// store expires the session first.
@@ -162,10 +166,12 @@ func (c *client) keepAlive(sent time.Time) {
 		sent := time.Now()
 		if err := c.openSession(c.ctx); err != nil {
 			c.n.log.Warn("reopen session failed", "error", err)
+			deadline = time.Now().Add(c.ttl / 3)
 			watch.Reset(c.ttl / 3)
 			continue
 		}
-		watch.Reset(time.Until(sent.Add(c.ttl - driftMargin(c.ttl))))
+		deadline = sent.Add(c.ttl - driftMargin(c.ttl))
+		watch.Reset(time.Until(deadline))
 	}
 }
 

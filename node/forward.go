@@ -235,10 +235,7 @@ func (n *Node) serve(ctx context.Context, req *nodepb.Request) *nodepb.Response 
 		// A new leader arms session timers once its term barrier is
 		// applied; a keep-alive arriving before waits for that rather than
 		// failing, so a leader change does not cost sessions.
-		if err := n.leading.wait(ctx); err != nil {
-			return errResponse(err)
-		}
-		return &nodepb.Response{Status: nodepb.Status_STATUS_OK, Renewed: n.exp.keepAlive(op.KeepAlive.GetSession())}
+		return &nodepb.Response{Status: nodepb.Status_STATUS_OK, Renewed: n.ackKeepAlive(ctx, op.KeepAlive.GetSession())}
 	case *nodepb.Request_ReadIndex:
 		index, err := n.readIndex()
 		if err != nil {
@@ -331,16 +328,33 @@ func (n *Node) readIndexAnywhere(ctx context.Context) (uint64, error) {
 	return resp.GetIndex(), nil
 }
 
-// renewSession sends one keep-alive to the leader, wherever it is.
-func (n *Node) renewSession(id uint64) bool {
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.SessionTTL/3)
+// renewSession sends one keep-alive to the leader, wherever it is, and
+// gives up after timeout.
+func (n *Node) renewSession(id uint64, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
 	if n.raft.State() == raft.Leader {
-		return n.leading.wait(ctx) == nil && n.exp.keepAlive(id)
+		return n.ackKeepAlive(ctx, id)
 	}
 	if n.trans == nil {
 		return false
 	}
 	resp, err := n.call(ctx, &nodepb.Request{Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: id}}})
 	return err == nil && resp.GetRenewed()
+}
+
+// ackKeepAlive renews session id on this node, the leader, and reports
+// whether the client may count on it. A new leader first waits for its term
+// barrier (its timers are armed then). After resetting the timer it
+// confirms leadership with a quorum: a deposed leader that has not noticed
+// yet must not acknowledge, because the new leader's timers started at its
+// election and a late acknowledgement would move the client's deadline past
+// them (I3). Once a quorum confirmed this leader after the keep-alive
+// arrived, any later leader is elected after that, and re-arms the session
+// at a full TTL from then.
+func (n *Node) ackKeepAlive(ctx context.Context, id uint64) bool {
+	if n.leading.wait(ctx) != nil || !n.exp.keepAlive(id) {
+		return false
+	}
+	return n.raft.VerifyLeader().Error() == nil
 }

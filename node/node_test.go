@@ -219,7 +219,7 @@ func TestNode_SessionExpiryEndsLeaseFirst(t *testing.T) {
 	}
 	n.mu.Unlock()
 	holder.mu.Lock()
-	holder.renew = func(uint64) bool { return false }
+	holder.renew = func(uint64, time.Duration) bool { return false }
 	holder.mu.Unlock()
 
 	type grant struct {
