@@ -190,7 +190,7 @@ func (c *client) sessionLost() {
 		}
 	}
 	for seq, w := range c.waiters {
-		w.errc <- err
+		fail(w, err)
 		delete(c.waiters, seq)
 	}
 }
@@ -214,7 +214,7 @@ func (c *client) handle(ev fsm.Event) {
 			l.end(fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired))
 		}
 		if w != nil {
-			w.ch <- l
+			w.ch <- l // buffered, and a seq is granted once
 		}
 		// With no waiter, a Cancel for this claim is in flight and will
 		// end the lease.
@@ -225,7 +225,7 @@ func (c *client) handle(ev fsm.Event) {
 	case fsm.EventWithdrawn:
 		if w := c.waiters[ev.Seq]; w != nil && ev.Reason != fsm.ReasonReleased {
 			delete(c.waiters, ev.Seq)
-			w.errc <- reasonErr(ev.Reason)
+			fail(w, reasonErr(ev.Reason))
 		}
 	case fsm.EventSessionEnded:
 		if ev.Session == c.sess && ev.Reason == fsm.ReasonLost {
@@ -264,15 +264,18 @@ func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
 	if w.claim == 0 {
 		return // not queued yet: its own result will tell
 	}
+	if c.waiters[seq] != w {
+		return // already answered (granted, withdrawn, or its session lost)
+	}
 	li := st.Lock(w.name)
 	switch {
 	case li.Held && li.Claim == w.claim:
 		if c.leases[leaseKey{w.name, li.Token}] == nil && len(w.ch) == 0 {
-			w.ch <- c.newLease(w.name, li.Token, li.TTL, time.Now())
+			w.ch <- c.newLease(w.name, li.Token, li.TTL, time.Now()) // buffered, empty: cannot block
 		}
 	case !st.Queued(w.name, w.claim) && len(w.ch) == 0:
 		delete(c.waiters, seq)
-		w.errc <- fmt.Errorf("%w: withdrawn while this node was catching up", lock.ErrLost)
+		fail(w, fmt.Errorf("%w: withdrawn while this node was catching up", lock.ErrLost))
 	}
 }
 
@@ -598,7 +601,7 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	}
 	c.closed = true
 	for seq, w := range c.waiters {
-		w.errc <- lock.ErrClosed
+		fail(w, lock.ErrClosed)
 		delete(c.waiters, seq)
 	}
 	c.seq++
@@ -627,5 +630,14 @@ func (c *client) unregister() {
 		if cl == c {
 			delete(c.n.clients, id)
 		}
+	}
+}
+
+// fail hands err to a waiter unless it already has an answer. It never
+// blocks: callers hold the client's lock, some the bridge's too.
+func fail(w *waiter, err error) {
+	select {
+	case w.errc <- err:
+	default:
 	}
 }
