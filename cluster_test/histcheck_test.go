@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,4 +187,21 @@ func (lv *liveness) wait(t *testing.T, d time.Duration, what string) time.Durati
 		}
 	}
 	return time.Since(*lv.since.Load())
+}
+
+// start runs workers workers, worker w on node w%size and name
+// w%len(names), each with its own seeded rng; the returned func stops them
+// and waits (idempotent).
+func (wl *workload) start(workers int, names []string, seed int64) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			wl.worker(ctx, w, w%wl.c.size(), names[w%len(names)], rand.New(rand.NewPCG(uint64(seed), uint64(w+1))))
+		})
+	}
+	return sync.OnceFunc(func() {
+		cancel()
+		wg.Wait()
+	})
 }

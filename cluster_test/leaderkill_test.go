@@ -56,17 +56,8 @@ func TestLeaderKill(t *testing.T) {
 		lv.acquired(w, started)
 	}
 
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			wl.worker(ctx, w, w%c.size(), names[w%len(names)], rand.New(rand.NewPCG(uint64(seed), uint64(w+1))))
-		})
-	}
-	defer func() {
-		stop()
-		wg.Wait()
-	}()
+	stop := wl.start(workers, names, seed)
+	defer stop()
 
 	// The nemesis runs on the test goroutine (kill and restart may Fatal).
 	end := time.Now().Add(soak(t))
@@ -88,7 +79,6 @@ func TestLeaderKill(t *testing.T) {
 	lv.arm()
 	last := lv.wait(t, 10*time.Second, "the nemesis stopped")
 	stop()
-	wg.Wait()
 
 	kmu.Lock()
 	rec := slices.Clone(recoveries)

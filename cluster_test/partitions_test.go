@@ -1,11 +1,9 @@
 package clustertest
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,17 +36,8 @@ func TestRandomPartitions(t *testing.T) {
 	lv := newLiveness(workers)
 	wl.acquired = lv.acquired
 
-	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			wl.worker(ctx, w, w%c.size(), names[w%len(names)], rand.New(rand.NewPCG(uint64(seed), uint64(w+1))))
-		})
-	}
-	defer func() {
-		stop()
-		wg.Wait()
-	}()
+	stop := wl.start(workers, names, seed)
+	defer stop()
 
 	end := time.Now().Add(soak(t))
 	splits, holderSplits := 0, 0
@@ -78,7 +67,6 @@ func TestRandomPartitions(t *testing.T) {
 	lv.arm()
 	last := lv.wait(t, 20*time.Second, "the final heal")
 	stop()
-	wg.Wait()
 
 	t.Logf("%d partitions (%d of a holder's node), every worker acquired %v after the final heal, fenced writes accepted %d rejected %d",
 		splits, holderSplits, last.Round(time.Millisecond), wl.accepted.Load(), wl.rejected.Load())
