@@ -31,8 +31,9 @@ type cluster struct {
 }
 
 // newCluster starts n nodes: n1 founds the cluster, the others join it.
-// Cleanup closes every node concurrently and waits for background Closes.
-func newCluster(t *testing.T, n int) *cluster {
+// Each option edits every node's Config before it starts. Cleanup closes
+// every node concurrently and waits for background Closes.
+func newCluster(t *testing.T, n int, opts ...func(*node.Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, net: newFaultNet(n)}
 	dirs := make([]string, n)
@@ -53,6 +54,9 @@ func newCluster(t *testing.T, n int) *cluster {
 			StartTimeout: 20 * time.Second,
 			Listener:     c.net.listener(i, ln),
 			Dial:         c.net.dialer(i),
+		}
+		for _, opt := range opts {
+			opt(&cfg)
 		}
 		if i == 0 {
 			cfg.Peers = []node.Peer{{ID: cfg.ID}}

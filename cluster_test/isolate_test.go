@@ -60,8 +60,11 @@ func TestIsolateHolder(t *testing.T) {
 	assert.True(t, r.holderDone, "I3: holder's Done closed before the waiter was granted")
 	assert.Error(t, r.holderErr, "I3: holder's lease Err set when the waiter was granted")
 	assert.Greater(t, r.lease.Token(), holder.Token(), "I2")
+	ended := <-holderEnded
 	t.Logf("isolation -> holder's Done %v (err %v); isolation -> waiter granted %v; tokens %d -> %d",
-		(<-holderEnded).Round(time.Millisecond), holder.Err(), grant.Round(time.Millisecond), holder.Token(), r.lease.Token())
+		ended.Round(time.Millisecond), holder.Err(), grant.Round(time.Millisecond), holder.Token(), r.lease.Token())
+	figures(t, "isolation_to_holder_done", []time.Duration{ended})
+	figures(t, "isolation_to_waiter_granted", []time.Duration{grant})
 
 	c.net.heal()
 	require.NoError(t, r.lease.Release(ctx))

@@ -2,14 +2,19 @@ package clustertest
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/quorumlock/quorumlock/node"
 )
 
 // soak is how long the nemesis runs: QUORUMLOCK_SOAK (a duration), else 8 s.
@@ -24,18 +29,24 @@ func soak(t *testing.T) time.Duration {
 	return 8 * time.Second
 }
 
-// TestLeaderKill: six workers on three nodes contend for two names while a
-// nemesis kills the leader every 1-3 s and restarts it. Every call and
+// TestLeaderKill: sixteen workers on three, then five nodes contend for
+// two names while a nemesis kills the leader every 1-3 s and restarts it. Every call and
 // fenced write is recorded and the history checked (history.Require:
 // linearizability per name, tokens, fence); fenced writes must never be
 // rejected (no process pauses here), and once the nemesis stops every
 // worker must acquire again within 10 s.
 func TestLeaderKill(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%dnodes", size), func(t *testing.T) { testLeaderKill(t, size) })
+	}
+}
+
+func testLeaderKill(t *testing.T, size int) {
 	seed := nemesisSeed(t)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	c := newCluster(t, 3)
+	c := newCluster(t, size)
 
-	const workers = 6
+	const workers = 16
 	names := []string{"a", "b"}
 	wl := newWorkload(c)
 	lv := newLiveness(workers)
@@ -59,18 +70,40 @@ func TestLeaderKill(t *testing.T) {
 	stop := wl.start(workers, names, seed)
 	defer stop()
 
+	// kill -> a free name acquired through a survivor (I7's failover).
+	var probes sync.WaitGroup
+	var free []time.Duration
+	probe := func(killed time.Time, n *node.Node, name string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		l, err := n.Acquire(ctx, name)
+		if err != nil {
+			t.Logf("probe %s: %v", name, err)
+			return
+		}
+		d := time.Since(killed)
+		_ = l.Release(ctx)
+		kmu.Lock()
+		free = append(free, d)
+		kmu.Unlock()
+	}
+
 	// The nemesis runs on the test goroutine (kill and restart may Fatal).
 	end := time.Now().Add(soak(t))
 	kills := 0
 	for time.Now().Before(end) {
 		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
 		li := c.leader()
+		at := time.Now()
 		kmu.Lock()
-		killedAt = time.Now()
+		killedAt = at
 		kmu.Unlock()
 		c.kill(li)
 		kills++
 		t.Logf("killed leader n%d", li+1)
+		if n := c.node((li + 1) % size); n != nil {
+			probes.Go(func() { probe(at, n, fmt.Sprintf("free-%d", kills)) })
+		}
 		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 		start := time.Now()
 		c.restart(li)
@@ -80,18 +113,31 @@ func TestLeaderKill(t *testing.T) {
 	last := lv.wait(t, 10*time.Second, "the nemesis stopped")
 	stop()
 
+	probes.Wait()
 	kmu.Lock()
-	rec := slices.Clone(recoveries)
+	rec, fr := slices.Clone(recoveries), slices.Clone(free)
 	kmu.Unlock()
-	slices.Sort(rec)
-	if len(rec) > 0 {
-		t.Logf("kill -> next acquire: %v (median %v over %d kills)", rec, rec[len(rec)/2], len(rec))
-	}
+	figures(t, fmt.Sprintf("leader_kill_to_free_acquire_%dnodes", size), fr)
+	figures(t, fmt.Sprintf("leader_kill_to_next_contended_acquire_%dnodes", size), rec)
 	t.Logf("kills %d, every worker acquired %v after the nemesis stopped, fenced writes accepted %d rejected %d",
 		kills, last.Round(time.Millisecond), wl.accepted.Load(), wl.rejected.Load())
 	assert.Zero(t, wl.rejected.Load(), "fenced writes rejected (I2/I3)")
 	assert.NotZero(t, wl.accepted.Load())
 	requireHistory(t, wl.rec)
+}
+
+// figures logs measured durations as "figure <name> <ms> ..." lines, which
+// the failover table in README.md is computed from (see there).
+func figures(t *testing.T, name string, ds []time.Duration) {
+	t.Helper()
+	if len(ds) == 0 {
+		return
+	}
+	ms := make([]string, len(ds))
+	for i, d := range ds {
+		ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	t.Logf("figure %s %s", name, strings.Join(ms, " "))
 }
 
 func sleep(ctx context.Context, d time.Duration) {

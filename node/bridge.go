@@ -18,12 +18,13 @@ import (
 // reader of the state under mu sees state and events consistently), and
 // tracks the applied index for linearizable reads.
 type bridge struct {
-	mu      sync.RWMutex
-	state   *fsm.State
-	applied uint64
-	bump    chan struct{} // closed and replaced whenever applied grows
-	sink    func([]fsm.Event)
-	restore func(*fsm.State) // called after Restore, holding mu
+	mu       sync.RWMutex
+	state    *fsm.State
+	applied  uint64
+	restores uint64        // Restore calls that succeeded
+	bump     chan struct{} // closed and replaced whenever applied grows
+	sink     func([]fsm.Event)
+	restore  func(*fsm.State) // called after Restore, holding mu
 }
 
 func newBridge(sink func([]fsm.Event), restored func(*fsm.State)) *bridge {
@@ -136,6 +137,7 @@ func (b *bridge) Restore(rc io.ReadCloser) error {
 	defer b.mu.Unlock()
 	b.state = st
 	b.applied = binary.BigEndian.Uint64(data[:8])
+	b.restores++
 	close(b.bump)
 	b.bump = make(chan struct{})
 	if b.restore != nil {

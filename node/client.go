@@ -542,6 +542,10 @@ func (c *client) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	return c.n.localInfo(name), nil
 }
 
+// wallNow is the wall clock of leader stamps: only Inspect's ExpiresIn
+// reads it back. Expiry runs on monotonic timers and never looks at it.
+func (n *Node) wallNow() time.Time { return time.Now().Add(time.Duration(n.wallSkew.Load())) }
+
 // localInfo reports name from this node's applied state. A TTL lease's
 // time left is the leader's stamp of its grant or last refresh plus the TTL,
 // read against the local clock, so clamped to (0, TTL].
@@ -550,7 +554,7 @@ func (n *Node) localInfo(name string) lock.Info {
 	n.bridge.read(func(s *fsm.State) { li = s.Lock(name) })
 	info := lock.Info{Name: name, Held: li.Held, Token: li.Token, Owner: li.Owner, Waiters: li.Waiters}
 	if li.Held && li.TTL > 0 {
-		left := time.Until(time.Unix(0, li.RefreshedUnixNano).Add(li.TTL))
+		left := time.Unix(0, li.RefreshedUnixNano).Add(li.TTL).Sub(n.wallNow())
 		info.ExpiresIn = min(max(left, time.Nanosecond), li.TTL) // ≤ 0: expiring, not yet committed
 	}
 	return info

@@ -34,6 +34,10 @@ type Stats struct {
 	LastContact  time.Time // last contact with the leader (zero on the leader)
 	Sessions     int
 	Locks        int
+	// SnapshotRestores counts the snapshots this node restored since it
+	// started: its own at start-up, and those the leader sent because the
+	// node had fallen behind the leader's truncated log.
+	SnapshotRestores uint64
 }
 
 // Addr is this node's advertised cluster address ("" for a single node
@@ -80,6 +84,7 @@ func (n *Node) Stats() Stats {
 	})
 	n.bridge.mu.RLock()
 	st.AppliedIndex = n.bridge.applied
+	st.SnapshotRestores = n.bridge.restores
 	n.bridge.mu.RUnlock()
 	return st
 }

@@ -249,6 +249,7 @@ func TestCluster_SnapshotCatchUp(t *testing.T) {
 	assert.True(t, info.Held)
 	assert.Equal(t, last.Token(), info.Token)
 	assert.Equal(t, raft.Follower, n.raft.State())
+	assert.NotZero(t, n.Stats().SnapshotRestores, "caught up from a snapshot")
 }
 
 // testCA issues certificates for loopback peers.

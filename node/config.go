@@ -97,6 +97,17 @@ type Config struct {
 	// Timing selects the Raft timers of a cluster node.
 	Timing Timing
 
+	// Snapshots bound the Raft log: after SnapshotThreshold new entries,
+	// checked every SnapshotInterval, the node snapshots its state and
+	// truncates its log, keeping the last TrailingLogs entries so that a
+	// briefly lagging follower can still catch up from the log (a follower
+	// further behind receives the snapshot). Zero means hashicorp/raft's
+	// defaults (8192 entries, 120 s, 10240 entries). SnapshotInterval, when
+	// set, is at least 5 ms.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
 	// StartTimeout bounds how long New waits for the node to find a leader
 	// and catch up. Default DefaultStartTimeout.
 	StartTimeout time.Duration
@@ -131,6 +142,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.StartTimeout < 0 {
 		return bad("StartTimeout %v is negative", c.StartTimeout)
+	}
+	if c.SnapshotInterval != 0 && c.SnapshotInterval < 5*time.Millisecond {
+		return bad("SnapshotInterval %v below 5ms", c.SnapshotInterval)
 	}
 	if c.Timing != TimingFastLAN && c.Timing != TimingConservative {
 		return bad("Timing %d unknown", c.Timing)

@@ -108,7 +108,7 @@ func (n *Node) proposeOnce(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Resu
 // applyLocal stamps, encodes and commits cmd on this node, the leader.
 func (n *Node) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, uint64, error) {
 	cmd = proto.CloneOf(cmd)
-	cmd.StampUnixNano = time.Now().UnixNano()
+	cmd.StampUnixNano = n.wallNow().UnixNano()
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return nil, 0, err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -39,6 +40,11 @@ type Node struct {
 	// existing is true when the stores held state at start: a restart,
 	// which ignores Peers and Join.
 	existing bool
+
+	// wallSkew is added to the wall clock this node stamps commands with
+	// and reads leader stamps against. Always 0 outside tests, which use
+	// it to make the leader's clock jump.
+	wallSkew atomic.Int64
 
 	// closers release Raft's stores and transports after Shutdown.
 	closers []func() error
@@ -119,6 +125,15 @@ func (n *Node) startRaft() error {
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 	rc.ShutdownOnRemove = false
+	if n.cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	}
+	if n.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = n.cfg.SnapshotInterval
+	}
+	if n.cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = n.cfg.TrailingLogs
+	}
 
 	logs, stable, snaps, err := n.openStores(rc)
 	if err != nil {

@@ -81,9 +81,11 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{SessionTTL: 2 * time.Hour},
 		{SessionTTL: -time.Second},
 		{ID: string(make([]byte, 300))},
+		{SnapshotInterval: time.Millisecond},
+		{Timing: Timing(7)},
 	} {
 		_, err := New(cfg)
-		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", cfg.SessionTTL)
+		assert.ErrorIs(t, err, ErrInvalidConfig, "%+v", cfg)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/quorumlock/quorumlock/node"
 )
@@ -21,6 +22,7 @@ type config struct {
 	peers    []node.Peer
 	join     string
 	logLevel slog.Level
+	ttl      time.Duration // SessionTTL; 0: the node's default
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -35,6 +37,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&peers, "peers", "", "found a cluster of these voters: id=host:port,... (the same list on every founder)")
 	fs.StringVar(&c.join, "join", "", "cluster address of any member of a running cluster to join")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.DurationVar(&c.ttl, "session-ttl", 0, "how long this replica's session outlives its last keep-alive: the time until a crashed or stopped holder's locks pass on (default 10s)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -78,11 +81,12 @@ func parsePeers(s string) ([]node.Peer, error) {
 
 func (c config) node(logger *slog.Logger) node.Config {
 	return node.Config{
-		ID:      c.id,
-		DataDir: c.data,
-		Addr:    c.addr,
-		Peers:   c.peers,
-		Join:    c.join,
-		Logger:  logger,
+		ID:         c.id,
+		DataDir:    c.data,
+		Addr:       c.addr,
+		Peers:      c.peers,
+		Join:       c.join,
+		SessionTTL: c.ttl,
+		Logger:     logger,
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,9 +25,10 @@ func TestParseFlags(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:8001", c.http)
 	assert.Equal(t, slog.LevelDebug, c.logLevel)
 
-	c, err = parseFlags([]string{"-id", "n4", "-addr", ":7004", "-http", ":8004", "-join", "127.0.0.1:7001"}, io.Discard)
+	c, err = parseFlags([]string{"-id", "n4", "-addr", ":7004", "-http", ":8004", "-join", "127.0.0.1:7001", "-session-ttl", "2s"}, io.Discard)
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:7001", c.node(nil).Join)
+	assert.Equal(t, 2*time.Second, c.node(nil).SessionTTL)
 	assert.Equal(t, slog.LevelInfo, c.logLevel)
 
 	c, err = parseFlags([]string{"-id", "solo", "-http", "127.0.0.1:0"}, io.Discard)
@@ -46,6 +48,7 @@ func TestParseFlags_Rejects(t *testing.T) {
 		append(ok, "-peers", "n1=127.0.0.1:7001", "-join", "127.0.0.1:7002"),
 		{"-id", "n1", "-http", "127.0.0.1:8001", "-join", "127.0.0.1:7002"},
 		append(ok, "-log-level", "loud"),
+		append(ok, "-session-ttl", "soon"),
 		append(ok, "-nope"),
 		append(ok, "extra"),
 	} {

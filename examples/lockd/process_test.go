@@ -55,6 +55,7 @@ func (b *syncBuffer) String() string {
 type proc struct {
 	id, addr, http, data string
 	peers                string
+	extra                []string // more flags
 
 	api
 	cmd     *exec.Cmd
@@ -65,7 +66,7 @@ type proc struct {
 }
 
 func (p *proc) args() []string {
-	return []string{"-id", p.id, "-addr", p.addr, "-http", p.http, "-data", p.data, "-peers", p.peers, "-log-level", "debug"}
+	return append([]string{"-id", p.id, "-addr", p.addr, "-http", p.http, "-data", p.data, "-peers", p.peers, "-log-level", "debug"}, p.extra...)
 }
 
 // start starts the process; it does not wait for it to be ready.
@@ -140,7 +141,7 @@ type procCluster struct {
 // -peers on free loopback ports and waits until all of them agree on a
 // leader. A port taken between picking and binding makes a process exit:
 // then it starts over on new ports.
-func startProcCluster(t *testing.T, bin string, size int) *procCluster {
+func startProcCluster(t *testing.T, bin string, size int, extra ...string) *procCluster {
 	t.Helper()
 	c := &procCluster{t: t, bin: bin}
 	dir := t.TempDir() // created first, so removed after the processes stopped
@@ -156,7 +157,7 @@ func startProcCluster(t *testing.T, bin string, size int) *procCluster {
 		c.procs = nil
 		var peers []string
 		for i := range size {
-			p := &proc{id: fmt.Sprintf("n%d", i+1), addr: freePort(t), http: freePort(t)}
+			p := &proc{id: fmt.Sprintf("n%d", i+1), addr: freePort(t), http: freePort(t), extra: extra}
 			p.data = filepath.Join(dir, fmt.Sprintf("attempt%d-%s", attempt, p.id))
 			peers = append(peers, p.id+"="+p.addr)
 			c.procs = append(c.procs, p)
