@@ -2,9 +2,14 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test vet fmt-check race lint generate fuzz
+.PHONY: test servers vet fmt-check race lint generate fuzz
 
-test: vet fmt-check race
+test: servers vet fmt-check race
+
+# The adapter tests start real redis-server and ZooKeeper processes; this
+# installs the Debian packages when they are missing (needs root or sudo).
+servers:
+	@bash .ci/servers
 
 vet:
 	$(GO) vet $(PKGS)
@@ -13,8 +18,10 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+# QUORUMLOCK_REQUIRE_SERVERS=1: a test that needs a server fails, instead
+# of skipping, when the server is missing.
 race:
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	QUORUMLOCK_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # golangci-lint with depguard (the dependency direction of DESIGN.md),
 # forbidigo (no clocks in fsm/, no printing) and errorlint; see .golangci.yml.

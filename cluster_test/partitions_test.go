@@ -3,7 +3,6 @@ package clustertest
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 
@@ -18,14 +17,8 @@ import (
 // fenced write is recorded and the history checked (history.Require). After
 // the final heal every worker must acquire within 20 s: hashicorp/raft's
 // replication backoff can keep a healed follower behind for up to ~10 s.
-//
-// Skipped unless QUORUMLOCK_KNOWN_BUGS is set: it finds an I3 violation in
-// about half the runs (see README.md, "Open violations"), and the package
-// must stay green until the node is fixed. The check is not weakened.
+// (It found the keep-alive bugs listed in README.md, "Bugs found".)
 func TestRandomPartitions(t *testing.T) {
-	if os.Getenv("QUORUMLOCK_KNOWN_BUGS") == "" {
-		t.Skip("known I3 violation (README.md, Open violations); set QUORUMLOCK_KNOWN_BUGS=1 to run")
-	}
 	seed := nemesisSeed(t)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	c := newCluster(t, 3)

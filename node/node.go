@@ -122,7 +122,11 @@ func (n *Node) startRaft() error {
 	t := n.cfg.timers()
 	rc.HeartbeatTimeout, rc.ElectionTimeout = t.heartbeat, t.election
 	rc.LeaderLeaseTimeout, rc.CommitTimeout = t.leaderLease, t.commit
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off: with it, a future still in the buffered apply
+	// channel when Raft shuts down is never answered, and its caller hangs
+	// in Error() forever (seen in cluster_test: Abort waited 9 minutes for
+	// an RPC handler). The leader still group-commits every Apply that is
+	// waiting to be received.
 	rc.MaxAppendEntries = 256
 	rc.ShutdownOnRemove = false
 	if n.cfg.SnapshotThreshold > 0 {
