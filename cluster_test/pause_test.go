@@ -48,13 +48,14 @@ func TestPausedHolder(t *testing.T) {
 			require.NoError(t, fence.Write(ctx, 0, "p", held.Token()))
 
 			type grant struct {
-				lease lock.Lease
-				err   error
+				lease     lock.Lease
+				err       error
+				holderErr error // the holder's Err when the waiter returned
 			}
 			got := make(chan grant, 1)
 			go func() {
 				l, err := rec.Acquire(ctx, 1, waiterL, "p")
-				got <- grant{l, err}
+				got <- grant{l, err, held.Err()}
 			}()
 			require.Eventually(t, func() bool {
 				info, err := c.node(w).Inspect(ctx, "p")
@@ -75,8 +76,11 @@ func TestPausedHolder(t *testing.T) {
 			resumed := time.Since(paused)
 
 			// I3 in-process: the node's own timers kept running, so the
-			// holder's lease ended before the waiter was granted; after
-			// resuming it must at least be over.
+			// holder's lease ended before the waiter was granted (on the
+			// leader this is what a deposed leader's acknowledgement of
+			// its own clients' keep-alives broke); after resuming it must
+			// at least be over.
+			assert.Error(t, g.holderErr, "I3: the holder's lease had ended when the waiter was granted")
 			select {
 			case <-held.Done():
 			default:
@@ -96,7 +100,7 @@ func TestPausedHolder(t *testing.T) {
 				actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				defer cancel()
 				l, err := rec.Acquire(actx, 0, holderL, "p")
-				next <- grant{l, err}
+				next <- grant{lease: l, err: err}
 			}()
 			require.Eventually(t, func() bool {
 				info, err := c.node(w).Inspect(ctx, "p")

@@ -1,0 +1,106 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/fsm"
+)
+
+// Regression tests for bugs the fault scenarios in cluster_test found.
+
+// TestNode_AbortUnderLoad: Abort while many callers have commands in
+// flight. Every caller must return (hashicorp/raft's BatchApplyCh left
+// futures that were still in the buffered apply channel at Shutdown
+// unanswered forever, and Abort waited for a forwarded command's handler
+// stuck on one).
+func TestNode_AbortUnderLoad(t *testing.T) {
+	for round := range 3 {
+		n, err := New(Config{DataDir: t.TempDir()})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		started := make(chan struct{}, 64)
+		for w := range 64 {
+			wg.Go(func() {
+				name := fmt.Sprintf("w%d", w)
+				for i := 0; ctx.Err() == nil; i++ {
+					l, err := n.Acquire(ctx, name)
+					if err != nil {
+						return
+					}
+					if i == 0 {
+						started <- struct{}{}
+					}
+					if l.Release(ctx) != nil {
+						return
+					}
+				}
+			})
+		}
+		for range 64 {
+			<-started
+		}
+		aborted := make(chan error, 1)
+		go func() { aborted <- n.Abort() }()
+		returned := make(chan struct{})
+		go func() { wg.Wait(); close(returned) }()
+		select {
+		case <-aborted:
+		case <-time.After(30 * time.Second):
+			cancel()
+			t.Fatalf("round %d: Abort did not return within 30 s under load", round)
+		}
+		select {
+		case <-returned:
+		case <-time.After(30 * time.Second):
+			cancel()
+			t.Fatalf("round %d: callers still blocked 30 s after Abort", round)
+		}
+		cancel()
+	}
+}
+
+// TestClient_WaiterAnswersNeverBlock: answering a waiter that already has
+// an answer must not block (a queued Acquire's reconcile, holding the
+// bridge's lock, blocked on a full channel and froze the node's FSM).
+func TestClient_WaiterAnswersNeverBlock(t *testing.T) {
+	n := newNode(t, Config{})
+	c, err := n.newClient(testCtx(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	answered := func() *waiter {
+		w := &waiter{name: "x", claim: 1, ch: make(chan *lease, 1), errc: make(chan error, 1)}
+		w.errc <- errors.New("first answer")
+		c.mu.Lock()
+		c.waiters[99] = w
+		c.mu.Unlock()
+		return w
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func()
+	}{
+		{"withdrawn event", func() { c.handle(fsm.Event{Kind: fsm.EventWithdrawn, Seq: 99, Reason: fsm.ReasonExpired}) }},
+		{"session lost", c.sessionLost},
+		{"closed", func() { c.markClosed() }},
+	} {
+		w := answered()
+		done := make(chan struct{})
+		go func() { tc.fn(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: blocked answering a waiter that had an answer", tc.name)
+		}
+		assert.EqualError(t, <-w.errc, "first answer", tc.name)
+	}
+}
