@@ -1,0 +1,44 @@
+// Package redis implements lock.Locker over Redis with go-redis v9 — on one
+// primary, or Redlock-style on a majority of several — the same lock
+// contract as the embedded Raft node, for teams that already run Redis.
+//
+//	l, err := redis.New(redis.Config{Addr: "127.0.0.1:6379"})
+//	if err != nil { ... }
+//	defer l.Close()
+//	err = lock.Do(ctx, l, "jobs/nightly", func(ctx context.Context) error { ... })
+//
+// Every state change is one Lua script, so no step is split across round
+// trips: a grant writes the lease and bumps the name's fence counter (whose
+// value is the lease's token) atomically; release and renewal compare the
+// token inside the script. Session leases (the default) are renewed in the
+// background and end (Done closes, ErrLost) when a renewal finds the lease
+// gone or when renewals have failed until the server could have expired it;
+// TTL leases (lock.WithTTL) expire on their own unless refreshed.
+//
+// On one primary waiters are served first come, first served: a queue per
+// name lives in Redis, each waiter keeps a heartbeat deadline in it so that
+// dead waiters are pruned, and only the head of the queue is granted. Releases wake the head
+// waiter by pub/sub; a jittered, capped backoff covers lost messages.
+//
+// # Guarantees and non-guarantees
+//
+// Tokens of a name strictly increase while Redis keeps its data. With AOF and
+// appendfsync always that includes crashes. Without persistence a restart
+// loses the counters and tokens can repeat: the adapter detects such a reset
+// through an epoch key and ends every lease it holds with lock.ErrLost
+// (wrapping ErrStoreReset), but a Locker created after the reset, a partial
+// loss (appendfsync everysec) or a failover to a lagging replica go
+// undetected. Redis Cluster is not supported. See DESIGN.md in this
+// directory.
+//
+// # Redlock
+//
+// With Config.Addrs (three or more independent primaries) a lease is granted
+// when a majority of them grant it, and held while a majority holds it. Each
+// primary has its own token counter; the token of a grant is the largest of
+// its majority's, written back as a floor to every primary's counter before
+// the lease is handed out, so that tokens keep increasing across majorities
+// while the primaries keep their data. Waiters are not served in order in
+// this mode. Redlock's safety assumes bounded clock drift and process
+// pauses; pass the token to the protected resource.
+package redis

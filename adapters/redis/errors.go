@@ -1,0 +1,22 @@
+package redis
+
+import "errors"
+
+// Errors of this package; the lock contract's errors (lock.ErrHeld, ...) are
+// returned as well. Test with errors.Is.
+var (
+	// ErrInvalidConfig: New was given a Config it cannot use; the message
+	// names the field.
+	ErrInvalidConfig = errors.New("redis lock: invalid config")
+	// ErrStoreReset: the store lost its data (its epoch key changed), so
+	// tokens may repeat. Leases ended for this reason have an Err that wraps
+	// both lock.ErrLost and ErrStoreReset.
+	ErrStoreReset = errors.New("redis lock: store reset detected")
+	// ErrUnexpectedReply: a script answered something this version does not
+	// understand (a different adapter version on the same prefix?).
+	ErrUnexpectedReply = errors.New("redis lock: unexpected reply")
+
+	// errLateGrant: a grant's answer came back with too little of its TTL
+	// left and could not be renewed; it was given back.
+	errLateGrant = errors.New("redis lock: the grant was answered too late and was given back")
+)

@@ -1,0 +1,61 @@
+package redis
+
+import (
+	"context"
+
+	"github.com/quorumlock/quorumlock/node/lock"
+)
+
+// Locker is a lock.Locker on Redis: on one primary (Config.Addr or
+// Config.Client), or with Config.Addrs on a majority of N independent
+// primaries (Redlock). Create it with New; all methods are safe for
+// concurrent use.
+type Locker struct {
+	impl lock.Locker
+	one  *instance // the single-primary mode
+	many *redlock  // the Redlock mode
+}
+
+var _ lock.Locker = (*Locker)(nil)
+
+// New validates cfg and returns a Locker. It does not wait for a server
+// (as go-redis clients do not): calls connect. The error wraps
+// ErrInvalidConfig and names the bad field.
+func New(cfg Config) (*Locker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Addrs) > 0 {
+		r := newRedlock(cfg)
+		return &Locker{impl: r, many: r}, nil
+	}
+	c := newInstance(cfg, newLockerID())
+	return &Locker{impl: c, one: c}, nil
+}
+
+// Acquire implements lock.Locker. Waiters of a name are served first come,
+// first served on a single primary; in Redlock mode they are not (see
+// DESIGN.md).
+func (l *Locker) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return l.impl.Acquire(ctx, name, opts...)
+}
+
+// TryAcquire implements lock.Locker. On a single primary it returns
+// lock.ErrHeld also when the name is momentarily free but another claim is
+// queued ahead.
+func (l *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return l.impl.TryAcquire(ctx, name, opts...)
+}
+
+// Inspect implements lock.Locker. On a single primary it is linearizable:
+// one script reads lease and queue (and prunes dead waiters). In Redlock
+// mode it combines the answers of a majority.
+func (l *Locker) Inspect(ctx context.Context, name string) (lock.Info, error) {
+	return l.impl.Inspect(ctx, name)
+}
+
+// Close implements lock.Locker: blocked calls return lock.ErrClosed (their
+// claims withdrawn), every lease ends with lock.ErrReleased and is deleted
+// in Redis, and go-redis clients created by New are closed.
+func (l *Locker) Close() error { return l.impl.Close() }
