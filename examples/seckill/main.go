@@ -6,10 +6,13 @@
 //	go run ./examples/seckill                 # 20 buyers, 5 tickets, 3-node cluster
 //	go run ./examples/seckill -nodes 1        # one embedded node
 //	go run ./examples/seckill -buyers 100 -tickets 30
+//	go run ./examples/seckill -backend redis -redis 127.0.0.1:6379
 //
 // By default the lock service is a 3-node Raft cluster inside this
 // process, its nodes talking over real TCP on loopback; buyers are spread
 // over the nodes round-robin, so most of them lock through a follower.
+// With -backend redis the same code locks through a Redis server; only the
+// constructor of each buyer's lock.Locker differs (see newBuyers).
 //
 // The last line is always
 //
@@ -29,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumlock/quorumlock/adapters/redis"
 	"github.com/quorumlock/quorumlock/node"
 	"github.com/quorumlock/quorumlock/node/lock"
 )
@@ -43,6 +47,7 @@ func main() {
 type config struct {
 	buyers, tickets, nodes int
 	backend                string
+	redis                  string
 	timeout                time.Duration
 }
 
@@ -52,7 +57,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.buyers, "buyers", 20, "number of concurrent buyers (1-10000)")
 	fs.IntVar(&c.tickets, "tickets", 5, "number of tickets for sale (0-1000000)")
 	fs.IntVar(&c.nodes, "nodes", 3, "embedded nodes: 1 (a single node) to 7 (a cluster on loopback)")
-	fs.StringVar(&c.backend, "backend", "embedded", "lock backend: embedded (in-process nodes)")
+	fs.StringVar(&c.backend, "backend", "embedded", "lock backend: embedded (in-process Raft nodes) or redis")
+	fs.StringVar(&c.redis, "redis", "127.0.0.1:6379", "Redis server host:port (-backend redis)")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -68,8 +74,8 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("-nodes %d: want 1 to 7", c.nodes)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("-timeout %v: want > 0", c.timeout)
-	case c.backend != "embedded":
-		return c, fmt.Errorf("-backend %q: want embedded", c.backend)
+	case c.backend != "embedded" && c.backend != "redis":
+		return c, fmt.Errorf("-backend %q: want embedded or redis", c.backend)
 	}
 	return c, nil
 }
@@ -143,8 +149,8 @@ func run(args []string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
 
-	nodes, err := startNodes(cfg.nodes)
-	defer closeNodes(nodes)
+	buyers, stop, err := newBuyers(ctx, cfg)
+	defer stop()
 	if err != nil {
 		return err
 	}
@@ -154,15 +160,6 @@ func run(args []string, out io.Writer) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, cfg.buyers)
 	start := make(chan struct{})
-	buyers := make([]lock.Locker, cfg.buyers)
-	for i := range buyers {
-		if buyers[i], err = nodes[i%len(nodes)].NewLocker(ctx); err != nil {
-			for _, b := range buyers[:i] {
-				_ = b.Close()
-			}
-			return err
-		}
-	}
 	for i, buyer := range buyers {
 		wg.Add(1)
 		go func() {
@@ -202,6 +199,47 @@ func run(args []string, out io.Writer) error {
 	fmt.Fprintf(&report, "SUMMARY tickets=%d sold=%d buyers=%d oversold=%d\n", cfg.tickets, st.sold, cfg.buyers, st.oversold(cfg.tickets))
 	_, err = io.WriteString(out, report.String())
 	return err
+}
+
+// newBuyers makes one lock.Locker (one session) per buyer on the chosen
+// backend; stop tears the backend down after the buyers closed theirs.
+// Everything else in this program is backend-neutral.
+func newBuyers(ctx context.Context, cfg config) ([]lock.Locker, func(), error) {
+	buyers := make([]lock.Locker, 0, cfg.buyers)
+	closeBuyers := func() {
+		for _, b := range buyers {
+			_ = b.Close()
+		}
+	}
+	switch cfg.backend {
+	case "redis":
+		for range cfg.buyers {
+			l, err := redis.New(redis.Config{Addr: cfg.redis})
+			if err != nil {
+				return nil, closeBuyers, err
+			}
+			buyers = append(buyers, l)
+		}
+		// New does not connect: fail fast here if the server is not there.
+		if _, err := buyers[0].Inspect(ctx, "seckill/tickets"); err != nil {
+			return nil, closeBuyers, fmt.Errorf("redis at %s: %w", cfg.redis, err)
+		}
+		return buyers, closeBuyers, nil
+	default:
+		nodes, err := startNodes(cfg.nodes)
+		stop := func() { closeBuyers(); closeNodes(nodes) }
+		if err != nil {
+			return nil, stop, err
+		}
+		for i := range cfg.buyers {
+			l, err := nodes[i%len(nodes)].NewLocker(ctx)
+			if err != nil {
+				return nil, stop, err
+			}
+			buyers = append(buyers, l)
+		}
+		return buyers, stop, nil
+	}
 }
 
 // startNodes starts one embedded node, or a cluster of size nodes over TCP

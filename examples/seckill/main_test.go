@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/quorumlock/quorumlock/internal/testserver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -48,6 +50,18 @@ func TestRun_SellsExactlyTheTickets(t *testing.T) {
 			assert.Len(t, lines, buyers+1)
 		})
 	}
+}
+
+// TestRun_Backends runs the same program over the adapters, against real
+// servers: only the constructor of the buyers' Lockers differs.
+func TestRun_Backends(t *testing.T) {
+	t.Run("redis", func(t *testing.T) {
+		srv := testserver.StartRedis(t, testserver.RedisOptions{AppendFsyncAlways: true})
+		var out bytes.Buffer
+		require.NoError(t, run([]string{"-backend", "redis", "-redis", srv.Addr(), "-buyers", "12", "-tickets", "4"}, &out))
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		assert.Equal(t, "SUMMARY tickets=4 sold=4 buyers=12 oversold=0", lines[len(lines)-1])
+	})
 }
 
 func TestRun_RejectsBadFlags(t *testing.T) {
