@@ -22,8 +22,8 @@ import (
 // joins and then a follower is removed and killed. Tokens must increase
 // per name across all workers, no fenced write may be rejected, and the
 // only errors allowed are Acquire timeouts (retried) and the killed node's
-// clients closing. Leadership transfer is not exercised: node has no
-// public transfer call (only Close and Leave transfer, as a side effect).
+// clients closing. Leadership transfer under load (graceful Close of the
+// leader) is TestLeaderTransferUnderLoad.
 func TestMembershipUnderLoad(t *testing.T) {
 	seed := *seedFlag
 	if seed == 0 {

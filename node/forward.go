@@ -60,11 +60,13 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, 
 // retry runs attempt until it succeeds, fails for good (lock.ErrClosed,
 // errFatal, fsm.ErrTooLarge), ctx ends (lock.ErrNoQuorum joined with ctx's
 // error and the last attempt's), or the node closes; between attempts it
-// backs off from retryMin to retryMax. This is the leader-hold of every
-// call that needs the leader.
+// backs off from retryMin to retryMax, and retries at once when the node
+// learns of a leader change. This is the leader-hold of every call that
+// needs the leader.
 func (n *Node) retry(ctx context.Context, attempt func() error) error {
 	backoff := retryMin
 	for {
+		changed := n.leaderChanged.changed()
 		err := attempt()
 		if err == nil || errors.Is(err, lock.ErrClosed) || errors.Is(err, errFatal) || errors.Is(err, fsm.ErrTooLarge) {
 			return err
@@ -77,6 +79,11 @@ func (n *Node) retry(ctx context.Context, attempt func() error) error {
 		case <-n.stop:
 			wait.Stop()
 			return lock.ErrClosed
+		case <-changed:
+			// A new leader (or none): try it now, and back off afresh.
+			wait.Stop()
+			backoff = retryMin
+			continue
 		case <-wait.C:
 		}
 		backoff = min(2*backoff, retryMax)

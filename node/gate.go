@@ -44,3 +44,26 @@ func (g *gate) wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// signal broadcasts that something changed: waiters take the current
+// channel, and bump closes it and starts a new one.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+
+// changed returns a channel closed by the next bump.
+func (s *signal) changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *signal) bump() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.ch)
+	s.ch = make(chan struct{})
+}

@@ -52,6 +52,9 @@ type Node struct {
 	// leading is true while this node is the leader and has applied every
 	// entry of earlier terms (barrier done): only then may it serve reads.
 	leading *gate
+	// leaderChanged is bumped whenever this node learns of a new leader (or
+	// loses the one it knew): calls waiting for a leader retry at once.
+	leaderChanged *signal
 
 	mu      sync.RWMutex
 	clients map[uint64]*client // by session ID
@@ -83,6 +86,8 @@ func New(cfg Config) (*Node, error) {
 		clients: map[uint64]*client{},
 		leading: newGate(),
 		started: make(chan struct{}),
+
+		leaderChanged: newSignal(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stop = n.ctx.Done()
@@ -94,8 +99,9 @@ func New(cfg Config) (*Node, error) {
 	if err := n.startRaft(); err != nil {
 		return fail(err)
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership()
+	go n.watchLeader()
 	go n.runExpiries()
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartTimeout)
@@ -279,6 +285,28 @@ func (n *Node) watchLeadership() {
 			n.bridge.read(n.exp.lead)
 			n.leading.set(true)
 			n.log.Debug("leading: expiry timers armed")
+		}
+	}
+}
+
+// watchLeader bumps leaderChanged on every leader change Raft observes, so
+// that a call held while no leader was known retries as soon as one is,
+// instead of at its next backoff tick (up to retryMax later).
+func (n *Node) watchLeader() {
+	defer n.wg.Done()
+	ch := make(chan raft.Observation, 8)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	defer n.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-ch:
+			n.leaderChanged.bump()
 		}
 	}
 }
