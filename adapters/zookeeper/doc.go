@@ -1,0 +1,28 @@
+// Package zookeeper implements lock.Locker over Apache ZooKeeper (3.5.3 or
+// later) with github.com/go-zookeeper/zk.
+//
+// Applications that already run ZooKeeper switch from the embedded Raft
+// backend by changing one constructor:
+//
+//	l, err := zookeeper.New(zookeeper.Config{Servers: []string{"zk1:2181", "zk2:2181", "zk3:2181"}})
+//	if err != nil { ... }
+//	defer l.Close()
+//	lease, err := l.Acquire(ctx, "schema-migration")
+//
+// Each lock name is a directory (a container node) under Config.Root; each
+// Acquire or TryAcquire is one sequential child in it, and the lowest child
+// holds the lock. Waiters are served first come, first served, each
+// watching only its predecessor. The fencing token is the czxid of the
+// holder's node.
+//
+// A Locker is one ZooKeeper session. Session leases are ephemeral nodes;
+// their Done channel closes when the session expires, and also when the
+// Locker has not been able to confirm the session for long enough that the
+// server might have expired it (the deadline is the send time of the last
+// acknowledged probe plus the session timeout minus Config.SessionMargin).
+// WithTTL leases are ZooKeeper TTL nodes, which need the server flag
+// -Dzookeeper.extendedTypesEnabled=true; the server deletes an unrefreshed
+// one within its TTL plus one reaper interval (znode.container.checkIntervalMs).
+//
+// DESIGN.md in this directory explains the choices and their limits.
+package zookeeper

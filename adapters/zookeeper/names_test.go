@@ -1,0 +1,108 @@
+package zookeeper_test
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/adapters/zookeeper"
+)
+
+func TestEscapeName(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"abc-XYZ_09", "abc-XYZ_09"},
+		{"a/b", "a%2Fb"},
+		{".", "%2E"},
+		{"..", "%2E%2E"},
+		{"%2F", "%252F"},
+		{"é", "%C3%A9"},
+		{"a b", "a%20b"},
+	} {
+		got := zookeeper.EscapeName(c.in)
+		assert.Equal(t, c.want, got, "escape %q", c.in)
+		back, err := zookeeper.UnescapeName(got)
+		require.NoError(t, err)
+		assert.Equal(t, c.in, back)
+	}
+	for _, bad := range []string{"%2f", "%41", "%", "%4", "a/b", ".", "%ZZ"} {
+		_, err := zookeeper.UnescapeName(bad)
+		assert.Error(t, err, "unescape %q must fail: escapeName never produces it", bad)
+	}
+}
+
+func FuzzEscapeName(f *testing.F) {
+	for _, s := range []string{"", "a", "a/b", "..", "%2F", "é🔒", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		e := zookeeper.EscapeName(s)
+		assert.NotContains(t, e, "/")
+		assert.NotEqual(t, ".", e)
+		assert.NotEqual(t, "..", e)
+		assert.True(t, utf8.ValidString(e))
+		for _, r := range e {
+			assert.Less(t, r, rune(0x7f), "escaped names are printable ASCII")
+			assert.GreaterOrEqual(t, r, rune(0x20))
+		}
+		back, err := zookeeper.UnescapeName(e)
+		require.NoError(t, err)
+		assert.Equal(t, s, back)
+		// Injective: any string that unescapes escapes back to itself.
+		if u, err := zookeeper.UnescapeName(s); err == nil {
+			assert.Equal(t, s, zookeeper.EscapeName(u))
+		}
+	})
+}
+
+func TestNodeData(t *testing.T) {
+	owner := strings.Repeat("ö", 32<<10)
+	for _, c := range []struct {
+		ttl   int64
+		owner string
+	}{{0, ""}, {0, "x"}, {60000, owner}, {100, ""}} {
+		ttl, got, err := zookeeper.DecodeData(zookeeper.EncodeData(c.ttl, c.owner))
+		require.NoError(t, err)
+		assert.Equal(t, c.ttl, ttl)
+		assert.Equal(t, c.owner, got)
+	}
+	for _, bad := range [][]byte{nil, {1}, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0, 0, 0, 0, 1}, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, {1, 7, 0, 0, 0, 0, 0, 0, 0, 0}} {
+		_, _, err := zookeeper.DecodeData(bad)
+		assert.Error(t, err, "%v", bad)
+	}
+}
+
+func FuzzDecodeData(f *testing.F) {
+	f.Add(zookeeper.EncodeData(0, "owner"))
+	f.Add(zookeeper.EncodeData(1000, ""))
+	f.Add([]byte{1, 1, 255, 255, 255, 255, 255, 255, 255, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ttl, owner, err := zookeeper.DecodeData(b)
+		if err != nil {
+			return
+		}
+		assert.Equal(t, b, zookeeper.EncodeData(ttl, owner), "a decoded record re-encodes to the same bytes")
+	})
+}
+
+func TestNewValidates(t *testing.T) {
+	for _, c := range []struct {
+		field string
+		cfg   zookeeper.Config
+	}{
+		{"Servers or Conn", zookeeper.Config{}},
+		{"Servers[0]", zookeeper.Config{Servers: []string{""}}},
+		{"SessionTimeout", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, SessionTimeout: -1}},
+		{"SessionMargin", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, SessionTimeout: 1e9, SessionMargin: 1e9}},
+		{"Root", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Root: "relative"}},
+		{"Root", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Root: "/a/"}},
+		{"Root", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Root: "/a/../b"}},
+		{"Root", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Root: "/zookeeper/x"}},
+	} {
+		_, err := zookeeper.New(c.cfg)
+		require.ErrorIs(t, err, zookeeper.ErrInvalidConfig, "%+v", c.cfg)
+		assert.Contains(t, err.Error(), c.field)
+	}
+}
