@@ -7,12 +7,13 @@
 //	go run ./examples/seckill -nodes 1        # one embedded node
 //	go run ./examples/seckill -buyers 100 -tickets 30
 //	go run ./examples/seckill -backend redis -redis 127.0.0.1:6379
+//	go run ./examples/seckill -backend zookeeper -zk 127.0.0.1:2181
 //
 // By default the lock service is a 3-node Raft cluster inside this
 // process, its nodes talking over real TCP on loopback; buyers are spread
 // over the nodes round-robin, so most of them lock through a follower.
-// With -backend redis the same code locks through a Redis server; only the
-// constructor of each buyer's lock.Locker differs (see newBuyers).
+// With -backend redis or zookeeper the same code locks through that server;
+// only the constructor of each buyer's lock.Locker differs (see newBuyers).
 //
 // The last line is always
 //
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/quorumlock/quorumlock/adapters/redis"
+	"github.com/quorumlock/quorumlock/adapters/zookeeper"
 	"github.com/quorumlock/quorumlock/node"
 	"github.com/quorumlock/quorumlock/node/lock"
 )
@@ -48,6 +50,7 @@ type config struct {
 	buyers, tickets, nodes int
 	backend                string
 	redis                  string
+	zk                     string
 	timeout                time.Duration
 }
 
@@ -57,8 +60,9 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.buyers, "buyers", 20, "number of concurrent buyers (1-10000)")
 	fs.IntVar(&c.tickets, "tickets", 5, "number of tickets for sale (0-1000000)")
 	fs.IntVar(&c.nodes, "nodes", 3, "embedded nodes: 1 (a single node) to 7 (a cluster on loopback)")
-	fs.StringVar(&c.backend, "backend", "embedded", "lock backend: embedded (in-process Raft nodes) or redis")
+	fs.StringVar(&c.backend, "backend", "embedded", "lock backend: embedded (in-process Raft nodes), redis or zookeeper")
 	fs.StringVar(&c.redis, "redis", "127.0.0.1:6379", "Redis server host:port (-backend redis)")
+	fs.StringVar(&c.zk, "zk", "127.0.0.1:2181", "ZooKeeper servers host:port,... (-backend zookeeper)")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -74,8 +78,8 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("-nodes %d: want 1 to 7", c.nodes)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("-timeout %v: want > 0", c.timeout)
-	case c.backend != "embedded" && c.backend != "redis":
-		return c, fmt.Errorf("-backend %q: want embedded or redis", c.backend)
+	case c.backend != "embedded" && c.backend != "redis" && c.backend != "zookeeper":
+		return c, fmt.Errorf("-backend %q: want embedded, redis or zookeeper", c.backend)
 	}
 	return c, nil
 }
@@ -223,6 +227,22 @@ func newBuyers(ctx context.Context, cfg config) ([]lock.Locker, func(), error) {
 		// New does not connect: fail fast here if the server is not there.
 		if _, err := buyers[0].Inspect(ctx, "seckill/tickets"); err != nil {
 			return nil, closeBuyers, fmt.Errorf("redis at %s: %w", cfg.redis, err)
+		}
+		return buyers, closeBuyers, nil
+	case "zookeeper":
+		servers := strings.Split(cfg.zk, ",")
+		for range cfg.buyers {
+			l, err := zookeeper.New(zookeeper.Config{Servers: servers})
+			if err != nil {
+				return nil, closeBuyers, err
+			}
+			buyers = append(buyers, l)
+		}
+		// Connecting happens in the background: fail fast if it cannot.
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := buyers[0].Inspect(ictx, "seckill/tickets"); err != nil {
+			return nil, closeBuyers, fmt.Errorf("zookeeper at %s: %w", cfg.zk, err)
 		}
 		return buyers, closeBuyers, nil
 	default:

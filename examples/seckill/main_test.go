@@ -62,6 +62,13 @@ func TestRun_Backends(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		assert.Equal(t, "SUMMARY tickets=4 sold=4 buyers=12 oversold=0", lines[len(lines)-1])
 	})
+	t.Run("zookeeper", func(t *testing.T) {
+		srv := testserver.StartZooKeeper(t, testserver.ZKOptions{})
+		var out bytes.Buffer
+		require.NoError(t, run([]string{"-backend", "zookeeper", "-zk", srv.Addr(), "-buyers", "12", "-tickets", "4"}, &out))
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		assert.Equal(t, "SUMMARY tickets=4 sold=4 buyers=12 oversold=0", lines[len(lines)-1])
+	})
 }
 
 func TestRun_RejectsBadFlags(t *testing.T) {
