@@ -53,7 +53,8 @@ func TestNode_AbortUnderLoad(t *testing.T) {
 		returned := make(chan struct{})
 		go func() { wg.Wait(); close(returned) }()
 		select {
-		case <-aborted:
+		case err := <-aborted:
+			assert.NoError(t, err, "round %d: Abort", round)
 		case <-time.After(30 * time.Second):
 			cancel()
 			t.Fatalf("round %d: Abort did not return within 30 s under load", round)

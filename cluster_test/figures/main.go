@@ -50,14 +50,15 @@ func run(in io.Reader, out io.Writer) error {
 		return err
 	}
 	slices.Sort(order)
-	fmt.Fprintln(out, "| figure | samples | median | p99 | max |")
-	fmt.Fprintln(out, "|---|---|---|---|---|")
+	var b strings.Builder
+	b.WriteString("| figure | samples | median | p99 | max |\n|---|---|---|---|---|\n")
 	for _, name := range order {
 		s := samples[name]
 		slices.Sort(s)
-		fmt.Fprintf(out, "| %s | %d | %d ms | %d ms | %d ms |\n", name, len(s), quantile(s, 0.5), quantile(s, 0.99), s[len(s)-1])
+		fmt.Fprintf(&b, "| %s | %d | %d ms | %d ms | %d ms |\n", name, len(s), quantile(s, 0.5), quantile(s, 0.99), s[len(s)-1])
 	}
-	return nil
+	_, err := io.WriteString(out, b.String())
+	return err
 }
 
 // quantile is the nearest-rank q-quantile of sorted s.
