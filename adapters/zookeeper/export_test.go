@@ -79,3 +79,6 @@ func Orphans(l *Locker) int {
 	defer l.mu.Unlock()
 	return len(l.orphans)
 }
+
+// SessionTimeout is the session timeout l computes its deadlines with.
+func SessionTimeout(l *Locker) time.Duration { return l.sessionTimeout() }

@@ -80,11 +80,26 @@ func TestStandalone(t *testing.T) {
 	t.Run("ExistingConn", func(t *testing.T) { testExistingConn(t, servers) })
 	t.Run("LostCreateReply", func(t *testing.T) { testLostCreateReply(t, z) })
 	t.Run("EscapedNamesInTree", func(t *testing.T) { testEscapedNamesInTree(t, servers) })
+	t.Run("NegotiatedTimeout", func(t *testing.T) { testNegotiatedTimeout(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
 	t.Run("ExpiryWhileWaiting", func(t *testing.T) { testExpiryWhileWaiting(t, z) })
 	t.Run("RestartWhileHolding", func(t *testing.T) { testRestartWhileHolding(t, z) })
+}
+
+// testNegotiatedTimeout: a server that lowers the requested session timeout
+// (the test server's maxSessionTimeout is 60 s) must lower the deadlines
+// too, or a holder would trust its lease after the server expired it. The
+// adapter learns the negotiated value from go-zookeeper's handshake log
+// line; this test fails if that line ever changes.
+func testNegotiatedTimeout(t *testing.T, servers []string) {
+	l := newLocker(t, servers, 2*time.Minute)
+	ctx := ctxFor(t, 20*time.Second)
+	lease, err := l.Acquire(ctx, "negotiated")
+	require.NoError(t, err)
+	assert.Equal(t, time.Minute, zookeeper.SessionTimeout(l))
+	require.NoError(t, lease.Release(ctx))
 }
 
 // TestEnsemble runs the conformance suite against a 3-server ensemble, then
