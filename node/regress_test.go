@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/node/lock"
 )
 
 // Regression tests for bugs the fault scenarios in cluster_test found.
@@ -104,4 +105,61 @@ func TestClient_WaiterAnswersNeverBlock(t *testing.T) {
 		}
 		assert.EqualError(t, <-w.errc, "first answer", tc.name)
 	}
+}
+
+// TestClient_RenewalNeverOutlastsDeadline: a keep-alive that gets no answer
+// must give up by the holder's deadline, so that the deadline ends the
+// session leases on time (I3). Renewals used to run with a fixed TTL/3
+// timeout: one started just before the deadline kept the keep-alive loop
+// busy past it, and the holder went on trusting a lease the leader could
+// already have expired (found by cluster_test's TestRandomPartitions as a
+// lease reported held 2.6 s after its grant, TTL 2 s).
+func TestClient_RenewalNeverOutlastsDeadline(t *testing.T) {
+	const ttl = time.Second
+	ctx := testCtx(t)
+	n := newNode(t, Config{SessionTTL: ttl})
+	c, err := n.newClient(ctx)
+	require.NoError(t, err)
+	defer c.abandon()
+	l, err := c.Acquire(ctx, "x")
+	require.NoError(t, err)
+
+	// The stub acknowledges the first renewal, then never answers: each
+	// call blocks for the whole timeout it is given.
+	type call struct {
+		at      time.Time
+		timeout time.Duration
+	}
+	var mu sync.Mutex
+	var calls []call
+	var acked time.Time
+	c.mu.Lock()
+	c.renew = func(_ uint64, timeout time.Duration) bool {
+		now := time.Now()
+		mu.Lock()
+		first := acked.IsZero()
+		if first {
+			acked = now
+		}
+		calls = append(calls, call{now, timeout})
+		mu.Unlock()
+		if first {
+			return true
+		}
+		time.Sleep(timeout)
+		return false
+	}
+	c.mu.Unlock()
+
+	<-l.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	require.False(t, acked.IsZero(), "no renewal was attempted")
+	deadline := acked.Add(ttl - driftMargin(ttl))
+	require.Greater(t, len(calls), 1, "no unanswered renewal was attempted")
+	for _, cl := range calls[1:] {
+		assert.False(t, cl.at.Add(cl.timeout).After(deadline.Add(time.Millisecond)),
+			"a renewal at %v with timeout %v outlasts the deadline %v", cl.at.Sub(acked), cl.timeout, deadline.Sub(acked))
+	}
+	assert.ErrorIs(t, l.Err(), lock.ErrLost)
 }
