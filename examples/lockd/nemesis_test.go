@@ -33,7 +33,8 @@ const nemesisTTL = 2 * time.Second
 // release; every call recorded) while a seeded nemesis, every 1-2 s,
 // either SIGKILLs the leader and restarts it on its -data, or SIGSTOPs the
 // process through which some client holds a lease for longer than the
-// session TTL and then SIGCONTs it — a real process pause, timers and all.
+// session TTL and then SIGCONTs it — a real process pause, timers and all
+// (each at least once per run).
 // The history is checked like the in-process scenarios' (internal/history:
 // linearizability per name, tokens, the fence). A client whose process was
 // stopped may write with its old token after the resume: the fence must
@@ -81,11 +82,13 @@ func TestLockd_Nemesis(t *testing.T) {
 	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	defer stop()
 
+	// Runs for soak, and on (up to 30 s more) until it has both killed and
+	// paused at least once.
 	end := time.Now().Add(soak)
 	kills, pauses := 0, 0
-	for time.Now().Before(end) {
+	for time.Now().Before(end) || (kills == 0 || pauses == 0) && time.Now().Before(end.Add(30*time.Second)) {
 		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
-		if rng.IntN(2) == 0 {
+		if (pauses == 0 && kills > 0) || rng.IntN(2) == 0 {
 			if i := hw.holder(rng); i >= 0 {
 				p := c.procs[i]
 				d := nemesisTTL + time.Duration(500+rng.IntN(1000))*time.Millisecond
@@ -127,7 +130,7 @@ wait:
 		kills, pauses, hw.accepted.Load(), hw.rejected.Load())
 	assert.NotZero(t, hw.accepted.Load())
 	if pauses == 0 {
-		t.Log("this schedule paused no holder (no client held a lease when the nemesis looked)")
+		t.Log("this schedule paused no holder (no client held a lease whenever the nemesis looked)")
 	}
 
 	// The failure files outlive the test; kept (and printed) only on failure.
