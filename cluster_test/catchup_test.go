@@ -28,16 +28,8 @@ func smallLog(cfg *node.Config) {
 // must stay clean: a snapshot install ends or grants local leases and
 // waiters through reconcile, not through events.
 func TestLaggingFollowerSnapshot(t *testing.T) {
-	seed := nemesisSeed(t)
-	rng := newRand(seed)
-	c := newCluster(t, 3, smallLog)
-
-	const workers = 16
-	wl := newWorkload(c)
-	lv := newLiveness(workers)
-	wl.acquired = lv.acquired
-	stop := wl.start(workers, []string{"a", "b", "c"}, seed)
-	defer stop()
+	s := startScenario(t, 3, 16, []string{"a", "b", "c"}, smallLog)
+	rng, c, wl, lv, stop := s.rng, s.c, s.wl, s.lv, s.stop
 
 	end := time.Now().Add(soak(t))
 	cuts, installs := 0, uint64(0)
@@ -72,16 +64,8 @@ func TestLaggingFollowerSnapshot(t *testing.T) {
 // must not cost the other nodes' leases (their tokens keep their
 // holders: checked by the history's held-after-end and fence checks).
 func TestLeaderTransferUnderLoad(t *testing.T) {
-	seed := nemesisSeed(t)
-	rng := newRand(seed)
-	c := newCluster(t, 3)
-
-	const workers = 16
-	wl := newWorkload(c)
-	lv := newLiveness(workers)
-	wl.acquired = lv.acquired
-	stop := wl.start(workers, []string{"a", "b"}, seed)
-	defer stop()
+	s := startScenario(t, 3, 16, []string{"a", "b"})
+	rng, c, wl, lv, stop := s.rng, s.c, s.wl, s.lv, s.stop
 
 	end := time.Now().Add(soak(t))
 	transfers := 0

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quorumlock/quorumlock/internal/history"
+	"github.com/quorumlock/quorumlock/node"
 	"github.com/quorumlock/quorumlock/node/lock"
 )
 
@@ -187,6 +188,34 @@ func (lv *liveness) wait(t *testing.T, d time.Duration, what string) time.Durati
 		}
 	}
 	return time.Since(*lv.since.Load())
+}
+
+// scenario is the frame every nemesis test shares: a seed (printed) and an
+// rng from it, a cluster, and workers contending under a recorded workload
+// whose acquisitions feed a liveness tracker.
+type scenario struct {
+	seed int64
+	rng  *rand.Rand
+	c    *cluster
+	wl   *workload
+	lv   *liveness
+	stop func() // stops the workers and waits for them (idempotent; also at cleanup)
+}
+
+// startScenario starts a cluster of size nodes (opts edit each node's
+// Config) and workers workers on names.
+func startScenario(t *testing.T, size, workers int, names []string, opts ...func(*node.Config)) *scenario {
+	t.Helper()
+	seed := nemesisSeed(t)
+	c := newCluster(t, size, opts...)
+	c.net.seed(seed)
+	wl := newWorkload(c)
+	lv := newLiveness(workers)
+	wl.acquired = lv.acquired
+	s := &scenario{seed: seed, rng: newRand(seed), c: c, wl: wl, lv: lv}
+	s.stop = wl.start(workers, names, seed)
+	t.Cleanup(s.stop)
+	return s
 }
 
 // start runs workers workers, worker w on node w%size and name

@@ -2,7 +2,6 @@ package clustertest
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -19,18 +18,8 @@ import (
 // replication backoff can keep a healed follower behind for up to ~10 s.
 // (It found the keep-alive bugs listed in README.md, "Bugs found".)
 func TestRandomPartitions(t *testing.T) {
-	seed := nemesisSeed(t)
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	c := newCluster(t, 3)
-
-	const workers = 6
-	names := []string{"a", "b"}
-	wl := newWorkload(c)
-	lv := newLiveness(workers)
-	wl.acquired = lv.acquired
-
-	stop := wl.start(workers, names, seed)
-	defer stop()
+	s := startScenario(t, 3, 6, []string{"a", "b"})
+	rng, c, wl, lv, stop := s.rng, s.c, s.wl, s.lv, s.stop
 
 	end := time.Now().Add(soak(t))
 	splits, holderSplits := 0, 0

@@ -123,17 +123,8 @@ func TestPausedHolder(t *testing.T) {
 // 2-20 %) or both, for 1-2 s, then calms them. Checks: the history, no
 // fenced write rejected (nobody is paused), and liveness once calm.
 func TestFlakyLinks(t *testing.T) {
-	seed := nemesisSeed(t)
-	rng := newRand(seed)
-	c := newCluster(t, 3)
-	c.net.seed(seed)
-
-	const workers = 16
-	wl := newWorkload(c)
-	lv := newLiveness(workers)
-	wl.acquired = lv.acquired
-	stop := wl.start(workers, []string{"a", "b"}, seed)
-	defer stop()
+	s := startScenario(t, 3, 16, []string{"a", "b"})
+	rng, c, wl, lv, stop := s.rng, s.c, s.wl, s.lv, s.stop
 
 	end := time.Now().Add(soak(t))
 	faults := 0
