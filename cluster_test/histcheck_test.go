@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/quorumlock/quorumlock/internal/history"
 	"github.com/quorumlock/quorumlock/node"
 	"github.com/quorumlock/quorumlock/node/lock"
@@ -216,6 +218,24 @@ func startScenario(t *testing.T, size, workers int, names []string, opts ...func
 	s.stop = wl.start(workers, names, seed)
 	t.Cleanup(s.stop)
 	return s
+}
+
+// finish ends a scenario once its nemesis has stopped (after names how it
+// ended, for the messages): every worker must acquire within 20 s, then the
+// workers stop, summary is logged with the fence's counts, no fenced write
+// may have been rejected (no scenario that uses it pauses a worker, and a
+// holder's lease ends before the name is granted again), and the history is
+// checked.
+func (s *scenario) finish(t *testing.T, after, summary string) {
+	t.Helper()
+	s.lv.arm()
+	last := s.lv.wait(t, 20*time.Second, after)
+	s.stop()
+	t.Logf("%s; every worker acquired %v after %s; fenced writes accepted %d, rejected %d",
+		summary, last.Round(time.Millisecond), after, s.wl.accepted.Load(), s.wl.rejected.Load())
+	assert.NotZero(t, s.wl.accepted.Load())
+	assert.Zero(t, s.wl.rejected.Load(), "fenced writes rejected (I2/I3)")
+	requireHistory(t, s.wl.rec)
 }
 
 // start runs workers workers, worker w on node w%size and name
