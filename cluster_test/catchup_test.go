@@ -29,7 +29,7 @@ func smallLog(cfg *node.Config) {
 // must stay clean: a snapshot install ends or grants local leases and
 // waiters through reconcile, not through events.
 func TestLaggingFollowerSnapshot(t *testing.T) {
-	s := startScenario(t, 3, 16, []string{"a", "b", "c"}, smallLog)
+	s := startScenario(t, 3, 16, []string{"a", "b", "c"}, nil, smallLog)
 	rng, c := s.rng, s.c
 
 	end := time.Now().Add(soak(t))
@@ -59,7 +59,7 @@ func TestLaggingFollowerSnapshot(t *testing.T) {
 // must not cost the other nodes' leases (their tokens keep their
 // holders: checked by the history's held-after-end and fence checks).
 func TestLeaderTransferUnderLoad(t *testing.T) {
-	s := startScenario(t, 3, 16, []string{"a", "b"})
+	s := startScenario(t, 3, 16, []string{"a", "b"}, nil)
 	rng, c := s.rng, s.c
 
 	end := time.Now().Add(soak(t))

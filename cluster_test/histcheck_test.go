@@ -37,9 +37,8 @@ func nemesisSeed(t *testing.T) int64 {
 // the test; it is printed and kept only if t failed (whatever failed it:
 // then the history is also dumped there as history.json), removed
 // otherwise. Call it once every recorded operation has returned.
-func requireHistory(t *testing.T, rec *history.Recorder) {
+func requireHistory(t *testing.T, h history.History) {
 	t.Helper()
-	h := rec.History()
 	dir, err := os.MkdirTemp("", "quorumlock-history-")
 	if err != nil {
 		t.Fatalf("history directory: %v", err)
@@ -64,7 +63,10 @@ func requireHistory(t *testing.T, rec *history.Recorder) {
 // through fence. The Observe after the critical section lets the checker
 // catch two holders at once (history.HeldAfterEnd).
 type workload struct {
-	c     *cluster
+	c *cluster
+	// mu guards rec and fence: a worker read-locks it for one whole
+	// iteration, rotate write-locks it to start a new round (rounds_test.go).
+	mu    sync.RWMutex
 	rec   *history.Recorder
 	fence *history.Fence
 	// acquired, if set, is called by worker w after each successful
@@ -90,8 +92,8 @@ func newWorkload(c *cluster) *workload {
 func (wl *workload) holds(i int) int { return int(wl.holding[i].Load()) }
 
 // write is one fenced write by client w, counted.
-func (wl *workload) write(ctx context.Context, w int, lease lock.Lease) {
-	err := wl.fence.Write(ctx, w, lease.Name(), lease.Token())
+func (wl *workload) write(ctx context.Context, fence *history.Fence, w int, lease lock.Lease) {
+	err := fence.Write(ctx, w, lease.Name(), lease.Token())
 	switch {
 	case err == nil:
 		wl.accepted.Add(1)
@@ -112,37 +114,46 @@ func (wl *workload) worker(ctx context.Context, w, i int, name string, rng *rand
 			sleep(ctx, 50*time.Millisecond)
 			continue
 		}
-		for ctx.Err() == nil {
-			started := time.Now()
-			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			lease, err := wl.rec.Acquire(actx, w, l, name)
-			cancel()
-			if errors.Is(err, lock.ErrClosed) {
-				break
-			}
-			if err != nil {
-				sleep(ctx, 10*time.Millisecond)
-				continue
-			}
-			if wl.acquired != nil {
-				wl.acquired(w, started)
-			}
-			wl.holding[i].Add(1)
-			if wl.rec.Observe(w, lease) {
-				wl.write(ctx, w, lease)
-				time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
-				if wl.rec.Observe(w, lease) {
-					wl.write(ctx, w, lease)
-				}
-			}
-			wl.rec.Observe(w, lease)
-			wl.holding[i].Add(-1)
-			rctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			_ = wl.rec.Release(rctx, w, lease)
-			cancel()
+		for ctx.Err() == nil && !wl.iterate(ctx, w, i, l, name, rng) {
 		}
 		_ = l.Close()
 	}
+}
+
+// iterate is one acquire ... release of worker w, recorded in the current
+// round; it reports whether l is closed.
+func (wl *workload) iterate(ctx context.Context, w, i int, l lock.Locker, name string, rng *rand.Rand) (closed bool) {
+	wl.mu.RLock()
+	defer wl.mu.RUnlock()
+	rec, fence := wl.rec, wl.fence
+	started := time.Now()
+	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	lease, err := rec.Acquire(actx, w, l, name)
+	cancel()
+	if errors.Is(err, lock.ErrClosed) {
+		return true
+	}
+	if err != nil {
+		sleep(ctx, 10*time.Millisecond)
+		return false
+	}
+	if wl.acquired != nil {
+		wl.acquired(w, started)
+	}
+	wl.holding[i].Add(1)
+	if rec.Observe(w, lease) {
+		wl.write(ctx, fence, w, lease)
+		time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+		if rec.Observe(w, lease) {
+			wl.write(ctx, fence, w, lease)
+		}
+	}
+	rec.Observe(w, lease)
+	wl.holding[i].Add(-1)
+	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_ = rec.Release(rctx, w, lease)
+	cancel()
+	return false
 }
 
 // liveness collects, once armed, the first successful acquire of every
@@ -202,11 +213,14 @@ type scenario struct {
 	wl   *workload
 	lv   *liveness
 	stop func() // stops the workers and waits for them (idempotent; also at cleanup)
+	// rounds checks the history of a long (soak) run in rounds.
+	rounds *rounds
 }
 
 // startScenario starts a cluster of size nodes (opts edit each node's
-// Config) and workers workers on names.
-func startScenario(t *testing.T, size, workers int, names []string, opts ...func(*node.Config)) *scenario {
+// Config) and workers workers on names. acquired, if not nil, is called by
+// worker w after each successful Acquire it invoked at started.
+func startScenario(t *testing.T, size, workers int, names []string, acquired func(w int, started time.Time), opts ...func(*node.Config)) *scenario {
 	t.Helper()
 	seed := nemesisSeed(t)
 	c := newCluster(t, size, opts...)
@@ -214,9 +228,16 @@ func startScenario(t *testing.T, size, workers int, names []string, opts ...func
 	wl := newWorkload(c)
 	lv := newLiveness(workers)
 	wl.acquired = lv.acquired
+	if acquired != nil {
+		wl.acquired = func(w int, started time.Time) {
+			acquired(w, started)
+			lv.acquired(w, started)
+		}
+	}
 	s := &scenario{seed: seed, rng: newRand(seed), c: c, wl: wl, lv: lv}
 	s.stop = wl.start(workers, names, seed)
 	t.Cleanup(s.stop)
+	s.rounds = startRounds(t, wl)
 	return s
 }
 
@@ -235,7 +256,7 @@ func (s *scenario) finish(t *testing.T, after, summary string) {
 		summary, last.Round(time.Millisecond), after, s.wl.accepted.Load(), s.wl.rejected.Load())
 	assert.NotZero(t, s.wl.accepted.Load())
 	assert.Zero(t, s.wl.rejected.Load(), "fenced writes rejected (I2/I3)")
-	requireHistory(t, s.wl.rec)
+	s.rounds.finish(t)
 }
 
 // start runs workers workers, worker w on node w%size and name

@@ -3,7 +3,6 @@ package clustertest
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -11,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/assert"
 
 	"github.com/quorumlock/quorumlock/node"
 )
@@ -32,11 +29,11 @@ func soak(t *testing.T) time.Duration {
 }
 
 // TestLeaderKill: sixteen workers on three, then five nodes contend for
-// two names while a nemesis kills the leader every 1-3 s and restarts it. Every call and
-// fenced write is recorded and the history checked (history.Require:
-// linearizability per name, tokens, fence); fenced writes must never be
-// rejected (no process pauses here), and once the nemesis stops every
-// worker must acquire again within 10 s.
+// two names while a nemesis kills the leader every 1-3 s and restarts it.
+// Every call and fenced write is recorded and the history checked
+// (scenario.finish: linearizability per name, tokens, fence); fenced writes
+// must never be rejected (no process pauses here), and once the nemesis
+// stops every worker must acquire again within 20 s.
 func TestLeaderKill(t *testing.T) {
 	for _, size := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%dnodes", size), func(t *testing.T) { testLeaderKill(t, size) })
@@ -44,33 +41,21 @@ func TestLeaderKill(t *testing.T) {
 }
 
 func testLeaderKill(t *testing.T, size int) {
-	seed := nemesisSeed(t)
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	c := newCluster(t, size)
-
-	const workers = 16
-	names := []string{"a", "b"}
-	wl := newWorkload(c)
-	lv := newLiveness(workers)
-
 	// kill -> next successful acquire called after the kill, by anyone.
 	var kmu sync.Mutex
 	var killedAt time.Time
 	var recoveries []time.Duration
-	wl.acquired = func(w int, started time.Time) {
+	s := startScenario(t, size, 16, []string{"a", "b"}, func(w int, started time.Time) {
 		now := time.Now()
 		kmu.Lock()
+		defer kmu.Unlock()
 		// Only an Acquire called after the kill counts.
 		if !killedAt.IsZero() && started.After(killedAt) {
 			recoveries = append(recoveries, now.Sub(killedAt))
 			killedAt = time.Time{}
 		}
-		kmu.Unlock()
-		lv.acquired(w, started)
-	}
-
-	stop := wl.start(workers, names, seed)
-	defer stop()
+	})
+	rng, c := s.rng, s.c
 
 	// kill -> a free name acquired through a survivor (I7's failover).
 	var probes sync.WaitGroup
@@ -111,21 +96,13 @@ func testLeaderKill(t *testing.T, size int) {
 		c.restart(li)
 		t.Logf("restarted n%d (waited %v)", li+1, time.Since(start).Round(time.Millisecond))
 	}
-	lv.arm()
-	last := lv.wait(t, 10*time.Second, "the nemesis stopped")
-	stop()
-
 	probes.Wait()
 	kmu.Lock()
 	rec, fr := slices.Clone(recoveries), slices.Clone(free)
 	kmu.Unlock()
 	figures(t, fmt.Sprintf("leader_kill_to_free_acquire_%dnodes", size), fr)
 	figures(t, fmt.Sprintf("leader_kill_to_next_contended_acquire_%dnodes", size), rec)
-	t.Logf("kills %d, every worker acquired %v after the nemesis stopped, fenced writes accepted %d rejected %d",
-		kills, last.Round(time.Millisecond), wl.accepted.Load(), wl.rejected.Load())
-	assert.Zero(t, wl.rejected.Load(), "fenced writes rejected (I2/I3)")
-	assert.NotZero(t, wl.accepted.Load())
-	requireHistory(t, wl.rec)
+	s.finish(t, "the nemesis stopped", fmt.Sprintf("kills %d", kills))
 }
 
 // figures logs measured durations as "figure <name> <ms> ..." lines, which

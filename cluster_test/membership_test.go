@@ -181,5 +181,5 @@ func TestMembershipUnderLoad(t *testing.T) {
 	assert.Zero(t, rejected.Load(), "fenced writes rejected")
 	assert.Empty(t, slices.Compact(unexpected), "worker errors other than retried timeouts")
 	assert.NotZero(t, accepted.Load())
-	requireHistory(t, rec)
+	requireHistory(t, rec.History())
 }

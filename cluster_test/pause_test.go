@@ -113,7 +113,7 @@ func TestPausedHolder(t *testing.T) {
 			assert.Greater(t, n.lease.Token(), g.lease.Token(), "I2")
 			require.NoError(t, fence.Write(ctx, 0, "p", n.lease.Token()))
 			require.NoError(t, rec.Release(ctx, 0, n.lease))
-			requireHistory(t, rec)
+			requireHistory(t, rec.History())
 		})
 	}
 }
@@ -124,7 +124,7 @@ func TestPausedHolder(t *testing.T) {
 // 2-20 %) or both, for 1-2 s, then calms them. Checks: the history, no
 // fenced write rejected (nobody is paused), and liveness once calm.
 func TestFlakyLinks(t *testing.T) {
-	s := startScenario(t, 3, 16, []string{"a", "b"})
+	s := startScenario(t, 3, 16, []string{"a", "b"}, nil)
 	rng, c := s.rng, s.c
 
 	end := time.Now().Add(soak(t))
