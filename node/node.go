@@ -171,6 +171,13 @@ func (n *Node) startRaft() error {
 			MaxPool: 3,
 			Timeout: 10 * time.Second,
 			Logger:  rc.Logger,
+			// 1 turns hashicorp/raft's pipelined replication off. With the
+			// default (2) its pipeline channels are unbuffered, and when the
+			// response decoder stops (a follower answered Success=false or
+			// a newer term) the next pipelined send can block forever:
+			// replication to that follower stops and Shutdown hangs (found
+			// by a cluster_test soak; node/DESIGN.md, "Raft profiles").
+			MaxRPCsInFlight: 1,
 		})
 		n.closers = append(n.closers, nt.Close)
 		trans = nt
