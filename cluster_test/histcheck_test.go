@@ -203,11 +203,10 @@ func (lv *liveness) wait(t *testing.T, d time.Duration, what string) time.Durati
 	return time.Since(*lv.since.Load())
 }
 
-// scenario is the frame every nemesis test shares: a seed (printed) and an
-// rng from it, a cluster, and workers contending under a recorded workload
+// scenario is the frame every nemesis test shares: an rng from the
+// (printed) seed, a cluster, and workers contending under a recorded workload
 // whose acquisitions feed a liveness tracker.
 type scenario struct {
-	seed int64
 	rng  *rand.Rand
 	c    *cluster
 	wl   *workload
@@ -234,7 +233,7 @@ func startScenario(t *testing.T, size, workers int, names []string, acquired fun
 			lv.acquired(w, started)
 		}
 	}
-	s := &scenario{seed: seed, rng: newRand(seed), c: c, wl: wl, lv: lv}
+	s := &scenario{rng: newRand(seed), c: c, wl: wl, lv: lv}
 	s.stop = wl.start(workers, names, seed)
 	t.Cleanup(s.stop)
 	s.rounds = startRounds(t, wl)

@@ -55,12 +55,6 @@ func TestMembershipUnderLoad(t *testing.T) {
 	}
 
 	ctx, stop := context.WithCancel(t.Context())
-	nap := func(d time.Duration) {
-		select {
-		case <-ctx.Done():
-		case <-time.After(d):
-		}
-	}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wrng := rand.New(rand.NewPCG(uint64(seed), uint64(w+1)))
@@ -78,7 +72,7 @@ func TestMembershipUnderLoad(t *testing.T) {
 					if ctx.Err() == nil && c.node(i) != nil && !errors.Is(err, context.DeadlineExceeded) {
 						fail("worker %d: NewLocker on n%d: %v", w, i+1, err)
 					}
-					nap(20 * time.Millisecond)
+					sleep(ctx, 20*time.Millisecond)
 					continue
 				}
 				// A few operations on this node, then move on.
