@@ -215,36 +215,16 @@ func newBuyers(ctx context.Context, cfg config) ([]lock.Locker, func(), error) {
 			_ = b.Close()
 		}
 	}
+	var newLocker func() (lock.Locker, error)
+	var server string
 	switch cfg.backend {
 	case "redis":
-		for range cfg.buyers {
-			l, err := redis.New(redis.Config{Addr: cfg.redis})
-			if err != nil {
-				return nil, closeBuyers, err
-			}
-			buyers = append(buyers, l)
-		}
-		// New does not connect: fail fast here if the server is not there.
-		if _, err := buyers[0].Inspect(ctx, "seckill/tickets"); err != nil {
-			return nil, closeBuyers, fmt.Errorf("redis at %s: %w", cfg.redis, err)
-		}
-		return buyers, closeBuyers, nil
+		server = "redis at " + cfg.redis
+		newLocker = func() (lock.Locker, error) { return redis.New(redis.Config{Addr: cfg.redis}) }
 	case "zookeeper":
+		server = "zookeeper at " + cfg.zk
 		servers := strings.Split(cfg.zk, ",")
-		for range cfg.buyers {
-			l, err := zookeeper.New(zookeeper.Config{Servers: servers})
-			if err != nil {
-				return nil, closeBuyers, err
-			}
-			buyers = append(buyers, l)
-		}
-		// Connecting happens in the background: fail fast if it cannot.
-		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if _, err := buyers[0].Inspect(ictx, "seckill/tickets"); err != nil {
-			return nil, closeBuyers, fmt.Errorf("zookeeper at %s: %w", cfg.zk, err)
-		}
-		return buyers, closeBuyers, nil
+		newLocker = func() (lock.Locker, error) { return zookeeper.New(zookeeper.Config{Servers: servers}) }
 	default:
 		nodes, err := startNodes(cfg.nodes)
 		stop := func() { closeBuyers(); closeNodes(nodes) }
@@ -260,6 +240,21 @@ func newBuyers(ctx context.Context, cfg config) ([]lock.Locker, func(), error) {
 		}
 		return buyers, stop, nil
 	}
+	for range cfg.buyers {
+		l, err := newLocker()
+		if err != nil {
+			return nil, closeBuyers, err
+		}
+		buyers = append(buyers, l)
+	}
+	// The adapters connect lazily or in the background: fail fast if the
+	// server is not there.
+	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := buyers[0].Inspect(ictx, "seckill/tickets"); err != nil {
+		return nil, closeBuyers, fmt.Errorf("%s: %w", server, err)
+	}
+	return buyers, closeBuyers, nil
 }
 
 // startNodes starts one embedded node, or a cluster of size nodes over TCP
