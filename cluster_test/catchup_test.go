@@ -29,6 +29,7 @@ func smallLog(cfg *node.Config) {
 // must stay clean: a snapshot install ends or grants local leases and
 // waiters through reconcile, not through events.
 func TestLaggingFollowerSnapshot(t *testing.T) {
+	t.Parallel()
 	s := startScenario(t, 3, 16, []string{"a", "b", "c"}, nil, smallLog)
 	rng, c := s.rng, s.c
 
@@ -59,6 +60,7 @@ func TestLaggingFollowerSnapshot(t *testing.T) {
 // must not cost the other nodes' leases (their tokens keep their
 // holders: checked by the history's held-after-end and fence checks).
 func TestLeaderTransferUnderLoad(t *testing.T) {
+	t.Parallel()
 	s := startScenario(t, 3, 16, []string{"a", "b"}, nil)
 	rng, c := s.rng, s.c
 

@@ -16,6 +16,7 @@ import (
 // and hands the name to the waiter; I3 says the holder's lease ended first,
 // I2 that the waiter's token is larger.
 func TestIsolateHolder(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	c := newCluster(t, 3)

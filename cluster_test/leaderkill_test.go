@@ -15,8 +15,9 @@ import (
 )
 
 // soak is how long a nemesis runs: QUORUMLOCK_SOAK (a duration), else 4 s,
-// which keeps the package near a minute for CI; the pass counts in
-// README.md come from many such short runs with different seeds.
+// which keeps the package (scenarios in parallel) under a minute for CI;
+// the pass counts in README.md come from many such short runs with
+// different seeds.
 func soak(t *testing.T) time.Duration {
 	if s := os.Getenv("QUORUMLOCK_SOAK"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -35,6 +36,7 @@ func soak(t *testing.T) time.Duration {
 // must never be rejected (no process pauses here), and once the nemesis
 // stops every worker must acquire again within 20 s.
 func TestLeaderKill(t *testing.T) {
+	t.Parallel()
 	for _, size := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%dnodes", size), func(t *testing.T) { testLeaderKill(t, size) })
 	}

@@ -26,6 +26,7 @@ import (
 // (retried) and the killed node's clients closing. Leadership transfer under load (graceful Close of the
 // leader) is TestLeaderTransferUnderLoad.
 func TestMembershipUnderLoad(t *testing.T) {
+	t.Parallel()
 	seed := *seedFlag
 	if seed == 0 {
 		seed = time.Now().UnixNano()

@@ -16,6 +16,7 @@ import (
 // and after the partition heals the minority node serves again. A single
 // cut link leaves a full cluster working.
 func TestPartition_MinorityCannotGrant(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, 3)
 	li := c.leader()
 	minority := (li + 1) % 3

@@ -16,6 +16,7 @@ import (
 // replication backoff can keep a healed follower behind for up to ~10 s.
 // (It found bugs 1 and 2 of README.md, "Bugs these tests found".)
 func TestRandomPartitions(t *testing.T) {
+	t.Parallel()
 	s := startScenario(t, 3, 6, []string{"a", "b"}, nil)
 	rng, c := s.rng, s.c
 

@@ -23,6 +23,7 @@ import (
 // Once with the holder on a follower, once on the leader (a deposed leader
 // that wakes up believing it still leads).
 func TestPausedHolder(t *testing.T) {
+	t.Parallel()
 	for _, where := range []string{"follower", "leader"} {
 		t.Run(where, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -124,6 +125,7 @@ func TestPausedHolder(t *testing.T) {
 // 2-20 %) or both, for 1-2 s, then calms them. Checks: the history, no
 // fenced write rejected (nobody is paused), and liveness once calm.
 func TestFlakyLinks(t *testing.T) {
+	t.Parallel()
 	s := startScenario(t, 3, 16, []string{"a", "b"}, nil)
 	rng, c := s.rng, s.c
 

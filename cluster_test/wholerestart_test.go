@@ -20,6 +20,7 @@ import (
 // expire: the session lease and every queued claim go, the TTL lease stays.
 // A fresh grant must carry a token above every earlier one.
 func TestWholeClusterRestart(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	began := time.Now()
