@@ -16,7 +16,10 @@ type Locker interface {
 	//
 	// If ctx ends while waiting, the queued request is withdrawn (and a grant
 	// that raced the cancellation is released) before Acquire returns, and the
-	// error satisfies errors.Is(err, ctx.Err()).
+	// error satisfies errors.Is(err, ctx.Err()). That clean-up outlives ctx
+	// by a bounded time (the backend documents the bound; it runs only
+	// while the store is unreachable): returning first would leave a queued
+	// claim behind that could still be granted to nobody.
 	Acquire(ctx context.Context, name string, opts ...Option) (Lease, error)
 
 	// TryAcquire makes one attempt without queueing. It returns ErrHeld if
