@@ -109,12 +109,17 @@ func testPauseWhileHolding(t *testing.T, z *testserver.ZooKeeper) {
 //
 // DropCreateReply arms it to close the connection right after the next
 // create request has been written, so that the server applies the create
-// but the client never sees the reply.
+// but the client never sees the reply. FailCreateWrite arms it to close the
+// connection just before the next create request is written, so that the
+// write itself fails: go-zookeeper then hands the request the raw write
+// error (a *net.OpError), not ErrConnectionClosed.
 type gate struct {
 	mu         sync.Mutex
 	cut        bool
 	dropCreate bool
+	failCreate bool
 	dropped    int
+	failed     int
 	conns      []net.Conn
 }
 
@@ -140,14 +145,19 @@ type gatedConn struct {
 // Write sends one request packet (go-zookeeper writes each in one call:
 // length, xid, opcode, body).
 func (c *gatedConn) Write(b []byte) (int, error) {
+	if c.g.take(b, &c.g.failCreate, &c.g.failed) {
+		_ = c.Close()
+	}
 	n, err := c.Conn.Write(b)
-	if c.g.takeDrop(b) {
+	if c.g.take(b, &c.g.dropCreate, &c.g.dropped) {
 		_ = c.Close()
 	}
 	return n, err
 }
 
-func (g *gate) takeDrop(packet []byte) bool {
+// take reports whether packet is a create request and *armed was set; it
+// then disarms it and counts it in *count.
+func (g *gate) take(packet []byte, armed *bool, count *int) bool {
 	const opCreate, opCreateTTL = 1, 21
 	if len(packet) < 12 {
 		return false
@@ -155,12 +165,24 @@ func (g *gate) takeDrop(packet []byte) bool {
 	op := binary.BigEndian.Uint32(packet[8:12])
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.dropCreate || (op != opCreate && op != opCreateTTL) {
+	if !*armed || (op != opCreate && op != opCreateTTL) {
 		return false
 	}
-	g.dropCreate = false
-	g.dropped++
+	*armed = false
+	*count++
 	return true
+}
+
+func (g *gate) FailCreateWrite() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failCreate = true
+}
+
+func (g *gate) Failed() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failed
 }
 
 func (g *gate) DropCreateReply() {
@@ -418,6 +440,36 @@ func testKillLeaderMidHold(t *testing.T, e *testserver.Ensemble) {
 	assert.Equal(t, lock.Info{Name: name, Held: true, Token: held.Token(), Owner: "survivor"}, info)
 	require.NoError(t, held.Release(ctx))
 	leader.Restart()
+}
+
+// testFailedCreateWrite: the connection dies under the write of a create
+// request, so go-zookeeper fails that request with the raw write error. It
+// is a connection-level failure like any other: Acquire reconnects, finds
+// no node with its GUID (or adopts it, had some bytes reached the server)
+// and succeeds, leaving exactly one node. The adapter used to treat the raw
+// error as final and fail the Acquire (found by CI, where the probe or a
+// list raced the close of the connection after a lost create reply).
+func testFailedCreateWrite(t *testing.T, z *testserver.ZooKeeper) {
+	servers := []string{z.Addr()}
+	gl, g := newGatedLocker(t, servers, 4*time.Second)
+	observer := newLocker(t, servers, 4*time.Second)
+	ctx := ctxFor(t, time.Minute)
+	for _, k := range []struct {
+		kind string
+		opts []lock.Option
+	}{{"session", nil}, {"TTL", []lock.Option{lock.WithTTL(time.Minute)}}} {
+		name := "failed-write-" + k.kind
+		failed := g.Failed()
+		g.FailCreateWrite()
+		lease, err := gl.Acquire(ctx, name, k.opts...)
+		require.NoError(t, err, "%s: Acquire across a failed create write", k.kind)
+		assert.Equal(t, failed+1, g.Failed(), "%s: the create write must have failed", k.kind)
+		kids := children(t, observer, name)
+		require.Len(t, kids, 1, "%s: exactly one node", k.kind)
+		assert.True(t, strings.HasSuffix(zookeeper.LeasePath(lease), "/"+kids[0]))
+		require.NoError(t, lease.Release(ctx))
+		assert.Empty(t, children(t, observer, name), "%s: nothing left after Release", k.kind)
+	}
 }
 
 // testLostCreateReply: the connection drops right after a create request

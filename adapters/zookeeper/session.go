@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,9 +131,14 @@ func answered(err error) bool {
 
 // retryable reports whether err is a connection-level failure after which
 // the same request may succeed (and a write may or may not have applied).
+// go-zookeeper hands a request whose write failed the raw net error (a
+// *net.OpError such as "use of closed network connection"), not
+// ErrConnectionClosed, so every net.Error counts too.
 func retryable(err error) bool {
+	var ne net.Error
 	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
-		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved)
+		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved) ||
+		errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
 }
 
 // ctxError is ctx's error, with its cause if that says more; it satisfies
