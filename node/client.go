@@ -87,9 +87,20 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 	c.window = sync.NewCond(&c.mu)
 	c.ctx, c.cancel = context.WithCancel(n.ctx)
 	c.stop = c.ctx.Done()
+	// The client is registered with the node before its session commits,
+	// so a node that stops meanwhile abandons it (markClosed): that
+	// cancels c.ctx, which must end the open too, and waits for c.stopped,
+	// which must close although no keep-alive will run.
+	octx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(c.ctx, stop)()
 	sent := time.Now()
-	if err := c.openSession(ctx); err != nil {
+	if err := c.openSession(octx); err != nil {
 		c.cancel()
+		close(c.stopped)
+		if c.isClosed() {
+			return nil, lock.ErrClosed
+		}
 		return nil, err
 	}
 	go c.keepAlive(sent)

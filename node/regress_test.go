@@ -180,3 +180,55 @@ func TestClient_RenewalNeverOutlastsDeadline(t *testing.T) {
 	}
 	assert.ErrorIs(t, l.Err(), lock.ErrLost)
 }
+
+// TestNode_AbortDuringNewLocker: a node stopping while a NewLocker is still
+// opening its session must not wait for that open. The client is
+// registered with the node before its open-session command commits, so
+// closeClients abandoned it and waited for a keep-alive goroutine that is
+// started only after the open succeeds: Abort hung for as long as the open
+// kept retrying (found by cluster_test's TestMembershipUnderLoad, where a
+// worker opened a Locker on a node the nemesis was killing).
+func TestNode_AbortDuringNewLocker(t *testing.T) {
+	tc := newTestCluster(t, 3, false)
+	// Only one node left: no quorum, so the open cannot commit.
+	n := tc.nodes[2]
+	tc.nodes[2] = nil // stopped below; a hung Abort must not hang the cleanup too
+	for _, i := range []int{0, 1} {
+		require.NoError(t, tc.nodes[i].Abort())
+		tc.nodes[i] = nil
+	}
+	sessions := func() int {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return len(n.clients)
+	}
+	before := sessions()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opened := make(chan error, 1)
+	go func() {
+		l, err := n.NewLocker(ctx)
+		if err == nil {
+			_ = l.Close()
+		}
+		opened <- err
+	}()
+	require.Eventually(t, func() bool { return sessions() > before }, 20*time.Second, time.Millisecond,
+		"the new client registers its session before the open commits")
+
+	aborted := make(chan error, 1)
+	go func() { aborted <- n.Abort() }()
+	select {
+	case err := <-aborted:
+		assert.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Abort waited for a NewLocker whose session could not open")
+	}
+	select {
+	case err := <-opened:
+		assert.ErrorIs(t, err, lock.ErrClosed, "NewLocker on a node that stopped")
+	case <-time.After(30 * time.Second):
+		t.Fatal("NewLocker still blocked 30 s after Abort")
+	}
+}
