@@ -107,12 +107,12 @@ func testPauseWhileHolding(t *testing.T, z *testserver.ZooKeeper) {
 // open connections are closed and new dials fail, so the server hears
 // nothing from the session and expires it after the session timeout.
 //
-// DropCreateReply arms it to close the connection right after the next
-// create request has been written, so that the server applies the create
-// but the client never sees the reply. FailCreateWrite arms it to close the
-// connection just before the next create request is written, so that the
-// write itself fails: go-zookeeper then hands the request the raw write
-// error (a *net.OpError), not ErrConnectionClosed.
+// Armed by arm(&g.dropCreate), it closes the connection right after the
+// next create request has been written, so that the server applies the
+// create but the client never sees the reply. Armed by arm(&g.failCreate),
+// it closes the connection just before the next create request is written,
+// so that the write itself fails: go-zookeeper then hands the request the
+// raw write error (a *net.OpError), not ErrConnectionClosed.
 type gate struct {
 	mu         sync.Mutex
 	cut        bool
@@ -173,28 +173,18 @@ func (g *gate) take(packet []byte, armed *bool, count *int) bool {
 	return true
 }
 
-func (g *gate) FailCreateWrite() {
+// arm sets one of g's flags (&g.dropCreate, &g.failCreate).
+func (g *gate) arm(flag *bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.failCreate = true
+	*flag = true
 }
 
-func (g *gate) Failed() int {
+// count reads one of g's counters (&g.dropped, &g.failed).
+func (g *gate) count(n *int) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.failed
-}
-
-func (g *gate) DropCreateReply() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.dropCreate = true
-}
-
-func (g *gate) Dropped() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.dropped
+	return *n
 }
 
 func (g *gate) Cut() {
@@ -459,11 +449,11 @@ func testFailedCreateWrite(t *testing.T, z *testserver.ZooKeeper) {
 		opts []lock.Option
 	}{{"session", nil}, {"TTL", []lock.Option{lock.WithTTL(time.Minute)}}} {
 		name := "failed-write-" + k.kind
-		failed := g.Failed()
-		g.FailCreateWrite()
+		failed := g.count(&g.failed)
+		g.arm(&g.failCreate)
 		lease, err := gl.Acquire(ctx, name, k.opts...)
 		require.NoError(t, err, "%s: Acquire across a failed create write", k.kind)
-		assert.Equal(t, failed+1, g.Failed(), "%s: the create write must have failed", k.kind)
+		assert.Equal(t, failed+1, g.count(&g.failed), "%s: the create write must have failed", k.kind)
 		kids := children(t, observer, name)
 		require.Len(t, kids, 1, "%s: exactly one node", k.kind)
 		assert.True(t, strings.HasSuffix(zookeeper.LeasePath(lease), "/"+kids[0]))
@@ -538,11 +528,11 @@ func testLostCreateReply(t *testing.T, z *testserver.ZooKeeper) {
 		require.NoError(t, err)
 		require.NoError(t, warm.Release(ctx))
 
-		dropped := g.Dropped()
-		g.DropCreateReply()
+		dropped := g.count(&g.dropped)
+		g.arm(&g.dropCreate)
 		lease, err := gl.Acquire(ctx, name, k.opts...)
 		require.NoError(t, err, "%s: Acquire across a lost create reply", k.kind)
-		assert.Equal(t, dropped+1, g.Dropped(), "%s: the create reply must have been dropped", k.kind)
+		assert.Equal(t, dropped+1, g.count(&g.dropped), "%s: the create reply must have been dropped", k.kind)
 		kids := children(t, observer, name)
 		require.Len(t, kids, 1, "%s: exactly one node: the one the lost create made, adopted", k.kind)
 		assert.True(t, strings.HasSuffix(zookeeper.LeasePath(lease), "/"+kids[0]))
