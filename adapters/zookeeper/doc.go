@@ -20,8 +20,6 @@
 // Locker has not been able to confirm the session for long enough that the
 // server might have expired it (the deadline is the send time of the last
 // acknowledged probe plus the session timeout minus Config.SessionMargin).
-// Every lease also watches its own node: a lease whose node someone else
-// deletes ends at once with lock.ErrLost.
 // WithTTL leases are ZooKeeper TTL nodes, which need the server flag
 // -Dzookeeper.extendedTypesEnabled=true; the server deletes an unrefreshed
 // one within its TTL plus one reaper interval (znode.container.checkIntervalMs).
