@@ -73,9 +73,6 @@ func AcquireAfterLostCreate(ctx context.Context, l *Locker, name, guid string, s
 // LeasePath is the node of a lease.
 func LeasePath(le lock.Lease) string { return le.(*lease).path }
 
-// Watches is how many exists-watches the lease has set on its node.
-func Watches(le lock.Lease) int { return int(le.(*lease).watches.Load()) }
-
 // Orphans is the number of nodes waiting for background deletion.
 func Orphans(l *Locker) int {
 	l.mu.Lock()

@@ -462,53 +462,6 @@ func testFailedCreateWrite(t *testing.T, z *testserver.ZooKeeper) {
 	}
 }
 
-// testDeletedNodeEndsLease: someone else deletes a holder's node (an
-// operator). The holder's watch on its own node ends the lease with
-// ErrLost at once, not at its next Refresh; a waiter is granted with a
-// larger token. For the TTL lease a Refresh first changes the node's data,
-// which fires the watch without ending the lease: the holder must watch
-// again and still see the later delete.
-func testDeletedNodeEndsLease(t *testing.T, servers []string) {
-	holder := newLocker(t, servers, stableTimeout)
-	waiter := newLocker(t, servers, stableTimeout)
-	operator := newLocker(t, servers, stableTimeout)
-	ctx := ctxFor(t, time.Minute)
-	for _, k := range []struct {
-		kind string
-		opts []lock.Option
-	}{{"session", nil}, {"TTL", []lock.Option{lock.WithTTL(time.Minute)}}} {
-		name := "deleted-node-" + k.kind
-		held, err := holder.Acquire(ctx, name, k.opts...)
-		require.NoError(t, err)
-		eventually(t, 10*time.Second, "the holder watches its node", func() bool { return zookeeper.Watches(held) == 1 })
-		if k.opts != nil {
-			require.NoError(t, held.Refresh(ctx), "%s: a refresh changes the node's data", k.kind)
-			eventually(t, 10*time.Second, "the holder watches its node again", func() bool { return zookeeper.Watches(held) == 2 })
-			assert.NoError(t, held.Err(), "%s: the refresh's data change must not end the lease", k.kind)
-		}
-		waiting := goAcquire(ctx, waiter, name, k.opts...)
-		eventually(t, 10*time.Second, "the waiter is queued", func() bool { return len(children(t, operator, name)) == 2 })
-
-		require.NoError(t, zookeeper.Conn(operator).Delete(zookeeper.LeasePath(held), -1))
-		waitDone(t, held, 10*time.Second, k.kind+": holder whose node was deleted")
-		assert.ErrorIs(t, held.Err(), lock.ErrLost)
-		assert.ErrorContains(t, held.Err(), "deleted")
-		assert.ErrorIs(t, held.Refresh(ctx), lock.ErrNotHeld)
-		assert.ErrorIs(t, held.Release(ctx), lock.ErrNotHeld)
-		g := <-waiting
-		require.NoError(t, g.err)
-		assert.Greater(t, g.lease.Token(), held.Token(), "%s: the fence tells the two apart", k.kind)
-		require.NoError(t, g.lease.Release(ctx))
-		assert.Empty(t, children(t, operator, name))
-	}
-
-	// The holder's own Release deletes the node too: that is no loss.
-	l, err := holder.Acquire(ctx, "deleted-node-own")
-	require.NoError(t, err)
-	require.NoError(t, l.Release(ctx))
-	assert.ErrorIs(t, l.Err(), lock.ErrReleased)
-}
-
 // testLostCreateReply: the connection drops right after a create request
 // was written, so the server creates the node but the reply is lost. The
 // claim finds its node by the GUID after reconnecting (same session),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -28,8 +27,6 @@ type lease struct {
 	// TTL leases, under l.mu: the holder's local deadline and its timer.
 	deadline time.Time
 	timer    *time.Timer
-
-	watches atomic.Int32 // exists-watches set on the node so far (tests)
 }
 
 var _ lock.Lease = (*lease)(nil)
@@ -45,52 +42,7 @@ func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
 		le.timer = time.AfterFunc(time.Until(le.deadline), le.expireLocally)
 	}
 	l.leases[le] = struct{}{}
-	l.bg.Add(1)
-	go le.watchNode()
 	return le
-}
-
-// watchNode keeps an exists-watch on the lease's node until the lease ends,
-// and ends the lease with ErrLost if the node is deleted under it (by
-// anyone but this holder, whose own deletes come after the lease ended).
-func (le *lease) watchNode() {
-	l := le.l
-	defer l.bg.Done()
-	var bo backoff
-	for {
-		var (
-			exists bool
-			ch     <-chan zk.Event
-		)
-		err := l.call(le.ctx, false, func() (err error) { exists, _, ch, err = l.conn.ExistsW(le.path); return err }, nil)
-		switch {
-		case le.ctx.Err() != nil:
-			return
-		case err != nil:
-			// Connection-level, or the connection is closing (then the
-			// session's deadline ends the lease): try again.
-			l.log.Debug("zookeeper: watching a lease's node", "path", le.path, "error", err)
-			if bo.wait(le.ctx) != nil {
-				return
-			}
-			continue
-		case !exists:
-			le.end(fmt.Errorf("%w: its node was deleted", lock.ErrLost))
-			return
-		}
-		bo = backoff{}
-		le.watches.Add(1)
-		select {
-		case ev := <-ch:
-			if ev.Type == zk.EventNodeDeleted {
-				le.end(fmt.Errorf("%w: its node was deleted", lock.ErrLost))
-				return
-			}
-			// Data changed (a Refresh) or the watch was dropped: watch again.
-		case <-le.ctx.Done():
-			return
-		}
-	}
 }
 
 func (le *lease) expireLocally() {

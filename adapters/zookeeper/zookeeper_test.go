@@ -80,7 +80,6 @@ func TestStandalone(t *testing.T) {
 	t.Run("ExistingConn", func(t *testing.T) { testExistingConn(t, servers) })
 	t.Run("LostCreateReply", func(t *testing.T) { testLostCreateReply(t, z) })
 	t.Run("FailedCreateWrite", func(t *testing.T) { testFailedCreateWrite(t, z) })
-	t.Run("DeletedNodeEndsLease", func(t *testing.T) { testDeletedNodeEndsLease(t, servers) })
 	t.Run("EscapedNamesInTree", func(t *testing.T) { testEscapedNamesInTree(t, servers) })
 	t.Run("NegotiatedTimeout", func(t *testing.T) { testNegotiatedTimeout(t, servers) })
 	// Faults: each leaves the server serving again.
