@@ -112,6 +112,15 @@ func (n *Node) proposeOnce(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Resu
 	return resp.GetResult(), resp.GetIndex(), nil
 }
 
+// apply is raft.Apply and the wait for its future, under applyMu (read):
+// shutdown waits for it before it shuts Raft down.
+func (n *Node) apply(data []byte, timeout time.Duration) (raft.ApplyFuture, error) {
+	n.applyMu.RLock()
+	defer n.applyMu.RUnlock()
+	f := n.raft.Apply(data, timeout)
+	return f, f.Error()
+}
+
 // applyLocal stamps, encodes and commits cmd on this node, the leader.
 func (n *Node) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, uint64, error) {
 	cmd = proto.CloneOf(cmd)
@@ -127,8 +136,8 @@ func (n *Node) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Resul
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	f, err := n.apply(data, timeout)
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrRaftShutdown):
 			return nil, 0, fmt.Errorf("%w: %w", lock.ErrClosed, err)

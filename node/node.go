@@ -27,13 +27,17 @@ import (
 // application. It implements lock.Locker through its default client; call
 // NewLocker for more independent clients (sessions) on the same node.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	raft   *raft.Raft
-	bridge *bridge
-	exp    *expirer
-	trans  *transport.Transport // nil for a single node without network
-	addr   string               // this node's Raft address
+	cfg Config
+	// applyMu is held for reading by every raft.Apply until its future
+	// answers, and for writing around raft.Shutdown: Raft drops futures
+	// that are in flight at Shutdown (see DESIGN.md, hashicorp/raft#498).
+	applyMu sync.RWMutex
+	log     *slog.Logger
+	raft    *raft.Raft
+	bridge  *bridge
+	exp     *expirer
+	trans   *transport.Transport // nil for a single node without network
+	addr    string               // this node's Raft address
 	// started is closed once raft is set; RPCs that arrive before (the
 	// transport serves as soon as it listens) are answered "not leader".
 	started chan struct{}
@@ -462,7 +466,9 @@ func (n *Node) shutdown(graceful bool) error {
 					n.log.Debug("leadership transfer on close", "error", err)
 				}
 			}
+			n.applyMu.Lock() // no Apply of ours in flight at Shutdown
 			errs = append(errs, n.raft.Shutdown().Error())
+			n.applyMu.Unlock()
 		}
 		n.cancel()
 		n.wg.Wait()

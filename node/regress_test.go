@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,15 @@ import (
 )
 
 // Regression tests for bugs the fault scenarios in cluster_test found.
+
+// dumpGoroutines logs every goroutine's stack: a hang found in CI must
+// explain itself.
+func dumpGoroutines(t *testing.T) {
+	t.Helper()
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	t.Logf("goroutines:\n%s", b.String())
+}
 
 // TestNode_AbortUnderLoad: Abort while many callers have commands in
 // flight. Every caller must return (hashicorp/raft's BatchApplyCh left
@@ -58,12 +69,14 @@ func TestNode_AbortUnderLoad(t *testing.T) {
 			assert.NoError(t, err, "round %d: Abort", round)
 		case <-time.After(30 * time.Second):
 			cancel()
+			dumpGoroutines(t)
 			t.Fatalf("round %d: Abort did not return within 30 s under load", round)
 		}
 		select {
 		case <-returned:
 		case <-time.After(30 * time.Second):
 			cancel()
+			dumpGoroutines(t)
 			t.Fatalf("round %d: callers still blocked 30 s after Abort", round)
 		}
 		cancel()
@@ -223,6 +236,7 @@ func TestNode_AbortDuringNewLocker(t *testing.T) {
 	case err := <-aborted:
 		assert.NoError(t, err)
 	case <-time.After(30 * time.Second):
+		dumpGoroutines(t)
 		t.Fatal("Abort waited for a NewLocker whose session could not open")
 	}
 	select {
