@@ -201,7 +201,8 @@ func (p *proc) stop() {
 	p.paused = false
 }
 
-// pause sends SIGSTOP to the process group.
+// pause sends SIGSTOP to the process group and waits (up to 5 s) until
+// the server's threads are stopped.
 func (p *proc) pause() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -210,6 +211,7 @@ func (p *proc) pause() {
 	}
 	p.signalLocked(syscall.SIGSTOP)
 	p.paused = true
+	waitStopped(p.cmd.Process.Pid, 5*time.Second)
 }
 
 // resume sends SIGCONT to the process group.
