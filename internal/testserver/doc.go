@@ -35,7 +35,8 @@
 // process; SIGCONT follows for good measure) and waits for the exit, so nothing outlives the test even when it panics. On
 // Linux the child also gets SIGKILL if the test binary itself dies (go test
 // -timeout). Kill is SIGKILL (a crash), Stop is SIGTERM (an orderly
-// shutdown), Pause and Resume are SIGSTOP and SIGCONT, and Restart starts the
+// shutdown), Pause and Resume are SIGSTOP and SIGCONT (on Linux Pause
+// returns once every thread of the server is stopped), and Restart starts the
 // same command line again — same ports, same data directory — after Kill or
 // Stop and waits until the server serves. A server's methods use the
 // testing.TB it was started with; call them from that test (or its
