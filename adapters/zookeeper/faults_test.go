@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -211,14 +209,7 @@ func newGatedLocker(t testing.TB, servers []string, timeout time.Duration) (*zoo
 	conn, _, err := zk.Connect(servers, timeout, zk.WithDialer(g.dial), zk.WithLogger(discard{}), zk.WithLogInfo(false))
 	require.NoError(t, err)
 	t.Cleanup(conn.Close) // after the Locker's Close (cleanups run last first)
-	cfg := zookeeper.Config{Conn: conn, SessionTimeout: timeout, Root: "/quorumlock-test"}
-	if os.Getenv("ZKDEBUG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	l, err := zookeeper.New(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = l.Close() })
-	return l, g
+	return startLocker(t, zookeeper.Config{Conn: conn, SessionTimeout: timeout}), g
 }
 
 // testExpiryWhileHolding: the holder's connection is cut for longer than

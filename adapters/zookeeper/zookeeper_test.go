@@ -31,7 +31,14 @@ func zkOptions() testserver.ZKOptions {
 // newLocker returns a Locker on servers, closed at the end of t.
 func newLocker(t testing.TB, servers []string, timeout time.Duration) *zookeeper.Locker {
 	t.Helper()
-	cfg := zookeeper.Config{Servers: servers, SessionTimeout: timeout, Root: "/quorumlock-test"}
+	return startLocker(t, zookeeper.Config{Servers: servers, SessionTimeout: timeout})
+}
+
+// startLocker returns a Locker with cfg under the tests' root, logging to
+// stderr when ZKDEBUG is set, closed at the end of t.
+func startLocker(t testing.TB, cfg zookeeper.Config) *zookeeper.Locker {
+	t.Helper()
+	cfg.Root = "/quorumlock-test"
 	if os.Getenv("ZKDEBUG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
