@@ -133,12 +133,13 @@ func answered(err error) bool {
 // the same request may succeed (and a write may or may not have applied).
 // go-zookeeper hands a request whose write failed the raw net error (a
 // *net.OpError such as "use of closed network connection"), not
-// ErrConnectionClosed, so every net.Error counts too.
+// ErrConnectionClosed, so every net.Error counts too (net.ErrClosed is
+// one).
 func retryable(err error) bool {
 	var ne net.Error
 	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
 		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved) ||
-		errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
+		errors.As(err, &ne)
 }
 
 // ctxError is ctx's error, with its cause if that says more; it satisfies
