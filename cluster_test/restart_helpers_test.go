@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
-	"github.com/quorumlock/quorumlock/node/lock"
 )
 
 // Helpers for the whole-cluster restart and membership scenarios. They

@@ -12,7 +12,7 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
-// Limits of the state machine. They repeat node/lock's input limits so that
+// Limits of the state machine. They repeat lock's input limits so that
 // a bad entry cannot corrupt state whoever proposed it.
 const (
 	MaxCommandSize   = 512 << 10

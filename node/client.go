@@ -9,7 +9,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // ErrSessionExpired is wrapped (with lock.ErrLost) by the errors of calls

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quorumlock/quorumlock/node/lock"
-	"github.com/quorumlock/quorumlock/node/lock/locktest"
+	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/lock/locktest"
 )
 
 // testCluster is n nodes over real TCP on loopback: the first founds the

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
-	"github.com/quorumlock/quorumlock/node/lock"
 )
 
 func Example() {

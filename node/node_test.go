@@ -14,8 +14,8 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
-	"github.com/quorumlock/quorumlock/node/lock"
-	"github.com/quorumlock/quorumlock/node/lock/locktest"
+	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/lock/locktest"
 )
 
 func TestMain(m *testing.M) {

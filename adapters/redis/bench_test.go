@@ -11,7 +11,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/adapters/redis"
 	"github.com/quorumlock/quorumlock/internal/testserver"
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // BenchmarkRedis measures acquire+release per op against a real

@@ -10,7 +10,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/adapters/redis"
 	"github.com/quorumlock/quorumlock/internal/testserver"
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 func TestNew_InvalidConfig(t *testing.T) {

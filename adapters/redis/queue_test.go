@@ -13,7 +13,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/adapters/redis"
 	"github.com/quorumlock/quorumlock/internal/testserver"
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // TestDeadWaiterPruned (I4): a waiter that died at the head of the queue

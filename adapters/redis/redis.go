@@ -3,7 +3,7 @@ package redis
 import (
 	"context"
 
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // Locker is a lock.Locker on Redis: on one primary (Config.Addr or

@@ -10,8 +10,8 @@ import (
 
 	"github.com/quorumlock/quorumlock/adapters/redis"
 	"github.com/quorumlock/quorumlock/internal/testserver"
-	"github.com/quorumlock/quorumlock/node/lock"
-	"github.com/quorumlock/quorumlock/node/lock/locktest"
+	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/lock/locktest"
 )
 
 // startRedlock starts n independent redis-servers.

@@ -16,7 +16,7 @@ const (
 	DefaultSessionTimeout = 10 * time.Second
 )
 
-// Errors of this package. The lock.Err* errors of node/lock are returned as
+// Errors of this package. The lock.Err* errors of lock are returned as
 // well, wrapped; test with errors.Is.
 var (
 	// ErrInvalidConfig: New was given a Config it cannot use; the message

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/quorumlock/quorumlock/adapters/zookeeper"
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // The same code runs on every backend; only the constructor differs. (Not

@@ -17,7 +17,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/adapters/zookeeper"
 	"github.com/quorumlock/quorumlock/internal/testserver"
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // faultTimeout is the session timeout of the Lockers the fault tests

@@ -12,8 +12,8 @@ import (
 
 	"github.com/quorumlock/quorumlock/adapters/zookeeper"
 	"github.com/quorumlock/quorumlock/internal/testserver"
-	"github.com/quorumlock/quorumlock/node/lock"
-	"github.com/quorumlock/quorumlock/node/lock/locktest"
+	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/lock/locktest"
 )
 
 // reaperInterval is the test servers' container/TTL reaper period: TTL

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
-	"github.com/quorumlock/quorumlock/node/lock"
 )
 
 // defaultOpTimeout bounds every call that has no wait of its own

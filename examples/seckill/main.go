@@ -35,8 +35,8 @@ import (
 
 	"github.com/quorumlock/quorumlock/adapters/redis"
 	"github.com/quorumlock/quorumlock/adapters/zookeeper"
+	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
-	"github.com/quorumlock/quorumlock/node/lock"
 )
 
 func main() {

@@ -1,6 +1,6 @@
 // Package history records what clients of a lock.Locker saw, runs their
 // writes through a fenced resource, and checks the result against the
-// safety invariants of DESIGN.md §3 (I1 mutual exclusion, I2 fencing, I3
+// safety invariants defined in lock/DESIGN.md (I1 mutual exclusion, I2 fencing, I3
 // holder learns first). It is the checking half of the Jepsen-style cluster
 // tests: the harness injects faults, this package judges the history.
 //

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	h "github.com/quorumlock/quorumlock/internal/history"
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // contend runs clients goroutines, each doing rounds of: acquire one of

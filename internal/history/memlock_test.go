@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // memLocker is a correct in-process lock.Locker for exercising the

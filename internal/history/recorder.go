@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // Recorder records operations of many concurrent clients against one

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	h "github.com/quorumlock/quorumlock/internal/history"
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 func TestRecorder_concurrentTicks(t *testing.T) {

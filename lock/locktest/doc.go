@@ -1,8 +1,8 @@
 // Package locktest is the conformance suite for implementations of
 // lock.Locker, in the spirit of testing/fstest.TestFS: every backend
 // (the embedded Raft node, the ZooKeeper and Redis adapters) runs the same
-// checks of the contract in package lock and of the safety invariants of
-// DESIGN.md §3.
+// checks of the contract in package lock and of the safety invariants defined in
+// lock/DESIGN.md.
 //
 // A backend calls Run from one of its tests with a function that opens a new
 // client on one shared store:

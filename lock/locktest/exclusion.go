@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quorumlock/quorumlock/node/lock"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // testMutualExclusion (I1, I2): 16 goroutines spread over two Lockers take
