@@ -1,0 +1,136 @@
+package leasecore
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestCore_EndsOnceWithFirstCause(t *testing.T) {
+	var c Core
+	c.Init("a", 7)
+	assert.Equal(t, "a", c.Name())
+	assert.Equal(t, uint64(7), c.Token())
+	assert.NoError(t, c.Err())
+	assert.False(t, c.Ended())
+	select {
+	case <-c.Done():
+		t.Fatal("Done closed before End")
+	default:
+	}
+
+	assert.True(t, c.End(lock.ErrExpired))
+	assert.False(t, c.End(lock.ErrReleased), "a second End must not count")
+	<-c.Done()
+	assert.True(t, c.Ended())
+	require.ErrorIs(t, c.Err(), lock.ErrExpired)
+	assert.NotErrorIs(t, c.Err(), lock.ErrReleased)
+	require.ErrorIs(t, context.Cause(c.Context()), lock.ErrExpired)
+	assert.ErrorIs(t, c.Context().Err(), context.Canceled)
+}
+
+func TestCore_NotHeldWrapsCause(t *testing.T) {
+	var c Core
+	c.Init("job", 1)
+	c.End(lock.ErrLost)
+	for _, prefix := range []string{"", "redis lock"} {
+		err := c.NotHeld(prefix)
+		require.ErrorIs(t, err, lock.ErrNotHeld)
+		require.ErrorIs(t, err, lock.ErrLost)
+		assert.Contains(t, err.Error(), `"job"`)
+		assert.Contains(t, err.Error(), prefix)
+	}
+}
+
+func TestDeadline_FiresOnceWhenPassed(t *testing.T) {
+	var d Deadline
+	fired := make(chan struct{}, 2)
+	d.Start(time.Now().Add(10*time.Millisecond), func() { fired <- struct{}{} })
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deadline never fired")
+	}
+	assert.False(t, d.Extend(time.Now().Add(time.Hour)), "a passed deadline cannot be extended")
+	d.Stop()
+	assert.Empty(t, fired, "fired twice")
+}
+
+func TestDeadline_ExtendMovesLaterOnly(t *testing.T) {
+	var d Deadline
+	fired := make(chan struct{}, 1)
+	start := time.Now().Add(time.Hour)
+	d.Start(start, func() { fired <- struct{}{} })
+	defer d.Stop()
+	require.True(t, d.Extend(start.Add(-time.Minute)))
+	assert.Equal(t, start, d.At(), "an earlier time must not move the deadline")
+	require.True(t, d.Extend(start.Add(time.Minute)))
+	assert.Equal(t, start.Add(time.Minute), d.At())
+}
+
+func TestDeadline_ExtendedBeforeFiringRearms(t *testing.T) {
+	var d Deadline
+	fired := make(chan time.Time, 1)
+	d.Start(time.Now().Add(20*time.Millisecond), func() { fired <- time.Now() })
+	later := time.Now().Add(200 * time.Millisecond)
+	require.True(t, d.Extend(later))
+	select {
+	case at := <-fired:
+		assert.False(t, at.Before(later), "fired at %v, before the extended deadline %v", at, later)
+	case <-time.After(10 * time.Second):
+		t.Fatal("extended deadline never fired")
+	}
+}
+
+func TestDeadline_StopPreventsFire(t *testing.T) {
+	var d Deadline
+	fired := make(chan struct{}, 1)
+	d.Start(time.Now().Add(time.Millisecond), func() { fired <- struct{}{} })
+	d.Stop()
+	assert.False(t, d.Extend(time.Now().Add(time.Hour)), "a stopped deadline cannot be extended")
+	// Whether or not the timer had begun, a stopped deadline's due() is false.
+	assert.False(t, d.due())
+}
+
+func TestBackoff_DoublesUpToMaxWithJitter(t *testing.T) {
+	b := Backoff{Min: 40 * time.Millisecond, Max: 100 * time.Millisecond}
+	bounds := []time.Duration{40, 80, 100, 100}
+	for i, want := range bounds {
+		want *= time.Millisecond
+		got := b.Next()
+		assert.GreaterOrEqual(t, got, want*3/4, "pause %d", i)
+		assert.LessOrEqual(t, got, want*5/4, "pause %d", i)
+	}
+	b.Reset()
+	assert.LessOrEqual(t, b.Next(), 50*time.Millisecond, "Reset must start from Min")
+}
+
+func TestSleep_EndsWithCtx(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := Sleep(ctx, time.Hour)
+	require.ErrorIs(t, err, context.Canceled)
+	b := Backoff{Min: time.Hour, Max: time.Hour}
+	require.ErrorIs(t, b.Wait(ctx), context.Canceled)
+	require.NoError(t, Sleep(context.Background(), time.Millisecond))
+}
+
+func TestKick_NeverBlocksAndMerges(t *testing.T) {
+	ch := make(chan struct{}, 1)
+	Kick(ch)
+	Kick(ch) // must not block
+	<-ch
+	select {
+	case <-ch:
+		t.Fatal("two kicks were not merged")
+	default:
+	}
+}
