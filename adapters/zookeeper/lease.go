@@ -31,6 +31,10 @@ type lease struct {
 
 var _ lock.Lease = (*lease)(nil)
 
+// ttlMargin is how much earlier than the server a TTL lease's holder ends
+// it: clock-rate drift (0.2%) and the server's millisecond timestamps.
+func ttlMargin(ttl time.Duration) time.Duration { return ttl/500 + 5*time.Millisecond }
+
 // newLeaseLocked registers the lease of a granted claim; l.mu held. A TTL
 // lease's deadline is the send time of the SetData that started its TTL
 // (c.marked) plus the TTL minus the margin.

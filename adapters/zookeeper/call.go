@@ -1,0 +1,157 @@
+package zookeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// pending is the hand-over between a store call and its caller.
+type pending struct {
+	mu   sync.Mutex
+	gone bool // the caller stopped waiting
+	done chan error
+}
+
+// call runs fn, one blocking go-zookeeper call, and returns its error, or
+// ctx's error if ctx ends first. If fn completes after the caller left,
+// late (if not nil) gets fn's error, in the call's goroutine. write marks
+// calls that pass through the leader: their success confirms the session.
+func (l *Locker) call(ctx context.Context, write bool, fn func() error, late func(error)) error {
+	return l.callGrace(ctx, 0, write, fn, late)
+}
+
+// callGrace is call, but when ctx ends first it still waits up to grace for
+// fn's result, and returns that result if it comes. Creates use it so that
+// a node whose create raced a cancellation is known to the caller, who
+// deletes it before returning.
+func (l *Locker) callGrace(ctx context.Context, grace time.Duration, write bool, fn func() error, late func(error)) error {
+	if err := ctx.Err(); err != nil {
+		return ctxError(ctx)
+	}
+	if ctx.Done() == nil {
+		return l.exec(write, fn)
+	}
+	p := &pending{done: make(chan error, 1)}
+	l.calls.Add(1)
+	go func() {
+		defer l.calls.Done()
+		err := l.exec(write, fn)
+		p.mu.Lock()
+		gone := p.gone
+		if !gone {
+			p.done <- err
+		}
+		p.mu.Unlock()
+		if gone && late != nil {
+			late(err)
+		}
+	}()
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		if grace > 0 {
+			t := time.NewTimer(grace)
+			select {
+			case err := <-p.done:
+				t.Stop()
+				return err
+			case <-t.C:
+			}
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		select {
+		case err := <-p.done:
+			return err
+		default:
+		}
+		p.gone = true
+		return ctxError(ctx)
+	}
+}
+
+// exec runs fn and records a write's acknowledgement of the session.
+func (l *Locker) exec(write bool, fn func() error) error {
+	before, sent := l.conn.SessionID(), time.Now()
+	err := fn()
+	if write && answered(err) {
+		l.ack(sent, before, l.conn.SessionID())
+	}
+	return err
+}
+
+// answered reports whether err is a reply of the server (so the request
+// reached it), as opposed to a connection-level failure.
+func answered(err error) bool {
+	return err == nil || errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrNodeExists) ||
+		errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNotEmpty)
+}
+
+// retryable reports whether err is a connection-level failure after which
+// the same request may succeed (and a write may or may not have applied).
+// go-zookeeper hands a request whose write failed the raw net error (a
+// *net.OpError such as "use of closed network connection"), not
+// ErrConnectionClosed, so every net.Error counts too (net.ErrClosed is
+// one).
+func retryable(err error) bool {
+	var ne net.Error
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
+		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved) ||
+		errors.As(err, &ne)
+}
+
+// ctxError is ctx's error, with its cause if that says more; it satisfies
+// errors.Is(err, ctx.Err()).
+func ctxError(ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause == nil || errors.Is(cause, err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, cause)
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctxError(ctx)
+	}
+}
+
+// backoff is the pause between retries after a connection-level failure.
+type backoff struct{ d time.Duration }
+
+func (b *backoff) wait(ctx context.Context) error {
+	b.d = min(max(2*b.d, 10*time.Millisecond), 500*time.Millisecond)
+	return sleepCtx(ctx, b.d)
+}
+
+// deleteNode deletes path, retrying after connection-level failures until
+// ctx ends. A node that is already gone is no error.
+func (l *Locker) deleteNode(ctx context.Context, path string) error {
+	var bo backoff
+	for {
+		err := l.call(ctx, true, func() error { return l.conn.Delete(path, -1) }, nil)
+		switch {
+		case err == nil || errors.Is(err, zk.ErrNoNode):
+			return nil
+		case retryable(err):
+			if err := bo.wait(ctx); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}

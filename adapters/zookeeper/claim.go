@@ -1,0 +1,325 @@
+package zookeeper
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// Acquire implements lock.Locker.
+func (l *Locker) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return l.acquire(ctx, name, true, opts)
+}
+
+// TryAcquire implements lock.Locker.
+func (l *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return l.acquire(ctx, name, false, opts)
+}
+
+func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []lock.Option) (lock.Lease, error) {
+	o, err := lock.ValidateRequest(name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	opCtx, end, err := l.begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("zookeeper: acquire %q: %w", name, err)
+	}
+	defer end()
+	c, err := l.newClaim(name, o)
+	if err != nil {
+		return nil, err
+	}
+	le, err := l.runClaim(opCtx, c, wait)
+	if err != nil {
+		if c.path != "" {
+			l.withdraw(c)
+		}
+		if errors.Is(err, lock.ErrHeld) || errors.Is(err, ErrTTLUnsupported) {
+			return nil, err
+		}
+		return nil, l.fail(ctx, fmt.Sprintf("acquire %q", name), err)
+	}
+	return le, nil
+}
+
+// claim is one Acquire or TryAcquire: one node in the name's directory.
+type claim struct {
+	name   string
+	dir    string
+	guid   string
+	ttl    time.Duration
+	data   []byte
+	path   string    // the node, once created
+	sess   int64     // the session the (ephemeral) node was created on; 0: unknown
+	marked time.Time // TTL: send time of the create or last refresh of the node
+	// ambiguous: a create of this claim failed at the connection level, so
+	// more nodes with its GUID may exist.
+	ambiguous bool
+}
+
+func (l *Locker) newClaim(name string, o lock.Options) (*claim, error) {
+	var g [16]byte
+	if _, err := rand.Read(g[:]); err != nil {
+		return nil, fmt.Errorf("zookeeper: GUID: %w", err)
+	}
+	return &claim{
+		name: name,
+		dir:  l.dir(name),
+		guid: hex.EncodeToString(g[:]),
+		ttl:  o.TTL,
+		data: encodeData(nodeData{ttl: o.TTL, owner: o.Owner}),
+	}, nil
+}
+
+// errRequeue: the claim's node is gone (session expired, TTL reaped, or
+// the directory reaped); create a new one.
+var errRequeue = errors.New("zookeeper: claim node lost, queueing again")
+
+func (l *Locker) runClaim(ctx context.Context, c *claim, wait bool) (*lease, error) {
+	for {
+		if c.path == "" {
+			if err := l.create(ctx, c); err != nil {
+				return nil, err
+			}
+		}
+		le, err := l.queue(ctx, c, wait)
+		if !errors.Is(err, errRequeue) {
+			return le, err
+		}
+		l.log.Debug("claim node lost; queueing again", "name", c.name, "path", c.path)
+		c.path = "" // TryAcquire too: a lost node is no answer
+	}
+}
+
+// queue waits until the claim's node is the lowest child (or, without
+// wait, checks once), watching only its predecessor.
+func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error) {
+	var bo backoff
+	mine := c.path[len(c.dir)+1:]
+	for {
+		var names []string
+		err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(c.dir); return err }, nil)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			return nil, errRequeue
+		case retryable(err):
+			if err := bo.wait(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case err != nil:
+			return nil, err
+		}
+		kids, idx, dups := position(c, sortedChildren(names), mine)
+		for _, d := range dups {
+			l.log.Debug("deleting a duplicate claim node", "path", d)
+			if err := l.deleteNode(ctx, d); err != nil {
+				l.addOrphan(orphan{path: d})
+			}
+		}
+		switch {
+		case idx < 0:
+			return nil, errRequeue
+		case idx == 0:
+			return l.grant(ctx, c)
+		case !wait:
+			return nil, fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
+		}
+		pred := c.dir + "/" + kids[idx-1].name
+		var (
+			exists bool
+			ch     <-chan zk.Event
+		)
+		err = l.call(ctx, false, func() (err error) { exists, _, ch, err = l.conn.ExistsW(pred); return err }, nil)
+		switch {
+		case retryable(err):
+			if err := bo.wait(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case err != nil:
+			return nil, err
+		case !exists:
+			continue // the predecessor vanished before the watch was set: list again
+		}
+		if err := l.await(ctx, c, ch); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// position finds the claim's node among kids. It returns the claims other
+// than duplicates of the claim's node (from a create applied after its reply
+// was lost), the index of the claim's node (-1 if it is gone) and the
+// duplicates.
+func position(c *claim, kids []child, mine string) ([]child, int, []string) {
+	out := kids[:0]
+	idx := -1
+	var dups []string
+	for _, k := range kids {
+		if k.guid == c.guid {
+			if k.name != mine {
+				dups = append(dups, c.dir+"/"+k.name)
+				continue
+			}
+			idx = len(out)
+		}
+		out = append(out, k)
+	}
+	return out, idx, dups
+}
+
+// await waits for the predecessor's watch to fire, refreshing a TTL
+// claim's node meanwhile so that a live waiter keeps its place.
+func (l *Locker) await(ctx context.Context, c *claim, ch <-chan zk.Event) error {
+	for {
+		var (
+			refresh <-chan time.Time
+			t       *time.Timer
+		)
+		if c.ttl > 0 {
+			t = time.NewTimer(time.Until(c.marked.Add(c.ttl / 3)))
+			refresh = t.C
+		}
+		var err error
+		fired, touch := false, false
+		select {
+		case <-ch:
+			fired = true
+		case <-ctx.Done():
+			err = ctxError(ctx)
+		case <-refresh:
+			touch = true
+		}
+		if t != nil {
+			t.Stop()
+		}
+		switch {
+		case fired:
+			return nil
+		case err != nil:
+			return err
+		case touch:
+			if _, err := l.touch(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// touch is a SetData on a TTL claim's node, which restarts its TTL on the
+// server. It returns the node's Stat. A reply that arrives after the node's
+// old local deadline proves nothing (the reaper may have picked the node
+// before the SetData), so the node is given up.
+func (l *Locker) touch(ctx context.Context, c *claim) (*zk.Stat, error) {
+	var bo backoff
+	for {
+		var stat *zk.Stat
+		sent := time.Now()
+		err := l.call(ctx, true, func() (err error) { stat, err = l.conn.Set(c.path, c.data, -1); return err }, nil)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			return nil, errRequeue
+		case retryable(err):
+			if err := bo.wait(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if !time.Now().Before(c.marked.Add(c.ttl - ttlMargin(c.ttl))) {
+			l.addOrphan(orphan{path: c.path})
+			return nil, errRequeue
+		}
+		c.marked = sent
+		return stat, nil
+	}
+}
+
+// grant turns the lowest claim into a lease.
+func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
+	if c.ttl > 0 {
+		stat, err := l.touch(ctx, c) // the lease's TTL starts now
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.newLeaseLocked(c, uint64(stat.Czxid), 0), nil
+	}
+	var bo backoff
+	for {
+		l.mu.Lock()
+		fresh, ok := l.fresh, l.sessID != 0 && time.Now().Before(l.deadline)
+		l.mu.Unlock()
+		if !ok {
+			// In jeopardy: wait until the session is confirmed again.
+			kick(l.kickProbe)
+			select {
+			case <-fresh:
+				continue
+			case <-ctx.Done():
+				return nil, ctxError(ctx)
+			}
+		}
+		var (
+			exists bool
+			stat   *zk.Stat
+		)
+		err := l.call(ctx, false, func() (err error) { exists, stat, err = l.conn.Exists(c.path); return err }, nil)
+		switch {
+		case retryable(err):
+			if err := bo.wait(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case err != nil:
+			return nil, err
+		case !exists:
+			return nil, errRequeue
+		}
+		l.mu.Lock()
+		if stat.EphemeralOwner == l.sessID && time.Now().Before(l.deadline) {
+			le := l.newLeaseLocked(c, uint64(stat.Czxid), l.sessID)
+			l.mu.Unlock()
+			return le, nil
+		}
+		fresh = l.fresh
+		l.mu.Unlock()
+		// The node is on a session the Locker has not confirmed yet (the
+		// connection has just moved to a new one): wait for the next probe.
+		kick(l.kickProbe)
+		select {
+		case <-fresh:
+		case <-ctx.Done():
+			return nil, ctxError(ctx)
+		}
+	}
+}
+
+// withdraw deletes the node of a claim that did not become a lease (or
+// whose grant raced its cancellation: deleting it is the release), and
+// every other node carrying its GUID if a create of it was ambiguous.
+func (l *Locker) withdraw(c *claim) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cleanupTimeout())
+	defer cancel()
+	if c.ambiguous {
+		o := orphan{dir: c.dir, guid: c.guid}
+		if !l.deleteOrphan(ctx, o) {
+			l.addOrphan(o)
+		}
+		return
+	}
+	if err := l.deleteNode(ctx, c.path); err != nil {
+		l.addOrphan(orphan{path: c.path, session: c.sess})
+	}
+}

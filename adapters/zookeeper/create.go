@@ -1,0 +1,164 @@
+package zookeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// create makes the claim's node, creating the directory if needed and
+// recovering the node of a create whose reply was lost.
+func (l *Locker) create(ctx context.Context, c *claim) (err error) {
+	prefix := c.dir + "/" + protectedPrefix + c.guid + lockMarker
+	var bo backoff
+	first := time.Now()
+	defer func() {
+		if err != nil && c.ambiguous {
+			l.addOrphan(orphan{dir: c.dir, guid: c.guid})
+		}
+	}()
+	for {
+		var path string
+		before := l.conn.SessionID()
+		// If ctx ends while the create is in flight, wait a little for its
+		// reply: the node may exist already, and Acquire must delete it
+		// before it returns.
+		err := l.callGrace(ctx, l.cleanupTimeout(), true, func() (err error) {
+			if c.ttl > 0 {
+				path, err = l.conn.CreateTTL(prefix, c.data, zk.FlagPersistentSequentialWithTTL, l.cfg.ACL, c.ttl)
+			} else {
+				path, err = l.conn.Create(prefix, c.data, zk.FlagEphemeralSequential, l.cfg.ACL)
+			}
+			return err
+		}, func(err error) { l.abandonedCreate(c, path, before, err) })
+		switch {
+		case err == nil:
+			c.path, c.marked = path, first
+			if after := l.conn.SessionID(); after == before {
+				c.sess = before
+			}
+			if c.ttl > 0 {
+				c.sess = 0
+			}
+			return nil
+		case errors.Is(err, zk.ErrNoNode):
+			if err := l.ensureDir(ctx, c.dir); err != nil {
+				return err
+			}
+		case isUnimplemented(err):
+			return fmt.Errorf("%w: %w", ErrTTLUnsupported, err)
+		case retryable(err):
+			c.ambiguous = true // this attempt may have created a node we never saw
+			l.log.Debug("create failed ambiguously; looking for its node", "name", c.name, "error", err)
+			if found, ferr := l.recoverCreate(ctx, c); ferr == nil && found {
+				c.marked = first
+				return nil
+			}
+			if err := bo.wait(ctx); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// abandonedCreate cleans up after a create whose caller stopped waiting.
+func (l *Locker) abandonedCreate(c *claim, path string, sess int64, err error) {
+	switch {
+	case err == nil:
+		if c.ttl > 0 {
+			sess = 0
+		}
+		o := orphan{path: path, session: sess}
+		ctx, cancel := context.WithTimeout(l.stopped, l.cleanupTimeout())
+		defer cancel()
+		if !l.deleteOrphan(ctx, o) {
+			l.addOrphan(o)
+		}
+	case retryable(err):
+		l.addOrphan(orphan{dir: c.dir, guid: c.guid})
+	}
+}
+
+// isUnimplemented reports ZooKeeper's UNIMPLEMENTED (-6), which go-zookeeper
+// has no error value for: a TTL create on a server without extended types.
+func isUnimplemented(err error) bool {
+	return err != nil && strings.HasSuffix(err.Error(), "unknown error: -6")
+}
+
+// recoverCreate looks for the node of a create whose reply was lost: a
+// child carrying the claim's GUID. It adopts the lowest such node and
+// deletes any others.
+func (l *Locker) recoverCreate(ctx context.Context, c *claim) (bool, error) {
+	var names []string
+	err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(c.dir); return err }, nil)
+	if errors.Is(err, zk.ErrNoNode) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	found := false
+	for _, k := range sortedChildren(names) {
+		if k.guid != c.guid {
+			continue
+		}
+		if !found {
+			found = true
+			c.path = c.dir + "/" + k.name
+			c.sess = 0 // unknown: checked at the grant
+			continue
+		}
+		l.addOrphan(orphan{path: c.dir + "/" + k.name})
+	}
+	if found {
+		l.log.Debug("recovered the node of a create whose reply was lost", "path", c.path)
+	}
+	return found, nil
+}
+
+// ensureDir creates the lock directory (a container) and the root above it.
+func (l *Locker) ensureDir(ctx context.Context, dir string) error {
+	var bo backoff
+	for {
+		err := l.call(ctx, true, func() error {
+			_, err := l.conn.CreateContainer(dir, nil, zk.FlagContainer, l.cfg.ACL)
+			return err
+		}, nil)
+		switch {
+		case err == nil || errors.Is(err, zk.ErrNodeExists):
+			return nil
+		case errors.Is(err, zk.ErrNoNode):
+			err = l.ensureRoot(ctx)
+		}
+		switch {
+		case err == nil:
+		case retryable(err):
+			if err := bo.wait(ctx); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}
+
+func (l *Locker) ensureRoot(ctx context.Context) error {
+	parts := strings.Split(l.cfg.Root[1:], "/")
+	for i := range parts {
+		p := "/" + strings.Join(parts[:i+1], "/")
+		err := l.call(ctx, true, func() error {
+			_, err := l.conn.Create(p, nil, zk.FlagPersistent, l.cfg.ACL)
+			return err
+		}, nil)
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+	}
+	return nil
+}

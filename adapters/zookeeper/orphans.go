@@ -1,0 +1,86 @@
+package zookeeper
+
+import (
+	"context"
+	"errors"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// orphan is a node to delete in the background: path, or every child of
+// dir carrying guid when the path is unknown. session is the session an
+// ephemeral node belongs to (0: not ephemeral or unknown).
+type orphan struct {
+	path    string
+	dir     string
+	guid    string
+	session int64
+}
+
+func (o orphan) key() string {
+	if o.path != "" {
+		return o.path
+	}
+	return o.dir + "/" + protectedPrefix + o.guid
+}
+
+func (l *Locker) addOrphan(o orphan) {
+	l.mu.Lock()
+	l.orphans[o.key()] = o
+	l.mu.Unlock()
+	l.log.Debug("node left for background deletion", "node", o.key())
+}
+
+// cleanOrphans makes one attempt to delete every orphan.
+func (l *Locker) cleanOrphans(ctx context.Context) {
+	l.mu.Lock()
+	if len(l.orphans) == 0 {
+		l.mu.Unlock()
+		return
+	}
+	list := make([]orphan, 0, len(l.orphans))
+	for _, o := range l.orphans {
+		list = append(list, o)
+	}
+	l.mu.Unlock()
+	for _, o := range list {
+		if l.deleteOrphan(ctx, o) {
+			l.mu.Lock()
+			delete(l.orphans, o.key())
+			l.mu.Unlock()
+		}
+	}
+}
+
+// deleteOrphan reports whether o is gone.
+func (l *Locker) deleteOrphan(ctx context.Context, o orphan) bool {
+	if o.session != 0 && o.session != l.conn.SessionID() {
+		return true // an ephemeral node of a session that has ended
+	}
+	if o.path != "" {
+		return l.deleteNode(ctx, o.path) == nil
+	}
+	var (
+		names []string
+		bo    backoff
+	)
+	for {
+		err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(o.dir); return err }, nil)
+		if errors.Is(err, zk.ErrNoNode) {
+			return true
+		}
+		if err == nil {
+			break
+		}
+		if !retryable(err) || bo.wait(ctx) != nil {
+			return false
+		}
+	}
+	gone := true
+	for _, k := range sortedChildren(names) {
+		if k.guid == o.guid {
+			gone = l.deleteNode(ctx, o.dir+"/"+k.name) == nil && gone
+		}
+	}
+	return gone
+}

@@ -1,0 +1,37 @@
+package zookeeper
+
+import (
+	"context"
+	"time"
+)
+
+// probeInterval is the period of the session probe.
+func (l *Locker) probeInterval() time.Duration { return l.sessionTimeout() / 8 }
+
+// prober confirms the session every probe interval with a sync (which goes
+// through the leader) and deletes orphaned nodes while the store answers.
+func (l *Locker) prober() {
+	defer l.bg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-l.kickProbe:
+		case <-l.base.Done():
+			return
+		}
+		err := l.call(l.base, true, func() error { _, err := l.conn.Sync("/"); return err }, nil)
+		kick(l.kickWatch)
+		if err == nil {
+			// Bounded, so that a connection lost meanwhile does not hold up
+			// the next probe.
+			ctx, cancel := context.WithTimeout(l.base, l.probeInterval())
+			l.cleanOrphans(ctx)
+			cancel()
+		} else if l.base.Err() == nil {
+			l.log.Debug("session probe failed", "error", err)
+		}
+		t.Reset(l.probeInterval())
+	}
+}
