@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -94,19 +93,6 @@ func answered(err error) bool {
 		errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNotEmpty)
 }
 
-// retryable reports whether err is a connection-level failure after which
-// the same request may succeed (and a write may or may not have applied).
-// go-zookeeper hands a request whose write failed the raw net error (a
-// *net.OpError such as "use of closed network connection"), not
-// ErrConnectionClosed, so every net.Error counts too (net.ErrClosed is
-// one).
-func retryable(err error) bool {
-	var ne net.Error
-	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrNoServer) ||
-		errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved) ||
-		errors.As(err, &ne)
-}
-
 // ctxError is ctx's error, with its cause if that says more; it satisfies
 // errors.Is(err, ctx.Err()).
 func ctxError(ctx context.Context) error {
@@ -117,41 +103,30 @@ func ctxError(ctx context.Context) error {
 	return fmt.Errorf("%w: %w", err, cause)
 }
 
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctxError(ctx)
-	}
-}
-
-// backoff is the pause between retries after a connection-level failure.
-type backoff struct{ d time.Duration }
-
-func (b *backoff) wait(ctx context.Context) error {
-	b.d = min(max(2*b.d, 10*time.Millisecond), 500*time.Millisecond)
-	return sleepCtx(ctx, b.d)
-}
-
 // deleteNode deletes path, retrying after connection-level failures until
 // ctx ends. A node that is already gone is no error.
 func (l *Locker) deleteNode(ctx context.Context, path string) error {
-	var bo backoff
-	for {
+	return retry(ctx, func() error {
 		err := l.call(ctx, true, func() error { return l.conn.Delete(path, -1) }, nil)
-		switch {
-		case err == nil || errors.Is(err, zk.ErrNoNode):
+		if errors.Is(err, zk.ErrNoNode) {
 			return nil
-		case retryable(err):
-			if err := bo.wait(ctx); err != nil {
-				return err
-			}
-		default:
-			return err
 		}
+		return err
+	})
+}
+
+// children lists dir's claim nodes in sequence order (one attempt).
+func (l *Locker) children(ctx context.Context, dir string) ([]child, error) {
+	var names []string
+	err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(dir); return err }, nil)
+	if err != nil {
+		return nil, err
 	}
+	return sortedChildren(names), nil
+}
+
+// exists reports whether path exists, and its Stat (one attempt).
+func (l *Locker) exists(ctx context.Context, path string) (ok bool, stat *zk.Stat, err error) {
+	err = l.call(ctx, false, func() (err error) { ok, stat, err = l.conn.Exists(path); return err }, nil)
+	return ok, stat, err
 }

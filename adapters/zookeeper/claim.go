@@ -13,6 +13,20 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
+// The claim recipe. Every Acquire and TryAcquire is one claim, which
+// goes through these steps in order:
+//
+//  1. create: make a sequential child in the name's directory, protected
+//     by the claim's GUID (create.go);
+//  2. queue: list the children; the lowest one holds the lock; a waiter
+//     watches its predecessor only, and lists again when the watch fires;
+//  3. grant: the lowest claim becomes a lease (a TTL claim's TTL starts
+//     now; a session claim needs a confirmed session);
+//  4. withdraw: a claim that does not become a lease deletes its node
+//     before Acquire returns.
+//
+// A claim whose node is lost (errRequeue) goes back to step 1.
+
 // Acquire implements lock.Locker.
 func (l *Locker) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
 	return l.acquire(ctx, name, true, opts)
@@ -23,6 +37,8 @@ func (l *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Optio
 	return l.acquire(ctx, name, false, opts)
 }
 
+// acquire runs one claim and turns its outcome into Acquire's: a claim
+// that did not become a lease is withdrawn first.
 func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []lock.Option) (lock.Lease, error) {
 	o, err := lock.ValidateRequest(name, opts...)
 	if err != nil {
@@ -65,6 +81,7 @@ type claim struct {
 	ambiguous bool
 }
 
+// newClaim makes the claim of name with a fresh GUID; nothing is sent yet.
 func (l *Locker) newClaim(name string, o lock.Options) (*claim, error) {
 	var g [16]byte
 	if _, err := rand.Read(g[:]); err != nil {
@@ -83,6 +100,8 @@ func (l *Locker) newClaim(name string, o lock.Options) (*claim, error) {
 // the directory reaped); create a new one.
 var errRequeue = errors.New("zookeeper: claim node lost, queueing again")
 
+// runClaim runs the recipe: create the node (step 1), then queue, which
+// grants (steps 2 and 3); a lost node starts over with a new one.
 func (l *Locker) runClaim(ctx context.Context, c *claim, wait bool) (*lease, error) {
 	for {
 		if c.path == "" {
@@ -100,60 +119,67 @@ func (l *Locker) runClaim(ctx context.Context, c *claim, wait bool) (*lease, err
 }
 
 // queue waits until the claim's node is the lowest child (or, without
-// wait, checks once), watching only its predecessor.
+// wait, checks once): it lists the children, watches the predecessor, and
+// lists again when the watch fires. A connection-level failure restarts
+// it from the listing.
 func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error) {
-	var bo backoff
-	mine := c.path[len(c.dir)+1:]
-	for {
-		var names []string
-		err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(c.dir); return err }, nil)
+	var le *lease
+	err := retry(ctx, func() error {
+		pred, err := l.predecessor(ctx, c)
 		switch {
-		case errors.Is(err, zk.ErrNoNode):
-			return nil, errRequeue
-		case retryable(err):
-			if err := bo.wait(ctx); err != nil {
-				return nil, err
-			}
-			continue
 		case err != nil:
-			return nil, err
-		}
-		kids, idx, dups := position(c, sortedChildren(names), mine)
-		for _, d := range dups {
-			l.log.Debug("deleting a duplicate claim node", "path", d)
-			if err := l.deleteNode(ctx, d); err != nil {
-				l.addOrphan(orphan{path: d})
-			}
-		}
-		switch {
-		case idx < 0:
-			return nil, errRequeue
-		case idx == 0:
-			return l.grant(ctx, c)
+			return err
+		case pred == "": // the lowest child
+			le, err = l.grant(ctx, c)
+			return err
 		case !wait:
-			return nil, fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
+			return fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
 		}
-		pred := c.dir + "/" + kids[idx-1].name
 		var (
 			exists bool
 			ch     <-chan zk.Event
 		)
 		err = l.call(ctx, false, func() (err error) { exists, _, ch, err = l.conn.ExistsW(pred); return err }, nil)
-		switch {
-		case retryable(err):
-			if err := bo.wait(ctx); err != nil {
-				return nil, err
-			}
-			continue
-		case err != nil:
-			return nil, err
-		case !exists:
-			continue // the predecessor vanished before the watch was set: list again
+		if err != nil {
+			return err
 		}
-		if err := l.await(ctx, c, ch); err != nil {
-			return nil, err
+		// If the predecessor vanished before the watch was set, list again
+		// at once (waiting would be the classic recipe's deadlock).
+		if exists {
+			if err := l.await(ctx, c, ch); err != nil {
+				return err
+			}
+		}
+		return errAgain
+	})
+	return le, err
+}
+
+// predecessor lists the claim's directory and returns the path of the
+// child just below the claim's node, or "" if the claim's node is the
+// lowest. It deletes duplicates of the claim's node on the way.
+func (l *Locker) predecessor(ctx context.Context, c *claim) (string, error) {
+	kids, err := l.children(ctx, c.dir)
+	if errors.Is(err, zk.ErrNoNode) {
+		return "", errRequeue
+	}
+	if err != nil {
+		return "", err
+	}
+	kids, idx, dups := position(c, kids, c.path[len(c.dir)+1:])
+	for _, d := range dups {
+		l.log.Debug("deleting a duplicate claim node", "path", d)
+		if err := l.deleteNode(ctx, d); err != nil {
+			l.addOrphan(orphan{path: d})
 		}
 	}
+	switch {
+	case idx < 0:
+		return "", errRequeue
+	case idx == 0:
+		return "", nil
+	}
+	return c.dir + "/" + kids[idx-1].name, nil
 }
 
 // position finds the claim's node among kids. It returns the claims other
@@ -220,32 +246,33 @@ func (l *Locker) await(ctx context.Context, c *claim, ch <-chan zk.Event) error 
 // old local deadline proves nothing (the reaper may have picked the node
 // before the SetData), so the node is given up.
 func (l *Locker) touch(ctx context.Context, c *claim) (*zk.Stat, error) {
-	var bo backoff
-	for {
-		var stat *zk.Stat
-		sent := time.Now()
-		err := l.call(ctx, true, func() (err error) { stat, err = l.conn.Set(c.path, c.data, -1); return err }, nil)
-		switch {
-		case errors.Is(err, zk.ErrNoNode):
-			return nil, errRequeue
-		case retryable(err):
-			if err := bo.wait(ctx); err != nil {
-				return nil, err
-			}
-			continue
-		case err != nil:
-			return nil, err
+	var (
+		stat *zk.Stat
+		sent time.Time
+	)
+	err := retry(ctx, func() (err error) {
+		sent = time.Now()
+		err = l.call(ctx, true, func() (err error) { stat, err = l.conn.Set(c.path, c.data, -1); return err }, nil)
+		if errors.Is(err, zk.ErrNoNode) {
+			return errRequeue
 		}
-		if !time.Now().Before(c.marked.Add(c.ttl - ttlMargin(c.ttl))) {
-			l.addOrphan(orphan{path: c.path})
-			return nil, errRequeue
-		}
-		c.marked = sent
-		return stat, nil
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	if !time.Now().Before(c.marked.Add(c.ttl - ttlMargin(c.ttl))) {
+		l.addOrphan(orphan{path: c.path})
+		return nil, errRequeue
+	}
+	c.marked = sent
+	return stat, nil
 }
 
-// grant turns the lowest claim into a lease.
+// grant turns the lowest claim into a lease. A TTL lease's TTL starts with
+// a SetData of its node. A session lease needs a confirmed session (a
+// claim that becomes the lowest while the Locker is in jeopardy waits for
+// the next acknowledged probe) and its node on that session.
 func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
 	if c.ttl > 0 {
 		stat, err := l.touch(ctx, c) // the lease's TTL starts now
@@ -256,54 +283,39 @@ func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
 		defer l.mu.Unlock()
 		return l.newLeaseLocked(c, uint64(stat.Czxid), 0), nil
 	}
-	var bo backoff
-	for {
-		l.mu.Lock()
-		fresh, ok := l.fresh, l.sessID != 0 && time.Now().Before(l.deadline)
-		l.mu.Unlock()
-		if !ok {
-			// In jeopardy: wait until the session is confirmed again.
-			kick(l.kickProbe)
-			select {
-			case <-fresh:
-				continue
-			case <-ctx.Done():
-				return nil, ctxError(ctx)
-			}
+	var le *lease
+	err := retry(ctx, func() error {
+		if ok, fresh := l.confirmed(); !ok {
+			return l.awaitConfirmation(ctx, fresh)
 		}
-		var (
-			exists bool
-			stat   *zk.Stat
-		)
-		err := l.call(ctx, false, func() (err error) { exists, stat, err = l.conn.Exists(c.path); return err }, nil)
+		exists, stat, err := l.exists(ctx, c.path)
 		switch {
-		case retryable(err):
-			if err := bo.wait(ctx); err != nil {
-				return nil, err
-			}
-			continue
 		case err != nil:
-			return nil, err
+			return err
 		case !exists:
-			return nil, errRequeue
+			return errRequeue
 		}
-		l.mu.Lock()
-		if stat.EphemeralOwner == l.sessID && time.Now().Before(l.deadline) {
-			le := l.newLeaseLocked(c, uint64(stat.Czxid), l.sessID)
-			l.mu.Unlock()
-			return le, nil
+		var fresh <-chan struct{}
+		if le, fresh = l.sessionLease(c, stat); le != nil {
+			return nil
 		}
-		fresh = l.fresh
-		l.mu.Unlock()
 		// The node is on a session the Locker has not confirmed yet (the
 		// connection has just moved to a new one): wait for the next probe.
-		kick(l.kickProbe)
-		select {
-		case <-fresh:
-		case <-ctx.Done():
-			return nil, ctxError(ctx)
-		}
+		return l.awaitConfirmation(ctx, fresh)
+	})
+	return le, err
+}
+
+// sessionLease registers the session lease of c, whose node has stat, if
+// that node is on the tracked session and the session's deadline is
+// ahead. Otherwise it returns the channel the next confirmation closes.
+func (l *Locker) sessionLease(c *claim, stat *zk.Stat) (*lease, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if stat.EphemeralOwner == l.sessID && time.Now().Before(l.deadline) {
+		return l.newLeaseLocked(c, uint64(stat.Czxid), l.sessID), nil
 	}
+	return nil, l.fresh
 }
 
 // withdraw deletes the node of a claim that did not become a lease (or

@@ -10,61 +10,70 @@ import (
 	"github.com/go-zookeeper/zk"
 )
 
-// create makes the claim's node, creating the directory if needed and
-// recovering the node of a create whose reply was lost.
-func (l *Locker) create(ctx context.Context, c *claim) (err error) {
-	prefix := c.dir + "/" + protectedPrefix + c.guid + lockMarker
-	var bo backoff
+// create makes the claim's node (protected creation, see DESIGN.md),
+// creating the directory if needed. A create that failed at the connection
+// level is ambiguous: the server may have applied it. The claim then looks
+// for a node carrying its GUID before it creates again, and is marked
+// ambiguous, so that giving up deletes every node with its GUID.
+func (l *Locker) create(ctx context.Context, c *claim) error {
 	first := time.Now()
-	defer func() {
-		if err != nil && c.ambiguous {
-			l.addOrphan(orphan{dir: c.dir, guid: c.guid})
-		}
-	}()
-	for {
-		var path string
-		before := l.conn.SessionID()
-		// If ctx ends while the create is in flight, wait a little for its
-		// reply: the node may exist already, and Acquire must delete it
-		// before it returns.
-		err := l.callGrace(ctx, l.cleanupTimeout(), true, func() (err error) {
-			if c.ttl > 0 {
-				path, err = l.conn.CreateTTL(prefix, c.data, zk.FlagPersistentSequentialWithTTL, l.cfg.ACL, c.ttl)
-			} else {
-				path, err = l.conn.Create(prefix, c.data, zk.FlagEphemeralSequential, l.cfg.ACL)
-			}
-			return err
-		}, func(err error) { l.abandonedCreate(c, path, before, err) })
+	err := retry(ctx, func() error {
+		err := l.createOnce(ctx, c)
 		switch {
 		case err == nil:
-			c.path, c.marked = path, first
-			if after := l.conn.SessionID(); after == before {
-				c.sess = before
-			}
-			if c.ttl > 0 {
-				c.sess = 0
-			}
-			return nil
-		case errors.Is(err, zk.ErrNoNode):
+		case errors.Is(err, zk.ErrNoNode): // no directory yet, or reaped
 			if err := l.ensureDir(ctx, c.dir); err != nil {
 				return err
 			}
+			return errAgain
 		case isUnimplemented(err):
 			return fmt.Errorf("%w: %w", ErrTTLUnsupported, err)
 		case retryable(err):
 			c.ambiguous = true // this attempt may have created a node we never saw
 			l.log.Debug("create failed ambiguously; looking for its node", "name", c.name, "error", err)
-			if found, ferr := l.recoverCreate(ctx, c); ferr == nil && found {
-				c.marked = first
-				return nil
-			}
-			if err := bo.wait(ctx); err != nil {
+			if found, ferr := l.recoverCreate(ctx, c); ferr != nil || !found {
 				return err
 			}
 		default:
 			return err
 		}
+		c.marked = first
+		return nil
+	})
+	if err != nil && c.ambiguous {
+		l.addOrphan(orphan{dir: c.dir, guid: c.guid})
 	}
+	return err
+}
+
+// createOnce sends one create of the claim's node and, on success, records
+// its path and (for an ephemeral node) the session it was created on. If
+// ctx ends while the create is in flight it waits a little for the reply:
+// the node may exist already, and Acquire must delete it before it
+// returns. A reply that comes later still is left to abandonedCreate.
+func (l *Locker) createOnce(ctx context.Context, c *claim) error {
+	prefix := c.dir + "/" + protectedPrefix + c.guid + lockMarker
+	var path string
+	before := l.conn.SessionID()
+	err := l.callGrace(ctx, l.cleanupTimeout(), true, func() (err error) {
+		if c.ttl > 0 {
+			path, err = l.conn.CreateTTL(prefix, c.data, zk.FlagPersistentSequentialWithTTL, l.cfg.ACL, c.ttl)
+		} else {
+			path, err = l.conn.Create(prefix, c.data, zk.FlagEphemeralSequential, l.cfg.ACL)
+		}
+		return err
+	}, func(err error) { l.abandonedCreate(c, path, before, err) })
+	if err != nil {
+		return err
+	}
+	c.path = path
+	if after := l.conn.SessionID(); after == before {
+		c.sess = before
+	}
+	if c.ttl > 0 {
+		c.sess = 0
+	}
+	return nil
 }
 
 // abandonedCreate cleans up after a create whose caller stopped waiting.
@@ -93,10 +102,9 @@ func isUnimplemented(err error) bool {
 
 // recoverCreate looks for the node of a create whose reply was lost: a
 // child carrying the claim's GUID. It adopts the lowest such node and
-// deletes any others.
+// leaves any others to the orphans.
 func (l *Locker) recoverCreate(ctx context.Context, c *claim) (bool, error) {
-	var names []string
-	err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(c.dir); return err }, nil)
+	kids, err := l.children(ctx, c.dir)
 	if errors.Is(err, zk.ErrNoNode) {
 		return false, nil
 	}
@@ -104,7 +112,7 @@ func (l *Locker) recoverCreate(ctx context.Context, c *claim) (bool, error) {
 		return false, err
 	}
 	found := false
-	for _, k := range sortedChildren(names) {
+	for _, k := range kids {
 		if k.guid != c.guid {
 			continue
 		}
@@ -124,8 +132,7 @@ func (l *Locker) recoverCreate(ctx context.Context, c *claim) (bool, error) {
 
 // ensureDir creates the lock directory (a container) and the root above it.
 func (l *Locker) ensureDir(ctx context.Context, dir string) error {
-	var bo backoff
-	for {
+	return retry(ctx, func() error {
 		err := l.call(ctx, true, func() error {
 			_, err := l.conn.CreateContainer(dir, nil, zk.FlagContainer, l.cfg.ACL)
 			return err
@@ -133,21 +140,18 @@ func (l *Locker) ensureDir(ctx context.Context, dir string) error {
 		switch {
 		case err == nil || errors.Is(err, zk.ErrNodeExists):
 			return nil
-		case errors.Is(err, zk.ErrNoNode):
-			err = l.ensureRoot(ctx)
-		}
-		switch {
-		case err == nil:
-		case retryable(err):
-			if err := bo.wait(ctx); err != nil {
+		case errors.Is(err, zk.ErrNoNode): // no root yet
+			if err := l.ensureRoot(ctx); err != nil {
 				return err
 			}
-		default:
-			return err
+			return errAgain
 		}
-	}
+		return err
+	})
 }
 
+// ensureRoot creates the root's path, one persistent node at a time (one
+// attempt each).
 func (l *Locker) ensureRoot(ctx context.Context) error {
 	parts := strings.Split(l.cfg.Root[1:], "/")
 	for i := range parts {

@@ -28,36 +28,23 @@ func (l *Locker) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	return info, nil
 }
 
+// inspect is one barrier, one listing and one read of the lowest child; a
+// connection-level failure restarts it from the barrier.
 func (l *Locker) inspect(ctx context.Context, name string) (lock.Info, error) {
 	dir := l.dir(name)
 	info := lock.Info{Name: name}
-	var bo backoff
-	for {
+	err := retry(ctx, func() error {
 		if err := l.barrier(ctx); err != nil {
-			if retryable(err) {
-				if err := bo.wait(ctx); err != nil {
-					return info, err
-				}
-				continue
-			}
-			return info, err
+			return err
 		}
-		var names []string
-		err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(dir); return err }, nil)
+		kids, err := l.children(ctx, dir)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
-			return info, nil
-		case retryable(err):
-			if err := bo.wait(ctx); err != nil {
-				return info, err
-			}
-			continue
+			return nil
 		case err != nil:
-			return info, err
-		}
-		kids := sortedChildren(names)
-		if len(kids) == 0 {
-			return info, nil
+			return err
+		case len(kids) == 0:
+			return nil
 		}
 		var (
 			data []byte
@@ -66,26 +53,22 @@ func (l *Locker) inspect(ctx context.Context, name string) (lock.Info, error) {
 		err = l.call(ctx, false, func() (err error) { data, stat, err = l.conn.Get(dir + "/" + kids[0].name); return err }, nil)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
-			continue // released meanwhile: look again
-		case retryable(err):
-			if err := bo.wait(ctx); err != nil {
-				return info, err
-			}
-			continue
+			return errAgain // released meanwhile: look again
 		case err != nil:
-			return info, err
+			return err
 		}
 		d, err := decodeData(data)
 		if err != nil {
-			return info, fmt.Errorf("node %s: %w", kids[0].name, err)
+			return fmt.Errorf("node %s: %w", kids[0].name, err)
 		}
 		info.Held, info.Token, info.Owner, info.Waiters = true, uint64(stat.Czxid), d.owner, len(kids)-1
 		if d.ttl > 0 {
 			left := d.ttl - time.Duration(time.Now().UnixMilli()-stat.Mtime)*time.Millisecond
 			info.ExpiresIn = min(max(left, time.Nanosecond), d.ttl)
 		}
-		return info, nil
-	}
+		return nil
+	})
+	return info, err
 }
 
 // barrier makes the reads that follow on this session see every write that

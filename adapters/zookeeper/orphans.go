@@ -60,24 +60,13 @@ func (l *Locker) deleteOrphan(ctx context.Context, o orphan) bool {
 	if o.path != "" {
 		return l.deleteNode(ctx, o.path) == nil
 	}
-	var (
-		names []string
-		bo    backoff
-	)
-	for {
-		err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(o.dir); return err }, nil)
-		if errors.Is(err, zk.ErrNoNode) {
-			return true
-		}
-		if err == nil {
-			break
-		}
-		if !retryable(err) || bo.wait(ctx) != nil {
-			return false
-		}
+	var kids []child
+	err := retry(ctx, func() (err error) { kids, err = l.children(ctx, o.dir); return err })
+	if err != nil {
+		return errors.Is(err, zk.ErrNoNode)
 	}
 	gone := true
-	for _, k := range sortedChildren(names) {
+	for _, k := range kids {
 		if k.guid == o.guid {
 			gone = l.deleteNode(ctx, o.dir+"/"+k.name) == nil && gone
 		}

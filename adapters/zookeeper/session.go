@@ -1,6 +1,7 @@
 package zookeeper
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -54,6 +55,27 @@ func (l *Locker) ack(sent time.Time, before, after int64) {
 		if wasStale {
 			kick(l.kickWatch)
 		}
+	}
+}
+
+// confirmed reports whether the tracked session's deadline is ahead, and
+// returns the channel the next acknowledgement or session change closes.
+func (l *Locker) confirmed() (bool, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sessID != 0 && time.Now().Before(l.deadline), l.fresh
+}
+
+// awaitConfirmation asks for a probe now and waits until fresh (from
+// confirmed or sessionLease) closes: then it returns errAgain, for the
+// caller's retry to look again. If ctx ends first it returns ctx's error.
+func (l *Locker) awaitConfirmation(ctx context.Context, fresh <-chan struct{}) error {
+	kick(l.kickProbe)
+	select {
+	case <-fresh:
+		return errAgain
+	case <-ctx.Done():
+		return ctxError(ctx)
 	}
 }
 
