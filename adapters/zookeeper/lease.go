@@ -8,25 +8,23 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-// lease is a granted claim. Its context is cancelled, with the reason as
-// cause, when the lease ends; that is its only state change.
+// lease is a granted claim. Ending is its only state change (Core); it
+// happens under l.mu, together with its removal from l.leases.
 type lease struct {
+	leasecore.Core
 	l       *Locker
-	name    string
 	path    string
 	data    []byte
-	token   uint64
 	ttl     time.Duration // 0: session lease
 	session int64         // session lease: the session its node lives on
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
 
-	// TTL leases, under l.mu: the holder's local deadline and its timer.
-	deadline time.Time
-	timer    *time.Timer
+	// deadline is a TTL lease's local deadline (I3); unused (never
+	// started) for a session lease, whose deadline is the session's.
+	deadline leasecore.Deadline
 }
 
 var _ lock.Lease = (*lease)(nil)
@@ -39,35 +37,23 @@ func ttlMargin(ttl time.Duration) time.Duration { return ttl/500 + 5*time.Millis
 // lease's deadline is the send time of the SetData that started its TTL
 // (c.marked) plus the TTL minus the margin.
 func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
-	le := &lease{l: l, name: c.name, path: c.path, data: c.data, token: token, ttl: c.ttl, session: session}
-	le.ctx, le.cancel = context.WithCancelCause(context.Background())
+	le := &lease{l: l, path: c.path, data: c.data, ttl: c.ttl, session: session}
+	le.Init(c.name, token)
 	if c.ttl > 0 {
-		le.deadline = c.marked.Add(c.ttl - ttlMargin(c.ttl))
-		le.timer = time.AfterFunc(time.Until(le.deadline), le.expireLocally)
+		le.deadline.Start(c.marked.Add(c.ttl-ttlMargin(c.ttl)), func() {
+			le.end(fmt.Errorf("%w: TTL %v passed without a Refresh", lock.ErrExpired, le.ttl))
+		})
 	}
 	l.leases[le] = struct{}{}
 	return le
 }
 
-func (le *lease) expireLocally() {
-	le.l.mu.Lock()
-	defer le.l.mu.Unlock()
-	if d := time.Until(le.deadline); d > 0 { // a Refresh moved the deadline
-		le.timer.Reset(d)
-		return
-	}
-	le.endLocked(fmt.Errorf("%w: TTL %v passed without a Refresh", lock.ErrExpired, le.ttl))
-}
-
 // endLocked ends the lease once; l.mu held.
 func (le *lease) endLocked(why error) {
-	if le.ctx.Err() != nil {
+	if !le.End(why) {
 		return
 	}
-	le.cancel(why)
-	if le.timer != nil {
-		le.timer.Stop()
-	}
+	le.deadline.Stop()
 	delete(le.l.leases, le)
 }
 
@@ -77,20 +63,19 @@ func (le *lease) end(why error) {
 	le.l.mu.Unlock()
 }
 
-func (le *lease) Name() string             { return le.name }
-func (le *lease) Token() uint64            { return le.token }
-func (le *lease) Done() <-chan struct{}    { return le.ctx.Done() }
-func (le *lease) Context() context.Context { return le.ctx }
+func (le *lease) notHeld() error { return le.NotHeld("zookeeper") }
 
-func (le *lease) Err() error {
-	if le.ctx.Err() == nil {
-		return nil
+// begin starts a Release or Refresh (what) of a lease that has not ended,
+// as Locker.begin does for a call.
+func (le *lease) begin(ctx context.Context, what string) (context.Context, func(), error) {
+	if le.Ended() {
+		return nil, nil, le.notHeld()
 	}
-	return context.Cause(le.ctx)
-}
-
-func (le *lease) notHeld() error {
-	return fmt.Errorf("zookeeper: %q: %w: %w", le.name, lock.ErrNotHeld, le.Err())
+	opCtx, end, err := le.l.begin(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("zookeeper: %s %q: %w", what, le.Name(), err)
+	}
+	return opCtx, end, nil
 }
 
 // Release implements lock.Lease. The lease ends at once; its node is
@@ -98,16 +83,13 @@ func (le *lease) notHeld() error {
 // background (the returned error says so).
 func (le *lease) Release(ctx context.Context) error {
 	l := le.l
-	if le.ctx.Err() != nil {
-		return le.notHeld()
-	}
-	opCtx, end, err := l.begin(ctx)
+	opCtx, end, err := le.begin(ctx, "release")
 	if err != nil {
-		return fmt.Errorf("zookeeper: release %q: %w", le.name, err)
+		return err
 	}
 	defer end()
 	l.mu.Lock()
-	if le.ctx.Err() != nil {
+	if le.Ended() {
 		l.mu.Unlock()
 		return le.notHeld()
 	}
@@ -119,7 +101,7 @@ func (le *lease) Release(ctx context.Context) error {
 		return nil
 	}
 	l.addOrphan(orphan{path: le.path, session: le.session})
-	return l.fail(ctx, fmt.Sprintf("release %q (ended here; the node is deleted in the background)", le.name), err)
+	return l.fail(ctx, fmt.Sprintf("release %q (ended here; the node is deleted in the background)", le.Name()), err)
 }
 
 // Refresh implements lock.Lease. A TTL lease's node gets a SetData, which
@@ -129,12 +111,9 @@ func (le *lease) Release(ctx context.Context) error {
 // (confirming the session) and a look at its node.
 func (le *lease) Refresh(ctx context.Context) error {
 	l := le.l
-	if le.ctx.Err() != nil {
-		return le.notHeld()
-	}
-	opCtx, end, err := l.begin(ctx)
+	opCtx, end, err := le.begin(ctx, "refresh")
 	if err != nil {
-		return fmt.Errorf("zookeeper: refresh %q: %w", le.name, err)
+		return err
 	}
 	defer end()
 	if le.ttl > 0 {
@@ -143,11 +122,14 @@ func (le *lease) Refresh(ctx context.Context) error {
 		err = le.confirm(opCtx)
 	}
 	if err != nil && !errors.Is(err, lock.ErrNotHeld) {
-		return l.fail(ctx, fmt.Sprintf("refresh %q", le.name), err)
+		return l.fail(ctx, fmt.Sprintf("refresh %q", le.Name()), err)
 	}
 	return err
 }
 
+// refreshTTL restarts the TTL of a TTL lease's node. A reply that arrives
+// after the local deadline does not extend it: the reaper may already
+// have chosen the node, so the lease ends.
 func (le *lease) refreshTTL(ctx context.Context) error {
 	l := le.l
 	sent := time.Now()
@@ -161,34 +143,31 @@ func (le *lease) refreshTTL(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if le.ctx.Err() != nil {
+	if le.Ended() {
 		return le.notHeld()
 	}
-	if !time.Now().Before(le.deadline) {
+	if !le.deadline.Extend(sent.Add(le.ttl - ttlMargin(le.ttl))) {
 		le.endLocked(fmt.Errorf("%w: the Refresh was confirmed only after the TTL had passed", lock.ErrExpired))
 		return le.notHeld()
 	}
-	le.deadline = sent.Add(le.ttl - ttlMargin(le.ttl))
-	le.timer.Reset(time.Until(le.deadline))
 	return nil
 }
 
+// confirm checks a session lease: a sync confirms the session, then its
+// node must still exist on that session.
 func (le *lease) confirm(ctx context.Context) error {
 	l := le.l
 	if err := l.call(ctx, true, func() error { _, err := l.conn.Sync("/"); return err }, nil); err != nil {
 		return err
 	}
-	var (
-		exists bool
-		stat   *zk.Stat
-	)
-	if err := l.call(ctx, false, func() (err error) { exists, stat, err = l.conn.Exists(le.path); return err }, nil); err != nil {
+	exists, stat, err := l.exists(ctx, le.path)
+	if err != nil {
 		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
-	case le.ctx.Err() != nil:
+	case le.Ended():
 		return le.notHeld()
 	case !exists || stat.EphemeralOwner != le.session:
 		le.endLocked(fmt.Errorf("%w: its node is gone", lock.ErrLost))

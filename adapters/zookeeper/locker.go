@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -95,9 +96,9 @@ func (l *Locker) onEvent(ev zk.Event) {
 	}
 	switch ev.State {
 	case zk.StateExpired:
-		kick(l.kickWatch)
+		leasecore.Kick(l.kickWatch)
 	case zk.StateHasSession:
-		kick(l.kickProbe)
+		leasecore.Kick(l.kickProbe)
 	}
 }
 

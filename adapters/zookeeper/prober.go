@@ -3,6 +3,8 @@ package zookeeper
 import (
 	"context"
 	"time"
+
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 )
 
 // probeInterval is the period of the session probe.
@@ -22,7 +24,7 @@ func (l *Locker) prober() {
 			return
 		}
 		err := l.call(l.base, true, func() error { _, err := l.conn.Sync("/"); return err }, nil)
-		kick(l.kickWatch)
+		leasecore.Kick(l.kickWatch)
 		if err == nil {
 			// Bounded, so that a connection lost meanwhile does not hold up
 			// the next probe.

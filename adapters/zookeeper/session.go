@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -53,7 +54,7 @@ func (l *Locker) ack(sent time.Time, before, after int64) {
 		l.deadline = d
 		l.broadcastLocked()
 		if wasStale {
-			kick(l.kickWatch)
+			leasecore.Kick(l.kickWatch)
 		}
 	}
 }
@@ -70,7 +71,7 @@ func (l *Locker) confirmed() (bool, <-chan struct{}) {
 // confirmed or sessionLease) closes: then it returns errAgain, for the
 // caller's retry to look again. If ctx ends first it returns ctx's error.
 func (l *Locker) awaitConfirmation(ctx context.Context, fresh <-chan struct{}) error {
-	kick(l.kickProbe)
+	leasecore.Kick(l.kickProbe)
 	select {
 	case <-fresh:
 		return errAgain
@@ -85,13 +86,6 @@ func (l *Locker) broadcastLocked() {
 	l.fresh = make(chan struct{})
 }
 
-func kick(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
 // loseSessionLocked ends every session lease of the tracked session with
 // why and schedules the deletion of their nodes; l.mu held.
 func (l *Locker) loseSessionLocked(why error) {
@@ -99,7 +93,7 @@ func (l *Locker) loseSessionLocked(why error) {
 		if le.ttl == 0 && le.session == l.sessID {
 			le.endLocked(why)
 			l.orphans[le.path] = orphan{path: le.path, session: le.session}
-			l.log.Debug("session lease lost", "name", le.name, "path", le.path, "error", why)
+			l.log.Debug("session lease lost", "name", le.Name(), "path", le.path, "error", why)
 		}
 	}
 }
