@@ -1,9 +1,6 @@
 package zookeeper_test
 
 import (
-	"context"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -24,53 +21,22 @@ const reaperInterval = 100 * time.Millisecond
 // enough that a loaded machine does not lose sessions by accident.
 const conformanceTimeout = 10 * time.Second
 
+// faultTimeout is the session timeout of the Lockers the fault tests
+// fault: short, so that the tests are quick (five ticks of the test
+// servers' 200 ms tick). The other Lockers of a fault test, which must not
+// lose their sessions, use stableTimeout, so that a loaded machine does
+// not expire them by accident.
+const (
+	faultTimeout  = time.Second
+	stableTimeout = 10 * time.Second
+)
+
 func zkOptions() testserver.ZKOptions {
 	return testserver.ZKOptions{ExtendedTypes: true, ContainerCheckInterval: reaperInterval}
 }
 
-// newLocker returns a Locker on servers, closed at the end of t.
-func newLocker(t testing.TB, servers []string, timeout time.Duration) *zookeeper.Locker {
-	t.Helper()
-	return startLocker(t, zookeeper.Config{Servers: servers, SessionTimeout: timeout})
-}
-
-// startLocker returns a Locker with cfg under the tests' root, logging to
-// stderr when ZKDEBUG is set, closed at the end of t.
-func startLocker(t testing.TB, cfg zookeeper.Config) *zookeeper.Locker {
-	t.Helper()
-	cfg.Root = "/quorumlock-test"
-	if os.Getenv("ZKDEBUG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	l, err := zookeeper.New(cfg)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = l.Close() })
-	return l
-}
-
 func lockers(servers []string, timeout time.Duration) func(t *testing.T) lock.Locker {
 	return func(t *testing.T) lock.Locker { return newLocker(t, servers, timeout) }
-}
-
-// ctxFor returns a context bounded by d and by the end of t.
-func ctxFor(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond every 10 ms until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", timeout, what)
-		}
-		<-tick.C
-	}
 }
 
 // TestStandalone runs the conformance suite and the single-server tests
@@ -94,20 +60,6 @@ func TestStandalone(t *testing.T) {
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
 	t.Run("ExpiryWhileWaiting", func(t *testing.T) { testExpiryWhileWaiting(t, z) })
 	t.Run("RestartWhileHolding", func(t *testing.T) { testRestartWhileHolding(t, z) })
-}
-
-// testNegotiatedTimeout: a server that lowers the requested session timeout
-// (the test server's maxSessionTimeout is 60 s) must lower the deadlines
-// too, or a holder would trust its lease after the server expired it. The
-// adapter learns the negotiated value from go-zookeeper's handshake log
-// line; this test fails if that line ever changes.
-func testNegotiatedTimeout(t *testing.T, servers []string) {
-	l := newLocker(t, servers, 2*time.Minute)
-	ctx := ctxFor(t, 20*time.Second)
-	lease, err := l.Acquire(ctx, "negotiated")
-	require.NoError(t, err)
-	assert.Equal(t, time.Minute, zookeeper.SessionTimeout(l))
-	require.NoError(t, lease.Release(ctx))
 }
 
 // TestEnsemble runs the conformance suite against a 3-server ensemble, then
