@@ -11,7 +11,6 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -87,21 +86,6 @@ func New(cfg Config) (*Locker, error) {
 	return l, nil
 }
 
-// onEvent is go-zookeeper's event callback for a connection the Locker
-// made; it must not block. Events only speed things up: the prober and the
-// watchdog find the same facts on their own.
-func (l *Locker) onEvent(ev zk.Event) {
-	if ev.Type != zk.EventSession {
-		return
-	}
-	switch ev.State {
-	case zk.StateExpired:
-		leasecore.Kick(l.kickWatch)
-	case zk.StateHasSession:
-		leasecore.Kick(l.kickProbe)
-	}
-}
-
 // begin registers a public call; the returned ctx also ends when the Locker
 // is closed.
 func (l *Locker) begin(ctx context.Context) (context.Context, func(), error) {
@@ -133,6 +117,7 @@ func (l *Locker) fail(ctx context.Context, what string, err error) error {
 	return fmt.Errorf("zookeeper: %s: %w", what, err)
 }
 
+// dir is the directory of name's claims.
 func (l *Locker) dir(name string) string { return l.cfg.Root + "/" + escapeName(name) }
 
 // cleanupTimeout bounds the deletes made after a caller's ctx has ended.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
@@ -25,6 +27,21 @@ func (l *Locker) sessionMargin(t time.Duration) time.Duration {
 		return m
 	}
 	return t / 2
+}
+
+// onEvent is go-zookeeper's event callback for a connection the Locker
+// made; it must not block. Events only speed things up: the prober and the
+// watchdog find the same facts on their own.
+func (l *Locker) onEvent(ev zk.Event) {
+	if ev.Type != zk.EventSession {
+		return
+	}
+	switch ev.State {
+	case zk.StateExpired:
+		leasecore.Kick(l.kickWatch)
+	case zk.StateHasSession:
+		leasecore.Kick(l.kickProbe)
+	}
 }
 
 // ack records that the server answered a request sent at sent on session
