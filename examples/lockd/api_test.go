@@ -28,14 +28,8 @@ type reply struct {
 	// errors
 	Error  string `json:"error"`
 	Detail string `json:"detail"`
-	// status
-	ID           string       `json:"id"`
-	State        string       `json:"state"`
-	Leader       string       `json:"leader"`
-	Term         uint64       `json:"term"`
-	CommitIndex  uint64       `json:"commit_index"`
-	AppliedIndex uint64       `json:"applied_index"`
-	Members      []memberBody `json:"members"`
+	// status: its fields are promoted (and decoded) as reply's own
+	statusBody
 }
 
 // api is an HTTP client of one lockd API.
