@@ -51,14 +51,7 @@ func TestLockd_Nemesis(t *testing.T) {
 	}
 	t.Logf("seed %d (rerun with -run '^TestLockd_Nemesis$' -seed=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	soak := 10 * time.Second
-	if s := os.Getenv("QUORUMLOCK_SOAK"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("QUORUMLOCK_SOAK: %v", err)
-		}
-		soak = d
-	}
+	soak := nemesisSoak(t)
 
 	c := startProcCluster(t, bin, 3, "-session-ttl", nemesisTTL.String())
 	rec := history.NewRecorder()
@@ -78,10 +71,38 @@ func TestLockd_Nemesis(t *testing.T) {
 	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	defer stop()
 
-	// Runs for soak, and on (up to 30 s more) until it has both killed and
-	// paused at least once.
+	kills, pauses := runNemesis(t, c, bin, hw, rng, soak)
+	hw.checkLiveness(t, workers)
+	stop()
+	t.Logf("kills %d, pauses %d; fenced writes accepted %d, rejected %d (stale tokens of paused holders)",
+		kills, pauses, hw.accepted.Load(), hw.rejected.Load())
+	assert.NotZero(t, hw.accepted.Load())
+	if pauses == 0 {
+		t.Log("this schedule paused no holder (no client held a lease whenever the nemesis looked)")
+	}
+	requireHTTPHistory(t, rec)
+}
+
+// nemesisSoak is how long TestLockd_Nemesis's nemesis runs: 10 s, or
+// QUORUMLOCK_SOAK.
+func nemesisSoak(t *testing.T) time.Duration {
+	soak := 10 * time.Second
+	if s := os.Getenv("QUORUMLOCK_SOAK"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("QUORUMLOCK_SOAK: %v", err)
+		}
+		soak = d
+	}
+	return soak
+}
+
+// runNemesis, every 1-2 s, SIGSTOPs a process through which a client holds
+// a lease for longer than the session TTL and SIGCONTs it, or SIGKILLs the
+// leader and restarts it. It runs for soak, and on (up to 30 s more) until
+// it has both killed and paused at least once.
+func runNemesis(t *testing.T, c *procCluster, bin string, hw *httpWorkload, rng *rand.Rand, soak time.Duration) (kills, pauses int) {
 	end := time.Now().Add(soak)
-	kills, pauses := 0, 0
 	for time.Now().Before(end) || (kills == 0 || pauses == 0) && time.Now().Before(end.Add(30*time.Second)) {
 		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
 		if (pauses == 0 && kills > 0) || rng.IntN(2) == 0 {
@@ -107,29 +128,29 @@ func TestLockd_Nemesis(t *testing.T) {
 		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
 		p.start(t, bin)
 	}
-	// Liveness: every client acquires again once the nemesis stops.
+	return kills, pauses
+}
+
+// checkLiveness reports an error unless every client acquires again
+// within 30 s once the nemesis stops.
+func (hw *httpWorkload) checkLiveness(t *testing.T, workers int) {
 	hw.armed.Store(true)
 	live := map[int]bool{}
 	deadline := time.After(30 * time.Second)
-wait:
 	for len(live) < workers {
 		select {
 		case w := <-hw.acquired:
 			live[w] = true
 		case <-deadline:
 			t.Errorf("liveness: only clients %v acquired within 30 s after the nemesis stopped", live)
-			break wait
+			return
 		}
 	}
-	stop()
-	t.Logf("kills %d, pauses %d; fenced writes accepted %d, rejected %d (stale tokens of paused holders)",
-		kills, pauses, hw.accepted.Load(), hw.rejected.Load())
-	assert.NotZero(t, hw.accepted.Load())
-	if pauses == 0 {
-		t.Log("this schedule paused no holder (no client held a lease whenever the nemesis looked)")
-	}
+}
 
-	// The failure files outlive the test; kept (and printed) only on failure.
+// requireHTTPHistory checks the recorded history. The failure files
+// outlive the test; kept (and printed) only on failure.
+func requireHTTPHistory(t *testing.T, rec *history.Recorder) {
 	dir, err := os.MkdirTemp("", "quorumlock-history-")
 	if err != nil {
 		t.Fatal(err)
