@@ -2,14 +2,19 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: test servers vet fmt-check race lint generate fuzz
+.PHONY: test servers tidy-check vet fmt-check race lint generate fuzz
 
-test: servers vet fmt-check race
+test: servers tidy-check vet fmt-check race
 
 # The adapter tests start real redis-server and ZooKeeper processes; this
 # installs the Debian packages when they are missing (needs root or sudo).
 servers:
 	@bash .ci/servers
+
+# go.mod and go.sum are what `go mod tidy` makes of the code: fails with
+# the diff otherwise.
+tidy-check:
+	$(GO) mod tidy -diff
 
 vet:
 	$(GO) vet $(PKGS)

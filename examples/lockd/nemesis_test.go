@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,7 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/quorumlock/quorumlock/internal/history"
-	"github.com/quorumlock/quorumlock/lock"
 )
 
 // seedFlag fixes TestLockd_Nemesis's schedule; 0 picks one from the clock.
@@ -55,14 +51,7 @@ func TestLockd_Nemesis(t *testing.T) {
 	}
 	t.Logf("seed %d (rerun with -run '^TestLockd_Nemesis$' -seed=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	soak := 10 * time.Second
-	if s := os.Getenv("QUORUMLOCK_SOAK"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("QUORUMLOCK_SOAK: %v", err)
-		}
-		soak = d
-	}
+	soak := nemesisSoak(t)
 
 	c := startProcCluster(t, bin, 3, "-session-ttl", nemesisTTL.String())
 	rec := history.NewRecorder()
@@ -82,10 +71,38 @@ func TestLockd_Nemesis(t *testing.T) {
 	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	defer stop()
 
-	// Runs for soak, and on (up to 30 s more) until it has both killed and
-	// paused at least once.
+	kills, pauses := runNemesis(t, c, bin, hw, rng, soak)
+	hw.checkLiveness(t, workers)
+	stop()
+	t.Logf("kills %d, pauses %d; fenced writes accepted %d, rejected %d (stale tokens of paused holders)",
+		kills, pauses, hw.accepted.Load(), hw.rejected.Load())
+	assert.NotZero(t, hw.accepted.Load())
+	if pauses == 0 {
+		t.Log("this schedule paused no holder (no client held a lease whenever the nemesis looked)")
+	}
+	requireHTTPHistory(t, rec)
+}
+
+// nemesisSoak is how long TestLockd_Nemesis's nemesis runs: 10 s, or
+// QUORUMLOCK_SOAK.
+func nemesisSoak(t *testing.T) time.Duration {
+	soak := 10 * time.Second
+	if s := os.Getenv("QUORUMLOCK_SOAK"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("QUORUMLOCK_SOAK: %v", err)
+		}
+		soak = d
+	}
+	return soak
+}
+
+// runNemesis, every 1-2 s, SIGSTOPs a process through which a client holds
+// a lease for longer than the session TTL and SIGCONTs it, or SIGKILLs the
+// leader and restarts it. It runs for soak, and on (up to 30 s more) until
+// it has both killed and paused at least once.
+func runNemesis(t *testing.T, c *procCluster, bin string, hw *httpWorkload, rng *rand.Rand, soak time.Duration) (kills, pauses int) {
 	end := time.Now().Add(soak)
-	kills, pauses := 0, 0
 	for time.Now().Before(end) || (kills == 0 || pauses == 0) && time.Now().Before(end.Add(30*time.Second)) {
 		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
 		if (pauses == 0 && kills > 0) || rng.IntN(2) == 0 {
@@ -111,29 +128,29 @@ func TestLockd_Nemesis(t *testing.T) {
 		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
 		p.start(t, bin)
 	}
-	// Liveness: every client acquires again once the nemesis stops.
+	return kills, pauses
+}
+
+// checkLiveness reports an error unless every client acquires again
+// within 30 s once the nemesis stops.
+func (hw *httpWorkload) checkLiveness(t *testing.T, workers int) {
 	hw.armed.Store(true)
 	live := map[int]bool{}
 	deadline := time.After(30 * time.Second)
-wait:
 	for len(live) < workers {
 		select {
 		case w := <-hw.acquired:
 			live[w] = true
 		case <-deadline:
 			t.Errorf("liveness: only clients %v acquired within 30 s after the nemesis stopped", live)
-			break wait
+			return
 		}
 	}
-	stop()
-	t.Logf("kills %d, pauses %d; fenced writes accepted %d, rejected %d (stale tokens of paused holders)",
-		kills, pauses, hw.accepted.Load(), hw.rejected.Load())
-	assert.NotZero(t, hw.accepted.Load())
-	if pauses == 0 {
-		t.Log("this schedule paused no holder (no client held a lease whenever the nemesis looked)")
-	}
+}
 
-	// The failure files outlive the test; kept (and printed) only on failure.
+// requireHTTPHistory checks the recorded history. The failure files
+// outlive the test; kept (and printed) only on failure.
+func requireHTTPHistory(t *testing.T, rec *history.Recorder) {
 	dir, err := os.MkdirTemp("", "quorumlock-history-")
 	if err != nil {
 		t.Fatal(err)
@@ -222,117 +239,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-}
-
-// httpLocker is a lock.Locker over one lockd process's HTTP API, so that
-// the history recorder can record HTTP clients. Its leases know only what
-// the API told them: Err is set once a Release succeeded or a Refresh or
-// Release answered not_held; Done closes then.
-type httpLocker struct {
-	base   string
-	client *http.Client
-}
-
-var _ lock.Locker = (*httpLocker)(nil)
-
-// apiError maps an error reply to the lock package's errors where its
-// outcome is certain; everything else is an unknown outcome.
-func apiError(code int, r reply, err error) error {
-	switch {
-	case err != nil:
-		return err
-	case r.Error == "held":
-		return lock.ErrHeld
-	case r.Error == "not_held":
-		return lock.ErrNotHeld
-	default:
-		return fmt.Errorf("HTTP %d %s: %s", code, r.Error, r.Detail)
-	}
-}
-
-func (h *httpLocker) call(ctx context.Context, method, path string) (int, reply, error) {
-	return api{base: h.base, client: h.client}.call(ctx, method, path)
-}
-
-func (h *httpLocker) Acquire(ctx context.Context, name string, _ ...lock.Option) (lock.Lease, error) {
-	wait := 2 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		wait = max(time.Until(dl)-500*time.Millisecond, 10*time.Millisecond)
-	}
-	return h.acquire(ctx, name, "?wait="+wait.String())
-}
-
-func (h *httpLocker) TryAcquire(ctx context.Context, name string, _ ...lock.Option) (lock.Lease, error) {
-	return h.acquire(ctx, name, "")
-}
-
-func (h *httpLocker) acquire(ctx context.Context, name, query string) (lock.Lease, error) {
-	code, r, err := h.call(ctx, http.MethodPost, "/v1/locks/"+url.PathEscape(name)+query)
-	if err != nil || code != http.StatusOK {
-		return nil, apiError(code, r, err)
-	}
-	l := &httpLease{h: h, name: name, token: r.Token}
-	l.ctx, l.cancel = context.WithCancelCause(context.Background())
-	return l, nil
-}
-
-func (h *httpLocker) Inspect(ctx context.Context, name string) (lock.Info, error) {
-	code, r, err := h.call(ctx, http.MethodGet, "/v1/locks/"+url.PathEscape(name))
-	if err != nil || code != http.StatusOK {
-		return lock.Info{}, apiError(code, r, err)
-	}
-	return lock.Info{Name: name, Held: r.Held, Token: r.Token, Owner: r.Owner, Waiters: r.Waiters}, nil
-}
-
-func (h *httpLocker) Close() error { return nil }
-
-type httpLease struct {
-	h      *httpLocker
-	name   string
-	token  uint64
-	once   sync.Once
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-}
-
-func (l *httpLease) Name() string             { return l.name }
-func (l *httpLease) Token() uint64            { return l.token }
-func (l *httpLease) Done() <-chan struct{}    { return l.ctx.Done() }
-func (l *httpLease) Context() context.Context { return l.ctx }
-func (l *httpLease) Err() error {
-	if l.ctx.Err() == nil {
-		return nil
-	}
-	return context.Cause(l.ctx)
-}
-
-func (l *httpLease) end(why error) { l.once.Do(func() { l.cancel(why) }) }
-
-func (l *httpLease) path(suffix string) string {
-	return "/v1/locks/" + url.PathEscape(l.name) + suffix + "?token=" + strconv.FormatUint(l.token, 10)
-}
-
-func (l *httpLease) Refresh(ctx context.Context) error {
-	code, r, err := l.h.call(ctx, http.MethodPost, l.path("/refresh"))
-	if err != nil || code != http.StatusOK {
-		err = apiError(code, r, err)
-		if errors.Is(err, lock.ErrNotHeld) {
-			l.end(lock.ErrLost)
-		}
-		return err
-	}
-	return nil
-}
-
-func (l *httpLease) Release(ctx context.Context) error {
-	code, r, err := l.h.call(ctx, http.MethodDelete, l.path(""))
-	if err != nil || code != http.StatusOK {
-		err = apiError(code, r, err)
-		if errors.Is(err, lock.ErrNotHeld) {
-			l.end(lock.ErrLost)
-		}
-		return err
-	}
-	l.end(lock.ErrReleased)
-	return nil
 }
