@@ -161,3 +161,16 @@ func (l *lease) settleRenewal(v []any, sent time.Time) error {
 	}
 	return fmt.Errorf("%w: renew answered %v", ErrUnexpectedReply, v)
 }
+
+// abandon ends l locally, if it has not ended, and has the renewer delete
+// it in the store (by token): a Redlock lease that lost its majority gives
+// up the rest.
+func (c *instance) abandon(l *lease) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l.ctx.Err() != nil {
+		return
+	}
+	l.end(fmt.Errorf("%w: the Redlock lease lost its majority", lock.ErrLost))
+	c.stale = append(c.stale, staleLease{name: l.name, token: l.token})
+}

@@ -1,0 +1,234 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// attempt is the answer of one acquire script.
+type attempt struct {
+	granted bool
+	token   uint64
+	pttl    time.Duration // granted: the lease's TTL left; held: the holder's
+	held    bool          // a lease holds the name (else free, but a claim is ahead)
+	holder  string        // held: the holder's claim
+}
+
+func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, mode string) (attempt, error) {
+	px := c.cfg.SessionTTL
+	if o.TTL > 0 {
+		px = o.TTL
+	}
+	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), mode, c.cfg.SessionTTL.Milliseconds())
+	if err != nil {
+		return attempt{}, err
+	}
+	if len(v) < 3 {
+		return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
+	}
+	n1, ok1 := v[1].(int64)
+	n2, ok2 := v[2].(int64)
+	switch v[0] {
+	case "granted":
+		if !ok1 || !ok2 || n1 <= 0 {
+			return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
+		}
+		return attempt{granted: true, token: uint64(n1), pttl: time.Duration(n2) * time.Millisecond}, nil
+	case "held":
+		a := attempt{held: true, pttl: time.Duration(n1) * time.Millisecond}
+		if len(v) > 3 {
+			a.holder, _ = v[3].(string)
+		}
+		return a, nil
+	case "queued":
+		return attempt{}, nil
+	}
+	return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
+}
+
+// Acquire implements lock.Locker: first come, first served.
+func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	o, err := lock.ValidateRequest(name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
+	}
+
+	claim := c.newClaim()
+	wake := make(chan struct{}, 1)
+	c.setWaiter(claim, wake)
+	defer c.setWaiter(claim, nil)
+
+	queued := false // whether a call may have queued the claim
+	backoff := minRetry
+	for {
+		if !queued {
+			c.waitSubscribed(ctx)
+			if err := ctx.Err(); err != nil { // nothing queued yet
+				return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
+			}
+		}
+		sent := time.Now()
+		callCtx, cancel := c.detached(ctx)
+		res, err := c.tryOnce(callCtx, name, claim, o, "wait")
+		cancel()
+		queued = true
+		switch {
+		case err == nil && res.granted:
+			lease, err := c.grant(ctx, name, claim, o, res, sent)
+			if err == nil {
+				return lease, nil
+			}
+			if !errors.Is(err, errLateGrant) {
+				return nil, err
+			}
+			c.log.Debug("redis lock: a grant answered too late was given back", "name", name)
+			backoff = minRetry
+		case err != nil && !retryable(err):
+			c.withdraw(ctx, name, claim)
+			return nil, ctxErr(ctx, "acquire", name, err)
+		case err != nil:
+			c.log.Debug("redis lock: acquire attempt failed", "name", name, "error", err)
+		}
+
+		wait := jitter(backoff)
+		backoff = min(2*backoff, c.retryCap)
+		if err == nil && res.held && res.pttl > 0 {
+			wait = min(wait, res.pttl+time.Millisecond) // the holder's lease runs out then
+		}
+		if ctx.Err() != nil {
+			c.withdraw(ctx, name, claim)
+			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, ctx.Err())
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			c.withdraw(ctx, name, claim)
+			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, ctx.Err())
+		case <-c.stop:
+			timer.Stop()
+			c.withdraw(ctx, name, claim)
+			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, lock.ErrClosed)
+		case <-wake:
+			timer.Stop()
+			backoff = minRetry
+		case <-timer.C:
+		}
+	}
+}
+
+// jitter returns d ± 25 %.
+func jitter(d time.Duration) time.Duration {
+	return d*3/4 + rand.N(d/2+1)
+}
+
+// withdraw removes claim from name's queue and releases a grant that raced
+// the withdrawal. Best effort: if Redis does not answer, the claim is pruned
+// by its heartbeat deadline and a raced grant expires.
+func (c *instance) withdraw(ctx context.Context, name, claim string) {
+	callCtx, cancel := c.detached(ctx)
+	defer cancel()
+	if _, err := c.run(callCtx, withdrawScript, name, claim); err != nil {
+		c.log.Warn("redis lock: withdrawing a claim failed; it will be pruned", "name", name, "claim", claim, "error", err)
+	}
+}
+
+// grant turns a granted attempt, sent at sent, into a lease; if Close has
+// begun, the grant is given back instead. A grant whose answer took so long
+// that less than half its TTL is left locally (a store that just came back)
+// is renewed first, so that the caller does not get a lease that ends at
+// once; if that fails, it is given back and errLateGrant returned.
+func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options, a attempt, sent time.Time) (*lease, error) {
+	l := &lease{c: c, name: name, claim: claim, token: a.token, ttl: o.TTL, px: c.cfg.SessionTTL}
+	if o.TTL > 0 {
+		l.px = o.TTL
+	}
+	margin := driftMargin(l.px)
+	l.deadline = sent.Add(min(l.px, a.pttl) - margin)
+	for try := 0; time.Until(l.deadline) < l.px/2; try++ {
+		if try == 2 {
+			c.withdraw(ctx, name, claim)
+			return nil, errLateGrant
+		}
+		renewSent := time.Now()
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.px/2)
+		v, err := c.run(callCtx, renewScript, name, a.token, l.px.Milliseconds())
+		cancel()
+		switch {
+		case err != nil:
+		case v[0] == "ok":
+			l.deadline = renewSent.Add(l.px - margin)
+		default: // gone: it expired meanwhile
+			return nil, errLateGrant
+		}
+	}
+	l.ctx, l.cancel = context.WithCancelCause(context.Background())
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.withdraw(ctx, name, claim)
+		return nil, fmt.Errorf("redis lock: %q: %w", name, lock.ErrClosed)
+	}
+	l.timer = time.AfterFunc(time.Until(l.deadline), l.onDeadline)
+	c.leases[l] = struct{}{}
+	c.mu.Unlock()
+	return l, nil
+}
+
+// TryAcquire implements lock.Locker. It returns lock.ErrHeld also when the
+// name is momentarily free but another claim is queued ahead.
+func (c *instance) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	o, err := lock.ValidateRequest(name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.calls.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, err)
+	}
+	claim := c.newClaim()
+	sent := time.Now()
+	callCtx, cancel := c.detached(ctx)
+	res, err := c.tryOnce(callCtx, name, claim, o, "try")
+	cancel()
+	switch {
+	case err != nil:
+		if retryable(err) {
+			// The grant may have happened with its reply lost.
+			c.withdraw(ctx, name, claim)
+		}
+		return nil, ctxErr(ctx, "try-acquire", name, err)
+	case res.granted:
+		lease, err := c.grant(ctx, name, claim, o, res, sent)
+		if err != nil {
+			return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, err)
+		}
+		return lease, nil
+	}
+	return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, lock.ErrHeld)
+}
+
+// giveBack deletes the lease of claim if it holds name, keeping the claim's
+// place in the queue (Redlock: a vote won here but lost on the majority).
+func (c *instance) giveBack(ctx context.Context, name, claim string) {
+	callCtx, cancel := c.detached(ctx)
+	defer cancel()
+	if _, err := c.run(callCtx, givebackScript, name, claim); err != nil {
+		c.log.Debug("redis lock: giving back a grant failed; it will expire", "name", name, "claim", claim, "error", err)
+	}
+}
