@@ -19,12 +19,14 @@ type attempt struct {
 	holder  string        // held: the holder's claim
 }
 
-func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, mode string) (attempt, error) {
+// tryOnce runs acquireScript once for claim in mode m.
+func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, m mode) (attempt, error) {
 	px := c.cfg.SessionTTL
 	if o.TTL > 0 {
 		px = o.TTL
 	}
-	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), mode, c.cfg.SessionTTL.Milliseconds())
+	// ARGV[4..9]: claim, owner, lease TTL, lease kind, mode, heartbeat TTL.
+	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), string(m), c.cfg.SessionTTL.Milliseconds())
 	if err != nil {
 		return attempt{}, err
 	}
@@ -81,7 +83,7 @@ func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option
 		}
 		sent := time.Now()
 		callCtx, cancel := c.detached(ctx)
-		res, err := c.tryOnce(callCtx, name, claim, o, "wait")
+		res, err := c.tryOnce(callCtx, name, claim, o, modeWait)
 		cancel()
 		queued = true
 		switch {
@@ -204,7 +206,7 @@ func (c *instance) TryAcquire(ctx context.Context, name string, opts ...lock.Opt
 	claim := c.newClaim()
 	sent := time.Now()
 	callCtx, cancel := c.detached(ctx)
-	res, err := c.tryOnce(callCtx, name, claim, o, "try")
+	res, err := c.tryOnce(callCtx, name, claim, o, modeTry)
 	cancel()
 	switch {
 	case err != nil:

@@ -46,10 +46,10 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 	claim := r.id + "/" + strconv.FormatUint(r.seq, 10)
 	r.mu.Unlock()
 
-	mode := "tryany"
+	m := modeTryAny
 	wake := make(chan struct{}, 1)
 	if wait {
-		mode = "any"
+		m = modeAny
 		for _, c := range r.subs {
 			c.setWaiter(claim, wake)
 		}
@@ -76,7 +76,7 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 		r.each(func(i int, c *instance) {
 			callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout(px))
 			defer cancel()
-			res[i], errs[i] = c.tryOnce(callCtx, name, claim, o, mode)
+			res[i], errs[i] = c.tryOnce(callCtx, name, claim, o, m)
 		})
 		granted, failed := 0, 0
 		var hint time.Duration // the shortest time left of a holder's lease
