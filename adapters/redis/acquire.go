@@ -21,10 +21,7 @@ type attempt struct {
 
 // tryOnce runs acquireScript once for claim in mode m.
 func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, m mode) (attempt, error) {
-	px := c.cfg.SessionTTL
-	if o.TTL > 0 {
-		px = o.TTL
-	}
+	px := c.cfg.leaseTTL(o)
 	// ARGV[4..9]: claim, owner, lease TTL, lease kind, mode, heartbeat TTL.
 	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), string(m), c.cfg.SessionTTL.Milliseconds())
 	if err != nil {
@@ -55,17 +52,11 @@ func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Optio
 
 // Acquire implements lock.Locker: first come, first served.
 func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	o, err := lock.ValidateRequest(name, opts...)
+	o, err := c.openAcquire(ctx, "acquire", name, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.enter(); err != nil {
-		return nil, err
-	}
 	defer c.calls.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
-	}
 
 	claim := c.newClaim()
 	wake := make(chan struct{}, 1)
@@ -153,10 +144,7 @@ func (c *instance) withdraw(ctx context.Context, name, claim string) {
 // is renewed first, so that the caller does not get a lease that ends at
 // once; if that fails, it is given back and errLateGrant returned.
 func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options, a attempt, sent time.Time) (*lease, error) {
-	l := &lease{c: c, name: name, claim: claim, token: a.token, ttl: o.TTL, px: c.cfg.SessionTTL}
-	if o.TTL > 0 {
-		l.px = o.TTL
-	}
+	l := &lease{c: c, name: name, claim: claim, token: a.token, ttl: o.TTL, px: c.cfg.leaseTTL(o)}
 	margin := driftMargin(l.px)
 	l.deadline = sent.Add(min(l.px, a.pttl) - margin)
 	for try := 0; time.Until(l.deadline) < l.px/2; try++ {
@@ -192,17 +180,11 @@ func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options
 // TryAcquire implements lock.Locker. It returns lock.ErrHeld also when the
 // name is momentarily free but another claim is queued ahead.
 func (c *instance) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	o, err := lock.ValidateRequest(name, opts...)
+	o, err := c.openAcquire(ctx, "try-acquire", name, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.enter(); err != nil {
-		return nil, err
-	}
 	defer c.calls.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, err)
-	}
 	claim := c.newClaim()
 	sent := time.Now()
 	callCtx, cancel := c.detached(ctx)

@@ -33,6 +33,8 @@ const (
 // instance is a lock.Locker on one Redis primary: the whole Locker in the
 // default mode, one of the N parts of a Redlock Locker.
 type instance struct {
+	gate // its mu guards the fields from epoch on
+
 	cfg        Config
 	rdb        goredis.UniversalClient
 	owned      bool // rdb was created by newInstance; Close closes it
@@ -43,16 +45,12 @@ type instance struct {
 	retryCap   time.Duration
 	opTimeout  time.Duration // bounds calls made on a detached context
 
-	stop     chan struct{}      // closed by Close
 	bgCtx    context.Context    // cancelled by Close, for background calls
 	bgCancel context.CancelFunc //
 	bg       sync.WaitGroup     // the renewer and the subscriber
-	calls    sync.WaitGroup     // public calls in progress
 	ps       *goredis.PubSub
 	subReady chan struct{} // closed once the wake-up channel is subscribed
 
-	mu      sync.Mutex
-	closed  bool
 	epoch   string // "" until the first script answered
 	fresh   uint64 // numbers fresh epoch values
 	seq     uint64 // numbers claims
@@ -88,7 +86,7 @@ func newInstance(cfg Config, id string) *instance {
 		wakePrefix: cfg.Prefix + "wake:",
 		retryCap:   min(maxRetry, cfg.SessionTTL/3),
 		opTimeout:  opTimeout,
-		stop:       make(chan struct{}),
+		gate:       gate{stop: make(chan struct{})},
 		subReady:   make(chan struct{}),
 		leases:     make(map[*lease]struct{}),
 		waiters:    make(map[string]chan struct{}),
@@ -111,17 +109,6 @@ func newInstance(cfg Config, id string) *instance {
 	return c
 }
 
-// enter registers a public call; it fails once Close has begun.
-func (c *instance) enter() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return lock.ErrClosed
-	}
-	c.calls.Add(1)
-	return nil
-}
-
 func (c *instance) keys(name string) []string {
 	p := c.cfg.Prefix
 	return []string{c.epochKey, p + "lease:" + name, p + "fence:" + name, p + "queue:" + name, p + "beats:" + name, p + "qseq:" + name}
@@ -131,7 +118,7 @@ func (c *instance) newClaim() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
-	return c.id + "/" + strconv.FormatUint(c.seq, 10)
+	return claimID(c.id, c.seq)
 }
 
 // epochArgs returns the epoch the Locker believes in and a fresh value to
@@ -226,16 +213,9 @@ func retryable(err error) bool {
 // claims withdrawn), every lease ends with lock.ErrReleased and is deleted
 // in Redis, and the go-redis client is closed if New created it.
 func (c *instance) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	if !c.shut() {
 		return nil
 	}
-	c.closed = true
-	close(c.stop)
-	c.mu.Unlock()
-
-	c.calls.Wait()
 	c.bgCancel()
 	psErr := c.ps.Close()
 	c.bg.Wait()

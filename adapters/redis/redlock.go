@@ -21,11 +21,8 @@ type redlock struct {
 	quorum int
 	id     string
 
-	stop  chan struct{} // closed by Close
-	calls sync.WaitGroup
+	gate // its mu guards seq and leases
 
-	mu     sync.Mutex
-	closed bool
 	seq    uint64
 	leases map[*multiLease]struct{}
 }
@@ -36,7 +33,7 @@ func newRedlock(cfg Config) *redlock {
 	r := &redlock{
 		quorum: len(cfg.Addrs)/2 + 1,
 		id:     newLockerID(),
-		stop:   make(chan struct{}),
+		gate:   gate{stop: make(chan struct{})},
 		leases: make(map[*multiLease]struct{}),
 	}
 	for _, a := range cfg.Addrs {
@@ -47,16 +44,6 @@ func newRedlock(cfg Config) *redlock {
 		r.subs = append(r.subs, c)
 	}
 	return r
-}
-
-func (r *redlock) enter() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return lock.ErrClosed
-	}
-	r.calls.Add(1)
-	return nil
 }
 
 // each runs fn for every primary in parallel and returns when all are done.
@@ -144,15 +131,9 @@ func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
 // Close implements lock.Locker. It reports an error only if the leases
 // could not be deleted on a majority of primaries.
 func (r *redlock) Close() error {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	if !r.shut() {
 		return nil
 	}
-	r.closed = true
-	close(r.stop)
-	r.mu.Unlock()
-	r.calls.Wait()
 
 	r.mu.Lock()
 	for ml := range r.leases {

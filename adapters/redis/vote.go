@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -26,24 +25,15 @@ func (r *redlock) TryAcquire(ctx context.Context, name string, opts ...lock.Opti
 }
 
 func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Option, wait bool) (lock.Lease, error) {
-	o, err := lock.ValidateRequest(name, opts...)
+	o, err := r.openAcquire(ctx, op, name, opts)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.enter(); err != nil {
-		return nil, err
-	}
 	defer r.calls.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("redis lock: %s %q: %w", op, name, err)
-	}
-	px := o.TTL
-	if px == 0 {
-		px = r.subs[0].cfg.SessionTTL
-	}
+	px := r.subs[0].cfg.leaseTTL(o)
 	r.mu.Lock()
 	r.seq++
-	claim := r.id + "/" + strconv.FormatUint(r.seq, 10)
+	claim := claimID(r.id, r.seq)
 	r.mu.Unlock()
 
 	m := modeTryAny
