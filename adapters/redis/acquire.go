@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -64,7 +64,7 @@ func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option
 	defer c.setWaiter(claim, nil)
 
 	queued := false // whether a call may have queued the claim
-	backoff := minRetry
+	bo := leasecore.Backoff{Min: minRetry, Max: c.retryCap}
 	for {
 		if !queued {
 			c.waitSubscribed(ctx)
@@ -87,7 +87,7 @@ func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option
 				return nil, err
 			}
 			c.log.Debug("redis lock: a grant answered too late was given back", "name", name)
-			backoff = minRetry
+			bo.Reset()
 		case err != nil && !retryable(err):
 			c.withdraw(ctx, name, claim)
 			return nil, ctxErr(ctx, "acquire", name, err)
@@ -95,36 +95,19 @@ func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option
 			c.log.Debug("redis lock: acquire attempt failed", "name", name, "error", err)
 		}
 
-		wait := jitter(backoff)
-		backoff = min(2*backoff, c.retryCap)
+		wait := bo.Next()
 		if err == nil && res.held && res.pttl > 0 {
 			wait = min(wait, res.pttl+time.Millisecond) // the holder's lease runs out then
 		}
-		if ctx.Err() != nil {
+		woken, err := pause(ctx, wait, c.stop, wake)
+		if err != nil {
 			c.withdraw(ctx, name, claim)
-			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, ctx.Err())
+			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			c.withdraw(ctx, name, claim)
-			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, ctx.Err())
-		case <-c.stop:
-			timer.Stop()
-			c.withdraw(ctx, name, claim)
-			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, lock.ErrClosed)
-		case <-wake:
-			timer.Stop()
-			backoff = minRetry
-		case <-timer.C:
+		if woken {
+			bo.Reset()
 		}
 	}
-}
-
-// jitter returns d ± 25 %.
-func jitter(d time.Duration) time.Duration {
-	return d*3/4 + rand.N(d/2+1)
 }
 
 // withdraw removes claim from name's queue and releases a grant that raced
@@ -139,42 +122,52 @@ func (c *instance) withdraw(ctx context.Context, name, claim string) {
 }
 
 // grant turns a granted attempt, sent at sent, into a lease; if Close has
-// begun, the grant is given back instead. A grant whose answer took so long
-// that less than half its TTL is left locally (a store that just came back)
-// is renewed first, so that the caller does not get a lease that ends at
-// once; if that fails, it is given back and errLateGrant returned.
+// begun, the grant is given back instead.
 func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options, a attempt, sent time.Time) (*lease, error) {
-	l := &lease{c: c, name: name, claim: claim, token: a.token, ttl: o.TTL, px: c.cfg.leaseTTL(o)}
-	margin := driftMargin(l.px)
-	l.deadline = sent.Add(min(l.px, a.pttl) - margin)
-	for try := 0; time.Until(l.deadline) < l.px/2; try++ {
-		if try == 2 {
-			c.withdraw(ctx, name, claim)
-			return nil, errLateGrant
-		}
-		renewSent := time.Now()
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.px/2)
-		v, err := c.run(callCtx, renewScript, name, a.token, l.px.Milliseconds())
-		cancel()
-		switch {
-		case err != nil:
-		case v[0] == "ok":
-			l.deadline = renewSent.Add(l.px - margin)
-		default: // gone: it expired meanwhile
-			return nil, errLateGrant
-		}
+	l := &lease{c: c, claim: claim, ttl: o.TTL, px: c.cfg.leaseTTL(o)}
+	deadline, err := c.firstDeadline(ctx, name, claim, a, l.px, sent)
+	if err != nil {
+		return nil, err
 	}
-	l.ctx, l.cancel = context.WithCancelCause(context.Background())
+	l.Init(name, a.token)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		c.withdraw(ctx, name, claim)
 		return nil, fmt.Errorf("redis lock: %q: %w", name, lock.ErrClosed)
 	}
-	l.timer = time.AfterFunc(time.Until(l.deadline), l.onDeadline)
+	l.dl.Start(deadline, l.onDeadline)
 	c.leases[l] = struct{}{}
 	c.mu.Unlock()
 	return l, nil
+}
+
+// firstDeadline returns the local deadline of a grant sent at sent whose
+// lease has TTL px in Redis. A grant whose answer took so long that less
+// than half its TTL is left locally (a store that just came back) is
+// renewed first, so that the caller does not get a lease that ends at
+// once; if that fails, it is given back and errLateGrant returned.
+func (c *instance) firstDeadline(ctx context.Context, name, claim string, a attempt, px time.Duration, sent time.Time) (time.Time, error) {
+	margin := driftMargin(px)
+	deadline := sent.Add(min(px, a.pttl) - margin)
+	for try := 0; time.Until(deadline) < px/2; try++ {
+		if try == 2 {
+			c.withdraw(ctx, name, claim)
+			return time.Time{}, errLateGrant
+		}
+		renewSent := time.Now()
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), px/2)
+		v, err := c.run(callCtx, renewScript, name, a.token, px.Milliseconds())
+		cancel()
+		switch {
+		case err != nil:
+		case v[0] == "ok":
+			deadline = renewSent.Add(px - margin)
+		default: // gone: it expired meanwhile
+			return time.Time{}, errLateGrant
+		}
+	}
+	return deadline, nil
 }
 
 // TryAcquire implements lock.Locker. It returns lock.ErrHeld also when the

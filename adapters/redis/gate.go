@@ -12,14 +12,13 @@ import (
 // gate admits the public calls of a Locker (an instance or a redlock)
 // until Close begins, and lets Close wait for the calls in progress. Its
 // mutex is also the embedder's: it guards the embedder's other fields.
+// The embedder makes stop.
 type gate struct {
 	mu     sync.Mutex
 	closed bool           // Close has begun; guarded by mu
 	stop   chan struct{}  // closed when Close begins
 	calls  sync.WaitGroup // public calls in progress
 }
-
-func newGate() gate { return gate{stop: make(chan struct{})} }
 
 // enter registers a public call; it fails once Close has begun. The caller
 // calls g.calls.Done when the call ends.

@@ -223,7 +223,7 @@ func (c *instance) Close() error {
 	c.mu.Lock()
 	leases := c.stale // ended by their deadline, maybe still in the store
 	for l := range c.leases {
-		leases = append(leases, staleLease{name: l.name, token: l.token})
+		leases = append(leases, staleLease{name: l.Name(), token: l.Token()})
 		l.end(fmt.Errorf("%w: its Locker was closed", lock.ErrReleased))
 	}
 	c.stale = nil

@@ -5,23 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
 // multiLease is a Redlock lease: per-primary leases on a majority. Each is
 // renewed (session) or expires (TTL) on its primary with its own deadline;
 // the lease ends when fewer than a majority are left, which is before a
-// majority of primaries could have let the name go (I3).
+// majority of primaries could have let the name go (I3). The embedded Core
+// ends under r.mu, together with its removal from r.leases.
 type multiLease struct {
-	r      *redlock
-	name   string
-	token  uint64
-	ttl    time.Duration
-	subs   []*lease // nil where the primary did not grant
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	leasecore.Core
+	r    *redlock
+	subs []*lease // nil where the primary did not grant
 
 	alive     int  // per-primary leases not ended; guarded by r.mu
 	releasing bool // a Release is ending the per-primary leases; guarded by r.mu
@@ -29,24 +26,12 @@ type multiLease struct {
 
 var _ lock.Lease = (*multiLease)(nil)
 
-func (ml *multiLease) Name() string             { return ml.name }
-func (ml *multiLease) Token() uint64            { return ml.token }
-func (ml *multiLease) Done() <-chan struct{}    { return ml.ctx.Done() }
-func (ml *multiLease) Context() context.Context { return ml.ctx }
-func (ml *multiLease) Err() error {
-	if ml.ctx.Err() == nil {
-		return nil
-	}
-	return context.Cause(ml.ctx)
-}
-
 // end ends the lease once, and gives up the per-primary leases still held
 // locally (they are deleted in the store by their instance); r.mu held.
 func (ml *multiLease) end(why error) {
-	if ml.ctx.Err() != nil {
+	if !ml.End(why) {
 		return
 	}
-	ml.cancel(why)
 	delete(ml.r.leases, ml)
 	for _, l := range ml.subs {
 		if l != nil {
@@ -59,7 +44,7 @@ func (ml *multiLease) end(why error) {
 func (ml *multiLease) subEnded(l *lease) {
 	ml.r.mu.Lock()
 	defer ml.r.mu.Unlock()
-	if ml.ctx.Err() != nil {
+	if ml.Ended() {
 		return
 	}
 	ml.alive--
@@ -68,15 +53,11 @@ func (ml *multiLease) subEnded(l *lease) {
 	}
 }
 
-func (ml *multiLease) notHeld() error {
-	return fmt.Errorf("%w: %q: %w", lock.ErrNotHeld, ml.name, ml.Err())
-}
-
 // Release implements lock.Lease: it releases the lease on every primary and
 // succeeds when a majority confirms.
 func (ml *multiLease) Release(ctx context.Context) error {
-	if ml.ctx.Err() != nil {
-		return ml.notHeld()
+	if ml.Ended() {
+		return ml.NotHeld("")
 	}
 	if err := ml.r.enter(); err != nil {
 		return err
@@ -106,25 +87,25 @@ func (ml *multiLease) Release(ctx context.Context) error {
 	ml.releasing = false
 	switch {
 	case int(ok.Load()) >= ml.r.quorum:
-		ml.end(fmt.Errorf("%w: %q", lock.ErrReleased, ml.name))
+		ml.end(fmt.Errorf("%w: %q", lock.ErrReleased, ml.Name()))
 		return nil
-	case int(ok.Load()+gone.Load()) >= ml.r.quorum || ml.ctx.Err() != nil:
+	case int(ok.Load()+gone.Load()) >= ml.r.quorum || ml.Ended():
 		ml.end(fmt.Errorf("%w: the store no longer holds it", lock.ErrLost))
-		return ml.notHeld()
+		return ml.NotHeld("")
 	case ml.alive < ml.r.quorum:
 		// Released on some primaries but not on a majority: the rest is
 		// deleted by token once they answer; the lease is over either way.
-		ml.end(fmt.Errorf("%w: %q (on %d of %d primaries)", lock.ErrReleased, ml.name, ok.Load(), len(ml.subs)))
+		ml.end(fmt.Errorf("%w: %q (on %d of %d primaries)", lock.ErrReleased, ml.Name(), ok.Load(), len(ml.subs)))
 	}
-	return ctxErr(ctx, "release", ml.name, fmt.Errorf("%w: released on %d of %d primaries: %w",
+	return ctxErr(ctx, "release", ml.Name(), fmt.Errorf("%w: released on %d of %d primaries: %w",
 		lock.ErrNoQuorum, ok.Load(), len(ml.subs), errors.Join(errs...)))
 }
 
 // Refresh implements lock.Lease: it refreshes the lease on every primary
 // that holds it and succeeds when a majority confirms.
 func (ml *multiLease) Refresh(ctx context.Context) error {
-	if ml.ctx.Err() != nil {
-		return ml.notHeld()
+	if ml.Ended() {
+		return ml.NotHeld("")
 	}
 	if err := ml.r.enter(); err != nil {
 		return err
@@ -145,11 +126,11 @@ func (ml *multiLease) Refresh(ctx context.Context) error {
 		return nil
 	}
 	ml.r.mu.Lock()
-	ended := ml.ctx.Err() != nil
+	ended := ml.Ended()
 	ml.r.mu.Unlock()
 	if ended {
-		return ml.notHeld()
+		return ml.NotHeld("")
 	}
-	return ctxErr(ctx, "refresh", ml.name, fmt.Errorf("%w: refreshed on %d of %d primaries: %w",
+	return ctxErr(ctx, "refresh", ml.Name(), fmt.Errorf("%w: refreshed on %d of %d primaries: %w",
 		lock.ErrNoQuorum, ok.Load(), len(ml.subs), errors.Join(errs...)))
 }

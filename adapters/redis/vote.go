@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -57,7 +58,7 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 		r.each(func(_ int, c *instance) { c.withdraw(ctx, name, claim) })
 	}
 
-	backoff := minRetry
+	bo := leasecore.Backoff{Min: minRetry, Max: r.subs[0].retryCap}
 	tries := 0 // TryAcquire's rounds lost to a split vote
 	for {
 		sent := time.Now()
@@ -133,8 +134,7 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 			}
 			continue
 		}
-		delay := jitter(backoff)
-		backoff = min(2*backoff, r.subs[0].retryCap)
+		delay := bo.Next()
 		if hint > 0 {
 			delay = min(delay, hint+time.Millisecond)
 		}
@@ -142,7 +142,8 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 		if split && granted > 0 {
 			// A split vote: retry soon, after a random pause that the
 			// wake-ups of the other racers' give-backs do not cut short.
-			delay, wakeCh, backoff = rand.N(2*minRetry), nil, minRetry
+			delay, wakeCh = rand.N(2*minRetry), nil
+			bo.Reset()
 		}
 		if ctx.Err() != nil {
 			withdrawAll()
@@ -160,7 +161,7 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 			return nil, fmt.Errorf("redis lock: %s %q: %w", op, name, lock.ErrClosed)
 		case <-wakeCh:
 			timer.Stop()
-			backoff = minRetry
+			bo.Reset()
 		case <-timer.C:
 		}
 	}
@@ -185,7 +186,7 @@ func (r *redlock) grant(ctx context.Context, name, claim string, o lock.Options,
 	for _, l := range subs {
 		if l != nil {
 			held++
-			token = max(token, l.token)
+			token = max(token, l.Token())
 		}
 	}
 	giveBack := func() {
@@ -220,7 +221,7 @@ func (r *redlock) grant(ctx context.Context, name, claim string, o lock.Options,
 
 	alive := 0
 	for _, l := range subs {
-		if l != nil && l.ctx.Err() == nil {
+		if l != nil && !l.Ended() {
 			alive++
 		}
 	}
@@ -228,8 +229,8 @@ func (r *redlock) grant(ctx context.Context, name, claim string, o lock.Options,
 		giveBack()
 		return nil, errLateGrant
 	}
-	ml := &multiLease{r: r, name: name, token: token, ttl: o.TTL, subs: subs, alive: held}
-	ml.ctx, ml.cancel = context.WithCancelCause(context.Background())
+	ml := &multiLease{r: r, subs: subs, alive: held}
+	ml.Init(name, token)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -240,7 +241,7 @@ func (r *redlock) grant(ctx context.Context, name, claim string, o lock.Options,
 	r.mu.Unlock()
 	for _, l := range subs {
 		if l != nil {
-			context.AfterFunc(l.ctx, func() { ml.subEnded(l) })
+			context.AfterFunc(l.Context(), func() { ml.subEnded(l) })
 		}
 	}
 	return ml, nil

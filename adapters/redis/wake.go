@@ -5,6 +5,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/quorumlock/quorumlock/internal/leasecore"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // waitSubscribed waits (briefly) until the wake-up channel is subscribed, so
@@ -31,10 +34,7 @@ func (c *instance) wakeWaiter(claim string) {
 	ch := c.waiters[claim]
 	c.mu.Unlock()
 	if ch != nil {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+		leasecore.Kick(ch)
 	}
 }
 
@@ -44,7 +44,7 @@ func (c *instance) wakeWaiter(claim string) {
 func (c *instance) subscribeLoop() {
 	defer c.bg.Done()
 	_ = c.ps.Subscribe(c.bgCtx, c.wakePrefix+c.id) // recorded even if it fails; Receive reconnects
-	backoff := minRetry
+	bo := leasecore.Backoff{Min: minRetry, Max: maxRetry}
 	ready := false
 	for {
 		msg, err := c.ps.Receive(c.bgCtx)
@@ -55,17 +55,12 @@ func (c *instance) subscribeLoop() {
 			default:
 			}
 			c.log.Debug("redis lock: wake-up subscription", "error", err)
-			t := time.NewTimer(jitter(backoff))
-			select {
-			case <-c.stop:
-				t.Stop()
-				return
-			case <-t.C:
+			if _, err := pause(context.Background(), bo.Next(), c.stop, nil); err != nil {
+				return // Close began
 			}
-			backoff = min(2*backoff, maxRetry)
 			continue
 		}
-		backoff = minRetry
+		bo.Reset()
 		switch m := msg.(type) {
 		case *goredis.Subscription:
 			if m.Kind == "subscribe" && !ready {
@@ -105,5 +100,26 @@ func (r *redlock) waitSubscribed(ctx context.Context) {
 		case <-t.C:
 			return
 		}
+	}
+}
+
+// pause waits d, or until a wake-up arrives on wake (nil: none); it ends
+// early with ctx's error when ctx ends and with lock.ErrClosed when stop
+// closes (Close began). woken reports a wake-up.
+func pause(ctx context.Context, d time.Duration, stop, wake <-chan struct{}) (woken bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-stop:
+		return false, lock.ErrClosed
+	case <-wake:
+		return true, nil
+	case <-t.C:
+		return false, nil
 	}
 }
