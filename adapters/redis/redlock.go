@@ -55,10 +55,6 @@ func (r *redlock) each(fn func(i int, c *instance)) {
 	wg.Wait()
 }
 
-// maxSplitTries bounds the rounds a TryAcquire makes when racing claims
-// split the primaries between them and nobody holds the name.
-const maxSplitTries = 20
-
 // callTimeout bounds one primary's answer: Redlock wants it small against
 // the TTL, so that a stalled primary neither eats the lease nor stalls every
 // call; a fifth of the TTL, within [100 ms, 1 s].
@@ -69,6 +65,19 @@ func callTimeout(px time.Duration) time.Duration {
 // subCtx bounds one primary's part of a Release, Refresh or Inspect.
 func subCtx(ctx context.Context, px time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, callTimeout(px))
+}
+
+// Acquire implements lock.Locker. Waiters are not served in order: each
+// primary queues them (so Inspect counts them), but a grant goes to whoever
+// gets a majority first.
+func (r *redlock) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return r.acquire(ctx, "acquire", name, opts, true)
+}
+
+// TryAcquire implements lock.Locker. It returns an error wrapping
+// lock.ErrNoQuorum if a majority of primaries could not be asked.
+func (r *redlock) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return r.acquire(ctx, "try-acquire", name, opts, false)
 }
 
 // Inspect implements lock.Locker by asking every primary (each answers

@@ -123,3 +123,11 @@ func pause(ctx context.Context, d time.Duration, stop, wake <-chan struct{}) (wo
 		return false, nil
 	}
 }
+
+// setWaiter registers ch as the wake-up of claim with every primary's
+// instance (nil: unregisters).
+func (r *redlock) setWaiter(claim string, ch chan struct{}) {
+	for _, c := range r.subs {
+		c.setWaiter(claim, ch)
+	}
+}
