@@ -52,13 +52,31 @@ func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Optio
 
 // Acquire implements lock.Locker: first come, first served.
 func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	o, err := c.openAcquire(ctx, "acquire", name, opts)
+	return c.acquire(ctx, "acquire", name, opts, c.queue)
+}
+
+// TryAcquire implements lock.Locker. It returns lock.ErrHeld also when the
+// name is momentarily free but another claim is queued ahead.
+func (c *instance) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return c.acquire(ctx, "try-acquire", name, opts, c.try)
+}
+
+// acquire is the common start of Acquire and TryAcquire (op names it in
+// errors): it opens the call and hands a new claim to how.
+func (c *instance) acquire(ctx context.Context, op, name string, opts []lock.Option,
+	how func(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error),
+) (lock.Lease, error) {
+	o, err := c.openAcquire(ctx, op, name, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer c.calls.Done()
+	return how(ctx, name, c.newClaim(), o)
+}
 
-	claim := c.newClaim()
+// queue is Acquire's claim: it queues the claim and retries, on wake-ups
+// and on a backoff, until the claim is granted, ctx ends or Close begins.
+func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error) {
 	wake := make(chan struct{}, 1)
 	c.setWaiter(claim, wake)
 	defer c.setWaiter(claim, nil)
@@ -170,15 +188,8 @@ func (c *instance) firstDeadline(ctx context.Context, name, claim string, a atte
 	return deadline, nil
 }
 
-// TryAcquire implements lock.Locker. It returns lock.ErrHeld also when the
-// name is momentarily free but another claim is queued ahead.
-func (c *instance) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	o, err := c.openAcquire(ctx, "try-acquire", name, opts)
-	if err != nil {
-		return nil, err
-	}
-	defer c.calls.Done()
-	claim := c.newClaim()
+// try is TryAcquire's claim: one acquire script that does not queue.
+func (c *instance) try(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error) {
 	sent := time.Now()
 	callCtx, cancel := c.detached(ctx)
 	res, err := c.tryOnce(callCtx, name, claim, o, modeTry)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -48,6 +49,26 @@ func (g *gate) openAcquire(ctx context.Context, op, name string, opts []lock.Opt
 		return o, fmt.Errorf("redis lock: %s %q: %w", op, name, err)
 	}
 	return o, nil
+}
+
+// openInspect is the common start of an Inspect: it validates name and
+// registers the call. On success the caller calls g.calls.Done when the
+// call ends.
+func (g *gate) openInspect(name string) error {
+	if err := lock.ValidateName(name); err != nil {
+		return err
+	}
+	return g.enter()
+}
+
+// openLease is the common start of a lease's Release or Refresh: an error
+// wrapping lock.ErrNotHeld if the lease l has ended, else the call is
+// registered. On success the caller calls g.calls.Done when the call ends.
+func (g *gate) openLease(l *leasecore.Core) error {
+	if l.Ended() {
+		return l.NotHeld("")
+	}
+	return g.enter()
 }
 
 // shut begins Close: it refuses new calls, closes stop and waits for the

@@ -11,10 +11,7 @@ import (
 // Inspect implements lock.Locker. It is linearizable: one script on the
 // primary reads lease and queue (and prunes dead waiters).
 func (c *instance) Inspect(ctx context.Context, name string) (lock.Info, error) {
-	if err := lock.ValidateName(name); err != nil {
-		return lock.Info{}, err
-	}
-	if err := c.enter(); err != nil {
+	if err := c.openInspect(name); err != nil {
 		return lock.Info{}, err
 	}
 	defer c.calls.Done()

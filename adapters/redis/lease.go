@@ -74,10 +74,7 @@ func (l *lease) gone() {
 
 // Release implements lock.Lease.
 func (l *lease) Release(ctx context.Context) error {
-	if l.Ended() {
-		return l.NotHeld("")
-	}
-	if err := l.c.enter(); err != nil {
+	if err := l.c.openLease(&l.Core); err != nil {
 		return err
 	}
 	defer l.c.calls.Done()
@@ -102,10 +99,7 @@ func (l *lease) Release(ctx context.Context) error {
 // (a TTL lease's WithTTL, a session lease's SessionTTL) from now, and moves
 // the local deadline to the send time of this call + TTL − margin.
 func (l *lease) Refresh(ctx context.Context) error {
-	if l.Ended() {
-		return l.NotHeld("")
-	}
-	if err := l.c.enter(); err != nil {
+	if err := l.c.openLease(&l.Core); err != nil {
 		return err
 	}
 	defer l.c.calls.Done()

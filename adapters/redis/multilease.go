@@ -56,10 +56,7 @@ func (ml *multiLease) subEnded(l *lease) {
 // Release implements lock.Lease: it releases the lease on every primary and
 // succeeds when a majority confirms.
 func (ml *multiLease) Release(ctx context.Context) error {
-	if ml.Ended() {
-		return ml.NotHeld("")
-	}
-	if err := ml.r.enter(); err != nil {
+	if err := ml.r.openLease(&ml.Core); err != nil {
 		return err
 	}
 	defer ml.r.calls.Done()
@@ -104,10 +101,7 @@ func (ml *multiLease) Release(ctx context.Context) error {
 // Refresh implements lock.Lease: it refreshes the lease on every primary
 // that holds it and succeeds when a majority confirms.
 func (ml *multiLease) Refresh(ctx context.Context) error {
-	if ml.Ended() {
-		return ml.NotHeld("")
-	}
-	if err := ml.r.enter(); err != nil {
+	if err := ml.r.openLease(&ml.Core); err != nil {
 		return err
 	}
 	defer ml.r.calls.Done()

@@ -85,10 +85,7 @@ func (r *redlock) TryAcquire(ctx context.Context, name string, opts ...lock.Opti
 // is held if a majority reports the same holder's claim; Waiters is the
 // largest count that a majority reports at least.
 func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
-	if err := lock.ValidateName(name); err != nil {
-		return lock.Info{}, err
-	}
-	if err := r.enter(); err != nil {
+	if err := r.openInspect(name); err != nil {
 		return lock.Info{}, err
 	}
 	defer r.calls.Done()
