@@ -53,6 +53,8 @@ type tally struct {
 // split the primaries between them and nobody holds the name.
 const maxSplitTries = 20
 
+// acquire runs one Acquire (wait) or TryAcquire (op names it in errors):
+// rounds of votes until settle decides.
 func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Option, wait bool) (lock.Lease, error) {
 	o, err := r.openAcquire(ctx, op, name, opts)
 	if err != nil {
@@ -71,7 +73,7 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 		defer r.setWaiter(a.claim, nil)
 		r.waitSubscribed(ctx)
 		if err := ctx.Err(); err != nil { // nothing queued yet
-			return nil, a.failed(err)
+			return nil, a.wrap(err)
 		}
 	}
 	for {
@@ -85,8 +87,8 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 	}
 }
 
-// failed is the error of a call that ends with err.
-func (a *acquisition) failed(err error) error {
+// wrap prefixes err with the call's op and name.
+func (a *acquisition) wrap(err error) error {
 	return fmt.Errorf("redis lock: %s %q: %w", a.op, a.name, err)
 }
 
@@ -163,10 +165,10 @@ func (a *acquisition) settle(t tally) (lock.Lease, error) {
 	}
 	switch {
 	case t.failed > len(a.r.subs)-a.r.quorum:
-		return nil, a.failed(fmt.Errorf("%w: %d of %d primaries did not answer: %w",
+		return nil, a.wrap(fmt.Errorf("%w: %d of %d primaries did not answer: %w",
 			lock.ErrNoQuorum, t.failed, len(a.r.subs), errors.Join(t.errs...)))
 	case !t.split || a.tries == maxSplitTries:
-		return nil, a.failed(lock.ErrHeld)
+		return nil, a.wrap(lock.ErrHeld)
 	}
 	return nil, nil // nobody has the name, racers split it
 }
@@ -182,7 +184,7 @@ func (a *acquisition) backOff(t tally) error {
 	if !a.wait {
 		a.tries++
 		if err := leasecore.Sleep(a.ctx, rand.N(time.Duration(a.tries)*5*time.Millisecond)); err != nil {
-			return a.failed(err)
+			return a.wrap(err)
 		}
 		return nil
 	}
@@ -198,7 +200,7 @@ func (a *acquisition) backOff(t tally) error {
 	woken, err := pause(a.ctx, delay, a.r.stop, wake)
 	if err != nil {
 		a.withdrawAll()
-		return a.failed(err)
+		return a.wrap(err)
 	}
 	if woken {
 		a.bo.Reset()

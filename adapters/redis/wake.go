@@ -103,6 +103,14 @@ func (r *redlock) waitSubscribed(ctx context.Context) {
 	}
 }
 
+// setWaiter registers ch as the wake-up of claim with every primary's
+// instance (nil: unregisters).
+func (r *redlock) setWaiter(claim string, ch chan struct{}) {
+	for _, c := range r.subs {
+		c.setWaiter(claim, ch)
+	}
+}
+
 // pause waits d, or until a wake-up arrives on wake (nil: none); it ends
 // early with ctx's error when ctx ends and with lock.ErrClosed when stop
 // closes (Close began). woken reports a wake-up.
@@ -121,13 +129,5 @@ func pause(ctx context.Context, d time.Duration, stop, wake <-chan struct{}) (wo
 		return true, nil
 	case <-t.C:
 		return false, nil
-	}
-}
-
-// setWaiter registers ch as the wake-up of claim with every primary's
-// instance (nil: unregisters).
-func (r *redlock) setWaiter(claim string, ch chan struct{}) {
-	for _, c := range r.subs {
-		c.setWaiter(claim, ch)
 	}
 }
