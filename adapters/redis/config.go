@@ -125,3 +125,12 @@ func isHostPort(a string) bool {
 // driftMargin is how much earlier than the store a holder considers its
 // lease over: clocks run at slightly different rates and timers fire late.
 func driftMargin(ttl time.Duration) time.Duration { return ttl/50 + 2*time.Millisecond }
+
+// leaseTTL is the TTL of a lease in Redis: lock.WithTTL's for a TTL lease,
+// SessionTTL for a session lease.
+func (c Config) leaseTTL(o lock.Options) time.Duration {
+	if o.TTL > 0 {
+		return o.TTL
+	}
+	return c.SessionTTL
+}

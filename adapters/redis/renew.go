@@ -31,8 +31,8 @@ func (c *instance) renewAll() {
 	first := time.Now().Add(c.cfg.SessionTTL / 3)
 	for l := range c.leases {
 		leases = append(leases, l)
-		if l.ttl == 0 && l.deadline.Before(first) {
-			first = l.deadline
+		if at := l.dl.At(); l.ttl == 0 && at.Before(first) {
+			first = at
 		}
 	}
 	stale := c.stale
@@ -60,7 +60,7 @@ func (c *instance) renewAll() {
 			if l.ttl > 0 {
 				px = 0 // a TTL lease is only checked: gone early means lost
 			}
-			cmds[i] = renewScript.EvalSha(ctx, pipe, c.keys(l.name), epoch, fresh, c.wakePrefix, l.token, px)
+			cmds[i] = renewScript.EvalSha(ctx, pipe, c.keys(l.Name()), epoch, fresh, c.wakePrefix, l.Token(), px)
 		}
 		_, _ = pipe.Exec(ctx)
 		noScript := false
@@ -70,16 +70,16 @@ func (c *instance) renewAll() {
 			case goredis.HasErrorPrefix(err, "NOSCRIPT"):
 				noScript = true
 			case err != nil:
-				c.log.Debug("redis lock: renewal failed", "name", leases[i].name, "error", err)
+				c.log.Debug("redis lock: renewal failed", "name", leases[i].Name(), "error", err)
 			case len(v) == 0:
-				c.log.Warn("redis lock: renewal answered an empty array", "name", leases[i].name)
+				c.log.Warn("redis lock: renewal answered an empty array", "name", leases[i].Name())
 			case v[0] == "epoch" && len(v) > 1:
 				cur, _ := v[1].(string)
 				c.adoptEpoch(epochs[i], cur)
 			case leases[i].ttl > 0 && v[0] == "ok":
 			default:
 				if err := leases[i].settleRenewal(v, sent); err != nil {
-					c.log.Debug("redis lock: session lease lost at renewal", "name", leases[i].name, "error", err)
+					c.log.Debug("redis lock: session lease lost at renewal", "name", leases[i].Name(), "error", err)
 				}
 			}
 		}

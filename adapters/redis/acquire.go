@@ -1,0 +1,222 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quorumlock/quorumlock/internal/leasecore"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// attempt is the answer of one acquire script.
+type attempt struct {
+	granted bool
+	token   uint64
+	pttl    time.Duration // granted: the lease's TTL left; held: the holder's
+	held    bool          // a lease holds the name (else free, but a claim is ahead)
+	holder  string        // held: the holder's claim
+}
+
+// tryOnce runs acquireScript once for claim in mode m.
+func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, m mode) (attempt, error) {
+	px := c.cfg.leaseTTL(o)
+	// ARGV[4..9]: claim, owner, lease TTL, lease kind, mode, heartbeat TTL.
+	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), string(m), c.cfg.SessionTTL.Milliseconds())
+	if err != nil {
+		return attempt{}, err
+	}
+	if len(v) < 3 {
+		return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
+	}
+	n1, ok1 := v[1].(int64)
+	n2, ok2 := v[2].(int64)
+	switch v[0] {
+	case "granted":
+		if !ok1 || !ok2 || n1 <= 0 {
+			return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
+		}
+		return attempt{granted: true, token: uint64(n1), pttl: time.Duration(n2) * time.Millisecond}, nil
+	case "held":
+		a := attempt{held: true, pttl: time.Duration(n1) * time.Millisecond}
+		if len(v) > 3 {
+			a.holder, _ = v[3].(string)
+		}
+		return a, nil
+	case "queued":
+		return attempt{}, nil
+	}
+	return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
+}
+
+// Acquire implements lock.Locker: first come, first served.
+func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return c.acquire(ctx, "acquire", name, opts, c.queue)
+}
+
+// TryAcquire implements lock.Locker. It returns lock.ErrHeld also when the
+// name is momentarily free but another claim is queued ahead.
+func (c *instance) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return c.acquire(ctx, "try-acquire", name, opts, c.try)
+}
+
+// acquire is the common start of Acquire and TryAcquire (op names it in
+// errors): it opens the call and hands a new claim to how.
+func (c *instance) acquire(ctx context.Context, op, name string, opts []lock.Option,
+	how func(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error),
+) (lock.Lease, error) {
+	o, err := c.openAcquire(ctx, op, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer c.calls.Done()
+	return how(ctx, name, c.newClaim(), o)
+}
+
+// queue is Acquire's claim: it queues the claim and retries, on wake-ups
+// and on a backoff, until the claim is granted, ctx ends or Close begins.
+func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error) {
+	wake := make(chan struct{}, 1)
+	c.setWaiter(claim, wake)
+	defer c.setWaiter(claim, nil)
+
+	queued := false // whether a call may have queued the claim
+	bo := leasecore.Backoff{Min: minRetry, Max: c.retryCap}
+	for {
+		if !queued {
+			c.waitSubscribed(ctx)
+			if err := ctx.Err(); err != nil { // nothing queued yet
+				return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
+			}
+		}
+		sent := time.Now()
+		callCtx, cancel := c.detached(ctx)
+		res, err := c.tryOnce(callCtx, name, claim, o, modeWait)
+		cancel()
+		queued = true
+		switch {
+		case err == nil && res.granted:
+			lease, err := c.grant(ctx, name, claim, o, res, sent)
+			if err == nil {
+				return lease, nil
+			}
+			if !errors.Is(err, errLateGrant) {
+				return nil, err
+			}
+			c.log.Debug("redis lock: a grant answered too late was given back", "name", name)
+			bo.Reset()
+		case err != nil && !retryable(err):
+			c.withdraw(ctx, name, claim)
+			return nil, ctxErr(ctx, "acquire", name, err)
+		case err != nil:
+			c.log.Debug("redis lock: acquire attempt failed", "name", name, "error", err)
+		}
+
+		wait := bo.Next()
+		if err == nil && res.held && res.pttl > 0 {
+			wait = min(wait, res.pttl+time.Millisecond) // the holder's lease runs out then
+		}
+		woken, err := pause(ctx, wait, c.stop, wake)
+		if err != nil {
+			c.withdraw(ctx, name, claim)
+			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
+		}
+		if woken {
+			bo.Reset()
+		}
+	}
+}
+
+// withdraw removes claim from name's queue and releases a grant that raced
+// the withdrawal. Best effort: if Redis does not answer, the claim is pruned
+// by its heartbeat deadline and a raced grant expires.
+func (c *instance) withdraw(ctx context.Context, name, claim string) {
+	callCtx, cancel := c.detached(ctx)
+	defer cancel()
+	if _, err := c.run(callCtx, withdrawScript, name, claim); err != nil {
+		c.log.Warn("redis lock: withdrawing a claim failed; it will be pruned", "name", name, "claim", claim, "error", err)
+	}
+}
+
+// grant turns a granted attempt, sent at sent, into a lease; if Close has
+// begun, the grant is given back instead.
+func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options, a attempt, sent time.Time) (*lease, error) {
+	l := &lease{c: c, claim: claim, ttl: o.TTL, px: c.cfg.leaseTTL(o)}
+	deadline, err := c.firstDeadline(ctx, name, claim, a, l.px, sent)
+	if err != nil {
+		return nil, err
+	}
+	l.Init(name, a.token)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.withdraw(ctx, name, claim)
+		return nil, fmt.Errorf("redis lock: %q: %w", name, lock.ErrClosed)
+	}
+	l.dl.Start(deadline, l.onDeadline)
+	c.leases[l] = struct{}{}
+	c.mu.Unlock()
+	return l, nil
+}
+
+// firstDeadline returns the local deadline of a grant sent at sent whose
+// lease has TTL px in Redis. A grant whose answer took so long that less
+// than half its TTL is left locally (a store that just came back) is
+// renewed first, so that the caller does not get a lease that ends at
+// once; if that fails, it is given back and errLateGrant returned.
+func (c *instance) firstDeadline(ctx context.Context, name, claim string, a attempt, px time.Duration, sent time.Time) (time.Time, error) {
+	margin := driftMargin(px)
+	deadline := sent.Add(min(px, a.pttl) - margin)
+	for try := 0; time.Until(deadline) < px/2; try++ {
+		if try == 2 {
+			c.withdraw(ctx, name, claim)
+			return time.Time{}, errLateGrant
+		}
+		renewSent := time.Now()
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), px/2)
+		v, err := c.run(callCtx, renewScript, name, a.token, px.Milliseconds())
+		cancel()
+		switch {
+		case err != nil:
+		case v[0] == "ok":
+			deadline = renewSent.Add(px - margin)
+		default: // gone: it expired meanwhile
+			return time.Time{}, errLateGrant
+		}
+	}
+	return deadline, nil
+}
+
+// try is TryAcquire's claim: one acquire script that does not queue.
+func (c *instance) try(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error) {
+	sent := time.Now()
+	callCtx, cancel := c.detached(ctx)
+	res, err := c.tryOnce(callCtx, name, claim, o, modeTry)
+	cancel()
+	switch {
+	case err != nil:
+		if retryable(err) {
+			// The grant may have happened with its reply lost.
+			c.withdraw(ctx, name, claim)
+		}
+		return nil, ctxErr(ctx, "try-acquire", name, err)
+	case res.granted:
+		lease, err := c.grant(ctx, name, claim, o, res, sent)
+		if err != nil {
+			return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, err)
+		}
+		return lease, nil
+	}
+	return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, lock.ErrHeld)
+}
+
+// giveBack deletes the lease of claim if it holds name, keeping the claim's
+// place in the queue (Redlock: a vote won here but lost on the majority).
+func (c *instance) giveBack(ctx context.Context, name, claim string) {
+	callCtx, cancel := c.detached(ctx)
+	defer cancel()
+	if _, err := c.run(callCtx, givebackScript, name, claim); err != nil {
+		c.log.Debug("redis lock: giving back a grant failed; it will expire", "name", name, "claim", claim, "error", err)
+	}
+}

@@ -1,0 +1,78 @@
+package redis_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/adapters/redis"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// newLocker returns a Locker on addr with a short session TTL, closed when
+// the test ends.
+func newLocker(t *testing.T, addr string, sessionTTL time.Duration) *redis.Locker {
+	t.Helper()
+	l, err := redis.New(redis.Config{Addr: addr, SessionTTL: sessionTTL})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitDone waits for a lease to end and returns when it was seen ending.
+func waitDone(t *testing.T, lease lock.Lease, within time.Duration, what string) time.Time {
+	t.Helper()
+	select {
+	case <-lease.Done():
+		return time.Now()
+	case <-time.After(within):
+		t.Fatalf("%s: lease still held after %v", what, within)
+	}
+	panic("unreachable")
+}
+
+// acquireN takes and releases name n times, to move its fence counter on,
+// and returns the last token.
+func acquireN(t *testing.T, l lock.Locker, name string, n int) uint64 {
+	t.Helper()
+	var last uint64
+	for range n {
+		lease, err := l.Acquire(testCtx(t), name)
+		require.NoError(t, err)
+		last = lease.Token()
+		require.NoError(t, lease.Release(testCtx(t)))
+	}
+	return last
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitWaiters polls Inspect until name has n waiters.
+func waitWaiters(t *testing.T, l lock.Locker, name string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := l.Inspect(testCtx(t), name)
+		require.NoError(t, err)
+		if info.Waiters == n {
+			return
+		}
+		require.Falsef(t, time.Now().After(deadline), "Inspect(%q).Waiters = %d, want %d", name, info.Waiters, n)
+		<-time.After(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,262 @@
+package redis
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+const (
+	// opTimeout bounds script calls that must not be abandoned half-way
+	// (the Acquire path, withdrawals, Close's releases).
+	opTimeout = 5 * time.Second
+	// minRetry and maxRetry bound a waiter's fallback backoff (the cap is
+	// also at most SessionTTL/3, so that its heartbeat stays fresh).
+	minRetry = 20 * time.Millisecond
+	maxRetry = time.Second
+	// subscribeWait bounds how long an Acquire waits for the wake-up
+	// subscription before it queues (it falls back to backoff without it).
+	subscribeWait = time.Second
+)
+
+// instance is a lock.Locker on one Redis primary: the whole Locker in the
+// default mode, one of the N parts of a Redlock Locker.
+type instance struct {
+	gate // its mu guards the fields from epoch on
+
+	cfg        Config
+	rdb        goredis.UniversalClient
+	owned      bool // rdb was created by newInstance; Close closes it
+	id         string
+	log        *slog.Logger
+	epochKey   string
+	wakePrefix string
+	retryCap   time.Duration
+	opTimeout  time.Duration // bounds calls made on a detached context
+
+	bgCtx    context.Context    // cancelled by Close, for background calls
+	bgCancel context.CancelFunc //
+	bg       sync.WaitGroup     // the renewer and the subscriber
+	ps       *goredis.PubSub
+	subReady chan struct{} // closed once the wake-up channel is subscribed
+
+	epoch   string // "" until the first script answered
+	fresh   uint64 // numbers fresh epoch values
+	seq     uint64 // numbers claims
+	leases  map[*lease]struct{}
+	waiters map[string]chan struct{} // claim ID → wake-up
+	stale   []staleLease             // ended by their deadline; to delete in the store
+}
+
+// staleLease is a lease that ended by its local deadline and may still
+// exist in the store (a renewal delivered late can extend it there).
+type staleLease struct {
+	name  string
+	token uint64
+	tries int
+}
+
+var _ lock.Locker = (*instance)(nil)
+
+// newLockerID returns a random ID for a Locker: its claims are "ID/n" and
+// its wake-up channel is "<prefix>wake:ID".
+func newLockerID() string { return strings.ToLower(crand.Text()[:16]) }
+
+// newInstance returns a Locker on the primary of cfg.Addr or cfg.Client
+// (cfg validated, defaults applied). It starts the renewer and the
+// subscriber; it does not wait for the server.
+func newInstance(cfg Config, id string) *instance {
+	c := &instance{
+		cfg:        cfg,
+		rdb:        cfg.Client,
+		id:         id,
+		log:        cfg.Logger,
+		epochKey:   cfg.Prefix + "epoch",
+		wakePrefix: cfg.Prefix + "wake:",
+		retryCap:   min(maxRetry, cfg.SessionTTL/3),
+		opTimeout:  opTimeout,
+		gate:       gate{stop: make(chan struct{})},
+		subReady:   make(chan struct{}),
+		leases:     make(map[*lease]struct{}),
+		waiters:    make(map[string]chan struct{}),
+	}
+	if c.rdb == nil {
+		c.rdb = goredis.NewClient(&goredis.Options{
+			Addr:                     cfg.Addr,
+			ContextTimeoutEnabled:    true,
+			DisableIdentity:          true,
+			DialerRetries:            1, // our callers retry; a dead primary must fail fast (Redlock)
+			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		})
+		c.owned = true
+	}
+	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
+	c.ps = c.rdb.Subscribe(c.bgCtx) // no channel yet: no I/O
+	c.bg.Add(2)
+	go c.subscribeLoop()
+	go c.renewLoop()
+	return c
+}
+
+func (c *instance) keys(name string) []string {
+	p := c.cfg.Prefix
+	return []string{c.epochKey, p + "lease:" + name, p + "fence:" + name, p + "queue:" + name, p + "beats:" + name, p + "qseq:" + name}
+}
+
+func (c *instance) newClaim() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	return claimID(c.id, c.seq)
+}
+
+// epochArgs returns the epoch the Locker believes in and a fresh value to
+// store if the store has none.
+func (c *instance) epochArgs() (epoch, fresh string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fresh++
+	return c.epoch, c.id + "." + strconv.FormatUint(c.fresh, 10)
+}
+
+// run runs a script on name's keys and returns its answer. An epoch
+// mismatch is handled (adopted; a reset ends every lease) and the script is
+// run again.
+func (c *instance) run(ctx context.Context, s *goredis.Script, name string, args ...any) ([]any, error) {
+	for attempt := 0; ; attempt++ {
+		epoch, fresh := c.epochArgs()
+		argv := append([]any{epoch, fresh, c.wakePrefix}, args...)
+		v, err := s.Run(ctx, c.rdb, c.keys(name), argv...).Slice()
+		if err != nil {
+			return nil, err
+		}
+		if len(v) == 0 {
+			return nil, fmt.Errorf("%w: an empty array", ErrUnexpectedReply)
+		}
+		status, _ := v[0].(string)
+		if status != "epoch" {
+			return v, nil
+		}
+		if attempt == 2 || len(v) < 2 {
+			return nil, fmt.Errorf("%w: the epoch key keeps changing", ErrUnexpectedReply)
+		}
+		cur, _ := v[1].(string)
+		c.adoptEpoch(epoch, cur)
+	}
+}
+
+// adoptEpoch records the store's epoch cur, learnt by a call made with
+// epoch old. If the Locker had an epoch, the store lost its data: every
+// lease ends, since tokens may now repeat.
+func (c *instance) adoptEpoch(old, cur string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch != old || cur == "" {
+		return // already adopted by a concurrent call
+	}
+	c.epoch = cur
+	if old == "" {
+		return
+	}
+	c.log.Warn("redis lock: store reset detected, ending all leases", "leases", len(c.leases))
+	why := fmt.Errorf("%w: %w: the epoch key changed (Redis restarted without its data?); tokens may repeat", lock.ErrLost, ErrStoreReset)
+	for l := range c.leases {
+		l.end(why)
+	}
+}
+
+// detached returns a context for a call that must not be abandoned half-way
+// when ctx ends, bounded by c.opTimeout.
+func (c *instance) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), c.opTimeout)
+}
+
+// ctxErr returns err, wrapped with ctx's error if ctx has ended, so that
+// errors.Is(err, ctx.Err()) holds for errors caused by ctx.
+func ctxErr(ctx context.Context, op, name string, err error) error {
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("redis lock: %s %q: %w (%w)", op, name, ctx.Err(), err)
+	}
+	return fmt.Errorf("redis lock: %s %q: %w", op, name, err)
+}
+
+// retryable reports whether a failed script call may succeed if made again:
+// network errors and the server's transient states, not script errors.
+func retryable(err error) bool {
+	if errors.Is(err, goredis.ErrClosed) {
+		return false // the caller closed its go-redis client
+	}
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return true // network, timeout, pool
+	}
+	for _, p := range []string{"LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"} {
+		if goredis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Close implements lock.Locker: blocked calls return lock.ErrClosed (their
+// claims withdrawn), every lease ends with lock.ErrReleased and is deleted
+// in Redis, and the go-redis client is closed if New created it.
+func (c *instance) Close() error {
+	if !c.shut() {
+		return nil
+	}
+	c.bgCancel()
+	psErr := c.ps.Close()
+	c.bg.Wait()
+
+	c.mu.Lock()
+	leases := c.stale // ended by their deadline, maybe still in the store
+	for l := range c.leases {
+		leases = append(leases, staleLease{name: l.Name(), token: l.Token()})
+		l.end(fmt.Errorf("%w: its Locker was closed", lock.ErrReleased))
+	}
+	c.stale = nil
+	c.mu.Unlock()
+
+	var errs []error
+	if len(leases) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), c.opTimeout)
+		errs = append(errs, c.releaseAll(ctx, leases))
+		cancel()
+	}
+	if psErr != nil && !errors.Is(psErr, goredis.ErrClosed) {
+		errs = append(errs, psErr)
+	}
+	if c.owned {
+		errs = append(errs, c.rdb.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("redis lock: close: %w", err)
+	}
+	return nil
+}
+
+// releaseAll deletes leases in Redis in one pipeline (Close).
+func (c *instance) releaseAll(ctx context.Context, leases []staleLease) error {
+	if err := releaseScript.Load(ctx, c.rdb).Err(); err != nil {
+		return err
+	}
+	pipe := c.rdb.Pipeline()
+	for _, l := range leases {
+		epoch, fresh := c.epochArgs()
+		releaseScript.EvalSha(ctx, pipe, c.keys(l.name), epoch, fresh, c.wakePrefix, l.token)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}

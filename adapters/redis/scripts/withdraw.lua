@@ -1,0 +1,27 @@
+-- withdraw.lua removes claim ARGV[4] from the queue and deletes the lease
+-- if that claim holds it (a grant that raced a cancellation), then wakes
+-- the head waiter.
+--
+-- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
+-- KEYS[6] qseq   (every script's keys: see prelude.lua)
+-- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
+--                (every script's first arguments: see prelude.lua)
+-- ARGV[4] claim ID
+--
+-- Returns {'ok', released}, released 1 if the claim's lease was deleted,
+-- else 0.
+
+local e = check_epoch()
+if e then return {'epoch', e} end
+local claim = ARGV[4]
+redis.call('ZREM', KEYS[4], claim)
+redis.call('ZREM', KEYS[5], claim)
+local released = 0
+if redis.call('HGET', KEYS[2], 'claim') == claim then
+  redis.call('DEL', KEYS[2])
+  released = 1
+end
+prune(now_ms())
+wake()
+tidy()
+return {'ok', released}
