@@ -25,7 +25,7 @@ const acceptLookup = 2 * time.Second
 // once. Node indexes are 0..n-1; an address or remote it cannot map to a
 // node (index -1) is never cut.
 type faultNet struct {
-	n int
+	n int // nodes registered (1 + the greatest index)
 
 	mu      sync.Mutex
 	addrs   map[string]int // listen address -> node
@@ -40,9 +40,8 @@ type faultNet struct {
 	paused map[int]chan struct{} // node -> closed on resume
 }
 
-func newFaultNet(n int) *faultNet {
+func newFaultNet() *faultNet {
 	return &faultNet{
-		n:       n,
 		addrs:   map[string]int{},
 		dialled: map[string]int{},
 		cut:     map[[2]int]bool{},
@@ -157,25 +156,6 @@ func (f *faultNet) blockedLocked(a, b int) bool {
 	return f.cut[pair(a, b)]
 }
 
-// register tells the fault layer that node i listens on addr.
-func (f *faultNet) register(i int, addr string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.addrs[addr] = i
-}
-
-// addrOf is node i's registered listen address.
-func (f *faultNet) addrOf(i int) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for a, j := range f.addrs {
-		if j == i {
-			return a
-		}
-	}
-	return ""
-}
-
 // cutLocked cuts a-b and returns the connections across it. f.mu held.
 func (f *faultNet) cutLocked(a, b int) []*faultConn {
 	if a == b {
@@ -197,7 +177,7 @@ func closeAll(cs []*faultConn) {
 	}
 }
 
-// cut cuts the link between nodes a and b, both directions.
+// cutLink cuts the link between nodes a and b, both directions.
 func (f *faultNet) cutLink(a, b int) {
 	f.mu.Lock()
 	drop := f.cutLocked(a, b)
@@ -205,8 +185,8 @@ func (f *faultNet) cutLink(a, b int) {
 	closeAll(drop)
 }
 
-// isolate cuts node i from every other node.
-func (f *faultNet) isolate(i int) {
+// Isolate cuts node i from every other node.
+func (f *faultNet) Isolate(i int) {
 	f.mu.Lock()
 	var drop []*faultConn
 	for j := range f.n {
@@ -219,6 +199,7 @@ func (f *faultNet) isolate(i int) {
 // partition cuts every link between nodes of different groups; a node in
 // no group is cut from all others. Links already cut stay cut.
 func (f *faultNet) partition(groups ...[]int) {
+	f.mu.Lock()
 	group := make([]int, f.n)
 	for i := range group {
 		group[i] = -1 - i // alone
@@ -228,7 +209,6 @@ func (f *faultNet) partition(groups ...[]int) {
 			group[i] = g
 		}
 	}
-	f.mu.Lock()
 	var drop []*faultConn
 	for a := range f.n {
 		for b := a + 1; b < f.n; b++ {
@@ -241,8 +221,8 @@ func (f *faultNet) partition(groups ...[]int) {
 	closeAll(drop)
 }
 
-// reconnect heals every cut link of node i.
-func (f *faultNet) reconnect(i int) {
+// Reconnect heals every cut link of node i.
+func (f *faultNet) Reconnect(i int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for p := range f.cut {
@@ -288,8 +268,8 @@ func (f *faultNet) untrack(c *faultConn) {
 	delete(f.conns, c)
 }
 
-// dialer returns node from's Dial.
-func (f *faultNet) dialer(from int) func(ctx context.Context, addr string) (net.Conn, error) {
+// Dialer returns node from's Dial.
+func (f *faultNet) Dialer(from int) func(ctx context.Context, addr string) (net.Conn, error) {
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		f.mu.Lock()
 		to, ok := f.addrs[addr]
@@ -320,8 +300,13 @@ func (f *faultNet) dialer(from int) func(ctx context.Context, addr string) (net.
 	}
 }
 
-// listener wraps node to's listener ln.
-func (f *faultNet) listener(to int, ln net.Listener) net.Listener {
+// Listener wraps node to's listener ln, and registers its address: the
+// fault layer learns every node, also one added later, this way.
+func (f *faultNet) Listener(to int, ln net.Listener) net.Listener {
+	f.mu.Lock()
+	f.addrs[ln.Addr().String()] = to
+	f.n = max(f.n, to+1)
+	f.mu.Unlock()
 	return &faultListener{Listener: ln, f: f, to: to, closed: make(chan struct{})}
 }
 

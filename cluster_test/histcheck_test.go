@@ -83,7 +83,7 @@ func newWorkload(c *cluster) *workload {
 		c:       c,
 		rec:     rec,
 		fence:   history.NewFence(rec, history.FenceConfig{}),
-		holding: make([]atomic.Int32, c.size()),
+		holding: make([]atomic.Int32, c.Size()),
 	}
 }
 
@@ -108,7 +108,7 @@ func (wl *workload) write(ctx context.Context, fence *history.Fence, w int, leas
 func (wl *workload) worker(ctx context.Context, w, i int, name string, rng *rand.Rand) {
 	for ctx.Err() == nil {
 		nctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		l, err := wl.c.newLocker(nctx, i)
+		l, err := wl.c.NewLocker(nctx, i)
 		cancel()
 		if err != nil {
 			sleep(ctx, 50*time.Millisecond)
@@ -266,7 +266,7 @@ func (wl *workload) start(workers int, names []string, seed int64) (stop func())
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			wl.worker(ctx, w, w%wl.c.size(), names[w%len(names)], rand.New(rand.NewPCG(uint64(seed), uint64(w+1))))
+			wl.worker(ctx, w, w%wl.c.Size(), names[w%len(names)], rand.New(rand.NewPCG(uint64(seed), uint64(w+1))))
 		})
 	}
 	return sync.OnceFunc(func() {

@@ -82,20 +82,20 @@ func testLeaderKill(t *testing.T, size int) {
 	kills := 0
 	for kills < 2 || time.Now().Before(end) {
 		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
-		li := c.leader()
+		li := c.Leader()
 		at := time.Now()
 		kmu.Lock()
 		killedAt = at
 		kmu.Unlock()
-		c.kill(li)
+		c.Kill(li)
 		kills++
 		t.Logf("killed leader n%d", li+1)
-		if n := c.node((li + 1) % size); n != nil {
+		if n := c.Node((li + 1) % size); n != nil {
 			probes.Go(func() { probe(at, n, fmt.Sprintf("free-%d", kills)) })
 		}
 		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 		start := time.Now()
-		c.restart(li)
+		c.Restart(li)
 		t.Logf("restarted n%d (waited %v)", li+1, time.Since(start).Round(time.Millisecond))
 	}
 	probes.Wait()

@@ -33,7 +33,6 @@ func TestMembershipUnderLoad(t *testing.T) {
 	}
 	t.Logf("seed %d (rerun with -seed=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	joinDir := t.TempDir() // before newCluster: removed after the nodes stopped
 	began := time.Now()
 	c := newCluster(t, 3)
 	defer func() { t.Logf("test body took %v (cluster Close follows)", time.Since(began).Round(time.Millisecond)) }()
@@ -63,14 +62,14 @@ func TestMembershipUnderLoad(t *testing.T) {
 			name := names[w%len(names)]
 			pick := w
 			for ctx.Err() == nil {
-				live := c.live()
+				live := c.Live()
 				i := live[pick%len(live)]
 				pick++
 				nctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				l, err := c.newLocker(nctx, i)
+				l, err := c.NewLocker(nctx, i)
 				cancel()
 				if err != nil {
-					if ctx.Err() == nil && c.node(i) != nil && !errors.Is(err, context.DeadlineExceeded) {
+					if ctx.Err() == nil && c.Node(i) != nil && !errors.Is(err, context.DeadlineExceeded) {
 						fail("worker %d: NewLocker on n%d: %v", w, i+1, err)
 					}
 					sleep(ctx, 20*time.Millisecond)
@@ -90,7 +89,7 @@ func TestMembershipUnderLoad(t *testing.T) {
 						case errors.Is(err, context.DeadlineExceeded):
 							timeouts.Add(1)
 							continue
-						case c.node(i) == nil && (errors.Is(err, lock.ErrClosed) || errors.Is(err, lock.ErrLost)):
+						case c.Node(i) == nil && (errors.Is(err, lock.ErrClosed) || errors.Is(err, lock.ErrLost)):
 						default:
 							fail("worker %d: Acquire %q on n%d: %v", w, name, i+1, err)
 						}
@@ -111,7 +110,7 @@ func TestMembershipUnderLoad(t *testing.T) {
 					rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 					err = rec.Release(rctx, w, lease)
 					cancel()
-					if err != nil && ctx.Err() == nil && c.node(i) != nil {
+					if err != nil && ctx.Err() == nil && c.Node(i) != nil {
 						fail("worker %d: Release %q token %d on n%d: %v", w, name, lease.Token(), i+1, err)
 					}
 				}
@@ -127,16 +126,16 @@ func TestMembershipUnderLoad(t *testing.T) {
 	// Membership changes run on the test goroutine (they may Fatal).
 	time.Sleep(time.Second)
 	start := time.Now()
-	j, err := c.addNode(joinDir, rng.IntN(3))
+	j, err := c.Add(rng.IntN(3))
 	require.NoError(t, err)
 	t.Logf("n%d joined in %v", j+1, time.Since(start).Round(time.Millisecond))
-	c.waitMembers(4)
+	c.WaitMembers(4)
 	t.Logf("join -> all see 4 members: %v", time.Since(start).Round(time.Millisecond))
 
 	time.Sleep(time.Second)
-	li := c.leader()
+	li := c.Leader()
 	var followers []int
-	for _, i := range c.live() {
+	for _, i := range c.Live() {
 		if i != li {
 			followers = append(followers, i)
 		}
@@ -144,14 +143,14 @@ func TestMembershipUnderLoad(t *testing.T) {
 	f := followers[rng.IntN(len(followers))]
 	start = time.Now()
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	require.NoError(t, c.node(li).RemoveServer(rctx, fmt.Sprintf("n%d", f+1)))
+	require.NoError(t, c.Node(li).RemoveServer(rctx, fmt.Sprintf("n%d", f+1)))
 	cancel()
 	t.Logf("removed n%d (leader n%d) in %v", f+1, li+1, time.Since(start).Round(time.Millisecond))
-	c.kill(f)
-	c.waitMembers(3)
+	c.Kill(f)
+	c.WaitMembers(3)
 	reconfigured := time.Now()
 	t.Logf("remove -> all see 3 members: %v", reconfigured.Sub(start).Round(time.Millisecond))
-	members, err := c.node(c.leader()).Members()
+	members, err := c.Node(c.Leader()).Members()
 	require.NoError(t, err)
 	for _, m := range members {
 		assert.NotEqual(t, fmt.Sprintf("n%d", f+1), m.ID)

@@ -24,7 +24,7 @@ func TestRandomPartitions(t *testing.T) {
 	splits, holderSplits := 0, 0
 	for time.Now().Before(end) {
 		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
-		minority, why := rng.IntN(c.size()), "random"
+		minority, why := rng.IntN(c.Size()), "random"
 		if rng.IntN(2) == 0 {
 			if h := holderNode(s.wl, 300*time.Millisecond); h >= 0 {
 				minority, why = h, "holder's node"
@@ -32,7 +32,7 @@ func TestRandomPartitions(t *testing.T) {
 			}
 		}
 		var majority []int
-		for i := range c.size() {
+		for i := range c.Size() {
 			if i != minority {
 				majority = append(majority, i)
 			}
@@ -53,7 +53,7 @@ func TestRandomPartitions(t *testing.T) {
 func holderNode(wl *workload, d time.Duration) int {
 	deadline := time.Now().Add(d)
 	for {
-		for i := range wl.c.size() {
+		for i := range wl.c.Size() {
 			if wl.holds(i) > 0 {
 				return i
 			}

@@ -29,7 +29,7 @@ func TestPausedHolder(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
 			c := newCluster(t, 3)
-			li := c.leader()
+			li := c.Leader()
 			h := (li + 1) % 3
 			if where == "leader" {
 				h = li
@@ -40,9 +40,9 @@ func TestPausedHolder(t *testing.T) {
 			}
 			rec := history.NewRecorder()
 			fence := history.NewFence(rec, history.FenceConfig{})
-			holderL, err := c.newLocker(ctx, h)
+			holderL, err := c.NewLocker(ctx, h)
 			require.NoError(t, err)
-			waiterL, err := c.newLocker(ctx, w)
+			waiterL, err := c.NewLocker(ctx, w)
 			require.NoError(t, err)
 
 			held, err := rec.Acquire(ctx, 0, holderL, "p")
@@ -60,7 +60,7 @@ func TestPausedHolder(t *testing.T) {
 				got <- grant{l, err, held.Err()}
 			}()
 			require.Eventually(t, func() bool {
-				info, err := c.node(w).Inspect(ctx, "p")
+				info, err := c.Node(w).Inspect(ctx, "p")
 				return err == nil && info.Waiters == 1
 			}, 10*time.Second, 5*time.Millisecond, "waiter queued")
 
@@ -105,7 +105,7 @@ func TestPausedHolder(t *testing.T) {
 				next <- grant{lease: l, err: err}
 			}()
 			require.Eventually(t, func() bool {
-				info, err := c.node(w).Inspect(ctx, "p")
+				info, err := c.Node(w).Inspect(ctx, "p")
 				return err == nil && info.Waiters == 1
 			}, 30*time.Second, 10*time.Millisecond, "the resumed holder queues again")
 			require.NoError(t, rec.Release(ctx, 1, g.lease))
@@ -133,7 +133,7 @@ func TestFlakyLinks(t *testing.T) {
 	faults := 0
 	for time.Now().Before(end) {
 		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
-		i := rng.IntN(c.size())
+		i := rng.IntN(c.Size())
 		var what []string
 		switch rng.IntN(3) {
 		case 0:

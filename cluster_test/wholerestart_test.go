@@ -27,11 +27,11 @@ func TestWholeClusterRestart(t *testing.T) {
 	c := newCluster(t, 3)
 	defer func() { t.Logf("test body took %v (cluster Close follows)", time.Since(began).Round(time.Millisecond)) }()
 
-	la, err := c.newLocker(ctx, 0)
+	la, err := c.NewLocker(ctx, 0)
 	require.NoError(t, err)
 	a, err := la.Acquire(ctx, "a", lock.WithTTL(time.Hour), lock.WithOwner("ttl-holder"))
 	require.NoError(t, err)
-	lb, err := c.newLocker(ctx, 1)
+	lb, err := c.NewLocker(ctx, 1)
 	require.NoError(t, err)
 	b, err := lb.Acquire(ctx, "b", lock.WithOwner("session-holder"))
 	require.NoError(t, err)
@@ -48,7 +48,7 @@ func TestWholeClusterRestart(t *testing.T) {
 	}{{"a", 1}, {"a", 2}, {"b", 0}, {"b", 2}}
 	results := make(chan waitResult, len(waits))
 	for _, w := range waits {
-		l, err := c.newLocker(ctx, w.node)
+		l, err := c.NewLocker(ctx, w.node)
 		require.NoError(t, err)
 		go func() {
 			lease, err := l.Acquire(ctx, w.name)
@@ -62,7 +62,7 @@ func TestWholeClusterRestart(t *testing.T) {
 	require.Eventually(t, func() bool {
 		before = map[string]lock.Info{}
 		for _, name := range []string{"a", "b"} {
-			info, err := c.node(2).Inspect(ctx, name)
+			info, err := c.Node(2).Inspect(ctx, name)
 			if err != nil || info.Waiters != 2 {
 				return false
 			}
@@ -76,11 +76,11 @@ func TestWholeClusterRestart(t *testing.T) {
 
 	// The whole cluster dies at one instant: cut every link, then abort.
 	killed := time.Now()
-	for i := range c.size() {
-		c.net.isolate(i)
+	for i := range c.Size() {
+		c.net.Isolate(i)
 	}
-	for i := range c.size() {
-		c.kill(i)
+	for i := range c.Size() {
+		c.Kill(i)
 	}
 	t.Logf("killed all nodes in %v", time.Since(killed).Round(time.Millisecond))
 	for range waits {
@@ -97,7 +97,7 @@ func TestWholeClusterRestart(t *testing.T) {
 	assert.Error(t, b.Err(), "the session lease's local handle ends with its node")
 
 	start := time.Now()
-	took, err := c.restartAll()
+	took, err := c.RestartAll()
 	require.NoError(t, err)
 	restarted := time.Now()
 	t.Logf("restarted all nodes in %v (New per node: %v)", restarted.Sub(start).Round(time.Millisecond), took)
@@ -105,7 +105,7 @@ func TestWholeClusterRestart(t *testing.T) {
 	// Right after the restart (well within one session TTL of the new
 	// leader's election), state is as it was.
 	for _, name := range []string{"a", "b"} {
-		info, err := c.node(0).Inspect(ctx, name)
+		info, err := c.Node(0).Inspect(ctx, name)
 		require.NoError(t, err)
 		t.Logf("after restart (+%v): %+v", time.Since(restarted).Round(time.Millisecond), info)
 		assert.True(t, info.Held, "%q held after restart", name)
@@ -120,8 +120,8 @@ func TestWholeClusterRestart(t *testing.T) {
 	var infoA, infoB lock.Info
 	require.Eventually(t, func() bool {
 		var errA, errB error
-		infoA, errA = c.node(1).Inspect(ctx, "a")
-		infoB, errB = c.node(1).Inspect(ctx, "b")
+		infoA, errA = c.Node(1).Inspect(ctx, "a")
+		infoB, errB = c.Node(1).Inspect(ctx, "b")
 		return errA == nil && errB == nil && !infoB.Held && infoB.Waiters == 0 && infoA.Waiters == 0
 	}, 6*sessionTTL, 20*time.Millisecond, "dead sessions expire after restart")
 	t.Logf("restart -> dead sessions expired: %v; a=%+v b=%+v", time.Since(restarted).Round(time.Millisecond), infoA, infoB)
@@ -131,13 +131,13 @@ func TestWholeClusterRestart(t *testing.T) {
 
 	// The token counter survived: a new name gets a larger token than any
 	// earlier grant.
-	fresh, err := c.node(2).Acquire(ctx, "fresh")
+	fresh, err := c.Node(2).Acquire(ctx, "fresh")
 	require.NoError(t, err)
 	t.Logf("fresh token %d (a %d, b %d)", fresh.Token(), a.Token(), b.Token())
 	assert.Greater(t, fresh.Token(), max(a.Token(), b.Token()))
 	require.NoError(t, fresh.Release(ctx))
 	// And "b" is grantable again, with a larger token still.
-	nb, err := c.node(0).Acquire(ctx, "b")
+	nb, err := c.Node(0).Acquire(ctx, "b")
 	require.NoError(t, err)
 	assert.Greater(t, nb.Token(), fresh.Token())
 	require.NoError(t, nb.Release(ctx))
