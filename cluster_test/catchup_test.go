@@ -34,13 +34,14 @@ func TestLaggingFollowerSnapshot(t *testing.T) {
 	end := time.Now().Add(soak(t))
 	cuts, installs := 0, uint64(0)
 	for time.Now().Before(end) {
-		time.Sleep(time.Duration(500+rng.IntN(1000)) * time.Millisecond)
+		// The nemesis's pace, not a wait for state: load runs between cuts.
+		sleep(t.Context(), time.Duration(500+rng.IntN(1000))*time.Millisecond)
 		li := c.Leader()
 		f := (li + 1 + rng.IntN(2)) % 3
 		before := c.Node(f).Stats()
 		c.net.Isolate(f)
 		cuts++
-		time.Sleep(time.Duration(1500+rng.IntN(1500)) * time.Millisecond)
+		sleep(t.Context(), time.Duration(1500+rng.IntN(1500))*time.Millisecond) // the cut lasts: the leader compacts past f
 		c.net.heal()
 		caught := c.WaitCaughtUp(f, 30*time.Second)
 		got := caught.SnapshotRestores - before.SnapshotRestores

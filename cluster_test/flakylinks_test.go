@@ -20,7 +20,8 @@ func TestFlakyLinks(t *testing.T) {
 	end := time.Now().Add(soak(t))
 	faults := 0
 	for time.Now().Before(end) {
-		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
+		// The nemesis's pace, not a wait for state: load runs between faults.
+		sleep(t.Context(), time.Duration(1000+rng.IntN(1000))*time.Millisecond)
 		i := rng.IntN(c.Size())
 		var what []string
 		switch rng.IntN(3) {
@@ -42,7 +43,7 @@ func TestFlakyLinks(t *testing.T) {
 		faults++
 		hold := time.Duration(1000+rng.IntN(1000)) * time.Millisecond
 		t.Logf("n%d: %v for %v", i+1, what, hold)
-		time.Sleep(hold)
+		sleep(t.Context(), hold) // the fault lasts
 		c.net.calm()
 	}
 	s.finish(t, "the links calmed", fmt.Sprintf("faults %d", faults))

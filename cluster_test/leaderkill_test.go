@@ -63,7 +63,8 @@ func testLeaderKill(t *testing.T, size int) {
 	end := time.Now().Add(soak(t))
 	kills := 0
 	for kills < 2 || time.Now().Before(end) {
-		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
+		// The nemesis's pace, not a wait for state: load runs between kills.
+		sleep(t.Context(), time.Duration(1000+rng.IntN(2000))*time.Millisecond)
 		li := c.Leader()
 		at := time.Now()
 		kmu.Lock()
@@ -75,7 +76,7 @@ func testLeaderKill(t *testing.T, size int) {
 		if n := c.Node((li + 1) % size); n != nil {
 			probes.Go(func() { probe(at, n, fmt.Sprintf("free-%d", kills)) })
 		}
-		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
+		sleep(t.Context(), time.Duration(200+rng.IntN(800))*time.Millisecond) // the node stays dead a while
 		start := time.Now()
 		c.Restart(li)
 		t.Logf("restarted n%d (waited %v)", li+1, time.Since(start).Round(time.Millisecond))

@@ -20,7 +20,8 @@ func TestLeaderTransferUnderLoad(t *testing.T) {
 	end := time.Now().Add(soak(t))
 	transfers := 0
 	for time.Now().Before(end) {
-		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
+		// The nemesis's pace, not a wait for state: load runs between transfers.
+		sleep(t.Context(), time.Duration(1000+rng.IntN(1000))*time.Millisecond)
 		li := c.Leader()
 		start := time.Now()
 		c.Close(li)

@@ -23,7 +23,8 @@ func TestRandomPartitions(t *testing.T) {
 	end := time.Now().Add(soak(t))
 	splits, holderSplits := 0, 0
 	for time.Now().Before(end) {
-		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
+		// The nemesis's pace, not a wait for state: load runs between splits.
+		sleep(t.Context(), time.Duration(1000+rng.IntN(1000))*time.Millisecond)
 		minority, why := rng.IntN(c.Size()), "random"
 		if rng.IntN(2) == 0 {
 			if h := holderNode(s.wl, 300*time.Millisecond); h >= 0 {
@@ -41,7 +42,7 @@ func TestRandomPartitions(t *testing.T) {
 		c.net.partition([]int{minority}, majority)
 		splits++
 		t.Logf("partition %s | %s (%s) for %v", nodeList([]int{minority}), nodeList(majority), why, d)
-		time.Sleep(d)
+		sleep(t.Context(), d) // the split lasts
 		c.net.heal()
 	}
 	c.net.heal()
@@ -61,7 +62,7 @@ func holderNode(wl *workload, d time.Duration) int {
 		if time.Now().After(deadline) {
 			return -1
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // poll, bounded by the deadline above
 	}
 }
 

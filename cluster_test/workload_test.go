@@ -98,7 +98,7 @@ func (wl *workload) iterate(ctx context.Context, w, i int, l lock.Locker, name s
 	wl.holding[i].Add(1)
 	if rec.Observe(w, lease) {
 		wl.write(ctx, fence, w, lease)
-		time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
+		sleep(ctx, time.Duration(rng.IntN(5))*time.Millisecond) // hold the lease a moment: the critical section
 		if rec.Observe(w, lease) {
 			wl.write(ctx, fence, w, lease)
 		}
