@@ -31,11 +31,8 @@ func TestLaggingFollowerSnapshot(t *testing.T) {
 	s := startScenario(t, 3, 16, []string{"a", "b", "c"}, nil, smallLog)
 	rng, c := s.rng, s.c
 
-	end := time.Now().Add(soak(t))
 	cuts, installs := 0, uint64(0)
-	for time.Now().Before(end) {
-		// The nemesis's pace, not a wait for state: load runs between cuts.
-		sleep(t.Context(), time.Duration(500+rng.IntN(1000))*time.Millisecond)
+	s.paced(t, 500*time.Millisecond, time.Second, func() {
 		li := c.Leader()
 		f := (li + 1 + rng.IntN(2)) % 3
 		before := c.Node(f).Stats()
@@ -47,7 +44,7 @@ func TestLaggingFollowerSnapshot(t *testing.T) {
 		got := caught.SnapshotRestores - before.SnapshotRestores
 		installs += got
 		t.Logf("cut n%d at applied %d; healed, caught up to %d with %d snapshot installs", f+1, before.AppliedIndex, caught.AppliedIndex, got)
-	}
+	})
 	assert.NotZero(t, installs, "no follower caught up from a snapshot: the scenario did not test what it is for")
 	s.finish(t, "the last heal", fmt.Sprintf("cuts %d, snapshot installs %d", cuts, installs))
 }

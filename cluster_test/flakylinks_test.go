@@ -17,11 +17,8 @@ func TestFlakyLinks(t *testing.T) {
 	s := startScenario(t, 3, 16, []string{"a", "b"}, nil)
 	rng, c := s.rng, s.c
 
-	end := time.Now().Add(soak(t))
 	faults := 0
-	for time.Now().Before(end) {
-		// The nemesis's pace, not a wait for state: load runs between faults.
-		sleep(t.Context(), time.Duration(1000+rng.IntN(1000))*time.Millisecond)
+	s.paced(t, time.Second, time.Second, func() {
 		i := rng.IntN(c.Size())
 		var what []string
 		switch rng.IntN(3) {
@@ -45,7 +42,7 @@ func TestFlakyLinks(t *testing.T) {
 		t.Logf("n%d: %v for %v", i+1, what, hold)
 		sleep(t.Context(), hold) // the fault lasts
 		c.net.calm()
-	}
+	})
 	s.finish(t, "the links calmed", fmt.Sprintf("faults %d", faults))
 }
 

@@ -15,13 +15,10 @@ import (
 func TestLeaderTransferUnderLoad(t *testing.T) {
 	t.Parallel()
 	s := startScenario(t, 3, 16, []string{"a", "b"}, nil)
-	rng, c := s.rng, s.c
+	c := s.c
 
-	end := time.Now().Add(soak(t))
 	transfers := 0
-	for time.Now().Before(end) {
-		// The nemesis's pace, not a wait for state: load runs between transfers.
-		sleep(t.Context(), time.Duration(1000+rng.IntN(1000))*time.Millisecond)
+	s.paced(t, time.Second, time.Second, func() {
 		li := c.Leader()
 		start := time.Now()
 		c.Close(li)
@@ -29,6 +26,6 @@ func TestLeaderTransferUnderLoad(t *testing.T) {
 		t.Logf("closed leader n%d in %v; n%d leads", li+1, time.Since(start).Round(time.Millisecond), next+1)
 		transfers++
 		c.Restart(li)
-	}
+	})
 	s.finish(t, "the nemesis stopped", fmt.Sprintf("transfers %d", transfers))
 }

@@ -20,11 +20,8 @@ func TestRandomPartitions(t *testing.T) {
 	s := startScenario(t, 3, 6, []string{"a", "b"}, nil)
 	rng, c := s.rng, s.c
 
-	end := time.Now().Add(soak(t))
 	splits, holderSplits := 0, 0
-	for time.Now().Before(end) {
-		// The nemesis's pace, not a wait for state: load runs between splits.
-		sleep(t.Context(), time.Duration(1000+rng.IntN(1000))*time.Millisecond)
+	s.paced(t, time.Second, time.Second, func() {
 		minority, why := rng.IntN(c.Size()), "random"
 		if rng.IntN(2) == 0 {
 			if h := holderNode(s.wl, 300*time.Millisecond); h >= 0 {
@@ -44,7 +41,7 @@ func TestRandomPartitions(t *testing.T) {
 		t.Logf("partition %s | %s (%s) for %v", nodeList([]int{minority}), nodeList(majority), why, d)
 		sleep(t.Context(), d) // the split lasts
 		c.net.heal()
-	}
+	})
 	c.net.heal()
 	s.finish(t, "the final heal", fmt.Sprintf("%d partitions (%d of a holder's node)", splits, holderSplits))
 }

@@ -161,6 +161,17 @@ func (s *scenario) finish(t *testing.T, after, summary string) {
 	s.rounds.finish(t)
 }
 
+// paced runs step until the soak (soak(t)) is over, each time after a
+// pause of lo plus up to spread (whole milliseconds drawn from s.rng): the
+// nemesis's pace, not a wait for state; the workers' load runs meanwhile.
+func (s *scenario) paced(t *testing.T, lo, spread time.Duration, step func()) {
+	end := time.Now().Add(soak(t))
+	for time.Now().Before(end) {
+		sleep(t.Context(), lo+time.Duration(s.rng.IntN(int(spread.Milliseconds())))*time.Millisecond)
+		step()
+	}
+}
+
 // soak is how long a nemesis runs: QUORUMLOCK_SOAK (a duration), else 4 s,
 // which keeps the package (scenarios in parallel) under a minute for CI;
 // the pass counts in README.md come from many such short runs with
