@@ -86,6 +86,13 @@ func Start(t *testing.T, opts Options) *Cluster {
 	t.Cleanup(c.closeAll)
 	cfgs := make([]node.Config, opts.Size)
 	lns := make([]net.Listener, opts.Size)
+	defer func() { // after a failed start, close the listeners no node owns
+		for i, ln := range lns {
+			if ln != nil && c.Node(i) == nil {
+				_ = ln.Close()
+			}
+		}
+	}()
 	for i := range opts.Size {
 		_, cfg, err := c.newSlot()
 		require.NoError(t, err)
