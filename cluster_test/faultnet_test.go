@@ -1,22 +1,10 @@
 package clustertest
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"time"
 )
-
-// errCut is returned by a dial across a cut.
-var errCut = errors.New("faultnet: link cut")
-
-// acceptLookup bounds how long an accepted connection waits for its dialler
-// to record the connection's local address (the dial returns to the dialler
-// at about the moment the listener accepts).
-const acceptLookup = 2 * time.Second
 
 // faultNet sits between the nodes of a cluster: it wraps every node's
 // Listener and Dial, tracks each connection with its (from, to) node pair,
@@ -25,7 +13,7 @@ const acceptLookup = 2 * time.Second
 // once. Node indexes are 0..n-1; an address or remote it cannot map to a
 // node (index -1) is never cut.
 type faultNet struct {
-	n int
+	n int // nodes registered (1 + the greatest index)
 
 	mu      sync.Mutex
 	addrs   map[string]int // listen address -> node
@@ -40,9 +28,8 @@ type faultNet struct {
 	paused map[int]chan struct{} // node -> closed on resume
 }
 
-func newFaultNet(n int) *faultNet {
+func newFaultNet() *faultNet {
 	return &faultNet{
-		n:       n,
 		addrs:   map[string]int{},
 		dialled: map[string]int{},
 		cut:     map[[2]int]bool{},
@@ -157,25 +144,6 @@ func (f *faultNet) blockedLocked(a, b int) bool {
 	return f.cut[pair(a, b)]
 }
 
-// register tells the fault layer that node i listens on addr.
-func (f *faultNet) register(i int, addr string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.addrs[addr] = i
-}
-
-// addrOf is node i's registered listen address.
-func (f *faultNet) addrOf(i int) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for a, j := range f.addrs {
-		if j == i {
-			return a
-		}
-	}
-	return ""
-}
-
 // cutLocked cuts a-b and returns the connections across it. f.mu held.
 func (f *faultNet) cutLocked(a, b int) []*faultConn {
 	if a == b {
@@ -197,7 +165,7 @@ func closeAll(cs []*faultConn) {
 	}
 }
 
-// cut cuts the link between nodes a and b, both directions.
+// cutLink cuts the link between nodes a and b, both directions.
 func (f *faultNet) cutLink(a, b int) {
 	f.mu.Lock()
 	drop := f.cutLocked(a, b)
@@ -205,8 +173,8 @@ func (f *faultNet) cutLink(a, b int) {
 	closeAll(drop)
 }
 
-// isolate cuts node i from every other node.
-func (f *faultNet) isolate(i int) {
+// Isolate cuts node i from every other node.
+func (f *faultNet) Isolate(i int) {
 	f.mu.Lock()
 	var drop []*faultConn
 	for j := range f.n {
@@ -219,6 +187,7 @@ func (f *faultNet) isolate(i int) {
 // partition cuts every link between nodes of different groups; a node in
 // no group is cut from all others. Links already cut stay cut.
 func (f *faultNet) partition(groups ...[]int) {
+	f.mu.Lock()
 	group := make([]int, f.n)
 	for i := range group {
 		group[i] = -1 - i // alone
@@ -228,7 +197,6 @@ func (f *faultNet) partition(groups ...[]int) {
 			group[i] = g
 		}
 	}
-	f.mu.Lock()
 	var drop []*faultConn
 	for a := range f.n {
 		for b := a + 1; b < f.n; b++ {
@@ -241,8 +209,8 @@ func (f *faultNet) partition(groups ...[]int) {
 	closeAll(drop)
 }
 
-// reconnect heals every cut link of node i.
-func (f *faultNet) reconnect(i int) {
+// Reconnect heals every cut link of node i.
+func (f *faultNet) Reconnect(i int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for p := range f.cut {
@@ -269,183 +237,4 @@ func (f *faultNet) calm() {
 		close(ch)
 		delete(f.paused, i)
 	}
-}
-
-// track registers c unless its link is cut; it reports whether it did.
-func (f *faultNet) track(c *faultConn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.blockedLocked(c.from, c.to) {
-		return false
-	}
-	f.conns[c] = struct{}{}
-	return true
-}
-
-func (f *faultNet) untrack(c *faultConn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.conns, c)
-}
-
-// dialer returns node from's Dial.
-func (f *faultNet) dialer(from int) func(ctx context.Context, addr string) (net.Conn, error) {
-	return func(ctx context.Context, addr string) (net.Conn, error) {
-		f.mu.Lock()
-		to, ok := f.addrs[addr]
-		if !ok {
-			to = -1
-		}
-		blocked := f.blockedLocked(from, to)
-		f.mu.Unlock()
-		if blocked {
-			return nil, fmt.Errorf("dial n%d -> n%d (%s): %w", from+1, to+1, addr, errCut)
-		}
-		var d net.Dialer
-		raw, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		c := newFaultConn(raw, f, from, to, from)
-		f.mu.Lock()
-		f.dialled[raw.LocalAddr().String()] = from
-		close(f.changed)
-		f.changed = make(chan struct{})
-		f.mu.Unlock()
-		if !f.track(c) {
-			_ = raw.Close()
-			return nil, fmt.Errorf("dial n%d -> n%d (%s): %w", from+1, to+1, addr, errCut)
-		}
-		return c, nil
-	}
-}
-
-// listener wraps node to's listener ln.
-func (f *faultNet) listener(to int, ln net.Listener) net.Listener {
-	return &faultListener{Listener: ln, f: f, to: to, closed: make(chan struct{})}
-}
-
-type faultListener struct {
-	net.Listener
-	f         *faultNet
-	to        int
-	closeOnce sync.Once
-	closed    chan struct{}
-}
-
-func (l *faultListener) Close() error {
-	l.closeOnce.Do(func() { close(l.closed) })
-	return l.Listener.Close()
-}
-
-func (l *faultListener) Accept() (net.Conn, error) {
-	for {
-		raw, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		from := l.from(raw.RemoteAddr().String())
-		c := newFaultConn(raw, l.f, from, l.to, l.to)
-		if !l.f.track(c) {
-			_ = raw.Close()
-			continue
-		}
-		return c, nil
-	}
-}
-
-// from maps an accepted connection's remote address to the dialling node,
-// waiting briefly for the dialler to record it; -1 if it never does.
-func (l *faultListener) from(remote string) int {
-	timer := time.NewTimer(acceptLookup)
-	defer timer.Stop()
-	for {
-		l.f.mu.Lock()
-		from, ok := l.f.dialled[remote]
-		changed := l.f.changed
-		l.f.mu.Unlock()
-		if ok {
-			return from
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return -1
-		case <-l.closed:
-			return -1
-		}
-	}
-}
-
-// faultConn is a tracked connection between two nodes. Reads and writes
-// honour the pause, delay and drop faults of both ends' nodes.
-type faultConn struct {
-	net.Conn
-	f         *faultNet
-	from, to  int
-	local     int // the node at this end: from if dialled, to if accepted
-	closeOnce sync.Once
-	closed    chan struct{}
-}
-
-func newFaultConn(raw net.Conn, f *faultNet, from, to, local int) *faultConn {
-	return &faultConn{Conn: raw, f: f, from: from, to: to, local: local, closed: make(chan struct{})}
-}
-
-// peer is the node at the other end.
-func (c *faultConn) peer() int {
-	if c.local == c.from {
-		return c.to
-	}
-	return c.from
-}
-
-func (c *faultConn) Close() error {
-	c.closeOnce.Do(func() { close(c.closed) })
-	c.f.untrack(c)
-	return c.Conn.Close()
-}
-
-// hold waits out a pause of either end, then d; false if the conn closed
-// meanwhile.
-func (c *faultConn) hold(pause chan struct{}, d time.Duration) bool {
-	if pause != nil {
-		select {
-		case <-pause:
-		case <-c.closed:
-			return false
-		}
-	}
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-c.closed:
-			return false
-		}
-	}
-	return true
-}
-
-func (c *faultConn) Write(b []byte) (int, error) {
-	pause, delay, drop := c.f.linkFaults(c.local, c.peer(), true)
-	if !c.hold(pause, delay) {
-		return 0, net.ErrClosed
-	}
-	if drop {
-		_ = c.Close()
-		return 0, fmt.Errorf("write n%d <-> n%d: %w (dropped)", c.from+1, c.to+1, net.ErrClosed)
-	}
-	return c.Conn.Write(b)
-}
-
-// Read delivers what arrived only once neither end is paused: a paused
-// node neither receives nor, by its peers' account, answers.
-func (c *faultConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if pause, _, _ := c.f.linkFaults(c.local, c.peer(), false); pause != nil && !c.hold(pause, 0) {
-		return 0, net.ErrClosed
-	}
-	return n, err
 }

@@ -20,9 +20,9 @@ func TestIsolateHolder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	c := newCluster(t, 3)
-	li := c.leader()
+	li := c.Leader()
 	h, w := (li+1)%3, (li+2)%3 // both followers
-	holder, err := c.node(h).Acquire(ctx, "iso")
+	holder, err := c.Node(h).Acquire(ctx, "iso")
 	require.NoError(t, err)
 
 	type result struct {
@@ -34,7 +34,7 @@ func TestIsolateHolder(t *testing.T) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		l, err := c.node(w).Acquire(ctx, "iso")
+		l, err := c.Node(w).Acquire(ctx, "iso")
 		r := result{lease: l, err: err, at: time.Now(), holderErr: holder.Err()}
 		select {
 		case <-holder.Done():
@@ -44,12 +44,12 @@ func TestIsolateHolder(t *testing.T) {
 		got <- r
 	}()
 	require.Eventually(t, func() bool {
-		info, err := c.node(li).Inspect(ctx, "iso")
+		info, err := c.Node(li).Inspect(ctx, "iso")
 		return err == nil && info.Waiters == 1
 	}, 10*time.Second, 5*time.Millisecond)
 
 	isolated := time.Now()
-	c.net.isolate(h)
+	c.net.Isolate(h)
 	holderEnded := make(chan time.Duration, 1)
 	go func() {
 		<-holder.Done()
@@ -69,7 +69,7 @@ func TestIsolateHolder(t *testing.T) {
 
 	c.net.heal()
 	require.NoError(t, r.lease.Release(ctx))
-	c.waitMembers(3)
+	c.WaitMembers(3)
 	// The healed node serves again. Its default client lost its session
 	// while cut off; node/DESIGN.md says it reopens one transparently, but
 	// an Acquire racing the reopen has been seen failing with ErrLost
@@ -79,7 +79,7 @@ func TestIsolateHolder(t *testing.T) {
 	require.Eventually(t, func() bool {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		l, err = c.node(h).Acquire(actx, "iso")
+		l, err = c.Node(h).Acquire(actx, "iso")
 		if err != nil {
 			t.Logf("after heal, Acquire on the healed node: %v", err)
 		}

@@ -3,31 +3,13 @@ package clustertest
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/quorumlock/quorumlock/node"
 )
-
-// soak is how long a nemesis runs: QUORUMLOCK_SOAK (a duration), else 4 s,
-// which keeps the package (scenarios in parallel) under a minute for CI;
-// the pass counts in README.md come from many such short runs with
-// different seeds.
-func soak(t *testing.T) time.Duration {
-	if s := os.Getenv("QUORUMLOCK_SOAK"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			t.Fatalf("QUORUMLOCK_SOAK: %v", err)
-		}
-		return d
-	}
-	return 4 * time.Second
-}
 
 // TestLeaderKill: sixteen workers on three, then five nodes contend for
 // two names while a nemesis kills the leader every 1-3 s and restarts it.
@@ -81,21 +63,22 @@ func testLeaderKill(t *testing.T, size int) {
 	end := time.Now().Add(soak(t))
 	kills := 0
 	for kills < 2 || time.Now().Before(end) {
-		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
-		li := c.leader()
+		// The nemesis's pace, not a wait for state: load runs between kills.
+		sleep(t.Context(), time.Duration(1000+rng.IntN(2000))*time.Millisecond)
+		li := c.Leader()
 		at := time.Now()
 		kmu.Lock()
 		killedAt = at
 		kmu.Unlock()
-		c.kill(li)
+		c.Kill(li)
 		kills++
 		t.Logf("killed leader n%d", li+1)
-		if n := c.node((li + 1) % size); n != nil {
+		if n := c.Node((li + 1) % size); n != nil {
 			probes.Go(func() { probe(at, n, fmt.Sprintf("free-%d", kills)) })
 		}
-		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
+		sleep(t.Context(), time.Duration(200+rng.IntN(800))*time.Millisecond) // the node stays dead a while
 		start := time.Now()
-		c.restart(li)
+		c.Restart(li)
 		t.Logf("restarted n%d (waited %v)", li+1, time.Since(start).Round(time.Millisecond))
 	}
 	probes.Wait()
@@ -105,25 +88,4 @@ func testLeaderKill(t *testing.T, size int) {
 	figures(t, fmt.Sprintf("leader_kill_to_free_acquire_%dnodes", size), fr)
 	figures(t, fmt.Sprintf("leader_kill_to_next_contended_acquire_%dnodes", size), rec)
 	s.finish(t, "the nemesis stopped", fmt.Sprintf("kills %d", kills))
-}
-
-// figures logs measured durations as "figure <name> <ms> ..." lines, which
-// the failover table in README.md is computed from (see there).
-func figures(t *testing.T, name string, ds []time.Duration) {
-	t.Helper()
-	if len(ds) == 0 {
-		return
-	}
-	ms := make([]string, len(ds))
-	for i, d := range ds {
-		ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
-	}
-	t.Logf("figure %s %s", name, strings.Join(ms, " "))
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }

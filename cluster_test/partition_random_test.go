@@ -20,11 +20,9 @@ func TestRandomPartitions(t *testing.T) {
 	s := startScenario(t, 3, 6, []string{"a", "b"}, nil)
 	rng, c := s.rng, s.c
 
-	end := time.Now().Add(soak(t))
 	splits, holderSplits := 0, 0
-	for time.Now().Before(end) {
-		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
-		minority, why := rng.IntN(c.size()), "random"
+	s.paced(t, time.Second, time.Second, func() {
+		minority, why := rng.IntN(c.Size()), "random"
 		if rng.IntN(2) == 0 {
 			if h := holderNode(s.wl, 300*time.Millisecond); h >= 0 {
 				minority, why = h, "holder's node"
@@ -32,7 +30,7 @@ func TestRandomPartitions(t *testing.T) {
 			}
 		}
 		var majority []int
-		for i := range c.size() {
+		for i := range c.Size() {
 			if i != minority {
 				majority = append(majority, i)
 			}
@@ -41,9 +39,9 @@ func TestRandomPartitions(t *testing.T) {
 		c.net.partition([]int{minority}, majority)
 		splits++
 		t.Logf("partition %s | %s (%s) for %v", nodeList([]int{minority}), nodeList(majority), why, d)
-		time.Sleep(d)
+		sleep(t.Context(), d) // the split lasts
 		c.net.heal()
-	}
+	})
 	c.net.heal()
 	s.finish(t, "the final heal", fmt.Sprintf("%d partitions (%d of a holder's node)", splits, holderSplits))
 }
@@ -53,7 +51,7 @@ func TestRandomPartitions(t *testing.T) {
 func holderNode(wl *workload, d time.Duration) int {
 	deadline := time.Now().Add(d)
 	for {
-		for i := range wl.c.size() {
+		for i := range wl.c.Size() {
 			if wl.holds(i) > 0 {
 				return i
 			}
@@ -61,7 +59,7 @@ func holderNode(wl *workload, d time.Duration) int {
 		if time.Now().After(deadline) {
 			return -1
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // poll, bounded by the deadline above
 	}
 }
 

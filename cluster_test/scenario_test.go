@@ -3,11 +3,11 @@ package clustertest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,9 +15,11 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/quorumlock/quorumlock/internal/history"
-	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
 )
+
+// The frame every nemesis scenario shares: the seed, the soak length, the
+// liveness tracker, the history check, the figures log lines.
 
 // nemesisSeed returns the -seed flag, or one from the clock, and logs it
 // with the command line that replays it.
@@ -55,105 +57,6 @@ func requireHistory(t *testing.T, h history.History) {
 		t.Logf("history files kept in %s (history.json: the whole history, replayable with history.Check)", dir)
 	})
 	history.Require(t, h, history.Options{Dir: dir, Timeout: 30 * time.Second})
-}
-
-// workload is the recorded client side of a scenario: workers loop
-// acquire -> Observe -> fenced write -> hold briefly -> Observe -> fenced
-// write -> Observe -> release, every call recorded in rec, the writes going
-// through fence. The Observe after the critical section lets the checker
-// catch two holders at once (history.HeldAfterEnd).
-type workload struct {
-	c *cluster
-	// mu guards rec and fence: a worker read-locks it for one whole
-	// iteration, rotate write-locks it to start a new round (rounds_test.go).
-	mu    sync.RWMutex
-	rec   *history.Recorder
-	fence *history.Fence
-	// acquired, if set, is called by worker w after each successful
-	// Acquire it invoked at started.
-	acquired func(w int, started time.Time)
-
-	accepted, rejected atomic.Int64 // fenced writes
-	holding            []atomic.Int32
-}
-
-func newWorkload(c *cluster) *workload {
-	rec := history.NewRecorder()
-	return &workload{
-		c:       c,
-		rec:     rec,
-		fence:   history.NewFence(rec, history.FenceConfig{}),
-		holding: make([]atomic.Int32, c.size()),
-	}
-}
-
-// holds reports how many workers of node i hold a lease right now (as far
-// as they know).
-func (wl *workload) holds(i int) int { return int(wl.holding[i].Load()) }
-
-// write is one fenced write by client w, counted.
-func (wl *workload) write(ctx context.Context, fence *history.Fence, w int, lease lock.Lease) {
-	err := fence.Write(ctx, w, lease.Name(), lease.Token())
-	switch {
-	case err == nil:
-		wl.accepted.Add(1)
-	case errors.Is(err, history.ErrStaleToken):
-		wl.rejected.Add(1)
-	}
-}
-
-// worker runs client w on node i, contending for name until ctx ends. It
-// acquires with a 3 s timeout and makes a fresh Locker whenever its node was
-// killed and restarted (ErrClosed).
-func (wl *workload) worker(ctx context.Context, w, i int, name string, rng *rand.Rand) {
-	for ctx.Err() == nil {
-		nctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		l, err := wl.c.newLocker(nctx, i)
-		cancel()
-		if err != nil {
-			sleep(ctx, 50*time.Millisecond)
-			continue
-		}
-		for ctx.Err() == nil && !wl.iterate(ctx, w, i, l, name, rng) {
-		}
-		_ = l.Close()
-	}
-}
-
-// iterate is one acquire ... release of worker w, recorded in the current
-// round; it reports whether l is closed.
-func (wl *workload) iterate(ctx context.Context, w, i int, l lock.Locker, name string, rng *rand.Rand) (closed bool) {
-	wl.mu.RLock()
-	defer wl.mu.RUnlock()
-	rec, fence := wl.rec, wl.fence
-	started := time.Now()
-	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	lease, err := rec.Acquire(actx, w, l, name)
-	cancel()
-	if errors.Is(err, lock.ErrClosed) {
-		return true
-	}
-	if err != nil {
-		sleep(ctx, 10*time.Millisecond)
-		return false
-	}
-	if wl.acquired != nil {
-		wl.acquired(w, started)
-	}
-	wl.holding[i].Add(1)
-	if rec.Observe(w, lease) {
-		wl.write(ctx, fence, w, lease)
-		time.Sleep(time.Duration(rng.IntN(5)) * time.Millisecond)
-		if rec.Observe(w, lease) {
-			wl.write(ctx, fence, w, lease)
-		}
-	}
-	rec.Observe(w, lease)
-	wl.holding[i].Add(-1)
-	rctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	_ = rec.Release(rctx, w, lease)
-	cancel()
-	return false
 }
 
 // liveness collects, once armed, the first successful acquire of every
@@ -258,19 +161,55 @@ func (s *scenario) finish(t *testing.T, after, summary string) {
 	s.rounds.finish(t)
 }
 
-// start runs workers workers, worker w on node w%size and name
-// w%len(names), each with its own seeded rng; the returned func stops them
-// and waits (idempotent).
-func (wl *workload) start(workers int, names []string, seed int64) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			wl.worker(ctx, w, w%wl.c.size(), names[w%len(names)], rand.New(rand.NewPCG(uint64(seed), uint64(w+1))))
-		})
+// paced runs step until the soak (soak(t)) is over, each time after a
+// pause of lo plus up to spread (whole milliseconds drawn from s.rng): the
+// nemesis's pace, not a wait for state; the workers' load runs meanwhile.
+func (s *scenario) paced(t *testing.T, lo, spread time.Duration, step func()) {
+	end := time.Now().Add(soak(t))
+	for time.Now().Before(end) {
+		sleep(t.Context(), lo+time.Duration(s.rng.IntN(int(spread.Milliseconds())))*time.Millisecond)
+		step()
 	}
-	return sync.OnceFunc(func() {
-		cancel()
-		wg.Wait()
-	})
 }
+
+// soak is how long a nemesis runs: QUORUMLOCK_SOAK (a duration), else 4 s,
+// which keeps the package (scenarios in parallel) under a minute for CI;
+// the pass counts in README.md come from many such short runs with
+// different seeds.
+func soak(t *testing.T) time.Duration {
+	if s := os.Getenv("QUORUMLOCK_SOAK"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("QUORUMLOCK_SOAK: %v", err)
+		}
+		return d
+	}
+	return 4 * time.Second
+}
+
+// figures logs measured durations as "figure <name> <ms> ..." lines, which
+// the failover table in README.md is computed from (see there).
+func figures(t *testing.T, name string, ds []time.Duration) {
+	t.Helper()
+	if len(ds) == 0 {
+		return
+	}
+	ms := make([]string, len(ds))
+	for i, d := range ds {
+		ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	t.Logf("figure %s %s", name, strings.Join(ms, " "))
+}
+
+// sleep lets d pass, or less if ctx ends first. It is for letting time
+// pass on purpose (a nemesis's pace, a hold, a fault's duration), each use
+// saying why; a wait for some state polls it with a deadline instead.
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// newRand is a nemesis's rng from its seed.
+func newRand(seed int64) *rand.Rand { return rand.New(rand.NewPCG(uint64(seed), 0)) }

@@ -18,13 +18,13 @@ import (
 func TestPartition_MinorityCannotGrant(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 3)
-	li := c.leader()
+	li := c.Leader()
 	minority := (li + 1) % 3
 
 	c.net.cutLink(li, minority) // one link down: the follower still reaches the other follower, not the leader
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	l, err := c.node(li).Acquire(ctx, "one-link")
+	l, err := c.Node(li).Acquire(ctx, "one-link")
 	require.NoError(t, err)
 	require.NoError(t, l.Release(ctx))
 	c.net.heal()
@@ -32,11 +32,11 @@ func TestPartition_MinorityCannotGrant(t *testing.T) {
 	c.net.partition([]int{minority}, []int{li, (li + 2) % 3})
 	short, cancelShort := context.WithTimeout(context.Background(), 800*time.Millisecond)
 	defer cancelShort()
-	_, err = c.node(minority).TryAcquire(short, "minority")
+	_, err = c.Node(minority).TryAcquire(short, "minority")
 	assert.ErrorIs(t, err, lock.ErrNoQuorum)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 
-	majority := c.node(c.leader())
+	majority := c.Node(c.Leader())
 	l, err = majority.Acquire(ctx, "majority")
 	require.NoError(t, err)
 	require.NoError(t, l.Release(ctx))
@@ -48,7 +48,7 @@ func TestPartition_MinorityCannotGrant(t *testing.T) {
 	healed, cancelHealed := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancelHealed()
 	start := time.Now()
-	l, err = c.node(minority).Acquire(healed, "after-heal")
+	l, err = c.Node(minority).Acquire(healed, "after-heal")
 	t.Logf("heal -> minority node's next acquire: %v", time.Since(start))
 	ctx = healed
 	require.NoError(t, err)

@@ -1,0 +1,30 @@
+package node
+
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Exported for the cluster tests of package node_test: they run on
+// internal/testcluster, which imports node, so they cannot be in package
+// node. Unexported identifiers reached: Node.wallSkew, Node.raft,
+// Node.trans, Node.mu, Node.clients.
+
+// SetWallSkew makes the wall clock n stamps commands with (and reads
+// leader stamps against) run d off the real one; 0 restores it.
+func SetWallSkew(n *Node, d time.Duration) { n.wallSkew.Store(int64(d)) }
+
+// RaftOf returns n's Raft instance.
+func RaftOf(n *Node) *raft.Raft { return n.raft }
+
+// CloseTransport closes n's cluster transport: n is cut off from its peers
+// while its Raft keeps running.
+func CloseTransport(n *Node) error { return n.trans.Close() }
+
+// ClientCount is the number of clients (sessions) registered with n.
+func ClientCount(n *Node) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.clients)
+}
