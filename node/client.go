@@ -9,6 +9,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -16,6 +17,10 @@ import (
 // whose session the store expired. The client opens a new session; a retry
 // uses it.
 var ErrSessionExpired = errors.New("node: session expired")
+
+// errSessionLost ends the leases and fails the waiters of a session the
+// client declared lost or the store expired.
+var errSessionLost = fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
 
 // cleanupTimeout bounds the commands a client makes after its caller gave
 // up (withdrawing a cancelled Acquire, closing a session).
@@ -192,16 +197,15 @@ func (c *client) keepAlive(sent time.Time) {
 func (c *client) sessionLost() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
 	c.lostSessions[c.sess] = true
 	c.ready.set(false)
 	for _, l := range c.leases {
 		if l.ttl == 0 {
-			l.end(err)
+			l.end(errSessionLost)
 		}
 	}
 	for seq, w := range c.waiters {
-		fail(w, err)
+		fail(w, errSessionLost)
 		delete(c.waiters, seq)
 	}
 }
@@ -222,7 +226,7 @@ func (c *client) handle(ev fsm.Event) {
 		if ev.TTL == 0 && c.lostSessions[ev.Session] {
 			// Granted to a session this client already gave up: nothing
 			// renews it, so the lease is over before it starts.
-			l.end(fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired))
+			l.end(errSessionLost)
 		}
 		if w != nil {
 			w.ch <- l // buffered, and a seq is granted once
@@ -240,10 +244,7 @@ func (c *client) handle(ev fsm.Event) {
 		}
 	case fsm.EventSessionEnded:
 		if ev.Session == c.sess && ev.Reason == fsm.ReasonLost {
-			select {
-			case c.lost <- struct{}{}:
-			default:
-			}
+			leasecore.Kick(c.lost)
 		}
 	}
 }
@@ -262,10 +263,7 @@ func (c *client) reconcile(st *fsm.State) {
 		c.reconcileWaiter(st, seq, w)
 	}
 	if c.sess != 0 && !st.HasSession(c.sess) {
-		select {
-		case c.lost <- struct{}{}:
-		default:
-		}
+		leasecore.Kick(c.lost)
 	}
 }
 
@@ -297,7 +295,7 @@ func reasonErr(r fsm.EndReason) error {
 	case fsm.ReasonExpired:
 		return lock.ErrExpired
 	default:
-		return fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
+		return errSessionLost
 	}
 }
 
@@ -451,17 +449,14 @@ func (c *client) signalLost(id uint64) {
 	c.mu.Unlock()
 	if current {
 		c.ready.set(false) // callers wait for the replacement, not spin on the dead one
-		select {
-		case c.lost <- struct{}{}:
-		default:
-		}
+		leasecore.Kick(c.lost)
 	}
 }
 
 func codeErr(code fsmpb.Code, name string) error {
 	switch code {
 	case fsmpb.Code_CODE_UNKNOWN_SESSION:
-		return fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
+		return errSessionLost
 	case fsmpb.Code_CODE_NOT_HELD:
 		return fmt.Errorf("%w: %q", lock.ErrNotHeld, name)
 	case fsmpb.Code_CODE_INVALID:

@@ -6,6 +6,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 )
 
 // expirer keeps the leader's timers: one per session (reset by keep-alives,
@@ -117,10 +118,7 @@ func (e *expirer) armLease(name string, token, gen uint64, ttl time.Duration) {
 
 func (e *expirer) enqueue(cmd *fsmpb.Command) {
 	e.pending = append(e.pending, cmd)
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+	leasecore.Kick(e.wake)
 }
 
 // take returns and clears the pending commands.
