@@ -31,8 +31,9 @@ func newBridge(sink func([]fsm.Event), restored func(*fsm.State)) *bridge {
 	return &bridge{state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored}
 }
 
-// applyResult is the response of one log entry.
-type applyResult struct {
+// entryResult is the response of one log entry: what the raft.ApplyFuture
+// of its command answers.
+type entryResult struct {
 	res *fsmpb.Result
 }
 
@@ -57,7 +58,7 @@ func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
 				panic(fmt.Sprintf("quorumlock: log entry %d: %v (written by a newer version?)", l.Index, err))
 			}
 			events = append(events, evs...)
-			out[i] = applyResult{res: res}
+			out[i] = entryResult{res: res}
 		}
 		b.applied = l.Index
 	}

@@ -532,40 +532,6 @@ func (c *client) dropWaiter(seq uint64) {
 	c.mu.Unlock()
 }
 
-func (c *client) Inspect(ctx context.Context, name string) (lock.Info, error) {
-	if err := lock.ValidateName(name); err != nil {
-		return lock.Info{}, err
-	}
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return lock.Info{}, lock.ErrClosed
-	}
-	if err := c.n.readBarrier(ctx); err != nil {
-		return lock.Info{}, err
-	}
-	return c.n.localInfo(name), nil
-}
-
-// wallNow is the wall clock of leader stamps: only Inspect's ExpiresIn
-// reads it back. Expiry runs on monotonic timers and never looks at it.
-func (n *Node) wallNow() time.Time { return time.Now().Add(time.Duration(n.wallSkew.Load())) }
-
-// localInfo reports name from this node's applied state. A TTL lease's
-// time left is the leader's stamp of its grant or last refresh plus the TTL,
-// read against the local clock, so clamped to (0, TTL].
-func (n *Node) localInfo(name string) lock.Info {
-	var li fsm.LockInfo
-	n.bridge.read(func(s *fsm.State) { li = s.Lock(name) })
-	info := lock.Info{Name: name, Held: li.Held, Token: li.Token, Owner: li.Owner, Waiters: li.Waiters}
-	if li.Held && li.TTL > 0 {
-		left := time.Unix(0, li.RefreshedUnixNano).Add(li.TTL).Sub(n.wallNow())
-		info.ExpiresIn = min(max(left, time.Nanosecond), li.TTL) // ≤ 0: expiring, not yet committed
-	}
-	return info
-}
-
 // Close closes the session: the store ends every lease of this client and
 // withdraws its queued claims in one entry. Blocked Acquire calls return
 // ErrClosed.

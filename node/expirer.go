@@ -130,11 +130,11 @@ func (e *expirer) take() []*fsmpb.Command {
 	return p
 }
 
-// keepAlive resets session id's timer. It reports false if this node is not
+// resetSession resets session id's timer (a keep-alive). It reports false if this node is not
 // the leader, the session is unknown, or its expiry has already been
 // decided: a keep-alive is acknowledged only while the session can still be
 // renewed, which is what lets the client trust its own deadline (I3).
-func (e *expirer) keepAlive(id uint64) bool {
+func (e *expirer) resetSession(id uint64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.sessions[id]

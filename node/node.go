@@ -28,16 +28,16 @@ import (
 // NewLocker for more independent clients (sessions) on the same node.
 type Node struct {
 	cfg Config
-	// applyMu is held for reading by every raft.Apply until its future
+	// commitMu is held for reading by every raft.Apply until its future
 	// answers, and for writing around raft.Shutdown: Raft drops futures
 	// that are in flight at Shutdown (see DESIGN.md, hashicorp/raft#498).
-	applyMu sync.RWMutex
-	log     *slog.Logger
-	raft    *raft.Raft
-	bridge  *bridge
-	exp     *expirer
-	trans   *transport.Transport // nil for a single node without network
-	addr    string               // this node's Raft address
+	commitMu sync.RWMutex
+	log      *slog.Logger
+	raft     *raft.Raft
+	bridge   *bridge
+	exp      *expirer
+	trans    *transport.Transport // nil for a single node without network
+	addr     string               // this node's Raft address
 	// started is closed once raft is set; RPCs that arrive before (the
 	// transport serves as soon as it listens) are answered "not leader".
 	started chan struct{}
@@ -161,7 +161,7 @@ func (n *Node) startRaft() error {
 			Listener:      n.cfg.Listener,
 			Dial:          n.cfg.Dial,
 			TLS:           n.cfg.TLS,
-			Handler:       transport.HandlerFunc(n.serveRPC),
+			Handler:       transport.HandlerFunc(n.handleRPC),
 			Logger:        n.log,
 		})
 		if err != nil {
@@ -270,7 +270,7 @@ func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raf
 func (n *Node) termBarrier() error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.StartTimeout)
 	defer cancel()
-	_, _, err := n.applyLocal(ctx, &fsmpb.Command{Ignorable: true})
+	_, _, err := n.proposeLocal(ctx, &fsmpb.Command{Ignorable: true})
 	return err
 }
 
@@ -394,17 +394,6 @@ func (n *Node) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	return n.def.Inspect(ctx, name)
 }
 
-// InspectLocal reports name from this node's own applied state without
-// asking the leader: it answers without a quorum and costs no network round
-// trip, but it is a stale read — it can miss operations that completed
-// elsewhere and have not yet been applied here.
-func (n *Node) InspectLocal(name string) (lock.Info, error) {
-	if err := lock.ValidateName(name); err != nil {
-		return lock.Info{}, err
-	}
-	return n.localInfo(name), nil
-}
-
 // Close releases the leases and sessions of every client of this node, then
 // stops the node. It is idempotent and safe on a partially started node.
 func (n *Node) Close() error { return n.shutdown(true) }
@@ -466,9 +455,9 @@ func (n *Node) shutdown(graceful bool) error {
 					n.log.Debug("leadership transfer on close", "error", err)
 				}
 			}
-			n.applyMu.Lock() // no Apply of ours in flight at Shutdown
+			n.commitMu.Lock() // no Apply of ours in flight at Shutdown
 			errs = append(errs, n.raft.Shutdown().Error())
-			n.applyMu.Unlock()
+			n.commitMu.Unlock()
 		}
 		n.cancel()
 		n.wg.Wait()

@@ -256,7 +256,7 @@ func TestBridge_CorruptEntryPanics(t *testing.T) {
 	require.NoError(t, err)
 	out := b.ApplyBatch([]*raft.Log{{Index: 3, Type: raft.LogCommand, Data: ignorable}})
 	require.Len(t, out, 1)
-	assert.Equal(t, fsmpb.Code_CODE_UNSPECIFIED, out[0].(applyResult).res.GetCode())
+	assert.Equal(t, fsmpb.Code_CODE_UNSPECIFIED, out[0].(entryResult).res.GetCode())
 }
 
 func TestBridge_RestoreRejectsCorruptSnapshot(t *testing.T) {
