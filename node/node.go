@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +15,6 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
-	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/transport"
@@ -346,31 +343,6 @@ func (n *Node) runExpiries() {
 	}
 }
 
-// dispatch routes applied events to the expirer and to the local clients.
-// It runs in the FSM goroutine with the bridge's write lock held: it must
-// not block.
-func (n *Node) dispatch(events []fsm.Event) {
-	n.exp.handle(events)
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	for _, ev := range events {
-		if c := n.clients[ev.Session]; c != nil {
-			c.handle(ev)
-		}
-	}
-}
-
-// newSessionID returns a random non-zero session ID.
-func newSessionID() uint64 {
-	var b [8]byte
-	for {
-		_, _ = rand.Read(b[:])
-		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
-			return id
-		}
-	}
-}
-
 // NewLocker returns a new client of this node with its own session: its
 // leases and queued requests are independent of every other client's, and
 // closing it ends only its own. The Node itself is such a client.
@@ -428,21 +400,6 @@ func (n *Node) closeClients(graceful bool) {
 		})
 	}
 	wg.Wait()
-}
-
-// reconcile runs after a snapshot replaced the state (bridge lock held):
-// the events of the entries the snapshot covers were never seen here, so
-// every local client checks its leases and waiters against the new state.
-func (n *Node) reconcile(st *fsm.State) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	seen := map[*client]bool{}
-	for _, c := range n.clients {
-		if !seen[c] {
-			seen[c] = true
-			c.reconcile(st)
-		}
-	}
 }
 
 func (n *Node) shutdown(graceful bool) error {

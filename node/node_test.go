@@ -213,13 +213,7 @@ func TestNode_SessionExpiryEndsLeaseFirst(t *testing.T) {
 	l, err := holder.Acquire(ctx, "x")
 	require.NoError(t, err)
 
-	n.mu.Lock()
-	for id, c := range n.clients {
-		if c == holder {
-			delete(n.clients, id)
-		}
-	}
-	n.mu.Unlock()
+	n.unregister(holder) // it hears no applied events
 	holder.mu.Lock()
 	holder.renew = func(uint64, time.Duration) bool { return false }
 	holder.mu.Unlock()
@@ -298,9 +292,9 @@ func TestClient_RequestWindow(t *testing.T) {
 	}()
 	assert.Never(t, func() bool { return len(got) > 0 }, 100*time.Millisecond, 5*time.Millisecond,
 		"a full window must block new requests")
-	c.done(pinned)
+	c.endRequest(pinned)
 	r := <-got
 	assert.Greater(t, r.AckedBelow, pinned)
 	assert.Less(t, r.Seq-r.AckedBelow, uint64(maxWindow))
-	c.done(r.Seq)
+	c.endRequest(r.Seq)
 }
