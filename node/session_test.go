@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -11,15 +12,23 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-func TestNode_AbandonedSessionHandsOver(t *testing.T) {
-	ctx := testCtx(t)
-	n := newNode(t, Config{SessionTTL: 600 * time.Millisecond})
+// holderAndWaiter starts a node with a 600 ms session TTL and two clients
+// of it: holder, which holds "x" as l, and waiter.
+func holderAndWaiter(ctx context.Context, t *testing.T) (n *Node, holder *client, waiter lock.Locker, l lock.Lease) {
+	t.Helper()
+	n = newNode(t, Config{SessionTTL: 600 * time.Millisecond})
 	holder, err := n.newClient(ctx)
 	require.NoError(t, err)
-	waiter, err := n.NewLocker(ctx)
+	waiter, err = n.NewLocker(ctx)
 	require.NoError(t, err)
-	l, err := holder.Acquire(ctx, "x")
+	l, err = holder.Acquire(ctx, "x")
 	require.NoError(t, err)
+	return n, holder, waiter, l
+}
+
+func TestNode_AbandonedSessionHandsOver(t *testing.T) {
+	ctx := testCtx(t)
+	_, holder, waiter, l := holderAndWaiter(ctx, t)
 
 	holder.abandon() // stops renewing without telling the store
 	assert.ErrorIs(t, l.Err(), lock.ErrLost)
@@ -34,13 +43,7 @@ func TestNode_SessionExpiryEndsLeaseFirst(t *testing.T) {
 	// acknowledged keep-alive + TTL − margin) must close Done before the
 	// leader's expiry hands the lock to the waiter (I3).
 	ctx := testCtx(t)
-	n := newNode(t, Config{SessionTTL: 600 * time.Millisecond})
-	holder, err := n.newClient(ctx)
-	require.NoError(t, err)
-	waiter, err := n.NewLocker(ctx)
-	require.NoError(t, err)
-	l, err := holder.Acquire(ctx, "x")
-	require.NoError(t, err)
+	n, holder, waiter, l := holderAndWaiter(ctx, t)
 
 	n.unregister(holder) // it hears no applied events
 	holder.mu.Lock()
