@@ -167,9 +167,8 @@ func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.
 }
 
 // cancelClaim proposes Cancel{claim}: withdrawn if queued, released if
-// granted. It runs
-// after the caller gave up, bounded by cleanupTimeout; if it fails, the
-// claim goes with the session (Close or expiry).
+// granted. It runs after the caller gave up, bounded by cleanupTimeout; if
+// it fails, the claim goes with the session (Close or expiry).
 func (c *client) cancelClaim(ctx context.Context, name string, claim uint64) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
@@ -201,12 +200,15 @@ func (c *client) resolve(ctx context.Context, name string, cmd *fsmpb.Command) {
 	}
 }
 
+// dropWaiter forgets the waiter of seq: its Acquire has its answer.
 func (c *client) dropWaiter(seq uint64) {
 	c.mu.Lock()
 	delete(c.waiters, seq)
 	c.mu.Unlock()
 }
 
+// codeErr is the error of a result code that is neither a grant nor a
+// queue position (nor, for Release and Refresh, OK).
 func codeErr(code fsmpb.Code, name string) error {
 	switch code {
 	case fsmpb.Code_CODE_UNKNOWN_SESSION:
