@@ -53,9 +53,12 @@ type Node struct {
 	// loses the one it knew): calls waiting for a leader retry at once.
 	leaderChanged *signal
 
+	// mu guards the registry of clients (register, unregister and
+	// dispatch in events.go; closeClients); see bridge.go for the order
+	// of the node's mutexes.
 	mu      sync.RWMutex
 	clients map[uint64]*client // by session ID
-	closed  bool
+	closed  bool               // closeClients ran: register refuses
 
 	def      *client
 	ctx      context.Context // cancelled by Close
