@@ -13,6 +13,38 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
+// Lock order. The node's mutexes nest in one order only; a goroutine that
+// holds one may take those after it, never those before:
+//
+//	bridge.mu → Node.mu → client.mu → gate.mu
+//	bridge.mu → expirer.mu
+//
+//   - bridge.mu (write) is held while the bridge hands a batch's events to
+//     Node.dispatch and a restored state to Node.reconcile; both route to
+//     clients under Node.mu (read), whose handle and reconcile take
+//     client.mu. dispatch takes expirer.mu first and lets it go before
+//     Node.mu: expirer.mu and Node.mu never nest.
+//   - bridge.mu (read), through bridge.read, is held by expirer.lead (on
+//     winning an election) and by a queued Acquire that checks its claim
+//     against the state (client.queued, which takes client.mu).
+//   - Node.mu alone: register, unregisterSession, unregister and
+//     closeClients hold nothing else; a client calls them without
+//     client.mu.
+//   - client.mu is held while ending leases (their timers), answering
+//     waiters (buffered channels) and, in sessionLost, shutting the client's
+//     ready gate. A lease takes client.mu from its timer (expireLocally)
+//     and in Refresh and settle.
+//   - expirer.mu: its timer callbacks take it alone.
+//   - gate.mu and signal.mu are leaves.
+//   - Node.commitMu is outside the order: commit holds it (read) while
+//     waiting for a raft.Apply future, which the FSM goroutine answers
+//     after taking bridge.mu, so no goroutine takes it while holding any
+//     of the mutexes above (a client proposes after letting client.mu go);
+//     shutdown holds it (write) around raft.Shutdown only.
+//
+// Nothing blocks under bridge.mu: event handlers send on buffered channels
+// or without blocking (leasecore.Kick, waiter.fail).
+
 // bridge adapts the pure fsm.State to raft.BatchingFSM. It owns the state
 // under mu, hands every batch's events to sink while still holding mu (so a
 // reader of the state under mu sees state and events consistently), and
@@ -31,8 +63,9 @@ func newBridge(sink func([]fsm.Event), restored func(*fsm.State)) *bridge {
 	return &bridge{state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored}
 }
 
-// applyResult is the response of one log entry.
-type applyResult struct {
+// entryResult is the response of one log entry: what the raft.ApplyFuture
+// of its command answers.
+type entryResult struct {
 	res *fsmpb.Result
 }
 
@@ -57,7 +90,7 @@ func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
 				panic(fmt.Sprintf("quorumlock: log entry %d: %v (written by a newer version?)", l.Index, err))
 			}
 			events = append(events, evs...)
-			out[i] = applyResult{res: res}
+			out[i] = entryResult{res: res}
 		}
 		b.applied = l.Index
 	}

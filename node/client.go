@@ -12,18 +12,9 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-// ErrSessionExpired is wrapped (with lock.ErrLost) by the errors of calls
-// whose session the store expired. The client opens a new session; a retry
-// uses it.
-var ErrSessionExpired = errors.New("node: session expired")
-
 // cleanupTimeout bounds the commands a client makes after its caller gave
-// up (withdrawing a cancelled Acquire, closing a session).
+// up (cancelling the claim of an abandoned Acquire, closing a session).
 const cleanupTimeout = 5 * time.Second
-
-// driftMargin is how much earlier than the store a holder considers its
-// lease over: clocks run at slightly different rates and timers fire late.
-func driftMargin(ttl time.Duration) time.Duration { return ttl / 50 }
 
 // client is one lock.Locker: a session on the node, the waiters of its
 // blocked Acquire calls and its granted leases. Applied events reach it
@@ -59,14 +50,6 @@ type client struct {
 type leaseKey struct {
 	name  string
 	token uint64
-}
-
-type waiter struct {
-	name  string
-	claim uint64 // set once the Acquire is queued
-	sent  time.Time
-	ch    chan *lease // buffered 1: the grant
-	errc  chan error  // buffered 1: withdrawn or closed
 }
 
 var _ lock.Locker = (*client)(nil)
@@ -107,200 +90,6 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 	return c, nil
 }
 
-// openSession opens a new session and makes it current. Every session the
-// client ever had stays registered with the node until the client closes,
-// so events about leases granted under an earlier session still reach it.
-func (c *client) openSession(ctx context.Context) error {
-	id := newSessionID()
-	c.n.mu.Lock()
-	if c.n.closed {
-		c.n.mu.Unlock()
-		return lock.ErrClosed
-	}
-	c.n.clients[id] = c
-	c.n.mu.Unlock()
-
-	res, err := c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{
-		Req: &fsmpb.Request{Session: id}, TtlNs: int64(c.ttl), Node: c.n.cfg.ID,
-	}}})
-	if err == nil && res.GetCode() != fsmpb.Code_CODE_OK {
-		err = fmt.Errorf("node: open session: %s", res.GetCode())
-	}
-	if err != nil {
-		c.n.mu.Lock()
-		delete(c.n.clients, id)
-		c.n.mu.Unlock()
-		return err
-	}
-	c.mu.Lock()
-	c.sess = id
-	c.mu.Unlock()
-	c.ready.set(true)
-	return nil
-}
-
-// keepAlive renews the session every TTL/3 and watches the deadline the
-// holder can trust: the send time of the last acknowledged renewal plus the
-// TTL, minus the drift margin. The leader expires the session no earlier
-// than its receive time of that renewal plus the TTL, so when the deadline
-// passes without an acknowledgement the client ends its session leases
-// before the store can grant them elsewhere (I3).
-func (c *client) keepAlive(sent time.Time) {
-	defer close(c.stopped)
-	tick := time.NewTicker(c.ttl / 3)
-	defer tick.Stop()
-	deadline := sent.Add(c.ttl - driftMargin(c.ttl))
-	watch := time.NewTimer(time.Until(deadline))
-	defer watch.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-tick.C:
-			c.mu.Lock()
-			id, renew := c.sess, c.renew
-			c.mu.Unlock()
-			sent := time.Now()
-			// A renewal may not outlast the deadline: the watch below must
-			// fire on time even when the leader does not answer.
-			if timeout := min(c.ttl/3, time.Until(deadline)); timeout > 0 && renew(id, timeout) {
-				deadline = sent.Add(c.ttl - driftMargin(c.ttl))
-				watch.Reset(time.Until(deadline))
-			}
-			// Not acknowledged: the deadline timer decides, unless the
-			// store expires the session first.
-			continue
-		case <-c.lost:
-		case <-watch.C:
-		}
-		c.sessionLost()
-		sent := time.Now()
-		if err := c.openSession(c.ctx); err != nil {
-			c.n.log.Warn("reopen session failed", "error", err)
-			deadline = time.Now().Add(c.ttl / 3)
-			watch.Reset(c.ttl / 3)
-			continue
-		}
-		deadline = sent.Add(c.ttl - driftMargin(c.ttl))
-		watch.Reset(time.Until(deadline))
-	}
-}
-
-// sessionLost ends every session lease and fails every waiter of the
-// current session: the store has expired it, or will before it could grant
-// those names elsewhere.
-func (c *client) sessionLost() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	err := fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
-	c.lostSessions[c.sess] = true
-	c.ready.set(false)
-	for _, l := range c.leases {
-		if l.ttl == 0 {
-			l.end(err)
-		}
-	}
-	for seq, w := range c.waiters {
-		fail(w, err)
-		delete(c.waiters, seq)
-	}
-}
-
-// handle applies one event about a session of this client. It runs in the
-// FSM goroutine and must not block.
-func (c *client) handle(ev fsm.Event) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch ev.Kind {
-	case fsm.EventGranted:
-		w := c.waiters[ev.Seq]
-		base := time.Now()
-		if w != nil && ev.Claim == ev.Token {
-			base = w.sent // granted by its own Acquire entry
-		}
-		l := c.newLease(ev.Name, ev.Token, ev.TTL, base)
-		if ev.TTL == 0 && c.lostSessions[ev.Session] {
-			// Granted to a session this client already gave up: nothing
-			// renews it, so the lease is over before it starts.
-			l.end(fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired))
-		}
-		if w != nil {
-			w.ch <- l // buffered, and a seq is granted once
-		}
-		// With no waiter, a Cancel for this claim is in flight and will
-		// end the lease.
-	case fsm.EventEnded:
-		if l := c.leases[leaseKey{ev.Name, ev.Token}]; l != nil {
-			l.end(reasonErr(ev.Reason))
-		}
-	case fsm.EventWithdrawn:
-		if w := c.waiters[ev.Seq]; w != nil && ev.Reason != fsm.ReasonReleased {
-			delete(c.waiters, ev.Seq)
-			fail(w, reasonErr(ev.Reason))
-		}
-	case fsm.EventSessionEnded:
-		if ev.Session == c.sess && ev.Reason == fsm.ReasonLost {
-			select {
-			case c.lost <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// reconcile checks the client against a state installed from a snapshot,
-// whose entries' events it never saw; bridge lock held.
-func (c *client) reconcile(st *fsm.State) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for key, l := range c.leases {
-		if li := st.Lock(key.name); !li.Held || li.Token != key.token {
-			l.end(fmt.Errorf("%w: ended while this node was catching up", lock.ErrLost))
-		}
-	}
-	for seq, w := range c.waiters {
-		c.reconcileWaiter(st, seq, w)
-	}
-	if c.sess != 0 && !st.HasSession(c.sess) {
-		select {
-		case c.lost <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// reconcileWaiter delivers a grant or a withdrawal of a queued claim that
-// the state shows but no event announced; c.mu held.
-func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
-	if w.claim == 0 {
-		return // not queued yet: its own result will tell
-	}
-	if c.waiters[seq] != w {
-		return // already answered (granted, withdrawn, or its session lost)
-	}
-	li := st.Lock(w.name)
-	switch {
-	case li.Held && li.Claim == w.claim:
-		if c.leases[leaseKey{w.name, li.Token}] == nil && len(w.ch) == 0 {
-			w.ch <- c.newLease(w.name, li.Token, li.TTL, time.Now()) // buffered, empty: cannot block
-		}
-	case !st.Queued(w.name, w.claim) && len(w.ch) == 0:
-		delete(c.waiters, seq)
-		fail(w, fmt.Errorf("%w: withdrawn while this node was catching up", lock.ErrLost))
-	}
-}
-
-func reasonErr(r fsm.EndReason) error {
-	switch r {
-	case fsm.ReasonReleased, fsm.ReasonClosed:
-		return lock.ErrReleased
-	case fsm.ReasonExpired:
-		return lock.ErrExpired
-	default:
-		return fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
-	}
-}
-
 // request proposes a command of this client's current session with a fresh
 // sequence number.
 func (c *client) request(ctx context.Context, build func(req *fsmpb.Request) *fsmpb.Command) (*fsmpb.Result, error) {
@@ -312,7 +101,7 @@ func (c *client) request(ctx context.Context, build func(req *fsmpb.Request) *fs
 	req := c.nextRequest()
 	c.mu.Unlock()
 	res, err := c.n.propose(ctx, build(req))
-	c.done(req.Seq)
+	c.endRequest(req.Seq)
 	return res, err
 }
 
@@ -340,235 +129,19 @@ func (c *client) nextRequest() *fsmpb.Request {
 	}
 }
 
-func (c *client) done(seq uint64) {
+// endRequest takes seq out of the window: its request was answered or
+// given up.
+func (c *client) endRequest(seq uint64) {
 	c.mu.Lock()
 	delete(c.inflight, seq)
 	c.mu.Unlock()
 	c.window.Broadcast()
 }
 
-func (c *client) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return c.acquire(ctx, name, false, opts)
-}
-
-func (c *client) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return c.acquire(ctx, name, true, opts)
-}
-
-func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock.Option) (lock.Lease, error) {
-	o, err := lock.ValidateRequest(name, opts...)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		// A call made while the client replaces an expired session waits
-		// for the new one instead of failing: no lease was lost by it.
-		if err := c.ready.wait(ctx); err != nil {
-			return nil, fmt.Errorf("acquire %q: waiting for a new session: %w", name, err)
-		}
-		l, err := c.acquireOnce(ctx, name, try, o)
-		if errors.Is(err, ErrSessionExpired) && ctx.Err() == nil && !c.isClosed() {
-			continue // its claim is gone with the session; claim again under the new one
-		}
-		return l, err
-	}
-}
-
 func (c *client) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closed
-}
-
-// acquireOnce makes one claim under the current session.
-func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.Options) (lock.Lease, error) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, lock.ErrClosed
-	}
-	req := c.nextRequest()
-	w := &waiter{sent: time.Now(), ch: make(chan *lease, 1), errc: make(chan error, 1)}
-	c.waiters[req.Seq] = w
-	c.mu.Unlock()
-
-	cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
-		Req: req, Name: name, Owner: o.Owner, TtlNs: int64(o.TTL), Try: try,
-	}}}
-	res, err := c.n.propose(ctx, cmd)
-	if err != nil {
-		if errors.Is(err, errAmbiguous) {
-			c.resolve(ctx, name, cmd)
-		}
-		c.done(req.Seq)
-		c.dropWaiter(req.Seq)
-		return nil, err
-	}
-	c.done(req.Seq)
-	switch res.GetCode() {
-	case fsmpb.Code_CODE_GRANTED:
-		c.dropWaiter(req.Seq)
-		select {
-		case l := <-w.ch:
-			if err := l.Err(); err != nil { // granted to a session declared lost
-				c.withdraw(ctx, name, res.GetClaim())
-				return nil, err
-			}
-			return l, nil
-		case err := <-w.errc:
-			// The client declared the request's session lost while the
-			// request was in flight: a grant to it cannot be vouched for.
-			c.withdraw(ctx, name, res.GetClaim())
-			return nil, err
-		default:
-			return nil, fmt.Errorf("node: grant of %q at %d without its event", name, res.GetToken())
-		}
-	case fsmpb.Code_CODE_QUEUED:
-		c.n.bridge.read(func(st *fsm.State) {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			w.name, w.claim = name, res.GetClaim()
-			c.reconcileWaiter(st, req.Seq, w) // a snapshot may have covered the grant
-		})
-		return c.wait(ctx, name, req.Seq, res.GetClaim(), w)
-	case fsmpb.Code_CODE_HELD:
-		c.dropWaiter(req.Seq)
-		return nil, fmt.Errorf("%w: %q", lock.ErrHeld, name)
-	default:
-		c.dropWaiter(req.Seq)
-		if res.GetCode() == fsmpb.Code_CODE_UNKNOWN_SESSION {
-			c.signalLost(req.Session)
-		}
-		return nil, codeErr(res.GetCode(), name)
-	}
-}
-
-// signalLost tells the keep-alive loop that the store no longer knows
-// session id, if it is still the current one.
-func (c *client) signalLost(id uint64) {
-	c.mu.Lock()
-	current := c.sess == id
-	c.mu.Unlock()
-	if current {
-		c.ready.set(false) // callers wait for the replacement, not spin on the dead one
-		select {
-		case c.lost <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func codeErr(code fsmpb.Code, name string) error {
-	switch code {
-	case fsmpb.Code_CODE_UNKNOWN_SESSION:
-		return fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
-	case fsmpb.Code_CODE_NOT_HELD:
-		return fmt.Errorf("%w: %q", lock.ErrNotHeld, name)
-	case fsmpb.Code_CODE_INVALID:
-		return fmt.Errorf("%w: rejected by the state machine", lock.ErrInvalidOption)
-	default:
-		return fmt.Errorf("node: unexpected result %s for %q", code, name)
-	}
-}
-
-// wait blocks a queued Acquire until its grant, its withdrawal, or ctx's
-// end; on ctx's end it withdraws the claim (releasing it if the grant won
-// the race) before returning.
-func (c *client) wait(ctx context.Context, name string, seq, claim uint64, w *waiter) (lock.Lease, error) {
-	select {
-	case l := <-w.ch:
-		c.dropWaiter(seq)
-		if err := l.Err(); err != nil { // granted to a session declared lost
-			c.withdraw(ctx, name, claim)
-			return nil, err
-		}
-		return l, nil
-	case err := <-w.errc:
-		if !errors.Is(err, lock.ErrClosed) {
-			// Session lost: the claim may still be queued under it (the
-			// store has not expired it yet); take it out.
-			c.withdraw(ctx, name, claim)
-		}
-		return nil, err
-	case <-ctx.Done():
-	}
-	c.withdraw(ctx, name, claim)
-	c.dropWaiter(seq)
-	return nil, fmt.Errorf("acquire %q: %w", name, ctx.Err())
-}
-
-// withdraw cancels claim: withdrawn if queued, released if granted. It runs
-// after the caller gave up, bounded by cleanupTimeout; if it fails, the
-// claim goes with the session (Close or expiry).
-func (c *client) withdraw(ctx context.Context, name string, claim uint64) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	_, err := c.request(cctx, func(req *fsmpb.Request) *fsmpb.Command {
-		return &fsmpb.Command{Op: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{Req: req, Name: name, Claim: claim}}}
-	})
-	if err != nil && !errors.Is(err, lock.ErrClosed) {
-		c.n.log.Warn("withdrawing an abandoned acquire failed; the session's Close or expiry will", "name", name, "error", err)
-	}
-}
-
-// resolve settles an Acquire whose outcome is unknown (the caller gave up
-// while a forward was in flight): it proposes the very same request again,
-// which the state machine answers from its de-duplication cache without a
-// second effect, and withdraws the claim if there was one.
-func (c *client) resolve(ctx context.Context, name string, cmd *fsmpb.Command) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	res, err := c.n.propose(cctx, cmd)
-	if err != nil {
-		if !errors.Is(err, lock.ErrClosed) {
-			c.n.log.Warn("resolving an abandoned acquire failed; the session's Close or expiry will clear it", "name", name, "error", err)
-		}
-		return
-	}
-	switch res.GetCode() {
-	case fsmpb.Code_CODE_GRANTED, fsmpb.Code_CODE_QUEUED:
-		c.withdraw(ctx, name, res.GetClaim())
-	}
-}
-
-func (c *client) dropWaiter(seq uint64) {
-	c.mu.Lock()
-	delete(c.waiters, seq)
-	c.mu.Unlock()
-}
-
-func (c *client) Inspect(ctx context.Context, name string) (lock.Info, error) {
-	if err := lock.ValidateName(name); err != nil {
-		return lock.Info{}, err
-	}
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return lock.Info{}, lock.ErrClosed
-	}
-	if err := c.n.readBarrier(ctx); err != nil {
-		return lock.Info{}, err
-	}
-	return c.n.localInfo(name), nil
-}
-
-// wallNow is the wall clock of leader stamps: only Inspect's ExpiresIn
-// reads it back. Expiry runs on monotonic timers and never looks at it.
-func (n *Node) wallNow() time.Time { return time.Now().Add(time.Duration(n.wallSkew.Load())) }
-
-// localInfo reports name from this node's applied state. A TTL lease's
-// time left is the leader's stamp of its grant or last refresh plus the TTL,
-// read against the local clock, so clamped to (0, TTL].
-func (n *Node) localInfo(name string) lock.Info {
-	var li fsm.LockInfo
-	n.bridge.read(func(s *fsm.State) { li = s.Lock(name) })
-	info := lock.Info{Name: name, Held: li.Held, Token: li.Token, Owner: li.Owner, Waiters: li.Waiters}
-	if li.Held && li.TTL > 0 {
-		left := time.Unix(0, li.RefreshedUnixNano).Add(li.TTL).Sub(n.wallNow())
-		info.ExpiresIn = min(max(left, time.Nanosecond), li.TTL) // ≤ 0: expiring, not yet committed
-	}
-	return info
 }
 
 // Close closes the session: the store ends every lease of this client and
@@ -591,7 +164,7 @@ func (c *client) Close() error {
 			Req: &fsmpb.Request{Session: sess, Seq: seq},
 		}}})
 	}
-	c.unregister()
+	c.n.unregister(c)
 	if errors.Is(err, lock.ErrClosed) {
 		err = nil
 	}
@@ -602,7 +175,7 @@ func (c *client) Close() error {
 func (c *client) abandon() {
 	if _, _, ok := c.markClosed(); ok {
 		c.endLeases(fmt.Errorf("%w: node stopped", lock.ErrLost))
-		c.unregister()
+		c.n.unregister(c)
 	}
 }
 
@@ -616,7 +189,7 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	}
 	c.closed = true
 	for seq, w := range c.waiters {
-		fail(w, lock.ErrClosed)
+		w.fail(lock.ErrClosed)
 		delete(c.waiters, seq)
 	}
 	c.seq++
@@ -634,25 +207,5 @@ func (c *client) endLeases(why error) {
 	defer c.mu.Unlock()
 	for _, l := range c.leases {
 		l.end(why)
-	}
-}
-
-// unregister stops events for every session the client had.
-func (c *client) unregister() {
-	c.n.mu.Lock()
-	defer c.n.mu.Unlock()
-	for id, cl := range c.n.clients {
-		if cl == c {
-			delete(c.n.clients, id)
-		}
-	}
-}
-
-// fail hands err to a waiter unless it already has an answer. It never
-// blocks: callers hold the client's lock, some the bridge's too.
-func fail(w *waiter, err error) {
-	select {
-	case w.errc <- err:
-	default:
 	}
 }

@@ -179,11 +179,12 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: a single node has no cluster", ErrInvalidConfig)
 	}
 	return n.retry(ctx, func() error {
-		if n.raft.State() == raft.Leader {
+		return n.atLeader(func() error {
 			return n.removeLocal(ctx, id)
-		}
-		_, err := n.call(ctx, &nodepb.Request{Op: &nodepb.Request_Remove{Remove: &nodepb.Remove{Id: id}}})
-		return err
+		}, func() error {
+			_, err := n.call(ctx, &nodepb.Request{Op: &nodepb.Request_Remove{Remove: &nodepb.Remove{Id: id}}})
+			return err
+		})
 	})
 }
 
@@ -199,20 +200,3 @@ func (n *Node) Leave(ctx context.Context) error {
 	err := n.RemoveServer(ctx, n.cfg.ID)
 	return errors.Join(err, n.Close())
 }
-
-// leaderHint extracts the leader address a NOT_LEADER reply named.
-func leaderHint(err error) string {
-	var h *hintError
-	if errors.As(err, &h) {
-		return h.addr
-	}
-	return ""
-}
-
-type hintError struct {
-	addr string
-	err  error
-}
-
-func (e *hintError) Error() string { return e.err.Error() }
-func (e *hintError) Unwrap() error { return e.err }

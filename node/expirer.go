@@ -6,6 +6,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 )
 
 // expirer keeps the leader's timers: one per session (reset by keep-alives,
@@ -117,10 +118,7 @@ func (e *expirer) armLease(name string, token, gen uint64, ttl time.Duration) {
 
 func (e *expirer) enqueue(cmd *fsmpb.Command) {
 	e.pending = append(e.pending, cmd)
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+	leasecore.Kick(e.wake)
 }
 
 // take returns and clears the pending commands.
@@ -132,11 +130,11 @@ func (e *expirer) take() []*fsmpb.Command {
 	return p
 }
 
-// keepAlive resets session id's timer. It reports false if this node is not
+// resetSession resets session id's timer (a keep-alive). It reports false if this node is not
 // the leader, the session is unknown, or its expiry has already been
 // decided: a keep-alive is acknowledged only while the session can still be
 // renewed, which is what lets the client trust its own deadline (I3).
-func (e *expirer) keepAlive(id uint64) bool {
+func (e *expirer) resetSession(id uint64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.sessions[id]

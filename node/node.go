@@ -2,22 +2,15 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
-	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/transport"
@@ -28,16 +21,16 @@ import (
 // NewLocker for more independent clients (sessions) on the same node.
 type Node struct {
 	cfg Config
-	// applyMu is held for reading by every raft.Apply until its future
+	// commitMu is held for reading by every raft.Apply until its future
 	// answers, and for writing around raft.Shutdown: Raft drops futures
 	// that are in flight at Shutdown (see DESIGN.md, hashicorp/raft#498).
-	applyMu sync.RWMutex
-	log     *slog.Logger
-	raft    *raft.Raft
-	bridge  *bridge
-	exp     *expirer
-	trans   *transport.Transport // nil for a single node without network
-	addr    string               // this node's Raft address
+	commitMu sync.RWMutex
+	log      *slog.Logger
+	raft     *raft.Raft
+	bridge   *bridge
+	exp      *expirer
+	trans    *transport.Transport // nil for a single node without network
+	addr     string               // this node's Raft address
 	// started is closed once raft is set; RPCs that arrive before (the
 	// transport serves as soon as it listens) are answered "not leader".
 	started chan struct{}
@@ -60,9 +53,12 @@ type Node struct {
 	// loses the one it knew): calls waiting for a leader retry at once.
 	leaderChanged *signal
 
+	// mu guards the registry of clients (register, unregister and
+	// dispatch in events.go; closeClients); see bridge.go for the order
+	// of the node's mutexes.
 	mu      sync.RWMutex
 	clients map[uint64]*client // by session ID
-	closed  bool
+	closed  bool               // closeClients ran: register refuses
 
 	def      *client
 	ctx      context.Context // cancelled by Close
@@ -125,142 +121,6 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-func (n *Node) startRaft() error {
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(n.cfg.ID)
-	rc.Logger = newHCLog(n.log)
-	t := n.cfg.timers()
-	rc.HeartbeatTimeout, rc.ElectionTimeout = t.heartbeat, t.election
-	rc.LeaderLeaseTimeout, rc.CommitTimeout = t.leaderLease, t.commit
-	// BatchApplyCh stays off: with it, a future still in the buffered apply
-	// channel when Raft shuts down is never answered, and its caller hangs
-	// in Error() forever (seen in cluster_test: Abort waited 9 minutes for
-	// an RPC handler). The leader still group-commits every Apply that is
-	// waiting to be received.
-	rc.MaxAppendEntries = 256
-	rc.ShutdownOnRemove = false
-	if n.cfg.SnapshotThreshold > 0 {
-		rc.SnapshotThreshold = n.cfg.SnapshotThreshold
-	}
-	if n.cfg.SnapshotInterval > 0 {
-		rc.SnapshotInterval = n.cfg.SnapshotInterval
-	}
-	if n.cfg.TrailingLogs > 0 {
-		rc.TrailingLogs = n.cfg.TrailingLogs
-	}
-
-	logs, stable, snaps, err := n.openStores(rc)
-	if err != nil {
-		return err
-	}
-	var trans raft.Transport
-	if n.cfg.clustered() {
-		tr, err := transport.New(transport.Config{
-			Addr:          n.cfg.Addr,
-			AdvertiseAddr: n.cfg.AdvertiseAddr,
-			Listener:      n.cfg.Listener,
-			Dial:          n.cfg.Dial,
-			TLS:           n.cfg.TLS,
-			Handler:       transport.HandlerFunc(n.serveRPC),
-			Logger:        n.log,
-		})
-		if err != nil {
-			return fmt.Errorf("node: cluster listener: %w", err)
-		}
-		n.trans = tr
-		n.closers = append(n.closers, tr.Close)
-		n.addr = tr.Addr()
-		nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  tr.Raft(),
-			MaxPool: 3,
-			Timeout: 10 * time.Second,
-			Logger:  rc.Logger,
-			// 1 turns hashicorp/raft's pipelined replication off. With the
-			// default (2) its pipeline channels are unbuffered, and when the
-			// response decoder stops (a follower answered Success=false or
-			// a newer term) the next pipelined send can block forever:
-			// replication to that follower stops and Shutdown hangs (found
-			// by a cluster_test soak; node/DESIGN.md, "Raft profiles").
-			MaxRPCsInFlight: 1,
-		})
-		n.closers = append(n.closers, nt.Close)
-		trans = nt
-	} else {
-		addr, mem := raft.NewInmemTransport(raft.ServerAddress(n.cfg.ID))
-		n.closers = append(n.closers, mem.Close)
-		n.addr = string(addr)
-		trans = mem
-	}
-
-	existing, err := raft.HasExistingState(logs, stable, snaps)
-	if err != nil {
-		return fmt.Errorf("node: read existing state: %w", err)
-	}
-	n.existing = existing
-	if !existing && n.cfg.clustered() && len(n.cfg.Peers) == 0 && n.cfg.Join == "" {
-		return fmt.Errorf("%w: a new cluster node needs Peers (found a cluster) or Join (enter one); only a restart on a DataDir with state needs neither", ErrInvalidConfig)
-	}
-	if !existing && n.cfg.Join == "" {
-		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, n.founders()); err != nil {
-			return fmt.Errorf("node: bootstrap: %w", err)
-		}
-	}
-	r, err := raft.NewRaft(rc, n.bridge, logs, stable, snaps, trans)
-	if err != nil {
-		return fmt.Errorf("node: start raft: %w", err)
-	}
-	n.raft = r
-	close(n.started)
-	return nil
-}
-
-// founders is the configuration a new cluster starts with.
-func (n *Node) founders() raft.Configuration {
-	if len(n.cfg.Peers) == 0 {
-		return raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.addr)}}}
-	}
-	var c raft.Configuration
-	for _, p := range n.cfg.Peers {
-		addr := p.Addr
-		if p.ID == n.cfg.ID && addr == "" {
-			addr = n.addr
-		}
-		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
-	}
-	return c
-}
-
-func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raft.SnapshotStore, error) {
-	if n.cfg.DataDir == "" {
-		mem := raft.NewInmemStore()
-		return mem, mem, raft.NewInmemSnapshotStore(), nil
-	}
-	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
-		return nil, nil, nil, fmt.Errorf("node: DataDir: %w", err)
-	}
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(n.cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			Timeout:        time.Second, // another process holds the file: fail, don't hang
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("node: open log store in DataDir: %w", err)
-	}
-	n.closers = append(n.closers, store.Close)
-	cached, err := raft.NewLogCache(512, store)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	fss, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, rc.Logger)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("node: snapshot store in DataDir: %w", err)
-	}
-	return cached, store, fss, nil
-}
-
 // termBarrier commits an empty, ignorable command in the new term and
 // waits until it is applied: then the state holds every entry of earlier
 // terms. It is a command rather than raft's Barrier because raft hands
@@ -270,7 +130,7 @@ func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raf
 func (n *Node) termBarrier() error {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.StartTimeout)
 	defer cancel()
-	_, _, err := n.applyLocal(ctx, &fsmpb.Command{Ignorable: true})
+	_, _, err := n.proposeLocal(ctx, &fsmpb.Command{Ignorable: true})
 	return err
 }
 
@@ -346,31 +206,6 @@ func (n *Node) runExpiries() {
 	}
 }
 
-// dispatch routes applied events to the expirer and to the local clients.
-// It runs in the FSM goroutine with the bridge's write lock held: it must
-// not block.
-func (n *Node) dispatch(events []fsm.Event) {
-	n.exp.handle(events)
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	for _, ev := range events {
-		if c := n.clients[ev.Session]; c != nil {
-			c.handle(ev)
-		}
-	}
-}
-
-// newSessionID returns a random non-zero session ID.
-func newSessionID() uint64 {
-	var b [8]byte
-	for {
-		_, _ = rand.Read(b[:])
-		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
-			return id
-		}
-	}
-}
-
 // NewLocker returns a new client of this node with its own session: its
 // leases and queued requests are independent of every other client's, and
 // closing it ends only its own. The Node itself is such a client.
@@ -392,17 +227,6 @@ func (n *Node) TryAcquire(ctx context.Context, name string, opts ...lock.Option)
 // operation that completed before it was called.
 func (n *Node) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	return n.def.Inspect(ctx, name)
-}
-
-// InspectLocal reports name from this node's own applied state without
-// asking the leader: it answers without a quorum and costs no network round
-// trip, but it is a stale read — it can miss operations that completed
-// elsewhere and have not yet been applied here.
-func (n *Node) InspectLocal(name string) (lock.Info, error) {
-	if err := lock.ValidateName(name); err != nil {
-		return lock.Info{}, err
-	}
-	return n.localInfo(name), nil
 }
 
 // Close releases the leases and sessions of every client of this node, then
@@ -441,21 +265,6 @@ func (n *Node) closeClients(graceful bool) {
 	wg.Wait()
 }
 
-// reconcile runs after a snapshot replaced the state (bridge lock held):
-// the events of the entries the snapshot covers were never seen here, so
-// every local client checks its leases and waiters against the new state.
-func (n *Node) reconcile(st *fsm.State) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	seen := map[*client]bool{}
-	for _, c := range n.clients {
-		if !seen[c] {
-			seen[c] = true
-			c.reconcile(st)
-		}
-	}
-}
-
 func (n *Node) shutdown(graceful bool) error {
 	n.once.Do(func() {
 		n.closeClients(graceful)
@@ -466,9 +275,9 @@ func (n *Node) shutdown(graceful bool) error {
 					n.log.Debug("leadership transfer on close", "error", err)
 				}
 			}
-			n.applyMu.Lock() // no Apply of ours in flight at Shutdown
+			n.commitMu.Lock() // no Apply of ours in flight at Shutdown
 			errs = append(errs, n.raft.Shutdown().Error())
-			n.applyMu.Unlock()
+			n.commitMu.Unlock()
 		}
 		n.cancel()
 		n.wg.Wait()

@@ -1,0 +1,164 @@
+package node
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/internal/leasecore"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// How applied events reach the clients of this node: the bridge hands every
+// batch's events to Node.dispatch (and a restored state to Node.reconcile)
+// under its write lock; the Node routes them by session to the client that
+// registered it, whose handle (or reconcile) answers waiters and ends
+// leases. Nothing here may block.
+
+// register routes the events of session id to c. It refuses once the node
+// closes its clients (lock.ErrClosed).
+func (n *Node) register(id uint64, c *client) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return lock.ErrClosed
+	}
+	n.clients[id] = c
+	return nil
+}
+
+// unregisterSession stops the events of session id (its open failed).
+func (n *Node) unregisterSession(id uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.clients, id)
+}
+
+// unregister stops the events of every session c had (c is closed).
+func (n *Node) unregister(c *client) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, cl := range n.clients {
+		if cl == c {
+			delete(n.clients, id)
+		}
+	}
+}
+
+// dispatch routes applied events to the expirer and to the local clients.
+// It runs in the FSM goroutine with the bridge's write lock held: it must
+// not block.
+func (n *Node) dispatch(events []fsm.Event) {
+	n.exp.handle(events)
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	for _, ev := range events {
+		if c := n.clients[ev.Session]; c != nil {
+			c.handle(ev)
+		}
+	}
+}
+
+// reconcile runs after a snapshot replaced the state (bridge lock held):
+// the events of the entries the snapshot covers were never seen here, so
+// every local client checks its leases and waiters against the new state.
+func (n *Node) reconcile(st *fsm.State) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	seen := map[*client]bool{}
+	for _, c := range n.clients {
+		if !seen[c] {
+			seen[c] = true
+			c.reconcile(st)
+		}
+	}
+}
+
+// handle applies one event about a session of this client. It runs in the
+// FSM goroutine and must not block.
+func (c *client) handle(ev fsm.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch ev.Kind {
+	case fsm.EventGranted:
+		w := c.waiters[ev.Seq]
+		base := time.Now()
+		if w != nil && ev.Claim == ev.Token {
+			base = w.sent // granted by its own Acquire entry
+		}
+		l := c.newLease(ev.Name, ev.Token, ev.TTL, base)
+		if ev.TTL == 0 && c.lostSessions[ev.Session] {
+			// Granted to a session this client already gave up: nothing
+			// renews it, so the lease is over before it starts.
+			l.end(errSessionLost)
+		}
+		if w != nil {
+			w.ch <- l // buffered, and a seq is granted once
+		}
+		// With no waiter, a Cancel for this claim is in flight and will
+		// end the lease.
+	case fsm.EventEnded:
+		if l := c.leases[leaseKey{ev.Name, ev.Token}]; l != nil {
+			l.end(reasonErr(ev.Reason))
+		}
+	case fsm.EventWithdrawn:
+		if w := c.waiters[ev.Seq]; w != nil && ev.Reason != fsm.ReasonReleased {
+			delete(c.waiters, ev.Seq)
+			w.fail(reasonErr(ev.Reason))
+		}
+	case fsm.EventSessionEnded:
+		if ev.Session == c.sess && ev.Reason == fsm.ReasonLost {
+			leasecore.Kick(c.lost)
+		}
+	}
+}
+
+// reconcile checks the client against a state installed from a snapshot,
+// whose entries' events it never saw; bridge lock held.
+func (c *client) reconcile(st *fsm.State) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, l := range c.leases {
+		if li := st.Lock(key.name); !li.Held || li.Token != key.token {
+			l.end(fmt.Errorf("%w: ended while this node was catching up", lock.ErrLost))
+		}
+	}
+	for seq, w := range c.waiters {
+		c.reconcileWaiter(st, seq, w)
+	}
+	if c.sess != 0 && !st.HasSession(c.sess) {
+		leasecore.Kick(c.lost)
+	}
+}
+
+// reconcileWaiter delivers a grant or a withdrawal of a queued claim that
+// the state shows but no event announced; c.mu held.
+func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
+	if w.claim == 0 {
+		return // not queued yet: its own result will tell
+	}
+	if c.waiters[seq] != w {
+		return // already answered (granted, withdrawn, or its session lost)
+	}
+	li := st.Lock(w.name)
+	switch {
+	case li.Held && li.Claim == w.claim:
+		if c.leases[leaseKey{w.name, li.Token}] == nil && len(w.ch) == 0 {
+			w.ch <- c.newLease(w.name, li.Token, li.TTL, time.Now()) // buffered, empty: cannot block
+		}
+	case !st.Queued(w.name, w.claim) && len(w.ch) == 0:
+		delete(c.waiters, seq)
+		w.fail(fmt.Errorf("%w: withdrawn while this node was catching up", lock.ErrLost))
+	}
+}
+
+func reasonErr(r fsm.EndReason) error {
+	switch r {
+	case fsm.ReasonReleased, fsm.ReasonClosed:
+		return lock.ErrReleased
+	case fsm.ReasonExpired:
+		return lock.ErrExpired
+	default:
+		return errSessionLost
+	}
+}

@@ -1,0 +1,176 @@
+package node
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/quorumlock/quorumlock/transport"
+)
+
+// startRaft starts this node's Raft: its configuration, its stores, its
+// transport, the founding configuration of a new cluster, then Raft itself.
+func (n *Node) startRaft() error {
+	rc := n.raftConfig()
+	logs, stable, snaps, err := n.openStores(rc)
+	if err != nil {
+		return err
+	}
+	trans, err := n.openTransport(rc.Logger)
+	if err != nil {
+		return err
+	}
+	if err := n.bootstrap(rc, logs, stable, snaps, trans); err != nil {
+		return err
+	}
+	r, err := raft.NewRaft(rc, n.bridge, logs, stable, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("node: start raft: %w", err)
+	}
+	n.raft = r
+	close(n.started)
+	return nil
+}
+
+// raftConfig is the Raft configuration of this node (the profiles are in
+// DESIGN.md, "Raft profiles").
+func (n *Node) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.ID)
+	rc.Logger = newHCLog(n.log)
+	t := n.cfg.timers()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = t.heartbeat, t.election
+	rc.LeaderLeaseTimeout, rc.CommitTimeout = t.leaderLease, t.commit
+	// BatchApplyCh stays off: with it, a future still in the buffered apply
+	// channel when Raft shuts down is never answered, and its caller hangs
+	// in Error() forever (seen in cluster_test: Abort waited 9 minutes for
+	// an RPC handler). The leader still group-commits every Apply that is
+	// waiting to be received.
+	rc.MaxAppendEntries = 256
+	rc.ShutdownOnRemove = false
+	if n.cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	}
+	if n.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = n.cfg.SnapshotInterval
+	}
+	if n.cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = n.cfg.TrailingLogs
+	}
+	return rc
+}
+
+// openTransport returns Raft's transport: in a cluster, the network
+// transport over the cluster port (which also serves our RPCs, handleRPC);
+// for a single node, an in-memory one.
+func (n *Node) openTransport(logger hclog.Logger) (raft.Transport, error) {
+	if !n.cfg.clustered() {
+		addr, mem := raft.NewInmemTransport(raft.ServerAddress(n.cfg.ID))
+		n.closers = append(n.closers, mem.Close)
+		n.addr = string(addr)
+		return mem, nil
+	}
+	tr, err := transport.New(transport.Config{
+		Addr:          n.cfg.Addr,
+		AdvertiseAddr: n.cfg.AdvertiseAddr,
+		Listener:      n.cfg.Listener,
+		Dial:          n.cfg.Dial,
+		TLS:           n.cfg.TLS,
+		Handler:       transport.HandlerFunc(n.handleRPC),
+		Logger:        n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: cluster listener: %w", err)
+	}
+	n.trans = tr
+	n.closers = append(n.closers, tr.Close)
+	n.addr = tr.Addr()
+	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  tr.Raft(),
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  logger,
+		// 1 turns hashicorp/raft's pipelined replication off. With the
+		// default (2) its pipeline channels are unbuffered, and when the
+		// response decoder stops (a follower answered Success=false or
+		// a newer term) the next pipelined send can block forever:
+		// replication to that follower stops and Shutdown hangs (found
+		// by a cluster_test soak; node/DESIGN.md, "Raft profiles").
+		MaxRPCsInFlight: 1,
+	})
+	n.closers = append(n.closers, nt.Close)
+	return nt, nil
+}
+
+// bootstrap records whether the stores hold state (a restart, which ignores
+// Peers and Join) and, for a new node that founds a cluster, writes the
+// founding configuration.
+func (n *Node) bootstrap(rc *raft.Config, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport) error {
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("node: read existing state: %w", err)
+	}
+	n.existing = existing
+	if !existing && n.cfg.clustered() && len(n.cfg.Peers) == 0 && n.cfg.Join == "" {
+		return fmt.Errorf("%w: a new cluster node needs Peers (found a cluster) or Join (enter one); only a restart on a DataDir with state needs neither", ErrInvalidConfig)
+	}
+	if !existing && n.cfg.Join == "" {
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, n.founders()); err != nil {
+			return fmt.Errorf("node: bootstrap: %w", err)
+		}
+	}
+	return nil
+}
+
+// founders is the configuration a new cluster starts with.
+func (n *Node) founders() raft.Configuration {
+	if len(n.cfg.Peers) == 0 {
+		return raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.ID), Address: raft.ServerAddress(n.addr)}}}
+	}
+	var c raft.Configuration
+	for _, p := range n.cfg.Peers {
+		addr := p.Addr
+		if p.ID == n.cfg.ID && addr == "" {
+			addr = n.addr
+		}
+		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
+	}
+	return c
+}
+
+func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raft.SnapshotStore, error) {
+	if n.cfg.DataDir == "" {
+		mem := raft.NewInmemStore()
+		return mem, mem, raft.NewInmemSnapshotStore(), nil
+	}
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("node: DataDir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(n.cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second, // another process holds the file: fail, don't hang
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("node: open log store in DataDir: %w", err)
+	}
+	n.closers = append(n.closers, store.Close)
+	cached, err := raft.NewLogCache(512, store)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fss, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, rc.Logger)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("node: snapshot store in DataDir: %w", err)
+	}
+	return cached, store, fss, nil
+}

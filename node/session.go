@@ -1,0 +1,180 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/internal/leasecore"
+	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/node/nodepb"
+)
+
+// A client's session: opened at NewLocker (openSession), renewed by the
+// keep-alive loop off the log (keepAlive, renewSession, ackKeepAlive), and
+// declared lost when its deadline passes or the store expired it
+// (sessionLost, signalLost), after which the loop opens the next one.
+
+// ErrSessionExpired is wrapped (with lock.ErrLost) by the errors of calls
+// whose session the store expired. The client opens a new session; a retry
+// uses it.
+var ErrSessionExpired = errors.New("node: session expired")
+
+// errSessionLost ends the leases and fails the waiters of a session the
+// client declared lost or the store expired.
+var errSessionLost = fmt.Errorf("%w: %w", lock.ErrLost, ErrSessionExpired)
+
+// driftMargin is how much earlier than the store a holder considers its
+// lease over: clocks run at slightly different rates and timers fire late.
+func driftMargin(ttl time.Duration) time.Duration { return ttl / 50 }
+
+// newSessionID returns a random non-zero session ID.
+func newSessionID() uint64 {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:])
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
+}
+
+// openSession opens a new session and makes it current. Every session the
+// client ever had stays registered with the node until the client closes,
+// so events about leases granted under an earlier session still reach it.
+func (c *client) openSession(ctx context.Context) error {
+	id := newSessionID()
+	if err := c.n.register(id, c); err != nil {
+		return err
+	}
+	res, err := c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{
+		Req: &fsmpb.Request{Session: id}, TtlNs: int64(c.ttl), Node: c.n.cfg.ID,
+	}}})
+	if err == nil && res.GetCode() != fsmpb.Code_CODE_OK {
+		err = fmt.Errorf("node: open session: %s", res.GetCode())
+	}
+	if err != nil {
+		c.n.unregisterSession(id)
+		return err
+	}
+	c.mu.Lock()
+	c.sess = id
+	c.mu.Unlock()
+	c.ready.set(true)
+	return nil
+}
+
+// keepAlive renews the session every TTL/3 and watches the deadline the
+// holder can trust: the send time of the last acknowledged renewal plus the
+// TTL, minus the drift margin. The leader expires the session no earlier
+// than its receive time of that renewal plus the TTL, so when the deadline
+// passes without an acknowledgement the client ends its session leases
+// before the store can grant them elsewhere (I3).
+func (c *client) keepAlive(sent time.Time) {
+	defer close(c.stopped)
+	tick := time.NewTicker(c.ttl / 3)
+	defer tick.Stop()
+	deadline := sent.Add(c.ttl - driftMargin(c.ttl))
+	watch := time.NewTimer(time.Until(deadline))
+	defer watch.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+			c.mu.Lock()
+			id, renew := c.sess, c.renew
+			c.mu.Unlock()
+			sent := time.Now()
+			// A renewal may not outlast the deadline: the watch below must
+			// fire on time even when the leader does not answer.
+			if timeout := min(c.ttl/3, time.Until(deadline)); timeout > 0 && renew(id, timeout) {
+				deadline = sent.Add(c.ttl - driftMargin(c.ttl))
+				watch.Reset(time.Until(deadline))
+			}
+			// Not acknowledged: the deadline timer decides, unless the
+			// store expires the session first.
+			continue
+		case <-c.lost:
+		case <-watch.C:
+		}
+		c.sessionLost()
+		sent := time.Now()
+		if err := c.openSession(c.ctx); err != nil {
+			c.n.log.Warn("reopen session failed", "error", err)
+			deadline = time.Now().Add(c.ttl / 3)
+			watch.Reset(c.ttl / 3)
+			continue
+		}
+		deadline = sent.Add(c.ttl - driftMargin(c.ttl))
+		watch.Reset(time.Until(deadline))
+	}
+}
+
+// sessionLost ends every session lease and fails every waiter of the
+// current session: the store has expired it, or will before it could grant
+// those names elsewhere.
+func (c *client) sessionLost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lostSessions[c.sess] = true
+	c.ready.set(false)
+	for _, l := range c.leases {
+		if l.ttl == 0 {
+			l.end(errSessionLost)
+		}
+	}
+	for seq, w := range c.waiters {
+		w.fail(errSessionLost)
+		delete(c.waiters, seq)
+	}
+}
+
+// signalLost tells the keep-alive loop that the store no longer knows
+// session id, if it is still the current one.
+func (c *client) signalLost(id uint64) {
+	c.mu.Lock()
+	current := c.sess == id
+	c.mu.Unlock()
+	if current {
+		c.ready.set(false) // callers wait for the replacement, not spin on the dead one
+		leasecore.Kick(c.lost)
+	}
+}
+
+// renewSession sends one keep-alive to the leader, wherever it is, and
+// gives up after timeout.
+func (n *Node) renewSession(id uint64, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
+	defer cancel()
+	renewed := false
+	_ = n.atLeader(func() error {
+		renewed = n.ackKeepAlive(ctx, id)
+		return nil
+	}, func() error {
+		resp, err := n.call(ctx, &nodepb.Request{Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: id}}})
+		renewed = err == nil && resp.GetRenewed()
+		return err
+	})
+	return renewed
+}
+
+// ackKeepAlive renews session id on this node, the leader, and reports
+// whether the client may count on it. A new leader first waits for its term
+// barrier (its timers are armed then). After resetting the timer it
+// confirms leadership with a quorum: a deposed leader that has not noticed
+// yet must not acknowledge, because the new leader's timers started at its
+// election and a late acknowledgement would move the client's deadline past
+// them (I3). Once a quorum confirmed this leader after the keep-alive
+// arrived, any later leader is elected after that, and re-arms the session
+// at a full TTL from then.
+func (n *Node) ackKeepAlive(ctx context.Context, id uint64) bool {
+	if n.leading.wait(ctx) != nil || !n.exp.resetSession(id) {
+		return false
+	}
+	return n.raft.VerifyLeader().Error() == nil
+}

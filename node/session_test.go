@@ -1,0 +1,143 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// holderAndWaiter starts a node with a 600 ms session TTL and two clients
+// of it: holder, which holds "x" as l, and waiter.
+func holderAndWaiter(ctx context.Context, t *testing.T) (n *Node, holder *client, waiter lock.Locker, l lock.Lease) {
+	t.Helper()
+	n = newNode(t, Config{SessionTTL: 600 * time.Millisecond})
+	holder, err := n.newClient(ctx)
+	require.NoError(t, err)
+	waiter, err = n.NewLocker(ctx)
+	require.NoError(t, err)
+	l, err = holder.Acquire(ctx, "x")
+	require.NoError(t, err)
+	return n, holder, waiter, l
+}
+
+func TestNode_AbandonedSessionHandsOver(t *testing.T) {
+	ctx := testCtx(t)
+	_, holder, waiter, l := holderAndWaiter(ctx, t)
+
+	holder.abandon() // stops renewing without telling the store
+	assert.ErrorIs(t, l.Err(), lock.ErrLost)
+	got, err := waiter.Acquire(ctx, "x")
+	require.NoError(t, err, "the waiter gets the lock once the silent session expires")
+	assert.Greater(t, got.Token(), l.Token())
+}
+
+func TestNode_SessionExpiryEndsLeaseFirst(t *testing.T) {
+	// A holder cut off from the leader: its keep-alives fail and it hears
+	// no applied events. Its own deadline (send time of the last
+	// acknowledged keep-alive + TTL − margin) must close Done before the
+	// leader's expiry hands the lock to the waiter (I3).
+	ctx := testCtx(t)
+	n, holder, waiter, l := holderAndWaiter(ctx, t)
+
+	n.unregister(holder) // it hears no applied events
+	holder.mu.Lock()
+	holder.renew = func(uint64, time.Duration) bool { return false }
+	holder.mu.Unlock()
+
+	type grant struct {
+		lease             lock.Lease
+		holderAlreadyDone bool
+		err               error
+	}
+	got := make(chan grant, 1)
+	go func() {
+		lease, err := waiter.Acquire(ctx, "x")
+		got <- grant{lease: lease, holderAlreadyDone: l.Err() != nil, err: err}
+	}()
+	g := <-got
+	require.NoError(t, g.err)
+	assert.True(t, g.holderAlreadyDone, "the holder's Done must close before the store grants the name elsewhere")
+	assert.ErrorIs(t, l.Err(), lock.ErrLost)
+	assert.Greater(t, g.lease.Token(), l.Token())
+	holder.abandon()
+}
+
+// TestClient_RenewalNeverOutlastsDeadline: a keep-alive that gets no answer
+// must give up by the holder's deadline, so that the deadline ends the
+// session leases on time (I3). Renewals used to run with a fixed TTL/3
+// timeout: one started just before the deadline kept the keep-alive loop
+// busy past it, and the holder went on trusting a lease the leader could
+// already have expired (found by cluster_test's TestRandomPartitions as a
+// lease reported held 2.6 s after its grant, TTL 2 s).
+func TestClient_RenewalNeverOutlastsDeadline(t *testing.T) {
+	const ttl = time.Second
+	ctx := testCtx(t)
+	n := newNode(t, Config{SessionTTL: ttl})
+	c, err := n.newClient(ctx)
+	require.NoError(t, err)
+	defer c.abandon()
+	l, err := c.Acquire(ctx, "x")
+	require.NoError(t, err)
+
+	// The stub passes the first renewal to the store, so the store really
+	// renews the session then, and never answers after that: each call
+	// blocks for the whole timeout it is given. Only the calls for that
+	// session are checked; once its deadline passes the client opens a new
+	// session, whose renewals are not this test's business.
+	type call struct {
+		at      time.Time
+		timeout time.Duration
+	}
+	var mu sync.Mutex
+	var calls []call
+	var acked time.Time
+	var ackedSession uint64
+	c.mu.Lock()
+	c.renew = func(session uint64, timeout time.Duration) bool {
+		mu.Lock()
+		first := acked.IsZero()
+		mu.Unlock()
+		if first {
+			sent := time.Now()
+			if !n.renewSession(session, timeout) {
+				return false
+			}
+			mu.Lock()
+			acked, ackedSession = sent, session
+			mu.Unlock()
+			return true
+		}
+		now := time.Now()
+		mu.Lock()
+		if session == ackedSession {
+			calls = append(calls, call{now, timeout})
+		}
+		mu.Unlock()
+		time.Sleep(timeout)
+		return false
+	}
+	c.mu.Unlock()
+
+	<-l.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	require.False(t, acked.IsZero(), "no renewal was acknowledged")
+	// The keep-alive loop takes its send time just before calling the
+	// stub, so its deadline is at most this one.
+	deadline := acked.Add(ttl - driftMargin(ttl))
+	// Ticks every TTL/3 after the acknowledgement: the second unanswered
+	// renewal starts less than TTL/3 before the deadline, the case the old
+	// fixed timeout got wrong.
+	require.GreaterOrEqual(t, len(calls), 2, "fewer than two unanswered renewals before the deadline")
+	for _, cl := range calls {
+		assert.False(t, cl.at.Add(cl.timeout).After(deadline.Add(time.Millisecond)),
+			"a renewal at %v with timeout %v outlasts the deadline %v", cl.at.Sub(acked), cl.timeout, deadline.Sub(acked))
+	}
+	assert.ErrorIs(t, l.Err(), lock.ErrLost)
+}
