@@ -119,7 +119,7 @@ func TestClient_RenewalNeverOutlastsDeadline(t *testing.T) {
 			calls = append(calls, call{now, timeout})
 		}
 		mu.Unlock()
-		time.Sleep(timeout)
+		time.Sleep(timeout) // a renewal that times out: the stub answers nothing for its whole timeout
 		return false
 	}
 	c.mu.Unlock()

@@ -104,7 +104,7 @@ func nemesisSoak(t *testing.T) time.Duration {
 func runNemesis(t *testing.T, c *procCluster, bin string, hw *httpWorkload, rng *rand.Rand, soak time.Duration) (kills, pauses int) {
 	end := time.Now().Add(soak)
 	for time.Now().Before(end) || (kills == 0 || pauses == 0) && time.Now().Before(end.Add(30*time.Second)) {
-		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
+		time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond) // the nemesis's pace, not a wait for state
 		if (pauses == 0 && kills > 0) || rng.IntN(2) == 0 {
 			if i := hw.holder(rng); i >= 0 {
 				p := c.procs[i]
@@ -113,7 +113,7 @@ func runNemesis(t *testing.T, c *procCluster, bin string, hw *httpWorkload, rng 
 				if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 					t.Fatalf("SIGSTOP %s: %v", p.id, err)
 				}
-				time.Sleep(d)
+				time.Sleep(d) // how long the process stays stopped
 				if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 					t.Fatalf("SIGCONT %s: %v", p.id, err)
 				}
@@ -125,7 +125,7 @@ func runNemesis(t *testing.T, c *procCluster, bin string, hw *httpWorkload, rng 
 		t.Logf("SIGKILL leader %s", p.id)
 		p.kill()
 		kills++
-		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
+		time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond) // how long the leader stays dead
 		p.start(t, bin)
 	}
 	return kills, pauses
@@ -188,7 +188,7 @@ func (hw *httpWorkload) holder(rng *rand.Rand) int {
 		if len(held) > 0 {
 			return held[rng.IntN(len(held))]
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // poll, bounded by the loop's deadline
 	}
 	return -1
 }
