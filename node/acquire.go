@@ -126,7 +126,10 @@ func (c *client) queued(seq uint64, w *waiter, name string, claim uint64) {
 // or why there is none. The result res of the Acquire entry says which to
 // expect. GRANTED: the answer is already there, since propose returns once
 // this node has applied the entry. QUEUED: it waits for the grant, the
-// withdrawal, or ctx's end. A claim the caller does not get is cancelled
+// withdrawal, or ctx's end. An answer already on the waiter wins over a
+// ctx that has ended meanwhile: the caller gets the lease it was granted
+// (and owns its release) rather than a cancel racing the grant it
+// already has. A claim the caller does not get is cancelled
 // (released if the grant won the race): one ctx gave up on, one whose
 // session was lost, one granted to a session the client declared lost.
 func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.Result, w *waiter) (lock.Lease, error) {

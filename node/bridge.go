@@ -26,7 +26,9 @@ import (
 //     Node.mu: expirer.mu and Node.mu never nest.
 //   - bridge.mu (read), through bridge.read, is held by expirer.lead (on
 //     winning an election) and by a queued Acquire that checks its claim
-//     against the state (client.queued, which takes client.mu).
+//     against the state (client.queued, which takes client.mu); the
+//     readers localInfo, Stats, Snapshot and waitAppliedOr take it and
+//     nothing else.
 //   - Node.mu alone: register, unregisterSession, unregister and
 //     closeClients hold nothing else; a client calls them without
 //     client.mu.

@@ -21,6 +21,7 @@ import (
 // passed.
 type lease struct {
 	leasecore.Core
+	ender leasecore.Ender
 	c     *client
 	ttl   time.Duration // 0: session lease
 	timer *time.Timer   // TTL leases: the holder's local deadline
@@ -32,7 +33,7 @@ var _ lock.Lease = (*lease)(nil)
 // that got it, or the local apply time of a hand-off); c.mu held.
 func (c *client) newLease(name string, token uint64, ttl time.Duration, base time.Time) *lease {
 	l := &lease{c: c, ttl: ttl}
-	l.Init(name, token)
+	l.Core, l.ender = leasecore.New(name, token)
 	if ttl > 0 {
 		l.timer = time.AfterFunc(time.Until(base.Add(ttl-driftMargin(ttl))), l.expireLocally)
 	}
@@ -48,7 +49,7 @@ func (l *lease) expireLocally() {
 
 // end ends the lease once; c.mu held.
 func (l *lease) end(why error) {
-	if !l.End(why) {
+	if !l.ender.End(why) {
 		return
 	}
 	if l.timer != nil {

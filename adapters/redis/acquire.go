@@ -147,7 +147,7 @@ func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options
 	if err != nil {
 		return nil, err
 	}
-	l.Init(name, a.token)
+	l.Core, l.ender = leasecore.New(name, a.token)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

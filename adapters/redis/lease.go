@@ -14,6 +14,7 @@ import (
 // with its removal from c.leases.
 type lease struct {
 	leasecore.Core
+	ender leasecore.Ender
 	c     *instance
 	claim string
 	ttl   time.Duration // 0: session lease
@@ -26,7 +27,7 @@ var _ lock.Lease = (*lease)(nil)
 
 // end ends the lease once; c.mu held.
 func (l *lease) end(why error) {
-	if !l.End(why) {
+	if !l.ender.End(why) {
 		return
 	}
 	l.dl.Stop()

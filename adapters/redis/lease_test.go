@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -14,7 +15,7 @@ import (
 // deadline is at (no server involved).
 func heldLease(c *instance, px time.Duration, at time.Time) *lease {
 	l := &lease{c: c, px: px}
-	l.Init("name", 7)
+	l.Core, l.ender = leasecore.New("name", 7)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l.dl.Start(at, l.onDeadline)

@@ -17,8 +17,9 @@ import (
 // ends under r.mu, together with its removal from r.leases.
 type multiLease struct {
 	leasecore.Core
-	r    *redlock
-	subs []*lease // nil where the primary did not grant
+	ender leasecore.Ender
+	r     *redlock
+	subs  []*lease // nil where the primary did not grant
 
 	alive     int  // per-primary leases not ended; guarded by r.mu
 	releasing bool // a Release is ending the per-primary leases; guarded by r.mu
@@ -29,7 +30,7 @@ var _ lock.Lease = (*multiLease)(nil)
 // end ends the lease once, and gives up the per-primary leases still held
 // locally (they are deleted in the store by their instance); r.mu held.
 func (ml *multiLease) end(why error) {
-	if !ml.End(why) {
+	if !ml.ender.End(why) {
 		return
 	}
 	delete(ml.r.leases, ml)

@@ -248,7 +248,7 @@ func (a *acquisition) grant(t tally) (lock.Lease, error) {
 		return nil, errLateGrant
 	}
 	ml := &multiLease{r: r, subs: subs, alive: held}
-	ml.Init(a.name, token)
+	ml.Core, ml.ender = leasecore.New(a.name, token)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 // happens under l.mu, together with its removal from l.leases.
 type lease struct {
 	leasecore.Core
+	ender   leasecore.Ender
 	l       *Locker
 	path    string
 	data    []byte
@@ -38,7 +39,7 @@ func ttlMargin(ttl time.Duration) time.Duration { return ttl/500 + 5*time.Millis
 // (c.marked) plus the TTL minus the margin.
 func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
 	le := &lease{l: l, path: c.path, data: c.data, ttl: c.ttl, session: session}
-	le.Init(c.name, token)
+	le.Core, le.ender = leasecore.New(c.name, token)
 	if c.ttl > 0 {
 		le.deadline.Start(c.marked.Add(c.ttl-ttlMargin(c.ttl)), func() {
 			le.end(fmt.Errorf("%w: TTL %v passed without a Refresh", lock.ErrExpired, le.ttl))
@@ -50,7 +51,7 @@ func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
 
 // endLocked ends the lease once; l.mu held.
 func (le *lease) endLocked(why error) {
-	if !le.End(why) {
+	if !le.ender.End(why) {
 		return
 	}
 	le.deadline.Stop()

@@ -61,7 +61,7 @@ func (h *httpLocker) acquire(ctx context.Context, name, query string) (lock.Leas
 		return nil, apiError(code, r, err)
 	}
 	l := &httpLease{h: h}
-	l.Init(name, r.Token)
+	l.Core, l.ender = leasecore.New(name, r.Token)
 	return l, nil
 }
 
@@ -80,7 +80,8 @@ func (h *httpLocker) Close() error { return nil }
 // API's answers say.
 type httpLease struct {
 	leasecore.Core
-	h *httpLocker
+	ender leasecore.Ender
+	h     *httpLocker
 }
 
 func (l *httpLease) path(suffix string) string {
@@ -95,7 +96,7 @@ func (l *httpLease) Release(ctx context.Context) error {
 	if err := l.send(ctx, http.MethodDelete, ""); err != nil {
 		return err
 	}
-	l.End(lock.ErrReleased)
+	l.ender.End(lock.ErrReleased)
 	return nil
 }
 
@@ -106,7 +107,7 @@ func (l *httpLease) send(ctx context.Context, method, suffix string) error {
 	if err != nil || code != http.StatusOK {
 		err = apiError(code, r, err)
 		if errors.Is(err, lock.ErrNotHeld) {
-			l.End(lock.ErrLost)
+			l.ender.End(lock.ErrLost)
 		}
 		return err
 	}

@@ -3,25 +3,48 @@ package leasecore
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/quorumlock/quorumlock/lock"
 )
 
 // Core carries what every lease is: a name, a token, and a context that is
 // cancelled, with the reason as its cause, when the lease ends. Ending is
-// its only state change and happens once. The zero Core is not usable; call
-// Init.
+// its only state change and happens once, through the Ender that New
+// returns with it. A backend embeds the Core in its lease type (which then
+// has Name, Token, Done, Context and Err) and keeps the Ender in an
+// unexported field, so that whoever holds the lease cannot end it behind
+// the backend's back.
 type Core struct {
-	name   string
-	token  uint64
-	ctx    context.Context
+	name  string
+	token uint64
+	ctx   context.Context
+}
+
+// Ender ends the lease of the Core it came with. Copies of an Ender end
+// the same lease.
+type Ender struct{ *ending }
+
+type ending struct {
+	ended  atomic.Bool
 	cancel context.CancelCauseFunc
 }
 
-// Init makes c a held lease of name with token.
-func (c *Core) Init(name string, token uint64) {
-	c.name, c.token = name, token
-	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+// New returns the Core of a held lease of name with token, and its Ender.
+func New(name string, token uint64) (Core, Ender) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return Core{name: name, token: token, ctx: ctx}, Ender{&ending{cancel: cancel}}
+}
+
+// End ends the lease with why, once: it reports whether this call ended it,
+// true for exactly one call even when several race. The first cause is the
+// one Err reports.
+func (e Ender) End(why error) bool {
+	if !e.ended.CompareAndSwap(false, true) {
+		return false
+	}
+	e.cancel(why)
+	return true
 }
 
 // Name implements lock.Lease.
@@ -47,16 +70,6 @@ func (c *Core) Err() error {
 
 // Ended reports whether the lease has ended.
 func (c *Core) Ended() bool { return c.ctx.Err() != nil }
-
-// End ends the lease with why, once: it reports whether this call ended it.
-// A later call changes nothing, so the first cause is the one Err reports.
-func (c *Core) End(why error) bool {
-	if c.ctx.Err() != nil {
-		return false
-	}
-	c.cancel(why)
-	return true
-}
 
 // NotHeld is the error of a Release or Refresh of an ended lease: it wraps
 // lock.ErrNotHeld and the cause the lease ended with. prefix names the

@@ -3,8 +3,9 @@
 // ended with a cause, the local deadline of I3, and the small waiting
 // helpers the backends retry with (kick, jittered backoff).
 //
-// Every lock.Lease in the module embeds a Core: the node's lease, the Redis
-// and Redlock leases, the ZooKeeper lease and lockd's HTTP lease. The
+// Every lock.Lease in the module embeds a Core and keeps its Ender in an
+// unexported field: the node's lease, the Redis and Redlock leases, the
+// ZooKeeper lease and lockd's HTTP lease. The
 // package imports the standard library and package lock only, so a
 // Redis-only or ZooKeeper-only user links no Raft code through it.
 //

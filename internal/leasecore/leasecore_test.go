@@ -2,6 +2,8 @@ package leasecore
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,8 +17,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestCore_EndsOnceWithFirstCause(t *testing.T) {
-	var c Core
-	c.Init("a", 7)
+	c, e := New("a", 7)
 	assert.Equal(t, "a", c.Name())
 	assert.Equal(t, uint64(7), c.Token())
 	assert.NoError(t, c.Err())
@@ -27,8 +28,8 @@ func TestCore_EndsOnceWithFirstCause(t *testing.T) {
 	default:
 	}
 
-	assert.True(t, c.End(lock.ErrExpired))
-	assert.False(t, c.End(lock.ErrReleased), "a second End must not count")
+	assert.True(t, e.End(lock.ErrExpired))
+	assert.False(t, e.End(lock.ErrReleased), "a second End must not count")
 	<-c.Done()
 	assert.True(t, c.Ended())
 	require.ErrorIs(t, c.Err(), lock.ErrExpired)
@@ -37,10 +38,39 @@ func TestCore_EndsOnceWithFirstCause(t *testing.T) {
 	assert.ErrorIs(t, c.Context().Err(), context.Canceled)
 }
 
+func TestEnder_RacingEndsCountOnce(t *testing.T) {
+	for range 2000 {
+		_, e := New("a", 1)
+		var wins atomic.Int32
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				<-start
+				if e.End(lock.ErrLost) {
+					wins.Add(1)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		require.Equal(t, int32(1), wins.Load(), "End reported true to more than one racing caller")
+	}
+}
+
+func TestCore_EmbedderCannotBeEndedFromOutside(t *testing.T) {
+	type lease struct{ Core }
+	c, _ := New("a", 1)
+	var l any = &lease{Core: c}
+	_, endable := l.(interface{ End(error) bool })
+	assert.False(t, endable, "a lease that embeds Core must not have an End method")
+	_, resettable := l.(interface{ Init(string, uint64) })
+	assert.False(t, resettable, "a lease that embeds Core must not have an Init method")
+}
+
 func TestCore_NotHeldWrapsCause(t *testing.T) {
-	var c Core
-	c.Init("job", 1)
-	c.End(lock.ErrLost)
+	c, e := New("job", 1)
+	e.End(lock.ErrLost)
 	for _, prefix := range []string{"", "redis lock"} {
 		err := c.NotHeld(prefix)
 		require.ErrorIs(t, err, lock.ErrNotHeld)
