@@ -17,8 +17,9 @@ type Deadline struct {
 	stopped bool
 }
 
-// Start arms d to call fire at at. It must be called once, before any other
-// method.
+// Start arms d to call fire at at. It may be called once. A Deadline never
+// started (a lease without one) is inert: Extend reports false, At is the
+// zero time and Stop does nothing.
 func (d *Deadline) Start(at time.Time, fire func()) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -130,6 +130,13 @@ func TestDeadline_StopPreventsFire(t *testing.T) {
 	assert.False(t, d.due())
 }
 
+func TestDeadline_NeverStartedIsInert(t *testing.T) {
+	var d Deadline
+	assert.False(t, d.Extend(time.Now().Add(time.Hour)))
+	assert.True(t, d.At().IsZero())
+	d.Stop()
+}
+
 func TestBackoff_DoublesUpToMaxWithJitter(t *testing.T) {
 	b := Backoff{Min: 40 * time.Millisecond, Max: 100 * time.Millisecond}
 	bounds := []time.Duration{40, 80, 100, 100}
