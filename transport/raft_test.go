@@ -151,9 +151,13 @@ func newRaftCluster(t *testing.T, n int, cfg func(i int) transport.Config) *raft
 	for i, tr := range c.trs {
 		conf := raft.DefaultConfig()
 		conf.LocalID = servers[i].ID
-		conf.HeartbeatTimeout = 200 * time.Millisecond
-		conf.ElectionTimeout = 200 * time.Millisecond
-		conf.LeaderLeaseTimeout = 100 * time.Millisecond
+		// Timeouts a loaded 2-core machine keeps: with 200 ms ones, a
+		// starved leader stepped down mid-test and its Apply failed with
+		// "leadership lost while committing log" (an ambiguous outcome the
+		// test cannot retry without risking a double apply).
+		conf.HeartbeatTimeout = time.Second
+		conf.ElectionTimeout = time.Second
+		conf.LeaderLeaseTimeout = 500 * time.Millisecond
 		conf.CommitTimeout = 5 * time.Millisecond
 		conf.Logger = hclog.NewNullLogger()
 
