@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -178,30 +177,6 @@ func (n *Node) watchLeader() {
 			return
 		case <-ch:
 			n.leaderChanged.bump()
-		}
-	}
-}
-
-// runExpiries proposes the Expire commands of fired timers.
-func (n *Node) runExpiries() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-n.exp.wake:
-		}
-		for _, cmd := range n.exp.take() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			res, err := n.propose(ctx, cmd)
-			cancel()
-			if err != nil {
-				// Leadership moved or the node is closing; the next leader
-				// re-arms every timer.
-				n.log.Debug("expiry not committed", "error", err)
-				continue
-			}
-			n.log.Debug("expired", "command", cmd.String(), "code", res.GetCode().String())
 		}
 	}
 }
