@@ -133,11 +133,18 @@ var errEnded = errors.New("node: lease ended")
 // do runs one Release or Refresh request of l on the caller's behalf and
 // returns its answer, or errEnded as soon as the lease ends, whatever ctx:
 // the request runs on a goroutine of the client (Close waits for it),
-// stopped by the end of ctx, of the lease or of the client.
+// stopped by the end of ctx, of the client, or of the lease unless it was
+// released.
 func (l *lease) do(ctx context.Context, build func(*fsmpb.Request) *fsmpb.Command) (*fsmpb.Result, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	defer context.AfterFunc(l.Context(), func() { cancel(errEnded) })()
+	defer context.AfterFunc(l.Context(), func() {
+		// Not when released: that may be this very request's entry,
+		// applied here before its answer comes back (a forward's reply).
+		if !errors.Is(l.Err(), lock.ErrReleased) {
+			cancel(errEnded)
+		}
+	})()
 	defer context.AfterFunc(l.c.ctx, func() { cancel(lock.ErrClosed) })()
 	type answer struct {
 		res *fsmpb.Result
