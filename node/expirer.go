@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/internal/leasecore"
@@ -187,7 +185,8 @@ func (e *expirer) resetSession(id uint64) bool {
 }
 
 // lead arms every timer at a full TTL from state (called with the bridge's
-// read lock held, so no event slips between the scan and the arming).
+// read lock held, so no event slips between the scan and the arming), for
+// the new leader.
 func (e *expirer) lead(st *fsm.State) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -270,13 +269,14 @@ func expireLoop(stop <-chan struct{}, e *expirer, propose func(*fsmpb.Command) e
 	}
 }
 
-// expireLocal commits an Expire command on this node, never forwarding it:
-// a leader that stepped down drops its expiries (the next leader re-arms
-// every timer at a full TTL from its election); forwarded, an expiry
-// decided under the old term could reach a leader that has acknowledged
-// keep-alives since. Errors mean "try again if still due".
+// expireLocal commits an Expire command on this node, never forwarding it,
+// and only while this node leads the term its timers were armed in
+// (leadsTerm). A leader that stepped down drops its expiries: the next
+// leader re-arms every timer at a full TTL from its election. Forwarded,
+// an expiry decided under the old term could reach a leader that has
+// acknowledged keep-alives since. Errors mean "try again if still due".
 func (n *Node) expireLocal(cmd *fsmpb.Command) error {
-	if n.raft.State() != raft.Leader {
+	if !n.leadsTerm() {
 		return nil // not ours to expire any more
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, cleanupTimeout)

@@ -180,5 +180,5 @@ func (n *Node) ackKeepAlive(ctx context.Context, id uint64) bool {
 	if n.leading.wait(ctx) != nil || !n.exp.resetSession(id) {
 		return false
 	}
-	return n.raft.VerifyLeader().Error() == nil
+	return n.raft.VerifyLeader().Error() == nil && n.leadsTerm()
 }
