@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/node"
 )
 
 // Cluster tests of a node left without a quorum: its calls end, and say
@@ -68,6 +69,8 @@ func TestCluster_NoQuorumAfterSessionLost(t *testing.T) {
 	n := c.Node(hi)
 	held, err := n.Acquire(ctx, "held")
 	require.NoError(t, err)
+	ttl, err := n.Acquire(ctx, "ttl", lock.WithTTL(time.Minute)) // outlives the session
+	require.NoError(t, err)
 
 	c.Kill(li)
 	c.Kill((li + 2) % 3)
@@ -76,22 +79,42 @@ func TestCluster_NoQuorumAfterSessionLost(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("session lease still held 15 s after the quorum was lost (session TTL 2 s)")
 	}
-	calls := map[string]func(context.Context) error{
-		"TryAcquire": func(ctx context.Context) error { _, err := n.TryAcquire(ctx, "free"); return err },
-		"Acquire":    func(ctx context.Context) error { _, err := n.Acquire(ctx, "free"); return err },
-		"Inspect":    func(ctx context.Context) error { _, err := n.Inspect(ctx, "free"); return err },
-		"NewLocker":  func(ctx context.Context) error { _, err := n.NewLocker(ctx); return err },
-		"Refresh":    func(ctx context.Context) error { return held.Refresh(ctx) },
+	calls := []struct {
+		what string
+		call func(context.Context) error
+	}{
+		{"TryAcquire", func(ctx context.Context) error { _, err := n.TryAcquire(ctx, "free"); return err }},
+		{"Acquire", func(ctx context.Context) error { _, err := n.Acquire(ctx, "free"); return err }},
+		{"Inspect", func(ctx context.Context) error { _, err := n.Inspect(ctx, "free"); return err }},
+		{"NewLocker", func(ctx context.Context) error { _, err := n.NewLocker(ctx); return err }},
+		{"Refresh", ttl.Refresh},
+		{"Release", ttl.Release},
 	}
-	for what, call := range calls {
+	for _, c := range calls {
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		err := call(cctx)
+		err := c.call(cctx)
 		cancel()
-		if what == "Refresh" { // the lease has ended: that is the answer
-			assert.ErrorIs(t, err, lock.ErrNotHeld, what)
-			continue
-		}
-		assert.ErrorIs(t, err, lock.ErrNoQuorum, "%s: %v", what, err)
-		assert.ErrorIs(t, err, context.DeadlineExceeded, "%s: %v", what, err)
+		assert.ErrorIs(t, err, lock.ErrNoQuorum, "%s: %v", c.what, err)
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "%s: %v", c.what, err)
 	}
+	// The session lease has ended: that is the answer, whatever the store.
+	assert.ErrorIs(t, held.Refresh(ctx), lock.ErrNotHeld)
+}
+
+// TestCluster_ExpiryNeverForwarded (issue 11, item 9): an expiry decided on
+// a node that no longer leads is dropped, not forwarded to the leader,
+// which may have acknowledged keep-alives for that session since.
+func TestCluster_ExpiryNeverForwarded(t *testing.T) {
+	ctx := clusterCtx(t)
+	c := startCluster(t, 3, false)
+	li := c.Leader()
+	fi := (li + 1) % 3
+	held, err := c.Node(fi).Acquire(ctx, "kept")
+	require.NoError(t, err)
+	require.NoError(t, node.ExpireSession(c.Node(fi), node.SessionOf(c.Node(fi))))
+	info, err := c.Node(li).Inspect(ctx, "kept")
+	require.NoError(t, err)
+	assert.True(t, info.Held, "an expiry from a follower must not reach the leader")
+	assert.Equal(t, held.Token(), info.Token)
+	assert.NoError(t, held.Err())
 }
