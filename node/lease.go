@@ -159,6 +159,9 @@ func (l *lease) do(ctx context.Context, build func(*fsmpb.Request) *fsmpb.Comman
 	}
 	select {
 	case a := <-ch:
+		if a.err != nil && l.c.ctx.Err() != nil {
+			return nil, lock.ErrClosed // the Locker closed meanwhile
+		}
 		return a.res, a.err
 	case <-l.Done():
 		if errors.Is(l.Err(), lock.ErrReleased) {
