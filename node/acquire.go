@@ -48,7 +48,7 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 		// A call made while the client replaces an expired session waits
 		// for the new one instead of failing: no lease was lost by it.
 		if err := c.ready.wait(ctx); err != nil {
-			return nil, fmt.Errorf("acquire %q: waiting for a new session: %w", name, err)
+			return nil, c.noSession(name, err)
 		}
 		l, err := c.acquireOnce(ctx, name, try, o)
 		if errors.Is(err, ErrSessionExpired) && ctx.Err() == nil && !c.isClosed() {
@@ -56,6 +56,19 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 		}
 		return l, err
 	}
+}
+
+// noSession is the error of a call whose ctx ended (err) while the client
+// waited for a session: the store could not be reached to open one, which
+// is lock.ErrNoQuorum, with why the last attempt failed.
+func (c *client) noSession(name string, err error) error {
+	c.mu.Lock()
+	last := c.reopenErr
+	c.mu.Unlock()
+	if last == nil {
+		last = errors.New("the new session is not open yet")
+	}
+	return fmt.Errorf("acquire %q: %w: waiting for a new session: %w (last attempt: %w)", name, lock.ErrNoQuorum, err, last)
 }
 
 // acquireOnce makes one claim under the current session: it registers a

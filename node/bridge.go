@@ -34,8 +34,9 @@ import (
 //     client.mu.
 //   - client.mu is held while ending leases (their timers), answering
 //     waiters (buffered channels) and, in sessionLost, shutting the client's
-//     ready gate. A lease takes client.mu from its timer (expireLocally)
-//     and in Refresh and settle.
+//     ready gate. A lease takes client.mu from its timer (expireLocally),
+//     in Release, Refresh and finish, and to start a background request
+//     (client.background).
 //   - expirer.mu: its timer callbacks take it alone.
 //   - gate.mu and signal.mu are leaves.
 //   - Node.commitMu is outside the order: commit holds it (read) while

@@ -33,6 +33,9 @@ type client struct {
 	closed   bool
 	// ready is open while the current session is believed alive.
 	ready *gate
+	// reopenErr is why the last attempt to open a session failed (nil once
+	// one opened): the cause reported by calls that wait for a session.
+	reopenErr error
 	// lostSessions are earlier sessions this client declared lost.
 	lostSessions map[uint64]bool
 
@@ -45,6 +48,7 @@ type client struct {
 	cancel  context.CancelFunc
 	stop    <-chan struct{} // ctx.Done()
 	stopped chan struct{}
+	bg      sync.WaitGroup // background requests of leases (lease.go); markClosed waits
 }
 
 type leaseKey struct {
@@ -198,6 +202,7 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	c.ready.set(true) // let calls waiting for a session through, to ErrClosed
 	c.cancel()
 	<-c.stopped
+	c.bg.Wait()
 	return sess, seq, true
 }
 

@@ -1,6 +1,9 @@
 package node
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -25,8 +28,19 @@ type expirer struct {
 	leader   bool
 	sessions map[uint64]*sessionTimer
 	leases   map[string]*leaseTimer
-	pending  []*fsmpb.Command
+	pending  []expiry
 	wake     chan struct{} // buffered 1: pending is not empty
+}
+
+// expiry is an Expire command decided by a fired timer. It stays due, and
+// is proposed again after a failure, for as long as its timer is the
+// current one of this leader: until it commits (the Ended or SessionEnded
+// event removes the timer), leadership is lost (follow), or a keep-alive
+// or Refresh superseded it (a lease's timer re-armed).
+type expiry struct {
+	cmd   *fsmpb.Command
+	due   func() bool // e.mu held
+	tries int         // failed proposals so far
 }
 
 type sessionTimer struct {
@@ -95,7 +109,10 @@ func (e *expirer) armSession(id uint64, ttl time.Duration) {
 			return
 		}
 		st.expiring = true
-		e.enqueue(&fsmpb.Command{Op: &fsmpb.Command_ExpireSession{ExpireSession: &fsmpb.ExpireSession{Session: id}}})
+		e.enqueue(expiry{
+			cmd: &fsmpb.Command{Op: &fsmpb.Command_ExpireSession{ExpireSession: &fsmpb.ExpireSession{Session: id}}},
+			due: func() bool { return e.leader && e.sessions[id] == st },
+		})
 	})
 	e.sessions[id] = st
 }
@@ -111,23 +128,45 @@ func (e *expirer) armLease(name string, token, gen uint64, ttl time.Duration) {
 		if e.leases[name] != lt || !e.leader {
 			return
 		}
-		e.enqueue(&fsmpb.Command{Op: &fsmpb.Command_ExpireLease{ExpireLease: &fsmpb.ExpireLease{Name: name, Token: token, Generation: gen}}})
+		e.enqueue(expiry{
+			cmd: &fsmpb.Command{Op: &fsmpb.Command_ExpireLease{ExpireLease: &fsmpb.ExpireLease{Name: name, Token: token, Generation: gen}}},
+			due: func() bool { return e.leader && e.leases[name] == lt },
+		})
 	})
 	e.leases[name] = lt
 }
 
-func (e *expirer) enqueue(cmd *fsmpb.Command) {
-	e.pending = append(e.pending, cmd)
+func (e *expirer) enqueue(x expiry) {
+	e.pending = append(e.pending, x)
 	leasecore.Kick(e.wake)
 }
 
-// take returns and clears the pending commands.
-func (e *expirer) take() []*fsmpb.Command {
+// take returns and clears the pending expiries that are still due.
+func (e *expirer) take() []expiry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p := e.pending
+	var due []expiry
+	for _, x := range e.pending {
+		if x.due() {
+			due = append(due, x)
+		}
+	}
 	e.pending = nil
-	return p
+	return due
+}
+
+// failed puts back an expiry whose proposal failed, if it is still due:
+// the session's keep-alives are refused from its timer's firing on, so
+// only a committed expiry ends it (while this node leads). It reports
+// whether the expiry is due again.
+func (e *expirer) failed(x expiry) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !x.due() {
+		return false
+	}
+	e.enqueue(x)
+	return true
 }
 
 // resetSession resets session id's timer (a keep-alive). It reports false if this node is not
@@ -146,7 +185,8 @@ func (e *expirer) resetSession(id uint64) bool {
 }
 
 // lead arms every timer at a full TTL from state (called with the bridge's
-// read lock held, so no event slips between the scan and the arming).
+// read lock held, so no event slips between the scan and the arming), for
+// the new leader.
 func (e *expirer) lead(st *fsm.State) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -178,4 +218,73 @@ func (e *expirer) stopAll() {
 		lt.t.Stop()
 		delete(e.leases, name)
 	}
+}
+
+// runExpiries proposes the Expire commands of fired timers (expireLocal).
+func (n *Node) runExpiries() {
+	defer n.wg.Done()
+	expireLoop(n.stop, n.exp, n.expireLocal, n.log)
+}
+
+// expireLoop proposes every due expiry of e with propose, and proposes a
+// failed one again, with backoff, for as long as it is due: until it
+// commits or this node stops leading. A fired timer's expiry that is never
+// committed would leave its session unrenewable (keep-alives are refused
+// once the timer fired) yet alive, with its leases, while this node leads.
+func expireLoop(stop <-chan struct{}, e *expirer, propose func(*fsmpb.Command) error, log *slog.Logger) {
+	backoff := leasecore.Backoff{Min: retryMin, Max: retryMax}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-e.wake:
+		}
+		again := false
+		for _, x := range e.take() {
+			err := propose(x.cmd)
+			if err == nil {
+				continue
+			}
+			x.tries++
+			if !e.failed(x) {
+				log.Debug("expiry not committed; no longer due", "command", x.cmd.String(), "error", err)
+				continue
+			}
+			again = true
+			if x.tries == 1 {
+				log.Warn("expiry not committed; retrying while this node leads", "command", x.cmd.String(), "error", err)
+			}
+		}
+		if !again {
+			backoff.Reset()
+			continue
+		}
+		wait := time.NewTimer(backoff.Next())
+		select {
+		case <-stop:
+			wait.Stop()
+			return
+		case <-wait.C:
+		}
+	}
+}
+
+// expireLocal commits an Expire command on this node, never forwarding it,
+// and only while this node leads the term its timers were armed in
+// (leadsTerm). A leader that stepped down drops its expiries: the next
+// leader re-arms every timer at a full TTL from its election. Forwarded,
+// an expiry decided under the old term could reach a leader that has
+// acknowledged keep-alives since. Errors mean "try again if still due".
+func (n *Node) expireLocal(cmd *fsmpb.Command) error {
+	if !n.leadsTerm() {
+		return nil // not ours to expire any more
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, cleanupTimeout)
+	defer cancel()
+	res, _, err := n.proposeLocal(ctx, cmd)
+	if err != nil {
+		return fmt.Errorf("expire: %w", err)
+	}
+	n.log.Debug("expired", "command", cmd.String(), "code", res.GetCode().String())
+	return nil
 }

@@ -4,12 +4,16 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // Exported for the cluster tests of package node_test: they run on
 // internal/testcluster, which imports node, so they cannot be in package
 // node. Unexported identifiers reached: Node.wallSkew, Node.raft,
-// Node.trans, Node.mu, Node.clients.
+// Node.trans, Node.mu, Node.clients,
+// Node.def, client.sess, Node.expireLocal.
 
 // SetWallSkew makes the wall clock n stamps commands with (and reads
 // leader stamps against) run d off the real one; 0 restores it.
@@ -27,4 +31,25 @@ func ClientCount(n *Node) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.clients)
+}
+
+// SessionOf returns the current session of l, a Locker of package node
+// (a Node or one NewLocker made).
+func SessionOf(l lock.Locker) uint64 {
+	c, ok := l.(*client)
+	if n, isNode := l.(*Node); isNode {
+		c, ok = n.def, true
+	}
+	if !ok {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess
+}
+
+// ExpireSession hands n's expiry worker an ExpireSession for id, as a
+// fired session timer would.
+func ExpireSession(n *Node, id uint64) error {
+	return n.expireLocal(&fsmpb.Command{Op: &fsmpb.Command_ExpireSession{ExpireSession: &fsmpb.ExpireSession{Session: id}}})
 }

@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
@@ -16,15 +18,20 @@ import (
 //
 // A TTL lease's local deadline is a plain timer rather than a
 // leasecore.Deadline: a successful Refresh resets it to the Refresh's send
-// time + TTL − margin, whichever way that moves it, and revives it if it
-// passed but has not fired yet; Deadline only moves later and refuses once
-// passed.
+// time + TTL − margin; Deadline refuses once passed, and so does Refresh
+// here, but the timer may have to move earlier than a late-firing stale
+// callback (expireLocally checks deadline, not the timer).
 type lease struct {
 	leasecore.Core
 	ender leasecore.Ender
 	c     *client
 	ttl   time.Duration // 0: session lease
-	timer *time.Timer   // TTL leases: the holder's local deadline
+	// TTL leases: the holder's local deadline and its timer; c.mu.
+	deadline time.Time
+	timer    *time.Timer
+	// cleaning is set once the store side of an ended lease has been seen
+	// to or handed to releaseInStore: one clean-up per lease.
+	cleaning atomic.Bool
 }
 
 var _ lock.Lease = (*lease)(nil)
@@ -35,15 +42,21 @@ func (c *client) newLease(name string, token uint64, ttl time.Duration, base tim
 	l := &lease{c: c, ttl: ttl}
 	l.Core, l.ender = leasecore.New(name, token)
 	if ttl > 0 {
-		l.timer = time.AfterFunc(time.Until(base.Add(ttl-driftMargin(ttl))), l.expireLocally)
+		l.deadline = base.Add(ttl - driftMargin(ttl))
+		l.timer = time.AfterFunc(time.Until(l.deadline), l.expireLocally)
 	}
 	c.leases[leaseKey{name, token}] = l
 	return l
 }
 
+// expireLocally ends a TTL lease whose local deadline has passed. A stale
+// run (the timer fired while a Refresh moved the deadline) does nothing.
 func (l *lease) expireLocally() {
 	l.c.mu.Lock()
 	defer l.c.mu.Unlock()
+	if time.Now().Before(l.deadline) {
+		return
+	}
 	l.end(lock.ErrExpired)
 }
 
@@ -58,50 +71,126 @@ func (l *lease) end(why error) {
 	delete(l.c.leases, leaseKey{l.Name(), l.Token()})
 }
 
-// Release implements lock.Lease.
+// Release implements lock.Lease. It returns once the store answered, ctx
+// ended, or the lease ended (whatever ctx). A lease that ended other than
+// by a release answers ErrNotHeld wrapping why it ended, and is released
+// in the store by token in the background (releaseInStore).
 func (l *lease) Release(ctx context.Context) error {
 	if l.Ended() {
-		return l.NotHeld("")
+		return l.endedErr()
 	}
-	res, err := l.c.request(ctx, func(req *fsmpb.Request) *fsmpb.Command {
-		return &fsmpb.Command{Op: &fsmpb.Command_Release{Release: &fsmpb.Release{Req: req, Name: l.Name(), Token: l.Token()}}}
-	})
-	if err != nil {
-		return err
+	res, err := l.do(ctx, l.releaseCmd)
+	if err == nil && res.GetCode() == fsmpb.Code_CODE_OK {
+		l.cleaning.Store(true) // the store let it go: nothing to clean up
+		if l.Ended() && !errors.Is(l.Err(), lock.ErrReleased) {
+			return l.NotHeld("") // it had ended here before the Release landed
+		}
+		l.c.mu.Lock()
+		l.end(lock.ErrReleased) // normally done already by the Ended event
+		l.c.mu.Unlock()
+		return nil
 	}
-	return l.settle(res.GetCode())
+	return l.finish(res, err)
 }
 
 // Refresh implements lock.Lease: a TTL lease's local deadline moves to the
-// send time of this Refresh plus the TTL.
+// send time of this Refresh plus the TTL, if the store acknowledged it
+// before the current deadline passed. Acknowledged later, the lease is over
+// for the holder: it ends (ErrExpired), Refresh answers ErrNotHeld, and the
+// store-side lease the Refresh renewed is released in the background. Like
+// Release, Refresh returns once the lease ends, whatever ctx.
 func (l *lease) Refresh(ctx context.Context) error {
 	if l.Ended() {
-		return l.NotHeld("")
+		return l.endedErr()
 	}
 	sent := time.Now()
-	res, err := l.c.request(ctx, func(req *fsmpb.Request) *fsmpb.Command {
-		return &fsmpb.Command{Op: &fsmpb.Command_Refresh{Refresh: &fsmpb.Refresh{Req: req, Name: l.Name(), Token: l.Token()}}}
-	})
-	if err != nil {
-		return err
-	}
-	if res.GetCode() == fsmpb.Code_CODE_OK && l.ttl > 0 {
+	res, err := l.do(ctx, l.refreshCmd)
+	if err == nil && res.GetCode() == fsmpb.Code_CODE_OK && l.ttl > 0 {
 		l.c.mu.Lock()
-		if !l.Ended() {
-			l.timer.Reset(time.Until(sent.Add(l.ttl - driftMargin(l.ttl))))
+		if time.Now().Before(l.deadline) {
+			l.deadline = sent.Add(l.ttl - driftMargin(l.ttl))
+			l.timer.Reset(time.Until(l.deadline))
+		} else {
+			l.end(fmt.Errorf("%w: the Refresh was acknowledged after the local deadline", lock.ErrExpired))
 		}
 		l.c.mu.Unlock()
 	}
-	return l.settle(res.GetCode())
+	return l.finish(res, err)
 }
 
-// settle maps a Release or Refresh result. NOT_HELD means the store ended
-// the lease; if no event has ended it locally yet, it ends now.
-func (l *lease) settle(code fsmpb.Code) error {
-	switch code {
+func (l *lease) releaseCmd(req *fsmpb.Request) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_Release{Release: &fsmpb.Release{Req: req, Name: l.Name(), Token: l.Token()}}}
+}
+
+func (l *lease) refreshCmd(req *fsmpb.Request) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_Refresh{Refresh: &fsmpb.Refresh{Req: req, Name: l.Name(), Token: l.Token()}}}
+}
+
+// errEnded stands for "the lease ended while the request was in flight";
+// it never reaches a caller (finish turns it into endedErr).
+var errEnded = errors.New("node: lease ended")
+
+// do runs one Release or Refresh request of l on the caller's behalf and
+// returns its answer, or errEnded as soon as the lease ends, whatever ctx:
+// the request runs on a goroutine of the client (Close waits for it),
+// stopped by the end of ctx, of the client, or of the lease unless it was
+// released.
+func (l *lease) do(ctx context.Context, build func(*fsmpb.Request) *fsmpb.Command) (*fsmpb.Result, error) {
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(l.Context(), func() {
+		// Not when released: that may be this very request's entry,
+		// applied here before its answer comes back (a forward's reply).
+		if !errors.Is(l.Err(), lock.ErrReleased) {
+			cancel(errEnded)
+		}
+	})()
+	defer context.AfterFunc(l.c.ctx, func() { cancel(lock.ErrClosed) })()
+	type answer struct {
+		res *fsmpb.Result
+		err error
+	}
+	ch := make(chan answer, 1)
+	if !l.c.background(func() {
+		res, err := l.c.request(rctx, build)
+		ch <- answer{res, err}
+	}) {
+		return nil, lock.ErrClosed
+	}
+	select {
+	case a := <-ch:
+		if a.err != nil && l.c.ctx.Err() != nil {
+			return nil, lock.ErrClosed // the Locker closed meanwhile
+		}
+		return a.res, a.err
+	case <-l.Done():
+		if errors.Is(l.Err(), lock.ErrReleased) {
+			// Released: by this very request (its answer is at hand: the
+			// Ended event fires before the request returns), or by another
+			// Release or Close, which stops this one.
+			a := <-ch
+			return a.res, a.err
+		}
+		return nil, errEnded
+	}
+}
+
+// finish maps the outcome of a Release or Refresh that did not succeed, or
+// a Refresh that did. Once the lease has ended, that is the answer
+// (endedErr). NOT_HELD means the store ended the lease; if no event has
+// ended it locally yet, it ends now.
+func (l *lease) finish(res *fsmpb.Result, err error) error {
+	if l.Ended() {
+		return l.endedErr()
+	}
+	if err != nil {
+		return err
+	}
+	switch code := res.GetCode(); code {
 	case fsmpb.Code_CODE_OK:
 		return nil
 	case fsmpb.Code_CODE_NOT_HELD:
+		l.cleaning.Store(true)
 		l.c.mu.Lock()
 		l.end(fmt.Errorf("%w: the store no longer holds it", lock.ErrLost))
 		l.c.mu.Unlock()
@@ -111,4 +200,66 @@ func (l *lease) settle(code fsmpb.Code) error {
 		// live on (a TTL lease survives its session): report, don't guess.
 		return codeErr(code, l.Name())
 	}
+}
+
+// endedErr is the answer of a Release or Refresh once the lease has ended:
+// ErrNotHeld wrapping why. Unless the holder released it, the store may
+// still hold it (its local deadline passed first, a late Refresh renewed
+// it, the session was declared lost here): release it there by token.
+func (l *lease) endedErr() error {
+	if !errors.Is(l.Err(), lock.ErrReleased) {
+		l.releaseInStore()
+	}
+	return l.NotHeld("")
+}
+
+// releaseInStore releases the ended lease l in the store by its token, once,
+// in the background, bounded by cleanupTimeout and the client's Close. A
+// no-op in the store if it no longer holds that token. The request needs a
+// live session of the client: it waits for a replacement if the current
+// one is lost.
+func (l *lease) releaseInStore() {
+	if !l.cleaning.CompareAndSwap(false, true) {
+		return
+	}
+	c := l.c
+	c.background(func() {
+		ctx, cancel := context.WithTimeout(c.ctx, cleanupTimeout)
+		defer cancel()
+		backoff := leasecore.Backoff{Min: retryMin, Max: retryMax}
+		for {
+			err := c.ready.wait(ctx)
+			var res *fsmpb.Result
+			if err == nil {
+				res, err = c.request(ctx, l.releaseCmd)
+			}
+			if err == nil && res.GetCode() == fsmpb.Code_CODE_UNKNOWN_SESSION {
+				err = errSessionLost // its session is gone: wait for the next one
+				if backoff.Wait(ctx) == nil {
+					continue
+				}
+			}
+			if err != nil && !errors.Is(err, lock.ErrClosed) {
+				c.n.log.Warn("releasing an ended lease in the store failed; it expires there by its TTL or session",
+					"name", l.Name(), "token", l.Token(), "error", err)
+			}
+			return
+		}
+	})
+}
+
+// background runs fn on a goroutine of c that c's Close waits for; false
+// (fn not run) once c is closed.
+func (c *client) background(fn func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		fn()
+	}()
+	return true
 }

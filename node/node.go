@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/transport"
 )
@@ -49,6 +49,8 @@ type Node struct {
 	// leading is true while this node is the leader and has applied every
 	// entry of earlier terms (barrier done): only then may it serve reads.
 	leading *gate
+	// leadTerm is the term whose barrier opened leading.
+	leadTerm atomic.Uint64
 	// leaderChanged is bumped whenever this node learns of a new leader (or
 	// loses the one it knew): calls waiting for a leader retry at once.
 	leaderChanged *signal
@@ -144,20 +146,53 @@ func (n *Node) watchLeadership() {
 		case <-n.stop:
 			return
 		case isLeader := <-n.raft.LeaderCh():
-			if !isLeader {
-				n.leading.set(false)
-				n.exp.follow()
-				continue
-			}
-			if err := n.termBarrier(); err != nil {
-				n.log.Warn("barrier after election failed", "error", err)
-				continue
-			}
-			n.bridge.read(n.exp.lead)
-			n.leading.set(true)
-			n.log.Debug("leading: expiry timers armed")
+			n.onLeadership(isLeader, n.termBarrier)
 		}
 	}
+}
+
+// onLeadership handles one notification of LeaderCh. Raft keeps only the
+// latest one in the channel, so a loss followed by a new win while this
+// node was busy arrives as a single true: every notification therefore
+// first stops leading (gate shut, timers stopped) before a win starts the
+// new term's leadership. A win waits for the term's barrier, retried while
+// this node still leads that term: with a failed barrier given up, the
+// node would lead with its gate shut and no expiry timers until
+// leadership moved.
+func (n *Node) onLeadership(isLeader bool, barrier func() error) {
+	n.leading.set(false)
+	n.exp.follow()
+	if !isLeader {
+		return
+	}
+	term := n.raft.CurrentTerm()
+	backoff := leasecore.Backoff{Min: retryMin, Max: retryMax}
+	for {
+		err := barrier()
+		if err == nil {
+			break
+		}
+		if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+			n.log.Debug("barrier after election failed; no longer leading this term", "error", err)
+			return // a later notification says what came next
+		}
+		n.log.Warn("barrier after election failed; retrying", "term", term, "error", err)
+		if backoff.Wait(n.ctx) != nil {
+			return
+		}
+	}
+	n.bridge.read(n.exp.lead)
+	n.leadTerm.Store(term)
+	n.leading.set(true)
+	n.log.Debug("leading: expiry timers armed", "term", term)
+}
+
+// leadsTerm reports whether this node is still the leader of the term
+// whose barrier opened its gate: checked after VerifyLeader by reads and
+// keep-alives, and before committing an expiry, so that nothing decided in
+// an earlier term is answered or committed in a later one.
+func (n *Node) leadsTerm() bool {
+	return n.raft.State() == raft.Leader && n.raft.CurrentTerm() == n.leadTerm.Load()
 }
 
 // watchLeader bumps leaderChanged on every leader change Raft observes, so
@@ -178,30 +213,6 @@ func (n *Node) watchLeader() {
 			return
 		case <-ch:
 			n.leaderChanged.bump()
-		}
-	}
-}
-
-// runExpiries proposes the Expire commands of fired timers.
-func (n *Node) runExpiries() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-n.exp.wake:
-		}
-		for _, cmd := range n.exp.take() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			res, err := n.propose(ctx, cmd)
-			cancel()
-			if err != nil {
-				// Leadership moved or the node is closing; the next leader
-				// re-arms every timer.
-				n.log.Debug("expiry not committed", "error", err)
-				continue
-			}
-			n.log.Debug("expired", "command", cmd.String(), "code", res.GetCode().String())
 		}
 	}
 }

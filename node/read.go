@@ -29,6 +29,9 @@ func (n *Node) readIndex() (uint64, error) {
 		}
 		return 0, fmt.Errorf("%w: %w", errNotLeader, err)
 	}
+	if !n.leadsTerm() { // lost and won again since the barrier: not ready in the new term
+		return 0, fmt.Errorf("%w: leader not ready in its new term", errNotLeader)
+	}
 	return index, nil
 }
 

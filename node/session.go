@@ -104,7 +104,11 @@ func (c *client) keepAlive(sent time.Time) {
 		}
 		c.sessionLost()
 		sent := time.Now()
-		if err := c.openSession(c.ctx); err != nil {
+		err := c.openSession(c.ctx)
+		c.mu.Lock()
+		c.reopenErr = err
+		c.mu.Unlock()
+		if err != nil {
 			c.n.log.Warn("reopen session failed", "error", err)
 			deadline = time.Now().Add(c.ttl / 3)
 			watch.Reset(c.ttl / 3)
@@ -176,5 +180,5 @@ func (n *Node) ackKeepAlive(ctx context.Context, id uint64) bool {
 	if n.leading.wait(ctx) != nil || !n.exp.resetSession(id) {
 		return false
 	}
-	return n.raft.VerifyLeader().Error() == nil
+	return n.raft.VerifyLeader().Error() == nil && n.leadsTerm()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -317,6 +318,10 @@ func TestStatusOf(t *testing.T) {
 		{lock.ErrHeld, false, 409},
 		{lock.ErrNotHeld, false, 409},
 		{fmt.Errorf("%w: %w", lock.ErrNoQuorum, context.DeadlineExceeded), true, 503},
+		// A wait that ran out while the node waited for a new session it
+		// could not open (no quorum): the node's error wraps both.
+		{fmt.Errorf("acquire %q: %w: waiting for a new session: %w (last attempt: %w)",
+			"x", lock.ErrNoQuorum, context.DeadlineExceeded, errors.New("no leader")), true, 503},
 		{lock.ErrClosed, false, 503},
 		{lock.ErrLost, false, 503},
 		{fmt.Errorf("acquire: %w", context.DeadlineExceeded), true, 408},
