@@ -81,20 +81,21 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 	c.setWaiter(claim, wake)
 	defer c.setWaiter(claim, nil)
 
-	queued := false // whether a call may have queued the claim
+	queued := false  // whether a call may have queued the claim
+	var failed error // why the last attempt failed to reach the store
 	bo := leasecore.Backoff{Min: minRetry, Max: c.retryCap}
 	for {
 		if !queued {
 			c.waitSubscribed(ctx)
-			if err := ctx.Err(); err != nil { // nothing queued yet
-				return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
+			if ctx.Err() != nil { // nothing queued yet
+				return nil, c.unsubscribed(ctx, "acquire", name)
 			}
 		}
 		sent := time.Now()
 		callCtx, cancel := c.detached(ctx)
 		res, err := c.tryOnce(callCtx, name, claim, o, modeWait)
 		cancel()
-		queued = true
+		queued, failed = true, nil
 		switch {
 		case err == nil && res.granted:
 			lease, err := c.grant(ctx, name, claim, o, res, sent)
@@ -108,8 +109,9 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 			bo.Reset()
 		case err != nil && !retryable(err):
 			c.withdraw(ctx, name, claim)
-			return nil, ctxErr(ctx, "acquire", name, err)
+			return nil, callErr(ctx, "acquire", name, err)
 		case err != nil:
+			failed = err
 			c.log.Debug("redis lock: acquire attempt failed", "name", name, "error", err)
 		}
 
@@ -120,6 +122,9 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 		woken, err := pause(ctx, wait, c.stop, wake)
 		if err != nil {
 			c.withdraw(ctx, name, claim)
+			if failed != nil && ctx.Err() != nil { // ended while the store was unreachable
+				return nil, callErr(ctx, "acquire", name, failed)
+			}
 			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
 		}
 		if woken {
@@ -200,7 +205,7 @@ func (c *instance) try(ctx context.Context, name, claim string, o lock.Options) 
 			// The grant may have happened with its reply lost.
 			c.withdraw(ctx, name, claim)
 		}
-		return nil, ctxErr(ctx, "try-acquire", name, err)
+		return nil, callErr(ctx, "try-acquire", name, err)
 	case res.granted:
 		lease, err := c.grant(ctx, name, claim, o, res, sent)
 		if err != nil {

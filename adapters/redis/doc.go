@@ -20,6 +20,15 @@
 // dead waiters are pruned, and only the head of the queue is granted. Releases wake the head
 // waiter by pub/sub; a jittered, capped backoff covers lost messages.
 //
+// # Failures
+//
+// A call that ends because Redis could not be reached (refused, timed out,
+// no majority of Redlock primaries) returns an error wrapping
+// lock.ErrNoQuorum, and ctx's error too if ctx ended it. Release and Refresh
+// of a lease that has ended return an error wrapping lock.ErrNotHeld and the
+// end cause, at once and whatever ctx they were given; a lease that ended
+// without a Release is still deleted in Redis by token in the background.
+//
 // # Guarantees and non-guarantees
 //
 // Tokens of a name strictly increase while Redis keeps its data. With AOF and

@@ -1,6 +1,11 @@
 package redis
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quorumlock/quorumlock/lock"
+)
 
 // Errors of this package; the lock contract's errors (lock.ErrHeld, ...) are
 // returned as well. Test with errors.Is.
@@ -17,6 +22,11 @@ var (
 	ErrUnexpectedReply = errors.New("redis lock: unexpected reply")
 
 	// errLateGrant: a grant's answer came back with too little of its TTL
-	// left and could not be renewed; it was given back.
-	errLateGrant = errors.New("redis lock: the grant was answered too late and was given back")
+	// left and could not be renewed; it was given back. The store was too
+	// slow to hold a lease with: it wraps lock.ErrNoQuorum, which is what a
+	// TryAcquire that meets it returns (an Acquire tries again).
+	errLateGrant = fmt.Errorf("%w: the grant was answered too late and was given back", lock.ErrNoQuorum)
+	// errNoAnswer: the store had not answered when the caller's ctx ended
+	// (retryable: it counts as unreachable).
+	errNoAnswer = errors.New("redis lock: the store did not answer")
 )

@@ -117,14 +117,14 @@ func (ml *multiLease) Refresh(ctx context.Context) error {
 			}
 		}
 	})
-	if int(ok.Load()) >= ml.r.quorum {
-		return nil
-	}
 	ml.r.mu.Lock()
 	ended := ml.Ended()
 	ml.r.mu.Unlock()
-	if ended {
+	switch {
+	case ended: // also when a majority acknowledged after their deadlines
 		return ml.NotHeld("")
+	case int(ok.Load()) >= ml.r.quorum:
+		return nil
 	}
 	return ctxErr(ctx, "refresh", ml.Name(), fmt.Errorf("%w: refreshed on %d of %d primaries: %w",
 		lock.ErrNoQuorum, ok.Load(), len(ml.subs), errors.Join(errs...)))
