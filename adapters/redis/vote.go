@@ -163,7 +163,7 @@ func (a *acquisition) settle(t tally) (lock.Lease, error) {
 		// Keep the claim's place in the queues.
 		a.r.each(func(i int, c *instance) {
 			if t.lost(i) || t.res[i].granted {
-				c.giveBack(a.ctx, a.name, a.claim)
+				c.giveBack(a.ctx, a.name, a.claim, 0)
 			}
 		})
 	}
@@ -285,7 +285,7 @@ func (a *acquisition) leases(t tally) []*lease {
 	subs := make([]*lease, len(a.r.subs))
 	a.r.each(func(i int, c *instance) {
 		if t.errs[i] == nil && t.res[i].granted {
-			if l, err := c.grant(a.ctx, a.name, a.claim, a.o, t.res[i], t.sent); err == nil {
+			if l, err := c.grant(a.ctx, a.name, a.claim, a.o, t.res[i], t.sent, a.m); err == nil {
 				subs[i] = l
 			}
 		}
@@ -300,7 +300,7 @@ func (a *acquisition) fence(t tally, token uint64) int {
 	var acks atomic.Int32
 	a.r.each(func(i int, c *instance) {
 		if t.lost(i) {
-			c.giveBack(a.ctx, a.name, a.claim) // a grant whose answer was lost
+			c.giveBack(a.ctx, a.name, a.claim, 0) // a grant whose answer was lost
 		}
 		callCtx, cancel := c.detached(a.ctx)
 		defer cancel()
