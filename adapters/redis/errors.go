@@ -17,6 +17,10 @@ var (
 	// tokens may repeat. Leases ended for this reason have an Err that wraps
 	// both lock.ErrLost and ErrStoreReset.
 	ErrStoreReset = errors.New("redis lock: store reset detected")
+	// ErrEvictionPolicy: the store's maxmemory-policy may evict keys (it is
+	// not noeviction), or it cannot be read; calls refuse to use such a
+	// store unless Config.SkipEvictionCheck is set (see DESIGN.md).
+	ErrEvictionPolicy = errors.New("redis lock: unsafe eviction policy")
 	// ErrUnexpectedReply: a script answered something this version does not
 	// understand (a different adapter version on the same prefix?).
 	ErrUnexpectedReply = errors.New("redis lock: unexpected reply")

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,9 @@ type instance struct {
 	pending  sync.WaitGroup     // lease calls whose caller stopped waiting (leaseCall)
 	ps       *goredis.PubSub
 	subReady chan struct{} // closed once the wake-up channel is subscribed
+
+	policyOK     atomic.Bool // the store reported maxmemory-policy noeviction (checkPolicy)
+	policyWarned atomic.Bool // a refusal by checkPolicy was logged
 
 	epoch   string // "" until the first script answered
 	fresh   uint64 // numbers fresh epoch values
@@ -135,10 +139,14 @@ func (c *instance) epochArgs() (epoch, fresh string) {
 	return c.epoch, c.id + "." + strconv.FormatUint(c.fresh, 10)
 }
 
-// run runs a script on name's keys and returns its answer. An epoch
+// run runs a script on name's keys and returns its answer, once the
+// store's eviction policy has been found safe (checkPolicy). An epoch
 // mismatch is handled (adopted; a reset ends every lease) and the script is
 // run again.
 func (c *instance) run(ctx context.Context, s *goredis.Script, name string, args ...any) ([]any, error) {
+	if err := c.checkPolicy(ctx); err != nil {
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
 		epoch, fresh := c.epochArgs()
 		argv := append([]any{epoch, fresh, c.wakePrefix}, args...)
