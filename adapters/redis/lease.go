@@ -160,24 +160,35 @@ func (l *lease) leaseCall(ctx context.Context, op string, s *goredis.Script, arg
 	}()
 	select {
 	case err := <-out:
-		// settle delivers under c.mu, then ends the lease: taking c.mu once
-		// waits for that end, so that Done is closed when Release returns.
-		c.mu.Lock()
-		c.mu.Unlock() //nolint:staticcheck // an empty critical section is the point
-		if err != nil && !errors.Is(err, lock.ErrNotHeld) {
-			return callErr(ctx, op, l.Name(), err)
-		}
-		return err
+		return l.delivered(ctx, op, err)
 	case <-l.Done():
 		select {
 		case err := <-out: // delivered under c.mu just before the end
-			return err
+			return l.delivered(ctx, op, err)
 		default:
 		}
 		return l.NotHeld("")
 	case <-ctx.Done():
+		select {
+		case err := <-out:
+			return l.delivered(ctx, op, err)
+		default:
+		}
 		return callErr(ctx, op, l.Name(), errNoAnswer)
 	}
+}
+
+// delivered returns the outcome err of a Release or Refresh (op) that
+// settle delivered. settle delivers under c.mu, then ends the lease:
+// taking c.mu once waits for that end, so that Done is closed when a
+// successful Release returns.
+func (l *lease) delivered(ctx context.Context, op string, err error) error {
+	l.c.mu.Lock()
+	l.c.mu.Unlock() //nolint:staticcheck // an empty critical section is the point
+	if err != nil && !errors.Is(err, lock.ErrNotHeld) {
+		return callErr(ctx, op, l.Name(), err)
+	}
+	return err
 }
 
 // settleRenewal applies the answer of a renew script sent at sent: "ok"

@@ -112,4 +112,16 @@ func TestRedlock_NoQuorum(t *testing.T) {
 	go func() { out <- lease.Release(context.Background()) }()
 	err = awaitCall(t, out, "Redlock Release(context.Background()) without a majority")
 	assert.True(t, errors.Is(err, lock.ErrNoQuorum) || errors.Is(err, lock.ErrNotHeld), "Release: %v", err)
+
+	// Once the lease has ended (its parts' deadlines passed), Release and
+	// Refresh answer at once with ErrNotHeld and the end cause (R2).
+	waitDone(t, lease, 30*time.Second, "a Redlock lease without a majority")
+	require.ErrorIs(t, lease.Err(), lock.ErrLost)
+	for what, err := range map[string]error{
+		"Release": lease.Release(context.Background()),
+		"Refresh": lease.Refresh(context.Background()),
+	} {
+		require.ErrorIs(t, err, lock.ErrNotHeld, what)
+		require.ErrorIs(t, err, lock.ErrLost, what)
+	}
 }
