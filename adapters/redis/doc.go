@@ -37,8 +37,10 @@
 // through an epoch key and ends every lease it holds with lock.ErrLost
 // (wrapping ErrStoreReset), but a Locker created after the reset, a partial
 // loss (appendfsync everysec) or a failover to a lagging replica go
-// undetected. Redis Cluster is not supported. See DESIGN.md in this
-// directory.
+// undetected. Redis Cluster is not supported. The server must run
+// maxmemory-policy noeviction, or it could evict a live lease: calls refuse
+// any other policy, or one they cannot read, with ErrEvictionPolicy unless
+// Config.SkipEvictionCheck is set. See DESIGN.md in this directory.
 //
 // # Redlock
 //
