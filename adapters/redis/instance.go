@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,9 +211,29 @@ func ctxErr(ctx context.Context, op, name string, err error) error {
 // err, the last cause, in the message.
 func callErr(ctx context.Context, op, name string, err error) error {
 	if retryable(err) && !errors.Is(err, lock.ErrNoQuorum) {
-		err = fmt.Errorf("%w: %w", lock.ErrNoQuorum, err)
+		err = fmt.Errorf("%w: %w", lock.ErrNoQuorum, causes(ctx, err))
 	}
 	return ctxErr(ctx, op, name, err)
+}
+
+// causes joins the errors of the parts of a call (per primary, or one
+// detached call) as the cause of its error. A part that ended by a timeout
+// of the adapter's own (callTimeout, opTimeout) while the caller's ctx is
+// still live keeps only its message: errors.Is(err,
+// context.DeadlineExceeded) must hold only when the caller's ctx ended.
+func causes(ctx context.Context, errs ...error) error {
+	if ctx.Err() == nil {
+		errs = slices.Clone(errs)
+		for i, err := range errs {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				errs[i] = errors.New(err.Error())
+			}
+		}
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 // transient are the prefixes of the server's errors that asking again may

@@ -104,7 +104,7 @@ func (ml *multiLease) Release(ctx context.Context) error {
 		ml.end(fmt.Errorf("%w: %q (on %d of %d primaries)", lock.ErrReleased, ml.Name(), ok.Load(), len(ml.subs)))
 	}
 	return ctxErr(ctx, "release", ml.Name(), fmt.Errorf("%w: released on %d of %d primaries: %w",
-		lock.ErrNoQuorum, ok.Load(), len(ml.subs), errors.Join(errs...)))
+		lock.ErrNoQuorum, ok.Load(), len(ml.subs), causes(ctx, errs...)))
 }
 
 // Refresh implements lock.Lease: it refreshes the lease on every primary
@@ -135,5 +135,5 @@ func (ml *multiLease) Refresh(ctx context.Context) error {
 		return nil
 	}
 	return ctxErr(ctx, "refresh", ml.Name(), fmt.Errorf("%w: refreshed on %d of %d primaries: %w",
-		lock.ErrNoQuorum, ok.Load(), len(ml.subs), errors.Join(errs...)))
+		lock.ErrNoQuorum, ok.Load(), len(ml.subs), causes(ctx, errs...)))
 }

@@ -109,7 +109,7 @@ func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	}
 	if len(good) < r.quorum {
 		return lock.Info{}, ctxErr(ctx, "inspect", name,
-			fmt.Errorf("%w: %d of %d primaries answered: %w", lock.ErrNoQuorum, len(good), len(r.subs), errors.Join(errs...)))
+			fmt.Errorf("%w: %d of %d primaries answered: %w", lock.ErrNoQuorum, len(good), len(r.subs), causes(ctx, errs...)))
 	}
 	info := lock.Info{Name: name}
 	slices.SortFunc(good, func(a, b instanceInfo) int { return cmp.Compare(b.Waiters, a.Waiters) })
@@ -130,7 +130,7 @@ func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
 			// Held on a minority that the silent primaries may make a
 			// majority: the answers do not settle it.
 			return lock.Info{}, ctxErr(ctx, "inspect", name, fmt.Errorf("%w: held on %d of %d primaries, %d did not answer: %w",
-				lock.ErrNoQuorum, n, len(r.subs), failed, errors.Join(errs...)))
+				lock.ErrNoQuorum, n, len(r.subs), failed, causes(ctx, errs...)))
 		}
 	}
 	return info, nil // no claim holds, or can hold, a majority

@@ -39,8 +39,12 @@ func TestRedlock_StalledHolderPrimaryIsNoSplit(t *testing.T) {
 	defer srvs[0].Resume()
 	b := newRedlock(t, addrs, time.Second)
 
+	_, err := b.Inspect(testCtx(t), "stalled-holder")
+	require.ErrorIs(t, err, lock.ErrNoQuorum, "held on one primary, the stalled one may make it a majority")
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the caller's ctx did not end; a per-primary timeout is only the message")
+
 	before := redis.Rounds(b)
-	_, err := b.TryAcquire(testCtx(t), "stalled-holder")
+	_, err = b.TryAcquire(testCtx(t), "stalled-holder")
 	require.ErrorIs(t, err, lock.ErrHeld)
 	assert.Equal(t, int64(1), redis.Rounds(b)-before, "a primary that did not answer is no split vote")
 	assert.NoError(t, lease.Err())

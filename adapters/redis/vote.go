@@ -147,7 +147,7 @@ func (a *acquisition) settle(t tally) (lock.Lease, error) {
 	n := len(a.r.subs)
 	if t.refused > n-a.r.quorum { // a majority refuses: asking again cannot help
 		a.withdrawAll()
-		return nil, ctxErr(a.ctx, a.op, a.name, fmt.Errorf("%d of %d primaries refused: %w", t.refused, n, errors.Join(t.errs...)))
+		return nil, ctxErr(a.ctx, a.op, a.name, fmt.Errorf("%d of %d primaries refused: %w", t.refused, n, causes(a.ctx, t.errs...)))
 	}
 	if t.granted >= a.r.quorum {
 		lease, err := a.grant(t)
@@ -172,16 +172,17 @@ func (a *acquisition) settle(t tally) (lock.Lease, error) {
 	}
 	switch {
 	case t.failed > n-a.r.quorum:
-		return nil, ctxErr(a.ctx, a.op, a.name, noMajority(t))
+		return nil, ctxErr(a.ctx, a.op, a.name, noMajority(a.ctx, t))
 	case !t.split || a.tries == maxSplitTries:
 		return nil, a.wrap(lock.ErrHeld)
 	}
 	return nil, nil // nobody has the name, racers split it
 }
 
-// noMajority is the error of a round in which a majority failed.
-func noMajority(t tally) error {
-	return fmt.Errorf("%w: %d of %d primaries did not answer: %w", lock.ErrNoQuorum, t.failed, len(t.errs), errors.Join(t.errs...))
+// noMajority is the error of a round in which a majority failed; ctx is
+// the caller's.
+func noMajority(ctx context.Context, t tally) error {
+	return fmt.Errorf("%w: %d of %d primaries did not answer: %w", lock.ErrNoQuorum, t.failed, len(t.errs), causes(ctx, t.errs...))
 }
 
 // backOff waits before the next round. TryAcquire (racers split the votes
@@ -212,7 +213,7 @@ func (a *acquisition) backOff(t tally) error {
 	if err != nil {
 		a.withdrawAll()
 		if a.ctx.Err() != nil && t.failed > len(a.r.subs)-a.r.quorum { // the store was unreachable
-			return ctxErr(a.ctx, a.op, a.name, noMajority(t))
+			return ctxErr(a.ctx, a.op, a.name, noMajority(a.ctx, t))
 		}
 		return a.wrap(err)
 	}

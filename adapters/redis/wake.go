@@ -146,7 +146,7 @@ func (r *redlock) unsubscribed(ctx context.Context, a *acquisition) error {
 		}
 	}
 	if t.failed > len(r.subs)-r.quorum {
-		return ctxErr(ctx, a.op, a.name, noMajority(t))
+		return ctxErr(ctx, a.op, a.name, noMajority(ctx, t))
 	}
 	return a.wrap(ctx.Err())
 }
