@@ -81,23 +81,24 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 	c.setWaiter(claim, wake)
 	defer c.setWaiter(claim, nil)
 
-	queued := false // whether a call may have queued the claim
+	queued := false  // whether a call may have queued the claim
+	var failed error // why the last attempt failed to reach the store
 	bo := leasecore.Backoff{Min: minRetry, Max: c.retryCap}
 	for {
 		if !queued {
 			c.waitSubscribed(ctx)
-			if err := ctx.Err(); err != nil { // nothing queued yet
-				return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
+			if ctx.Err() != nil { // nothing queued yet
+				return nil, c.unsubscribed(ctx, "acquire", name)
 			}
 		}
 		sent := time.Now()
 		callCtx, cancel := c.detached(ctx)
 		res, err := c.tryOnce(callCtx, name, claim, o, modeWait)
 		cancel()
-		queued = true
+		queued, failed = true, nil
 		switch {
 		case err == nil && res.granted:
-			lease, err := c.grant(ctx, name, claim, o, res, sent)
+			lease, err := c.grant(ctx, name, claim, o, res, sent, modeWait)
 			if err == nil {
 				return lease, nil
 			}
@@ -108,8 +109,9 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 			bo.Reset()
 		case err != nil && !retryable(err):
 			c.withdraw(ctx, name, claim)
-			return nil, ctxErr(ctx, "acquire", name, err)
+			return nil, callErr(ctx, "acquire", name, err)
 		case err != nil:
+			failed = err
 			c.log.Debug("redis lock: acquire attempt failed", "name", name, "error", err)
 		}
 
@@ -120,6 +122,9 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 		woken, err := pause(ctx, wait, c.stop, wake)
 		if err != nil {
 			c.withdraw(ctx, name, claim)
+			if failed != nil && ctx.Err() != nil { // ended while the store was unreachable
+				return nil, callErr(ctx, "acquire", name, failed)
+			}
 			return nil, fmt.Errorf("redis lock: acquire %q: %w", name, err)
 		}
 		if woken {
@@ -139,11 +144,11 @@ func (c *instance) withdraw(ctx context.Context, name, claim string) {
 	}
 }
 
-// grant turns a granted attempt, sent at sent, into a lease; if Close has
+// grant turns a granted attempt, sent at sent in mode m, into a lease; if Close has
 // begun, the grant is given back instead.
-func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options, a attempt, sent time.Time) (*lease, error) {
+func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options, a attempt, sent time.Time, m mode) (*lease, error) {
 	l := &lease{c: c, claim: claim, ttl: o.TTL, px: c.cfg.leaseTTL(o)}
-	deadline, err := c.firstDeadline(ctx, name, claim, a, l.px, sent)
+	deadline, err := c.firstDeadline(ctx, name, claim, a, l.px, sent, m)
 	if err != nil {
 		return nil, err
 	}
@@ -164,13 +169,15 @@ func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options
 // lease has TTL px in Redis. A grant whose answer took so long that less
 // than half its TTL is left locally (a store that just came back) is
 // renewed first, so that the caller does not get a lease that ends at
-// once; if that fails, it is given back and errLateGrant returned.
-func (c *instance) firstDeadline(ctx context.Context, name, claim string, a attempt, px time.Duration, sent time.Time) (time.Time, error) {
+// once; if that fails, it is given back and errLateGrant returned. A claim
+// that waits (Acquire, Redlock) keeps its place at the head of the queue;
+// a TryAcquire's claim is withdrawn.
+func (c *instance) firstDeadline(ctx context.Context, name, claim string, a attempt, px time.Duration, sent time.Time, m mode) (time.Time, error) {
 	margin := driftMargin(px)
 	deadline := sent.Add(min(px, a.pttl) - margin)
 	for try := 0; time.Until(deadline) < px/2; try++ {
 		if try == 2 {
-			c.withdraw(ctx, name, claim)
+			c.giveBackLate(ctx, name, claim, m)
 			return time.Time{}, errLateGrant
 		}
 		renewSent := time.Now()
@@ -182,10 +189,22 @@ func (c *instance) firstDeadline(ctx context.Context, name, claim string, a atte
 		case v[0] == "ok":
 			deadline = renewSent.Add(px - margin)
 		default: // gone: it expired meanwhile
+			c.giveBackLate(ctx, name, claim, m)
 			return time.Time{}, errLateGrant
 		}
 	}
 	return deadline, nil
+}
+
+// giveBackLate gives back a grant answered too late, made in mode m: a
+// waiting claim goes back to the head of the queue, where it was granted,
+// so that it keeps its place; a TryAcquire's claim is withdrawn.
+func (c *instance) giveBackLate(ctx context.Context, name, claim string, m mode) {
+	if m == modeTry || m == modeTryAny {
+		c.withdraw(ctx, name, claim)
+		return
+	}
+	c.giveBack(ctx, name, claim, c.cfg.SessionTTL.Milliseconds())
 }
 
 // try is TryAcquire's claim: one acquire script that does not queue.
@@ -200,9 +219,9 @@ func (c *instance) try(ctx context.Context, name, claim string, o lock.Options) 
 			// The grant may have happened with its reply lost.
 			c.withdraw(ctx, name, claim)
 		}
-		return nil, ctxErr(ctx, "try-acquire", name, err)
+		return nil, callErr(ctx, "try-acquire", name, err)
 	case res.granted:
-		lease, err := c.grant(ctx, name, claim, o, res, sent)
+		lease, err := c.grant(ctx, name, claim, o, res, sent, modeTry)
 		if err != nil {
 			return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, err)
 		}
@@ -212,11 +231,13 @@ func (c *instance) try(ctx context.Context, name, claim string, o lock.Options) 
 }
 
 // giveBack deletes the lease of claim if it holds name, keeping the claim's
-// place in the queue (Redlock: a vote won here but lost on the majority).
-func (c *instance) giveBack(ctx context.Context, name, claim string) {
+// place in the queue (Redlock: a vote won here but lost on the majority);
+// with requeue > 0 (a heartbeat TTL in ms) a claim no longer queued is put
+// back at the head.
+func (c *instance) giveBack(ctx context.Context, name, claim string, requeue int64) {
 	callCtx, cancel := c.detached(ctx)
 	defer cancel()
-	if _, err := c.run(callCtx, givebackScript, name, claim); err != nil {
+	if _, err := c.run(callCtx, givebackScript, name, claim, requeue); err != nil {
 		c.log.Debug("redis lock: giving back a grant failed; it will expire", "name", name, "claim", claim, "error", err)
 	}
 }

@@ -60,6 +60,18 @@ type Config struct {
 	// DefaultSessionTTL; between MinSessionTTL and MaxSessionTTL.
 	SessionTTL time.Duration
 
+	// SkipEvictionCheck turns off the check of the server's
+	// maxmemory-policy. By default the first call on a primary reads it (INFO
+	// memory, else CONFIG GET) and calls fail with ErrEvictionPolicy unless
+	// it is noeviction, or if it cannot be read. Risk when set: with any
+	// other policy Redis may, under memory pressure, evict a live lease
+	// (volatile-* and allkeys-*) or the fence counter and epoch key
+	// (allkeys-*): another client is then granted the name while the
+	// holder's Done stays open until its next renewal, and tokens may
+	// repeat. Set it only on a server you know runs noeviction but forbids
+	// both INFO and CONFIG GET.
+	SkipEvictionCheck bool
+
 	// Logger receives debug and warning records (renewal failures, store
 	// resets). Default: discard.
 	Logger *slog.Logger

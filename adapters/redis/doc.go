@@ -20,6 +20,15 @@
 // dead waiters are pruned, and only the head of the queue is granted. Releases wake the head
 // waiter by pub/sub; a jittered, capped backoff covers lost messages.
 //
+// # Failures
+//
+// A call that ends because Redis could not be reached (refused, timed out,
+// no majority of Redlock primaries) returns an error wrapping
+// lock.ErrNoQuorum, and ctx's error too if ctx ended it. Release and Refresh
+// of a lease that has ended return an error wrapping lock.ErrNotHeld and the
+// end cause, at once and whatever ctx they were given; a lease that ended
+// without a Release is still deleted in Redis by token in the background.
+//
 // # Guarantees and non-guarantees
 //
 // Tokens of a name strictly increase while Redis keeps its data. With AOF and
@@ -28,8 +37,10 @@
 // through an epoch key and ends every lease it holds with lock.ErrLost
 // (wrapping ErrStoreReset), but a Locker created after the reset, a partial
 // loss (appendfsync everysec) or a failover to a lagging replica go
-// undetected. Redis Cluster is not supported. See DESIGN.md in this
-// directory.
+// undetected. Redis Cluster is not supported. The server must run
+// maxmemory-policy noeviction, or it could evict a live lease: calls refuse
+// any other policy, or one they cannot read, with ErrEvictionPolicy unless
+// Config.SkipEvictionCheck is set. See DESIGN.md in this directory.
 //
 // # Redlock
 //

@@ -29,7 +29,7 @@ type instanceInfo struct {
 func (c *instance) inspect(ctx context.Context, name string) (instanceInfo, error) {
 	v, err := c.run(ctx, inspectScript, name)
 	if err != nil {
-		return instanceInfo{}, ctxErr(ctx, "inspect", name, err)
+		return instanceInfo{}, callErr(ctx, "inspect", name, err)
 	}
 	si := instanceInfo{Info: lock.Info{Name: name}}
 	bad := fmt.Errorf("%w: inspect answered %v", ErrUnexpectedReply, v)

@@ -5,10 +5,15 @@ import (
 	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -48,8 +53,12 @@ type instance struct {
 	bgCtx    context.Context    // cancelled by Close, for background calls
 	bgCancel context.CancelFunc //
 	bg       sync.WaitGroup     // the renewer and the subscriber
+	pending  sync.WaitGroup     // lease calls whose caller stopped waiting (leaseCall)
 	ps       *goredis.PubSub
 	subReady chan struct{} // closed once the wake-up channel is subscribed
+
+	policyOK     atomic.Bool // the store reported maxmemory-policy noeviction (checkPolicy)
+	policyWarned atomic.Bool // a refusal by checkPolicy was logged
 
 	epoch   string // "" until the first script answered
 	fresh   uint64 // numbers fresh epoch values
@@ -65,6 +74,7 @@ type staleLease struct {
 	name  string
 	token uint64
 	tries int
+	until time.Time // tried at least until then: the store's copy may live that long
 }
 
 var _ lock.Locker = (*instance)(nil)
@@ -130,10 +140,14 @@ func (c *instance) epochArgs() (epoch, fresh string) {
 	return c.epoch, c.id + "." + strconv.FormatUint(c.fresh, 10)
 }
 
-// run runs a script on name's keys and returns its answer. An epoch
+// run runs a script on name's keys and returns its answer, once the
+// store's eviction policy has been found safe (checkPolicy). An epoch
 // mismatch is handled (adopted; a reset ends every lease) and the script is
 // run again.
 func (c *instance) run(ctx context.Context, s *goredis.Script, name string, args ...any) ([]any, error) {
+	if err := c.checkPolicy(ctx); err != nil {
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
 		epoch, fresh := c.epochArgs()
 		argv := append([]any{epoch, fresh, c.wakePrefix}, args...)
@@ -191,22 +205,69 @@ func ctxErr(ctx context.Context, op, name string, err error) error {
 	return fmt.Errorf("redis lock: %s %q: %w", op, name, err)
 }
 
+// callErr is the error of a call that failed with err: it wraps
+// lock.ErrNoQuorum if the store could not be reached (err is retryable:
+// refused, timed out, reset), and ctx's error if ctx has ended, and keeps
+// err, the last cause, in the message.
+func callErr(ctx context.Context, op, name string, err error) error {
+	if retryable(err) && !errors.Is(err, lock.ErrNoQuorum) {
+		err = fmt.Errorf("%w: %w", lock.ErrNoQuorum, causes(ctx, err))
+	}
+	return ctxErr(ctx, op, name, err)
+}
+
+// causes joins the errors of the parts of a call (per primary, or one
+// detached call) as the cause of its error. A part that ended by a timeout
+// of the adapter's own (callTimeout, opTimeout) while the caller's ctx is
+// still live keeps only its message: errors.Is(err,
+// context.DeadlineExceeded) must hold only when the caller's ctx ended.
+func causes(ctx context.Context, errs ...error) error {
+	if ctx.Err() == nil {
+		errs = slices.Clone(errs)
+		for i, err := range errs {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				errs[i] = errors.New(err.Error())
+			}
+		}
+	}
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// transient are the prefixes of the server's errors that asking again may
+// cure: it is loading, busy, a replica, or out of connections.
+var transient = []string{"LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "max number of clients"}
+
 // retryable reports whether a failed script call may succeed if made again:
-// network errors and the server's transient states, not script errors.
+// the store could not be reached (network errors, timeouts, a closed
+// connection, an exhausted pool) or is in a transient state. Everything
+// else is not: the server's refusals (OOM, MISCONF, NOAUTH, NOPERM,
+// WRONGTYPE, script errors), an answer this version does not understand
+// (ErrUnexpectedReply) and errors nobody classified, so that no caller
+// spins on them until its ctx ends.
 func retryable(err error) bool {
-	if errors.Is(err, goredis.ErrClosed) {
-		return false // the caller closed its go-redis client
+	if err == nil || errors.Is(err, goredis.ErrClosed) || errors.Is(err, ErrUnexpectedReply) {
+		return false // ErrClosed: the caller closed its go-redis client
 	}
 	var rerr goredis.Error
-	if !errors.As(err, &rerr) {
-		return true // network, timeout, pool
+	if errors.As(err, &rerr) {
+		for _, p := range transient {
+			if goredis.HasErrorPrefix(err, p) {
+				return true
+			}
+		}
+		return false
 	}
-	for _, p := range []string{"LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"} {
-		if goredis.HasErrorPrefix(err, p) {
+	var nerr net.Error
+	for _, e := range []error{errNoAnswer, io.EOF, io.ErrUnexpectedEOF, context.DeadlineExceeded, context.Canceled,
+		goredis.ErrPoolTimeout, goredis.ErrPoolExhausted, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
+		if errors.Is(err, e) {
 			return true
 		}
 	}
-	return false
+	return errors.As(err, &nerr)
 }
 
 // Close implements lock.Locker: blocked calls return lock.ErrClosed (their
@@ -241,6 +302,7 @@ func (c *instance) Close() error {
 	if c.owned {
 		errs = append(errs, c.rdb.Close())
 	}
+	c.pending.Wait() // bounded by opTimeout; a closed client ends them at once
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("redis lock: close: %w", err)
 	}

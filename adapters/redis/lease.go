@@ -2,8 +2,11 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
@@ -50,7 +53,7 @@ func (l *lease) expire() {
 		return
 	}
 	l.end(l.deadlineErr())
-	l.c.stale = append(l.c.stale, staleLease{name: l.Name(), token: l.Token()})
+	l.c.stale = append(l.c.stale, l.staleEntry())
 }
 
 // deadlineErr is why a lease ends at its local deadline.
@@ -66,6 +69,11 @@ func (l *lease) deadlineErr() error {
 func (l *lease) gone() {
 	l.c.mu.Lock()
 	defer l.c.mu.Unlock()
+	l.goneLocked()
+}
+
+// goneLocked is gone with c.mu held.
+func (l *lease) goneLocked() {
 	if l.ttl > 0 && !time.Now().Before(l.dl.At().Add(driftMargin(l.px))) {
 		l.end(l.deadlineErr())
 		return
@@ -73,43 +81,114 @@ func (l *lease) gone() {
 	l.end(fmt.Errorf("%w: the store no longer holds it", lock.ErrLost))
 }
 
-// Release implements lock.Lease.
+// Release implements lock.Lease. It returns as soon as the store answers,
+// ctx ends or the lease ends, whichever is first (see leaseCall); a lease
+// that ended before or meanwhile gets an error wrapping lock.ErrNotHeld and
+// its end cause, and its copy in the store is deleted by token in the
+// background (expire, abandon).
 func (l *lease) Release(ctx context.Context) error {
 	if err := l.c.openLease(&l.Core); err != nil {
 		return err
 	}
 	defer l.c.calls.Done()
-	v, err := l.c.run(ctx, releaseScript, l.Name(), l.Token())
-	if err != nil {
-		return ctxErr(ctx, "release", l.Name(), err)
-	}
-	switch v[0] {
-	case "ok":
-		l.c.mu.Lock()
+	return l.leaseCall(ctx, "release", releaseScript, []any{l.Token()}, l.settleRelease)
+}
+
+// settleRelease applies the answer of a release script and delivers the
+// Release's outcome on out, before the lease ends (so that a Release that
+// sees Done close finds its own outcome first).
+func (l *lease) settleRelease(v []any, err error, out chan<- error) {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	switch {
+	case err != nil:
+		out <- err
+	case v[0] == "ok":
+		out <- nil
 		l.end(fmt.Errorf("%w: %q", lock.ErrReleased, l.Name()))
-		l.c.mu.Unlock()
-		return nil
-	case "gone":
-		l.gone()
-		return l.NotHeld("")
+	case v[0] == "gone":
+		l.goneLocked()
+		out <- l.NotHeld("")
+	default:
+		out <- fmt.Errorf("%w: release answered %v", ErrUnexpectedReply, v)
 	}
-	return fmt.Errorf("%w: release answered %v", ErrUnexpectedReply, v)
 }
 
 // Refresh implements lock.Lease: it extends the lease in Redis by its TTL
 // (a TTL lease's WithTTL, a session lease's SessionTTL) from now, and moves
-// the local deadline to the send time of this call + TTL − margin.
+// the local deadline to the send time of this call + TTL − margin. Like
+// Release, it returns once the lease has ended, whatever ctx.
 func (l *lease) Refresh(ctx context.Context) error {
 	if err := l.c.openLease(&l.Core); err != nil {
 		return err
 	}
 	defer l.c.calls.Done()
 	sent := time.Now()
-	v, err := l.c.run(ctx, renewScript, l.Name(), l.Token(), l.px.Milliseconds())
-	if err != nil {
-		return ctxErr(ctx, "refresh", l.Name(), err)
+	return l.leaseCall(ctx, "refresh", renewScript, []any{l.Token(), l.px.Milliseconds()},
+		func(v []any, err error, out chan<- error) {
+			if err != nil {
+				out <- err
+				return
+			}
+			out <- l.settleRenewal(v, sent)
+		})
+}
+
+// leaseCall runs one script of a Release or Refresh (op) in the background
+// and waits for its outcome (delivered by settle), for ctx to end or for
+// the lease to end, whichever is first: a call to an unreachable or stalled
+// store must not keep the caller once the lease is over, whatever ctx it
+// gave (a Release(context.Background()) deferred by the holder). The call
+// goes on without the caller, bounded by opTimeout and by Close, and its
+// answer is still applied: a Release that the store executes ends the
+// lease with ErrReleased.
+func (l *lease) leaseCall(ctx context.Context, op string, s *goredis.Script, args []any,
+	settle func(v []any, err error, out chan<- error),
+) error {
+	c := l.c
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redis lock: %s %q: %w", op, l.Name(), err)
 	}
-	return l.settleRenewal(v, sent)
+	out := make(chan error, 1)
+	callCtx, cancel := context.WithTimeout(c.bgCtx, c.opTimeout)
+	c.pending.Add(1)
+	go func() {
+		defer c.pending.Done()
+		defer cancel()
+		v, err := c.run(callCtx, s, l.Name(), args...)
+		settle(v, err, out)
+	}()
+	select {
+	case err := <-out:
+		return l.delivered(ctx, op, err)
+	case <-l.Done():
+		select {
+		case err := <-out: // delivered under c.mu just before the end
+			return l.delivered(ctx, op, err)
+		default:
+		}
+		return l.NotHeld("")
+	case <-ctx.Done():
+		select {
+		case err := <-out:
+			return l.delivered(ctx, op, err)
+		default:
+		}
+		return callErr(ctx, op, l.Name(), errNoAnswer)
+	}
+}
+
+// delivered returns the outcome err of a Release or Refresh (op) that
+// settle delivered. settle delivers under c.mu, then ends the lease:
+// taking c.mu once waits for that end, so that Done is closed when a
+// successful Release returns.
+func (l *lease) delivered(ctx context.Context, op string, err error) error {
+	l.c.mu.Lock()
+	l.c.mu.Unlock() //nolint:staticcheck // an empty critical section is the point
+	if err != nil && !errors.Is(err, lock.ErrNotHeld) {
+		return callErr(ctx, op, l.Name(), err)
+	}
+	return err
 }
 
 // settleRenewal applies the answer of a renew script sent at sent: "ok"
@@ -146,5 +225,12 @@ func (c *instance) abandon(l *lease) {
 		return
 	}
 	l.end(fmt.Errorf("%w: the Redlock lease lost its majority", lock.ErrLost))
-	c.stale = append(c.stale, staleLease{name: l.Name(), token: l.Token()})
+	c.stale = append(c.stale, l.staleEntry())
+}
+
+// staleEntry is l as a lease to delete in the store by token: the renewer
+// tries at least maxStaleTries times and until a copy extended by the last
+// renewal sent (px from now) would have expired there by itself.
+func (l *lease) staleEntry() staleLease {
+	return staleLease{name: l.Name(), token: l.Token(), until: time.Now().Add(l.px)}
 }

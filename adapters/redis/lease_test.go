@@ -57,6 +57,21 @@ func TestLease_RenewalAfterDeadline(t *testing.T) {
 	require.ErrorIs(t, l.Err(), lock.ErrLost)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	assert.Equal(t, []staleLease{{name: "name", token: 7}}, c.stale)
+	require.Len(t, c.stale, 1)
+	assert.Equal(t, staleLease{name: "name", token: 7}, staleLease{name: c.stale[0].name, token: c.stale[0].token})
 	assert.Empty(t, c.leases)
+}
+
+// TestKeepStale_UntilStoreExpiry (R2): a lease that ended locally is
+// deleted in the store by token, retried past maxStaleTries until its copy
+// there would have expired by itself (a Refresh applied late extends it by
+// a whole TTL).
+func TestKeepStale_UntilStoreExpiry(t *testing.T) {
+	c := &instance{}
+	c.keepStale([]staleLease{
+		{name: "long", tries: maxStaleTries, until: time.Now().Add(time.Hour)},
+		{name: "short", tries: maxStaleTries},
+	})
+	require.Len(t, c.stale, 1)
+	assert.Equal(t, "long", c.stale[0].name)
 }

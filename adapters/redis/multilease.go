@@ -66,6 +66,7 @@ func (ml *multiLease) Release(ctx context.Context) error {
 	ml.r.mu.Unlock()
 	var ok, gone atomic.Int32
 	errs := make([]error, len(ml.subs))
+	ends := make([]error, len(ml.subs)) // why the parts that were not held ended
 	ml.r.each(func(i int, _ *instance) {
 		if l := ml.subs[i]; l != nil {
 			callCtx, cancel := subCtx(ctx, l.px)
@@ -75,6 +76,7 @@ func (ml *multiLease) Release(ctx context.Context) error {
 				ok.Add(1)
 			case errors.Is(err, lock.ErrNotHeld):
 				gone.Add(1)
+				ends[i] = l.Err()
 			default:
 				errs[i] = err
 			}
@@ -88,7 +90,13 @@ func (ml *multiLease) Release(ctx context.Context) error {
 		ml.end(fmt.Errorf("%w: %q", lock.ErrReleased, ml.Name()))
 		return nil
 	case int(ok.Load()+gone.Load()) >= ml.r.quorum || ml.Ended():
-		ml.end(fmt.Errorf("%w: the store no longer holds it", lock.ErrLost))
+		// Not held on a majority any more: it ended as its parts did
+		// (expired, lost), which is why this Release cannot release it.
+		why := errors.Join(ends...)
+		if why == nil {
+			why = lock.ErrLost
+		}
+		ml.end(fmt.Errorf("held on fewer than %d of %d primaries: %w", ml.r.quorum, len(ml.subs), why))
 		return ml.NotHeld("")
 	case ml.alive < ml.r.quorum:
 		// Released on some primaries but not on a majority: the rest is
@@ -96,7 +104,7 @@ func (ml *multiLease) Release(ctx context.Context) error {
 		ml.end(fmt.Errorf("%w: %q (on %d of %d primaries)", lock.ErrReleased, ml.Name(), ok.Load(), len(ml.subs)))
 	}
 	return ctxErr(ctx, "release", ml.Name(), fmt.Errorf("%w: released on %d of %d primaries: %w",
-		lock.ErrNoQuorum, ok.Load(), len(ml.subs), errors.Join(errs...)))
+		lock.ErrNoQuorum, ok.Load(), len(ml.subs), causes(ctx, errs...)))
 }
 
 // Refresh implements lock.Lease: it refreshes the lease on every primary
@@ -117,15 +125,15 @@ func (ml *multiLease) Refresh(ctx context.Context) error {
 			}
 		}
 	})
-	if int(ok.Load()) >= ml.r.quorum {
-		return nil
-	}
 	ml.r.mu.Lock()
 	ended := ml.Ended()
 	ml.r.mu.Unlock()
-	if ended {
+	switch {
+	case ended: // also when a majority acknowledged after their deadlines
 		return ml.NotHeld("")
+	case int(ok.Load()) >= ml.r.quorum:
+		return nil
 	}
 	return ctxErr(ctx, "refresh", ml.Name(), fmt.Errorf("%w: refreshed on %d of %d primaries: %w",
-		lock.ErrNoQuorum, ok.Load(), len(ml.subs), errors.Join(errs...)))
+		lock.ErrNoQuorum, ok.Load(), len(ml.subs), causes(ctx, errs...)))
 }

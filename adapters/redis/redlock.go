@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumlock/quorumlock/lock"
@@ -25,6 +26,8 @@ type redlock struct {
 
 	seq    uint64
 	leases map[*multiLease]struct{}
+
+	rounds atomic.Int64 // rounds of votes asked, for tests
 }
 
 var _ lock.Locker = (*redlock)(nil)
@@ -82,8 +85,10 @@ func (r *redlock) TryAcquire(ctx context.Context, name string, opts ...lock.Opti
 
 // Inspect implements lock.Locker by asking every primary (each answers
 // atomically) and combining the answers of at least a majority: the name
-// is held if a majority reports the same holder's claim; Waiters is the
-// largest count that a majority reports at least.
+// is held if a majority reports the same holder's claim, free if no claim
+// can hold a majority even counting the primaries that did not answer,
+// and otherwise unknown (lock.ErrNoQuorum); Waiters is the largest count
+// that a majority reports at least.
 func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	if err := r.openInspect(name); err != nil {
 		return lock.Info{}, err
@@ -104,7 +109,7 @@ func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	}
 	if len(good) < r.quorum {
 		return lock.Info{}, ctxErr(ctx, "inspect", name,
-			fmt.Errorf("%w: %d of %d primaries answered: %w", lock.ErrNoQuorum, len(good), len(r.subs), errors.Join(errs...)))
+			fmt.Errorf("%w: %d of %d primaries answered: %w", lock.ErrNoQuorum, len(good), len(r.subs), causes(ctx, errs...)))
 	}
 	info := lock.Info{Name: name}
 	slices.SortFunc(good, func(a, b instanceInfo) int { return cmp.Compare(b.Waiters, a.Waiters) })
@@ -115,23 +120,36 @@ func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
 			byClaim[si.claim]++
 		}
 	}
+	failed := len(r.subs) - len(good)
 	for claim, n := range byClaim {
-		if n < r.quorum {
-			continue
-		}
-		info.Held = true
-		for _, si := range good {
-			if !si.Held || si.claim != claim {
-				continue
-			}
-			info.Owner = si.Owner
-			info.Token = max(info.Token, si.Token, si.fence)
-			if si.ExpiresIn > 0 && (info.ExpiresIn == 0 || si.ExpiresIn < info.ExpiresIn) {
-				info.ExpiresIn = si.ExpiresIn
-			}
+		switch {
+		case n >= r.quorum:
+			holder(&info, good, claim)
+			return info, nil
+		case n+failed >= r.quorum:
+			// Held on a minority that the silent primaries may make a
+			// majority: the answers do not settle it.
+			return lock.Info{}, ctxErr(ctx, "inspect", name, fmt.Errorf("%w: held on %d of %d primaries, %d did not answer: %w",
+				lock.ErrNoQuorum, n, len(r.subs), failed, causes(ctx, errs...)))
 		}
 	}
-	return info, nil
+	return info, nil // no claim holds, or can hold, a majority
+}
+
+// holder fills in info from the answers of the primaries that report
+// claim as the holder (held on a majority).
+func holder(info *lock.Info, good []instanceInfo, claim string) {
+	info.Held = true
+	for _, si := range good {
+		if !si.Held || si.claim != claim {
+			continue
+		}
+		info.Owner = si.Owner
+		info.Token = max(info.Token, si.Token, si.fence)
+		if si.ExpiresIn > 0 && (info.ExpiresIn == 0 || si.ExpiresIn < info.ExpiresIn) {
+			info.ExpiresIn = si.ExpiresIn
+		}
+	}
 }
 
 // Close implements lock.Locker. It reports an error only if the leases

@@ -94,8 +94,10 @@ func (c *instance) renewAll() {
 	}
 }
 
-// maxStaleTries bounds the attempts to delete a lease that ended by its
-// deadline; after that the store's own expiry deletes it.
+// maxStaleTries is the least number of attempts to delete a lease that
+// ended by its deadline; the renewer goes on trying until the store's own
+// expiry would have deleted it (staleLease.until), so that a Refresh the
+// store applied late cannot keep the name held for a whole TTL unnoticed.
 const maxStaleTries = 3
 
 // releaseStale deletes leases that ended by their local deadline from the
@@ -128,7 +130,7 @@ func (c *instance) keepStale(stale []staleLease) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range stale {
-		if s.tries++; s.tries < maxStaleTries {
+		if s.tries++; s.tries < maxStaleTries || time.Now().Before(s.until) {
 			c.stale = append(c.stale, s)
 		}
 	}

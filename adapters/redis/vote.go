@@ -42,11 +42,11 @@ type tally struct {
 	res     []attempt // per primary
 	errs    []error   // per primary
 	granted int       // primaries that granted
-	failed  int       // primaries that did not answer
-	fatal   error     // the first error that asking again cannot change
+	failed  int       // primaries that did not answer or refused
+	refused int       // of those, primaries that refused (an error asking again cannot change)
 
 	hint  time.Duration // the shortest time left of a holder's lease
-	split bool          // no claim holds a majority: racing claims split the votes
+	split bool          // no other claim can hold a majority, even counting the failed primaries
 }
 
 // maxSplitTries bounds the rounds a TryAcquire makes when racing claims
@@ -72,8 +72,8 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 		r.setWaiter(a.claim, a.wake)
 		defer r.setWaiter(a.claim, nil)
 		r.waitSubscribed(ctx)
-		if err := ctx.Err(); err != nil { // nothing queued yet
-			return nil, a.wrap(err)
+		if ctx.Err() != nil { // nothing queued yet
+			return nil, r.unsubscribed(ctx, a)
 		}
 	}
 	for {
@@ -96,6 +96,7 @@ func (a *acquisition) wrap(err error) error {
 // callTimeout, and tallies the answers.
 func (a *acquisition) round() tally {
 	n := len(a.r.subs)
+	a.r.rounds.Add(1)
 	t := tally{sent: time.Now(), res: make([]attempt, n), errs: make([]error, n)}
 	a.r.each(func(i int, c *instance) {
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout(a.px))
@@ -106,41 +107,47 @@ func (a *acquisition) round() tally {
 	return t
 }
 
-// count fills in the totals of t from its answers.
+// count fills in the totals of t from its answers. A primary that did not
+// answer may hold the name for another claim: racing claims split the
+// votes only if no other claim can hold a majority counting those.
 func (t *tally) count(quorum int) {
-	holders := make(map[string]int) // holder's claim → primaries
+	holders := make(map[string]int) // another holder's claim → primaries
 	for i, res := range t.res {
-		err := t.errs[i]
-		if err == nil && res.held {
-			holders[res.holder]++
-		}
-		switch {
+		switch err := t.errs[i]; {
 		case err != nil:
 			t.failed++
-			if !retryable(err) && t.fatal == nil {
-				t.fatal = err
+			if !retryable(err) {
+				t.refused++
 			}
 		case res.granted:
 			t.granted++
-		case res.held && res.pttl > 0 && (t.hint == 0 || res.pttl < t.hint):
-			t.hint = res.pttl
+		case res.held:
+			holders[res.holder]++
+			if res.pttl > 0 && (t.hint == 0 || res.pttl < t.hint) {
+				t.hint = res.pttl
+			}
 		}
 	}
 	t.split = true
 	for _, n := range holders {
-		if n >= quorum {
+		if n+t.failed >= quorum {
 			t.split = false
 		}
 	}
 }
 
+// lost reports whether primary i's vote may have granted without its
+// answer arriving (a network failure, not a refusal).
+func (t *tally) lost(i int) bool { return t.errs[i] != nil && retryable(t.errs[i]) }
+
 // settle decides on a round: a lease if a majority granted, an error if
 // the call is over, neither if another round is due. Grants on a minority,
 // and grants whose answer was lost, are given back first.
 func (a *acquisition) settle(t tally) (lock.Lease, error) {
-	if t.fatal != nil {
+	n := len(a.r.subs)
+	if t.refused > n-a.r.quorum { // a majority refuses: asking again cannot help
 		a.withdrawAll()
-		return nil, ctxErr(a.ctx, a.op, a.name, t.fatal)
+		return nil, ctxErr(a.ctx, a.op, a.name, fmt.Errorf("%d of %d primaries refused: %w", t.refused, n, causes(a.ctx, t.errs...)))
 	}
 	if t.granted >= a.r.quorum {
 		lease, err := a.grant(t)
@@ -149,14 +156,14 @@ func (a *acquisition) settle(t tally) (lock.Lease, error) {
 		}
 		if !a.wait || (!errors.Is(err, errLateGrant) && !errors.Is(err, lock.ErrNoQuorum)) {
 			a.withdrawAll()
-			return nil, ctxErr(a.ctx, a.op, a.name, err)
+			return nil, callErr(a.ctx, a.op, a.name, err)
 		}
 		// Acquire: the grant was given back; try again.
 	} else if t.granted > 0 || t.failed > 0 {
 		// Keep the claim's place in the queues.
 		a.r.each(func(i int, c *instance) {
-			if t.errs[i] != nil || t.res[i].granted {
-				c.giveBack(a.ctx, a.name, a.claim)
+			if t.lost(i) || t.res[i].granted {
+				c.giveBack(a.ctx, a.name, a.claim, 0)
 			}
 		})
 	}
@@ -164,13 +171,18 @@ func (a *acquisition) settle(t tally) (lock.Lease, error) {
 		return nil, nil
 	}
 	switch {
-	case t.failed > len(a.r.subs)-a.r.quorum:
-		return nil, a.wrap(fmt.Errorf("%w: %d of %d primaries did not answer: %w",
-			lock.ErrNoQuorum, t.failed, len(a.r.subs), errors.Join(t.errs...)))
+	case t.failed > n-a.r.quorum:
+		return nil, ctxErr(a.ctx, a.op, a.name, noMajority(a.ctx, t))
 	case !t.split || a.tries == maxSplitTries:
 		return nil, a.wrap(lock.ErrHeld)
 	}
 	return nil, nil // nobody has the name, racers split it
+}
+
+// noMajority is the error of a round in which a majority failed; ctx is
+// the caller's.
+func noMajority(ctx context.Context, t tally) error {
+	return fmt.Errorf("%w: %d of %d primaries did not answer: %w", lock.ErrNoQuorum, t.failed, len(t.errs), causes(ctx, t.errs...))
 }
 
 // backOff waits before the next round. TryAcquire (racers split the votes
@@ -200,6 +212,9 @@ func (a *acquisition) backOff(t tally) error {
 	woken, err := pause(a.ctx, delay, a.r.stop, wake)
 	if err != nil {
 		a.withdrawAll()
+		if a.ctx.Err() != nil && t.failed > len(a.r.subs)-a.r.quorum { // the store was unreachable
+			return ctxErr(a.ctx, a.op, a.name, noMajority(a.ctx, t))
+		}
 		return a.wrap(err)
 	}
 	if woken {
@@ -271,7 +286,7 @@ func (a *acquisition) leases(t tally) []*lease {
 	subs := make([]*lease, len(a.r.subs))
 	a.r.each(func(i int, c *instance) {
 		if t.errs[i] == nil && t.res[i].granted {
-			if l, err := c.grant(a.ctx, a.name, a.claim, a.o, t.res[i], t.sent); err == nil {
+			if l, err := c.grant(a.ctx, a.name, a.claim, a.o, t.res[i], t.sent, a.m); err == nil {
 				subs[i] = l
 			}
 		}
@@ -285,8 +300,8 @@ func (a *acquisition) leases(t tally) []*lease {
 func (a *acquisition) fence(t tally, token uint64) int {
 	var acks atomic.Int32
 	a.r.each(func(i int, c *instance) {
-		if t.errs[i] != nil {
-			c.giveBack(a.ctx, a.name, a.claim) // a grant whose answer was lost
+		if t.lost(i) {
+			c.giveBack(a.ctx, a.name, a.claim, 0) // a grant whose answer was lost
 		}
 		callCtx, cancel := c.detached(a.ctx)
 		defer cancel()

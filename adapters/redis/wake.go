@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -26,6 +27,36 @@ func (c *instance) waitSubscribed(ctx context.Context) {
 	case <-c.stop:
 	case <-t.C:
 	}
+}
+
+// probeTimeout bounds the probe of unsubscribed.
+const probeTimeout = 250 * time.Millisecond
+
+// unreachable tells, for a call whose ctx ended before anything was sent,
+// whether the store could be reached: nil if the wake-up channel is
+// subscribed or a PING (bounded by probeTimeout) is answered, else why not.
+func (c *instance) unreachable(ctx context.Context) error {
+	select {
+	case <-c.subReady:
+		return nil
+	default:
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeTimeout)
+	defer cancel()
+	if err := c.rdb.Ping(pctx).Err(); err != nil && retryable(err) {
+		return err
+	}
+	return nil
+}
+
+// unsubscribed is the error of an Acquire whose ctx ended while it waited
+// for the wake-up subscription, before it queued: ctx's error, with
+// lock.ErrNoQuorum and the last cause if the store could not be reached.
+func (c *instance) unsubscribed(ctx context.Context, op, name string) error {
+	if err := c.unreachable(ctx); err != nil {
+		return callErr(ctx, op, name, err)
+	}
+	return fmt.Errorf("redis lock: %s %q: %w", op, name, ctx.Err())
 }
 
 // wakeWaiter hands a wake-up message to the waiter of claim, if it is ours.
@@ -101,6 +132,23 @@ func (r *redlock) waitSubscribed(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// unsubscribed is the error of an Acquire whose ctx ended while it waited
+// for the wake-up subscriptions, before it queued: ctx's error, with
+// lock.ErrNoQuorum and the causes if a majority could not be reached.
+func (r *redlock) unsubscribed(ctx context.Context, a *acquisition) error {
+	t := tally{errs: make([]error, len(r.subs))}
+	r.each(func(i int, c *instance) { t.errs[i] = c.unreachable(ctx) })
+	for _, err := range t.errs {
+		if err != nil {
+			t.failed++
+		}
+	}
+	if t.failed > len(r.subs)-r.quorum {
+		return ctxErr(ctx, a.op, a.name, noMajority(ctx, t))
+	}
+	return a.wrap(ctx.Err())
 }
 
 // setWaiter registers ch as the wake-up of claim with every primary's
