@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -99,17 +100,57 @@ func (le *lease) endedLocked(release bool) error {
 	return le.notHeld()
 }
 
-// naturalEndLocked is when the lease would end if it were not released (the
-// session's acknowledged deadline, or a TTL lease's local deadline), and
-// what it would end with; l.mu held.
-func (le *lease) naturalEndLocked() (time.Time, string) {
-	if le.ttl > 0 {
-		return le.deadline.At(), "TTL"
+// naturalEndLocked is when the lease would end now if it were not
+// released: a TTL lease's local deadline, or the session's acknowledged
+// deadline (which later acknowledgements move on), or now if the session
+// has changed; l.mu held.
+func (le *lease) naturalEndLocked() time.Time {
+	switch {
+	case le.ttl > 0:
+		return le.deadline.At()
+	case le.session != le.l.sessID:
+		return time.Now()
 	}
-	if le.session != le.l.sessID {
-		return time.Now(), "session"
+	return le.l.deadline
+}
+
+// errNaturalEnd ends a Release's wait for its delete.
+var errNaturalEnd = errors.New("zookeeper: the lease's deadline passed")
+
+// untilNaturalEnd returns a ctx that ends with ctx or when the lease would
+// have ended on its own had it not been released (naturalEndLocked, looked
+// at again whenever the last look has passed).
+func (le *lease) untilNaturalEnd(ctx context.Context) (context.Context, func()) {
+	nctx, cancel := context.WithCancelCause(ctx)
+	var (
+		mu    sync.Mutex
+		t     *time.Timer
+		check func()
+	)
+	check = func() {
+		le.l.mu.Lock()
+		at := le.naturalEndLocked()
+		le.l.mu.Unlock()
+		left := time.Until(at)
+		if left <= 0 {
+			cancel(errNaturalEnd)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if nctx.Err() == nil {
+			t = time.AfterFunc(left, check)
+		}
 	}
-	return le.l.deadline, "session"
+	check()
+	return nctx, func() {
+		cancel(nil)
+		mu.Lock()
+		defer mu.Unlock()
+		if t != nil {
+			t.Stop()
+		}
+	}
 }
 
 // Release implements lock.Lease. The lease ends at once (Done closes before
@@ -140,11 +181,10 @@ func (le *lease) Release(ctx context.Context) error {
 		defer l.mu.Unlock()
 		return le.endedLocked(true)
 	}
-	natural, kind := le.naturalEndLocked()
 	le.endLocked(lock.ErrReleased)
 	l.mu.Unlock()
 
-	dctx, cancel := context.WithDeadline(opCtx, natural)
+	dctx, cancel := le.untilNaturalEnd(opCtx)
 	defer cancel()
 	gone, err := l.deleteOwn(dctx, le.path)
 	switch {
@@ -156,12 +196,12 @@ func (le *lease) Release(ctx context.Context) error {
 	l.addOrphan(orphan{path: le.path, session: le.session})
 	leasecore.Kick(l.kickProbe)
 	what := fmt.Sprintf("release %q (ended here; the node is deleted in the background)", le.Name())
-	if ctx.Err() == nil && l.base.Err() == nil && dctx.Err() != nil {
+	if ctx.Err() == nil && l.base.Err() == nil && errors.Is(context.Cause(dctx), errNaturalEnd) {
 		nq := l.noQuorum(start)
 		if nq == nil {
 			nq = err
 		}
-		return fmt.Errorf("zookeeper: %s: %w; its %s deadline passed before the delete was acknowledged: %w", what, le.notHeld(), kind, nq)
+		return fmt.Errorf("zookeeper: %s: %w; its session or TTL deadline passed before the delete was acknowledged: %w", what, le.notHeld(), nq)
 	}
 	return l.fail(ctx, what, start, err)
 }
