@@ -155,6 +155,12 @@ func testNoQuorum(t *testing.T, z *testserver.ZooKeeper) {
 		err := c.call()
 		assert.ErrorIs(t, err, lock.ErrNoQuorum, c.what)
 		assert.ErrorIs(t, err, context.DeadlineExceeded, c.what)
+		if err != nil {
+			// The message keeps the last cause: a connection-level
+			// failure, or how long no write was acknowledged.
+			assert.Regexp(t, `no quorum: (last failure|no write acknowledged)`, err.Error(), c.what)
+			t.Logf("%s: %v", c.what, err)
+		}
 	}
 	z.Resume()
 	lease, err := l.Acquire(ctx, "noquorum-free")
