@@ -80,8 +80,13 @@ func (l *Locker) callGrace(ctx context.Context, grace time.Duration, write bool,
 func (l *Locker) exec(write bool, fn func() error) error {
 	before, sent := l.conn.SessionID(), time.Now()
 	err := fn()
-	if write && answered(err) {
+	switch {
+	case write && answered(err):
 		l.ack(sent, before, l.conn.SessionID())
+	case retryable(err):
+		l.mu.Lock()
+		l.lastCause = err
+		l.mu.Unlock()
 	}
 	return err
 }
@@ -106,13 +111,27 @@ func ctxError(ctx context.Context) error {
 // deleteNode deletes path, retrying after connection-level failures until
 // ctx ends. A node that is already gone is no error.
 func (l *Locker) deleteNode(ctx context.Context, path string) error {
-	return retry(ctx, func() error {
+	_, err := l.deleteOwn(ctx, path)
+	return err
+}
+
+// deleteOwn is deleteNode that also reports whether the node was gone
+// before: NoNode answered with no ambiguous attempt before it (after one,
+// NoNode may be that attempt's own delete).
+func (l *Locker) deleteOwn(ctx context.Context, path string) (gone bool, err error) {
+	ambiguous := false
+	err = retry(ctx, func() error {
 		err := l.call(ctx, true, func() error { return l.conn.Delete(path, -1) }, nil)
-		if errors.Is(err, zk.ErrNoNode) {
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			gone = !ambiguous
 			return nil
+		case retryable(err):
+			ambiguous = true
 		}
 		return err
 	})
+	return gone, err
 }
 
 // children lists dir's claim nodes in sequence order (one attempt).

@@ -44,6 +44,7 @@ func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []loc
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	opCtx, end, err := l.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("zookeeper: acquire %q: %w", name, err)
@@ -61,7 +62,7 @@ func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []loc
 		if errors.Is(err, lock.ErrHeld) || errors.Is(err, ErrTTLUnsupported) {
 			return nil, err
 		}
-		return nil, l.fail(ctx, fmt.Sprintf("acquire %q", name), err)
+		return nil, l.fail(ctx, fmt.Sprintf("acquire %q", name), start, err)
 	}
 	return le, nil
 }
@@ -83,17 +84,26 @@ type claim struct {
 
 // newClaim makes the claim of name with a fresh GUID; nothing is sent yet.
 func (l *Locker) newClaim(name string, o lock.Options) (*claim, error) {
-	var g [16]byte
-	if _, err := rand.Read(g[:]); err != nil {
-		return nil, fmt.Errorf("zookeeper: GUID: %w", err)
+	guid, err := newGUID()
+	if err != nil {
+		return nil, err
 	}
 	return &claim{
 		name: name,
 		dir:  l.dir(name),
-		guid: hex.EncodeToString(g[:]),
+		guid: guid,
 		ttl:  o.TTL,
 		data: encodeData(nodeData{ttl: o.TTL, owner: o.Owner}),
 	}, nil
+}
+
+// newGUID is a random 128-bit claim GUID in hex.
+func newGUID() (string, error) {
+	var g [16]byte
+	if _, err := rand.Read(g[:]); err != nil {
+		return "", fmt.Errorf("zookeeper: GUID: %w", err)
+	}
+	return hex.EncodeToString(g[:]), nil
 }
 
 // errRequeue: the claim's node is gone (session expired, TTL reaped, or
@@ -114,8 +124,27 @@ func (l *Locker) runClaim(ctx context.Context, c *claim, wait bool) (*lease, err
 			return le, err
 		}
 		l.log.Debug("claim node lost; queueing again", "name", c.name, "path", c.path)
-		c.path = "" // TryAcquire too: a lost node is no answer
+		if err := l.requeue(c); err != nil { // TryAcquire too: a lost node is no answer
+			return nil, err
+		}
 	}
+}
+
+// requeue readies a claim whose node is lost (or given up) for a new
+// create. The claim gets a fresh GUID: a later ambiguous create looks for
+// nodes by GUID, and must not find and adopt the given-up node, whose
+// server-side TTL started before the new create was sent. If a create of
+// the old GUID was ambiguous, a sweep of that GUID goes to the orphans.
+func (l *Locker) requeue(c *claim) error {
+	if c.ambiguous {
+		l.addOrphan(orphan{dir: c.dir, guid: c.guid})
+	}
+	guid, err := newGUID()
+	if err != nil {
+		return err
+	}
+	c.guid, c.path, c.sess, c.ambiguous = guid, "", 0, false
+	return nil
 }
 
 // queue waits until the claim's node is the lowest child (or, without
@@ -135,20 +164,12 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 		case !wait:
 			return fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
 		}
-		var (
-			exists bool
-			ch     <-chan zk.Event
-		)
-		err = l.call(ctx, false, func() (err error) { exists, _, ch, err = l.conn.ExistsW(pred); return err }, nil)
+		ch, err := l.watch(ctx, pred)
 		if err != nil {
 			return err
 		}
-		// If the predecessor vanished before the watch was set, list again
-		// at once (waiting would be the classic recipe's deadlock).
-		if exists {
-			if err := l.await(ctx, c, ch); err != nil {
-				return err
-			}
+		if err := l.await(ctx, c, ch); err != nil {
+			return err
 		}
 		return errAgain
 	})

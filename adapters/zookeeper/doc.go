@@ -1,5 +1,5 @@
-// Package zookeeper implements lock.Locker over Apache ZooKeeper (3.5.3 or
-// later) with github.com/go-zookeeper/zk.
+// Package zookeeper implements lock.Locker over Apache ZooKeeper (3.5.4 or
+// later: TTL nodes need it) with github.com/go-zookeeper/zk.
 //
 // Applications that already run ZooKeeper switch from the embedded Raft
 // backend by changing one constructor:

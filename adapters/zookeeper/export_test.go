@@ -65,7 +65,7 @@ func AcquireAfterLostCreate(ctx context.Context, l *Locker, name, guid string, s
 		if c.path != "" {
 			l.withdraw(c)
 		}
-		return nil, l.fail(ctx, "acquire after lost create", err)
+		return nil, l.fail(ctx, "acquire after lost create", time.Time{}, err)
 	}
 	return le, nil
 }
@@ -82,3 +82,39 @@ func Orphans(l *Locker) int {
 
 // SessionTimeout is the session timeout l computes its deadlines with.
 func SessionTimeout(l *Locker) time.Duration { return l.sessionTimeout() }
+
+// AcquireAfterRequeue runs Acquire for a claim that had the given GUID and
+// lost its node (a TTL claim's node given up, say), as if the create made
+// after the requeue had an ambiguous outcome: it requeues the claim, looks
+// for its node by GUID (the recovery path), then queues as usual.
+func AcquireAfterRequeue(ctx context.Context, l *Locker, name, guid string, opts ...lock.Option) (lock.Lease, error) {
+	o, err := lock.ValidateRequest(name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	opCtx, end, err := l.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	c, err := l.newClaim(name, o)
+	if err != nil {
+		return nil, err
+	}
+	c.guid = guid
+	if err := l.requeue(c); err != nil {
+		return nil, err
+	}
+	c.marked = time.Now() // the send time of the (ambiguous) create
+	if _, err := l.recoverCreate(opCtx, c); err != nil {
+		return nil, err
+	}
+	le, err := l.runClaim(opCtx, c, true)
+	if err != nil {
+		if c.path != "" {
+			l.withdraw(c)
+		}
+		return nil, l.fail(ctx, "acquire after requeue", time.Time{}, err)
+	}
+	return le, nil
+}

@@ -32,6 +32,9 @@ type gate struct {
 	dropped    int
 	failed     int
 	conns      []net.Conn
+	// holdSet, if not nil, holds the next SetData request's write until
+	// it is closed (holdSetData).
+	holdSet chan struct{}
 }
 
 func (g *gate) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
@@ -56,6 +59,9 @@ type gatedConn struct {
 // Write sends one request packet (go-zookeeper writes each in one call:
 // length, xid, opcode, body).
 func (c *gatedConn) Write(b []byte) (int, error) {
+	if hold := c.g.takeHold(b); hold != nil {
+		<-hold
+	}
 	if c.g.take(b, &c.g.failCreate, &c.g.failed) {
 		_ = c.Close()
 	}
@@ -82,6 +88,30 @@ func (g *gate) take(packet []byte, armed *bool, count *int) bool {
 	*armed = false
 	*count++
 	return true
+}
+
+// holdSetData makes the next SetData request (a TTL Refresh) wait before
+// it is written, until the returned function is called.
+func (g *gate) holdSetData() (release func()) {
+	hold := make(chan struct{})
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.holdSet = hold
+	return func() { close(hold) }
+}
+
+// takeHold returns the armed hold if packet is a SetData request, and
+// disarms it.
+func (g *gate) takeHold(packet []byte) chan struct{} {
+	const opSetData = 5
+	if len(packet) < 12 || binary.BigEndian.Uint32(packet[8:12]) != opSetData {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	hold := g.holdSet
+	g.holdSet = nil
+	return hold
 }
 
 // arm sets one of g's flags (&g.dropCreate, &g.failCreate).

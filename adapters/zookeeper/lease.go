@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -66,12 +67,9 @@ func (le *lease) end(why error) {
 
 func (le *lease) notHeld() error { return le.NotHeld("zookeeper") }
 
-// begin starts a Release or Refresh (what) of a lease that has not ended,
-// as Locker.begin does for a call.
+// begin starts a Release or Refresh (what), as Locker.begin does for a
+// call.
 func (le *lease) begin(ctx context.Context, what string) (context.Context, func(), error) {
-	if le.Ended() {
-		return nil, nil, le.notHeld()
-	}
 	opCtx, end, err := le.l.begin(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("zookeeper: %s %q: %w", what, le.Name(), err)
@@ -79,11 +77,100 @@ func (le *lease) begin(ctx context.Context, what string) (context.Context, func(
 	return opCtx, end, nil
 }
 
-// Release implements lock.Lease. The lease ends at once; its node is
-// deleted before Release returns, or, if the store cannot be reached, in the
-// background (the returned error says so).
+// orphanLocked leaves the node of a lease that ended here without a
+// Release (expired or lost) for background deletion, and reports whether
+// it did: the node may still be in the store (a lost session lease whose
+// session lived on; a TTL lease whose late Refresh restarted its TTL on the
+// server). Its path is this claim's alone, so the delete is a no-op if the
+// node is gone and never touches another claim. l.mu held.
+func (le *lease) orphanLocked() bool {
+	if !le.Ended() || errors.Is(le.Err(), lock.ErrReleased) {
+		return false
+	}
+	le.l.orphans[le.path] = orphan{path: le.path, session: le.session}
+	return true
+}
+
+// endedLocked answers a Release or Refresh of an ended lease: ErrNotHeld
+// with the cause; a Release also schedules its node's deletion. l.mu held.
+func (le *lease) endedLocked(release bool) error {
+	if release && le.orphanLocked() {
+		leasecore.Kick(le.l.kickProbe)
+	}
+	return le.notHeld()
+}
+
+// naturalEndLocked is when the lease would end now if it were not
+// released: a TTL lease's local deadline, or the session's acknowledged
+// deadline (which later acknowledgements move on), or now if the session
+// has changed; l.mu held.
+func (le *lease) naturalEndLocked() time.Time {
+	switch {
+	case le.ttl > 0:
+		return le.deadline.At()
+	case le.session != le.l.sessID:
+		return time.Now()
+	}
+	return le.l.deadline
+}
+
+// errNaturalEnd ends a Release's wait for its delete.
+var errNaturalEnd = errors.New("zookeeper: the lease's deadline passed")
+
+// untilNaturalEnd returns a ctx that ends with ctx or when the lease would
+// have ended on its own had it not been released (naturalEndLocked, looked
+// at again whenever the last look has passed).
+func (le *lease) untilNaturalEnd(ctx context.Context) (context.Context, func()) {
+	nctx, cancel := context.WithCancelCause(ctx)
+	var (
+		mu    sync.Mutex
+		t     *time.Timer
+		check func()
+	)
+	check = func() {
+		le.l.mu.Lock()
+		at := le.naturalEndLocked()
+		le.l.mu.Unlock()
+		left := time.Until(at)
+		if left <= 0 {
+			cancel(errNaturalEnd)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if nctx.Err() == nil {
+			t = time.AfterFunc(left, check)
+		}
+	}
+	check()
+	return nctx, func() {
+		cancel(nil)
+		mu.Lock()
+		defer mu.Unlock()
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
+// Release implements lock.Lease. The lease ends at once (Done closes before
+// the store can hand the name on); its node is deleted before Release
+// returns, unless ctx ends first or the lease would have ended on its own
+// meanwhile (its session or TTL deadline passed: then the store will free
+// the name without us) — then the node is deleted in the background and the
+// error says so (R4). A node that was already gone means the lease had been
+// lost: ErrNotHeld wrapping ErrLost. A lease that had already ended answers
+// ErrNotHeld with its cause at once; if it expired or was lost, its node is
+// deleted in the background.
 func (le *lease) Release(ctx context.Context) error {
 	l := le.l
+	start := time.Now()
+	l.mu.Lock()
+	if le.Ended() {
+		defer l.mu.Unlock()
+		return le.endedLocked(true)
+	}
+	l.mu.Unlock()
 	opCtx, end, err := le.begin(ctx, "release")
 	if err != nil {
 		return err
@@ -91,41 +178,74 @@ func (le *lease) Release(ctx context.Context) error {
 	defer end()
 	l.mu.Lock()
 	if le.Ended() {
-		l.mu.Unlock()
-		return le.notHeld()
+		defer l.mu.Unlock()
+		return le.endedLocked(true)
 	}
 	le.endLocked(lock.ErrReleased)
 	l.mu.Unlock()
 
-	err = l.deleteNode(opCtx, le.path)
-	if err == nil {
+	dctx, cancel := le.untilNaturalEnd(opCtx)
+	defer cancel()
+	gone, err := l.deleteOwn(dctx, le.path)
+	switch {
+	case err == nil && gone:
+		return fmt.Errorf("zookeeper: release %q: %w: %w: its node was already gone", le.Name(), lock.ErrNotHeld, lock.ErrLost)
+	case err == nil:
 		return nil
 	}
 	l.addOrphan(orphan{path: le.path, session: le.session})
-	return l.fail(ctx, fmt.Sprintf("release %q (ended here; the node is deleted in the background)", le.Name()), err)
+	leasecore.Kick(l.kickProbe)
+	what := fmt.Sprintf("release %q (ended here; the node is deleted in the background)", le.Name())
+	if ctx.Err() == nil && l.base.Err() == nil && errors.Is(context.Cause(dctx), errNaturalEnd) {
+		nq := l.noQuorum(start)
+		if nq == nil {
+			nq = err
+		}
+		return fmt.Errorf("zookeeper: %s: %w; its session or TTL deadline passed before the delete was acknowledged: %w", what, le.notHeld(), nq)
+	}
+	return l.fail(ctx, what, start, err)
 }
+
+// errLeaseEnded stops a Refresh's store call when the lease ends.
+var errLeaseEnded = errors.New("zookeeper: the lease ended")
 
 // Refresh implements lock.Lease. A TTL lease's node gets a SetData, which
 // restarts its TTL on the server, and the local deadline moves to the send
 // time of that SetData plus the TTL (minus the margin) — if the reply
 // arrives before the old deadline. A session lease is confirmed with a sync
-// (confirming the session) and a look at its node.
+// (confirming the session) and a look at its node. Once the lease has
+// ended, Refresh returns ErrNotHeld with the cause at once, whatever ctx
+// (R2, R4); a TTL lease's node then goes to the orphans, as the SetData may
+// still restart its TTL on the server.
 func (le *lease) Refresh(ctx context.Context) error {
 	l := le.l
+	start := time.Now()
+	if le.Ended() {
+		return le.notHeld()
+	}
 	opCtx, end, err := le.begin(ctx, "refresh")
 	if err != nil {
 		return err
 	}
 	defer end()
+	rctx, cancel := context.WithCancelCause(opCtx)
+	defer cancel(nil)
+	stop := context.AfterFunc(le.Context(), func() { cancel(errLeaseEnded) })
+	defer stop()
 	if le.ttl > 0 {
-		err = le.refreshTTL(opCtx)
+		err = le.refreshTTL(rctx)
 	} else {
-		err = le.confirm(opCtx)
+		err = le.confirm(rctx)
 	}
-	if err != nil && !errors.Is(err, lock.ErrNotHeld) {
-		return l.fail(ctx, fmt.Sprintf("refresh %q", le.Name()), err)
+	if le.Ended() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return le.endedLocked(le.ttl > 0)
 	}
-	return err
+	if err != nil {
+		return l.fail(ctx, fmt.Sprintf("refresh %q", le.Name()), start, err)
+	}
+	return nil
 }
 
 // refreshTTL restarts the TTL of a TTL lease's node. A reply that arrives

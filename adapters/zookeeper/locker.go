@@ -40,6 +40,12 @@ type Locker struct {
 	fresh    chan struct{}
 	leases   map[*lease]struct{}
 	orphans  map[string]orphan
+	watches  map[string]<-chan zk.Event // armed watches by watched path (watch.go)
+	// lastAck is the send time of the last write the store acknowledged
+	// (any session); lastCause the last connection-level failure. They say
+	// whether a call that ran out of time met an unreachable store (R5).
+	lastAck   time.Time
+	lastCause error
 
 	ops   sync.WaitGroup // public calls in progress
 	calls sync.WaitGroup // goroutines of store calls
@@ -63,6 +69,7 @@ func New(cfg Config) (*Locker, error) {
 		fresh:     make(chan struct{}),
 		leases:    make(map[*lease]struct{}),
 		orphans:   make(map[string]orphan),
+		watches:   make(map[string]<-chan zk.Event),
 	}
 	l.base, l.cancel = context.WithCancelCause(context.Background())
 	l.stopped, l.stop = context.WithCancel(context.Background())
@@ -105,16 +112,42 @@ func (l *Locker) begin(ctx context.Context) (context.Context, func(), error) {
 	}, nil
 }
 
-// fail maps err of a call made under opCtx for the caller, whose ctx is
-// ctx: the caller's ctx error, ErrClosed, or err.
-func (l *Locker) fail(ctx context.Context, what string, err error) error {
+// fail maps err of a call made under opCtx, begun at start, for the
+// caller, whose ctx is ctx: ErrClosed; the caller's ctx error, together
+// with ErrNoQuorum if the store did not acknowledge a write since start
+// (noQuorum); ErrNoQuorum for a connection-level failure; or err.
+func (l *Locker) fail(ctx context.Context, what string, start time.Time, err error) error {
 	switch {
 	case ctx.Err() != nil:
+		if nq := l.noQuorum(start); nq != nil {
+			return fmt.Errorf("zookeeper: %s: %w: %w", what, ctxError(ctx), nq)
+		}
 		return fmt.Errorf("zookeeper: %s: %w", what, ctxError(ctx))
 	case l.base.Err() != nil || errors.Is(err, zk.ErrClosing):
 		return fmt.Errorf("zookeeper: %s: %w", what, lock.ErrClosed)
+	case retryable(err):
+		return fmt.Errorf("zookeeper: %s: %w: %w", what, lock.ErrNoQuorum, err)
 	}
 	return fmt.Errorf("zookeeper: %s: %w", what, err)
+}
+
+// noQuorum is nil if the store acknowledged a write of this Locker sent
+// at or after start and the session is confirmed now (a waiter queued
+// behind a holder, say); otherwise it is ErrNoQuorum with the last
+// connection-level failure seen.
+func (l *Locker) noQuorum(start time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.lastAck.Before(start) && l.sessID != 0 && time.Now().Before(l.deadline) {
+		return nil
+	}
+	switch {
+	case l.lastCause != nil:
+		return fmt.Errorf("%w: last failure: %w", lock.ErrNoQuorum, l.lastCause)
+	case l.lastAck.IsZero():
+		return fmt.Errorf("%w: no write acknowledged yet", lock.ErrNoQuorum)
+	}
+	return fmt.Errorf("%w: no write acknowledged since %v ago", lock.ErrNoQuorum, time.Since(l.lastAck).Round(time.Millisecond))
 }
 
 // dir is the directory of name's claims.

@@ -25,6 +25,7 @@ func (l *Locker) prober() {
 		}
 		err := l.call(l.base, true, func() error { _, err := l.conn.Sync("/"); return err }, nil)
 		leasecore.Kick(l.kickWatch)
+		l.pruneWatches()
 		if err == nil {
 			// Bounded, so that a connection lost meanwhile does not hold up
 			// the next probe.

@@ -55,6 +55,9 @@ func (l *Locker) ack(sent time.Time, before, after int64) {
 	d := sent.Add(t - l.sessionMargin(t))
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if sent.After(l.lastAck) {
+		l.lastAck, l.lastCause = sent, nil
+	}
 	if before != l.sessID {
 		// A newer session than the one tracked: only if the connection is on
 		// it now (a late reply from an old session must not switch back).

@@ -55,11 +55,17 @@ func TestStandalone(t *testing.T) {
 	t.Run("FailedCreateWrite", func(t *testing.T) { testFailedCreateWrite(t, z) })
 	t.Run("EscapedNamesInTree", func(t *testing.T) { testEscapedNamesInTree(t, servers) })
 	t.Run("NegotiatedTimeout", func(t *testing.T) { testNegotiatedTimeout(t, servers) })
+	t.Run("RefreshAfterLocalEnd", func(t *testing.T) { testRefreshAfterLocalEnd(t, servers) })
+	t.Run("RequeueFreshGUID", func(t *testing.T) { testRequeueFreshGUID(t, servers) })
+	t.Run("ReleaseOfVanishedNode", func(t *testing.T) { testReleaseOfVanishedNode(t, servers) })
+	t.Run("CancelledWaitsShareWatch", func(t *testing.T) { testCancelledWaitsShareWatch(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
 	t.Run("ExpiryWhileWaiting", func(t *testing.T) { testExpiryWhileWaiting(t, z) })
 	t.Run("RestartWhileHolding", func(t *testing.T) { testRestartWhileHolding(t, z) })
+	t.Run("ReleaseWhileUnreachable", func(t *testing.T) { testReleaseWhileUnreachable(t, z) })
+	t.Run("NoQuorum", func(t *testing.T) { testNoQuorum(t, z) })
 }
 
 // TestEnsemble runs the conformance suite against a 3-server ensemble, then
