@@ -136,31 +136,57 @@ type outageCall struct {
 
 // testOutageNoQuorum (R5): with the store unreachable, every call fails
 // with ErrNoQuorum, also wrapping its ctx's error if it ended with its
-// ctx; a Refresh may instead find that its lease ended meanwhile. After the
-// store is back, nothing the failed calls did is left behind.
+// ctx; a Refresh may instead find that its lease ended meanwhile. The calls
+// are made once at once, and again after the session lease has ended (its
+// session lapsed while the store was unreachable), when a backend may be
+// waiting for a new session. After the store is back, nothing the failed
+// calls did is left behind.
 func testOutageNoQuorum(e *env) {
 	defer e.heal()
 	session := e.acquire(e.a, e.name("noquorum-session"))
 	ttlLease := e.acquire(e.a, e.name("noquorum-ttl"), lock.WithTTL(time.Minute))
 	free := e.name("noquorum-free")
-	keep := func(l lock.Lease, err error) error {
-		if l != nil {
-			_ = l.Release(context.Background())
+	// drop releases a lease granted against the rule, and returns err.
+	drop := func(ctx context.Context) func(lock.Lease, error) error {
+		return func(l lock.Lease, err error) error {
+			if l != nil {
+				_ = l.Release(ctx)
+			}
+			return err
 		}
-		return err
 	}
 	calls := []outageCall{
-		{what: "TryAcquire of a free name", call: func(ctx context.Context) error { return keep(e.b.TryAcquire(ctx, free)) }},
-		{what: "Acquire of a free name", call: func(ctx context.Context) error { return keep(e.b.Acquire(ctx, free)) }},
-		{what: "Acquire of a held name", call: func(ctx context.Context) error { return keep(e.b.Acquire(ctx, session.Name())) }},
-		{what: "Inspect", call: func(ctx context.Context) error { _, err := e.b.Inspect(ctx, session.Name()); return err }},
+		{what: "TryAcquire of a free name", call: func(ctx context.Context) error { return drop(ctx)(e.b.TryAcquire(ctx, free)) }},
+		{what: "Acquire of a free name", call: func(ctx context.Context) error { return drop(ctx)(e.a.Acquire(ctx, free)) }},
+		{what: "Acquire of a held name", call: func(ctx context.Context) error { return drop(ctx)(e.b.Acquire(ctx, session.Name())) }},
+		{what: "Inspect", call: func(ctx context.Context) error { _, err := e.a.Inspect(ctx, session.Name()); return err }},
 		{what: "Refresh of a TTL lease", lease: ttlLease, call: ttlLease.Refresh},
 		{what: "Refresh of a session lease", lease: session, call: session.Refresh},
 	}
 
 	e.cut()
-	// The calls run together, each with a ctx of its own that ends after a
-	// second unless the backend gives up sooner.
+	outageCalls(e, calls, "")
+	select {
+	case <-session.Done():
+		outageCalls(e, calls[:4], ", after the session lease ended")
+	case <-time.After(e.endBound()):
+		e.t.Logf("the session lease was still held %v into the outage: calls after its end not checked", e.endBound())
+	}
+
+	e.heal()
+	probe := e.newLocker() // the cut may have cost e.a and e.b their sessions
+	for _, l := range []lock.Lease{session, ttlLease} {
+		_ = l.Release(e.ctx()) // held, or ended meanwhile: either way it must end
+		e.waitFree(probe, l.Name(), "after the store came back and its lease was released")
+	}
+	e.waitFree(probe, free, "after the store came back: the failed calls must leave nothing behind")
+}
+
+// outageCalls makes calls together while the store is cut, each with a ctx
+// of its own that ends after a second unless the backend gives up sooner,
+// and checks their errors (R5).
+func outageCalls(e *env, calls []outageCall, when string) {
+	e.t.Helper()
 	results := make([]<-chan called, len(calls))
 	for i, c := range calls {
 		ctx, cancel := context.WithTimeout(e.t.Context(), time.Second)
@@ -168,7 +194,7 @@ func testOutageNoQuorum(e *env) {
 		results[i] = goCall(ctx, c.lease, c.call)
 	}
 	for i, c := range calls {
-		what := c.what + " while the store was unreachable"
+		what := c.what + " while the store was unreachable" + when
 		r := e.await(results[i], e.endBound(), what)
 		if c.lease != nil && r.leaseEnd && errors.Is(r.err, lock.ErrNotHeld) {
 			assertNotHeld(e, r.err, c.lease, what+", after its lease ended")
@@ -182,13 +208,6 @@ func testOutageNoQuorum(e *env) {
 			assert.ErrorIsf(e.t, r.err, r.ctxErr, "%s, ended with its ctx: it must wrap the ctx's error too (R5)", what)
 		}
 	}
-
-	e.heal()
-	for _, l := range []lock.Lease{session, ttlLease} {
-		_ = l.Release(e.ctx()) // held, or ended meanwhile: either way it must end
-		e.waitFree(e.b, l.Name(), "after the store came back and its lease was released")
-	}
-	e.waitFree(e.b, free, "after the store came back: the failed calls must leave nothing behind")
 }
 
 // testOutageEndedLease (R4, R2): a TTL lease ends at its TTL while the
@@ -222,7 +241,7 @@ func testOutageEndedLease(e *env) {
 	}
 
 	e.heal()
-	e.waitFree(e.b, lease.Name(), "after the store came back")
+	e.waitFree(e.newLocker(), lease.Name(), "after the store came back")
 }
 
 // testOutageLateRefresh (R2): a Refresh sent to an unreachable store is
@@ -256,9 +275,10 @@ func testOutageLateRefresh(e *env) {
 	r = e.await(goCall(context.Background(), lease, lease.Release), e.endBound(), what)
 	assertNotHeld(e, r.err, lease, what)
 
+	probe := e.newLocker()
 	var seen string
 	for {
-		info, err := e.poll(e.b, lease.Name())
+		info, err := e.poll(probe, lease.Name())
 		if err == nil && !info.Held {
 			return
 		}

@@ -69,6 +69,7 @@ const (
 	faultBareNotHeld      fault = "bare-not-held"      // ErrNotHeld does not wrap the lease's end cause
 	faultQueuedNoQuorum   fault = "queued-no-quorum"   // a queued Acquire whose ctx ended reports ErrNoQuorum
 	faultCtxOnly          fault = "ctx-only"           // an outage call reports its ctx's error without ErrNoQuorum
+	faultLapsedCtxOnly    fault = "lapsed-ctx-only"    // ctx-only, once the sessions lapsed during an outage
 	faultWaitsStore       fault = "waits-for-store"    // Release and Refresh wait for the store after the lease ended
 	faultLyingRefresh     fault = "lying-refresh"      // a Refresh that waited out its lease's end returns nil
 	faultOrphanRefresh    fault = "orphan-refresh"     // a Refresh that waited out its lease's end re-takes the name
@@ -111,6 +112,7 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultQueuedNoQuorum, "AcquireDeadline", `the ctx's error alone \(R5\)`},
 		{faultQueuedNoQuorum, "AcquireCanceled", `the ctx's error alone \(R5\)`},
 		{faultCtxOnly, "OutageNoQuorum", `while the store was unreachable \(R5\)`},
+		{faultLapsedCtxOnly, "OutageNoQuorum", `unreachable, after the session lease ended \(R5\)`},
 		{faultWaitsStore, "OutageEndedLease", `did not return within .*\(R4`},
 		{faultLyingRefresh, "OutageLateRefresh", `returned nil although the lease ended`},
 		{faultOrphanRefresh, "OutageLateRefresh", `still held .* by a lease that ended before it`},

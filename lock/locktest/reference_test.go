@@ -29,6 +29,7 @@ type refStore struct {
 	names  map[string]*refName // names with a holder or waiters
 	cut    bool                // unreachable (reference_outage_test.go)
 	healed chan struct{}       // closed when a cut ends
+	lapsed bool                // the sessions lapsed during the current cut
 }
 
 type refName struct {
@@ -371,55 +372,5 @@ func (l *refLocker) Close() error {
 	for lease := range l.leases {
 		s.end(lease, lock.ErrReleased)
 	}
-	return nil
-}
-
-func (l *refLease) Name() string               { return l.name }
-func (l *refLease) Token() uint64              { return l.token }
-func (l *refLease) Done() <-chan struct{}      { return l.done }
-func (l *refLease) Context() context.Context   { return l.ctx }
-func (l *refLease) store() *refStore           { return l.locker.s }
-func (l *refLease) lockStore() (unlock func()) { l.store().mu.Lock(); return l.store().mu.Unlock }
-
-func (l *refLease) Err() error {
-	defer l.lockStore()()
-	return l.err
-}
-
-func (l *refLease) Refresh(ctx context.Context) error {
-	defer l.lockStore()()
-	s := l.store()
-	wasHeld := l.err == nil
-	if err := l.reach(ctx); err != nil {
-		return err
-	}
-	s.expireDue(l.key, time.Now())
-	if l.err != nil {
-		if wasHeld && l.lateRefresh() {
-			return nil
-		}
-		return l.notHeld()
-	}
-	if l.ttl > 0 && s.fault != faultRefreshNoop {
-		s.arm(l)
-	}
-	return nil
-}
-
-func (l *refLease) Release(ctx context.Context) error {
-	defer l.lockStore()()
-	s := l.store()
-	if err := l.reach(ctx); err != nil {
-		return err
-	}
-	s.expireDue(l.key, time.Now())
-	if l.err != nil {
-		if n := s.names[l.key]; s.fault == faultStaleRelease && n != nil && n.holder != nil {
-			s.end(n.holder, lock.ErrReleased)
-			return nil
-		}
-		return l.notHeld()
-	}
-	s.end(l, lock.ErrReleased)
 	return nil
 }
