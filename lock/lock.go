@@ -7,6 +7,14 @@ import (
 )
 
 // Locker hands out leases on names. All methods are safe for concurrent use.
+//
+// Errors of every call of Locker and Lease (lock/DESIGN.md, "Failure
+// paths", R5): a call that ends because the store was unreachable returns
+// an error satisfying errors.Is(err, ErrNoQuorum), with the last cause in
+// its message, and also errors.Is(err, ctx.Err()) if it ended because its
+// ctx ended. A call whose ctx ended while the store was reachable (an
+// Acquire queued behind a holder) returns the ctx's error alone, without
+// ErrNoQuorum.
 type Locker interface {
 	// Acquire blocks until name is held by a new lease, ctx ends, or a
 	// non-retryable error occurs. Waiters on one name are served first come,
@@ -36,13 +44,6 @@ type Locker interface {
 	// made after Close return ErrClosed.
 	Close() error
 }
-
-// Errors of every call (lock/DESIGN.md, "Failure paths", R5): a call that
-// ends because the store was unreachable returns an error satisfying
-// errors.Is(err, ErrNoQuorum), with the last cause in its message, and also
-// errors.Is(err, ctx.Err()) if it ended because its ctx ended. A call whose
-// ctx ended while the store was reachable (an Acquire queued behind a
-// holder) returns the ctx's error alone, without ErrNoQuorum.
 
 // Lease is one granted claim on a name.
 type Lease interface {
