@@ -7,6 +7,14 @@ import (
 )
 
 // Locker hands out leases on names. All methods are safe for concurrent use.
+//
+// Errors of every call of Locker and Lease (lock/DESIGN.md, "Failure
+// paths", R5): a call that ends because the store was unreachable returns
+// an error satisfying errors.Is(err, ErrNoQuorum), with the last cause in
+// its message, and also errors.Is(err, ctx.Err()) if it ended because its
+// ctx ended. A call whose ctx ended while the store was reachable (an
+// Acquire queued behind a holder) returns the ctx's error alone, without
+// ErrNoQuorum.
 type Locker interface {
 	// Acquire blocks until name is held by a new lease, ctx ends, or a
 	// non-retryable error occurs. Waiters on one name are served first come,
@@ -58,14 +66,22 @@ type Lease interface {
 	Context() context.Context
 
 	// Refresh extends a TTL lease by its TTL from now, or confirms that a
-	// session lease is still held. It returns ErrNotHeld if the lease has
-	// already ended (after which Err tells why).
+	// session lease is still held. Once Done is closed it returns an error
+	// wrapping both ErrNotHeld and the cause of the end (Err): also when the
+	// lease ended while Refresh was in flight, so that nil always means the
+	// lease is held with a renewed deadline (R2). It returns once the lease
+	// has ended, whatever ctx it was given (R4).
 	Refresh(ctx context.Context) error
 
-	// Release ends the lease and hands the name to the next waiter. It returns
-	// ErrNotHeld if the lease had already ended. If Release fails with another
-	// error (for example ctx ended or no quorum) the lease may still be held;
-	// Done tells.
+	// Release ends the lease and hands the name to the next waiter. If the
+	// lease had already ended (Done closed), Release returns an error
+	// wrapping ErrNotHeld and the cause (Err), promptly, whatever ctx it was
+	// given, also if it was already waiting on an unreachable store when the
+	// lease ended (R4); the store does not go on holding the name for that
+	// lease: what is left of it there is released by token, in the
+	// background and bounded, if need be (R2). If Release fails with another
+	// error (for example ctx ended or no quorum, R5) the lease may still be
+	// held; Done tells.
 	Release(ctx context.Context) error
 }
 
@@ -101,6 +117,7 @@ var (
 	ErrInvalidOption = errors.New("quorumlock: invalid option")
 	// ErrClosed: the Locker (or the node under it) is closed.
 	ErrClosed = errors.New("quorumlock: locker closed")
-	// ErrNoQuorum: the store could not commit within the caller's deadline.
+	// ErrNoQuorum: the store was unreachable (no quorum, a server down)
+	// until the call ended; see Locker for how it combines with ctx's error.
 	ErrNoQuorum = errors.New("quorumlock: no quorum")
 )

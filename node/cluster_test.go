@@ -46,7 +46,32 @@ func TestCluster_Conformance(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = l.Close() })
 		return l
-	}, locktest.FIFO())
+	}, locktest.FIFO(), locktest.Outage(clusterOutage))
+}
+
+// clusterOutage gives each outage subtest of the conformance suite a fresh
+// durable 3-node cluster whose Lockers all live on n1. The cut kills n2 and
+// n3: n1 and its Lockers stay up without a quorum. The heal restarts them
+// and waits for a leader.
+func clusterOutage(t *testing.T) locktest.OutageStore {
+	c := startCluster(t, 3, true)
+	return locktest.OutageStore{
+		NewLocker: func(t *testing.T) lock.Locker {
+			l, err := c.NewLocker(context.Background(), 0)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = l.Close() })
+			return l
+		},
+		Cut: func() {
+			c.Kill(1)
+			c.Kill(2)
+		},
+		Heal: func() {
+			_, err := c.RestartAll()
+			require.NoError(t, err, "restarting n2 and n3")
+			c.Leader()
+		},
+	}
 }
 
 func TestCluster_AcquireThroughFollower(t *testing.T) {

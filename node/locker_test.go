@@ -10,6 +10,10 @@ import (
 	"github.com/quorumlock/quorumlock/lock/locktest"
 )
 
+// TestNode_Conformance runs the suite on one in-process node. It has no
+// locktest.Outage: a one-node store is its own quorum and its Lockers reach
+// it in-process, so nothing can cut them off; TestCluster_Conformance runs
+// the outage subtests.
 func TestNode_Conformance(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
 		locktest.Run(t, shared(newNode(t, Config{})), locktest.FIFO())

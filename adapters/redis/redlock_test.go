@@ -36,15 +36,27 @@ func newRedlock(t *testing.T, addrs []string, sessionTTL time.Duration) *redis.L
 }
 
 // TestRedlockConformance runs the conformance suite in Redlock mode on
-// three primaries with appendfsync always. Not FIFO: see DESIGN.md.
+// three primaries with appendfsync always. Not FIFO: see DESIGN.md. The
+// outage subtests pause two of the three primaries: no majority answers.
 func TestRedlockConformance(t *testing.T) {
-	_, addrs := startRedlock(t, 3, testserver.RedisOptions{AppendFsyncAlways: true})
+	srvs, addrs := startRedlock(t, 3, testserver.RedisOptions{AppendFsyncAlways: true})
 	locktest.Run(t, func(t *testing.T) lock.Locker {
 		l, err := redis.New(redis.Config{Addrs: addrs})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = l.Close() })
 		return l
-	})
+	}, locktest.Outage(func(*testing.T) locktest.OutageStore {
+		return locktest.OutageStore{
+			Cut: func() {
+				srvs[0].Pause()
+				srvs[1].Pause()
+			},
+			Heal: func() {
+				srvs[0].Resume()
+				srvs[1].Resume()
+			},
+		}
+	}))
 }
 
 // TestRedlock_MinorityDown: with one of three primaries dead the lease

@@ -46,7 +46,12 @@ func TestStandalone(t *testing.T) {
 	z := testserver.StartZooKeeper(t, zkOptions())
 	servers := []string{z.Addr()}
 	t.Run("Conformance", func(t *testing.T) {
-		locktest.Run(t, lockers(servers, conformanceTimeout), locktest.FIFO())
+		// Outages pause the server (SIGSTOP): it keeps its connections
+		// but answers nothing until resumed.
+		locktest.Run(t, lockers(servers, conformanceTimeout), locktest.FIFO(),
+			locktest.Outage(func(*testing.T) locktest.OutageStore {
+				return locktest.OutageStore{Cut: z.Pause, Heal: z.Resume}
+			}))
 	})
 	t.Run("CancelledWaitLeavesNoNode", func(t *testing.T) { testCancelledWaitLeavesNoNode(t, servers) })
 	t.Run("ProtectedCreateRecovery", func(t *testing.T) { testProtectedCreateRecovery(t, servers) })
@@ -73,7 +78,22 @@ func TestStandalone(t *testing.T) {
 func TestEnsemble(t *testing.T) {
 	e := testserver.StartEnsemble(t, 3, zkOptions())
 	t.Run("Conformance", func(t *testing.T) {
-		locktest.Run(t, lockers(e.Servers(), conformanceTimeout), locktest.FIFO())
+		// Outages pause two of the three members: the third loses its
+		// quorum and stops serving. The heal waits for a quorum again.
+		locktest.Run(t, lockers(e.Servers(), conformanceTimeout), locktest.FIFO(),
+			locktest.Outage(func(t *testing.T) locktest.OutageStore {
+				return locktest.OutageStore{
+					Cut: func() {
+						e.Member(0).Pause()
+						e.Member(1).Pause()
+					},
+					Heal: func() {
+						e.Member(0).Resume()
+						e.Member(1).Resume()
+						e.WaitQuorum(t)
+					},
+				}
+			}))
 	})
 	t.Run("KillMemberMidHold", func(t *testing.T) { testKillMemberMidHold(t, e) })
 	t.Run("KillLeaderMidHold", func(t *testing.T) { testKillLeaderMidHold(t, e) })

@@ -37,6 +37,16 @@
 // FIFO subtest is skipped, and Run only checks that every waiter is granted
 // in turn and none is lost.
 //
+// Pass Outage if the backend's test can make the store unreachable and
+// bring it back (pause a server, stop a majority of replicas); Run then also
+// checks the failure-path rules of lock/DESIGN.md while the store is cut:
+// calls fail with lock.ErrNoQuorum (and their ctx's error if ctx ended), and
+// Release and Refresh return once their lease has ended, whatever their
+// ctx, and leave the name free. Without Outage those subtests (Outage*) are
+// skipped. Outage's function is called once per outage subtest, so it may
+// start a fresh store for each; each outage subtest heals the store before
+// it ends, so that later subtests find it serving.
+//
 // # What the suite checks
 //
 // Mutual exclusion (I1) and strictly increasing fencing tokens (I2) under
@@ -49,7 +59,10 @@
 // that a stale Release or Refresh cannot touch the next holder; Inspect's
 // holder, token, owner, queue length and time left; the input limits of
 // package lock, checked before anything else happens; names that stores
-// treat specially; and lock.Do.
+// treat specially; lock.Do; and the failure paths (lock/DESIGN.md, R2, R4,
+// R5): Refresh and Release of an ended lease return ErrNotHeld wrapping the
+// cause even with context.Background(), a queued Acquire whose ctx ended
+// returns the ctx's error alone, and, with Outage, the checks above.
 //
 // Beyond the letter of package lock, the suite expects what its
 // documentation implies: when Release or Close returns nil the lease has
@@ -59,9 +72,17 @@
 //
 // The suite waits on channels, or polls Inspect, with generous timeouts (10 s
 // per wait) and never sleeps to synchronise, so that it is reliable on slow
-// machines and under the race detector. Timing enters only as lower bounds
+// machines and under the race detector. A wait for the outcome of a call
+// lasts longer (30 s) than the call's own ctx, so that a call that honours
+// its ctx always reports through its outcome, whatever the machine's load;
+// "returns once the lease has ended" (R4) is checked the same way, as a
+// bound on liveness, never on speed. Timing enters only as lower bounds
 // (no grant before a TTL has run out) and in RefreshExtendsTTL, which
 // discards an attempt in which the machine itself could not keep a 100 ms
-// refresh schedule, and skips after three such attempts. The suite takes a
-// few seconds against an in-process store; its TTLs are 300 and 400 ms.
+// refresh schedule, and skips after three such attempts; and in
+// OutageLateRefresh, which expects the name free within 10 s of the store's
+// return although a late Refresh may have extended it by 20 s there.
+// Without Outage the suite takes a few seconds against an in-process store;
+// its TTLs are 300 and 400 ms. The outage subtests take about half a minute
+// more: one lets a 20 s TTL lease end while the store is cut.
 package locktest

@@ -27,6 +27,8 @@ type config struct {
 	// a result or for an observable state. The suite's own tests shorten it
 	// when they run it against deliberately broken backends.
 	wait time.Duration
+	// outage opens a store the outage subtests may cut; nil skips them.
+	outage func(t *testing.T) OutageStore
 }
 
 // maxPrefixLen leaves room in a 512-byte name for the suite's own suffixes.
@@ -46,6 +48,33 @@ func FIFO() Option {
 // of at most 128 bytes.
 func NamePrefix(p string) Option {
 	return func(c *config) { c.prefix = p }
+}
+
+// OutageStore is a store the outage subtests may make unreachable, as
+// returned by the function given to Outage.
+type OutageStore struct {
+	// NewLocker returns a new client on this store, as Run's newLocker
+	// does; nil means Run's newLocker (the outage store is the shared one).
+	NewLocker func(t *testing.T) lock.Locker
+	// Cut makes the store unreachable for every Locker NewLocker made (a
+	// paused server, a majority of the replicas down): calls can no longer
+	// commit, but the Lockers stay open. It returns once the cut is in
+	// effect.
+	Cut func()
+	// Heal makes the store reachable again and returns once it serves.
+	Heal func()
+}
+
+// Outage enables the outage subtests, which check the contract while the
+// store is unreachable: that calls fail with lock.ErrNoQuorum (and the
+// ctx's error if ctx ended), and that Release and Refresh return once the
+// lease has ended whatever ctx they were given. Run calls open once per
+// outage subtest, so a backend may start a fresh store for each (open
+// registers its teardown with t.Cleanup) or return the shared one. Each
+// outage subtest heals the store before it ends. Without Outage the outage
+// subtests are skipped.
+func Outage(open func(t *testing.T) OutageStore) Option {
+	return func(c *config) { c.outage = open }
 }
 
 // Run runs the conformance suite against a backend, one subtest per
@@ -71,31 +100,45 @@ func Run(t *testing.T, newLocker func(t *testing.T) lock.Locker, opts ...Option)
 	s := &suite{cfg: cfg, newLocker: newLocker}
 
 	for _, st := range []struct {
-		name string
-		fn   func(*env)
+		name   string
+		fn     func(*env)
+		outage bool // needs Outage
 	}{
-		{"InvalidInput", testInvalidInput},
-		{"ValidNames", testValidNames},
-		{"HeldState", testHeldState},
-		{"Inspect", testInspect},
-		{"TokensIncrease", testTokensIncrease},
-		{"TryAcquireHeld", testTryAcquireHeld},
-		{"TryAcquireRace", testTryAcquireRace},
-		{"NotReentrant", testNotReentrant},
-		{"MutualExclusion", testMutualExclusion},
-		{"Handoff", testHandoff},
-		{"FIFO", testFIFO},
-		{"AcquireCanceled", testAcquireCanceled},
-		{"AcquireDeadline", testAcquireDeadline},
-		{"AcquireCancelRace", testAcquireCancelRace},
-		{"ReleaseTwice", testReleaseTwice},
-		{"RefreshAfterRelease", testRefreshAfterRelease},
-		{"TTLExpiry", testTTLExpiry},
-		{"RefreshExtendsTTL", testRefreshExtendsTTL},
-		{"Close", testClose},
-		{"Do", testDo},
+		{"InvalidInput", testInvalidInput, false},
+		{"ValidNames", testValidNames, false},
+		{"HeldState", testHeldState, false},
+		{"Inspect", testInspect, false},
+		{"TokensIncrease", testTokensIncrease, false},
+		{"TryAcquireHeld", testTryAcquireHeld, false},
+		{"TryAcquireRace", testTryAcquireRace, false},
+		{"NotReentrant", testNotReentrant, false},
+		{"MutualExclusion", testMutualExclusion, false},
+		{"Handoff", testHandoff, false},
+		{"FIFO", testFIFO, false},
+		{"AcquireCanceled", testAcquireCanceled, false},
+		{"AcquireDeadline", testAcquireDeadline, false},
+		{"AcquireCancelRace", testAcquireCancelRace, false},
+		{"ReleaseTwice", testReleaseTwice, false},
+		{"RefreshAfterRelease", testRefreshAfterRelease, false},
+		{"TTLExpiry", testTTLExpiry, false},
+		{"RefreshExtendsTTL", testRefreshExtendsTTL, false},
+		{"Close", testClose, false},
+		{"Do", testDo, false},
+		{"EndedLease", testEndedLease, false},
+		{"OutageNoQuorum", testOutageNoQuorum, true},
+		{"OutageEndedLease", testOutageEndedLease, true},
+		{"OutageLateRefresh", testOutageLateRefresh, true},
 	} {
-		t.Run(st.name, func(t *testing.T) { st.fn(s.env(t)) })
+		t.Run(st.name, func(t *testing.T) {
+			if !st.outage {
+				st.fn(s.env(t))
+				return
+			}
+			if cfg.outage == nil {
+				t.Skip("no locktest.Outage option: the store cannot be made unreachable")
+			}
+			st.fn(s.outageEnv(t))
+		})
 	}
 }
 
@@ -115,14 +158,52 @@ type env struct {
 	t    *testing.T
 	cfg  config
 	s    *suite
+	open func(t *testing.T) lock.Locker // the store's newLocker
 	a, b lock.Locker
 	wg   sync.WaitGroup
+	// cut and heal are the outage controls; nil outside outage subtests.
+	cut, heal func()
 }
 
 func (s *suite) env(t *testing.T) *env {
-	e := &env{t: t, cfg: s.cfg, s: s}
+	e := &env{t: t, cfg: s.cfg, s: s, open: s.newLocker}
 	// Cleanups run last-registered first: the Lockers are closed (which
 	// unblocks any Acquire still waiting) before the goroutines are awaited.
+	t.Cleanup(e.wg.Wait)
+	e.a = e.newLocker()
+	e.b = e.newLocker()
+	return e
+}
+
+// outageEnv is env on the store Outage opens for this subtest, with its
+// cut and heal. heal is idempotent, and runs before the Lockers are closed
+// if the subtest did not heal the store itself (see outageDone).
+func (s *suite) outageEnv(t *testing.T) *env {
+	st := s.cfg.outage(t)
+	require.NotNil(t, st.Cut, "locktest: OutageStore.Cut is nil")
+	require.NotNil(t, st.Heal, "locktest: OutageStore.Heal is nil")
+	e := &env{t: t, cfg: s.cfg, s: s, open: st.NewLocker}
+	if e.open == nil {
+		e.open = s.newLocker
+	}
+	var mu sync.Mutex
+	down := false
+	e.cut = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !down {
+			st.Cut()
+			down = true
+		}
+	}
+	e.heal = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			st.Heal()
+			down = false
+		}
+	}
 	t.Cleanup(e.wg.Wait)
 	e.a = e.newLocker()
 	e.b = e.newLocker()
@@ -133,7 +214,7 @@ func (s *suite) env(t *testing.T) *env {
 // the subtest ends.
 func (e *env) newLocker() lock.Locker {
 	e.t.Helper()
-	l := e.s.newLocker(e.t)
+	l := e.open(e.t)
 	require.NotNil(e.t, l, "newLocker returned nil")
 	e.t.Cleanup(func() {
 		if err := l.Close(); err != nil {
@@ -283,14 +364,17 @@ func (e *env) goAcquire(ctx context.Context, out chan<- acquired, id int, l lock
 	})
 }
 
-// recv waits for the next outcome on ch.
+// recv waits for the next outcome on ch. The Acquire calls it waits for
+// are bounded by the wait timeout, so each reports through its outcome if
+// it was not granted in time; recv waits longer (endBound), so that a
+// failure reads the same however the machine's load orders the two timers.
 func (e *env) recv(ch <-chan acquired, what string) acquired {
 	e.t.Helper()
 	select {
 	case r := <-ch:
 		return r
-	case <-time.After(e.cfg.wait):
-		e.t.Fatalf("timed out after %v waiting for %s", e.cfg.wait, what)
+	case <-time.After(e.endBound()):
+		e.t.Fatalf("timed out after %v waiting for %s (an Acquire that ignored its ctx?)", e.endBound(), what)
 	}
 	panic("unreachable")
 }

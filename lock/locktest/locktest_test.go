@@ -23,12 +23,18 @@ const faultEnv = "LOCKTEST_REFERENCE_FAULT"
 
 func TestRun_reference(t *testing.T) {
 	f := fault(os.Getenv(faultEnv))
-	opts := []Option{FIFO()}
+	s := newRefStore(f)
+	opts := []Option{FIFO(), s.outage()}
 	if f != "" {
 		// The suite is expected to fail: fail fast.
 		opts = append(opts, func(c *config) { c.wait = 2 * time.Second })
 	}
-	Run(t, newRefStore(f).newLocker, opts...)
+	Run(t, s.newLocker, opts...)
+	if f == "" {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		assert.Empty(t, s.names, "names left held or queued in the store after a clean run")
+	}
 }
 
 func TestRun_options(t *testing.T) {
@@ -60,6 +66,13 @@ const (
 	faultLateValidation   fault = "late-validation"    // TryAcquire checks options after the holder
 	faultInspectNoOwner   fault = "inspect-no-owner"   // Inspect drops Owner
 	faultCaseFold         fault = "case-fold"          // names are case-insensitive
+	faultBareNotHeld      fault = "bare-not-held"      // ErrNotHeld does not wrap the lease's end cause
+	faultQueuedNoQuorum   fault = "queued-no-quorum"   // a queued Acquire whose ctx ended reports ErrNoQuorum
+	faultCtxOnly          fault = "ctx-only"           // an outage call reports its ctx's error without ErrNoQuorum
+	faultLapsedCtxOnly    fault = "lapsed-ctx-only"    // ctx-only, once the sessions lapsed during an outage
+	faultWaitsStore       fault = "waits-for-store"    // Release and Refresh wait for the store after the lease ended
+	faultLyingRefresh     fault = "lying-refresh"      // a Refresh that waited out its lease's end returns nil
+	faultOrphanRefresh    fault = "orphan-refresh"     // a Refresh that waited out its lease's end re-takes the name
 )
 
 // TestRun_detectsFaults runs the suite against the reference store with one
@@ -95,6 +108,14 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultLateValidation, "InvalidInput", `TryAcquire of a held name with WithTTL\(50ms\)`},
 		{faultInspectNoOwner, "Inspect", "Inspect of a held session lease"},
 		{faultCaseFold, "ValidNames", "distinct names must be distinct locks"},
+		{faultBareNotHeld, "EndedLease", `must wrap the cause of the lease's end.*\(R2\)`},
+		{faultQueuedNoQuorum, "AcquireDeadline", `the ctx's error alone \(R5\)`},
+		{faultQueuedNoQuorum, "AcquireCanceled", `the ctx's error alone \(R5\)`},
+		{faultCtxOnly, "OutageNoQuorum", `while the store was unreachable \(R5\)`},
+		{faultLapsedCtxOnly, "OutageNoQuorum", `unreachable, after the session lease ended \(R5\)`},
+		{faultWaitsStore, "OutageEndedLease", `did not return within .*\(R4`},
+		{faultLyingRefresh, "OutageLateRefresh", `returned nil although the lease ended`},
+		{faultOrphanRefresh, "OutageLateRefresh", `still held .* by a lease that ended before it`},
 	} {
 		t.Run(string(c.fault)+"/"+c.subtest, func(t *testing.T) {
 			t.Parallel()

@@ -24,9 +24,12 @@ import (
 type refStore struct {
 	fault fault
 
-	mu    sync.Mutex
-	last  uint64              // the last token granted, of any name
-	names map[string]*refName // names with a holder or waiters
+	mu     sync.Mutex
+	last   uint64              // the last token granted, of any name
+	names  map[string]*refName // names with a holder or waiters
+	cut    bool                // unreachable (reference_outage_test.go)
+	healed chan struct{}       // closed when a cut ends
+	lapsed bool                // the sessions lapsed during the current cut
 }
 
 type refName struct {
@@ -234,6 +237,10 @@ func (l *refLocker) Acquire(ctx context.Context, name string, opts ...lock.Optio
 		s.mu.Unlock()
 		return nil, err
 	}
+	if err := s.reach(ctx, nil); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
 	key := s.key(name)
 	s.expireDue(key, time.Now())
 	if s.free(key, l) {
@@ -258,6 +265,9 @@ func (l *refLocker) Acquire(ctx context.Context, name string, opts ...lock.Optio
 		if s.fault != faultKeepCancelled {
 			s.dequeue(n, w)
 			s.gc(key, n)
+		}
+		if s.fault == faultQueuedNoQuorum {
+			return nil, fmt.Errorf("%w: %w", lock.ErrNoQuorum, ctx.Err())
 		}
 		return nil, ctx.Err()
 	}
@@ -292,6 +302,9 @@ func (l *refLocker) TryAcquire(ctx context.Context, name string, opts ...lock.Op
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := s.reach(ctx, nil); err != nil {
+		return nil, err
+	}
 	key := s.key(name)
 	s.expireDue(key, time.Now())
 	if !s.free(key, l) {
@@ -314,6 +327,9 @@ func (l *refLocker) Inspect(ctx context.Context, name string) (lock.Info, error)
 		return lock.Info{}, lock.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
+		return lock.Info{}, err
+	}
+	if err := s.reach(ctx, nil); err != nil {
 		return lock.Info{}, err
 	}
 	key, now := s.key(name), time.Now()
@@ -356,45 +372,5 @@ func (l *refLocker) Close() error {
 	for lease := range l.leases {
 		s.end(lease, lock.ErrReleased)
 	}
-	return nil
-}
-
-func (l *refLease) Name() string               { return l.name }
-func (l *refLease) Token() uint64              { return l.token }
-func (l *refLease) Done() <-chan struct{}      { return l.done }
-func (l *refLease) Context() context.Context   { return l.ctx }
-func (l *refLease) store() *refStore           { return l.locker.s }
-func (l *refLease) lockStore() (unlock func()) { l.store().mu.Lock(); return l.store().mu.Unlock }
-
-func (l *refLease) Err() error {
-	defer l.lockStore()()
-	return l.err
-}
-
-func (l *refLease) Refresh(ctx context.Context) error {
-	defer l.lockStore()()
-	s := l.store()
-	s.expireDue(l.key, time.Now())
-	if l.err != nil {
-		return lock.ErrNotHeld
-	}
-	if l.ttl > 0 && s.fault != faultRefreshNoop {
-		s.arm(l)
-	}
-	return nil
-}
-
-func (l *refLease) Release(ctx context.Context) error {
-	defer l.lockStore()()
-	s := l.store()
-	s.expireDue(l.key, time.Now())
-	if l.err != nil {
-		if n := s.names[l.key]; s.fault == faultStaleRelease && n != nil && n.holder != nil {
-			s.end(n.holder, lock.ErrReleased)
-			return nil
-		}
-		return lock.ErrNotHeld
-	}
-	s.end(l, lock.ErrReleased)
 	return nil
 }
