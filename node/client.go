@@ -13,7 +13,8 @@ import (
 )
 
 // cleanupTimeout bounds the commands a client makes after its caller gave
-// up (cancelling the claim of an abandoned Acquire, closing a session).
+// up (closing a session; one attempt of a background clean-up), and how
+// long an Acquire waits for the clean-up of its claim.
 const cleanupTimeout = 5 * time.Second
 
 // client is one lock.Locker: a session on the node, the waiters of its
@@ -35,6 +36,10 @@ type client struct {
 	ready *gate
 	// lostSessions are earlier sessions this client declared lost.
 	lostSessions map[uint64]bool
+	// cleanups are the background clean-ups of given-up claims
+	// (cleanup.go); they end when c.ctx does, and markClosed waits for
+	// them. Added to under mu while !closed only.
+	cleanups sync.WaitGroup
 
 	// renew sends one keep-alive for a session and reports whether the
 	// leader acknowledged it.
@@ -198,6 +203,7 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	c.ready.set(true) // let calls waiting for a session through, to ErrClosed
 	c.cancel()
 	<-c.stopped
+	c.cleanups.Wait()
 	return sess, seq, true
 }
 

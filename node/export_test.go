@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // Exported for the cluster tests of package node_test: they run on
@@ -27,4 +29,19 @@ func ClientCount(n *Node) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.clients)
+}
+
+// QueuedClaims is the number of Acquire calls of Locker l (made by
+// NewLocker) that wait for a grant with their claim recorded.
+func QueuedClaims(l lock.Locker) int {
+	c := l.(*client)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := 0
+	for _, w := range c.waiters {
+		if w.claim != 0 {
+			k++
+		}
+	}
+	return k
 }
