@@ -63,6 +63,14 @@ func (c *client) openSession(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.sess = id
+	// A signal still pending was about an earlier session (every kick
+	// checks the current session under mu): catch-up can apply the
+	// ExpireSession of the old one while this open is in flight. Left
+	// there, it would declare the new session lost at once.
+	select {
+	case <-c.lost:
+	default:
+	}
 	c.mu.Unlock()
 	c.ready.set(true)
 	return nil
@@ -138,9 +146,8 @@ func (c *client) sessionLost() {
 // session id, if it is still the current one.
 func (c *client) signalLost(id uint64) {
 	c.mu.Lock()
-	current := c.sess == id
-	c.mu.Unlock()
-	if current {
+	defer c.mu.Unlock()
+	if c.sess == id {
 		c.ready.set(false) // callers wait for the replacement, not spin on the dead one
 		leasecore.Kick(c.lost)
 	}
