@@ -68,7 +68,7 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 // acquireOnce makes one claim under the current session: it registers a
 // waiter, proposes the Acquire, and awaits the answer the events bring.
 func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.Options) (lock.Lease, error) {
-	req, w, err := c.addWaiter(name, o.TTL > 0)
+	req, w, err := c.addWaiter(ctx, name, o.TTL > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -118,13 +118,13 @@ func (c *client) giveUp(seq uint64, w *waiter, cmd *fsmpb.Command, ambiguous boo
 
 // addWaiter allocates the request of an Acquire of name and registers its
 // waiter under the request's seq.
-func (c *client) addWaiter(name string, ttl bool) (*fsmpb.Request, *waiter, error) {
+func (c *client) addWaiter(ctx context.Context, name string, ttl bool) (*fsmpb.Request, *waiter, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, nil, lock.ErrClosed
+	req, err := c.nextRequest(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	req := c.nextRequest()
 	w := &waiter{
 		name: name, session: req.Session, ttl: ttl, sent: time.Now(),
 		ch: make(chan *lease, 1), errc: make(chan error, 1),

@@ -26,7 +26,7 @@ func TestClient_GrantInstalledBySnapshot(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 
-	req, w, err := c.addWaiter("x", false)
+	req, w, err := c.addWaiter(ctx, "x", false)
 	require.NoError(t, err)
 	c.endRequest(req.Seq)
 	cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{Req: req, Name: "x"}}}
@@ -77,7 +77,7 @@ func TestClient_AmbiguousTTLAcquireOfExpiredSession(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = c.Close() })
 
-			req, w, err := c.addWaiter("t", true)
+			req, w, err := c.addWaiter(ctx, "t", true)
 			require.NoError(t, err)
 			cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
 				Req: req, Name: "t", TtlNs: int64(time.Hour),
