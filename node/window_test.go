@@ -78,7 +78,7 @@ func TestClient_FullWindowHonoursContext(t *testing.T) {
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 	case <-time.After(15 * time.Second):
 		c.endRequest(pinned) // let it go
-		_ = <-done
+		t.Logf("let go: %v", <-done)
 		t.Fatal("a call waited for a full window past its ctx")
 	}
 
@@ -94,7 +94,7 @@ func TestClient_FullWindowHonoursContext(t *testing.T) {
 		require.ErrorIs(t, err, lock.ErrClosed)
 	case <-time.After(15 * time.Second):
 		c.endRequest(pinned)
-		_ = <-done2
+		t.Logf("let go: %v", <-done2)
 		t.Fatal("Close did not end a call waiting for a full window")
 	}
 	require.NoError(t, <-closed)
