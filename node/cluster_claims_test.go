@@ -84,3 +84,32 @@ func TestCluster_CancelledAcquireOutlivesPartition(t *testing.T) {
 	require.NoError(t, err, "the waiter's Locker and session still work")
 	require.NoError(t, l.Release(ctx))
 }
+
+// TestCluster_ReopenToBlackHoledLeader: a session reopen that goes to a
+// leader which stopped answering (connections open, nothing comes back)
+// must give up and try again, not wait for an answer forever with the
+// Locker's calls waiting for the session behind it. The reopen had no
+// deadline: its RPC waited until TCP gave up, which on a black hole it
+// never does.
+func TestCluster_ReopenToBlackHoledLeader(t *testing.T) {
+	const ttl = 3 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cut := newCutNet()
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Net: cut, Edit: func(_ int, cfg *node.Config) {
+		cfg.SessionTTL = ttl
+	}})
+	li := c.Leader()
+	fi := (li + 1) % 3
+	l, err := c.NewLocker(ctx, fi) // its session was opened through the leader: a connection exists
+	require.NoError(t, err)
+
+	cut.blackhole(li)
+	node.SignalLost(l) // at once, before the follower notices the leader is gone
+	actx, acancel := context.WithTimeout(ctx, 40*time.Second)
+	defer acancel()
+	lease, err := l.TryAcquire(actx, "after-reopen")
+	require.NoError(t, err, "the Locker got a new session from the next leader")
+	require.NoError(t, lease.Release(ctx))
+	require.NoError(t, l.Close())
+}

@@ -10,19 +10,20 @@ import (
 // cutNet is the smallest fault layer (testcluster.Network) the cluster
 // tests of package node need: it isolates a node and heals it. An isolated
 // node's connections are closed, its dials and dials to it fail, and
-// connections it accepts are closed at once. cluster_test's faultNet has
-// the richer faults.
+// connections it accepts are closed at once. It also makes a node a black
+// hole. cluster_test's faultNet has the richer faults.
 type cutNet struct {
 	mu    sync.Mutex
 	addrs map[string]int // listen address -> node
 	cut   map[int]bool
+	holed map[int]bool // black holes: what they and their peers write is dropped
 	conns map[*cutConn]struct{}
 }
 
 var errCut = errors.New("cutnet: link cut")
 
 func newCutNet() *cutNet {
-	return &cutNet{addrs: map[string]int{}, cut: map[int]bool{}, conns: map[*cutConn]struct{}{}}
+	return &cutNet{addrs: map[string]int{}, cut: map[int]bool{}, holed: map[int]bool{}, conns: map[*cutConn]struct{}{}}
 }
 
 // cutConn is a connection with the nodes at its ends (-1: unknown).
@@ -37,6 +38,18 @@ func (c *cutConn) Close() error {
 	delete(c.f.conns, c)
 	c.f.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// Write drops what is written on a link of a black hole, as a peer that
+// stopped answering (connections stay open, nothing arrives).
+func (c *cutConn) Write(b []byte) (int, error) {
+	c.f.mu.Lock()
+	holed := c.f.holed[c.from] || c.f.holed[c.to]
+	c.f.mu.Unlock()
+	if holed {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
 }
 
 // track registers c unless one of its ends is cut.
@@ -119,5 +132,13 @@ func (f *cutNet) Isolate(i int) {
 func (f *cutNet) Reconnect(i int) {
 	f.mu.Lock()
 	delete(f.cut, i)
+	f.mu.Unlock()
+}
+
+// blackhole makes node i a black hole for good: every write on its links,
+// both directions, is dropped; connections open and stay open.
+func (f *cutNet) blackhole(i int) {
+	f.mu.Lock()
+	f.holed[i] = true
 	f.mu.Unlock()
 }

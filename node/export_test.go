@@ -45,3 +45,13 @@ func QueuedClaims(l lock.Locker) int {
 	}
 	return k
 }
+
+// SignalLost tells Locker l (made by NewLocker) that the store lost its
+// current session: its keep-alive loop reopens one.
+func SignalLost(l lock.Locker) {
+	c := l.(*client)
+	c.mu.Lock()
+	id := c.sess
+	c.mu.Unlock()
+	c.signalLost(id)
+}

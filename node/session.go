@@ -95,8 +95,14 @@ func (c *client) keepAlive(sent time.Time) {
 			return
 		case <-tick.C:
 			c.mu.Lock()
-			id, renew := c.sess, c.renew
+			id, renew, lost := c.sess, c.renew, c.lostSessions[c.sess]
 			c.mu.Unlock()
+			if lost {
+				// A reopen failed: the watch retries it. Renewing the
+				// session declared lost (the store may still know it)
+				// would push the watch out and never reopen.
+				continue
+			}
 			sent := time.Now()
 			// A renewal may not outlast the deadline: the watch below must
 			// fire on time even when the leader does not answer.
@@ -112,7 +118,15 @@ func (c *client) keepAlive(sent time.Time) {
 		}
 		c.sessionLost()
 		sent := time.Now()
-		if err := c.openSession(c.ctx); err != nil {
+		// Each attempt is bounded: an RPC to a leader that stopped
+		// answering (a black hole: connections open, nothing comes back)
+		// waits for its ctx, and the calls waiting for the session wait
+		// behind it. One that may have committed leaves a session nobody
+		// renews; it expires.
+		octx, cancel := context.WithTimeout(c.ctx, c.ttl)
+		err := c.openSession(octx)
+		cancel()
+		if err != nil {
 			c.n.log.Warn("reopen session failed", "error", err)
 			deadline = time.Now().Add(c.ttl / 3)
 			watch.Reset(c.ttl / 3)
