@@ -189,10 +189,13 @@ func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.
 		return nil, err
 	}
 	c.dropWaiter(seq, w)
-	if err := l.Err(); err != nil { // granted to a session declared lost
+	if err := l.Err(); errors.Is(err, ErrSessionExpired) { // granted to a session declared lost
 		c.cancelClaim(w.gaveUp())
 		return nil, err
 	}
+	// A TTL lease whose local deadline passed before its caller got it
+	// (a short TTL on a slow commit) is the caller's all the same: its
+	// Done is closed, and the store expires it on its own timer.
 	return l, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // TestClient_GrantInstalledBySnapshot: an Acquire whose own entry reaches
@@ -105,4 +106,38 @@ func TestClient_AmbiguousTTLAcquireOfExpiredSession(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestClient_TTLGrantExpiredBeforeReturn: a TTL lease whose local deadline
+// passes before its Acquire returns (MinTTL on a slow, fsynced commit, as
+// the conformance suite saw under load) is returned, already Done, not
+// turned into an error: the suite and the contract allow a lease to end
+// at any time, and the store ends it on its own timer.
+func TestClient_TTLGrantExpiredBeforeReturn(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	c, err := n.newClient(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	req, w, err := c.addWaiter(ctx, "short", true)
+	require.NoError(t, err)
+	c.mu.Lock()
+	w.sent = time.Now().Add(-time.Second) // as if the commit took a second
+	c.mu.Unlock()
+	cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
+		Req: req, Name: "short", TtlNs: int64(100 * time.Millisecond),
+	}}}
+	res, err := n.propose(ctx, cmd)
+	require.NoError(t, err)
+	c.endRequest(req.Seq)
+	l, err := c.settle(ctx, "short", req, w, res)
+	require.NoError(t, err)
+	assert.Equal(t, res.GetToken(), l.Token())
+	select {
+	case <-l.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease's local deadline had passed: Done must close")
+	}
+	assert.ErrorIs(t, l.Err(), lock.ErrExpired)
 }
