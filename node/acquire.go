@@ -15,11 +15,18 @@ import (
 // request before the request is proposed, so the event that grants the
 // claim finds it, whichever entry that is.
 type waiter struct {
-	name  string
-	claim uint64 // set once the Acquire is queued
-	sent  time.Time
-	ch    chan *lease // buffered 1: the grant
-	errc  chan error  // buffered 1: withdrawn or closed
+	name    string
+	session uint64 // of the Acquire
+	ttl     bool   // a TTL claim
+	claim   uint64 // set once the Acquire is answered, or by its grant
+	sent    time.Time
+	ch      chan *lease // buffered 1: the grant
+	errc    chan error  // buffered 1: withdrawn or closed
+}
+
+// gaveUp describes w's claim for its clean-up.
+func (w *waiter) gaveUp() gaveUp {
+	return gaveUp{name: w.name, claim: w.claim, session: w.session, ttl: w.ttl}
 }
 
 // fail hands err to w unless it already has an answer. It never blocks:
@@ -60,7 +67,9 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 
 // noSession is the error of a call whose ctx ended (err) while the client
 // waited for a session: the store could not be reached to open one, which
-// is lock.ErrNoQuorum, with why the last attempt failed.
+// is lock.ErrNoQuorum, with why the last attempt failed (in the message
+// only: a reopen that timed out must not make the caller's cancellation
+// look like a deadline).
 func (c *client) noSession(name string, err error) error {
 	c.mu.Lock()
 	last := c.reopenErr
@@ -68,13 +77,13 @@ func (c *client) noSession(name string, err error) error {
 	if last == nil {
 		last = errors.New("the new session is not open yet")
 	}
-	return fmt.Errorf("acquire %q: %w: waiting for a new session: %w (last attempt: %w)", name, lock.ErrNoQuorum, err, last)
+	return fmt.Errorf("acquire %q: %w: waiting for a new session: %w (last attempt: %v)", name, lock.ErrNoQuorum, err, last)
 }
 
 // acquireOnce makes one claim under the current session: it registers a
 // waiter, proposes the Acquire, and awaits the answer the events bring.
 func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.Options) (lock.Lease, error) {
-	req, w, err := c.addWaiter()
+	req, w, err := c.addWaiter(ctx, name, o.TTL > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -83,23 +92,24 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 	}}}
 	res, err := c.n.propose(ctx, cmd)
 	if err != nil {
-		if errors.Is(err, errAmbiguous) {
-			c.resolve(ctx, name, cmd)
-		}
-		c.endRequest(req.Seq)
-		c.dropWaiter(req.Seq)
+		c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous))
 		return nil, err
 	}
 	c.endRequest(req.Seq)
+	return c.settle(ctx, name, req, w, res)
+}
+
+// settle turns the result res of the Acquire request req (waiter w) into
+// the caller's answer.
+func (c *client) settle(ctx context.Context, name string, req *fsmpb.Request, w *waiter, res *fsmpb.Result) (lock.Lease, error) {
 	switch res.GetCode() {
-	case fsmpb.Code_CODE_GRANTED:
-	case fsmpb.Code_CODE_QUEUED:
-		c.queued(req.Seq, w, name, res.GetClaim())
+	case fsmpb.Code_CODE_GRANTED, fsmpb.Code_CODE_QUEUED:
+		c.queued(req.Seq, w, res.GetClaim())
 	case fsmpb.Code_CODE_HELD:
-		c.dropWaiter(req.Seq)
+		c.dropWaiter(req.Seq, w)
 		return nil, fmt.Errorf("%w: %q", lock.ErrHeld, name)
 	default:
-		c.dropWaiter(req.Seq)
+		c.dropWaiter(req.Seq, w)
 		if res.GetCode() == fsmpb.Code_CODE_UNKNOWN_SESSION {
 			c.signalLost(req.Session)
 		}
@@ -108,28 +118,46 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 	return c.await(ctx, name, req.Seq, res, w)
 }
 
-// addWaiter allocates the request of an Acquire and registers its waiter
-// under the request's seq.
-func (c *client) addWaiter() (*fsmpb.Request, *waiter, error) {
+// giveUp ends the Acquire request cmd (seq, waiter w) whose proposal
+// failed; ambiguous: it may have committed. A grant applied here already
+// is on the waiter (dropWaiter withdraws it); one applied later finds no
+// waiter (handle withdraws it); resolve withdraws the rest.
+func (c *client) giveUp(seq uint64, w *waiter, cmd *fsmpb.Command, ambiguous bool) {
+	c.dropWaiter(seq, w)
+	if ambiguous {
+		c.resolve(w.gaveUp(), cmd) // ends the request
+	} else {
+		c.endRequest(seq)
+	}
+}
+
+// addWaiter allocates the request of an Acquire of name and registers its
+// waiter under the request's seq.
+func (c *client) addWaiter(ctx context.Context, name string, ttl bool) (*fsmpb.Request, *waiter, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, nil, lock.ErrClosed
+	req, err := c.nextRequest(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	req := c.nextRequest()
-	w := &waiter{sent: time.Now(), ch: make(chan *lease, 1), errc: make(chan error, 1)}
+	w := &waiter{
+		name: name, session: req.Session, ttl: ttl, sent: time.Now(),
+		ch: make(chan *lease, 1), errc: make(chan error, 1),
+	}
 	c.waiters[req.Seq] = w
 	return req, w, nil
 }
 
-// queued records the claim of a queued Acquire on its waiter and checks the
-// state for a grant or withdrawal that a snapshot covered (no event will
-// announce it).
-func (c *client) queued(seq uint64, w *waiter, name string, claim uint64) {
+// queued records the claim of a granted or queued Acquire on its waiter
+// and checks the state for a grant or withdrawal that a snapshot covered
+// (no event will announce it): a snapshot installed here between the
+// Acquire's commit and this point holds a grant that no Granted event
+// brought.
+func (c *client) queued(seq uint64, w *waiter, claim uint64) {
 	c.n.bridge.read(func(st *fsm.State) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		w.name, w.claim = name, claim
+		w.claim = claim
 		c.reconcileWaiter(st, seq, w)
 	})
 }
@@ -146,81 +174,63 @@ func (c *client) queued(seq uint64, w *waiter, name string, claim uint64) {
 // (released if the grant won the race): one ctx gave up on, one whose
 // session was lost, one granted to a session the client declared lost.
 func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.Result, w *waiter) (lock.Lease, error) {
-	claim := res.GetClaim()
 	var l *lease
 	var err error
 	select {
 	case l = <-w.ch:
 	case err = <-w.errc:
 	default:
-		if res.GetCode() == fsmpb.Code_CODE_GRANTED {
-			c.dropWaiter(seq)
+		if res.GetCode() == fsmpb.Code_CODE_GRANTED { // queued checked the state: unreachable
+			c.dropWaiter(seq, w)
+			c.cancelClaim(w.gaveUp())
 			return nil, fmt.Errorf("node: grant of %q at %d without its event", name, res.GetToken())
 		}
 		select {
 		case l = <-w.ch:
 		case err = <-w.errc:
 		case <-ctx.Done():
-			c.cancelClaim(ctx, name, claim)
-			c.dropWaiter(seq)
+			c.dropWaiter(seq, w)
+			c.cancelClaim(w.gaveUp())
 			return nil, fmt.Errorf("acquire %q: %w", name, ctx.Err())
 		}
 	}
 	if err != nil {
+		c.dropWaiter(seq, w)
 		if !errors.Is(err, lock.ErrClosed) {
 			// Session lost: the claim may still be queued or granted
 			// under it (the store has not expired it yet); take it out.
-			c.cancelClaim(ctx, name, claim)
+			c.cancelClaim(w.gaveUp())
 		}
 		return nil, err
 	}
-	c.dropWaiter(seq)
-	if err := l.Err(); err != nil { // granted to a session declared lost
-		c.cancelClaim(ctx, name, claim)
+	c.dropWaiter(seq, w)
+	if err := l.Err(); errors.Is(err, ErrSessionExpired) { // granted to a session declared lost
+		c.cancelClaim(w.gaveUp())
 		return nil, err
 	}
+	// A TTL lease whose local deadline passed before its caller got it
+	// (a short TTL on a slow commit) is the caller's all the same: its
+	// Done is closed, and the store expires it on its own timer.
 	return l, nil
 }
 
-// cancelClaim proposes Cancel{claim}: withdrawn if queued, released if
-// granted. It runs after the caller gave up, bounded by cleanupTimeout; if
-// it fails, the claim goes with the session (Close or expiry).
-func (c *client) cancelClaim(ctx context.Context, name string, claim uint64) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	_, err := c.request(cctx, func(req *fsmpb.Request) *fsmpb.Command {
-		return &fsmpb.Command{Op: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{Req: req, Name: name, Claim: claim}}}
-	})
-	if err != nil && !errors.Is(err, lock.ErrClosed) {
-		c.n.log.Warn("withdrawing an abandoned acquire failed; the session's Close or expiry will", "name", name, "error", err)
-	}
-}
-
-// resolve settles an Acquire whose outcome is unknown (the caller gave up
-// while a forward was in flight): it proposes the very same request again,
-// which the state machine answers from its de-duplication cache without a
-// second effect, and cancels the claim if there was one.
-func (c *client) resolve(ctx context.Context, name string, cmd *fsmpb.Command) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	res, err := c.n.propose(cctx, cmd)
-	if err != nil {
-		if !errors.Is(err, lock.ErrClosed) {
-			c.n.log.Warn("resolving an abandoned acquire failed; the session's Close or expiry will clear it", "name", name, "error", err)
-		}
-		return
-	}
-	switch res.GetCode() {
-	case fsmpb.Code_CODE_GRANTED, fsmpb.Code_CODE_QUEUED:
-		c.cancelClaim(ctx, name, res.GetClaim())
-	}
-}
-
-// dropWaiter forgets the waiter of seq: its Acquire has its answer.
-func (c *client) dropWaiter(seq uint64) {
+// dropWaiter forgets waiter w of seq: its Acquire has its answer, or has
+// given up. A grant left on it, which its caller will never take, is ended
+// and withdrawn in the background. (A waiter failed by a lost session or a
+// Close is out of the registry already, maybe with a grant on it.)
+func (c *client) dropWaiter(seq uint64, w *waiter) {
 	c.mu.Lock()
-	delete(c.waiters, seq)
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if c.waiters[seq] == w {
+		delete(c.waiters, seq)
+	}
+	select {
+	case l := <-w.ch:
+		l.end(lock.ErrReleased)
+		g := w.gaveUp()
+		c.backgroundLocked(func() { c.withdraw(g) })
+	default:
+	}
 }
 
 // codeErr is the error of a result code that is neither a grant nor a

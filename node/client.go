@@ -13,7 +13,8 @@ import (
 )
 
 // cleanupTimeout bounds the commands a client makes after its caller gave
-// up (cancelling the claim of an abandoned Acquire, closing a session).
+// up (closing a session; one attempt of a background clean-up), and how
+// long an Acquire waits for the clean-up of its claim.
 const cleanupTimeout = 5 * time.Second
 
 // client is one lock.Locker: a session on the node, the waiters of its
@@ -27,7 +28,7 @@ type client struct {
 	ttl      time.Duration
 	seq      uint64
 	inflight map[uint64]struct{} // seqs proposed and not yet answered
-	window   *sync.Cond          // on mu: signalled when inflight shrinks
+	shrunk   chan struct{}       // closed and replaced when inflight shrinks
 	waiters  map[uint64]*waiter  // by seq of the Acquire
 	leases   map[leaseKey]*lease
 	closed   bool
@@ -38,6 +39,10 @@ type client struct {
 	reopenErr error
 	// lostSessions are earlier sessions this client declared lost.
 	lostSessions map[uint64]bool
+	// cleanups are the background clean-ups of given-up claims
+	// (cleanup.go); they end when c.ctx does, and markClosed waits for
+	// them. Added to under mu while !closed only.
+	cleanups sync.WaitGroup
 
 	// renew sends one keep-alive for a session and reports whether the
 	// leader acknowledged it.
@@ -66,12 +71,12 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 		waiters:      map[uint64]*waiter{},
 		leases:       map[leaseKey]*lease{},
 		lostSessions: map[uint64]bool{},
+		shrunk:       make(chan struct{}),
 		ready:        newGate(),
 		lost:         make(chan struct{}, 1),
 		stopped:      make(chan struct{}),
 		renew:        n.renewSession,
 	}
-	c.window = sync.NewCond(&c.mu)
 	c.ctx, c.cancel = context.WithCancel(n.ctx)
 	c.stop = c.ctx.Done()
 	// The client is registered with the node before its session commits,
@@ -102,8 +107,11 @@ func (c *client) request(ctx context.Context, build func(req *fsmpb.Request) *fs
 		c.mu.Unlock()
 		return nil, lock.ErrClosed
 	}
-	req := c.nextRequest()
+	req, err := c.nextRequest(ctx)
 	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	res, err := c.n.propose(ctx, build(req))
 	c.endRequest(req.Seq)
 	return res, err
@@ -117,9 +125,13 @@ func (c *client) request(ctx context.Context, build func(req *fsmpb.Request) *fs
 const maxWindow = fsm.MaxCachedResults / 2
 
 // nextRequest allocates a sequence number, waiting while the window is
-// full; c.mu held.
-func (c *client) nextRequest() *fsmpb.Request {
+// full, until ctx ends or the client closes; c.mu held (released while it
+// waits).
+func (c *client) nextRequest(ctx context.Context) (*fsmpb.Request, error) {
 	for {
+		if c.closed {
+			return nil, lock.ErrClosed
+		}
 		oldest := c.seq + 1
 		for s := range c.inflight {
 			oldest = min(oldest, s)
@@ -127,9 +139,18 @@ func (c *client) nextRequest() *fsmpb.Request {
 		if c.seq+1-oldest < maxWindow {
 			c.seq++
 			c.inflight[c.seq] = struct{}{}
-			return &fsmpb.Request{Session: c.sess, Seq: c.seq, AckedBelow: oldest}
+			return &fsmpb.Request{Session: c.sess, Seq: c.seq, AckedBelow: oldest}, nil
 		}
-		c.window.Wait()
+		shrunk := c.shrunk
+		c.mu.Unlock()
+		select {
+		case <-shrunk:
+		case <-c.stop: // closed: the loop answers ErrClosed
+		case <-ctx.Done():
+			c.mu.Lock()
+			return nil, fmt.Errorf("node: waiting for the request window: %w", ctx.Err())
+		}
+		c.mu.Lock()
 	}
 }
 
@@ -137,9 +158,10 @@ func (c *client) nextRequest() *fsmpb.Request {
 // given up.
 func (c *client) endRequest(seq uint64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	delete(c.inflight, seq)
-	c.mu.Unlock()
-	c.window.Broadcast()
+	close(c.shrunk)
+	c.shrunk = make(chan struct{})
 }
 
 func (c *client) isClosed() bool {
@@ -203,6 +225,7 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	c.cancel()
 	<-c.stopped
 	c.bg.Wait()
+	c.cleanups.Wait()
 	return sess, seq, true
 }
 

@@ -82,8 +82,12 @@ func (c *client) handle(ev fsm.Event) {
 	switch ev.Kind {
 	case fsm.EventGranted:
 		w := c.waiters[ev.Seq]
+		if w == nil || w.session != ev.Session {
+			c.grantedToNobody(ev)
+			return
+		}
 		base := time.Now()
-		if w != nil && ev.Claim == ev.Token {
+		if ev.Claim == ev.Token {
 			base = w.sent // granted by its own Acquire entry
 		}
 		l := c.newLease(ev.Name, ev.Token, ev.TTL, base)
@@ -92,11 +96,8 @@ func (c *client) handle(ev fsm.Event) {
 			// renews it, so the lease is over before it starts.
 			l.end(errSessionLost)
 		}
-		if w != nil {
-			w.ch <- l // buffered, and a seq is granted once
-		}
-		// With no waiter, a Cancel for this claim is in flight and will
-		// end the lease.
+		w.claim = ev.Claim
+		w.ch <- l // buffered, and a seq is granted once
 	case fsm.EventEnded:
 		if l := c.leases[leaseKey{ev.Name, ev.Token}]; l != nil {
 			l.end(reasonErr(ev.Reason))
@@ -111,6 +112,18 @@ func (c *client) handle(ev fsm.Event) {
 			leasecore.Kick(c.lost)
 		}
 	}
+}
+
+// grantedToNobody withdraws a grant that reaches the client with no
+// waiter for it: its Acquire gave up (ctx ended, session lost, outcome
+// unknown) and nobody will ever hold a Lease for it; c.mu held. Close
+// withdraws it with the session instead.
+func (c *client) grantedToNobody(ev fsm.Event) {
+	if c.closed {
+		return
+	}
+	g := gaveUp{name: ev.Name, claim: ev.Claim, session: ev.Session, ttl: ev.TTL > 0}
+	c.backgroundLocked(func() { c.withdraw(g) })
 }
 
 // reconcile checks the client against a state installed from a snapshot,
@@ -144,7 +157,15 @@ func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
 	switch {
 	case li.Held && li.Claim == w.claim:
 		if c.leases[leaseKey{w.name, li.Token}] == nil && len(w.ch) == 0 {
-			w.ch <- c.newLease(w.name, li.Token, li.TTL, time.Now()) // buffered, empty: cannot block
+			base := time.Now() // a hand-off: the leader's first timer has a grace
+			if li.Token == w.claim {
+				base = w.sent // its own Acquire's grant: counted from the send
+			}
+			l := c.newLease(w.name, li.Token, li.TTL, base)
+			if li.TTL == 0 && c.lostSessions[li.Session] {
+				l.end(errSessionLost)
+			}
+			w.ch <- l // buffered, empty: cannot block
 		}
 	case !st.Queued(w.name, w.claim) && len(w.ch) == 0:
 		delete(c.waiters, seq)

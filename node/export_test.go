@@ -53,3 +53,28 @@ func SessionOf(l lock.Locker) uint64 {
 func ExpireSession(n *Node, id uint64) error {
 	return n.expireLocal(&fsmpb.Command{Op: &fsmpb.Command_ExpireSession{ExpireSession: &fsmpb.ExpireSession{Session: id}}})
 }
+
+// QueuedClaims is the number of Acquire calls of Locker l (made by
+// NewLocker) that wait for a grant with their claim recorded.
+func QueuedClaims(l lock.Locker) int {
+	c := l.(*client)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := 0
+	for _, w := range c.waiters {
+		if w.claim != 0 {
+			k++
+		}
+	}
+	return k
+}
+
+// SignalLost tells Locker l (made by NewLocker) that the store lost its
+// current session: its keep-alive loop reopens one.
+func SignalLost(l lock.Locker) {
+	c := l.(*client)
+	c.mu.Lock()
+	id := c.sess
+	c.mu.Unlock()
+	c.signalLost(id)
+}

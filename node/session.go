@@ -63,6 +63,14 @@ func (c *client) openSession(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.sess = id
+	// A signal still pending was about an earlier session (every kick
+	// checks the current session under mu): catch-up can apply the
+	// ExpireSession of the old one while this open is in flight. Left
+	// there, it would declare the new session lost at once.
+	select {
+	case <-c.lost:
+	default:
+	}
 	c.mu.Unlock()
 	c.ready.set(true)
 	return nil
@@ -87,8 +95,14 @@ func (c *client) keepAlive(sent time.Time) {
 			return
 		case <-tick.C:
 			c.mu.Lock()
-			id, renew := c.sess, c.renew
+			id, renew, lost := c.sess, c.renew, c.lostSessions[c.sess]
 			c.mu.Unlock()
+			if lost {
+				// A reopen failed: the watch retries it. Renewing the
+				// session declared lost (the store may still know it)
+				// would push the watch out and never reopen.
+				continue
+			}
 			sent := time.Now()
 			// A renewal may not outlast the deadline: the watch below must
 			// fire on time even when the leader does not answer.
@@ -104,7 +118,14 @@ func (c *client) keepAlive(sent time.Time) {
 		}
 		c.sessionLost()
 		sent := time.Now()
-		err := c.openSession(c.ctx)
+		// Each attempt is bounded: an RPC to a leader that stopped
+		// answering (a black hole: connections open, nothing comes back)
+		// waits for its ctx, and the calls waiting for the session wait
+		// behind it. One that may have committed leaves a session nobody
+		// renews; it expires.
+		octx, cancel := context.WithTimeout(c.ctx, c.ttl)
+		err := c.openSession(octx)
+		cancel()
 		c.mu.Lock()
 		c.reopenErr = err
 		c.mu.Unlock()
@@ -142,9 +163,8 @@ func (c *client) sessionLost() {
 // session id, if it is still the current one.
 func (c *client) signalLost(id uint64) {
 	c.mu.Lock()
-	current := c.sess == id
-	c.mu.Unlock()
-	if current {
+	defer c.mu.Unlock()
+	if c.sess == id {
 		c.ready.set(false) // callers wait for the replacement, not spin on the dead one
 		leasecore.Kick(c.lost)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -140,4 +141,29 @@ func TestClient_RenewalNeverOutlastsDeadline(t *testing.T) {
 			"a renewal at %v with timeout %v outlasts the deadline %v", cl.at.Sub(acked), cl.timeout, deadline.Sub(acked))
 	}
 	assert.ErrorIs(t, l.Err(), lock.ErrLost)
+}
+
+// TestClient_ReopenDropsStaleLostSignal: a session-lost signal about the
+// old session, still pending when the reopen succeeds (catch-up applied
+// the old session's ExpireSession meanwhile), must not declare the new
+// session lost at once (a spurious ErrLost, a lost FIFO place, an extra
+// session left to expire).
+func TestClient_ReopenDropsStaleLostSignal(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	c, err := n.newClient(ctx)
+	require.NoError(t, err)
+	defer c.abandon()
+	// Stop the keep-alive loop: this test plays its reopen step by step.
+	c.cancel()
+	<-c.stopped
+
+	c.mu.Lock()
+	old := c.sess
+	c.mu.Unlock()
+	c.sessionLost()
+	c.handle(fsm.Event{Kind: fsm.EventSessionEnded, Session: old, Reason: fsm.ReasonLost})
+	require.Len(t, c.lost, 1, "the old session's expiry signalled")
+	require.NoError(t, c.openSession(ctx))
+	assert.Empty(t, c.lost, "no loss pending for the new session")
 }

@@ -1,0 +1,189 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// Claims the client gave up: an Acquire whose caller gave up (ctx ended),
+// whose session was lost, or whose outcome is unknown, and a grant that
+// reaches the client with no waiter for it. Their clean-up never gives up
+// while the claim can still be in the store: it retries in the background
+// until the store answers, the claim's session is lost (the store withdraws
+// or ends its claims when it expires it; a TTL claim outlives its session,
+// so its clean-up goes on), or the client closes (its Close ends the
+// session and with it every claim). An Acquire waits for its clean-up up
+// to cleanupTimeout, so with a leader at hand nothing is left behind when
+// it returns.
+
+// Backoff between attempts of a background clean-up.
+const (
+	cleanupRetryMin = 50 * time.Millisecond
+	cleanupRetryMax = time.Second
+)
+
+// gaveUp is a claim the client gave up.
+type gaveUp struct {
+	name    string
+	claim   uint64 // 0 while unknown (an ambiguous Acquire)
+	session uint64 // the session the claim was made under
+	ttl     bool   // a TTL claim, which outlives its session
+}
+
+// backgroundLocked runs fn on a goroutine that Close and abandon wait for, and
+// returns a channel closed when fn returns (at once if the client is
+// closed); c.mu held.
+func (c *client) backgroundLocked(fn func()) <-chan struct{} {
+	done := make(chan struct{})
+	if c.closed {
+		close(done)
+		return done
+	}
+	c.cleanups.Add(1)
+	go func() {
+		defer c.cleanups.Done()
+		defer close(done)
+		fn()
+	}()
+	return done
+}
+
+// cancelClaim withdraws claim g (queued) or releases it (granted), in the
+// background, and waits for that up to cleanupTimeout.
+func (c *client) cancelClaim(g gaveUp) {
+	c.mu.Lock()
+	done := c.backgroundLocked(func() { c.withdraw(g) })
+	c.mu.Unlock()
+	c.waitCleanup(done, g.name)
+}
+
+// waitCleanup waits for a clean-up up to cleanupTimeout.
+func (c *client) waitCleanup(done <-chan struct{}, name string) {
+	t := time.NewTimer(cleanupTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		c.n.log.Warn("withdrawing an abandoned acquire takes long (no quorum?); it goes on in the background",
+			"name", name)
+	}
+}
+
+// claimLives reports whether claim g may still be in the store and is
+// this client's to clean up.
+func (c *client) claimLives(g gaveUp) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closed && (g.ttl || !c.lostSessions[g.session])
+}
+
+// retry runs attempt until it reports done, the claim no longer needs it
+// (claimLives) or the client closes, with backoff between attempts. The
+// first attempt always runs.
+func (c *client) retry(g gaveUp, attempt func(ctx context.Context) (done bool)) {
+	wait := cleanupRetryMin
+	for first := true; first || c.claimLives(g); first = false {
+		if c.ready.wait(c.ctx) != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, cleanupTimeout)
+		done := attempt(ctx)
+		cancel()
+		if done || c.ctx.Err() != nil {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, cleanupRetryMax)
+	}
+}
+
+// withdraw proposes Cancel{claim} until the store answers it.
+func (c *client) withdraw(g gaveUp) {
+	c.retry(g, func(ctx context.Context) bool {
+		res, err := c.request(ctx, func(req *fsmpb.Request) *fsmpb.Command {
+			return &fsmpb.Command{Op: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{Req: req, Name: g.name, Claim: g.claim}}}
+		})
+		if err != nil {
+			c.n.log.Debug("withdrawing an abandoned acquire failed; retrying", "name", g.name, "error", err)
+			return errors.Is(err, lock.ErrClosed)
+		}
+		// OK: withdrawn or released; NOT_HELD: already gone. Only a
+		// current session the store no longer knows needs another try.
+		return res.GetCode() != fsmpb.Code_CODE_UNKNOWN_SESSION
+	})
+}
+
+// resolve settles an Acquire whose outcome is unknown (the caller gave up
+// while a forward was in flight), in the background: it proposes the very
+// same request again until answered — the state machine answers it from
+// its de-duplication cache without a second effect — and withdraws the
+// claim if there was one. Its seq stays in the request window meanwhile,
+// so the cache keeps its result. It waits for that up to cleanupTimeout.
+func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) {
+	seq := cmd.GetAcquire().GetReq().GetSeq()
+	c.mu.Lock()
+	closed := c.closed
+	done := c.backgroundLocked(func() {
+		defer c.endRequest(seq)
+		var res *fsmpb.Result
+		c.retry(g, func(ctx context.Context) bool {
+			var err error
+			res, err = c.n.propose(ctx, cmd)
+			return err == nil || errors.Is(err, lock.ErrClosed)
+		})
+		switch res.GetCode() {
+		case fsmpb.Code_CODE_GRANTED, fsmpb.Code_CODE_QUEUED:
+			g.claim = res.GetClaim()
+		case fsmpb.Code_CODE_UNKNOWN_SESSION:
+			// The session expired meanwhile: its queued claims and
+			// session leases went with it, a TTL lease did not.
+			g.claim = c.orphanTTLClaim(g)
+		}
+		if g.claim != 0 {
+			c.withdraw(g)
+		}
+	})
+	c.mu.Unlock()
+	if closed { // nothing runs: the request is over
+		c.endRequest(seq)
+		return
+	}
+	c.waitCleanup(done, g.name)
+}
+
+// orphanTTLClaim returns the claim of a TTL lease on g.name that the store
+// holds for g's session (expired) and for which the client has no lease,
+// or 0. This node has applied the answer to the re-proposal, so it has
+// applied the Acquire too if that ever committed; a grant applied here
+// while the waiter was registered is on the waiter (dropWaiter withdraws
+// it) and one applied after that has no waiter (handle withdraws it); this
+// finds one whose event never fired here (a snapshot covered it).
+func (c *client) orphanTTLClaim(g gaveUp) uint64 {
+	if !g.ttl {
+		return 0
+	}
+	var claim uint64
+	c.n.bridge.read(func(st *fsm.State) {
+		li := st.Lock(g.name)
+		if !li.Held || li.Session != g.session || li.TTL == 0 {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.leases[leaseKey{g.name, li.Token}] == nil {
+			claim = li.Claim
+		}
+	})
+	return claim
+}
