@@ -17,30 +17,45 @@ type pending struct {
 	done chan error
 }
 
+// ack says what a call's answer proves.
+type ack int
+
+const (
+	// ackNone: a read, answered by whichever server the client is on.
+	ackNone ack = iota
+	// ackSession: a sync passes through the leader, so its answer confirms
+	// the session; but a leader that has lost its quorum and not noticed
+	// yet still answers it, so it does not prove the store can commit.
+	ackSession
+	// ackQuorum: a write, committed by a quorum: it confirms the session
+	// and that the store could commit when it was sent (R5's "reachable").
+	ackQuorum
+)
+
 // call runs fn, one blocking go-zookeeper call, and returns its error, or
 // ctx's error if ctx ends first. If fn completes after the caller left,
-// late (if not nil) gets fn's error, in the call's goroutine. write marks
-// calls that pass through the leader: their success confirms the session.
-func (l *Locker) call(ctx context.Context, write bool, fn func() error, late func(error)) error {
-	return l.callGrace(ctx, 0, write, fn, late)
+// late (if not nil) gets fn's error, in the call's goroutine. kind says
+// what fn's answer proves.
+func (l *Locker) call(ctx context.Context, kind ack, fn func() error, late func(error)) error {
+	return l.callGrace(ctx, 0, kind, fn, late)
 }
 
 // callGrace is call, but when ctx ends first it still waits up to grace for
 // fn's result, and returns that result if it comes. Creates use it so that
 // a node whose create raced a cancellation is known to the caller, who
 // deletes it before returning.
-func (l *Locker) callGrace(ctx context.Context, grace time.Duration, write bool, fn func() error, late func(error)) error {
+func (l *Locker) callGrace(ctx context.Context, grace time.Duration, kind ack, fn func() error, late func(error)) error {
 	if err := ctx.Err(); err != nil {
 		return ctxError(ctx)
 	}
 	if ctx.Done() == nil {
-		return l.exec(write, fn)
+		return l.exec(kind, fn)
 	}
 	p := &pending{done: make(chan error, 1)}
 	l.calls.Add(1)
 	go func() {
 		defer l.calls.Done()
-		err := l.exec(write, fn)
+		err := l.exec(kind, fn)
 		p.mu.Lock()
 		gone := p.gone
 		if !gone {
@@ -76,13 +91,13 @@ func (l *Locker) callGrace(ctx context.Context, grace time.Duration, write bool,
 	}
 }
 
-// exec runs fn and records a write's acknowledgement of the session.
-func (l *Locker) exec(write bool, fn func() error) error {
+// exec runs fn and records what its answer proves (kind).
+func (l *Locker) exec(kind ack, fn func() error) error {
 	before, sent := l.conn.SessionID(), time.Now()
 	err := fn()
 	switch {
-	case write && answered(err):
-		l.ack(sent, before, l.conn.SessionID())
+	case kind != ackNone && answered(err):
+		l.ack(sent, before, l.conn.SessionID(), kind == ackQuorum)
 	case retryable(err):
 		l.mu.Lock()
 		l.lastCause = err
@@ -121,7 +136,7 @@ func (l *Locker) deleteNode(ctx context.Context, path string) error {
 func (l *Locker) deleteOwn(ctx context.Context, path string) (gone bool, err error) {
 	ambiguous := false
 	err = retry(ctx, func() error {
-		err := l.call(ctx, true, func() error { return l.conn.Delete(path, -1) }, nil)
+		err := l.call(ctx, ackQuorum, func() error { return l.conn.Delete(path, -1) }, nil)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			gone = !ambiguous
@@ -137,7 +152,7 @@ func (l *Locker) deleteOwn(ctx context.Context, path string) (gone bool, err err
 // children lists dir's claim nodes in sequence order (one attempt).
 func (l *Locker) children(ctx context.Context, dir string) ([]child, error) {
 	var names []string
-	err := l.call(ctx, false, func() (err error) { names, _, err = l.conn.Children(dir); return err }, nil)
+	err := l.call(ctx, ackNone, func() (err error) { names, _, err = l.conn.Children(dir); return err }, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +161,6 @@ func (l *Locker) children(ctx context.Context, dir string) ([]child, error) {
 
 // exists reports whether path exists, and its Stat (one attempt).
 func (l *Locker) exists(ctx context.Context, path string) (ok bool, stat *zk.Stat, err error) {
-	err = l.call(ctx, false, func() (err error) { ok, stat, err = l.conn.Exists(path); return err }, nil)
+	err = l.call(ctx, ackNone, func() (err error) { ok, stat, err = l.conn.Exists(path); return err }, nil)
 	return ok, stat, err
 }

@@ -273,7 +273,7 @@ func (l *Locker) touch(ctx context.Context, c *claim) (*zk.Stat, error) {
 	)
 	err := retry(ctx, func() (err error) {
 		sent = time.Now()
-		err = l.call(ctx, true, func() (err error) { stat, err = l.conn.Set(c.path, c.data, -1); return err }, nil)
+		err = l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(c.path, c.data, -1); return err }, nil)
 		if errors.Is(err, zk.ErrNoNode) {
 			return errRequeue
 		}

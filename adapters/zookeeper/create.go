@@ -55,7 +55,7 @@ func (l *Locker) createOnce(ctx context.Context, c *claim) error {
 	prefix := c.dir + "/" + protectedPrefix + c.guid + lockMarker
 	var path string
 	before := l.conn.SessionID()
-	err := l.callGrace(ctx, l.cleanupTimeout(), true, func() (err error) {
+	err := l.callGrace(ctx, l.cleanupTimeout(), ackQuorum, func() (err error) {
 		if c.ttl > 0 {
 			path, err = l.conn.CreateTTL(prefix, c.data, zk.FlagPersistentSequentialWithTTL, l.cfg.ACL, c.ttl)
 		} else {
@@ -133,7 +133,7 @@ func (l *Locker) recoverCreate(ctx context.Context, c *claim) (bool, error) {
 // ensureDir creates the lock directory (a container) and the root above it.
 func (l *Locker) ensureDir(ctx context.Context, dir string) error {
 	return retry(ctx, func() error {
-		err := l.call(ctx, true, func() error {
+		err := l.call(ctx, ackQuorum, func() error {
 			_, err := l.conn.CreateContainer(dir, nil, zk.FlagContainer, l.cfg.ACL)
 			return err
 		}, nil)
@@ -156,7 +156,7 @@ func (l *Locker) ensureRoot(ctx context.Context) error {
 	parts := strings.Split(l.cfg.Root[1:], "/")
 	for i := range parts {
 		p := "/" + strings.Join(parts[:i+1], "/")
-		err := l.call(ctx, true, func() error {
+		err := l.call(ctx, ackQuorum, func() error {
 			_, err := l.conn.Create(p, nil, zk.FlagPersistent, l.cfg.ACL)
 			return err
 		}, nil)

@@ -51,7 +51,7 @@ func (l *Locker) inspect(ctx context.Context, name string) (lock.Info, error) {
 			data []byte
 			stat *zk.Stat
 		)
-		err = l.call(ctx, false, func() (err error) { data, stat, err = l.conn.Get(dir + "/" + kids[0].name); return err }, nil)
+		err = l.call(ctx, ackNone, func() (err error) { data, stat, err = l.conn.Get(dir + "/" + kids[0].name); return err }, nil)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			return errAgain // released meanwhile: look again
@@ -84,12 +84,12 @@ func (l *Locker) barrier(ctx context.Context) error {
 		_, err := l.conn.Multi(&zk.CheckVersionRequest{Path: l.cfg.Root, Version: -1})
 		return err
 	}
-	err := l.call(ctx, true, check, nil)
+	err := l.call(ctx, ackQuorum, check, nil)
 	if errors.Is(err, zk.ErrNoNode) {
 		if err := l.ensureRoot(ctx); err != nil {
 			return err
 		}
-		err = l.call(ctx, true, check, nil)
+		err = l.call(ctx, ackQuorum, check, nil)
 	}
 	return err
 }

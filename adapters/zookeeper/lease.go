@@ -254,7 +254,7 @@ func (le *lease) Refresh(ctx context.Context) error {
 func (le *lease) refreshTTL(ctx context.Context) error {
 	l := le.l
 	sent := time.Now()
-	err := l.call(ctx, true, func() error { _, err := l.conn.Set(le.path, le.data, -1); return err }, nil)
+	err := l.call(ctx, ackQuorum, func() error { _, err := l.conn.Set(le.path, le.data, -1); return err }, nil)
 	if errors.Is(err, zk.ErrNoNode) {
 		le.end(fmt.Errorf("%w: the server deleted the node", lock.ErrExpired))
 		return le.notHeld()
@@ -278,7 +278,7 @@ func (le *lease) refreshTTL(ctx context.Context) error {
 // node must still exist on that session.
 func (le *lease) confirm(ctx context.Context) error {
 	l := le.l
-	if err := l.call(ctx, true, func() error { _, err := l.conn.Sync("/"); return err }, nil); err != nil {
+	if err := l.call(ctx, ackSession, func() error { _, err := l.conn.Sync("/"); return err }, nil); err != nil {
 		return err
 	}
 	exists, stat, err := l.exists(ctx, le.path)

@@ -46,8 +46,9 @@ func (l *Locker) onEvent(ev zk.Event) {
 
 // ack records that the server answered a request sent at sent on session
 // before (== after, the session after the reply): the session cannot expire
-// on the server before sent + the session timeout.
-func (l *Locker) ack(sent time.Time, before, after int64) {
+// on the server before sent + the session timeout. quorum: the request was
+// a write, so the store could also commit (lastAck).
+func (l *Locker) ack(sent time.Time, before, after int64, quorum bool) {
 	if before == 0 || before != after {
 		return
 	}
@@ -55,7 +56,7 @@ func (l *Locker) ack(sent time.Time, before, after int64) {
 	d := sent.Add(t - l.sessionMargin(t))
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if sent.After(l.lastAck) {
+	if quorum && sent.After(l.lastAck) {
 		l.lastAck, l.lastCause = sent, nil
 	}
 	if before != l.sessID {

@@ -37,7 +37,7 @@ func (l *Locker) watch(ctx context.Context, pred string) (<-chan zk.Event, error
 	}
 	// The watch is recorded in the call's goroutine, so that one set by a
 	// wait that gave up while the request was in flight is shared too.
-	err := l.call(ctx, false, func() error {
+	err := l.call(ctx, ackNone, func() error {
 		_, _, wch, err := l.conn.GetW(pred)
 		if err == nil {
 			l.mu.Lock()
