@@ -77,7 +77,7 @@ func (c *client) noSession(name string, err error) error {
 	if last == nil {
 		last = errors.New("the new session is not open yet")
 	}
-	return fmt.Errorf("acquire %q: %w: waiting for a new session: %w (last attempt: %v)", name, lock.ErrNoQuorum, err, last)
+	return fmt.Errorf("acquire %q: %w: waiting for a new session: %w (last attempt: %s)", name, lock.ErrNoQuorum, err, last.Error())
 }
 
 // acquireOnce makes one claim under the current session: it registers a
