@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,10 @@ type lease struct {
 	// cleaning is set once the store side of an ended lease has been seen
 	// to or handed to releaseInStore: one clean-up per lease.
 	cleaning atomic.Bool
+	// letGo closes once a Release of l was answered by the store with OK
+	// or NOT_HELD: the store holds l's token no more (do).
+	letGo     chan struct{}
+	letGoOnce sync.Once
 }
 
 var _ lock.Lease = (*lease)(nil)
@@ -39,7 +44,7 @@ var _ lock.Lease = (*lease)(nil)
 // newLease registers a lease granted at base (the send time of the request
 // that got it, or the local apply time of a hand-off); c.mu held.
 func (c *client) newLease(name string, token uint64, ttl time.Duration, base time.Time) *lease {
-	l := &lease{c: c, ttl: ttl}
+	l := &lease{c: c, ttl: ttl, letGo: make(chan struct{})}
 	l.Core, l.ender = leasecore.New(name, token)
 	if ttl > 0 {
 		l.deadline = base.Add(ttl - driftMargin(ttl))
@@ -79,7 +84,7 @@ func (l *lease) Release(ctx context.Context) error {
 	if l.Ended() {
 		return l.endedErr()
 	}
-	res, err := l.do(ctx, l.releaseCmd)
+	res, err := l.do(ctx, l.releaseCmd, true)
 	if err == nil && res.GetCode() == fsmpb.Code_CODE_OK {
 		l.cleaning.Store(true) // the store let it go: nothing to clean up
 		if l.Ended() && !errors.Is(l.Err(), lock.ErrReleased) {
@@ -104,7 +109,7 @@ func (l *lease) Refresh(ctx context.Context) error {
 		return l.endedErr()
 	}
 	sent := time.Now()
-	res, err := l.do(ctx, l.refreshCmd)
+	res, err := l.do(ctx, l.refreshCmd, false)
 	if err == nil && res.GetCode() == fsmpb.Code_CODE_OK && l.ttl > 0 {
 		l.c.mu.Lock()
 		if time.Now().Before(l.deadline) {
@@ -130,12 +135,20 @@ func (l *lease) refreshCmd(req *fsmpb.Request) *fsmpb.Command {
 // it never reaches a caller (finish turns it into endedErr).
 var errEnded = errors.New("node: lease ended")
 
-// do runs one Release or Refresh request of l on the caller's behalf and
-// returns its answer, or errEnded as soon as the lease ends, whatever ctx:
-// the request runs on a goroutine of the client (Close waits for it),
-// stopped by the end of ctx, of the client, or of the lease unless it was
-// released.
-func (l *lease) do(ctx context.Context, build func(*fsmpb.Request) *fsmpb.Command) (*fsmpb.Result, error) {
+// do runs one Release (release) or Refresh request of l on the caller's
+// behalf and returns its answer, or errEnded as soon as the lease ends,
+// whatever ctx (R4): the request runs on a goroutine of the client (Close
+// waits for it), stopped by the end of ctx, of the client, or of the lease,
+// and by do's return.
+//
+// One case waits on: a Release that sees the lease end by a release, whose
+// own entry may be the one that released it (the Ended event fires before
+// the request returns). It returns with its own answer, or errEnded once
+// some other Release of l was answered (letGo): that one's entry, or an
+// earlier one, let the token go. A Release that is the only one in flight
+// is answered by its own entry then, unless that entry's reply is lost,
+// which the per-attempt bound of a forward ends.
+func (l *lease) do(ctx context.Context, build func(*fsmpb.Request) *fsmpb.Command, release bool) (*fsmpb.Result, error) {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer context.AfterFunc(l.Context(), func() {
@@ -146,33 +159,60 @@ func (l *lease) do(ctx context.Context, build func(*fsmpb.Request) *fsmpb.Comman
 		}
 	})()
 	defer context.AfterFunc(l.c.ctx, func() { cancel(lock.ErrClosed) })()
-	type answer struct {
-		res *fsmpb.Result
-		err error
-	}
 	ch := make(chan answer, 1)
 	if !l.c.background(func() {
 		res, err := l.c.request(rctx, build)
-		ch <- answer{res, err}
+		ch <- answer{res, err} // before letGo: a Release prefers its own answer
+		if release && err == nil && (res.GetCode() == fsmpb.Code_CODE_OK || res.GetCode() == fsmpb.Code_CODE_NOT_HELD) {
+			l.letGoOnce.Do(func() { close(l.letGo) })
+		}
 	}) {
 		return nil, lock.ErrClosed
 	}
 	select {
 	case a := <-ch:
-		if a.err != nil && l.c.ctx.Err() != nil {
-			return nil, lock.ErrClosed // the Locker closed meanwhile
-		}
-		return a.res, a.err
+		return l.answered(a)
 	case <-l.Done():
-		if errors.Is(l.Err(), lock.ErrReleased) {
-			// Released: by this very request (its answer is at hand: the
-			// Ended event fires before the request returns), or by another
-			// Release or Close, which stops this one.
-			a := <-ch
-			return a.res, a.err
+	}
+	if a, ok := tryAnswer(ch); ok {
+		return l.answered(a)
+	}
+	if !release || !errors.Is(l.Err(), lock.ErrReleased) {
+		return nil, errEnded
+	}
+	select {
+	case a := <-ch:
+		return l.answered(a)
+	case <-l.letGo:
+		if a, ok := tryAnswer(ch); ok { // its own answer let it go
+			return l.answered(a)
 		}
 		return nil, errEnded
 	}
+}
+
+// answer is what a request of do got.
+type answer struct {
+	res *fsmpb.Result
+	err error
+}
+
+// tryAnswer takes an answer already on ch.
+func tryAnswer(ch <-chan answer) (answer, bool) {
+	select {
+	case a := <-ch:
+		return a, true
+	default:
+		return answer{}, false
+	}
+}
+
+// answered maps a request's answer in do.
+func (l *lease) answered(a answer) (*fsmpb.Result, error) {
+	if a.err != nil && l.c.ctx.Err() != nil {
+		return nil, lock.ErrClosed // the Locker closed meanwhile
+	}
+	return a.res, a.err
 }
 
 // finish maps the outcome of a Release or Refresh that did not succeed, or
