@@ -51,6 +51,9 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 	if err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("acquire %q: %w", name, err) // nothing asked of the store (R5)
+	}
 	for {
 		// A call made while the client replaces an expired session waits
 		// for the new one instead of failing: no lease was lost by it.

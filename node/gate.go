@@ -32,7 +32,8 @@ func (g *gate) isOpen() bool {
 	return g.open
 }
 
-// wait blocks until the gate is open or ctx ends.
+// wait blocks until the gate is open or ctx ends. An open gate wins over
+// an ended ctx: callers tell "could not get through" from "gave up".
 func (g *gate) wait(ctx context.Context) error {
 	g.mu.Lock()
 	ch := g.ch
@@ -41,7 +42,12 @@ func (g *gate) wait(ctx context.Context) error {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-ch:
+			return nil
+		default:
+			return ctx.Err()
+		}
 	}
 }
 

@@ -61,23 +61,38 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, 
 }
 
 // retry runs attempt until it succeeds, fails for good (lock.ErrClosed,
-// errFatal, fsm.ErrTooLarge), ctx ends (lock.ErrNoQuorum joined with ctx's
-// error and the last attempt's), or the node closes; between attempts it
-// backs off from retryMin to retryMax, and retries at once when the node
-// learns of a leader change. This is the leader-hold of every call that
-// needs the leader.
+// errFatal, fsm.ErrTooLarge), ctx ends, or the node closes; between
+// attempts it backs off from retryMin to retryMax, and retries at once when
+// the node learns of a leader change. This is the leader-hold of every call
+// that needs the leader.
+//
+// When ctx ends, the error is lock.ErrNoQuorum joined with ctx's error and
+// the last attempt's if the store could not be reached: some attempt
+// failed for another reason than ctx (no leader, a connection failure,
+// leadership lost), or was in flight at the leader without an answer
+// (unreached). Otherwise — ctx had ended before anything was sent, or
+// ended an attempt that had not left this node — it is ctx's error alone
+// (R5).
 func (n *Node) retry(ctx context.Context, attempt func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	backoff := retryMin
+	unreachable := false
 	for {
 		changed := n.leaderChanged.changed()
 		err := attempt()
 		if err == nil || errors.Is(err, lock.ErrClosed) || errors.Is(err, errFatal) || errors.Is(err, fsm.ErrTooLarge) {
 			return err
 		}
+		unreachable = unreachable || unreached(err)
 		wait := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			wait.Stop()
+			if !unreachable {
+				return ctx.Err()
+			}
 			return fmt.Errorf("%w: %w (last attempt: %w)", lock.ErrNoQuorum, ctx.Err(), err)
 		case <-n.stop:
 			wait.Stop()
@@ -91,6 +106,16 @@ func (n *Node) retry(ctx context.Context, attempt func() error) error {
 		}
 		backoff = min(2*backoff, retryMax)
 	}
+}
+
+// unreached reports whether an attempt's error says the store could not be
+// reached: anything but a bare ctx error, which an attempt returns when ctx
+// ended before it left this node. A forward cut short by ctx is marked
+// errAmbiguous (callAt), a wait for the entry to be applied here
+// ErrNoQuorum (waitAppliedHere, readBarrier): the store did not answer.
+func unreached(err error) bool {
+	ctxOnly := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	return !ctxOnly || errors.Is(err, errAmbiguous) || errors.Is(err, lock.ErrNoQuorum)
 }
 
 // atLeader runs local if this node is the leader, else remote, which asks

@@ -45,7 +45,10 @@ func (n *Node) readBarrier(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return n.bridge.waitApplied(ctx, index)
+		if err := n.bridge.waitApplied(ctx, index); err != nil {
+			return fmt.Errorf("%w: read index %d not yet applied here: %w", lock.ErrNoQuorum, index, err)
+		}
+		return nil
 	})
 }
 
