@@ -193,7 +193,12 @@ func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.
 		case err = <-w.errc:
 		case <-ctx.Done():
 			c.dropWaiter(seq, w)
-			c.cancelClaim(w.gaveUp())
+			if !c.cancelClaim(w.gaveUp()) {
+				// Queued while the store was reachable, but it is not now:
+				// the withdrawal could not reach it (R5).
+				return nil, fmt.Errorf("acquire %q: %w: %w (withdrawing the claim did not reach the store within %v; it goes on in the background)",
+					name, lock.ErrNoQuorum, ctx.Err(), cleanupTimeout)
+			}
 			return nil, fmt.Errorf("acquire %q: %w", name, ctx.Err())
 		}
 	}

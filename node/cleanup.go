@@ -54,23 +54,27 @@ func (c *client) backgroundLocked(fn func()) <-chan struct{} {
 }
 
 // cancelClaim withdraws claim g (queued) or releases it (granted), in the
-// background, and waits for that up to cleanupTimeout.
-func (c *client) cancelClaim(g gaveUp) {
+// background, and waits for that up to cleanupTimeout; false if the
+// clean-up did not end within it (the store could not be reached).
+func (c *client) cancelClaim(g gaveUp) bool {
 	c.mu.Lock()
 	done := c.backgroundLocked(func() { c.withdraw(g) })
 	c.mu.Unlock()
-	c.waitCleanup(done, g.name)
+	return c.waitCleanup(done, g.name)
 }
 
-// waitCleanup waits for a clean-up up to cleanupTimeout.
-func (c *client) waitCleanup(done <-chan struct{}, name string) {
+// waitCleanup waits for a clean-up up to cleanupTimeout; false if it did
+// not end within it.
+func (c *client) waitCleanup(done <-chan struct{}, name string) bool {
 	t := time.NewTimer(cleanupTimeout)
 	defer t.Stop()
 	select {
 	case <-done:
+		return true
 	case <-t.C:
 		c.n.log.Warn("withdrawing an abandoned acquire takes long (no quorum?); it goes on in the background",
 			"name", name)
+		return false
 	}
 }
 
@@ -159,7 +163,7 @@ func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) {
 		c.endRequest(seq)
 		return
 	}
-	c.waitCleanup(done, g.name)
+	_ = c.waitCleanup(done, g.name) // propose's error says why it failed
 }
 
 // orphanTTLClaim returns the claim of a TTL lease on g.name that the store

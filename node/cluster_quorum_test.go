@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quorumlock/quorumlock/internal/testcluster"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
 )
@@ -117,4 +118,48 @@ func TestCluster_ExpiryNeverForwarded(t *testing.T) {
 	assert.True(t, info.Held, "an expiry from a follower must not reach the leader")
 	assert.Equal(t, held.Token(), info.Token)
 	assert.NoError(t, held.Err())
+}
+
+// TestCluster_QueuedAcquireEndingInOutageIsNoQuorum (R5): an Acquire queued
+// behind a holder, on a follower that is then cut off, whose ctx ends
+// during the outage, answers ErrNoQuorum with ctx's error: its withdrawal
+// could not reach the store. Queued while the store was reachable is not
+// enough to call the store healthy when the call ends.
+func TestCluster_QueuedAcquireEndingInOutageIsNoQuorum(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cut := newCutNet()
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Net: cut, Edit: func(_ int, cfg *node.Config) {
+		cfg.SessionTTL = 30 * time.Second // outlives the outage: the claim stays
+	}})
+	li := c.Leader()
+	fi := (li + 1) % 3
+	holder, err := c.NewLocker(ctx, li)
+	require.NoError(t, err)
+	h, err := holder.Acquire(ctx, "q")
+	require.NoError(t, err)
+	waiter, err := c.NewLocker(ctx, fi)
+	require.NoError(t, err)
+
+	actx, acancel := context.WithCancel(ctx)
+	defer acancel()
+	res := make(chan error, 1)
+	go func() {
+		l, err := waiter.Acquire(actx, "q")
+		if l != nil {
+			_ = l.Release(ctx)
+		}
+		res <- err
+	}()
+	require.Eventually(t, func() bool { return node.QueuedClaims(waiter) == 1 }, 30*time.Second, 10*time.Millisecond)
+	cut.Isolate(fi)
+	acancel()
+	err = <-res
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, err, lock.ErrNoQuorum)
+
+	cut.Reconnect(fi)
+	require.NoError(t, h.Release(ctx))
+	require.NoError(t, waiter.Close())
+	require.NoError(t, holder.Close())
 }
