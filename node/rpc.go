@@ -18,13 +18,51 @@ import (
 // asks the leader, the server half (handleRPC, serve) answers on the
 // transport's cluster port.
 
-// call sends one RPC to the leader this node knows.
+// errLeaderChanged is the cause with which call stops a forward to a
+// leader this node no longer knows as the leader.
+var errLeaderChanged = errors.New("node: the leader changed during the call")
+
+// call sends one RPC to the leader this node knows. It gives up on the
+// call as soon as this node learns of another leader (or none): a leader
+// that became a black hole keeps its connections open and never answers,
+// and a call without a deadline (context.Background()) would wait on it
+// forever while a new leader serves (R4). The caller's retry then asks the
+// new leader; the attempt counts as ambiguous (it may have been appended).
 func (n *Node) call(ctx context.Context, req *nodepb.Request) (*nodepb.Response, error) {
+	changed := n.leaderChanged.changed()
 	addr, _ := n.raft.LeaderWithID()
 	if addr == "" {
 		return nil, fmt.Errorf("%w: no leader known", errNotLeader)
 	}
-	return n.callAt(ctx, string(addr), req)
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	done := make(chan struct{})
+	defer close(done)
+	go n.abortOnLeaderChange(changed, addr, cancel, done)
+	resp, err := n.callAt(cctx, string(addr), req)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errLeaderChanged) {
+		return nil, fmt.Errorf("%w: %s: %w", errAmbiguous, addr, errLeaderChanged)
+	}
+	return resp, err
+}
+
+// abortOnLeaderChange cancels a call to addr (with errLeaderChanged) once
+// this node knows a leader other than addr, until done closes.
+func (n *Node) abortOnLeaderChange(changed <-chan struct{}, addr raft.ServerAddress, cancel context.CancelCauseFunc, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-n.stop:
+			return
+		case <-changed:
+		}
+		changed = n.leaderChanged.changed()
+		if now, _ := n.raft.LeaderWithID(); now != addr {
+			cancel(errLeaderChanged)
+			return
+		}
+	}
 }
 
 // callAt sends one RPC to the member at addr and maps its reply's status to

@@ -197,7 +197,7 @@ func (n *Node) renewSession(id uint64, timeout time.Duration) bool {
 // arrived, any later leader is elected after that, and re-arms the session
 // at a full TTL from then.
 func (n *Node) ackKeepAlive(ctx context.Context, id uint64) bool {
-	if n.leading.wait(ctx) != nil || !n.exp.resetSession(id) {
+	if n.leading.wait(ctx) != nil || ctx.Err() != nil || !n.exp.resetSession(id) {
 		return false
 	}
 	return n.raft.VerifyLeader().Error() == nil && n.leadsTerm()
