@@ -95,7 +95,11 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 	}}}
 	res, err := c.n.propose(ctx, cmd)
 	if err != nil {
-		c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous))
+		if !c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous)) && !errors.Is(err, lock.ErrNoQuorum) {
+			// Its outcome could not be settled with the store (R5).
+			err = fmt.Errorf("%w: %w (settling the acquire did not reach the store within %v; it goes on in the background)",
+				lock.ErrNoQuorum, err, cleanupTimeout)
+		}
 		return nil, err
 	}
 	c.endRequest(req.Seq)
@@ -124,14 +128,15 @@ func (c *client) settle(ctx context.Context, name string, req *fsmpb.Request, w 
 // giveUp ends the Acquire request cmd (seq, waiter w) whose proposal
 // failed; ambiguous: it may have committed. A grant applied here already
 // is on the waiter (dropWaiter withdraws it); one applied later finds no
-// waiter (handle withdraws it); resolve withdraws the rest.
-func (c *client) giveUp(seq uint64, w *waiter, cmd *fsmpb.Command, ambiguous bool) {
+// waiter (handle withdraws it); resolve withdraws the rest. False if
+// resolve did not end within cleanupTimeout.
+func (c *client) giveUp(seq uint64, w *waiter, cmd *fsmpb.Command, ambiguous bool) bool {
 	c.dropWaiter(seq, w)
 	if ambiguous {
-		c.resolve(w.gaveUp(), cmd) // ends the request
-	} else {
-		c.endRequest(seq)
+		return c.resolve(w.gaveUp(), cmd) // ends the request
 	}
+	c.endRequest(seq)
+	return true
 }
 
 // addWaiter allocates the request of an Acquire of name and registers its

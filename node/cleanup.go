@@ -133,8 +133,9 @@ func (c *client) withdraw(g gaveUp) {
 // same request again until answered — the state machine answers it from
 // its de-duplication cache without a second effect — and withdraws the
 // claim if there was one. Its seq stays in the request window meanwhile,
-// so the cache keeps its result. It waits for that up to cleanupTimeout.
-func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) {
+// so the cache keeps its result. It waits for that up to cleanupTimeout;
+// false if it did not end within it.
+func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) bool {
 	seq := cmd.GetAcquire().GetReq().GetSeq()
 	c.mu.Lock()
 	closed := c.closed
@@ -161,9 +162,9 @@ func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) {
 	c.mu.Unlock()
 	if closed { // nothing runs: the request is over
 		c.endRequest(seq)
-		return
+		return true
 	}
-	_ = c.waitCleanup(done, g.name) // propose's error says why it failed
+	return c.waitCleanup(done, g.name)
 }
 
 // orphanTTLClaim returns the claim of a TTL lease on g.name that the store

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,4 +41,40 @@ func TestNode_EndedCtxOnHealthyStoreIsNotNoQuorum(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.NotErrorIs(t, err, lock.ErrNoQuorum, "Release")
 	require.NoError(t, le.Release(ctx))
+}
+
+// R5: retry tells an attempt that the store answered (committed, but ctx
+// ended while this node applied up to it) from one it did not (a forward
+// in flight, no leader): only the latter is ErrNoQuorum. A follower a few
+// milliseconds behind made a queued Acquire cancelled just after its commit
+// report ErrNoQuorum on a healthy cluster (the conformance suite's
+// AcquireCanceled).
+func TestNode_RetryNoQuorumOnlyWhenUnreached(t *testing.T) {
+	n := newNode(t, Config{})
+	for _, tc := range []struct {
+		what     string
+		attempt  func(ctx context.Context) error
+		noQuorum bool
+	}{
+		{"committed, not yet applied here", func(ctx context.Context) error {
+			return n.waitAppliedHere(ctx, n.raft.AppliedIndex()+1000)
+		}, false},
+		{"ctx ended before it was sent", func(ctx context.Context) error { return ctx.Err() }, false},
+		{"forward in flight", func(ctx context.Context) error {
+			return fmt.Errorf("%w: %w", errAmbiguous, ctx.Err())
+		}, true},
+		{"no leader", func(context.Context) error { return errNotLeader }, true},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		err := n.retry(ctx, func() error {
+			cancel()
+			return tc.attempt(ctx)
+		})
+		require.ErrorIs(t, err, context.Canceled, tc.what)
+		if tc.noQuorum {
+			require.ErrorIs(t, err, lock.ErrNoQuorum, tc.what)
+		} else {
+			require.NotErrorIs(t, err, lock.ErrNoQuorum, tc.what)
+		}
+	}
 }

@@ -31,6 +31,10 @@ var (
 	errNotLeader = errors.New("node: not the leader")
 	// errFatal marks errors that no retry can fix (a malformed request).
 	errFatal = errors.New("node: rejected")
+	// errBehind marks an attempt the store answered (committed, or gave a
+	// read index) but that ctx ended while this node was applying up to
+	// it: the store was reached (R5).
+	errBehind = errors.New("node: not yet applied here")
 )
 
 // propose commits cmd through the leader, wherever it is, and returns its
@@ -109,13 +113,16 @@ func (n *Node) retry(ctx context.Context, attempt func() error) error {
 }
 
 // unreached reports whether an attempt's error says the store could not be
-// reached: anything but a bare ctx error, which an attempt returns when ctx
-// ended before it left this node. A forward cut short by ctx is marked
-// errAmbiguous (callAt), a wait for the entry to be applied here
-// ErrNoQuorum (waitAppliedHere, readBarrier): the store did not answer.
+// reached: anything but a ctx error of an attempt that ctx ended before it
+// left this node, or after the store answered it (errBehind: ctx ended
+// while this node applied up to the answer). A forward cut short by ctx is
+// marked errAmbiguous (callAt): the store did not answer.
 func unreached(err error) bool {
 	ctxOnly := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
-	return !ctxOnly || errors.Is(err, errAmbiguous) || errors.Is(err, lock.ErrNoQuorum)
+	if !ctxOnly || errors.Is(err, lock.ErrNoQuorum) {
+		return true
+	}
+	return errors.Is(err, errAmbiguous) && !errors.Is(err, errBehind)
 }
 
 // atLeader runs local if this node is the leader, else remote, which asks
@@ -205,7 +212,7 @@ func (n *Node) commit(data []byte, timeout time.Duration) (raft.ApplyFuture, err
 func (n *Node) waitAppliedHere(ctx context.Context, index uint64) error {
 	if err := n.bridge.waitAppliedOr(ctx, n.stop, index); err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %w: committed at %d but not yet applied here: %w", errAmbiguous, lock.ErrNoQuorum, index, ctx.Err())
+			return fmt.Errorf("%w: %w: committed at %d: %w", errAmbiguous, errBehind, index, ctx.Err())
 		}
 		return lock.ErrClosed
 	}

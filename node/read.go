@@ -46,7 +46,7 @@ func (n *Node) readBarrier(ctx context.Context) error {
 			return err
 		}
 		if err := n.bridge.waitApplied(ctx, index); err != nil {
-			return fmt.Errorf("%w: read index %d not yet applied here: %w", lock.ErrNoQuorum, index, err)
+			return fmt.Errorf("%w: read index %d: %w", errBehind, index, err)
 		}
 		return nil
 	})
