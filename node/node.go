@@ -24,13 +24,14 @@ type Node struct {
 	// commitMu is held for reading by every raft.Apply until its future
 	// answers, and for writing around raft.Shutdown: Raft drops futures
 	// that are in flight at Shutdown (see DESIGN.md, hashicorp/raft#498).
-	commitMu sync.RWMutex
-	log      *slog.Logger
-	raft     *raft.Raft
-	bridge   *bridge
-	exp      *expirer
-	trans    *transport.Transport // nil for a single node without network
-	addr     string               // this node's Raft address
+	commitMu   sync.RWMutex
+	log        *slog.Logger
+	raft       *raft.Raft
+	bridge     *bridge
+	exp        *expirer
+	trans      *transport.Transport // nil for a single node without network
+	heartbeats *heartbeatGuard      // nil for a single node without network
+	addr       string               // this node's Raft address
 	// started is closed once raft is set; RPCs that arrive before (the
 	// transport serves as soon as it listens) are answered "not leader".
 	started chan struct{}
@@ -293,6 +294,9 @@ func (n *Node) shutdown(graceful bool) error {
 		n.cancel()
 		n.wg.Wait()
 		n.exp.follow()
+		if n.heartbeats != nil {
+			n.heartbeats.quiesce() // no heartbeat may write to the stores closed next
+		}
 		errs = append(errs, n.closeStores())
 		n.closeErr = errors.Join(errs...)
 	})

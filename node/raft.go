@@ -104,8 +104,10 @@ func (n *Node) openTransport(logger hclog.Logger) (raft.Transport, error) {
 		// by a cluster_test soak; node/DESIGN.md, "Raft profiles").
 		MaxRPCsInFlight: 1,
 	})
+	g := &heartbeatGuard{NetworkTransport: nt}
 	n.closers = append(n.closers, nt.Close)
-	return nt, nil
+	n.heartbeats = g
+	return g, nil
 }
 
 // bootstrap records whether the stores hold state (a restart, which ignores
