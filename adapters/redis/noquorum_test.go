@@ -38,3 +38,36 @@ func TestNoQuorum_NotWhenCtxEndedFirst(t *testing.T) {
 	}
 	require.NoError(t, held.Release(ctx))
 }
+
+// TestNoQuorum_CancelledWhileQueuedInPause (R5): an Acquire queued behind
+// a holder, cancelled while the server is stalled, reports ErrNoQuorum and
+// context.Canceled — and not context.DeadlineExceeded, although the
+// adapter's own timeouts (opTimeout, the probe's) ran out meanwhile.
+func TestNoQuorum_CancelledWhileQueuedInPause(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	holder := newLocker(t, srv.Addr(), 10*time.Second)
+	waiter := newLocker(t, srv.Addr(), 10*time.Second)
+	ctx := testCtx(t)
+	held, err := holder.Acquire(ctx, "nq-queued-pause")
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(chan error, 1)
+	go func() {
+		le, err := waiter.Acquire(wctx, "nq-queued-pause")
+		if le != nil {
+			_ = le.Release(ctx)
+		}
+		out <- err
+	}()
+	waitWaiters(t, holder, "nq-queued-pause", 1)
+	srv.Pause()
+	defer srv.Resume()
+	cancel()
+	err = awaitCall(t, out, "the queued Acquire cancelled during the pause")
+	srv.Resume()
+	require.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, lock.ErrNoQuorum, "the server was stalled when the queued Acquire was cancelled")
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "a cancelled call")
+	require.NoError(t, held.Release(ctx))
+}
