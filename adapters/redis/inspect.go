@@ -18,14 +18,22 @@ func (c *instance) Inspect(ctx context.Context, name string) (lock.Info, error) 
 		return lock.Info{}, err
 	}
 	defer c.calls.Done()
+	si, err := c.look(ctx, name)
+	return si.Info, err
+}
+
+// look is inspect with R5's reading of an ended ctx: if ctx had ended
+// before the script was sent, or the script was cut off by ctx and the
+// store answers a PING right after, the error is ctx's alone.
+func (c *instance) look(ctx context.Context, name string) (instanceInfo, error) {
 	if ctx.Err() != nil { // nothing sent
-		return lock.Info{}, fmt.Errorf("redis lock: inspect %q: %w", name, ctx.Err())
+		return instanceInfo{}, fmt.Errorf("redis lock: inspect %q: %w", name, ctx.Err())
 	}
 	si, err := c.inspect(ctx, name)
 	if err != nil && ctx.Err() != nil && errors.Is(err, lock.ErrNoQuorum) && c.ping(ctx) == nil {
-		return lock.Info{}, fmt.Errorf("redis lock: inspect %q: %w", name, ctx.Err())
+		return instanceInfo{}, fmt.Errorf("redis lock: inspect %q: %w", name, ctx.Err())
 	}
-	return si.Info, err
+	return si, err
 }
 
 // instanceInfo is what one primary knows about a name.
