@@ -122,6 +122,9 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 		woken, err := pause(ctx, wait, c.stop, wake)
 		if err != nil {
 			c.withdraw(ctx, name, claim)
+			if failed == nil && ctx.Err() != nil {
+				failed = c.ping(ctx) // did the store stop answering while we waited?
+			}
 			if failed != nil && ctx.Err() != nil { // ended while the store was unreachable
 				return nil, callErr(ctx, "acquire", name, failed)
 			}

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,14 +10,30 @@ import (
 )
 
 // Inspect implements lock.Locker. It is linearizable: one script on the
-// primary reads lease and queue (and prunes dead waiters).
+// primary reads lease and queue (and prunes dead waiters). If ctx ends
+// before the script was sent, or while it waited on a store that answers a
+// PING right after (ping), the error is ctx's alone (R5).
 func (c *instance) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	if err := c.openInspect(name); err != nil {
 		return lock.Info{}, err
 	}
 	defer c.calls.Done()
-	si, err := c.inspect(ctx, name)
+	si, err := c.look(ctx, name)
 	return si.Info, err
+}
+
+// look is inspect with R5's reading of an ended ctx: if ctx had ended
+// before the script was sent, or the script was cut off by ctx and the
+// store answers a PING right after, the error is ctx's alone.
+func (c *instance) look(ctx context.Context, name string) (instanceInfo, error) {
+	if ctx.Err() != nil { // nothing sent
+		return instanceInfo{}, fmt.Errorf("redis lock: inspect %q: %w", name, ctx.Err())
+	}
+	si, err := c.inspect(ctx, name)
+	if err != nil && ctx.Err() != nil && errors.Is(err, lock.ErrNoQuorum) && c.ping(ctx) == nil {
+		return instanceInfo{}, fmt.Errorf("redis lock: inspect %q: %w", name, ctx.Err())
+	}
+	return si, err
 }
 
 // instanceInfo is what one primary knows about a name.

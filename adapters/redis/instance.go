@@ -217,17 +217,18 @@ func callErr(ctx context.Context, op, name string, err error) error {
 }
 
 // causes joins the errors of the parts of a call (per primary, or one
-// detached call) as the cause of its error. A part that ended by a timeout
-// of the adapter's own (callTimeout, opTimeout) while the caller's ctx is
-// still live keeps only its message: errors.Is(err,
-// context.DeadlineExceeded) must hold only when the caller's ctx ended.
+// detached call) as the cause of its error. A part that ended by a
+// context error other than the caller's ctx's own — a timeout of the
+// adapter's own (callTimeout, opTimeout) — keeps only its message:
+// errors.Is(err, context.DeadlineExceeded) must hold only when the
+// caller's ctx ran past its deadline, not when it was cancelled or is
+// still live.
 func causes(ctx context.Context, errs ...error) error {
-	if ctx.Err() == nil {
-		errs = slices.Clone(errs)
-		for i, err := range errs {
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				errs[i] = errors.New(err.Error())
-			}
+	errs = slices.Clone(errs)
+	for i, err := range errs {
+		own := ctx.Err() != nil && errors.Is(err, ctx.Err())
+		if !own && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			errs[i] = errors.New(err.Error())
 		}
 	}
 	if len(errs) == 1 {

@@ -103,6 +103,9 @@ func (ml *multiLease) Release(ctx context.Context) error {
 		// deleted by token once they answer; the lease is over either way.
 		ml.end(fmt.Errorf("%w: %q (on %d of %d primaries)", lock.ErrReleased, ml.Name(), ok.Load(), len(ml.subs)))
 	}
+	if ml.r.reachable(ctx, int(ok.Load()), errs) {
+		return fmt.Errorf("redis lock: release %q: %w", ml.Name(), ctx.Err())
+	}
 	return ctxErr(ctx, "release", ml.Name(), fmt.Errorf("%w: released on %d of %d primaries: %w",
 		lock.ErrNoQuorum, ok.Load(), len(ml.subs), causes(ctx, errs...)))
 }
@@ -133,6 +136,9 @@ func (ml *multiLease) Refresh(ctx context.Context) error {
 		return ml.NotHeld("")
 	case int(ok.Load()) >= ml.r.quorum:
 		return nil
+	}
+	if ml.r.reachable(ctx, int(ok.Load()), errs) {
+		return fmt.Errorf("redis lock: refresh %q: %w", ml.Name(), ctx.Err())
 	}
 	return ctxErr(ctx, "refresh", ml.Name(), fmt.Errorf("%w: refreshed on %d of %d primaries: %w",
 		lock.ErrNoQuorum, ok.Load(), len(ml.subs), causes(ctx, errs...)))

@@ -99,7 +99,7 @@ func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	r.each(func(i int, c *instance) {
 		callCtx, cancel := subCtx(ctx, c.cfg.SessionTTL)
 		defer cancel()
-		infos[i], errs[i] = c.inspect(callCtx, name)
+		infos[i], errs[i] = c.look(callCtx, name)
 	})
 	var good []instanceInfo
 	for i, err := range errs {
@@ -108,6 +108,9 @@ func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
 		}
 	}
 	if len(good) < r.quorum {
+		if r.reachable(ctx, len(good), errs) {
+			return lock.Info{}, fmt.Errorf("redis lock: inspect %q: %w", name, ctx.Err())
+		}
 		return lock.Info{}, ctxErr(ctx, "inspect", name,
 			fmt.Errorf("%w: %d of %d primaries answered: %w", lock.ErrNoQuorum, len(good), len(r.subs), causes(ctx, errs...)))
 	}
@@ -176,4 +179,21 @@ func (r *redlock) Close() error {
 		return fmt.Errorf("redis lock: close: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// reachable reports whether a call that failed after ctx ended found a
+// majority reachable: the parts that succeeded (ok) and those whose error
+// does not say ErrNoQuorum (cut off by ctx on a reachable primary, or
+// never sent) make a majority. Then ctx ended the call, not the store, and
+// its error is ctx's alone (R5).
+func (r *redlock) reachable(ctx context.Context, ok int, errs []error) bool {
+	if ctx.Err() == nil {
+		return false
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, lock.ErrNoQuorum) {
+			ok++
+		}
+	}
+	return ok >= r.quorum
 }

@@ -129,3 +129,31 @@ func TestRedlock_NoQuorum(t *testing.T) {
 		require.ErrorIs(t, err, lock.ErrLost, what)
 	}
 }
+
+// TestRedlock_NotNoQuorumWhenCtxEndedFirst (R5): with every primary
+// reachable, each call whose ctx had ended before it began answers ctx's
+// error alone — the parts' ctx errors are no missing majority.
+func TestRedlock_NotNoQuorumWhenCtxEndedFirst(t *testing.T) {
+	_, addrs := startRedlock(t, 3, testserver.RedisOptions{})
+	l := newRedlock(t, addrs, 2*time.Second)
+	ctx := testCtx(t)
+	held, err := l.Acquire(ctx, "rl-ended")
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, call := range []struct {
+		what string
+		do   func() error
+	}{
+		{"Acquire", func() error { _, err := l.Acquire(ended, "rl-ended-free"); return err }},
+		{"TryAcquire", func() error { _, err := l.TryAcquire(ended, "rl-ended-free"); return err }},
+		{"Inspect", func() error { _, err := l.Inspect(ended, "rl-ended"); return err }},
+		{"Refresh", func() error { return held.Refresh(ended) }},
+		{"Release", func() error { return held.Release(ended) }},
+	} {
+		err := call.do()
+		assert.ErrorIs(t, err, context.Canceled, call.what)
+		assert.NotErrorIs(t, err, lock.ErrNoQuorum, call.what+" with an ended ctx, every primary reachable")
+	}
+	_ = held.Release(ctx)
+}

@@ -41,6 +41,12 @@ func (c *instance) unreachable(ctx context.Context) error {
 		return nil
 	default:
 	}
+	return c.ping(ctx)
+}
+
+// ping is one PING, bounded by probeTimeout, for a call whose ctx ended:
+// nil if the store answered (a refusal is an answer too), else why not.
+func (c *instance) ping(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probeTimeout)
 	defer cancel()
 	if err := c.rdb.Ping(pctx).Err(); err != nil && retryable(err) {

@@ -48,8 +48,12 @@ func (l *Locker) callGrace(ctx context.Context, grace time.Duration, kind ack, f
 	if err := ctx.Err(); err != nil {
 		return ctxError(ctx)
 	}
+	tr := traceOf(ctx)
+	if tr != nil {
+		tr.sent.Store(true)
+	}
 	if ctx.Done() == nil {
-		return l.exec(kind, fn)
+		return tr.note(l.exec(kind, fn))
 	}
 	p := &pending{done: make(chan error, 1)}
 	l.calls.Add(1)
@@ -68,14 +72,14 @@ func (l *Locker) callGrace(ctx context.Context, grace time.Duration, kind ack, f
 	}()
 	select {
 	case err := <-p.done:
-		return err
+		return tr.note(err)
 	case <-ctx.Done():
 		if grace > 0 {
 			t := time.NewTimer(grace)
 			select {
 			case err := <-p.done:
 				t.Stop()
-				return err
+				return tr.note(err)
 			case <-t.C:
 			}
 		}
@@ -83,12 +87,24 @@ func (l *Locker) callGrace(ctx context.Context, grace time.Duration, kind ack, f
 		defer p.mu.Unlock()
 		select {
 		case err := <-p.done:
-			return err
+			return tr.note(err)
 		default:
 		}
 		p.gone = true
+		if tr != nil {
+			tr.unanswered.Store(true)
+		}
 		return ctxError(ctx)
 	}
+}
+
+// note records in tr (if not nil) whether err, a request's result, is no
+// answer of the store, and returns err.
+func (tr *trace) note(err error) error {
+	if tr != nil && retryable(err) {
+		tr.unanswered.Store(true)
+	}
+	return err
 }
 
 // exec runs fn and records what its answer proves (kind).

@@ -44,7 +44,6 @@ func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []loc
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
 	opCtx, end, err := l.begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("zookeeper: acquire %q: %w", name, err)
@@ -62,7 +61,7 @@ func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []loc
 		if errors.Is(err, lock.ErrHeld) || errors.Is(err, ErrTTLUnsupported) {
 			return nil, err
 		}
-		return nil, l.fail(ctx, fmt.Sprintf("acquire %q", name), start, err)
+		return nil, l.fail(ctx, opCtx, fmt.Sprintf("acquire %q", name), err)
 	}
 	return le, nil
 }

@@ -65,7 +65,7 @@ func AcquireAfterLostCreate(ctx context.Context, l *Locker, name, guid string, s
 		if c.path != "" {
 			l.withdraw(c)
 		}
-		return nil, l.fail(ctx, "acquire after lost create", time.Time{}, err)
+		return nil, l.fail(ctx, opCtx, "acquire after lost create", err)
 	}
 	return le, nil
 }
@@ -114,7 +114,7 @@ func AcquireAfterRequeue(ctx context.Context, l *Locker, name, guid string, opts
 		if c.path != "" {
 			l.withdraw(c)
 		}
-		return nil, l.fail(ctx, "acquire after requeue", time.Time{}, err)
+		return nil, l.fail(ctx, opCtx, "acquire after requeue", err)
 	}
 	return le, nil
 }

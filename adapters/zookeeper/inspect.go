@@ -16,7 +16,6 @@ func (l *Locker) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	if err := lock.ValidateName(name); err != nil {
 		return lock.Info{}, err
 	}
-	start := time.Now()
 	opCtx, end, err := l.begin(ctx)
 	if err != nil {
 		return lock.Info{}, fmt.Errorf("zookeeper: inspect %q: %w", name, err)
@@ -24,7 +23,7 @@ func (l *Locker) Inspect(ctx context.Context, name string) (lock.Info, error) {
 	defer end()
 	info, err := l.inspect(opCtx, name)
 	if err != nil {
-		return lock.Info{}, l.fail(ctx, fmt.Sprintf("inspect %q", name), start, err)
+		return lock.Info{}, l.fail(ctx, opCtx, fmt.Sprintf("inspect %q", name), err)
 	}
 	return info, nil
 }

@@ -164,7 +164,6 @@ func (le *lease) untilNaturalEnd(ctx context.Context) (context.Context, func()) 
 // deleted in the background.
 func (le *lease) Release(ctx context.Context) error {
 	l := le.l
-	start := time.Now()
 	l.mu.Lock()
 	if le.Ended() {
 		defer l.mu.Unlock()
@@ -197,13 +196,13 @@ func (le *lease) Release(ctx context.Context) error {
 	leasecore.Kick(l.kickProbe)
 	what := fmt.Sprintf("release %q (ended here; the node is deleted in the background)", le.Name())
 	if ctx.Err() == nil && l.base.Err() == nil && errors.Is(context.Cause(dctx), errNaturalEnd) {
-		nq := l.noQuorum(start)
+		nq := l.noQuorum(traceOf(opCtx))
 		if nq == nil {
 			nq = err
 		}
 		return fmt.Errorf("zookeeper: %s: %w; its session or TTL deadline passed before the delete was acknowledged: %w", what, le.notHeld(), nq)
 	}
-	return l.fail(ctx, what, start, err)
+	return l.fail(ctx, opCtx, what, err)
 }
 
 // errLeaseEnded stops a Refresh's store call when the lease ends.
@@ -219,7 +218,6 @@ var errLeaseEnded = errors.New("zookeeper: the lease ended")
 // still restart its TTL on the server.
 func (le *lease) Refresh(ctx context.Context) error {
 	l := le.l
-	start := time.Now()
 	if le.Ended() {
 		return le.notHeld()
 	}
@@ -243,7 +241,7 @@ func (le *lease) Refresh(ctx context.Context) error {
 		return le.endedLocked(le.ttl > 0)
 	}
 	if err != nil {
-		return l.fail(ctx, fmt.Sprintf("refresh %q", le.Name()), start, err)
+		return l.fail(ctx, opCtx, fmt.Sprintf("refresh %q", le.Name()), err)
 	}
 	return nil
 }

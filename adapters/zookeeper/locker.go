@@ -103,7 +103,7 @@ func (l *Locker) begin(ctx context.Context) (context.Context, func(), error) {
 	}
 	l.ops.Add(1)
 	l.mu.Unlock()
-	opCtx, cancel := context.WithCancelCause(ctx)
+	opCtx, cancel := context.WithCancelCause(context.WithValue(ctx, traceKey{}, &trace{start: time.Now()}))
 	stop := context.AfterFunc(l.base, func() { cancel(lock.ErrClosed) })
 	return opCtx, func() {
 		stop()
@@ -112,14 +112,14 @@ func (l *Locker) begin(ctx context.Context) (context.Context, func(), error) {
 	}, nil
 }
 
-// fail maps err of a call made under opCtx, begun at start, for the
-// caller, whose ctx is ctx: ErrClosed; the caller's ctx error, together
-// with ErrNoQuorum if the store did not acknowledge a write since start
-// (noQuorum); ErrNoQuorum for a connection-level failure; or err.
-func (l *Locker) fail(ctx context.Context, what string, start time.Time, err error) error {
+// fail maps err of a call made under opCtx (from begin), for the caller,
+// whose ctx is ctx: ErrClosed; the caller's ctx error, together with
+// ErrNoQuorum unless the call's trace shows the store reachable (noQuorum);
+// ErrNoQuorum for a connection-level failure; or err.
+func (l *Locker) fail(ctx, opCtx context.Context, what string, err error) error {
 	switch {
 	case ctx.Err() != nil:
-		if nq := l.noQuorum(start); nq != nil {
+		if nq := l.noQuorum(traceOf(opCtx)); nq != nil {
 			return fmt.Errorf("zookeeper: %s: %w: %w", what, ctxError(ctx), nq)
 		}
 		return fmt.Errorf("zookeeper: %s: %w", what, ctxError(ctx))
@@ -131,14 +131,21 @@ func (l *Locker) fail(ctx context.Context, what string, start time.Time, err err
 	return fmt.Errorf("zookeeper: %s: %w", what, err)
 }
 
-// noQuorum is nil if the store acknowledged a write of this Locker sent
-// at or after start and the session is confirmed now (a waiter queued
-// behind a holder, say); otherwise it is ErrNoQuorum with the last
+// noQuorum says whether a call, traced by tr, that ran out of time met an
+// unreachable store (R5). It is nil — the store was reachable, or never
+// asked — if the call sent nothing; or if the session is confirmed now and
+// either a write of this Locker sent since the call began was acknowledged
+// (a waiter queued behind a holder, say) or the store answered every
+// request of the call. Otherwise it is ErrNoQuorum with the last
 // connection-level failure seen.
-func (l *Locker) noQuorum(start time.Time) error {
+func (l *Locker) noQuorum(tr *trace) error {
+	if tr != nil && !tr.sent.Load() {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.lastAck.Before(start) && l.sessID != 0 && time.Now().Before(l.deadline) {
+	confirmed := l.sessID != 0 && time.Now().Before(l.deadline)
+	if confirmed && tr != nil && (!l.lastAck.Before(tr.start) || !tr.unanswered.Load()) {
 		return nil
 	}
 	switch {
@@ -148,6 +155,23 @@ func (l *Locker) noQuorum(start time.Time) error {
 		return fmt.Errorf("%w: no write acknowledged yet", lock.ErrNoQuorum)
 	}
 	return fmt.Errorf("%w: no write acknowledged since %v ago", lock.ErrNoQuorum, time.Since(l.lastAck).Round(time.Millisecond))
+}
+
+// trace records what one public call asked of the store, for noQuorum;
+// begin puts it in the call's ctx, and call fills it in.
+type trace struct {
+	start time.Time // when the call began
+	// sent: a request of the call went out; unanswered: one of them got no
+	// answer (a connection-level failure, or ctx ended while it waited).
+	sent, unanswered atomic.Bool
+}
+
+type traceKey struct{}
+
+// traceOf is the trace of the public call ctx belongs to, or nil.
+func traceOf(ctx context.Context) *trace {
+	tr, _ := ctx.Value(traceKey{}).(*trace)
+	return tr
 }
 
 // dir is the directory of name's claims.

@@ -64,6 +64,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("RequeueFreshGUID", func(t *testing.T) { testRequeueFreshGUID(t, servers) })
 	t.Run("ReleaseOfVanishedNode", func(t *testing.T) { testReleaseOfVanishedNode(t, servers) })
 	t.Run("CancelledWaitsShareWatch", func(t *testing.T) { testCancelledWaitsShareWatch(t, servers) })
+	t.Run("EndedCtxOnReachableStore", func(t *testing.T) { testEndedCtxOnReachableStore(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
@@ -71,6 +72,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("RestartWhileHolding", func(t *testing.T) { testRestartWhileHolding(t, z) })
 	t.Run("ReleaseWhileUnreachable", func(t *testing.T) { testReleaseWhileUnreachable(t, z) })
 	t.Run("NoQuorum", func(t *testing.T) { testNoQuorum(t, z) })
+	t.Run("QueuedWaiterEndsInOutage", func(t *testing.T) { testQueuedWaiterEndsInOutage(t, z) })
 }
 
 // TestEnsemble runs the conformance suite against a 3-server ensemble, then

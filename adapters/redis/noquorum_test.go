@@ -1,0 +1,73 @@
+package redis_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/internal/testserver"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// TestNoQuorum_NotWhenCtxEndedFirst (R5): on a reachable server, every
+// call whose ctx had ended before it began answers ctx's error alone.
+func TestNoQuorum_NotWhenCtxEndedFirst(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	held, err := l.Acquire(ctx, "nq-ended")
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, call := range []struct {
+		what string
+		do   func() error
+	}{
+		{"Acquire", func() error { _, err := l.Acquire(ended, "nq-ended-free"); return err }},
+		{"TryAcquire", func() error { _, err := l.TryAcquire(ended, "nq-ended-free"); return err }},
+		{"Inspect", func() error { _, err := l.Inspect(ended, "nq-ended"); return err }},
+		{"Refresh", func() error { return held.Refresh(ended) }},
+		{"Release", func() error { return held.Release(ended) }},
+	} {
+		err := call.do()
+		assert.ErrorIs(t, err, context.Canceled, call.what)
+		assert.NotErrorIs(t, err, lock.ErrNoQuorum, call.what+" with an ended ctx on a reachable server")
+	}
+	require.NoError(t, held.Release(ctx))
+}
+
+// TestNoQuorum_CancelledWhileQueuedInPause (R5): an Acquire queued behind
+// a holder, cancelled while the server is stalled, reports ErrNoQuorum and
+// context.Canceled — and not context.DeadlineExceeded, although the
+// adapter's own timeouts (opTimeout, the probe's) ran out meanwhile.
+func TestNoQuorum_CancelledWhileQueuedInPause(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	holder := newLocker(t, srv.Addr(), 10*time.Second)
+	waiter := newLocker(t, srv.Addr(), 10*time.Second)
+	ctx := testCtx(t)
+	held, err := holder.Acquire(ctx, "nq-queued-pause")
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(chan error, 1)
+	go func() {
+		le, err := waiter.Acquire(wctx, "nq-queued-pause")
+		if le != nil {
+			_ = le.Release(ctx)
+		}
+		out <- err
+	}()
+	waitWaiters(t, holder, "nq-queued-pause", 1)
+	srv.Pause()
+	defer srv.Resume()
+	cancel()
+	err = awaitCall(t, out, "the queued Acquire cancelled during the pause")
+	srv.Resume()
+	require.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, err, lock.ErrNoQuorum, "the server was stalled when the queued Acquire was cancelled")
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "a cancelled call")
+	require.NoError(t, held.Release(ctx))
+}
