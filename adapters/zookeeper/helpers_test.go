@@ -120,3 +120,21 @@ func goAcquire(ctx context.Context, l lock.Locker, name string, opts ...lock.Opt
 	}()
 	return out
 }
+
+// waitWritable waits until the store at servers commits a write (a
+// sequential node created and deleted): after a pause, srvr may report a
+// leader at once while the members are still finding out that they lost
+// each other and electing again, so "serving" is proved by a write.
+func waitWritable(t testing.TB, servers []string) {
+	t.Helper()
+	conn, _, err := zk.Connect(servers, 4*time.Second, zk.WithLogInfo(false), zk.WithLogger(discard{}))
+	require.NoError(t, err)
+	defer conn.Close()
+	eventually(t, 60*time.Second, "the store commits a write after the heal", func() bool {
+		p, err := conn.Create("/quorumlock-heal-probe-", nil, zk.FlagEphemeral|zk.FlagSequence, zk.WorldACL(zk.PermAll))
+		if err != nil {
+			return false
+		}
+		return conn.Delete(p, -1) == nil
+	})
+}

@@ -49,8 +49,8 @@ func TestStandalone(t *testing.T) {
 		// Outages pause the server (SIGSTOP): it keeps its connections
 		// but answers nothing until resumed.
 		locktest.Run(t, lockers(servers, conformanceTimeout), locktest.FIFO(),
-			locktest.Outage(func(*testing.T) locktest.OutageStore {
-				return locktest.OutageStore{Cut: z.Pause, Heal: z.Resume}
+			locktest.Outage(func(t *testing.T) locktest.OutageStore {
+				return locktest.OutageStore{Cut: z.Pause, Heal: func() { z.Resume(); waitWritable(t, servers) }}
 			}))
 	})
 	t.Run("CancelledWaitLeavesNoNode", func(t *testing.T) { testCancelledWaitLeavesNoNode(t, servers) })
@@ -100,6 +100,7 @@ func TestEnsemble(t *testing.T) {
 							e.Member(i).Resume()
 						}
 						e.WaitQuorum(t)
+						waitWritable(t, e.Servers())
 					},
 				}
 			}))
