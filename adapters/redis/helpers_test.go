@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/adapters/redis"
@@ -75,4 +76,32 @@ func waitWaiters(t *testing.T, l lock.Locker, name string, n int) {
 		require.Falsef(t, time.Now().After(deadline), "Inspect(%q).Waiters = %d, want %d", name, info.Waiters, n)
 		<-time.After(5 * time.Millisecond)
 	}
+}
+
+// requireEndedCtxAlone (R5): with the store reachable, every call of l whose
+// ctx had ended before it began answers ctx's error alone, not
+// ErrNoQuorum. It returns the lease on name it holds for Refresh and
+// Release; the caller releases it.
+func requireEndedCtxAlone(t *testing.T, l lock.Locker, name, where string) lock.Lease {
+	t.Helper()
+	ctx := testCtx(t)
+	held, err := l.Acquire(ctx, name)
+	require.NoError(t, err)
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, call := range []struct {
+		what string
+		do   func() error
+	}{
+		{"Acquire", func() error { _, err := l.Acquire(ended, name+"-free"); return err }},
+		{"TryAcquire", func() error { _, err := l.TryAcquire(ended, name+"-free"); return err }},
+		{"Inspect", func() error { _, err := l.Inspect(ended, name); return err }},
+		{"Refresh", func() error { return held.Refresh(ended) }},
+		{"Release", func() error { return held.Release(ended) }},
+	} {
+		err := call.do()
+		assert.ErrorIs(t, err, context.Canceled, call.what)
+		assert.NotErrorIs(t, err, lock.ErrNoQuorum, call.what+" with an ended ctx, "+where)
+	}
+	return held
 }

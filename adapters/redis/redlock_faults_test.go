@@ -137,23 +137,6 @@ func TestRedlock_NotNoQuorumWhenCtxEndedFirst(t *testing.T) {
 	_, addrs := startRedlock(t, 3, testserver.RedisOptions{})
 	l := newRedlock(t, addrs, 2*time.Second)
 	ctx := testCtx(t)
-	held, err := l.Acquire(ctx, "rl-ended")
-	require.NoError(t, err)
-	ended, cancel := context.WithCancel(ctx)
-	cancel()
-	for _, call := range []struct {
-		what string
-		do   func() error
-	}{
-		{"Acquire", func() error { _, err := l.Acquire(ended, "rl-ended-free"); return err }},
-		{"TryAcquire", func() error { _, err := l.TryAcquire(ended, "rl-ended-free"); return err }},
-		{"Inspect", func() error { _, err := l.Inspect(ended, "rl-ended"); return err }},
-		{"Refresh", func() error { return held.Refresh(ended) }},
-		{"Release", func() error { return held.Release(ended) }},
-	} {
-		err := call.do()
-		assert.ErrorIs(t, err, context.Canceled, call.what)
-		assert.NotErrorIs(t, err, lock.ErrNoQuorum, call.what+" with an ended ctx, every primary reachable")
-	}
+	held := requireEndedCtxAlone(t, l, "rl-ended", "every primary reachable")
 	_ = held.Release(ctx)
 }
