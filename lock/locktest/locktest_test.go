@@ -73,6 +73,7 @@ const (
 	faultWaitsStore       fault = "waits-for-store"    // Release and Refresh wait for the store after the lease ended
 	faultLyingRefresh     fault = "lying-refresh"      // a Refresh that waited out its lease's end returns nil
 	faultOrphanRefresh    fault = "orphan-refresh"     // a Refresh that waited out its lease's end re-takes the name
+	faultLateHolder       fault = "late-holder"        // an expired holder's Done closes half a TTL after the hand-off
 )
 
 // TestRun_detectsFaults runs the suite against the reference store with one
@@ -102,6 +103,7 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultStaleRelease, "ReleaseTwice", "a stale Release must not end the next holder's lease"},
 		{faultNoExpiry, "TTLExpiry", "waiter not granted within"},
 		{faultEarlyExpiry, "TTLExpiry", "the waiter was granted before the holder's TTL ran out"},
+		{faultLateHolder, "TTLExpiry", `the holder's Done must close before the name is granted elsewhere \(I3\)`},
 		{faultRefreshNoop, "RefreshExtendsTTL", "TTL lease"},
 		{faultTokenReset, "TokensIncrease", "token must exceed every earlier token of the name"},
 		{faultCloseKeepsLeases, "Close", "lease when its Locker's Close returns: Done must be closed"},

@@ -176,8 +176,15 @@ func (s *refStore) end(l *refLease, err error) {
 	if l.timer != nil {
 		l.timer.Stop()
 	}
-	close(l.done)
-	l.cancel(err)
+	if s.fault == faultLateHolder && errors.Is(err, lock.ErrExpired) {
+		time.AfterFunc(l.ttl/2, func() {
+			close(l.done)
+			l.cancel(err)
+		})
+	} else {
+		close(l.done)
+		l.cancel(err)
+	}
 	delete(l.locker.leases, l)
 	n := s.names[l.key]
 	if n == nil { // only with faultReentrant
