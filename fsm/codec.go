@@ -20,6 +20,9 @@ const (
 	MaxOwnerLen      = 64 << 10
 	MinTTL           = 100 * time.Millisecond
 	MaxTTL           = 24 * time.Hour
+	MinSessionTTL    = 500 * time.Millisecond
+	MaxSessionTTL    = time.Hour
+	MaxNodeIDLen     = 256
 	MaxCachedResults = 1024
 	SnapshotVersion  = 1
 )
@@ -32,6 +35,9 @@ var (
 	ErrUnknownCommand = errors.New("fsm: unknown command")
 	// ErrSnapshotVersion: a snapshot of a format version this build cannot read.
 	ErrSnapshotVersion = errors.New("fsm: unsupported snapshot version")
+	// ErrInvalid: a command this version knows with a field out of range
+	// (Validate).
+	ErrInvalid = errors.New("fsm: invalid command")
 	// ErrTooLarge: a command over MaxCommandSize.
 	ErrTooLarge = errors.New("fsm: command too large")
 )

@@ -76,7 +76,13 @@ func FuzzDecode(f *testing.F) {
 		require.NoError(t, err)
 		twin, err := Restore(base)
 		require.NoError(t, err)
+		valid := Validate(cmd)
 		res, events, err := s.Apply(fuzzIndex, cmd)
+		if valid == nil {
+			// What may enter the log is what Apply acts on as intended.
+			require.NoError(t, err, "Validate accepted %v", cmd)
+			require.NotEqual(t, fsmpb.Code_CODE_INVALID, res.GetCode(), "Validate accepted %v", cmd)
+		}
 		if err != nil {
 			require.ErrorIs(t, err, ErrUnknownCommand)
 			require.Nil(t, cmd.GetOp())

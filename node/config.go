@@ -8,14 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/quorumlock/quorumlock/fsm"
 )
 
 // Defaults and limits of Config.
 const (
 	DefaultID           = "local"
 	DefaultSessionTTL   = 10 * time.Second
-	MinSessionTTL       = 500 * time.Millisecond
-	MaxSessionTTL       = time.Hour
+	MinSessionTTL       = fsm.MinSessionTTL // the leader refuses others
+	MaxSessionTTL       = fsm.MaxSessionTTL
 	DefaultStartTimeout = time.Minute
 )
 
@@ -128,8 +130,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ID == "" {
 		c.ID = DefaultID
 	}
-	if len(c.ID) > 256 {
-		return bad("ID longer than 256 bytes")
+	if len(c.ID) > fsm.MaxNodeIDLen {
+		return bad("ID longer than %d bytes", fsm.MaxNodeIDLen)
 	}
 	if c.SessionTTL == 0 {
 		c.SessionTTL = DefaultSessionTTL

@@ -1,10 +1,12 @@
 package node
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/lock"
 )
@@ -77,4 +79,32 @@ func SignalLost(l lock.Locker) {
 	id := c.sess
 	c.mu.Unlock()
 	c.signalLost(id)
+}
+
+// LogCommands decodes every command entry in n's log store.
+func LogCommands(n *Node) ([]*fsmpb.Command, error) {
+	first, err := n.logs.FirstIndex()
+	if err != nil {
+		return nil, err
+	}
+	last, err := n.logs.LastIndex()
+	if err != nil {
+		return nil, err
+	}
+	var cmds []*fsmpb.Command
+	for i := max(first, 1); i <= last; i++ {
+		var l raft.Log
+		if err := n.logs.GetLog(i, &l); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmd, err := fsm.Decode(l.Data)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds, nil
 }

@@ -27,6 +27,7 @@ type Node struct {
 	commitMu   sync.RWMutex
 	log        *slog.Logger
 	raft       *raft.Raft
+	logs       raft.LogStore // raft's; read only by tests (export_test.go)
 	bridge     *bridge
 	exp        *expirer
 	trans      *transport.Transport // nil for a single node without network

@@ -162,10 +162,14 @@ func (n *Node) proposeOnce(ctx context.Context, cmd *fsmpb.Command) (res *fsmpb.
 }
 
 // proposeLocal is the leader's half of propose (and of a forwarded
-// Propose): it stamps, encodes and commits cmd on this node.
+// Propose), and the only way into the log: it stamps, validates, encodes
+// and commits cmd on this node (DESIGN.md, "What enters the log").
 func (n *Node) proposeLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, uint64, error) {
 	cmd = proto.CloneOf(cmd)
 	cmd.StampUnixNano = n.wallNow().UnixNano()
+	if err := fsm.Validate(cmd); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", errFatal, err) // never enters the log
+	}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return nil, 0, err

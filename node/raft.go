@@ -33,7 +33,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
-	n.raft = r
+	n.raft, n.logs = r, logs
 	close(n.started)
 	return nil
 }

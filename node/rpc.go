@@ -145,14 +145,14 @@ func (n *Node) serve(ctx context.Context, req *nodepb.Request) *nodepb.Response 
 	default:
 		return &nodepb.Response{Status: nodepb.Status_STATUS_NOT_LEADER, Message: "starting"}
 	}
+	if err := validRequest(req); err != nil {
+		return &nodepb.Response{Status: nodepb.Status_STATUS_INVALID, Message: err.Error()}
+	}
 	if _, ok := req.GetOp().(*nodepb.Request_Join); !ok && n.raft.State() != raft.Leader {
 		return n.notLeader()
 	}
 	switch op := req.GetOp().(type) {
 	case *nodepb.Request_Propose:
-		if op.Propose.GetCommand() == nil {
-			return &nodepb.Response{Status: nodepb.Status_STATUS_INVALID, Message: "no command"}
-		}
 		res, index, err := n.proposeLocal(ctx, op.Propose.GetCommand())
 		if err != nil {
 			return errResponse(err)
@@ -182,7 +182,7 @@ func (n *Node) serve(ctx context.Context, req *nodepb.Request) *nodepb.Response 
 			return errResponse(err)
 		}
 		return &nodepb.Response{Status: nodepb.Status_STATUS_OK}
-	default:
+	default: // validRequest refused it
 		return &nodepb.Response{Status: nodepb.Status_STATUS_INVALID, Message: "unknown request"}
 	}
 }
@@ -202,7 +202,8 @@ func errResponse(err error) *nodepb.Response {
 		status = nodepb.Status_STATUS_NOT_LEADER
 	case errors.Is(err, errAmbiguous), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		status = nodepb.Status_STATUS_NO_QUORUM
-	case errors.Is(err, fsm.ErrTooLarge), errors.Is(err, fsm.ErrCorrupt):
+	case errors.Is(err, fsm.ErrTooLarge), errors.Is(err, fsm.ErrCorrupt),
+		errors.Is(err, fsm.ErrInvalid), errors.Is(err, fsm.ErrUnknownCommand):
 		status = nodepb.Status_STATUS_INVALID
 	}
 	return &nodepb.Response{Status: status, Message: err.Error()}

@@ -1,0 +1,128 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+// Validate reports whether cmd may enter the log: nil, or an error wrapping
+// ErrInvalid (a known command with a field out of range), ErrUnknownCommand
+// (an operation or a field this version does not know) or ErrTooLarge. It
+// is stricter than Apply, which must keep answering entries already in a
+// log as it always has (DESIGN.md, "Validation at the door").
+func Validate(cmd *fsmpb.Command) error {
+	if cmd == nil {
+		return fmt.Errorf("%w: no command", ErrInvalid)
+	}
+	if hasUnknown(cmd.ProtoReflect()) {
+		return fmt.Errorf("%w: fields this version does not know", ErrUnknownCommand)
+	}
+	if size := proto.Size(cmd); size > MaxCommandSize {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxCommandSize)
+	}
+	err := validateOp(cmd)
+	var why invalid
+	if errors.As(err, &why) {
+		return fmt.Errorf("%w: %s: %s", ErrInvalid, opName(cmd), why)
+	}
+	return err
+}
+
+// opName names cmd's operation for messages ("acquire", "release", ...).
+func opName(cmd *fsmpb.Command) string {
+	if cmd.GetOp() == nil {
+		return "barrier"
+	}
+	return string(cmd.ProtoReflect().WhichOneof(cmd.ProtoReflect().Descriptor().Oneofs().ByName("op")).Name())
+}
+
+// invalid is the reason a known command was refused.
+type invalid string
+
+func (e invalid) Error() string { return string(e) }
+
+func validateOp(cmd *fsmpb.Command) error {
+	switch op := cmd.GetOp().(type) {
+	case nil:
+		if !cmd.GetIgnorable() {
+			return fmt.Errorf("%w: no operation", ErrUnknownCommand)
+		}
+		return nil // the term barrier
+	case *fsmpb.Command_OpenSession:
+		c := op.OpenSession
+		ttl := time.Duration(c.GetTtlNs())
+		switch {
+		case c.GetReq().GetSession() == 0:
+			return invalid("session 0")
+		case ttl < MinSessionTTL || ttl > MaxSessionTTL:
+			return invalid(fmt.Sprintf("session TTL %v outside [%v, %v]", ttl, MinSessionTTL, MaxSessionTTL))
+		case len(c.GetNode()) > MaxNodeIDLen || !utf8.ValidString(c.GetNode()):
+			return invalid(fmt.Sprintf("node ID of %d bytes, limit %d", len(c.GetNode()), MaxNodeIDLen))
+		}
+		return nil
+	case *fsmpb.Command_CloseSession:
+		return validRequest(op.CloseSession.GetReq())
+	case *fsmpb.Command_ExpireSession:
+		if op.ExpireSession.GetSession() == 0 {
+			return invalid("session 0")
+		}
+		return nil
+	case *fsmpb.Command_Acquire:
+		c := op.Acquire
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()),
+			check(len(c.GetOwner()) <= MaxOwnerLen, fmt.Sprintf("owner of %d bytes, limit %d", len(c.GetOwner()), MaxOwnerLen)),
+			check(validLeaseTTL(c.GetTtlNs()), fmt.Sprintf("TTL %v: 0 or [%v, %v]", time.Duration(c.GetTtlNs()), MinTTL, MaxTTL)))
+	case *fsmpb.Command_Release:
+		c := op.Release
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
+	case *fsmpb.Command_Refresh:
+		c := op.Refresh
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
+	case *fsmpb.Command_Cancel:
+		c := op.Cancel
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetClaim() != 0, "claim 0"))
+	case *fsmpb.Command_ExpireLease:
+		c := op.ExpireLease
+		return first(validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"), check(c.GetGeneration() != 0, "generation 0"))
+	default:
+		return fmt.Errorf("%w: %T", ErrUnknownCommand, op)
+	}
+}
+
+func validRequest(r *fsmpb.Request) error {
+	switch {
+	case r == nil:
+		return invalid("no request")
+	case r.GetSession() == 0:
+		return invalid("session 0")
+	}
+	return nil
+}
+
+func validNameErr(name string) error {
+	return check(validName(name), fmt.Sprintf("name of %d bytes: 1 to %d bytes of UTF-8 without control characters", len(name), MaxNameLen))
+}
+
+// check returns why as an error unless ok.
+func check(ok bool, why string) error {
+	if ok {
+		return nil
+	}
+	return invalid(why)
+}
+
+// first returns the first non-nil error.
+func first(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
