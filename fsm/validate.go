@@ -29,7 +29,7 @@ func Validate(cmd *fsmpb.Command) error {
 	err := validateOp(cmd)
 	var why invalid
 	if errors.As(err, &why) {
-		return fmt.Errorf("%w: %s: %s", ErrInvalid, opName(cmd), why)
+		return fmt.Errorf("%w: %s: %s", ErrInvalid, opName(cmd), string(why))
 	}
 	return err
 }
