@@ -120,4 +120,9 @@ var (
 	// ErrNoQuorum: the store was unreachable (no quorum, a server down)
 	// until the call ended; see Locker for how it combines with ctx's error.
 	ErrNoQuorum = errors.New("quorumlock: no quorum")
+	// ErrLimit: the store refused to grow past one of its caps (sessions,
+	// names, names per session, waiters per name; see the backend's
+	// documentation). Nothing was queued or granted; retrying helps only
+	// once other calls have let go.
+	ErrLimit = errors.New("quorumlock: limit reached")
 )

@@ -27,7 +27,7 @@ import (
 //   - bridge.mu (read), through bridge.read, is held by expirer.lead (on
 //     winning an election) and by a queued Acquire that checks its claim
 //     against the state (client.queued, which takes client.mu); the
-//     readers localInfo, Stats, Snapshot and waitAppliedOr take it and
+//     readers localInfo, Stats, Snapshot, waitAppliedOr and admit take it and
 //     nothing else.
 //   - Node.mu alone: register, unregisterSession, unregister and
 //     closeClients hold nothing else; a client calls them without

@@ -11,6 +11,8 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/internal/testcluster"
+	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
 	"github.com/quorumlock/quorumlock/node/nodepb"
 	"github.com/quorumlock/quorumlock/transport"
@@ -117,4 +119,25 @@ func poisonRequests(t *testing.T) []poison {
 		out = append(out, poison{r.what, b})
 	}
 	return out
+}
+
+// TestCluster_LimitReachesFollower: the leader refuses a forwarded command
+// over a limit with STATUS_LIMIT, and the follower's caller sees
+// lock.ErrLimit (error identity does not cross the wire by itself).
+func TestCluster_LimitReachesFollower(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Edit: func(_ int, cfg *node.Config) {
+		cfg.Limits = node.Limits{NamesPerSession: 1}
+	}})
+	ctx := clusterCtx(t)
+	l, err := c.NewLocker(ctx, c.Follower())
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, l.Close()) }()
+	held, err := l.Acquire(ctx, "first")
+	require.NoError(t, err)
+	_, err = l.Acquire(ctx, "second")
+	require.ErrorIs(t, err, lock.ErrLimit)
+	require.NoError(t, held.Release(ctx))
+	second, err := l.Acquire(ctx, "second")
+	require.NoError(t, err, "within the limit again")
+	require.NoError(t, second.Release(ctx))
 }

@@ -114,8 +114,66 @@ type Config struct {
 	// and catch up. Default DefaultStartTimeout.
 	StartTimeout time.Duration
 
+	// Limits caps how far Lockers may grow the replicated state; zero
+	// fields take the defaults (DefaultLimits). The leader's Limits apply,
+	// so give every node the same.
+	Limits Limits
+
 	// Logger receives the node's and Raft's logs. Nil means silent.
 	Logger *slog.Logger
+}
+
+// Limits caps the replicated state (DESIGN.md, "Limits"). A call that
+// would grow the state past a cap fails with an error wrapping
+// lock.ErrLimit and changes nothing. The caps bound growth rather than
+// being exact quotas: calls in flight at the same moment can overshoot a
+// cap by their number.
+type Limits struct {
+	Sessions        int // sessions (Lockers) in the cluster
+	SessionsPerNode int // sessions opened through one node
+	Names           int // names held or waited for
+	NamesPerSession int // names one Locker holds or waits for
+	WaitersPerName  int // Acquire calls queued on one name
+}
+
+// DefaultLimits are the caps a zero Limits field takes.
+var DefaultLimits = Limits{
+	Sessions:        100_000,
+	SessionsPerNode: 10_000,
+	Names:           100_000,
+	NamesPerSession: 1_000,
+	WaitersPerName:  1_000,
+}
+
+// withDefaults fills zero fields from DefaultLimits and refuses negative
+// ones.
+func (l Limits) withDefaults() (Limits, error) {
+	for _, f := range []struct {
+		v    *int
+		def  int
+		name string
+	}{
+		{&l.Sessions, DefaultLimits.Sessions, "Sessions"},
+		{&l.SessionsPerNode, DefaultLimits.SessionsPerNode, "SessionsPerNode"},
+		{&l.Names, DefaultLimits.Names, "Names"},
+		{&l.NamesPerSession, DefaultLimits.NamesPerSession, "NamesPerSession"},
+		{&l.WaitersPerName, DefaultLimits.WaitersPerName, "WaitersPerName"},
+	} {
+		if *f.v < 0 {
+			return l, fmt.Errorf("%w: Limits.%s %d is negative", ErrInvalidConfig, f.name, *f.v)
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
+	}
+	return l, nil
+}
+
+func (l Limits) fsm() fsm.Limits {
+	return fsm.Limits{
+		Sessions: l.Sessions, SessionsPerNode: l.SessionsPerNode, Names: l.Names,
+		NamesPerSession: l.NamesPerSession, WaitersPerName: l.WaitersPerName,
+	}
 }
 
 // ErrInvalidConfig is wrapped by New's errors about Config fields.
@@ -151,6 +209,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timing != TimingFastLAN && c.Timing != TimingConservative {
 		return bad("Timing %d unknown", c.Timing)
 	}
+	limits, err := c.Limits.withDefaults()
+	if err != nil {
+		return c, err
+	}
+	c.Limits = limits
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

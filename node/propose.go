@@ -170,6 +170,9 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Res
 	if err := fsm.Validate(cmd); err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", errFatal, err) // never enters the log
 	}
+	if err := n.admit(cmd); err != nil {
+		return nil, 0, err
+	}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return nil, 0, err
@@ -198,6 +201,18 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Res
 		return nil, 0, fmt.Errorf("%w: unexpected apply response %T", errFatal, f.Response())
 	}
 	return er.res, f.Index(), nil
+}
+
+// admit checks cmd against the limits on the state this node has applied
+// (DESIGN.md, "Limits"): an error wrapping errFatal and lock.ErrLimit if
+// it would grow the state past one.
+func (n *Node) admit(cmd *fsmpb.Command) error {
+	var err error
+	n.bridge.read(func(st *fsm.State) { err = st.Admit(cmd, n.cfg.Limits.fsm()) })
+	if err != nil {
+		return fmt.Errorf("%w: %w: %w", errFatal, lock.ErrLimit, err)
+	}
+	return nil
 }
 
 // commit is raft.Apply and the wait for its future, under commitMu (read):

@@ -93,6 +93,8 @@ func (n *Node) callAt(ctx context.Context, addr string, req *nodepb.Request) (*n
 		return resp, nil
 	case nodepb.Status_STATUS_NOT_LEADER, nodepb.Status_STATUS_CLOSED:
 		return nil, &hintError{addr: resp.GetLeaderAddr(), err: fmt.Errorf("%w: %s says %s", errNotLeader, addr, resp.GetMessage())}
+	case nodepb.Status_STATUS_LIMIT:
+		return nil, fmt.Errorf("%w: %w: %s: %s", errFatal, lock.ErrLimit, addr, resp.GetMessage())
 	case nodepb.Status_STATUS_NO_QUORUM:
 		return nil, fmt.Errorf("%w: %s: %s", errAmbiguous, addr, resp.GetMessage())
 	default:
@@ -198,6 +200,8 @@ func errResponse(err error) *nodepb.Response {
 	switch {
 	case errors.Is(err, lock.ErrClosed):
 		status = nodepb.Status_STATUS_CLOSED
+	case errors.Is(err, lock.ErrLimit):
+		status = nodepb.Status_STATUS_LIMIT
 	case errors.Is(err, errNotLeader):
 		status = nodepb.Status_STATUS_NOT_LEADER
 	case errors.Is(err, errAmbiguous), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -288,6 +288,8 @@ func statusOf(err error, waited bool) (int, string) {
 		return http.StatusConflict, "held"
 	case errors.Is(err, lock.ErrNotHeld):
 		return http.StatusConflict, "not_held"
+	case errors.Is(err, lock.ErrLimit):
+		return http.StatusTooManyRequests, "limit"
 	case errors.Is(err, lock.ErrNoQuorum):
 		return http.StatusServiceUnavailable, "no_quorum"
 	case errors.Is(err, lock.ErrClosed):

@@ -317,6 +317,7 @@ func TestStatusOf(t *testing.T) {
 		{lock.ErrInvalidOption, true, 400},
 		{lock.ErrHeld, false, 409},
 		{lock.ErrNotHeld, false, 409},
+		{fmt.Errorf("node: rejected: %w: fsm: limit reached", lock.ErrLimit), true, 429},
 		{fmt.Errorf("%w: %w", lock.ErrNoQuorum, context.DeadlineExceeded), true, 503},
 		// A wait that ran out while the node waited for a new session it
 		// could not open (no quorum): the node's error wraps both.

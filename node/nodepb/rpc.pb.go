@@ -35,6 +35,7 @@ const (
 	Status_STATUS_CLOSED      Status = 4 // the serving node is shutting down
 	Status_STATUS_INVALID     Status = 5 // malformed request
 	Status_STATUS_ERROR       Status = 6 // anything else; see message
+	Status_STATUS_LIMIT       Status = 7 // the command would grow the state past a limit
 )
 
 // Enum value maps for Status.
@@ -47,6 +48,7 @@ var (
 		4: "STATUS_CLOSED",
 		5: "STATUS_INVALID",
 		6: "STATUS_ERROR",
+		7: "STATUS_LIMIT",
 	}
 	Status_value = map[string]int32{
 		"STATUS_UNSPECIFIED": 0,
@@ -56,6 +58,7 @@ var (
 		"STATUS_CLOSED":      4,
 		"STATUS_INVALID":     5,
 		"STATUS_ERROR":       6,
+		"STATUS_LIMIT":       7,
 	}
 )
 
@@ -590,7 +593,7 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x121\n" +
 	"\x06result\x18\x05 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\x12\x14\n" +
 	"\x05index\x18\x06 \x01(\x04R\x05index\x12\x18\n" +
-	"\arenewed\x18\a \x01(\bR\arenewed*\x95\x01\n" +
+	"\arenewed\x18\a \x01(\bR\arenewed*\xa7\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSTATUS_OK\x10\x01\x12\x15\n" +
@@ -598,7 +601,8 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\x10STATUS_NO_QUORUM\x10\x03\x12\x11\n" +
 	"\rSTATUS_CLOSED\x10\x04\x12\x12\n" +
 	"\x0eSTATUS_INVALID\x10\x05\x12\x10\n" +
-	"\fSTATUS_ERROR\x10\x06B.Z,github.com/quorumlock/quorumlock/node/nodepbb\x06proto3"
+	"\fSTATUS_ERROR\x10\x06\x12\x10\n" +
+	"\fSTATUS_LIMIT\x10\aB.Z,github.com/quorumlock/quorumlock/node/nodepbb\x06proto3"
 
 var (
 	file_node_nodepb_rpc_proto_rawDescOnce sync.Once

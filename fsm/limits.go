@@ -1,0 +1,90 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+)
+
+// ErrLimit: a command that would grow the state past one of its Limits.
+var ErrLimit = errors.New("fsm: limit reached")
+
+// Limits caps how far proposals may grow the state. They are checked at
+// the door (Admit), never in Apply (node/DESIGN.md, "Limits"). A zero field
+// is no cap.
+type Limits struct {
+	Sessions        int // sessions in the state
+	SessionsPerNode int // sessions opened from one node ID
+	Names           int // names held or waited for
+	NamesPerSession int // names one session holds or waits for
+	WaitersPerName  int // claims queued on one name
+}
+
+// Admit reports whether cmd may be proposed to s without growing it past
+// lim: nil, or an error wrapping ErrLimit. Commands that cannot grow the
+// state, a repeat of a request s has cached, and a request of an unknown
+// session (Apply answers it UNKNOWN_SESSION) are always admitted.
+func (s *State) Admit(cmd *fsmpb.Command, lim Limits) error {
+	switch op := cmd.GetOp().(type) {
+	case *fsmpb.Command_OpenSession:
+		return s.admitSession(op.OpenSession, lim)
+	case *fsmpb.Command_Acquire:
+		return s.admitAcquire(op.Acquire, lim)
+	default:
+		return nil
+	}
+}
+
+func (s *State) admitSession(c *fsmpb.OpenSession, lim Limits) error {
+	if s.sessions[c.GetReq().GetSession()] != nil {
+		return nil // opening it again changes nothing
+	}
+	if full(len(s.sessions), lim.Sessions) {
+		return limitErr("sessions", lim.Sessions)
+	}
+	if lim.SessionsPerNode > 0 {
+		n := 0
+		for _, sess := range s.sessions {
+			if sess.node == c.GetNode() {
+				n++
+			}
+		}
+		if full(n, lim.SessionsPerNode) {
+			return limitErr(fmt.Sprintf("sessions of node %q", c.GetNode()), lim.SessionsPerNode)
+		}
+	}
+	return nil
+}
+
+func (s *State) admitAcquire(c *fsmpb.Acquire, lim Limits) error {
+	sess := s.sessions[c.GetReq().GetSession()]
+	if sess == nil || sess.repeats(c.GetReq()) {
+		return nil
+	}
+	name := c.GetName()
+	l := s.locks[name]
+	switch {
+	case l == nil && full(len(s.locks), lim.Names):
+		return limitErr("names", lim.Names)
+	case sess.names[name] == 0 && full(len(sess.names), lim.NamesPerSession):
+		return limitErr("names of one session", lim.NamesPerSession)
+	case l != nil && l.holder != nil && !c.GetTry() && full(len(l.queue), lim.WaitersPerName):
+		return limitErr(fmt.Sprintf("waiters on %q", name), lim.WaitersPerName)
+	}
+	return nil
+}
+
+// repeats reports whether req is one the session has answered already:
+// Apply gives its cached (or FORGOTTEN) answer and changes nothing.
+func (sess *session) repeats(req *fsmpb.Request) bool {
+	_, cached := sess.results[req.GetSeq()]
+	return cached || req.GetSeq() < sess.ackedBelow
+}
+
+// full reports whether n has reached a cap (0: none).
+func full(n, limit int) bool { return limit > 0 && n >= limit }
+
+func limitErr(what string, limit int) error {
+	return fmt.Errorf("%w: %s at most %d", ErrLimit, what, limit)
+}
