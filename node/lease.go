@@ -254,38 +254,48 @@ func (l *lease) endedErr() error {
 }
 
 // releaseInStore releases the ended lease l in the store by its token, once,
-// in the background, bounded by cleanupTimeout and the client's Close. A
-// no-op in the store if it no longer holds that token. The request needs a
-// live session of the client: it waits for a replacement if the current
-// one is lost.
+// in the background: a no-op in the store if it no longer holds that
+// token. The request needs a live session of the client: it waits for a
+// replacement if the current one is lost. It retries, each attempt bounded
+// by cleanupTimeout, until the store answers or the client closes: the
+// store may come back long after the lease ended and apply a late Refresh
+// then (DESIGN.md, "A lease after its end").
 func (l *lease) releaseInStore() {
 	if !l.cleaning.CompareAndSwap(false, true) {
 		return
 	}
 	c := l.c
 	c.background(func() {
-		ctx, cancel := context.WithTimeout(c.ctx, cleanupTimeout)
-		defer cancel()
 		backoff := leasecore.Backoff{Min: retryMin, Max: retryMax}
-		for {
-			err := c.ready.wait(ctx)
-			var res *fsmpb.Result
-			if err == nil {
-				res, err = c.request(ctx, l.releaseCmd)
+		for warned := false; ; warned = true {
+			err := l.releaseOnce()
+			if err == nil || c.ctx.Err() != nil || errors.Is(err, lock.ErrClosed) || errors.Is(err, errFatal) {
+				return
 			}
-			if err == nil && res.GetCode() == fsmpb.Code_CODE_UNKNOWN_SESSION {
-				err = errSessionLost // its session is gone: wait for the next one
-				if backoff.Wait(ctx) == nil {
-					continue
-				}
-			}
-			if err != nil && !errors.Is(err, lock.ErrClosed) {
-				c.n.log.Warn("releasing an ended lease in the store failed; it expires there by its TTL or session",
+			if !warned {
+				c.n.log.Warn("releasing an ended lease in the store failed; retrying until the store answers or the Locker closes",
 					"name", l.Name(), "token", l.Token(), "error", err)
 			}
-			return
+			if backoff.Wait(c.ctx) != nil {
+				return
+			}
 		}
 	})
+}
+
+// releaseOnce is one attempt of releaseInStore, bounded by cleanupTimeout.
+func (l *lease) releaseOnce() error {
+	c := l.c
+	ctx, cancel := context.WithTimeout(c.ctx, cleanupTimeout)
+	defer cancel()
+	if err := c.ready.wait(ctx); err != nil {
+		return err
+	}
+	res, err := c.request(ctx, l.releaseCmd)
+	if err == nil && res.GetCode() == fsmpb.Code_CODE_UNKNOWN_SESSION {
+		return errSessionLost // its session is gone: wait for the next one
+	}
+	return err
 }
 
 // background runs fn on a goroutine of c that c's Close waits for; false

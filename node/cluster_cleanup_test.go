@@ -1,0 +1,95 @@
+package node_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/internal/testcluster"
+	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/node"
+)
+
+// TestLease_ReleaseInStoreOutlastsOutage: a TTL lease ends at its TTL while
+// its Refresh waits on a store without a quorum; the store applies that
+// Refresh when it comes back. The background release by token, started
+// during the outage, must still be trying then, so the name is free soon
+// after the heal. It used to give up after one cleanupTimeout (5 s), and
+// the name then stayed held until the new leader's expiry, a full TTL
+// after its election (the conformance check OutageLateRefresh failed when
+// a loaded machine took over 5 s to heal).
+func TestLease_ReleaseInStoreOutlastsOutage(t *testing.T) {
+	const ttl = 10 * time.Second
+	failed := &logWatch{match: "releasing an ended lease in the store failed", seen: make(chan struct{})}
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Durable: true, Edit: func(i int, cfg *node.Config) {
+		if i == 0 {
+			cfg.Logger = slog.New(failed)
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // over a TTL and a cleanupTimeout
+	defer cancel()
+	l, err := c.NewLocker(ctx, 0)
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, l.Close()) }()
+	lease, err := l.Acquire(ctx, "late-refresh", lock.WithTTL(ttl))
+	require.NoError(t, err)
+
+	c.Kill(1)
+	c.Kill(2)
+	refreshed := make(chan error, 1)
+	go func() { refreshed <- lease.Refresh(context.Background()) }()
+	select {
+	case <-lease.Done():
+	case <-time.After(2 * ttl):
+		t.Fatal("the lease did not end at its TTL")
+	}
+	require.ErrorIs(t, <-refreshed, lock.ErrNotHeld)
+	require.ErrorIs(t, lease.Release(context.Background()), lock.ErrNotHeld)
+	select {
+	case <-failed.seen: // one attempt of the clean-up ran out without a quorum
+	case <-time.After(time.Minute):
+		t.Fatal("the clean-up never reported a failed attempt")
+	}
+
+	healing := time.Now()
+	_, err = c.RestartAll()
+	require.NoError(t, err)
+	c.Leader()
+	probe, err := c.NewLocker(context.Background(), 1)
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, probe.Close()) }()
+	for {
+		info, err := probe.Inspect(ctx, "late-refresh")
+		if err == nil && !info.Held {
+			break
+		}
+		// The store's own expiry comes no earlier than a TTL after the new
+		// leader's election: free before that means the release landed.
+		require.Less(t, time.Since(healing), ttl, "the ended lease is still held in the store (last: %+v, %v)", info, err)
+		<-time.After(20 * time.Millisecond)
+	}
+}
+
+// logWatch is a slog.Handler that closes seen at the first record whose
+// message starts with match.
+type logWatch struct {
+	match string
+	seen  chan struct{}
+	once  sync.Once
+}
+
+func (w *logWatch) Enabled(context.Context, slog.Level) bool { return true }
+func (w *logWatch) WithAttrs([]slog.Attr) slog.Handler       { return w }
+func (w *logWatch) WithGroup(string) slog.Handler            { return w }
+func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, w.match) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return nil
+}
