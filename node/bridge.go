@@ -60,10 +60,15 @@ type bridge struct {
 	bump     chan struct{} // closed and replaced whenever applied grows
 	sink     func([]fsm.Event)
 	restore  func(*fsm.State) // called after Restore, holding mu
+	// halted is why the bridge stopped applying: an entry it cannot apply.
+	// From then on it applies nothing and takes no snapshot; onHalt (called
+	// once, holding mu, must not block) stops the node.
+	halted error
+	onHalt func(error)
 }
 
-func newBridge(sink func([]fsm.Event), restored func(*fsm.State)) *bridge {
-	return &bridge{state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored}
+func newBridge(sink func([]fsm.Event), restored func(*fsm.State), onHalt func(error)) *bridge {
+	return &bridge{state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored, onHalt: onHalt}
 }
 
 // entryResult is the response of one log entry: what the raft.ApplyFuture
@@ -75,22 +80,24 @@ type entryResult struct {
 // ApplyBatch implements raft.BatchingFSM.
 //
 // A command that cannot be decoded, or that this version does not know and
-// is not ignorable, panics: a replica that skipped an entry its peers
-// applied would diverge silently, which is worse than stopping.
+// is not ignorable, halts the bridge: that entry and every later one stay
+// unapplied (their responses nil) and the node stops (DESIGN.md, "Versions
+// and rolling upgrades"). A replica that skipped an entry its peers applied
+// would diverge silently, which is worse than stopping.
 func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	var events []fsm.Event
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for i, l := range logs {
+		if b.halted != nil {
+			break
+		}
 		if l.Type == raft.LogCommand {
-			cmd, err := fsm.Decode(l.Data)
+			res, evs, err := b.apply(l)
 			if err != nil {
-				panic(fmt.Sprintf("quorumlock: log entry %d: %v", l.Index, err))
-			}
-			res, evs, err := b.state.Apply(l.Index, cmd)
-			if err != nil {
-				panic(fmt.Sprintf("quorumlock: log entry %d: %v (written by a newer version?)", l.Index, err))
+				b.halt(err)
+				break
 			}
 			events = append(events, evs...)
 			out[i] = entryResult{res: res}
@@ -103,6 +110,26 @@ func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
 	close(b.bump)
 	b.bump = make(chan struct{})
 	return out
+}
+
+// apply decodes and applies one command entry; mu held.
+func (b *bridge) apply(l *raft.Log) (*fsmpb.Result, []fsm.Event, error) {
+	cmd, err := fsm.Decode(l.Data)
+	if err == nil {
+		var res *fsmpb.Result
+		var evs []fsm.Event
+		if res, evs, err = b.state.Apply(l.Index, cmd); err == nil {
+			return res, evs, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("log entry %d cannot be applied by this build (protocol %d): %w; "+
+		"it was written by a newer version or the log is corrupt: upgrade this node and restart it", l.Index, fsm.Protocol, err)
+}
+
+// halt stops applying for good; mu held.
+func (b *bridge) halt(err error) {
+	b.halted = err
+	b.onHalt(err)
 }
 
 // Apply implements raft.FSM for completeness; raft uses ApplyBatch.
@@ -146,6 +173,10 @@ func (b *bridge) read(fn func(*fsm.State)) {
 func (b *bridge) Snapshot() (raft.FSMSnapshot, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	if b.halted != nil {
+		// raft would record the refused entries as covered by it.
+		return nil, fmt.Errorf("node: no snapshot after a halt: %w", b.halted)
+	}
 	data, err := b.state.Snapshot()
 	if err != nil {
 		return nil, err
@@ -171,6 +202,9 @@ func (b *bridge) Restore(rc io.ReadCloser) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.halted != nil {
+		return fmt.Errorf("node: no restore after a halt: %w", b.halted)
+	}
 	b.state = st
 	b.applied = binary.BigEndian.Uint64(data[:8])
 	b.restores++

@@ -108,3 +108,10 @@ func LogCommands(n *Node) ([]*fsmpb.Command, error) {
 	}
 	return cmds, nil
 }
+
+// PlayProtocol makes n announce protocol v and believe that each command
+// needs the protocol needs returns: a build older or newer than this one.
+func PlayProtocol(n *Node, v int, needs func(*fsmpb.Command) int) {
+	n.protocol.Store(int32(v))
+	n.needs.Store(&needs)
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
@@ -24,10 +25,16 @@ type Node struct {
 	// commitMu is held for reading by every raft.Apply until its future
 	// answers, and for writing around raft.Shutdown: Raft drops futures
 	// that are in flight at Shutdown (see DESIGN.md, hashicorp/raft#498).
-	commitMu   sync.RWMutex
-	log        *slog.Logger
-	raft       *raft.Raft
-	logs       raft.LogStore // raft's; read only by tests (export_test.go)
+	commitMu sync.RWMutex
+	log      *slog.Logger
+	raft     *raft.Raft
+	logs     raft.LogStore // raft's; read only by tests (export_test.go)
+	// protocol is what this node announces and applies (fsm.Protocol);
+	// needs is fsm.Needs. Both are fields so tests can play an older or
+	// newer build (export_test.go).
+	protocol   atomic.Int32
+	needs      atomic.Pointer[func(*fsmpb.Command) int]
+	peers      protocols // leader: what each member announced (version.go)
 	bridge     *bridge
 	exp        *expirer
 	trans      *transport.Transport // nil for a single node without network
@@ -95,7 +102,10 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stop = n.ctx.Done()
-	n.bridge = newBridge(n.dispatch, n.reconcile)
+	n.protocol.Store(fsm.Protocol)
+	needs := fsm.Needs
+	n.needs.Store(&needs)
+	n.bridge = newBridge(n.dispatch, n.reconcile, n.halt)
 	fail := func(err error) (*Node, error) {
 		_ = n.shutdown(false)
 		return nil, err

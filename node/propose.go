@@ -29,7 +29,8 @@ var (
 	errAmbiguous = errors.New("node: outcome unknown")
 	// errNotLeader is the retryable "ask someone else" of one attempt.
 	errNotLeader = errors.New("node: not the leader")
-	// errFatal marks errors that no retry can fix (a malformed request).
+	// errFatal marks errors that no retry can fix (a malformed request, a
+	// limit, an unsupported command).
 	errFatal = errors.New("node: rejected")
 	// errBehind marks an attempt the store answered (committed, or gave a
 	// read index) but that ctx ended while this node was applying up to
@@ -171,6 +172,9 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Res
 		return nil, 0, fmt.Errorf("%w: %w", errFatal, err) // never enters the log
 	}
 	if err := n.admit(cmd); err != nil {
+		return nil, 0, err
+	}
+	if err := n.supported(cmd); err != nil {
 		return nil, 0, err
 	}
 	data, err := fsm.Encode(cmd)

@@ -73,6 +73,7 @@ func (n *Node) callAt(ctx context.Context, addr string, req *nodepb.Request) (*n
 	if dl, ok := ctx.Deadline(); ok {
 		req.TimeoutNs = int64(time.Until(dl))
 	}
+	req.Protocol, req.From = uint32(n.protocol.Load()), n.cfg.ID
 	payload, err := proto.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errFatal, err)
@@ -127,6 +128,7 @@ func (n *Node) handleRPC(ctx context.Context, payload []byte) ([]byte, error) {
 	if err := proto.Unmarshal(payload, req); err != nil {
 		resp = &nodepb.Response{Status: nodepb.Status_STATUS_INVALID, Message: err.Error()}
 	} else {
+		n.peers.heard(req.GetFrom(), req.GetProtocol())
 		if t := req.GetTimeoutNs(); t > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, time.Duration(t))

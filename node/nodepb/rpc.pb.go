@@ -94,6 +94,11 @@ type Request struct {
 	// Time the caller still waits, so the serving node does not work for a
 	// caller that has given up.
 	TimeoutNs int64 `protobuf:"varint,1,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	// The sender's protocol (fsm.Protocol; 0 from a build before this field
+	// counts as 1) and member ID: the leader proposes a command only once
+	// every voter speaks its protocol.
+	Protocol uint32 `protobuf:"varint,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	From     string `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
 	//	*Request_Propose
@@ -141,6 +146,20 @@ func (x *Request) GetTimeoutNs() int64 {
 		return x.TimeoutNs
 	}
 	return 0
+}
+
+func (x *Request) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
+func (x *Request) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
 }
 
 func (x *Request) GetOp() isRequest_Op {
@@ -561,10 +580,12 @@ var File_node_nodepb_rpc_proto protoreflect.FileDescriptor
 
 const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\n" +
-	"\x15node/nodepb/rpc.proto\x12\x12quorumlock.node.v1\x1a\x13fsm/fsmpb/fsm.proto\"\xcd\x02\n" +
+	"\x15node/nodepb/rpc.proto\x12\x12quorumlock.node.v1\x1a\x13fsm/fsmpb/fsm.proto\"\xfd\x02\n" +
 	"\aRequest\x12\x1d\n" +
 	"\n" +
-	"timeout_ns\x18\x01 \x01(\x03R\ttimeoutNs\x127\n" +
+	"timeout_ns\x18\x01 \x01(\x03R\ttimeoutNs\x12\x1a\n" +
+	"\bprotocol\x18\x02 \x01(\rR\bprotocol\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x127\n" +
 	"\apropose\x18\n" +
 	" \x01(\v2\x1b.quorumlock.node.v1.ProposeH\x00R\apropose\x12>\n" +
 	"\n" +

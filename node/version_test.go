@@ -1,0 +1,65 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// TestNode_StopsOnEntryItCannotApply: a committed entry this build does not
+// know (a newer version's command) stops the node instead of panicking the
+// application: its leases end with ErrLost and its Lockers are closed.
+func TestNode_StopsOnEntryItCannotApply(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	held, err := n.Acquire(ctx, "x")
+	require.NoError(t, err)
+
+	unknown, err := fsm.Encode(&fsmpb.Command{}) // what a newer leader might write
+	require.NoError(t, err)
+	_, _ = n.commit(unknown, time.Second) // bypasses the door on purpose
+
+	select {
+	case <-held.Done():
+	case <-ctx.Done():
+		t.Fatal("the node went on after an entry it cannot apply")
+	}
+	assert.ErrorIs(t, held.Err(), lock.ErrLost)
+	waitFor(t, func() bool {
+		_, err := n.NewLocker(ctx)
+		return errors.Is(err, lock.ErrClosed)
+	})
+}
+
+// TestNode_ProposesOnlyWhatEveryVoterSpeaks: a single node playing an old
+// build (protocol 1) refuses a command that needs protocol 2, before the
+// log; once it speaks 2 the command goes through.
+func TestNode_ProposesOnlyWhatEveryVoterSpeaks(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	needs := func(cmd *fsmpb.Command) int {
+		if cmd.GetAcquire() != nil {
+			return 2
+		}
+		return 1
+	}
+	PlayProtocol(n, 1, needs)
+	_, err := n.TryAcquire(ctx, "x")
+	require.ErrorIs(t, err, ErrUnsupported)
+	info, err := n.Inspect(ctx, "x")
+	require.NoError(t, err)
+	assert.False(t, info.Held)
+
+	PlayProtocol(n, 2, needs)
+	l, err := n.TryAcquire(context.Background(), "x")
+	require.NoError(t, err)
+	require.NoError(t, l.Release(ctx))
+}
