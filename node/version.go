@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
@@ -21,8 +22,12 @@ type protocols struct {
 	seen map[string]int
 }
 
+// maxHeard bounds the members protocols remembers: from is whatever the
+// sender claims, and a stranger must not grow the map without bound.
+const maxHeard = 4096
+
 func (p *protocols) heard(from string, protocol uint32) {
-	if from == "" {
+	if from == "" || len(from) > fsm.MaxNodeIDLen {
 		return
 	}
 	p.mu.Lock()
@@ -30,7 +35,10 @@ func (p *protocols) heard(from string, protocol uint32) {
 	if p.seen == nil {
 		p.seen = map[string]int{}
 	}
-	p.seen[from] = max(int(protocol), 1)
+	if _, known := p.seen[from]; !known && len(p.seen) >= maxHeard {
+		return
+	}
+	p.seen[from] = int(min(max(protocol, 1), 1<<16))
 }
 
 func (p *protocols) of(id string) int {

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +64,21 @@ func TestNode_ProposesOnlyWhatEveryVoterSpeaks(t *testing.T) {
 	l, err := n.TryAcquire(context.Background(), "x")
 	require.NoError(t, err)
 	require.NoError(t, l.Release(ctx))
+}
+
+// TestProtocols_BoundedByStrangers: the IDs a stranger claims cannot grow
+// the leader's table without bound, and a member already known is still
+// updated when it is full.
+func TestProtocols_BoundedByStrangers(t *testing.T) {
+	var p protocols
+	p.heard("n1", 1)
+	for i := range 2 * maxHeard {
+		p.heard(fmt.Sprintf("stranger-%d", i), 7)
+	}
+	assert.Len(t, p.seen, maxHeard)
+	p.heard("n1", 2)
+	assert.Equal(t, 2, p.of("n1"))
+	assert.Equal(t, 1, p.of("unheard"), "a member not heard from counts as the oldest protocol")
+	p.heard(strings.Repeat("x", 300), 5)
+	assert.Equal(t, 1, p.of(strings.Repeat("x", 300)), "an ID no member can have is not recorded")
 }
