@@ -171,6 +171,7 @@ type conn struct {
 	raw     net.Conn
 	once    sync.Once
 	onClose func()                    // set before the conn is shared
+	peer    string                    // the peer's member ID; "" without TLS or key
 	layer   atomic.Pointer[raftLayer] // the Raft layer that owns it, if any
 }
 
@@ -269,6 +270,13 @@ func (t *Transport) handshake(c *conn) {
 		}
 		c.Conn = tc
 	}
+	peer, err := t.authenticate(c.Conn, true)
+	if err != nil {
+		endPending()
+		t.authFailed(c, remote, err)
+		return
+	}
+	c.peer = peer
 	var b [1]byte
 	if _, err := io.ReadFull(c.Conn, b[:]); err != nil {
 		endPending()
@@ -341,6 +349,11 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte) (*conn, e
 		}
 		nc = tc
 	}
+	peer, err := t.authenticateDialled(ctx, nc)
+	if err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetWriteDeadline(dl)
 	}
@@ -352,5 +365,7 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte) (*conn, e
 		_ = raw.Close()
 		return nil, err
 	}
-	return newConn(nc, raw, nil), nil
+	c := newConn(nc, raw, nil)
+	c.peer = peer
+	return c, nil
 }
