@@ -255,3 +255,11 @@ func enforceClientAuth(get func(*tls.ClientHelloInfo) (*tls.Config, error), base
 		return cfg, nil
 	}
 }
+
+// HasDialled reports whether this Transport has dialled (for RPC or Raft)
+// a server that authenticated as member id. Always false without TLS or
+// a ClusterKey.
+func (t *Transport) HasDialled(id string) bool {
+	_, ok := t.dialled.Load(id)
+	return ok
+}

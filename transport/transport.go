@@ -42,6 +42,8 @@ type Transport struct {
 
 	raftq chan *conn // hand-off from handshakes to a Raft layer's Accept
 
+	dialled sync.Map // member IDs of the servers dialled (HasDialled)
+
 	st counters
 }
 
@@ -367,5 +369,8 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte) (*conn, e
 	}
 	c := newConn(nc, raw, nil)
 	c.peer = peer
+	if peer != "" {
+		t.dialled.Store(peer, struct{}{})
+	}
 	return c, nil
 }
