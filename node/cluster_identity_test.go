@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"crypto/rand"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -255,4 +256,36 @@ func silentListener(t *testing.T) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// TestCluster_RaftDialChecksWhoAnswers: a node dialling a Raft peer hangs
+// up, before sending anything, on a server that authenticates as another
+// member than the configuration names at that address.
+func TestCluster_RaftDialChecksWhoAnswers(t *testing.T) {
+	key := clusterKey(t)
+	impostor := rogueTransport(t, transport.Config{ID: "evil", ClusterKey: key})
+	layer := impostor.Raft()
+	defer func() { _ = layer.Close() }()
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := node.New(node.Config{ID: "a", Addr: "127.0.0.1:0", ClusterKey: key, StartTimeout: 3 * time.Second,
+			Peers: []node.Peer{{ID: "a"}, {ID: "b", Addr: impostor.Addr()}}})
+		done <- err
+	}()
+
+	c, err := layer.Accept() // a campaigns and dials "b"
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+	got, err := io.ReadAll(c)
+	assert.NoError(t, err, "a closed the connection")
+	assert.Empty(t, got, "a sent Raft bytes to a server that is not b")
+	_ = c.Close()
+
+	select {
+	case err := <-done:
+		assert.Error(t, err, "a has no quorum")
+	case <-time.After(time.Minute):
+		t.Fatal("New did not give up")
+	}
 }
