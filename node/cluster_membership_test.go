@@ -20,14 +20,15 @@ import (
 // transfer under load, non-voters, Leave and RemoveServer.
 
 // startFounders starts a cluster whose nodes, with these IDs, all found it
-// (Config.Peers); tlsFor, if set, gives node i's TLS config.
-func startFounders(t *testing.T, ids []string, tlsFor func(i int) *tls.Config) *testcluster.Cluster {
+// (Config.Peers); tlsFor, if set, gives the TLS config of the node with
+// that ID.
+func startFounders(t *testing.T, ids []string, tlsFor func(id string) *tls.Config) *testcluster.Cluster {
 	t.Helper()
 	return testcluster.Start(t, testcluster.Options{Size: len(ids), Peers: true, Edit: func(i int, cfg *node.Config) {
 		cfg.ID = ids[i]
 		cfg.StartTimeout = 20 * time.Second
 		if tlsFor != nil {
-			cfg.TLS = tlsFor(i)
+			cfg.TLS = tlsFor(ids[i])
 		}
 	}})
 }

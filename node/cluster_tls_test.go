@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"net/url"
 	"testing"
 	"time"
 
@@ -16,13 +17,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/node"
+	"github.com/quorumlock/quorumlock/transport"
 )
 
 func TestCluster_TLS(t *testing.T) {
 	ctx := clusterCtx(t)
 	ca := newTestCA(t)
 	other := newTestCA(t)
-	c := startFounders(t, []string{"a", "b", "c"}, func(int) *tls.Config { return ca.config(t) })
+	c := startFounders(t, []string{"a", "b", "c"}, func(id string) *tls.Config { return ca.config(t, id) })
 	l, err := c.Node(1).Acquire(ctx, "tls")
 	require.NoError(t, err)
 	require.NoError(t, l.Release(ctx))
@@ -32,7 +34,7 @@ func TestCluster_TLS(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ln.Close() }) // harmless after the node closed it
-	_, err = node.New(node.Config{ID: "rogue", Listener: ln, Join: c.Node(0).Addr(), TLS: other.config(t), StartTimeout: 2 * time.Second})
+	_, err = node.New(node.Config{ID: "rogue", Listener: ln, Join: c.Node(0).Addr(), TLS: other.config(t, "rogue"), StartTimeout: 2 * time.Second})
 	assert.Error(t, err)
 	members, err := c.Node(0).Members()
 	require.NoError(t, err)
@@ -69,8 +71,8 @@ func newTestCA(t *testing.T) *testCA {
 }
 
 // config returns a mutual-TLS config with a fresh certificate for
-// 127.0.0.1, usable for both serving and dialling.
-func (ca *testCA) config(t *testing.T) *tls.Config {
+// 127.0.0.1 naming member id, usable for both serving and dialling.
+func (ca *testCA) config(t *testing.T, id string) *tls.Config {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -80,6 +82,7 @@ func (ca *testCA) config(t *testing.T) *tls.Config {
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		URIs:        []*url.URL{transport.MemberURI(id)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	require.NoError(t, err)

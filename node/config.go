@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,6 +96,19 @@ type Config struct {
 	// against its CAs. Without TLS the cluster port must sit on a trusted
 	// network: anyone who can reach it can speak Raft.
 	TLS *tls.Config
+
+	// Peer identity (DESIGN.md, "Peer identity"). With TLS, every node's
+	// certificate must name its ID (a URI SAN transport.MemberURI(ID),
+	// quorumlock://member/<ID>) unless VerifyPeer maps a verified chain to
+	// an ID another way. ClusterKey (at least transport.MinClusterKeyLen
+	// bytes, the same on every node) authenticates peers without a PKI;
+	// without TLS it neither encrypts nor protects connections after the
+	// handshake. With either, only a member may propose, remove or speak
+	// Raft, and a node may join only as itself; AllowJoin, if set, further
+	// decides which IDs may join (it needs TLS or ClusterKey).
+	ClusterKey []byte
+	VerifyPeer func(chain []*x509.Certificate) (id string, err error)
+	AllowJoin  func(id string) bool
 
 	// Timing selects the Raft timers of a cluster node.
 	Timing Timing
@@ -218,8 +232,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if !c.clustered() {
-		if len(c.Peers) > 0 || c.Join != "" || c.TLS != nil || c.AdvertiseAddr != "" || c.NonVoter || c.Dial != nil {
-			return bad("Peers, Join, TLS, AdvertiseAddr, NonVoter and Dial need Addr or Listener")
+		if len(c.Peers) > 0 || c.Join != "" || c.TLS != nil || c.AdvertiseAddr != "" || c.NonVoter || c.Dial != nil ||
+			c.ClusterKey != nil || c.VerifyPeer != nil || c.AllowJoin != nil {
+			return bad("Peers, Join, TLS, ClusterKey, VerifyPeer, AllowJoin, AdvertiseAddr, NonVoter and Dial need Addr or Listener")
 		}
 		return c, nil
 	}
@@ -230,6 +245,9 @@ func (c Config) withDefaults() (Config, error) {
 		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 			return bad("Addr %q: %v", c.Addr, err)
 		}
+	}
+	if c.AllowJoin != nil && c.TLS == nil && c.ClusterKey == nil {
+		return bad("AllowJoin needs an identity: TLS or ClusterKey")
 	}
 	if len(c.Peers) > 0 && c.Join != "" {
 		return bad("Peers and Join are exclusive")

@@ -82,6 +82,9 @@ func (n *Node) openTransport(logger hclog.Logger) (raft.Transport, error) {
 		Listener:      n.cfg.Listener,
 		Dial:          n.cfg.Dial,
 		TLS:           n.cfg.TLS,
+		ID:            n.cfg.ID,
+		ClusterKey:    n.cfg.ClusterKey,
+		VerifyPeer:    n.cfg.VerifyPeer,
 		Handler:       transport.HandlerFunc(n.handleRPC),
 		Logger:        n.log,
 	})
@@ -92,7 +95,7 @@ func (n *Node) openTransport(logger hclog.Logger) (raft.Transport, error) {
 	n.closers = append(n.closers, tr.Close)
 	n.addr = tr.Addr()
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  tr.Raft(),
+		Stream:  &memberStream{StreamLayer: tr.Raft(), n: n},
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  logger,

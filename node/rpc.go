@@ -128,7 +128,7 @@ func (n *Node) handleRPC(ctx context.Context, payload []byte) ([]byte, error) {
 	if err := proto.Unmarshal(payload, req); err != nil {
 		resp = &nodepb.Response{Status: nodepb.Status_STATUS_INVALID, Message: err.Error()}
 	} else {
-		n.peers.heard(req.GetFrom(), req.GetProtocol())
+		n.peers.heard(sender(ctx, req), req.GetProtocol())
 		if t := req.GetTimeoutNs(); t > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, time.Duration(t))
@@ -154,6 +154,9 @@ func (n *Node) serve(ctx context.Context, req *nodepb.Request) *nodepb.Response 
 	}
 	if _, ok := req.GetOp().(*nodepb.Request_Join); !ok && n.raft.State() != raft.Leader {
 		return n.notLeader()
+	}
+	if resp := n.authorize(ctx, req); resp != nil {
+		return resp
 	}
 	switch op := req.GetOp().(type) {
 	case *nodepb.Request_Propose:

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -61,6 +62,21 @@ type Config struct {
 	// presents Certificates. See DESIGN.md. Without TLS there is no
 	// authentication: the port must sit on a trusted network.
 	TLS *tls.Config
+
+	// ID is this node's member ID, claimed in the cluster-key exchange
+	// (required with ClusterKey) and, with TLS, checked against the
+	// member its own certificate names. See DESIGN.md, "Peer identity".
+	ID string
+	// ClusterKey, when set (at least MinClusterKeyLen bytes, the same on
+	// every node), makes every connection start with a mutual HMAC
+	// challenge–response: peers without the key are refused before any
+	// protocol byte. Without TLS it authenticates, but neither encrypts
+	// nor protects the connection afterwards.
+	ClusterKey []byte
+	// VerifyPeer, with TLS, maps a peer's verified certificate chain (leaf
+	// first) to its member ID, or refuses it. Default MemberIDFromChain:
+	// the leaf's URI SAN quorumlock://member/<ID> (MemberURI).
+	VerifyPeer func(chain []*x509.Certificate) (id string, err error)
 
 	// Handler serves incoming RPC requests. Nil answers every request with
 	// a RemoteError.
@@ -171,6 +187,9 @@ func (c Config) withDefaults() (Config, error) {
 		if err := checkTLS(c.TLS); err != nil {
 			return c, err
 		}
+	}
+	if err := c.checkIdentity(); err != nil {
+		return c, err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

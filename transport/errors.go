@@ -27,6 +27,10 @@ var (
 	// ErrProtocol: a peer sent malformed frames; the connection was closed.
 	// Seen wrapped inside ErrConnLost and in logs.
 	ErrProtocol = errors.New("transport: protocol violation")
+	// ErrUnauthenticated: the peer did not prove a member identity (its
+	// certificate names no member, VerifyPeer refused it, or the
+	// cluster-key exchange failed). Inside ErrUnreachable for a dial.
+	ErrUnauthenticated = errors.New("transport: peer not authenticated")
 
 	// errNoHandler answers requests when Config.Handler is nil (the caller
 	// sees its message in a RemoteError).

@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,8 +138,10 @@ func newCA(t testing.TB, name string) *testCA {
 	return &testCA{cert: cert, key: key, pool: pool}
 }
 
-// issue makes a node certificate valid for 127.0.0.1 as server and client.
-func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
+// issue makes a node certificate valid for 127.0.0.1 as server and client
+// that names member name (a URI SAN, transport.MemberURI). edits, if any,
+// change the template before it is signed.
+func (ca *testCA) issue(t testing.TB, name string, edits ...func(*x509.Certificate)) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
@@ -151,6 +154,10 @@ func (ca *testCA) issue(t testing.TB, name string) tls.Certificate {
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:     []string{name},
+		URIs:         []*url.URL{transport.MemberURI(name)},
+	}
+	for _, edit := range edits {
+		edit(tmpl)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	require.NoError(t, err)

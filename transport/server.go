@@ -42,7 +42,7 @@ type serverConn struct {
 // serveRPC serves c until it fails or the Transport closes. It runs in a
 // spawned goroutine (the handshake's).
 func (t *Transport) serveRPC(c *conn) {
-	ctx, cancel := context.WithCancel(t.ctx)
+	ctx, cancel := context.WithCancel(withPeerID(t.ctx, c.peer))
 	defer cancel() // ends every handler's ctx on this connection
 	sc := &serverConn{
 		wire:   newWire(t, c),

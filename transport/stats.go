@@ -12,6 +12,7 @@ type Stats struct {
 	HandshakeTimeouts  uint64 // no TLS handshake + protocol byte within HandshakeTimeout
 	TLSFailures        uint64 // TLS handshake failed: no or untrusted certificate, not TLS
 	BadFirstBytes      uint64 // unknown protocol byte
+	AuthFailures       uint64 // peer proved no member identity (certificate, VerifyPeer, cluster key)
 	RaftConnsAccepted  uint64 // connections that selected Raft
 	RaftQueueTimeouts  uint64 // Raft connections no Raft layer accepted in time
 	RPCConnsAccepted   uint64 // connections that selected RPC
@@ -39,7 +40,7 @@ type Stats struct {
 type counters struct {
 	connsAccepted, connsRejected, handshakesRejected, handshakeTimeouts atomic.Uint64
 	tlsFailures, badFirstBytes, raftConnsAccepted, raftQueueTimeouts    atomic.Uint64
-	rpcConnsAccepted                                                    atomic.Uint64
+	rpcConnsAccepted, authFailures                                      atomic.Uint64
 	activeConns, pendingHandshakes                                      atomic.Int64
 	requestsServed, requestsBusy, requestsCanceled                      atomic.Uint64
 	framesRejected, protocolErrors                                      atomic.Uint64
@@ -58,6 +59,7 @@ func (t *Transport) Stats() Stats {
 		HandshakeTimeouts:  s.handshakeTimeouts.Load(),
 		TLSFailures:        s.tlsFailures.Load(),
 		BadFirstBytes:      s.badFirstBytes.Load(),
+		AuthFailures:       s.authFailures.Load(),
 		RaftConnsAccepted:  s.raftConnsAccepted.Load(),
 		RaftQueueTimeouts:  s.raftQueueTimeouts.Load(),
 		RPCConnsAccepted:   s.rpcConnsAccepted.Load(),

@@ -32,6 +32,9 @@ func serverTLS(base *tls.Config) *tls.Config {
 	if c.MinVersion == 0 {
 		c.MinVersion = tls.VersionTLS13
 	}
+	if c.GetConfigForClient != nil {
+		c.GetConfigForClient = enforceClientAuth(c.GetConfigForClient, c)
+	}
 	return c
 }
 

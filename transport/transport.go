@@ -42,6 +42,8 @@ type Transport struct {
 
 	raftq chan *conn // hand-off from handshakes to a Raft layer's Accept
 
+	dialled sync.Map // member IDs of the servers dialled (HasDialled)
+
 	st counters
 }
 
@@ -171,6 +173,7 @@ type conn struct {
 	raw     net.Conn
 	once    sync.Once
 	onClose func()                    // set before the conn is shared
+	peer    string                    // the peer's member ID; "" without TLS or key
 	layer   atomic.Pointer[raftLayer] // the Raft layer that owns it, if any
 }
 
@@ -269,6 +272,13 @@ func (t *Transport) handshake(c *conn) {
 		}
 		c.Conn = tc
 	}
+	peer, err := t.authenticate(c.Conn, true)
+	if err != nil {
+		endPending()
+		t.authFailed(c, remote, err)
+		return
+	}
+	c.peer = peer
 	var b [1]byte
 	if _, err := io.ReadFull(c.Conn, b[:]); err != nil {
 		endPending()
@@ -341,6 +351,11 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte) (*conn, e
 		}
 		nc = tc
 	}
+	peer, err := t.authenticateDialled(ctx, nc)
+	if err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = nc.SetWriteDeadline(dl)
 	}
@@ -352,5 +367,10 @@ func (t *Transport) dial(ctx context.Context, addr string, proto byte) (*conn, e
 		_ = raw.Close()
 		return nil, err
 	}
-	return newConn(nc, raw, nil), nil
+	c := newConn(nc, raw, nil)
+	c.peer = peer
+	if peer != "" {
+		t.dialled.Store(peer, struct{}{})
+	}
+	return c, nil
 }
