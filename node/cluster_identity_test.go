@@ -41,7 +41,7 @@ func TestCluster_IdentityTLS(t *testing.T) {
 
 	t.Run("joins as another ID", func(t *testing.T) {
 		resp := call(t, evil, c.Addr(leader), &nodepb.Request{Op: &nodepb.Request_Join{Join: &nodepb.Join{Id: "n9", Addr: evil.Addr(), Voter: true}}})
-		assert.Equal(t, nodepb.Status_STATUS_ERROR, resp.GetStatus())
+		assert.Equal(t, nodepb.Status_STATUS_DENIED, resp.GetStatus())
 		assert.Contains(t, resp.GetMessage(), "asks to join as")
 		// A node whose Config.ID is not what its certificate names (only
 		// a VerifyPeer lets it start) is refused too: its requests say
@@ -56,7 +56,7 @@ func TestCluster_IdentityTLS(t *testing.T) {
 	})
 	t.Run("propose", func(t *testing.T) {
 		resp := forwardOpenSession(t, evil, c.Addr(leader))
-		assert.Equal(t, nodepb.Status_STATUS_ERROR, resp.GetStatus())
+		assert.Equal(t, nodepb.Status_STATUS_DENIED, resp.GetStatus())
 		assert.Contains(t, resp.GetMessage(), "not a member")
 	})
 	t.Run("raft", func(t *testing.T) {
@@ -95,11 +95,11 @@ func TestCluster_IdentityClusterKey(t *testing.T) {
 	t.Run("key holder that is not a member", func(t *testing.T) {
 		evil := rogueTransport(t, transport.Config{ID: "evil", ClusterKey: key})
 		resp := forwardOpenSession(t, evil, c.Addr(leader))
-		assert.Equal(t, nodepb.Status_STATUS_ERROR, resp.GetStatus())
+		assert.Equal(t, nodepb.Status_STATUS_DENIED, resp.GetStatus())
 		assert.Contains(t, resp.GetMessage(), "not a member")
 
 		resp = call(t, evil, c.Addr(leader), &nodepb.Request{Op: &nodepb.Request_Join{Join: &nodepb.Join{Id: "n9", Addr: evil.Addr(), Voter: true}}})
-		assert.Equal(t, nodepb.Status_STATUS_ERROR, resp.GetStatus())
+		assert.Equal(t, nodepb.Status_STATUS_DENIED, resp.GetStatus())
 		assert.Contains(t, resp.GetMessage(), "asks to join as")
 
 		term := c.Node(leader).Stats().Term

@@ -50,7 +50,7 @@ func (n *Node) authorize(ctx context.Context, req *nodepb.Request) *nodepb.Respo
 	}
 	if err != nil {
 		n.log.Info("request refused", "peer", peer, "op", fmt.Sprintf("%T", req.GetOp()), "error", err)
-		return &nodepb.Response{Status: nodepb.Status_STATUS_ERROR, Message: err.Error()}
+		return &nodepb.Response{Status: nodepb.Status_STATUS_DENIED, Message: err.Error()}
 	}
 	return nil
 }

@@ -94,6 +94,8 @@ func (n *Node) callAt(ctx context.Context, addr string, req *nodepb.Request) (*n
 		return resp, nil
 	case nodepb.Status_STATUS_NOT_LEADER, nodepb.Status_STATUS_CLOSED:
 		return nil, &hintError{addr: resp.GetLeaderAddr(), err: fmt.Errorf("%w: %s says %s", errNotLeader, addr, resp.GetMessage())}
+	case nodepb.Status_STATUS_DENIED:
+		return nil, fmt.Errorf("%w: %w: %s: %s", errFatal, errDenied, addr, resp.GetMessage())
 	case nodepb.Status_STATUS_LIMIT:
 		return nil, fmt.Errorf("%w: %w: %s: %s", errFatal, lock.ErrLimit, addr, resp.GetMessage())
 	case nodepb.Status_STATUS_NO_QUORUM:

@@ -36,6 +36,7 @@ const (
 	Status_STATUS_INVALID     Status = 5 // malformed request
 	Status_STATUS_ERROR       Status = 6 // anything else; see message
 	Status_STATUS_LIMIT       Status = 7 // the command would grow the state past a limit
+	Status_STATUS_DENIED      Status = 8 // the authenticated sender may not make this request
 )
 
 // Enum value maps for Status.
@@ -49,6 +50,7 @@ var (
 		5: "STATUS_INVALID",
 		6: "STATUS_ERROR",
 		7: "STATUS_LIMIT",
+		8: "STATUS_DENIED",
 	}
 	Status_value = map[string]int32{
 		"STATUS_UNSPECIFIED": 0,
@@ -59,6 +61,7 @@ var (
 		"STATUS_INVALID":     5,
 		"STATUS_ERROR":       6,
 		"STATUS_LIMIT":       7,
+		"STATUS_DENIED":      8,
 	}
 )
 
@@ -614,7 +617,7 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x121\n" +
 	"\x06result\x18\x05 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\x12\x14\n" +
 	"\x05index\x18\x06 \x01(\x04R\x05index\x12\x18\n" +
-	"\arenewed\x18\a \x01(\bR\arenewed*\xa7\x01\n" +
+	"\arenewed\x18\a \x01(\bR\arenewed*\xba\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSTATUS_OK\x10\x01\x12\x15\n" +
@@ -623,7 +626,8 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\rSTATUS_CLOSED\x10\x04\x12\x12\n" +
 	"\x0eSTATUS_INVALID\x10\x05\x12\x10\n" +
 	"\fSTATUS_ERROR\x10\x06\x12\x10\n" +
-	"\fSTATUS_LIMIT\x10\aB.Z,github.com/quorumlock/quorumlock/node/nodepbb\x06proto3"
+	"\fSTATUS_LIMIT\x10\a\x12\x11\n" +
+	"\rSTATUS_DENIED\x10\bB.Z,github.com/quorumlock/quorumlock/node/nodepbb\x06proto3"
 
 var (
 	file_node_nodepb_rpc_proto_rawDescOnce sync.Once
