@@ -16,6 +16,7 @@ const (
 	DefaultHandshakeTimeout     = 5 * time.Second
 	DefaultMaxPendingHandshakes = 256
 	DefaultMaxConns             = 1024
+	DefaultMaxConnsPerIP        = 64
 	DefaultMaxFrameSize         = 1536 << 10 // 1.5 MiB
 	DefaultMaxInFlightPerConn   = 1024
 	DefaultConnsPerPeer         = 2
@@ -78,6 +79,10 @@ type Config struct {
 	// MaxConns bounds accepted connections open at once (Raft and RPC);
 	// more are closed at once. Default DefaultMaxConns.
 	MaxConns int
+	// MaxConnsPerIP bounds accepted connections open at once from one
+	// remote IP address; more are closed at once. Default the smaller of
+	// DefaultMaxConnsPerIP and MaxConns; at most MaxConns.
+	MaxConnsPerIP int
 	// MaxFrameSize caps an RPC frame (bytes after its 4-byte length), in
 	// both directions. Must be the same on every node. Default
 	// DefaultMaxFrameSize; between MinFrameSize and MaxFrameSizeLimit.
@@ -149,6 +154,7 @@ func (c Config) withDefaults() (Config, error) {
 	}{
 		{"MaxPendingHandshakes", &c.MaxPendingHandshakes, DefaultMaxPendingHandshakes, 1 << 20},
 		{"MaxConns", &c.MaxConns, DefaultMaxConns, 1 << 20},
+		{"MaxConnsPerIP", &c.MaxConnsPerIP, 0, 1 << 20}, // default derived below
 		{"MaxFrameSize", &c.MaxFrameSize, DefaultMaxFrameSize, MaxFrameSizeLimit},
 		{"MaxInFlightPerConn", &c.MaxInFlightPerConn, DefaultMaxInFlightPerConn, 1 << 20},
 		{"ConnsPerPeer", &c.ConnsPerPeer, DefaultConnsPerPeer, MaxConnsPerPeer},
@@ -166,6 +172,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxFrameSize < MinFrameSize {
 		return c, invalid("MaxFrameSize", "%d below the minimum %d", c.MaxFrameSize, MinFrameSize)
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = min(DefaultMaxConnsPerIP, c.MaxConns)
+	}
+	if c.MaxConnsPerIP > c.MaxConns {
+		return c, invalid("MaxConnsPerIP", "%d above MaxConns %d", c.MaxConnsPerIP, c.MaxConns)
 	}
 	if c.TLS != nil {
 		if err := checkTLS(c.TLS); err != nil {

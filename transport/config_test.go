@@ -36,6 +36,8 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{"negative handshake timeout", transport.Config{HandshakeTimeout: -time.Second}, "HandshakeTimeout"},
 		{"negative pending handshakes", transport.Config{MaxPendingHandshakes: -1}, "MaxPendingHandshakes"},
 		{"negative max conns", transport.Config{MaxConns: -1}, "MaxConns"},
+		{"negative max conns per IP", transport.Config{MaxConnsPerIP: -1}, "MaxConnsPerIP"},
+		{"max conns per IP above max conns", transport.Config{MaxConns: 8, MaxConnsPerIP: 9}, "MaxConnsPerIP"},
 		{"frame size too small", transport.Config{MaxFrameSize: 16}, "MaxFrameSize"},
 		{"frame size too big", transport.Config{MaxFrameSize: 1 << 30}, "MaxFrameSize"},
 		{"negative in flight", transport.Config{MaxInFlightPerConn: -1}, "MaxInFlightPerConn"},

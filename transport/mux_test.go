@@ -164,3 +164,35 @@ func readRawFrame(t testing.TB, c net.Conn) (kind byte, id uint64, body []byte) 
 	require.NoError(t, err)
 	return hdr[4], binary.BigEndian.Uint64(hdr[5:]), body
 }
+
+// Over MaxConnsPerIP from one address, new connections from it are closed
+// at once and counted; connections from another address are served, and
+// a slot freed by a close is usable again.
+func TestMux_MaxConnsPerIP(t *testing.T) {
+	srv := newTransport(t, transport.Config{Handler: echo, MaxConnsPerIP: 2, HandshakeTimeout: waitLimit * 2})
+	cli := newTransport(t, transport.Config{ConnsPerPeer: 1})
+
+	first := rawDialFrom(t, otherHost, srv.Addr())
+	_ = rawDialFrom(t, otherHost, srv.Addr())
+	waitFor(t, "two pending handshakes", func() bool { return srv.Stats().PendingHandshakes == 2 })
+	for i := range 3 {
+		over := rawDialFrom(t, otherHost, srv.Addr())
+		expectClosedByPeer(t, over)
+		waitFor(t, "rejection counted", func() bool { return srv.Stats().ConnsRejectedPerIP == uint64(i+1) })
+	}
+
+	// Another address (the client's, 127.0.0.1) is not affected.
+	got, err := cli.Call(ctxWithLimit(t), srv.Addr(), []byte("other host"))
+	require.NoError(t, err)
+	assert.Equal(t, "other host", string(got))
+
+	// A close frees the address's slot.
+	require.NoError(t, first.Close())
+	waitFor(t, "slot freed", func() bool { return srv.Stats().PendingHandshakes == 1 })
+	_ = rawDialFrom(t, otherHost, srv.Addr())
+	waitFor(t, "accepted again", func() bool { return srv.Stats().PendingHandshakes == 2 })
+	st := srv.Stats()
+	assert.EqualValues(t, 3, st.ConnsRejectedPerIP)
+	assert.EqualValues(t, 0, st.ConnsRejected)
+	assert.EqualValues(t, 0, st.HandshakesRejected)
+}

@@ -8,6 +8,7 @@ type Stats struct {
 	// Listener and handshakes.
 	ConnsAccepted      uint64 // TCP connections accepted
 	ConnsRejected      uint64 // closed at once: MaxConns open
+	ConnsRejectedPerIP uint64 // closed at once: MaxConnsPerIP open from the same address
 	HandshakesRejected uint64 // closed at once: MaxPendingHandshakes in progress
 	HandshakeTimeouts  uint64 // no TLS handshake + protocol byte within HandshakeTimeout
 	TLSFailures        uint64 // TLS handshake failed: no or untrusted certificate, not TLS
@@ -39,7 +40,7 @@ type Stats struct {
 type counters struct {
 	connsAccepted, connsRejected, handshakesRejected, handshakeTimeouts atomic.Uint64
 	tlsFailures, badFirstBytes, raftConnsAccepted, raftQueueTimeouts    atomic.Uint64
-	rpcConnsAccepted                                                    atomic.Uint64
+	rpcConnsAccepted, connsRejectedPerIP                                atomic.Uint64
 	activeConns, pendingHandshakes                                      atomic.Int64
 	requestsServed, requestsBusy, requestsCanceled                      atomic.Uint64
 	framesRejected, protocolErrors                                      atomic.Uint64
@@ -54,6 +55,7 @@ func (t *Transport) Stats() Stats {
 	return Stats{
 		ConnsAccepted:      s.connsAccepted.Load(),
 		ConnsRejected:      s.connsRejected.Load(),
+		ConnsRejectedPerIP: s.connsRejectedPerIP.Load(),
 		HandshakesRejected: s.handshakesRejected.Load(),
 		HandshakeTimeouts:  s.handshakeTimeouts.Load(),
 		TLSFailures:        s.tlsFailures.Load(),
