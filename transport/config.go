@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -19,9 +20,13 @@ const (
 	DefaultMaxConnsPerIP        = 64
 	DefaultMaxFrameSize         = 1536 << 10 // 1.5 MiB
 	DefaultMaxInFlightPerConn   = 1024
-	DefaultConnsPerPeer         = 2
-	DefaultDialTimeout          = 5 * time.Second
-	DefaultIOTimeout            = 10 * time.Second
+	// The byte budgets' defaults are raised to MaxFrameSize (and to the
+	// per-connection budget) when those are larger.
+	DefaultMaxInFlightBytesPerConn = 16 << 20
+	DefaultMaxInFlightBytes        = 128 << 20
+	DefaultConnsPerPeer            = 2
+	DefaultDialTimeout             = 5 * time.Second
+	DefaultIOTimeout               = 10 * time.Second
 
 	// MinFrameSize and MaxFrameSizeLimit bound Config.MaxFrameSize.
 	MinFrameSize      = 1 << 10
@@ -91,6 +96,17 @@ type Config struct {
 	// connection; more requests are answered ErrBusy. Default
 	// DefaultMaxInFlightPerConn.
 	MaxInFlightPerConn int
+	// MaxInFlightBytesPerConn bounds the request payload bytes held by the
+	// running handlers of one incoming connection; a request that would
+	// exceed it is answered ErrBusy. Default the larger of
+	// DefaultMaxInFlightBytesPerConn and MaxFrameSize; at least
+	// MaxFrameSize.
+	MaxInFlightBytesPerConn int
+	// MaxInFlightBytes bounds the request payload bytes held by all running
+	// handlers; a request that would exceed it is answered ErrBusy.
+	// Default the larger of DefaultMaxInFlightBytes and
+	// MaxInFlightBytesPerConn; at least MaxInFlightBytesPerConn.
+	MaxInFlightBytes int
 	// ConnsPerPeer is how many connections Call pools per peer address.
 	// Default DefaultConnsPerPeer; at most MaxConnsPerPeer.
 	ConnsPerPeer int
@@ -157,6 +173,8 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxConnsPerIP", &c.MaxConnsPerIP, 0, 1 << 20}, // default derived below
 		{"MaxFrameSize", &c.MaxFrameSize, DefaultMaxFrameSize, MaxFrameSizeLimit},
 		{"MaxInFlightPerConn", &c.MaxInFlightPerConn, DefaultMaxInFlightPerConn, 1 << 20},
+		{"MaxInFlightBytesPerConn", &c.MaxInFlightBytesPerConn, 0, math.MaxInt}, // default derived below
+		{"MaxInFlightBytes", &c.MaxInFlightBytes, 0, math.MaxInt},               // default derived below
 		{"ConnsPerPeer", &c.ConnsPerPeer, DefaultConnsPerPeer, MaxConnsPerPeer},
 	}
 	for _, n := range ints {
@@ -178,6 +196,20 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxConnsPerIP > c.MaxConns {
 		return c, invalid("MaxConnsPerIP", "%d above MaxConns %d", c.MaxConnsPerIP, c.MaxConns)
+	}
+	if c.MaxInFlightBytesPerConn == 0 {
+		c.MaxInFlightBytesPerConn = max(DefaultMaxInFlightBytesPerConn, c.MaxFrameSize)
+	}
+	if c.MaxInFlightBytesPerConn < c.MaxFrameSize {
+		return c, invalid("MaxInFlightBytesPerConn", "%d below MaxFrameSize %d: a maximal request would never fit",
+			c.MaxInFlightBytesPerConn, c.MaxFrameSize)
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = max(DefaultMaxInFlightBytes, c.MaxInFlightBytesPerConn)
+	}
+	if c.MaxInFlightBytes < c.MaxInFlightBytesPerConn {
+		return c, invalid("MaxInFlightBytes", "%d below MaxInFlightBytesPerConn %d",
+			c.MaxInFlightBytes, c.MaxInFlightBytesPerConn)
 	}
 	if c.TLS != nil {
 		if err := checkTLS(c.TLS); err != nil {

@@ -30,13 +30,15 @@ func (f HandlerFunc) ServeRPC(ctx context.Context, payload []byte) ([]byte, erro
 
 // serverConn serves one incoming RPC connection: the accepting goroutine
 // reads, each request runs in its own goroutine (at most
-// MaxInFlightPerConn), replies go through the wire's writer.
+// MaxInFlightPerConn, holding at most MaxInFlightBytesPerConn of payload),
+// replies go through the wire's writer.
 type serverConn struct {
 	*wire
 	ctx    context.Context // ends with the connection
 	slots  chan struct{}   // semaphore of running handlers
 	mu     sync.Mutex
 	active map[uint64]context.CancelFunc // running, not cancelled by the caller
+	bytes  int                           // payload bytes of the running handlers
 }
 
 // serveRPC serves c until it fails or the Transport closes. It runs in a
@@ -79,8 +81,8 @@ func (sc *serverConn) readLoop() error {
 }
 
 // start runs the handler for request id, or answers busy at once when the
-// connection's handlers are all taken (rather than stop reading, which
-// would also hide cancel frames).
+// connection's handlers are all taken or its payload would exceed a byte
+// budget (rather than stop reading, which would also hide cancel frames).
 func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) error {
 	sc.mu.Lock()
 	if _, dup := sc.active[id]; dup {
@@ -92,6 +94,12 @@ func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) er
 	default:
 		sc.mu.Unlock()
 		sc.t.st.requestsBusy.Add(1)
+		return sc.send(sc.ctx, encodeFrame(kindBusy, id, nil))
+	}
+	if !sc.charge(len(payload)) {
+		<-sc.slots
+		sc.mu.Unlock()
+		sc.t.st.requestsOverBudget.Add(1)
 		return sc.send(sc.ctx, encodeFrame(kindBusy, id, nil))
 	}
 	var (
@@ -107,6 +115,31 @@ func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) er
 	sc.mu.Unlock()
 	sc.t.spawnChild(func() { sc.handle(ctx, cancel, id, payload) })
 	return nil
+}
+
+// charge takes n payload bytes from the connection's budget and the
+// Transport's, or neither if either would be exceeded. sc.mu is held.
+func (sc *serverConn) charge(n int) bool {
+	if sc.bytes+n > sc.t.cfg.MaxInFlightBytesPerConn {
+		return false
+	}
+	limit, held := int64(sc.t.cfg.MaxInFlightBytes), &sc.t.st.inFlightBytes
+	for {
+		cur := held.Load()
+		if cur+int64(n) > limit {
+			return false
+		}
+		if held.CompareAndSwap(cur, cur+int64(n)) {
+			sc.bytes += n
+			return true
+		}
+	}
+}
+
+// uncharge returns what charge took. sc.mu is held.
+func (sc *serverConn) uncharge(n int) {
+	sc.bytes -= n
+	sc.t.st.inFlightBytes.Add(-int64(n))
 }
 
 // cancel ends a running request's ctx; its reply will not be sent.
@@ -134,6 +167,7 @@ func (sc *serverConn) handle(ctx context.Context, cancel context.CancelFunc, id 
 	sc.mu.Lock()
 	_, live := sc.active[id]
 	delete(sc.active, id)
+	sc.uncharge(len(payload))
 	sc.mu.Unlock()
 	// Free the slot before the reply leaves: a caller that has its reply
 	// may send the next request at once and must not find it taken.

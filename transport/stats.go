@@ -20,9 +20,11 @@ type Stats struct {
 	PendingHandshakes  int64  // accepted connections in handshake now
 
 	// RPC server.
-	RequestsServed   uint64 // handler calls whose reply (or error) was sent
-	RequestsBusy     uint64 // requests answered busy (MaxInFlightPerConn)
-	RequestsCanceled uint64 // requests whose caller gave up (cancel frame, deadline) before the reply
+	RequestsServed     uint64 // handler calls whose reply (or error) was sent
+	RequestsBusy       uint64 // requests answered busy (MaxInFlightPerConn)
+	RequestsOverBudget uint64 // requests answered busy (MaxInFlightBytesPerConn or MaxInFlightBytes)
+	RequestsCanceled   uint64 // requests whose caller gave up (cancel frame, deadline) before the reply
+	InFlightBytes      int64  // request payload bytes held by running handlers now
 
 	// Frames received from peers, either side. Each closes the connection.
 	FramesRejected uint64 // length over MaxFrameSize
@@ -42,7 +44,8 @@ type counters struct {
 	tlsFailures, badFirstBytes, raftConnsAccepted, raftQueueTimeouts    atomic.Uint64
 	rpcConnsAccepted, connsRejectedPerIP                                atomic.Uint64
 	activeConns, pendingHandshakes                                      atomic.Int64
-	requestsServed, requestsBusy, requestsCanceled                      atomic.Uint64
+	requestsServed, requestsBusy, requestsOverBudget, requestsCanceled  atomic.Uint64
+	inFlightBytes                                                       atomic.Int64
 	framesRejected, protocolErrors                                      atomic.Uint64
 	dials, dialFailures, connsLost, lateResponses                       atomic.Uint64
 	clientConns, pendingCalls                                           atomic.Int64
@@ -67,7 +70,9 @@ func (t *Transport) Stats() Stats {
 		PendingHandshakes:  s.pendingHandshakes.Load(),
 		RequestsServed:     s.requestsServed.Load(),
 		RequestsBusy:       s.requestsBusy.Load(),
+		RequestsOverBudget: s.requestsOverBudget.Load(),
 		RequestsCanceled:   s.requestsCanceled.Load(),
+		InFlightBytes:      s.inFlightBytes.Load(),
 		FramesRejected:     s.framesRejected.Load(),
 		ProtocolErrors:     s.protocolErrors.Load(),
 		Dials:              s.dials.Load(),
