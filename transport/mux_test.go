@@ -2,6 +2,7 @@ package transport_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -148,7 +149,28 @@ func TestMux_StalledFrameCut(t *testing.T) {
 	_, err := c.Write(append([]byte{transport.MuxRPC}, frame[:20]...))
 	require.NoError(t, err)
 	expectClosedByPeer(t, c)
+	waitFor(t, "timeout counted", func() bool { return srv.Stats().IOTimeouts == 1 })
 	assert.EqualValues(t, 0, srv.Stats().RequestsServed)
+}
+
+// A peer that stops reading stalls the server's writer: after IOTimeout
+// the connection is closed and counted.
+func TestMux_StalledWriteCut(t *testing.T) {
+	const maxFrame = 1 << 20
+	reply := make([]byte, maxFrame-transport.FrameOverhead)
+	srv := newTransport(t, transport.Config{MaxFrameSize: maxFrame, IOTimeout: 200 * time.Millisecond,
+		Handler: transport.HandlerFunc(func(context.Context, []byte) ([]byte, error) { return reply, nil })})
+	c := rawDial(t, srv.Addr())
+	// Far more reply bytes than loopback socket buffers hold; never read.
+	req := []byte{transport.MuxRPC}
+	for id := range uint64(32) {
+		req = append(req, transport.EncodeFrame(transport.KindRequest, id+1, make([]byte, 8))...)
+	}
+	_, err := c.Write(req)
+	require.NoError(t, err)
+	waitFor(t, "write timeout counted", func() bool { return srv.Stats().IOTimeouts == 1 })
+	expectClosedByPeer(t, c)
+	waitFor(t, "connection closed", func() bool { return srv.Stats().ActiveConns == 0 })
 }
 
 func readRawFrame(t testing.TB, c net.Conn) (kind byte, id uint64, body []byte) {

@@ -29,6 +29,7 @@ type Stats struct {
 	// Frames received from peers, either side. Each closes the connection.
 	FramesRejected uint64 // length over MaxFrameSize
 	ProtocolErrors uint64 // malformed frames
+	IOTimeouts     uint64 // a frame not read (once begun) or written within IOTimeout
 
 	// RPC client (Call).
 	Dials         uint64 // connections dialled
@@ -46,7 +47,7 @@ type counters struct {
 	activeConns, pendingHandshakes                                      atomic.Int64
 	requestsServed, requestsBusy, requestsOverBudget, requestsCanceled  atomic.Uint64
 	inFlightBytes                                                       atomic.Int64
-	framesRejected, protocolErrors                                      atomic.Uint64
+	framesRejected, protocolErrors, ioTimeouts                          atomic.Uint64
 	dials, dialFailures, connsLost, lateResponses                       atomic.Uint64
 	clientConns, pendingCalls                                           atomic.Int64
 }
@@ -75,6 +76,7 @@ func (t *Transport) Stats() Stats {
 		InFlightBytes:      s.inFlightBytes.Load(),
 		FramesRejected:     s.framesRejected.Load(),
 		ProtocolErrors:     s.protocolErrors.Load(),
+		IOTimeouts:         s.ioTimeouts.Load(),
 		Dials:              s.dials.Load(),
 		DialFailures:       s.dialFailures.Load(),
 		ClientConns:        s.clientConns.Load(),

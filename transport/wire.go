@@ -93,6 +93,10 @@ func (w *wire) writeLoop() {
 			return
 		}
 		if err := w.writeBatch(bw, f); err != nil {
+			if isTimeout(err) && !w.broken() {
+				w.t.st.ioTimeouts.Add(1)
+				w.t.log.Warn("connection closed: write stalled for IOTimeout", "remote_addr", w.c.RemoteAddr().String())
+			}
 			w.fail(fmt.Errorf("write: %w", err))
 			return
 		}
@@ -166,6 +170,9 @@ func (w *wire) readFailed(err error, side string) {
 		w.t.log.Warn("connection closed: protocol violation", "side", side, "remote_addr", remote, "error", err)
 	case w.broken():
 		// Closed on purpose (Close, a write failure): nothing new to say.
+	case isTimeout(err):
+		w.t.st.ioTimeouts.Add(1)
+		w.t.log.Warn("connection closed: frame not finished within IOTimeout", "side", side, "remote_addr", remote)
 	default:
 		w.t.log.Debug("connection ended", "side", side, "remote_addr", remote, "error", err)
 	}
