@@ -27,6 +27,7 @@ const (
 	DefaultConnsPerPeer            = 2
 	DefaultDialTimeout             = 5 * time.Second
 	DefaultIOTimeout               = 10 * time.Second
+	DefaultIdleTimeout             = 5 * time.Minute
 
 	// MinFrameSize and MaxFrameSizeLimit bound Config.MaxFrameSize.
 	MinFrameSize      = 1 << 10
@@ -116,6 +117,11 @@ type Config struct {
 	// IOTimeout bounds writing one RPC frame, and reading the rest of a
 	// frame once it has started to arrive. Default DefaultIOTimeout.
 	IOTimeout time.Duration
+	// IdleTimeout closes an incoming RPC connection that has had nothing
+	// in flight and received no frame for that long; Call retires its own
+	// pooled connections after half of it. Use the same value on every
+	// node. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 func invalid(field, format string, args ...any) error {
@@ -153,6 +159,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"HandshakeTimeout", &c.HandshakeTimeout, DefaultHandshakeTimeout},
 		{"DialTimeout", &c.DialTimeout, DefaultDialTimeout},
 		{"IOTimeout", &c.IOTimeout, DefaultIOTimeout},
+		{"IdleTimeout", &c.IdleTimeout, DefaultIdleTimeout},
 	}
 	for _, d := range durations {
 		if *d.v < 0 {

@@ -234,6 +234,25 @@ func TestClientConn_LateResponseDropped(t *testing.T) {
 	assert.ErrorIs(t, <-errc, ErrConnLost)
 }
 
+// A call on a connection that was retired as idle sends nothing and
+// returns errIdle, on which Call redials.
+func TestClientConn_RetiredCallNotSent(t *testing.T) {
+	tr, near, peer := newPipeTransport(t, Config{IdleTimeout: 40 * time.Millisecond})
+	c := newClientConn(tr, newConn(near, near, nil), "pipe")
+	require.NoError(t, tr.startClientConn(c))
+	deadline := time.Now().Add(10 * time.Second)
+	for tr.Stats().ConnsRetired != 1 {
+		require.True(t, time.Now().Before(deadline), "connection not retired")
+		runtimeYield()
+	}
+	_, err := c.call(context.Background(), []byte("late"))
+	require.ErrorIs(t, err, errIdle)
+	_ = peer.nc.SetReadDeadline(time.Now().Add(10 * time.Second)) // fails once the near end closed: fine
+	n, _ := io.Copy(io.Discard, peer.nc)
+	assert.Zero(t, n, "nothing was sent")
+	assert.EqualValues(t, 0, tr.Stats().ConnsLost)
+}
+
 // A client that reuses an in-flight request ID breaks the protocol.
 func TestServerConn_DuplicateRequestID(t *testing.T) {
 	release := make(chan struct{})

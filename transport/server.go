@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -39,6 +40,9 @@ type serverConn struct {
 	mu     sync.Mutex
 	active map[uint64]context.CancelFunc // running, not cancelled by the caller
 	bytes  int                           // payload bytes of the running handlers
+	// quietSince is when the last frame arrived or the last handler in
+	// active ended: the start of the idle time once active is empty.
+	quietSince time.Time
 }
 
 // serveRPC serves c until it fails or the Transport closes. It runs in a
@@ -51,15 +55,21 @@ func (t *Transport) serveRPC(c *conn) {
 		ctx:    ctx,
 		slots:  make(chan struct{}, t.cfg.MaxInFlightPerConn),
 		active: make(map[uint64]context.CancelFunc),
+
+		quietSince: time.Now(),
 	}
 	sc.inFlight = func() int { return len(sc.slots) }
 	t.spawnChild(sc.writeLoop)
-	sc.readFailed(sc.readLoop(), "server")
+	err := sc.readLoop()
+	if errors.Is(err, errIdle) {
+		t.st.idleTimeouts.Add(1)
+	}
+	sc.readFailed(err, "server")
 }
 
 func (sc *serverConn) readLoop() error {
 	for {
-		f, err := sc.read()
+		f, err := sc.next(sc.idle)
 		if err != nil {
 			return err
 		}
@@ -80,11 +90,27 @@ func (sc *serverConn) readLoop() error {
 	}
 }
 
+// idle is the server's idleCheck: idle once no request awaits its reply
+// and nothing arrived for IdleTimeout.
+func (sc *serverConn) idle(now time.Time) (time.Time, bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	limit := sc.t.cfg.IdleTimeout
+	if len(sc.active) > 0 {
+		return now.Add(limit), false
+	}
+	if by := sc.quietSince.Add(limit); now.Before(by) {
+		return by, false
+	}
+	return time.Time{}, true
+}
+
 // start runs the handler for request id, or answers busy at once when the
 // connection's handlers are all taken or its payload would exceed a byte
 // budget (rather than stop reading, which would also hide cancel frames).
 func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) error {
 	sc.mu.Lock()
+	sc.quietSince = time.Now()
 	if _, dup := sc.active[id]; dup {
 		sc.mu.Unlock()
 		return fmt.Errorf("%w: request ID %d already in flight", ErrProtocol, id)
@@ -145,6 +171,7 @@ func (sc *serverConn) uncharge(n int) {
 // cancel ends a running request's ctx; its reply will not be sent.
 func (sc *serverConn) cancel(id uint64) {
 	sc.mu.Lock()
+	sc.quietSince = time.Now()
 	cancel, ok := sc.active[id]
 	delete(sc.active, id)
 	sc.mu.Unlock()
@@ -166,7 +193,10 @@ func (sc *serverConn) handle(ctx context.Context, cancel context.CancelFunc, id 
 
 	sc.mu.Lock()
 	_, live := sc.active[id]
-	delete(sc.active, id)
+	if live {
+		delete(sc.active, id)
+		sc.quietSince = time.Now()
+	}
 	sc.uncharge(len(payload))
 	sc.mu.Unlock()
 	// Free the slot before the reply leaves: a caller that has its reply

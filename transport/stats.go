@@ -25,6 +25,7 @@ type Stats struct {
 	RequestsOverBudget uint64 // requests answered busy (MaxInFlightBytesPerConn or MaxInFlightBytes)
 	RequestsCanceled   uint64 // requests whose caller gave up (cancel frame, deadline) before the reply
 	InFlightBytes      int64  // request payload bytes held by running handlers now
+	IdleTimeouts       uint64 // RPC connections closed after IdleTimeout with nothing in flight
 
 	// Frames received from peers, either side. Each closes the connection.
 	FramesRejected uint64 // length over MaxFrameSize
@@ -35,7 +36,8 @@ type Stats struct {
 	Dials         uint64 // connections dialled
 	DialFailures  uint64 // dials that failed (TCP, TLS or protocol byte)
 	ClientConns   int64  // pooled connections open now
-	ConnsLost     uint64 // pooled connections that broke (not by Close)
+	ConnsLost     uint64 // pooled connections that broke (not by Close or retirement)
+	ConnsRetired  uint64 // pooled connections closed after IdleTimeout/2 with nothing in flight
 	PendingCalls  int64  // calls waiting for their reply now
 	LateResponses uint64 // replies that arrived after their call gave up
 }
@@ -46,9 +48,10 @@ type counters struct {
 	rpcConnsAccepted, connsRejectedPerIP                                atomic.Uint64
 	activeConns, pendingHandshakes                                      atomic.Int64
 	requestsServed, requestsBusy, requestsOverBudget, requestsCanceled  atomic.Uint64
+	idleTimeouts                                                        atomic.Uint64
 	inFlightBytes                                                       atomic.Int64
 	framesRejected, protocolErrors, ioTimeouts                          atomic.Uint64
-	dials, dialFailures, connsLost, lateResponses                       atomic.Uint64
+	dials, dialFailures, connsLost, connsRetired, lateResponses         atomic.Uint64
 	clientConns, pendingCalls                                           atomic.Int64
 }
 
@@ -74,6 +77,7 @@ func (t *Transport) Stats() Stats {
 		RequestsOverBudget: s.requestsOverBudget.Load(),
 		RequestsCanceled:   s.requestsCanceled.Load(),
 		InFlightBytes:      s.inFlightBytes.Load(),
+		IdleTimeouts:       s.idleTimeouts.Load(),
 		FramesRejected:     s.framesRejected.Load(),
 		ProtocolErrors:     s.protocolErrors.Load(),
 		IOTimeouts:         s.ioTimeouts.Load(),
@@ -81,6 +85,7 @@ func (t *Transport) Stats() Stats {
 		DialFailures:       s.dialFailures.Load(),
 		ClientConns:        s.clientConns.Load(),
 		ConnsLost:          s.connsLost.Load(),
+		ConnsRetired:       s.connsRetired.Load(),
 		PendingCalls:       s.pendingCalls.Load(),
 		LateResponses:      s.lateResponses.Load(),
 	}
