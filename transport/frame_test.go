@@ -274,6 +274,49 @@ func TestServerConn_DuplicateRequestID(t *testing.T) {
 	assert.EqualValues(t, 1, tr.Stats().ProtocolErrors)
 }
 
+// A request the caller cancelled never gets a reply, even when the caller
+// reuses its ID for a new request before the cancelled handler returns:
+// only the new request's reply is sent.
+func TestServerConn_CancelledReplyNotSentAfterIDReuse(t *testing.T) {
+	releaseA, releaseB, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	tr, near, peer := newPipeTransport(t, Config{Handler: HandlerFunc(
+		func(ctx context.Context, p []byte) ([]byte, error) {
+			release := releaseB
+			if string(p) == "aaaa" {
+				release = releaseA // finishes its work although cancelled
+			}
+			select {
+			case <-release:
+				return p, nil
+			case <-done:
+				return nil, ctx.Err()
+			}
+		})})
+	t.Cleanup(func() { close(done) }) // before the Transport's Close
+	require.True(t, tr.spawn(func() { tr.serveRPC(newConn(near, near, nil)) }))
+	waitBytes := func(n int64) {
+		deadline := time.Now().Add(10 * time.Second)
+		for tr.Stats().InFlightBytes != n {
+			require.True(t, time.Now().Before(deadline), "in-flight bytes never reached %d", n)
+			runtimeYield()
+		}
+	}
+
+	peer.write(kindRequest, 1, encodeRequestBody(0, []byte("aaaa")))
+	peer.write(kindCancel, 1, nil)
+	peer.write(kindRequest, 1, encodeRequestBody(0, []byte("b")))
+	waitBytes(5)
+	close(releaseA)
+	waitBytes(1) // the cancelled handler has returned
+	close(releaseB)
+	f := peer.read()
+	assert.Equal(t, kindResponse, f.kind)
+	assert.EqualValues(t, 1, f.id)
+	assert.Equal(t, "b", string(f.body), "the cancelled request's reply was sent")
+	assert.EqualValues(t, 1, tr.Stats().RequestsServed)
+	assert.EqualValues(t, 1, tr.Stats().RequestsCanceled)
+}
+
 // A server reply to an unknown kind from the client direction (a request
 // sent to a client) is a protocol error on the client side.
 func TestClientConn_RejectsRequests(t *testing.T) {

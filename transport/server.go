@@ -38,8 +38,8 @@ type serverConn struct {
 	ctx    context.Context // ends with the connection
 	slots  chan struct{}   // semaphore of running handlers
 	mu     sync.Mutex
-	active map[uint64]context.CancelFunc // running, not cancelled by the caller
-	bytes  int                           // payload bytes of the running handlers
+	active map[uint64]*running // running, not cancelled by the caller
+	bytes  int                 // payload bytes of the running handlers
 	// quietSince is when the last frame arrived or the last handler in
 	// active ended: the start of the idle time once active is empty.
 	quietSince time.Time
@@ -54,7 +54,7 @@ func (t *Transport) serveRPC(c *conn) {
 		wire:   newWire(t, c),
 		ctx:    ctx,
 		slots:  make(chan struct{}, t.cfg.MaxInFlightPerConn),
-		active: make(map[uint64]context.CancelFunc),
+		active: make(map[uint64]*running),
 
 		quietSince: time.Now(),
 	}
@@ -137,9 +137,10 @@ func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) er
 	} else {
 		ctx, cancel = context.WithCancel(sc.ctx)
 	}
-	sc.active[id] = cancel
+	r := &running{cancel: cancel}
+	sc.active[id] = r
 	sc.mu.Unlock()
-	sc.t.spawnChild(func() { sc.handle(ctx, cancel, id, payload) })
+	sc.t.spawnChild(func() { sc.handle(ctx, r, id, payload) })
 	return nil
 }
 
@@ -172,17 +173,24 @@ func (sc *serverConn) uncharge(n int) {
 func (sc *serverConn) cancel(id uint64) {
 	sc.mu.Lock()
 	sc.quietSince = time.Now()
-	cancel, ok := sc.active[id]
+	r, ok := sc.active[id]
 	delete(sc.active, id)
 	sc.mu.Unlock()
 	if ok {
-		cancel()
+		r.cancel()
 		sc.t.st.requestsCanceled.Add(1)
 	}
 }
 
-func (sc *serverConn) handle(ctx context.Context, cancel context.CancelFunc, id uint64, payload []byte) {
-	defer cancel()
+// running is one request in its handler. Its identity, not its ID, says
+// whether it is still awaited: a caller may reuse the ID of a request it
+// cancelled before that handler returns.
+type running struct {
+	cancel context.CancelFunc
+}
+
+func (sc *serverConn) handle(ctx context.Context, r *running, id uint64, payload []byte) {
+	defer r.cancel()
 	var (
 		reply []byte
 		err   = errNoHandler
@@ -192,7 +200,7 @@ func (sc *serverConn) handle(ctx context.Context, cancel context.CancelFunc, id 
 	}
 
 	sc.mu.Lock()
-	_, live := sc.active[id]
+	live := sc.active[id] == r
 	if live {
 		delete(sc.active, id)
 		sc.quietSince = time.Now()
