@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -217,4 +218,51 @@ func TestMux_MaxConnsPerIP(t *testing.T) {
 	assert.EqualValues(t, 3, st.ConnsRejectedPerIP)
 	assert.EqualValues(t, 0, st.ConnsRejected)
 	assert.EqualValues(t, 0, st.HandshakesRejected)
+}
+
+// A protocol byte is counted as soon as it is read, even if the connection
+// fails right after (here: clearing the handshake deadline fails, as it
+// does on a pipe whose peer has gone; found by FuzzServerConn).
+func TestMux_ProtocolByteCountedOnArrival(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		b       byte
+		counted func(transport.Stats) uint64
+	}{
+		{"RPC", transport.MuxRPC, func(st transport.Stats) uint64 { return st.RPCConnsAccepted }},
+		{"Raft", transport.MuxRaft, func(st transport.Stats) uint64 { return st.RaftConnsAccepted }},
+		{"unknown", 0x00, func(st transport.Stats) uint64 { return st.BadFirstBytes }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			srv := newTransport(t, transport.Config{Listener: clearFailsListener{ln}, Handler: echo})
+			c := rawDial(t, srv.Addr())
+			_, err = c.Write([]byte{tc.b})
+			require.NoError(t, err)
+			expectClosedByPeer(t, c)
+			waitFor(t, "connection let go", func() bool { return srv.Stats().ActiveConns == 0 })
+			assert.EqualValues(t, 1, tc.counted(srv.Stats()))
+		})
+	}
+}
+
+// clearFailsListener's connections fail to clear their deadline.
+type clearFailsListener struct{ net.Listener }
+
+func (l clearFailsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return clearFailsConn{c}, nil
+}
+
+type clearFailsConn struct{ net.Conn }
+
+func (c clearFailsConn) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		return errors.New("peer gone")
+	}
+	return c.Conn.SetDeadline(t)
 }

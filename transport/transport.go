@@ -319,23 +319,28 @@ func (t *Transport) handshake(c *conn) {
 		t.handshakeFailed(c, remote, err, false)
 		return
 	}
-	if err := c.SetDeadline(time.Time{}); err != nil {
-		_ = c.Close()
-		return
-	}
 	endPending()
 
+	// Counted as soon as the byte is read, whatever happens next.
 	switch b[0] {
 	case muxRaft:
 		t.st.raftConnsAccepted.Add(1)
-		t.handoffRaft(c, remote)
 	case muxRPC:
 		t.st.rpcConnsAccepted.Add(1)
-		t.serveRPC(c)
 	default:
 		t.st.badFirstBytes.Add(1)
 		t.log.Info("connection closed: unknown protocol byte", "remote_addr", remote, "mux_byte", b[0])
 		_ = c.Close()
+		return
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil { // each protocol sets its own
+		_ = c.Close()
+		return
+	}
+	if b[0] == muxRaft {
+		t.handoffRaft(c, remote)
+	} else {
+		t.serveRPC(c)
 	}
 }
 
