@@ -23,14 +23,20 @@ func (t *Transport) Call(ctx context.Context, addr string, payload []byte) ([]by
 	if maxPayload := t.cfg.MaxFrameSize - FrameOverhead; len(payload) > maxPayload {
 		return nil, fmt.Errorf("%w: payload of %d bytes, at most %d", ErrFrameTooLarge, len(payload), maxPayload)
 	}
-	if ctx.Err() != nil {
-		return nil, ctxErr(ctx, addr)
+	for {
+		if ctx.Err() != nil {
+			return nil, ctxErr(ctx, addr)
+		}
+		c, err := t.getConn(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		reply, err := c.call(ctx, payload)
+		if errors.Is(err, errIdle) {
+			continue // retired before anything was sent: redial
+		}
+		return reply, err
 	}
-	c, err := t.getConn(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	return c.call(ctx, payload)
 }
 
 // ctxErr wraps ctx's error. A deadline that has passed before ctx noticed
@@ -171,13 +177,35 @@ type clientConn struct {
 	calls atomic.Int64 // calls in progress
 
 	mu      sync.Mutex
-	pending map[uint64]chan result // nil once the connection has failed
+	pending map[uint64]chan result // nil once the connection has failed or retired
+	// quietSince is when the last call registered or got its reply: the
+	// start of the idle time once pending is empty.
+	quietSince time.Time
 }
 
 func newClientConn(t *Transport, c *conn, addr string) *clientConn {
-	cc := &clientConn{wire: newWire(t, c), addr: addr, pending: make(map[uint64]chan result)}
+	cc := &clientConn{wire: newWire(t, c), addr: addr, pending: make(map[uint64]chan result), quietSince: time.Now()}
 	cc.inFlight = func() int { return int(cc.calls.Load()) }
 	return cc
+}
+
+// idle is the client's idleCheck: retire the connection once no call has
+// been pending for IdleTimeout/2, half the server's limit, so that a call
+// never meets a connection the server is closing as idle. Retiring and
+// registering a call are exclusive under mu: a call either registered
+// first, or finds pending nil and redials without having sent anything.
+func (c *clientConn) idle(now time.Time) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	limit := c.t.cfg.IdleTimeout / 2
+	if len(c.pending) > 0 {
+		return now.Add(limit), false
+	}
+	if by := c.quietSince.Add(limit); now.Before(by) {
+		return by, false
+	}
+	c.pending = nil
+	return time.Time{}, true
 }
 
 // startClientConn starts c's reader and writer goroutines.
@@ -201,7 +229,7 @@ func (t *Transport) startClientConn(c *clientConn) error {
 
 func (c *clientConn) readLoop() {
 	for {
-		f, err := c.read()
+		f, err := c.next(c.idle)
 		if err == nil {
 			switch f.kind {
 			case kindResponse, kindError, kindBusy, kindTooLarge:
@@ -210,6 +238,9 @@ func (c *clientConn) readLoop() {
 			default:
 				err = fmt.Errorf("%w: frame kind %d sent to a client", ErrProtocol, f.kind)
 			}
+		}
+		if errors.Is(err, errIdle) {
+			c.t.st.connsRetired.Add(1)
 		}
 		c.readFailed(err, "client")
 		break
@@ -226,7 +257,7 @@ func (c *clientConn) exit() {
 	}
 	c.t.untrack(c)
 	c.t.st.clientConns.Add(-1)
-	if !errors.Is(c.cause, ErrClosed) {
+	if !errors.Is(c.cause, ErrClosed) && !errors.Is(c.cause, errIdle) {
 		c.t.st.connsLost.Add(1)
 	}
 	c.mu.Lock()
@@ -239,10 +270,14 @@ func (c *clientConn) exit() {
 	}
 }
 
-// lostErr is what calls on a failed connection return.
+// lostErr is what calls on a failed connection return: errIdle (internal,
+// Call redials) for a retired one.
 func (c *clientConn) lostErr() error {
-	if errors.Is(c.cause, ErrClosed) {
+	switch {
+	case errors.Is(c.cause, ErrClosed):
 		return ErrClosed
+	case errors.Is(c.cause, errIdle):
+		return errIdle
 	}
 	return fmt.Errorf("%w: %s: %w", ErrConnLost, c.addr, c.cause)
 }
@@ -251,6 +286,7 @@ func (c *clientConn) deliver(f frame) {
 	c.mu.Lock()
 	ch, ok := c.pending[f.id]
 	delete(c.pending, f.id)
+	c.quietSince = time.Now()
 	c.mu.Unlock()
 	if !ok {
 		c.t.st.lateResponses.Add(1)
@@ -287,6 +323,7 @@ func (c *clientConn) call(ctx context.Context, payload []byte) ([]byte, error) {
 		return nil, c.lostErr()
 	}
 	c.pending[id] = ch
+	c.quietSince = time.Now()
 	c.mu.Unlock()
 	c.calls.Add(1)
 	c.t.st.pendingCalls.Add(1)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -17,11 +18,17 @@ const (
 	DefaultHandshakeTimeout     = 5 * time.Second
 	DefaultMaxPendingHandshakes = 256
 	DefaultMaxConns             = 1024
+	DefaultMaxConnsPerIP        = 64
 	DefaultMaxFrameSize         = 1536 << 10 // 1.5 MiB
 	DefaultMaxInFlightPerConn   = 1024
-	DefaultConnsPerPeer         = 2
-	DefaultDialTimeout          = 5 * time.Second
-	DefaultIOTimeout            = 10 * time.Second
+	// The byte budgets' defaults are raised to MaxFrameSize (and to the
+	// per-connection budget) when those are larger.
+	DefaultMaxInFlightBytesPerConn = 16 << 20
+	DefaultMaxInFlightBytes        = 128 << 20
+	DefaultConnsPerPeer            = 2
+	DefaultDialTimeout             = 5 * time.Second
+	DefaultIOTimeout               = 10 * time.Second
+	DefaultIdleTimeout             = 5 * time.Minute
 
 	// MinFrameSize and MaxFrameSizeLimit bound Config.MaxFrameSize.
 	MinFrameSize      = 1 << 10
@@ -94,6 +101,10 @@ type Config struct {
 	// MaxConns bounds accepted connections open at once (Raft and RPC);
 	// more are closed at once. Default DefaultMaxConns.
 	MaxConns int
+	// MaxConnsPerIP bounds accepted connections open at once from one
+	// remote IP address; more are closed at once. Default the smaller of
+	// DefaultMaxConnsPerIP and MaxConns; at most MaxConns.
+	MaxConnsPerIP int
 	// MaxFrameSize caps an RPC frame (bytes after its 4-byte length), in
 	// both directions. Must be the same on every node. Default
 	// DefaultMaxFrameSize; between MinFrameSize and MaxFrameSizeLimit.
@@ -102,6 +113,17 @@ type Config struct {
 	// connection; more requests are answered ErrBusy. Default
 	// DefaultMaxInFlightPerConn.
 	MaxInFlightPerConn int
+	// MaxInFlightBytesPerConn bounds the request payload bytes held by the
+	// running handlers of one incoming connection; a request that would
+	// exceed it is answered ErrBusy. Default the larger of
+	// DefaultMaxInFlightBytesPerConn and MaxFrameSize; at least
+	// MaxFrameSize.
+	MaxInFlightBytesPerConn int
+	// MaxInFlightBytes bounds the request payload bytes held by all running
+	// handlers; a request that would exceed it is answered ErrBusy.
+	// Default the larger of DefaultMaxInFlightBytes and
+	// MaxInFlightBytesPerConn; at least MaxInFlightBytesPerConn.
+	MaxInFlightBytes int
 	// ConnsPerPeer is how many connections Call pools per peer address.
 	// Default DefaultConnsPerPeer; at most MaxConnsPerPeer.
 	ConnsPerPeer int
@@ -111,6 +133,11 @@ type Config struct {
 	// IOTimeout bounds writing one RPC frame, and reading the rest of a
 	// frame once it has started to arrive. Default DefaultIOTimeout.
 	IOTimeout time.Duration
+	// IdleTimeout closes an incoming RPC connection that has had nothing
+	// in flight and received no frame for that long; Call retires its own
+	// pooled connections after half of it. Use the same value on every
+	// node. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
 }
 
 func invalid(field, format string, args ...any) error {
@@ -148,6 +175,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"HandshakeTimeout", &c.HandshakeTimeout, DefaultHandshakeTimeout},
 		{"DialTimeout", &c.DialTimeout, DefaultDialTimeout},
 		{"IOTimeout", &c.IOTimeout, DefaultIOTimeout},
+		{"IdleTimeout", &c.IdleTimeout, DefaultIdleTimeout},
 	}
 	for _, d := range durations {
 		if *d.v < 0 {
@@ -165,8 +193,11 @@ func (c Config) withDefaults() (Config, error) {
 	}{
 		{"MaxPendingHandshakes", &c.MaxPendingHandshakes, DefaultMaxPendingHandshakes, 1 << 20},
 		{"MaxConns", &c.MaxConns, DefaultMaxConns, 1 << 20},
+		{"MaxConnsPerIP", &c.MaxConnsPerIP, 0, 1 << 20}, // default derived below
 		{"MaxFrameSize", &c.MaxFrameSize, DefaultMaxFrameSize, MaxFrameSizeLimit},
 		{"MaxInFlightPerConn", &c.MaxInFlightPerConn, DefaultMaxInFlightPerConn, 1 << 20},
+		{"MaxInFlightBytesPerConn", &c.MaxInFlightBytesPerConn, 0, math.MaxInt}, // default derived below
+		{"MaxInFlightBytes", &c.MaxInFlightBytes, 0, math.MaxInt},               // default derived below
 		{"ConnsPerPeer", &c.ConnsPerPeer, DefaultConnsPerPeer, MaxConnsPerPeer},
 	}
 	for _, n := range ints {
@@ -182,6 +213,26 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxFrameSize < MinFrameSize {
 		return c, invalid("MaxFrameSize", "%d below the minimum %d", c.MaxFrameSize, MinFrameSize)
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = min(DefaultMaxConnsPerIP, c.MaxConns)
+	}
+	if c.MaxConnsPerIP > c.MaxConns {
+		return c, invalid("MaxConnsPerIP", "%d above MaxConns %d", c.MaxConnsPerIP, c.MaxConns)
+	}
+	if c.MaxInFlightBytesPerConn == 0 {
+		c.MaxInFlightBytesPerConn = max(DefaultMaxInFlightBytesPerConn, c.MaxFrameSize)
+	}
+	if c.MaxInFlightBytesPerConn < c.MaxFrameSize {
+		return c, invalid("MaxInFlightBytesPerConn", "%d below MaxFrameSize %d: a maximal request would never fit",
+			c.MaxInFlightBytesPerConn, c.MaxFrameSize)
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = max(DefaultMaxInFlightBytes, c.MaxInFlightBytesPerConn)
+	}
+	if c.MaxInFlightBytes < c.MaxInFlightBytesPerConn {
+		return c, invalid("MaxInFlightBytes", "%d below MaxInFlightBytesPerConn %d",
+			c.MaxInFlightBytes, c.MaxInFlightBytesPerConn)
 	}
 	if c.TLS != nil {
 		if err := checkTLS(c.TLS); err != nil {

@@ -36,9 +36,15 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{"negative handshake timeout", transport.Config{HandshakeTimeout: -time.Second}, "HandshakeTimeout"},
 		{"negative pending handshakes", transport.Config{MaxPendingHandshakes: -1}, "MaxPendingHandshakes"},
 		{"negative max conns", transport.Config{MaxConns: -1}, "MaxConns"},
+		{"negative max conns per IP", transport.Config{MaxConnsPerIP: -1}, "MaxConnsPerIP"},
+		{"max conns per IP above max conns", transport.Config{MaxConns: 8, MaxConnsPerIP: 9}, "MaxConnsPerIP"},
 		{"frame size too small", transport.Config{MaxFrameSize: 16}, "MaxFrameSize"},
 		{"frame size too big", transport.Config{MaxFrameSize: 1 << 30}, "MaxFrameSize"},
 		{"negative in flight", transport.Config{MaxInFlightPerConn: -1}, "MaxInFlightPerConn"},
+		{"negative bytes per conn", transport.Config{MaxInFlightBytesPerConn: -1}, "MaxInFlightBytesPerConn"},
+		{"bytes per conn below frame size", transport.Config{MaxFrameSize: 64 << 10, MaxInFlightBytesPerConn: 64<<10 - 1}, "MaxInFlightBytesPerConn"},
+		{"negative bytes", transport.Config{MaxInFlightBytes: -1}, "MaxInFlightBytes"},
+		{"bytes below bytes per conn", transport.Config{MaxInFlightBytesPerConn: 1 << 20, MaxInFlightBytes: 1<<20 - 1}, "MaxInFlightBytes"},
 		{"negative conns per peer", transport.Config{ConnsPerPeer: -1}, "ConnsPerPeer"},
 		{"too many conns per peer", transport.Config{ConnsPerPeer: 1000}, "ConnsPerPeer"},
 		{"negative dial timeout", transport.Config{DialTimeout: -1}, "DialTimeout"},
@@ -65,6 +71,36 @@ func TestNew_ZeroConfig(t *testing.T) {
 	assert.Regexp(t, `^127\.0\.0\.1:\d+$`, tr.Addr())
 	assert.Equal(t, tr.Addr(), tr.Raft().Addr().String())
 	assert.Equal(t, transport.Stats{}, tr.Stats())
+}
+
+// Zero fields take their defaults; the derived ones follow the fields they
+// depend on.
+func TestNew_DerivedDefaults(t *testing.T) {
+	tests := []struct {
+		name                      string
+		cfg                       transport.Config
+		perIP, bytesPerConn, byts int
+	}{
+		{"zero", transport.Config{},
+			transport.DefaultMaxConnsPerIP, transport.DefaultMaxInFlightBytesPerConn, transport.DefaultMaxInFlightBytes},
+		{"few conns", transport.Config{MaxConns: 10},
+			10, transport.DefaultMaxInFlightBytesPerConn, transport.DefaultMaxInFlightBytes},
+		{"big frames", transport.Config{MaxFrameSize: 32 << 20},
+			transport.DefaultMaxConnsPerIP, 32 << 20, transport.DefaultMaxInFlightBytes},
+		{"big budget per conn", transport.Config{MaxInFlightBytesPerConn: 200 << 20},
+			transport.DefaultMaxConnsPerIP, 200 << 20, 200 << 20},
+		{"set", transport.Config{MaxConnsPerIP: 3, MaxInFlightBytesPerConn: 2 << 20, MaxInFlightBytes: 5 << 20},
+			3, 2 << 20, 5 << 20},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := transport.EffectiveConfig(tc.cfg)
+			require.NoError(t, err)
+			assert.Equal(t, tc.perIP, got.MaxConnsPerIP)
+			assert.Equal(t, tc.bytesPerConn, got.MaxInFlightBytesPerConn)
+			assert.Equal(t, tc.byts, got.MaxInFlightBytes)
+		})
+	}
 }
 
 func TestNew_AdvertiseAddr(t *testing.T) {

@@ -5,7 +5,12 @@
 //
 // The first byte of each connection (inside TLS when TLS is configured)
 // selects Raft or RPC; it must arrive within a handshake deadline. RPC
-// frames are length-prefixed with a hard size cap. Call pools a few
+// frames are length-prefixed with a hard size cap. Every resource a peer
+// can make a node hold is bounded: connections in all and per remote
+// address, handshakes in progress, handlers and their request bytes per
+// connection and in all, the time a frame may take, and the time an RPC
+// connection may sit idle; over a bound the connection is closed (or the
+// request answered busy) and counted in Stats. Call pools a few
 // connections per peer and keeps many requests in flight on each; its
 // deadline is the caller's ctx. Incoming requests go to the Handler given in
 // Config.

@@ -22,7 +22,9 @@ var (
 	// protocol byte failed). The request was not sent; retryable.
 	ErrUnreachable = errors.New("transport: peer unreachable")
 	// ErrBusy: the peer refused the request because this connection has
-	// MaxInFlightPerConn requests in its handlers. Not handled; retryable.
+	// MaxInFlightPerConn requests in its handlers, or because its payload
+	// would exceed a byte budget (MaxInFlightBytesPerConn,
+	// MaxInFlightBytes). Not handled; retryable.
 	ErrBusy = errors.New("transport: peer busy")
 	// ErrProtocol: a peer sent malformed frames; the connection was closed.
 	// Seen wrapped inside ErrConnLost and in logs.

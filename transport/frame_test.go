@@ -234,6 +234,25 @@ func TestClientConn_LateResponseDropped(t *testing.T) {
 	assert.ErrorIs(t, <-errc, ErrConnLost)
 }
 
+// A call on a connection that was retired as idle sends nothing and
+// returns errIdle, on which Call redials.
+func TestClientConn_RetiredCallNotSent(t *testing.T) {
+	tr, near, peer := newPipeTransport(t, Config{IdleTimeout: 40 * time.Millisecond})
+	c := newClientConn(tr, newConn(near, near, nil), "pipe")
+	require.NoError(t, tr.startClientConn(c))
+	deadline := time.Now().Add(10 * time.Second)
+	for tr.Stats().ConnsRetired != 1 {
+		require.True(t, time.Now().Before(deadline), "connection not retired")
+		runtimeYield()
+	}
+	_, err := c.call(context.Background(), []byte("late"))
+	require.ErrorIs(t, err, errIdle)
+	_ = peer.nc.SetReadDeadline(time.Now().Add(10 * time.Second)) // fails once the near end closed: fine
+	n, _ := io.Copy(io.Discard, peer.nc)
+	assert.Zero(t, n, "nothing was sent")
+	assert.EqualValues(t, 0, tr.Stats().ConnsLost)
+}
+
 // A client that reuses an in-flight request ID breaks the protocol.
 func TestServerConn_DuplicateRequestID(t *testing.T) {
 	release := make(chan struct{})
@@ -253,6 +272,49 @@ func TestServerConn_DuplicateRequestID(t *testing.T) {
 	_, _ = peer.nc.Write(encodeFrame(kindRequest, 1, encodeRequestBody(0, []byte("b"))))
 	peer.expectClosed()
 	assert.EqualValues(t, 1, tr.Stats().ProtocolErrors)
+}
+
+// A request the caller cancelled never gets a reply, even when the caller
+// reuses its ID for a new request before the cancelled handler returns:
+// only the new request's reply is sent.
+func TestServerConn_CancelledReplyNotSentAfterIDReuse(t *testing.T) {
+	releaseA, releaseB, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	tr, near, peer := newPipeTransport(t, Config{Handler: HandlerFunc(
+		func(ctx context.Context, p []byte) ([]byte, error) {
+			release := releaseB
+			if string(p) == "aaaa" {
+				release = releaseA // finishes its work although cancelled
+			}
+			select {
+			case <-release:
+				return p, nil
+			case <-done:
+				return nil, ctx.Err()
+			}
+		})})
+	t.Cleanup(func() { close(done) }) // before the Transport's Close
+	require.True(t, tr.spawn(func() { tr.serveRPC(newConn(near, near, nil)) }))
+	waitBytes := func(n int64) {
+		deadline := time.Now().Add(10 * time.Second)
+		for tr.Stats().InFlightBytes != n {
+			require.True(t, time.Now().Before(deadline), "in-flight bytes never reached %d", n)
+			runtimeYield()
+		}
+	}
+
+	peer.write(kindRequest, 1, encodeRequestBody(0, []byte("aaaa")))
+	peer.write(kindCancel, 1, nil)
+	peer.write(kindRequest, 1, encodeRequestBody(0, []byte("b")))
+	waitBytes(5)
+	close(releaseA)
+	waitBytes(1) // the cancelled handler has returned
+	close(releaseB)
+	f := peer.read()
+	assert.Equal(t, kindResponse, f.kind)
+	assert.EqualValues(t, 1, f.id)
+	assert.Equal(t, "b", string(f.body), "the cancelled request's reply was sent")
+	assert.EqualValues(t, 1, tr.Stats().RequestsServed)
+	assert.EqualValues(t, 1, tr.Stats().RequestsCanceled)
 }
 
 // A server reply to an unknown kind from the client direction (a request

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,6 +89,25 @@ var echo = transport.HandlerFunc(func(_ context.Context, p []byte) ([]byte, erro
 func rawDial(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, waitLimit)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// otherHost is a loopback address other than 127.0.0.1 that tests dial
+// from, to look like a second host (Linux routes all of 127/8 to lo).
+const otherHost = "127.0.0.2"
+
+// rawDialFrom opens a plain TCP connection to addr from the local IP
+// address src, closed at cleanup. It skips the test where src cannot be
+// bound.
+func rawDialFrom(t testing.TB, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: waitLimit, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	c, err := d.Dial("tcp", addr)
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		t.Skipf("cannot dial from %s here: %v", src, err)
+	}
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	return c

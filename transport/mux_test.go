@@ -2,7 +2,9 @@ package transport_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -148,7 +150,28 @@ func TestMux_StalledFrameCut(t *testing.T) {
 	_, err := c.Write(append([]byte{transport.MuxRPC}, frame[:20]...))
 	require.NoError(t, err)
 	expectClosedByPeer(t, c)
+	waitFor(t, "timeout counted", func() bool { return srv.Stats().IOTimeouts == 1 })
 	assert.EqualValues(t, 0, srv.Stats().RequestsServed)
+}
+
+// A peer that stops reading stalls the server's writer: after IOTimeout
+// the connection is closed and counted.
+func TestMux_StalledWriteCut(t *testing.T) {
+	const maxFrame = 1 << 20
+	reply := make([]byte, maxFrame-transport.FrameOverhead)
+	srv := newTransport(t, transport.Config{MaxFrameSize: maxFrame, IOTimeout: 200 * time.Millisecond,
+		Handler: transport.HandlerFunc(func(context.Context, []byte) ([]byte, error) { return reply, nil })})
+	c := rawDial(t, srv.Addr())
+	// Far more reply bytes than loopback socket buffers hold; never read.
+	req := []byte{transport.MuxRPC}
+	for id := range uint64(32) {
+		req = append(req, transport.EncodeFrame(transport.KindRequest, id+1, make([]byte, 8))...)
+	}
+	_, err := c.Write(req)
+	require.NoError(t, err)
+	waitFor(t, "write timeout counted", func() bool { return srv.Stats().IOTimeouts == 1 })
+	expectClosedByPeer(t, c)
+	waitFor(t, "connection closed", func() bool { return srv.Stats().ActiveConns == 0 })
 }
 
 func readRawFrame(t testing.TB, c net.Conn) (kind byte, id uint64, body []byte) {
@@ -163,4 +186,83 @@ func readRawFrame(t testing.TB, c net.Conn) (kind byte, id uint64, body []byte) 
 	_, err = io.ReadFull(r, body)
 	require.NoError(t, err)
 	return hdr[4], binary.BigEndian.Uint64(hdr[5:]), body
+}
+
+// Over MaxConnsPerIP from one address, new connections from it are closed
+// at once and counted; connections from another address are served, and
+// a slot freed by a close is usable again.
+func TestMux_MaxConnsPerIP(t *testing.T) {
+	srv := newTransport(t, transport.Config{Handler: echo, MaxConnsPerIP: 2, HandshakeTimeout: waitLimit * 2})
+	cli := newTransport(t, transport.Config{ConnsPerPeer: 1})
+
+	first := rawDialFrom(t, otherHost, srv.Addr())
+	_ = rawDialFrom(t, otherHost, srv.Addr())
+	waitFor(t, "two pending handshakes", func() bool { return srv.Stats().PendingHandshakes == 2 })
+	for i := range 3 {
+		over := rawDialFrom(t, otherHost, srv.Addr())
+		expectClosedByPeer(t, over)
+		waitFor(t, "rejection counted", func() bool { return srv.Stats().ConnsRejectedPerIP == uint64(i+1) })
+	}
+
+	// Another address (the client's, 127.0.0.1) is not affected.
+	got, err := cli.Call(ctxWithLimit(t), srv.Addr(), []byte("other host"))
+	require.NoError(t, err)
+	assert.Equal(t, "other host", string(got))
+
+	// A close frees the address's slot.
+	require.NoError(t, first.Close())
+	waitFor(t, "slot freed", func() bool { return srv.Stats().PendingHandshakes == 1 })
+	_ = rawDialFrom(t, otherHost, srv.Addr())
+	waitFor(t, "accepted again", func() bool { return srv.Stats().PendingHandshakes == 2 })
+	st := srv.Stats()
+	assert.EqualValues(t, 3, st.ConnsRejectedPerIP)
+	assert.EqualValues(t, 0, st.ConnsRejected)
+	assert.EqualValues(t, 0, st.HandshakesRejected)
+}
+
+// A protocol byte is counted as soon as it is read, even if the connection
+// fails right after (here: clearing the handshake deadline fails, as it
+// does on a pipe whose peer has gone; found by FuzzServerConn).
+func TestMux_ProtocolByteCountedOnArrival(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		b       byte
+		counted func(transport.Stats) uint64
+	}{
+		{"RPC", transport.MuxRPC, func(st transport.Stats) uint64 { return st.RPCConnsAccepted }},
+		{"Raft", transport.MuxRaft, func(st transport.Stats) uint64 { return st.RaftConnsAccepted }},
+		{"unknown", 0x00, func(st transport.Stats) uint64 { return st.BadFirstBytes }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			srv := newTransport(t, transport.Config{Listener: clearFailsListener{ln}, Handler: echo})
+			c := rawDial(t, srv.Addr())
+			_, err = c.Write([]byte{tc.b})
+			require.NoError(t, err)
+			expectClosedByPeer(t, c)
+			waitFor(t, "connection let go", func() bool { return srv.Stats().ActiveConns == 0 })
+			assert.EqualValues(t, 1, tc.counted(srv.Stats()))
+		})
+	}
+}
+
+// clearFailsListener's connections fail to clear their deadline.
+type clearFailsListener struct{ net.Listener }
+
+func (l clearFailsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return clearFailsConn{c}, nil
+}
+
+type clearFailsConn struct{ net.Conn }
+
+func (c clearFailsConn) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		return errors.New("peer gone")
+	}
+	return c.Conn.SetDeadline(t)
 }

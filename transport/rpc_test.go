@@ -247,6 +247,99 @@ func TestCall_Busy(t *testing.T) {
 	assert.Equal(t, "echo:third", string(got))
 }
 
+// budgetServer is a server whose handlers block (blocker) with small frame
+// and byte caps: 4 KiB frames, 8 KiB of payload per connection, total as
+// given.
+func budgetServer(t *testing.T, total int) (*transport.Transport, *blocker) {
+	t.Helper()
+	b := newBlocker()
+	srv := newTransport(t, transport.Config{
+		Handler: b, MaxFrameSize: 4 << 10, MaxInFlightPerConn: 3,
+		MaxInFlightBytesPerConn: 8 << 10, MaxInFlightBytes: total,
+	})
+	return srv, b
+}
+
+// hold makes a call of n bytes that the blocker holds until released; it
+// returns the call's outcome channel once the handler has it.
+func hold(t *testing.T, cli *transport.Transport, addr string, b *blocker, n int) <-chan error {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cli.Call(ctxWithLimit(t), addr, bytes.Repeat([]byte{'h'}, n))
+		errc <- err
+	}()
+	recvWithin(t, b.started, "held request")
+	return errc
+}
+
+// A request whose payload would push its connection's running handlers
+// over MaxInFlightBytesPerConn is answered busy; smaller requests on the
+// same connection are served, and so is the big one once the budget frees.
+func TestCall_BusyOverConnByteBudget(t *testing.T) {
+	srv, b := budgetServer(t, 1<<20)
+	cli := newTransport(t, transport.Config{MaxFrameSize: 4 << 10, ConnsPerPeer: 1})
+	held := []<-chan error{hold(t, cli, srv.Addr(), b, 3<<10), hold(t, cli, srv.Addr(), b, 3<<10)}
+	assert.EqualValues(t, 6<<10, srv.Stats().InFlightBytes)
+
+	big := append([]byte("echo:"), make([]byte, 3<<10)...)
+	_, err := cli.Call(ctxWithLimit(t), srv.Addr(), big)
+	assert.ErrorIs(t, err, transport.ErrBusy)
+	assert.True(t, transport.Retryable(err))
+	assert.EqualValues(t, 1, srv.Stats().RequestsOverBudget)
+
+	// Fits: 6 KiB + 10 bytes. The refused request gave its slot back (3
+	// handlers at most: two held, this one).
+	got, err := cli.Call(ctxWithLimit(t), srv.Addr(), []byte("echo:small"))
+	require.NoError(t, err)
+	assert.Equal(t, "echo:small", string(got))
+
+	close(b.release)
+	for _, errc := range held {
+		assert.NoError(t, recvWithin(t, errc, "held call"))
+	}
+	waitFor(t, "budget released", func() bool { return srv.Stats().InFlightBytes == 0 })
+	got, err = cli.Call(ctxWithLimit(t), srv.Addr(), big)
+	require.NoError(t, err)
+	assert.Len(t, got, len(big))
+
+	st := srv.Stats()
+	assert.EqualValues(t, 1, st.RequestsOverBudget)
+	assert.EqualValues(t, 0, st.RequestsBusy)
+	assert.EqualValues(t, 0, st.ProtocolErrors)
+	assert.EqualValues(t, 1, cli.Stats().Dials, "one connection throughout")
+	assert.EqualValues(t, 0, cli.Stats().ConnsLost)
+}
+
+// MaxInFlightBytes is shared by all connections: a request on a fresh
+// connection is answered busy when other connections' handlers hold the
+// Transport's budget.
+func TestCall_BusyOverTransportByteBudget(t *testing.T) {
+	srv, b := budgetServer(t, 8<<10)
+	cliA := newTransport(t, transport.Config{MaxFrameSize: 4 << 10, ConnsPerPeer: 1})
+	cliB := newTransport(t, transport.Config{MaxFrameSize: 4 << 10, ConnsPerPeer: 1})
+	held := []<-chan error{hold(t, cliA, srv.Addr(), b, 3<<10), hold(t, cliA, srv.Addr(), b, 3<<10)}
+
+	big := append([]byte("echo:"), make([]byte, 3<<10)...)
+	_, err := cliB.Call(ctxWithLimit(t), srv.Addr(), big)
+	assert.ErrorIs(t, err, transport.ErrBusy)
+	assert.EqualValues(t, 1, srv.Stats().RequestsOverBudget)
+	got, err := cliB.Call(ctxWithLimit(t), srv.Addr(), []byte("echo:small"))
+	require.NoError(t, err)
+	assert.Equal(t, "echo:small", string(got))
+
+	close(b.release)
+	for _, errc := range held {
+		assert.NoError(t, recvWithin(t, errc, "held call"))
+	}
+	waitFor(t, "budget released", func() bool { return srv.Stats().InFlightBytes == 0 })
+	_, err = cliB.Call(ctxWithLimit(t), srv.Addr(), big)
+	require.NoError(t, err)
+	assert.EqualValues(t, 0, cliA.Stats().ConnsLost)
+	assert.EqualValues(t, 0, cliB.Stats().ConnsLost)
+	assert.EqualValues(t, 1, srv.Stats().RequestsOverBudget)
+}
+
 // A connection cut mid-call fails the pending call with a retryable error;
 // the next call redials.
 func TestCall_ConnectionKilledMidCall(t *testing.T) {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -30,13 +31,18 @@ func (f HandlerFunc) ServeRPC(ctx context.Context, payload []byte) ([]byte, erro
 
 // serverConn serves one incoming RPC connection: the accepting goroutine
 // reads, each request runs in its own goroutine (at most
-// MaxInFlightPerConn), replies go through the wire's writer.
+// MaxInFlightPerConn, holding at most MaxInFlightBytesPerConn of payload),
+// replies go through the wire's writer.
 type serverConn struct {
 	*wire
 	ctx    context.Context // ends with the connection
 	slots  chan struct{}   // semaphore of running handlers
 	mu     sync.Mutex
-	active map[uint64]context.CancelFunc // running, not cancelled by the caller
+	active map[uint64]*running // running, not cancelled by the caller
+	bytes  int                 // payload bytes of the running handlers
+	// quietSince is when the last frame arrived or the last handler in
+	// active ended: the start of the idle time once active is empty.
+	quietSince time.Time
 }
 
 // serveRPC serves c until it fails or the Transport closes. It runs in a
@@ -48,16 +54,22 @@ func (t *Transport) serveRPC(c *conn) {
 		wire:   newWire(t, c),
 		ctx:    ctx,
 		slots:  make(chan struct{}, t.cfg.MaxInFlightPerConn),
-		active: make(map[uint64]context.CancelFunc),
+		active: make(map[uint64]*running),
+
+		quietSince: time.Now(),
 	}
 	sc.inFlight = func() int { return len(sc.slots) }
 	t.spawnChild(sc.writeLoop)
-	sc.readFailed(sc.readLoop(), "server")
+	err := sc.readLoop()
+	if errors.Is(err, errIdle) {
+		t.st.idleTimeouts.Add(1)
+	}
+	sc.readFailed(err, "server")
 }
 
 func (sc *serverConn) readLoop() error {
 	for {
-		f, err := sc.read()
+		f, err := sc.next(sc.idle)
 		if err != nil {
 			return err
 		}
@@ -78,11 +90,27 @@ func (sc *serverConn) readLoop() error {
 	}
 }
 
+// idle is the server's idleCheck: idle once no request awaits its reply
+// and nothing arrived for IdleTimeout.
+func (sc *serverConn) idle(now time.Time) (time.Time, bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	limit := sc.t.cfg.IdleTimeout
+	if len(sc.active) > 0 {
+		return now.Add(limit), false
+	}
+	if by := sc.quietSince.Add(limit); now.Before(by) {
+		return by, false
+	}
+	return time.Time{}, true
+}
+
 // start runs the handler for request id, or answers busy at once when the
-// connection's handlers are all taken (rather than stop reading, which
-// would also hide cancel frames).
+// connection's handlers are all taken or its payload would exceed a byte
+// budget (rather than stop reading, which would also hide cancel frames).
 func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) error {
 	sc.mu.Lock()
+	sc.quietSince = time.Now()
 	if _, dup := sc.active[id]; dup {
 		sc.mu.Unlock()
 		return fmt.Errorf("%w: request ID %d already in flight", ErrProtocol, id)
@@ -94,6 +122,12 @@ func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) er
 		sc.t.st.requestsBusy.Add(1)
 		return sc.send(sc.ctx, encodeFrame(kindBusy, id, nil))
 	}
+	if !sc.charge(len(payload)) {
+		<-sc.slots
+		sc.mu.Unlock()
+		sc.t.st.requestsOverBudget.Add(1)
+		return sc.send(sc.ctx, encodeFrame(kindBusy, id, nil))
+	}
 	var (
 		ctx    context.Context
 		cancel context.CancelFunc
@@ -103,26 +137,60 @@ func (sc *serverConn) start(id uint64, timeout time.Duration, payload []byte) er
 	} else {
 		ctx, cancel = context.WithCancel(sc.ctx)
 	}
-	sc.active[id] = cancel
+	r := &running{cancel: cancel}
+	sc.active[id] = r
 	sc.mu.Unlock()
-	sc.t.spawnChild(func() { sc.handle(ctx, cancel, id, payload) })
+	sc.t.spawnChild(func() { sc.handle(ctx, r, id, payload) })
 	return nil
+}
+
+// charge takes n payload bytes from the connection's budget and the
+// Transport's, or neither if either would be exceeded. sc.mu is held.
+func (sc *serverConn) charge(n int) bool {
+	if sc.bytes+n > sc.t.cfg.MaxInFlightBytesPerConn {
+		return false
+	}
+	limit, held := int64(sc.t.cfg.MaxInFlightBytes), &sc.t.st.inFlightBytes
+	for {
+		cur := held.Load()
+		if cur+int64(n) > limit {
+			return false
+		}
+		if held.CompareAndSwap(cur, cur+int64(n)) {
+			sc.bytes += n
+			return true
+		}
+	}
+}
+
+// uncharge returns what charge took. sc.mu is held.
+func (sc *serverConn) uncharge(n int) {
+	sc.bytes -= n
+	sc.t.st.inFlightBytes.Add(-int64(n))
 }
 
 // cancel ends a running request's ctx; its reply will not be sent.
 func (sc *serverConn) cancel(id uint64) {
 	sc.mu.Lock()
-	cancel, ok := sc.active[id]
+	sc.quietSince = time.Now()
+	r, ok := sc.active[id]
 	delete(sc.active, id)
 	sc.mu.Unlock()
 	if ok {
-		cancel()
+		r.cancel()
 		sc.t.st.requestsCanceled.Add(1)
 	}
 }
 
-func (sc *serverConn) handle(ctx context.Context, cancel context.CancelFunc, id uint64, payload []byte) {
-	defer cancel()
+// running is one request in its handler. Its identity, not its ID, says
+// whether it is still awaited: a caller may reuse the ID of a request it
+// cancelled before that handler returns.
+type running struct {
+	cancel context.CancelFunc
+}
+
+func (sc *serverConn) handle(ctx context.Context, r *running, id uint64, payload []byte) {
+	defer r.cancel()
 	var (
 		reply []byte
 		err   = errNoHandler
@@ -132,8 +200,12 @@ func (sc *serverConn) handle(ctx context.Context, cancel context.CancelFunc, id 
 	}
 
 	sc.mu.Lock()
-	_, live := sc.active[id]
-	delete(sc.active, id)
+	live := sc.active[id] == r
+	if live {
+		delete(sc.active, id)
+		sc.quietSince = time.Now()
+	}
+	sc.uncharge(len(payload))
 	sc.mu.Unlock()
 	// Free the slot before the reply leaves: a caller that has its reply
 	// may send the next request at once and must not find it taken.

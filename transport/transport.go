@@ -44,6 +44,9 @@ type Transport struct {
 
 	dialled sync.Map // member IDs of the servers dialled (HasDialled)
 
+	ipMu  sync.Mutex
+	perIP map[string]int // accepted connections open, by remote IP address
+
 	st counters
 }
 
@@ -69,6 +72,7 @@ func New(cfg Config) (*Transport, error) {
 		conns: make(map[any]func()),
 		peers: make(map[string]*peer),
 		raftq: make(chan *conn),
+		perIP: make(map[string]int),
 	}
 	if t.addr == "" {
 		t.addr = ln.Addr().String()
@@ -230,11 +234,19 @@ func (t *Transport) acceptLoop() {
 			_ = nc.Close()
 			continue
 		}
+		ip := ipKey(nc.RemoteAddr())
+		if !t.admitIP(ip) {
+			t.st.connsRejectedPerIP.Add(1)
+			t.log.Debug("connection rejected: MaxConnsPerIP reached", "remote_addr", nc.RemoteAddr().String())
+			_ = nc.Close()
+			continue
+		}
 		t.st.activeConns.Add(1)
 		t.st.pendingHandshakes.Add(1)
 		c := newConn(nc, nc, nil)
 		c.onClose = func() {
 			t.untrack(c)
+			t.releaseIP(ip)
 			t.st.activeConns.Add(-1)
 		}
 		if !t.track(c, func() { _ = c.Close() }) || !t.spawn(func() { t.handshake(c) }) {
@@ -242,6 +254,38 @@ func (t *Transport) acceptLoop() {
 			_ = c.Close()
 			return
 		}
+	}
+}
+
+// ipKey is what MaxConnsPerIP counts by: the remote IP address without
+// the port, or the whole address of a listener that is not TCP.
+func ipKey(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
+}
+
+// admitIP counts one more connection from ip, unless MaxConnsPerIP are
+// open already.
+func (t *Transport) admitIP(ip string) bool {
+	t.ipMu.Lock()
+	defer t.ipMu.Unlock()
+	if t.perIP[ip] >= t.cfg.MaxConnsPerIP {
+		return false
+	}
+	t.perIP[ip]++
+	return true
+}
+
+func (t *Transport) releaseIP(ip string) {
+	t.ipMu.Lock()
+	defer t.ipMu.Unlock()
+	if t.perIP[ip]--; t.perIP[ip] <= 0 {
+		delete(t.perIP, ip)
 	}
 }
 
@@ -285,23 +329,28 @@ func (t *Transport) handshake(c *conn) {
 		t.handshakeFailed(c, remote, err, false)
 		return
 	}
-	if err := c.SetDeadline(time.Time{}); err != nil {
-		_ = c.Close()
-		return
-	}
 	endPending()
 
+	// Counted as soon as the byte is read, whatever happens next.
 	switch b[0] {
 	case muxRaft:
 		t.st.raftConnsAccepted.Add(1)
-		t.handoffRaft(c, remote)
 	case muxRPC:
 		t.st.rpcConnsAccepted.Add(1)
-		t.serveRPC(c)
 	default:
 		t.st.badFirstBytes.Add(1)
 		t.log.Info("connection closed: unknown protocol byte", "remote_addr", remote, "mux_byte", b[0])
 		_ = c.Close()
+		return
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil { // each protocol sets its own
+		_ = c.Close()
+		return
+	}
+	if b[0] == muxRaft {
+		t.handoffRaft(c, remote)
+	} else {
+		t.serveRPC(c)
 	}
 }
 

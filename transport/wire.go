@@ -31,6 +31,8 @@ type wire struct {
 	// awaiting replies, or running handlers): the writer's hint that more
 	// frames are coming.
 	inFlight func() int
+
+	rdl time.Time // the read deadline set last (the reader's own)
 }
 
 func newWire(t *Transport, c *conn) *wire {
@@ -93,6 +95,10 @@ func (w *wire) writeLoop() {
 			return
 		}
 		if err := w.writeBatch(bw, f); err != nil {
+			if isTimeout(err) && !w.broken() {
+				w.t.st.ioTimeouts.Add(1)
+				w.t.log.Warn("connection closed: write stalled for IOTimeout", "remote_addr", w.c.RemoteAddr().String())
+			}
 			w.fail(fmt.Errorf("write: %w", err))
 			return
 		}
@@ -132,25 +138,68 @@ func (w *wire) writeBatch(bw *bufio.Writer, f []byte) error {
 	}
 }
 
-// read returns the next frame. An idle connection waits without a
-// deadline; once a frame has begun to arrive, the rest must arrive within
-// IOTimeout (unless it is already buffered).
-func (w *wire) read() (frame, error) {
-	if _, err := w.br.Peek(1); err != nil {
+var (
+	// errIdle: the connection has been quiet for its idle limit and was
+	// taken out of use (internal: a server counts it, Call redials).
+	errIdle = errors.New("transport: connection idle")
+	// errWaitEnded: no frame began before the wait's deadline (internal).
+	errWaitEnded = errors.New("transport: wait for a frame ended")
+)
+
+// idleCheck reports whether the connection is idle at now (and if so
+// takes it out of use), or else when to look again.
+type idleCheck func(now time.Time) (next time.Time, idle bool)
+
+// next returns the next frame, or errIdle once idle says so. While no
+// frame has begun, the reader waits until the time idle gave, then asks
+// again.
+func (w *wire) next(idle idleCheck) (frame, error) {
+	for {
+		now := time.Now()
+		by, expired := idle(now)
+		if expired {
+			return frame{}, errIdle
+		}
+		f, err := w.read(now, by)
+		if !errors.Is(err, errWaitEnded) {
+			return f, err
+		}
+	}
+}
+
+// read returns the next frame, or errWaitEnded if none has begun by the
+// time by (or before: see waitUntil). Once a frame has begun to arrive,
+// the rest must arrive within IOTimeout (unless it is already buffered).
+func (w *wire) read(now, by time.Time) (frame, error) {
+	if err := w.waitUntil(now, by); err != nil {
 		return frame{}, err
 	}
-	armed := false
+	if _, err := w.br.Peek(1); err != nil {
+		if isTimeout(err) {
+			return frame{}, errWaitEnded
+		}
+		return frame{}, err
+	}
 	if n := frameLenBuffered(w.br); n < 0 || w.br.Buffered() < n {
-		if err := w.c.SetReadDeadline(time.Now().Add(w.t.cfg.IOTimeout)); err != nil {
+		w.rdl = time.Now().Add(w.t.cfg.IOTimeout)
+		if err := w.c.SetReadDeadline(w.rdl); err != nil {
 			return frame{}, err
 		}
-		armed = true
 	}
-	f, err := readFrame(w.br, w.t.cfg.MaxFrameSize)
-	if err == nil && armed {
-		err = w.c.SetReadDeadline(time.Time{})
+	return readFrame(w.br, w.t.cfg.MaxFrameSize)
+}
+
+// waitUntil makes by the read deadline, unless the one set already comes
+// no later and has not passed: that one then ends the wait early and next
+// looks again. The time next gives only moves forward while frames
+// arrive, so this resets the deadline about once per wait rather than
+// once per frame.
+func (w *wire) waitUntil(now, by time.Time) error {
+	if !w.rdl.IsZero() && w.rdl.After(now) && !w.rdl.After(by) {
+		return nil
 	}
-	return f, err
+	w.rdl = by
+	return w.c.SetReadDeadline(by)
 }
 
 // readFailed counts a bad peer's frame (before closing, so a peer that sees
@@ -166,6 +215,11 @@ func (w *wire) readFailed(err error, side string) {
 		w.t.log.Warn("connection closed: protocol violation", "side", side, "remote_addr", remote, "error", err)
 	case w.broken():
 		// Closed on purpose (Close, a write failure): nothing new to say.
+	case errors.Is(err, errIdle):
+		w.t.log.Debug("connection closed: idle", "side", side, "remote_addr", remote)
+	case isTimeout(err):
+		w.t.st.ioTimeouts.Add(1)
+		w.t.log.Warn("connection closed: frame not finished within IOTimeout", "side", side, "remote_addr", remote)
 	default:
 		w.t.log.Debug("connection ended", "side", side, "remote_addr", remote, "error", err)
 	}
