@@ -53,8 +53,9 @@ func TestNode_OpenCloseLeaksNothing(t *testing.T) {
 
 	t.Run("lockers", func(t *testing.T) {
 		n := newNode(t, Config{DataDir: t.TempDir()})
-		ctx := testCtx(t)
 		openCloseLocker := func(int) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
 			l, err := n.NewLocker(ctx)
 			if err != nil {
 				return err
