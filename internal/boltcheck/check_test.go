@@ -3,6 +3,7 @@ package boltcheck_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -271,10 +272,11 @@ func requireBboltCopes(t testing.TB, path string, b []byte, what string) {
 	}
 	defer func() { require.NoError(t, db.Close(), what) }()
 	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
-		for err := range tx.Check() {
-			return err
+		var errs []error
+		for err := range tx.Check() { // to the end: its goroutine sends them all
+			errs = append(errs, err)
 		}
-		return nil
+		return errors.Join(errs...)
 	}), "%s: Check passed it, bbolt's Check did not", what)
 
 	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
