@@ -189,14 +189,7 @@ func (b *bridge) Snapshot() (raft.FSMSnapshot, error) {
 // write lock, or not at all.
 func (b *bridge) Restore(rc io.ReadCloser) error {
 	defer func() { _ = rc.Close() }()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return fmt.Errorf("node: read snapshot: %w", err)
-	}
-	if len(data) < 8 {
-		return fmt.Errorf("%w: snapshot frame of %d bytes", fsm.ErrCorrupt, len(data))
-	}
-	st, err := fsm.Restore(data[8:])
+	st, applied, err := readSnapshot(rc)
 	if err != nil {
 		return err
 	}
@@ -206,7 +199,7 @@ func (b *bridge) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("node: no restore after a halt: %w", b.halted)
 	}
 	b.state = st
-	b.applied = binary.BigEndian.Uint64(data[:8])
+	b.applied = applied
 	b.restores++
 	close(b.bump)
 	b.bump = make(chan struct{})
@@ -214,6 +207,23 @@ func (b *bridge) Restore(rc io.ReadCloser) error {
 		b.restore(st)
 	}
 	return nil
+}
+
+// readSnapshot decodes a snapshot framed by Snapshot: the state and the
+// index it was applied up to.
+func readSnapshot(r io.Reader) (*fsm.State, uint64, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, 0, fmt.Errorf("node: read snapshot: %w", err)
+	}
+	if len(data) < 8 {
+		return nil, 0, fmt.Errorf("%w: snapshot frame of %d bytes", fsm.ErrCorrupt, len(data))
+	}
+	st, err := fsm.Restore(data[8:])
+	if err != nil {
+		return nil, 0, err
+	}
+	return st, binary.BigEndian.Uint64(data[:8]), nil
 }
 
 type snapshotBytes []byte

@@ -2,14 +2,10 @@ package node
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/quorumlock/quorumlock/transport"
 )
@@ -147,35 +143,4 @@ func (n *Node) founders() raft.Configuration {
 		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
 	}
 	return c
-}
-
-func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raft.SnapshotStore, error) {
-	if n.cfg.DataDir == "" {
-		mem := raft.NewInmemStore()
-		return mem, mem, raft.NewInmemSnapshotStore(), nil
-	}
-	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
-		return nil, nil, nil, fmt.Errorf("node: DataDir: %w", err)
-	}
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(n.cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			Timeout:        time.Second, // another process holds the file: fail, don't hang
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("node: open log store in DataDir: %w", err)
-	}
-	n.closers = append(n.closers, store.Close)
-	cached, err := raft.NewLogCache(512, store)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	fss, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, rc.Logger)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("node: snapshot store in DataDir: %w", err)
-	}
-	return cached, store, fss, nil
 }

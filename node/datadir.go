@@ -1,0 +1,283 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/internal/boltcheck"
+)
+
+// ErrCorruptData is wrapped by New's errors about a damaged DataDir: a file
+// that is not what the node wrote there. The error names the file; see
+// node/DESIGN.md, "Durability", for what is checked and how to recover.
+var ErrCorruptData = errors.New("node: corrupt data in DataDir")
+
+const (
+	logFile = "raft.db"
+	// snapshotDir is where raft's FileSnapshotStore keeps its snapshots,
+	// one directory each; a name ending in tmpSuffix is one it did not
+	// finish, which it ignores.
+	snapshotDir = "snapshots"
+	tmpSuffix   = ".tmp"
+)
+
+// openStores opens the Raft log, stable and snapshot stores: in memory, or
+// in DataDir once its files passed the start-up checks.
+func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raft.SnapshotStore, error) {
+	if n.cfg.DataDir == "" {
+		mem := raft.NewInmemStore()
+		return mem, mem, raft.NewInmemSnapshotStore(), nil
+	}
+	dir := n.cfg.DataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("node: DataDir: %w", err)
+	}
+	if err := checkLogFile(dir); err != nil {
+		return nil, nil, nil, err
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, logFile),
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second, // another process holds the file: fail, don't hang
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("node: open log store in DataDir: %w", err)
+	}
+	n.closers = append(n.closers, store.Close)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, rc.Logger)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("node: snapshot store in DataDir: %w", err)
+	}
+	newest, err := checkSnapshots(dir, rc.Logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkLog(store, newest, filepath.Join(dir, logFile)); err != nil {
+		return nil, nil, nil, err
+	}
+	cached, err := raft.NewLogCache(512, store)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cached, store, newestSnapshot{snaps}, nil
+}
+
+// checkLogFile checks raft.db before bbolt maps it read-write, which it
+// does trusting every byte: an empty file or one missing beside snapshots,
+// then its whole page structure (internal/boltcheck) and raft-boltdb's
+// layout (raftLayout). Meanwhile a read-only bbolt handle holds the file's
+// shared lock, so that nobody writes it under the check and a DataDir in
+// use still fails as such.
+func checkLogFile(dir string) error {
+	path := filepath.Join(dir, logFile)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		names, err := snapshotNames(dir)
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			return fmt.Errorf("%w: %s is missing, but the DataDir holds snapshots", ErrCorruptData, path)
+		}
+		return nil // a new node
+	case err != nil:
+		return fmt.Errorf("node: DataDir: %w", err)
+	case fi.Size() == 0:
+		return fmt.Errorf("%w: %s is empty", ErrCorruptData, path)
+	}
+	db, openErr := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(openErr, berrors.ErrTimeout) {
+		return fmt.Errorf("node: open log store in DataDir: %s is in use: %w", path, openErr)
+	}
+	err = boltcheck.Check(path, raftLayout)
+	if db != nil {
+		_ = db.Close() // read-only: nothing to lose
+	}
+	switch {
+	case errors.Is(err, boltcheck.ErrCorrupt):
+		return fmt.Errorf("%w: %s: %w", ErrCorruptData, path, err)
+	case err != nil:
+		return fmt.Errorf("node: check %s: %w", path, err)
+	case openErr != nil:
+		return fmt.Errorf("node: open log store in DataDir: %w", openErr)
+	}
+	return nil
+}
+
+// raftLayout judges raft.db's contents as raft-boltdb reads them: buckets
+// at the top, log keys and the terms 8-byte integers (it panics on others).
+func raftLayout(buckets [][]byte, key, value []byte) error {
+	if len(buckets) == 0 {
+		return fmt.Errorf("key %q outside any bucket", key)
+	}
+	if len(buckets) > 1 {
+		return nil
+	}
+	switch string(buckets[0]) {
+	case "logs":
+		if len(key) != 8 {
+			return fmt.Errorf("a log key of %d bytes", len(key))
+		}
+	case "conf":
+		if (string(key) == "CurrentTerm" || string(key) == "LastVoteTerm") && len(value) != 8 {
+			return fmt.Errorf("%s of %d bytes", key, len(value))
+		}
+	}
+	return nil
+}
+
+// snapshotNames lists the snapshot directories in dir, the unfinished ones
+// left out.
+func snapshotNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(dir, snapshotDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: DataDir: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasSuffix(e.Name(), tmpSuffix) {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// checkSnapshots checks every snapshot in dir: it lists (its meta.json
+// decodes, of a version raft knows) and opens (the CRC of its state.bin
+// matches); the newest also restores. It returns the newest one's index, 0
+// if there is none.
+func checkSnapshots(dir string, logger hclog.Logger) (uint64, error) {
+	// A store that lists them all: the node's keeps 2, and a failed reap
+	// leaves more.
+	all, err := raft.NewFileSnapshotStoreWithLogger(dir, math.MaxInt32, logger)
+	if err != nil {
+		return 0, fmt.Errorf("node: snapshot store in DataDir: %w", err)
+	}
+	metas, err := all.List()
+	if err != nil {
+		return 0, fmt.Errorf("node: list snapshots: %w", err)
+	}
+	names, err := snapshotNames(dir)
+	if err != nil {
+		return 0, err
+	}
+	listed := map[string]bool{}
+	for _, m := range metas {
+		listed[m.ID] = true
+	}
+	for _, name := range names {
+		path := filepath.Join(dir, snapshotDir, name)
+		if !listed[name] {
+			return 0, fmt.Errorf("%w: snapshot %s: meta.json unreadable, or of a version this node does not know", ErrCorruptData, path)
+		}
+		if err := checkSnapshot(all, name, name == metas[0].ID); err != nil {
+			return 0, fmt.Errorf("%w: snapshot %s: %w", ErrCorruptData, path, err)
+		}
+	}
+	if len(metas) == 0 {
+		return 0, nil
+	}
+	return metas[0].Index, nil
+}
+
+// checkSnapshot opens snapshot id, which checks its CRC, and with restore
+// also decodes it.
+func checkSnapshot(store raft.SnapshotStore, id string, restore bool) error {
+	_, rc, err := store.Open(id)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rc.Close() }()
+	if restore {
+		_, _, err = readSnapshot(rc)
+	}
+	return err
+}
+
+// checkLog reads the log back from its first entry to its last: no entry
+// missing, each decoding, stored under its own index, and reaching back to
+// the newest snapshot (at index snapshot; 0: none). Raft would panic on a
+// missing entry as it starts, the bridge on a command it cannot decode.
+func checkLog(logs raft.LogStore, snapshot uint64, path string) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrCorruptData, path, fmt.Sprintf(format, args...))
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return bad("first index: %v", err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return bad("last index: %v", err)
+	}
+	if last == 0 {
+		return nil
+	}
+	if last > snapshot && first > snapshot+1 {
+		return bad("the log starts at entry %d but the newest snapshot ends at %d: entries %d to %d are missing", first, snapshot, snapshot+1, first-1)
+	}
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return bad("log entry %d: %v", i, err)
+		}
+		if err := checkEntry(&l, i); err != nil {
+			return bad("log entry %d: %v", i, err)
+		}
+	}
+	return nil
+}
+
+// checkEntry checks one log entry read from under index.
+func checkEntry(l *raft.Log, index uint64) (err error) {
+	if l.Index != index {
+		return fmt.Errorf("says it is entry %d", l.Index)
+	}
+	switch l.Type {
+	case raft.LogCommand:
+		_, err = fsm.Decode(l.Data)
+	case raft.LogConfiguration:
+		defer func() { // raft's decoder panics on what it cannot decode
+			if r := recover(); r != nil {
+				err = fmt.Errorf("configuration: %v", r)
+			}
+		}()
+		raft.DecodeConfiguration(l.Data)
+	}
+	return err
+}
+
+// newestSnapshot shows Raft only the newest snapshot. As it starts, Raft
+// restores the newest one that restores, silently falling back to older
+// ones, and then panics if the log does not reach back that far; the node
+// would rather fail (checkSnapshots has checked the newest already). Raft
+// uses only the newest otherwise.
+type newestSnapshot struct{ raft.SnapshotStore }
+
+func (s newestSnapshot) List() ([]*raft.SnapshotMeta, error) {
+	metas, err := s.SnapshotStore.List()
+	if len(metas) > 1 {
+		metas = metas[:1]
+	}
+	return metas, err
+}
