@@ -113,7 +113,8 @@ var (
 	ErrLost = errors.New("quorumlock: lease lost")
 	// ErrInvalidName: empty, oversize, not UTF-8 or with control characters.
 	ErrInvalidName = errors.New("quorumlock: invalid lock name")
-	// ErrInvalidOption: an Option out of range (TTL, owner size, ...).
+	// ErrInvalidOption: an Option out of range (TTL, owner size or
+	// encoding, ...).
 	ErrInvalidOption = errors.New("quorumlock: invalid option")
 	// ErrClosed: the Locker (or the node under it) is closed.
 	ErrClosed = errors.New("quorumlock: locker closed")

@@ -68,6 +68,7 @@ func TestNewOptions(t *testing.T) {
 		{"MaxTTL", []Option{WithTTL(MaxTTL)}, MaxTTL, "", true},
 		{"owner", []Option{WithOwner("host-1")}, 0, "host-1", true},
 		{"owner of exactly MaxOwnerLen", []Option{WithOwner(maxOwner)}, 0, maxOwner, true},
+		{"owner of multi-byte UTF-8", []Option{WithOwner("höst-1")}, 0, "höst-1", true},
 		{"TTL and owner", []Option{WithOwner("x"), WithTTL(time.Second)}, time.Second, "x", true},
 		{"the last TTL wins", []Option{WithTTL(time.Second), WithTTL(2 * time.Second)}, 2 * time.Second, "", true},
 		{"a valid TTL replaces an invalid one", []Option{WithTTL(0), WithTTL(time.Second)}, time.Second, "", true},
@@ -81,6 +82,8 @@ func TestNewOptions(t *testing.T) {
 		{"TTL 25h", []Option{WithTTL(25 * time.Hour)}, 0, "", false},
 		{"an invalid TTL replaces a valid one", []Option{WithTTL(time.Second), WithTTL(0)}, 0, "", false},
 		{"owner of MaxOwnerLen+1", []Option{WithOwner(maxOwner + "o")}, 0, "", false},
+		{"owner not UTF-8", []Option{WithOwner("\xff")}, 0, "", false},
+		{"owner with truncated UTF-8", []Option{WithOwner("host-\xe2\x82")}, 0, "", false},
 		{"nil Option", []Option{nil}, 0, "", false},
 		{"nil Option after valid ones", []Option{WithOwner("x"), WithTTL(time.Second), nil}, 0, "", false},
 	} {

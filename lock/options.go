@@ -36,8 +36,8 @@ func WithTTL(d time.Duration) Option {
 	return func(o *Options) { o.TTL, o.ttlSet = d, true }
 }
 
-// WithOwner stores s with the lease (at most MaxOwnerLen bytes); Inspect
-// reports it. Use it to say who holds a lock (host, process, job).
+// WithOwner stores s with the lease (at most MaxOwnerLen bytes of valid
+// UTF-8); Inspect reports it. Use it to say who holds a lock (host, process, job).
 func WithOwner(s string) Option {
 	return func(o *Options) { o.Owner = s }
 }
@@ -57,6 +57,9 @@ func NewOptions(opts ...Option) (Options, error) {
 	}
 	if len(o.Owner) > MaxOwnerLen {
 		return Options{}, fmt.Errorf("%w: owner is %d bytes, limit %d", ErrInvalidOption, len(o.Owner), MaxOwnerLen)
+	}
+	if !utf8.ValidString(o.Owner) {
+		return Options{}, fmt.Errorf("%w: owner is not valid UTF-8", ErrInvalidOption)
 	}
 	return o, nil
 }

@@ -179,7 +179,7 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Res
 	}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("%w: %w", errFatal, err) // no retry encodes it either
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err

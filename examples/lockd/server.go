@@ -100,40 +100,23 @@ type errorBody struct {
 
 // acquire: POST /v1/locks/{name}?wait=DUR&ttl=DUR&owner=STR.
 func (s *server) acquire(w http.ResponseWriter, r *http.Request) {
-	name, q := r.PathValue("name"), r.URL.Query()
-	var wait time.Duration
-	if q.Has("wait") {
-		var err error
-		if wait, err = parseDuration(q.Get("wait")); err != nil {
-			badRequest(w, "wait: "+err.Error())
-			return
-		}
-	}
-	var opts []lock.Option
-	if q.Has("ttl") {
-		ttl, err := parseDuration(q.Get("ttl"))
-		if err != nil {
-			badRequest(w, "ttl: "+err.Error())
-			return
-		}
-		opts = append(opts, lock.WithTTL(ttl))
-	}
-	if q.Has("owner") {
-		opts = append(opts, lock.WithOwner(q.Get("owner")))
+	p, err := parseAcquire(r)
+	if err != nil {
+		s.fail(w, r, err, false)
+		return
 	}
 	var l lock.Lease
-	var err error
-	if wait > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
+	if p.wait > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), p.wait)
 		defer cancel()
-		l, err = s.locker.Acquire(ctx, name, opts...)
+		l, err = s.locker.Acquire(ctx, p.name, p.options()...)
 	} else {
 		ctx, cancel := context.WithTimeout(r.Context(), s.opTimeout)
 		defer cancel()
-		l, err = s.locker.TryAcquire(ctx, name, opts...)
+		l, err = s.locker.TryAcquire(ctx, p.name, p.options()...)
 	}
 	if err != nil {
-		s.fail(w, r, err, wait > 0)
+		s.fail(w, r, err, p.wait > 0)
 		return
 	}
 	if err := r.Context().Err(); err != nil {
@@ -182,9 +165,14 @@ func (s *server) release(w http.ResponseWriter, r *http.Request) {
 // inspect: GET /v1/locks/{name}. Linearizable: it reflects every request
 // answered before it, on any replica.
 func (s *server) inspect(w http.ResponseWriter, r *http.Request) {
+	name, err := parseName(r)
+	if err != nil {
+		s.fail(w, r, err, false)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opTimeout)
 	defer cancel()
-	info, err := s.locker.Inspect(ctx, r.PathValue("name"))
+	info, err := s.locker.Inspect(ctx, name)
 	if err != nil {
 		s.fail(w, r, err, false)
 		return
@@ -219,21 +207,16 @@ func (s *server) status(w http.ResponseWriter, _ *http.Request) {
 // for a malformed request and 409 when this process holds no such lease
 // (never granted here, already ended, or granted before a restart).
 func (s *server) leaseParam(w http.ResponseWriter, r *http.Request) (lock.Lease, bool) {
-	name := r.PathValue("name")
-	if err := lock.ValidateName(name); err != nil {
-		badRequest(w, err.Error())
-		return nil, false
-	}
-	token, err := strconv.ParseUint(r.URL.Query().Get("token"), 10, 64)
-	if err != nil || token == 0 {
-		badRequest(w, "token: want a positive integer")
+	key, err := parseLease(r)
+	if err != nil {
+		s.fail(w, r, err, false)
 		return nil, false
 	}
 	s.mu.Lock()
-	l := s.leases[leaseKey{name, token}]
+	l := s.leases[key]
 	s.mu.Unlock()
 	if l == nil {
-		writeJSON(w, http.StatusConflict, errorBody{Error: "not_held", Detail: "this replica holds no lease " + strconv.Quote(name) + " with token " + strconv.FormatUint(token, 10)})
+		writeJSON(w, http.StatusConflict, errorBody{Error: "not_held", Detail: "this replica holds no lease " + strconv.Quote(key.name) + " with token " + strconv.FormatUint(key.token, 10)})
 		return nil, false
 	}
 	return l, true
@@ -282,7 +265,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error, waited 
 
 func statusOf(err error, waited bool) (int, string) {
 	switch {
-	case errors.Is(err, lock.ErrInvalidName), errors.Is(err, lock.ErrInvalidOption):
+	case errors.Is(err, errBadParam), errors.Is(err, lock.ErrInvalidName), errors.Is(err, lock.ErrInvalidOption):
 		return http.StatusBadRequest, "invalid"
 	case errors.Is(err, lock.ErrHeld):
 		return http.StatusConflict, "held"
@@ -305,23 +288,6 @@ func statusOf(err error, waited bool) (int, string) {
 	default:
 		return http.StatusInternalServerError, "internal"
 	}
-}
-
-// parseDuration parses a query duration in Go syntax ("1.5s", "300ms",
-// "0"); negative durations are invalid.
-func parseDuration(v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, err
-	}
-	if d < 0 {
-		return 0, errors.New("negative duration")
-	}
-	return d, nil
-}
-
-func badRequest(w http.ResponseWriter, detail string) {
-	writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid", Detail: detail})
 }
 
 func writeJSON(w http.ResponseWriter, code int, body any) {

@@ -59,6 +59,10 @@ func TestServer_StatusCodes(t *testing.T) {
 		{"owner too long", "POST", func(*testing.T) string {
 			return "/v1/locks/x?owner=" + strings.Repeat("o", lock.MaxOwnerLen+1)
 		}, 400, "invalid"},
+		{"malformed query", "POST", func(*testing.T) string { return "/v1/locks/x?ttl=%zz" }, 400, "invalid"},
+		{"semicolon in query", "POST", func(*testing.T) string { return "/v1/locks/x?owner=a;ttl=1m" }, 400, "invalid"},
+		{"repeated parameter", "POST", func(*testing.T) string { return "/v1/locks/x?ttl=1m&ttl=2m" }, 400, "invalid"},
+		{"unknown parameter", "POST", func(*testing.T) string { return "/v1/locks/x?tll=1m" }, 400, "invalid"},
 		{"name with control character", "POST", func(*testing.T) string { return "/v1/locks/a%01b" }, 400, "invalid"},
 		{"name too long", "POST", func(*testing.T) string { return "/v1/locks/" + strings.Repeat("n", lock.MaxNameLen+1) }, 400, "invalid"},
 		{"name not UTF-8", "POST", func(*testing.T) string { return "/v1/locks/%ff" }, 400, "invalid"},
@@ -89,6 +93,8 @@ func TestServer_StatusCodes(t *testing.T) {
 		{"refresh token zero", "POST", func(*testing.T) string { return "/v1/locks/r6/refresh?token=0" }, 400, "invalid"},
 		{"refresh bad token", "POST", func(*testing.T) string { return "/v1/locks/r6/refresh?token=x" }, 400, "invalid"},
 		{"refresh bad name", "POST", func(*testing.T) string { return "/v1/locks/%01/refresh?token=1" }, 400, "invalid"},
+		{"refresh with a ttl", "POST", func(*testing.T) string { return "/v1/locks/r6/refresh?token=1&ttl=1m" }, 400, "invalid"},
+		{"refresh token twice", "POST", func(*testing.T) string { return "/v1/locks/r6/refresh?token=1&token=2" }, 400, "invalid"},
 
 		// release
 		{"release", "DELETE", func(t *testing.T) string {
@@ -112,6 +118,7 @@ func TestServer_StatusCodes(t *testing.T) {
 		{"inspect free", "GET", func(*testing.T) string { return "/v1/locks/never" }, 200, ""},
 		{"inspect held", "GET", func(t *testing.T) string { holdElsewhere(t, "i1"); return "/v1/locks/i1" }, 200, ""},
 		{"inspect bad name", "GET", func(*testing.T) string { return "/v1/locks/%7F" }, 400, "invalid"},
+		{"inspect with a parameter", "GET", func(*testing.T) string { return "/v1/locks/never?wait=1s" }, 400, "invalid"},
 		{"status", "GET", func(*testing.T) string { return "/v1/status" }, 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -315,6 +322,7 @@ func TestStatusOf(t *testing.T) {
 	}{
 		{fmt.Errorf("x: %w", lock.ErrInvalidName), false, 400},
 		{lock.ErrInvalidOption, true, 400},
+		{fmt.Errorf("%w: ttl: x", errBadParam), true, 400},
 		{lock.ErrHeld, false, 409},
 		{lock.ErrNotHeld, false, 409},
 		{fmt.Errorf("node: rejected: %w: fsm: limit reached", lock.ErrLimit), true, 429},

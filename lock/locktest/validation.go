@@ -64,6 +64,7 @@ func testInvalidInput(e *env) {
 		{"WithTTL(MaxTTL+1ns)", []lock.Option{lock.WithTTL(lock.MaxTTL + 1)}},
 		{"WithTTL(25h)", []lock.Option{lock.WithTTL(25 * time.Hour)}},
 		{"WithOwner of 64 KiB + 1 byte", []lock.Option{lock.WithOwner(strings.Repeat("o", lock.MaxOwnerLen+1))}},
+		{"WithOwner of invalid UTF-8", []lock.Option{lock.WithOwner("\xff")}},
 		{"a nil Option", []lock.Option{nil}},
 		{"a nil Option after a valid one", []lock.Option{lock.WithOwner("x"), nil}},
 	} {
