@@ -214,10 +214,15 @@ func checkSnapshot(store raft.SnapshotStore, id string, restore bool) error {
 	return err
 }
 
-// checkLog reads the log back from its first entry to its last: no entry
+// checkLog reads the log back from the entry after the newest snapshot (at
+// index snapshot; 0: none), or its first if later, to its last: no entry
 // missing, each decoding, stored under its own index, and reaching back to
-// the newest snapshot (at index snapshot; 0: none). Raft would panic on a
-// missing entry as it starts, the bridge on a command it cannot decode.
+// the snapshot. Raft would panic on a missing entry as it starts, the
+// bridge on a command it cannot decode. Entries the snapshot covers are
+// not read: raft does not replay them, and a follower that caught up from
+// a snapshot keeps an older stretch of log below it with a gap between
+// (raft trims the log to TrailingLogs, not to the snapshot), which is
+// healthy.
 func checkLog(logs raft.LogStore, snapshot uint64, path string) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrCorruptData, path, fmt.Sprintf(format, args...))
@@ -236,7 +241,7 @@ func checkLog(logs raft.LogStore, snapshot uint64, path string) error {
 	if last > snapshot && first > snapshot+1 {
 		return bad("the log starts at entry %d but the newest snapshot ends at %d: entries %d to %d are missing", first, snapshot, snapshot+1, first-1)
 	}
-	for i := first; i <= last; i++ {
+	for i := max(first, snapshot+1); i <= last; i++ {
 		var l raft.Log
 		if err := logs.GetLog(i, &l); err != nil {
 			return bad("log entry %d: %v", i, err)

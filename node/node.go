@@ -34,7 +34,8 @@ type Node struct {
 	// newer build (export_test.go).
 	protocol   atomic.Int32
 	needs      atomic.Pointer[func(*fsmpb.Command) int]
-	peers      protocols // leader: what each member announced (version.go)
+	peers      protocols             // leader: what each member announced (version.go)
+	halted     atomic.Pointer[error] // why the bridge halted (version.go)
 	bridge     *bridge
 	exp        *expirer
 	trans      *transport.Transport // nil for a single node without network
@@ -120,12 +121,18 @@ func New(cfg Config) (*Node, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartTimeout)
 	defer cancel()
-	if cfg.Join != "" && !n.existing {
+	// A restart whose stores hold no configuration (it died after its
+	// first term arrived, before any entry or snapshot did) joins again:
+	// otherwise, with an identity, it would accept Raft from nobody.
+	if cfg.Join != "" && (!n.existing || len(n.memberAddrs()) == 0) {
 		if err := n.join(ctx); err != nil {
 			return fail(err)
 		}
 	}
 	if err := n.readBarrier(ctx); err != nil {
+		if halt := n.haltErr(); halt != nil {
+			return fail(fmt.Errorf("node: stopped while starting: %w", halt))
+		}
 		return fail(fmt.Errorf("node: not ready after %v: %w", cfg.StartTimeout, err))
 	}
 	n.def, err = n.newClient(ctx)

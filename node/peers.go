@@ -130,11 +130,13 @@ func (s *memberStream) Accept() (net.Conn, error) {
 }
 
 // mayStream: a member of the latest configuration; while it is empty (a
-// node joining), a server this node dialled, which is how it joined.
+// node joining, or one that died before its first entry arrived), a
+// server this node dialled, which is how it joined, or one of its
+// founding Peers.
 func (s *memberStream) mayStream(peer string) bool {
 	members := s.n.memberAddrs()
 	if len(members) == 0 {
-		return s.n.trans.HasDialled(peer)
+		return s.n.trans.HasDialled(peer) || s.n.isFounder(peer)
 	}
 	_, ok := members[peer]
 	return ok
@@ -161,4 +163,14 @@ func (s *memberStream) Dial(address raft.ServerAddress, timeout time.Duration) (
 		}
 	}
 	return c, nil
+}
+
+// isFounder reports whether id is one of this node's Config.Peers.
+func (n *Node) isFounder(id string) bool {
+	for _, p := range n.cfg.Peers {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
 }

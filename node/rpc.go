@@ -94,6 +94,8 @@ func (n *Node) callAt(ctx context.Context, addr string, req *nodepb.Request) (*n
 		return resp, nil
 	case nodepb.Status_STATUS_NOT_LEADER, nodepb.Status_STATUS_CLOSED:
 		return nil, &hintError{addr: resp.GetLeaderAddr(), err: fmt.Errorf("%w: %s says %s", errNotLeader, addr, resp.GetMessage())}
+	case nodepb.Status_STATUS_UNSUPPORTED:
+		return nil, fmt.Errorf("%w: %w: %s: %s", errFatal, ErrUnsupported, addr, resp.GetMessage())
 	case nodepb.Status_STATUS_DENIED:
 		return nil, fmt.Errorf("%w: %w: %s: %s", errFatal, errDenied, addr, resp.GetMessage())
 	case nodepb.Status_STATUS_LIMIT:
@@ -209,6 +211,8 @@ func errResponse(err error) *nodepb.Response {
 		status = nodepb.Status_STATUS_CLOSED
 	case errors.Is(err, lock.ErrLimit):
 		status = nodepb.Status_STATUS_LIMIT
+	case errors.Is(err, ErrUnsupported):
+		status = nodepb.Status_STATUS_UNSUPPORTED
 	case errors.Is(err, errNotLeader):
 		status = nodepb.Status_STATUS_NOT_LEADER
 	case errors.Is(err, errAmbiguous), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -77,6 +77,15 @@ func (n *Node) supported(cmd *fsmpb.Command) error {
 // It says so at Error (an operator must upgrade this node) and aborts the
 // node, on its own goroutine: the bridge calls it holding its lock.
 func (n *Node) halt(err error) {
+	n.halted.Store(&err)
 	n.log.Error("stopping: the replicated log holds an entry this node cannot apply", "error", err, "protocol", n.protocol.Load())
 	go func() { _ = n.Abort() }()
+}
+
+// haltErr is why the node halted (see halt), or nil.
+func (n *Node) haltErr() error {
+	if p := n.halted.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

@@ -67,7 +67,7 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	nodes   []*node.Node    // nil while dead
-	cfgs    []node.Config   // what a restart starts: no Listener, Join or Peers
+	cfgs    []node.Config   // what a restart starts: no Listener or Join; founders keep Peers
 	addrs   []string        // listen addresses, stable across restarts
 	stopped []chan struct{} // closed once node i's last stop returned
 	lockers []int           // Lockers made by NewLocker since node i started
@@ -211,6 +211,11 @@ func (c *Cluster) startFounders(cfgs []node.Config, lns []net.Listener) {
 	for i, cfg := range cfgs {
 		peers = append(peers, node.Peer{ID: cfg.ID, Addr: c.Addr(i)})
 	}
+	c.mu.Lock()
+	for i := range cfgs {
+		c.cfgs[i].Peers = peers // kept for restarts, as an operator's config file would be
+	}
+	c.mu.Unlock()
 	errs := make([]error, len(cfgs))
 	var wg sync.WaitGroup
 	for i, cfg := range cfgs {

@@ -37,6 +37,7 @@ const (
 	Status_STATUS_ERROR       Status = 6 // anything else; see message
 	Status_STATUS_LIMIT       Status = 7 // the command would grow the state past a limit
 	Status_STATUS_DENIED      Status = 8 // the authenticated sender may not make this request
+	Status_STATUS_UNSUPPORTED Status = 9 // the command needs a protocol not every voter speaks yet
 )
 
 // Enum value maps for Status.
@@ -51,6 +52,7 @@ var (
 		6: "STATUS_ERROR",
 		7: "STATUS_LIMIT",
 		8: "STATUS_DENIED",
+		9: "STATUS_UNSUPPORTED",
 	}
 	Status_value = map[string]int32{
 		"STATUS_UNSPECIFIED": 0,
@@ -62,6 +64,7 @@ var (
 		"STATUS_ERROR":       6,
 		"STATUS_LIMIT":       7,
 		"STATUS_DENIED":      8,
+		"STATUS_UNSUPPORTED": 9,
 	}
 )
 
@@ -617,7 +620,7 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x121\n" +
 	"\x06result\x18\x05 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\x12\x14\n" +
 	"\x05index\x18\x06 \x01(\x04R\x05index\x12\x18\n" +
-	"\arenewed\x18\a \x01(\bR\arenewed*\xba\x01\n" +
+	"\arenewed\x18\a \x01(\bR\arenewed*\xd2\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSTATUS_OK\x10\x01\x12\x15\n" +
@@ -627,7 +630,8 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\x0eSTATUS_INVALID\x10\x05\x12\x10\n" +
 	"\fSTATUS_ERROR\x10\x06\x12\x10\n" +
 	"\fSTATUS_LIMIT\x10\a\x12\x11\n" +
-	"\rSTATUS_DENIED\x10\bB.Z,github.com/quorumlock/quorumlock/node/nodepbb\x06proto3"
+	"\rSTATUS_DENIED\x10\b\x12\x16\n" +
+	"\x12STATUS_UNSUPPORTED\x10\tB.Z,github.com/quorumlock/quorumlock/node/nodepbb\x06proto3"
 
 var (
 	file_node_nodepb_rpc_proto_rawDescOnce sync.Once
