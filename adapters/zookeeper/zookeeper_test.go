@@ -80,25 +80,24 @@ func TestStandalone(t *testing.T) {
 func TestEnsemble(t *testing.T) {
 	e := testserver.StartEnsemble(t, 3, zkOptions())
 	t.Run("Conformance", func(t *testing.T) {
-		// Outages pause every member: the store is unreachable. (With only
-		// two of three paused, the third keeps answering syncs and reads
-		// until it notices its lost quorum, syncLimit × tickTime later, so
-		// a session lease's Refresh made at once could still be confirmed
-		// by it: safe, since nothing can be granted without a quorum, but
-		// it made the outage checks depend on that timing.) The heal waits
-		// for a quorum again.
+		// Outages pause two of the three members: the third loses its
+		// quorum and stops serving. Until it notices, syncLimit × tickTime
+		// later, it still answers syncs and reads, so a session lease's
+		// Refresh made at the cut can be confirmed: the suite accepts an
+		// answer to a read made at the cut (lock/DESIGN.md, R5). Pausing
+		// all three instead left the resumed ensemble committing no write
+		// for over a minute in 2 of 5 loop runs (docs/journal.md, session
+		// 5). The heal waits for a quorum and a committed write.
 		locktest.Run(t, lockers(e.Servers(), conformanceTimeout), locktest.FIFO(),
 			locktest.Outage(func(t *testing.T) locktest.OutageStore {
 				return locktest.OutageStore{
 					Cut: func() {
-						for i := range 3 {
-							e.Member(i).Pause()
-						}
+						e.Member(0).Pause()
+						e.Member(1).Pause()
 					},
 					Heal: func() {
-						for i := range 3 {
-							e.Member(i).Resume()
-						}
+						e.Member(0).Resume()
+						e.Member(1).Resume()
 						e.WaitQuorum(t)
 						waitWritable(t, e.Servers())
 					},
