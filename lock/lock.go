@@ -37,7 +37,9 @@ type Locker interface {
 	// Inspect reports the current holder and queue of name. It is
 	// linearizable unless the backend documents otherwise. Inspecting a name
 	// that was never locked returns an Info with Held false and no error.
-	Inspect(ctx context.Context, name string) (Info, error)
+	// Info.Queue holds at most DefaultQueueLimit waiters unless
+	// WithQueueLimit says otherwise.
+	Inspect(ctx context.Context, name string, opts ...InspectOption) (Info, error)
 
 	// Close ends every lease this Locker holds and withdraws its queued
 	// requests; blocked calls return ErrClosed. Close is idempotent. Calls
@@ -85,7 +87,8 @@ type Lease interface {
 	Release(ctx context.Context) error
 }
 
-// Info describes the state of one name.
+// Info describes the state of one name (DESIGN.md, "Operating a lock").
+// Durations are measured by the store that answers, on its own clock.
 type Info struct {
 	Name    string
 	Held    bool
@@ -95,6 +98,18 @@ type Info struct {
 	// ExpiresIn is the time left of a TTL lease as seen by the store; 0 for a
 	// session lease or when not held.
 	ExpiresIn time.Duration
+	// Kind is KindSession or KindTTL when held, KindNone when not.
+	Kind Kind
+	// Since is the age of the current grant; 0 when not held.
+	Since time.Duration
+	// Holder is an opaque, stable ID of the session or client holding the
+	// lease; "" when not held.
+	Holder string
+	// Node is the replica the holder is attached to, where the backend
+	// knows it.
+	Node string
+	// Queue is the first waiters in position order (see WithQueueLimit).
+	Queue []Waiter
 }
 
 // Errors returned by every backend. Backends wrap them with detail; test

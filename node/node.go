@@ -255,8 +255,8 @@ func (n *Node) TryAcquire(ctx context.Context, name string, opts ...lock.Option)
 
 // Inspect implements lock.Locker. It is linearizable: it reflects every
 // operation that completed before it was called.
-func (n *Node) Inspect(ctx context.Context, name string) (lock.Info, error) {
-	return n.def.Inspect(ctx, name)
+func (n *Node) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
+	return n.def.Inspect(ctx, name, opts...)
 }
 
 // Close releases the leases and sessions of every client of this node, then

@@ -73,7 +73,7 @@ func (n *Node) readIndexAnywhere(ctx context.Context) (index uint64, err error) 
 
 // Inspect implements lock.Locker: a linearizable read (readBarrier) of this
 // node's applied state.
-func (c *client) Inspect(ctx context.Context, name string) (lock.Info, error) {
+func (c *client) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	if err := lock.ValidateName(name); err != nil {
 		return lock.Info{}, err
 	}

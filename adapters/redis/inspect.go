@@ -13,7 +13,7 @@ import (
 // primary reads lease and queue (and prunes dead waiters). If ctx ends
 // before the script was sent, or while it waited on a store that answers a
 // PING right after (ping), the error is ctx's alone (R5).
-func (c *instance) Inspect(ctx context.Context, name string) (lock.Info, error) {
+func (c *instance) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	if err := c.openInspect(name); err != nil {
 		return lock.Info{}, err
 	}

@@ -51,8 +51,8 @@ func (l *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Optio
 // Inspect implements lock.Locker. On a single primary it is linearizable:
 // one script reads lease and queue (and prunes dead waiters). In Redlock
 // mode it combines the answers of a majority.
-func (l *Locker) Inspect(ctx context.Context, name string) (lock.Info, error) {
-	return l.impl.Inspect(ctx, name)
+func (l *Locker) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
+	return l.impl.Inspect(ctx, name, opts...)
 }
 
 // Close implements lock.Locker: blocked calls return lock.ErrClosed (their

@@ -89,7 +89,7 @@ func (r *redlock) TryAcquire(ctx context.Context, name string, opts ...lock.Opti
 // can hold a majority even counting the primaries that did not answer,
 // and otherwise unknown (lock.ErrNoQuorum); Waiters is the largest count
 // that a majority reports at least.
-func (r *redlock) Inspect(ctx context.Context, name string) (lock.Info, error) {
+func (r *redlock) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	if err := r.openInspect(name); err != nil {
 		return lock.Info{}, err
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // Inspect implements lock.Locker: sync, list, and read the lowest child.
-func (l *Locker) Inspect(ctx context.Context, name string) (lock.Info, error) {
+func (l *Locker) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	if err := lock.ValidateName(name); err != nil {
 		return lock.Info{}, err
 	}

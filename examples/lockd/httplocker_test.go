@@ -65,7 +65,7 @@ func (h *httpLocker) acquire(ctx context.Context, name, query string) (lock.Leas
 	return l, nil
 }
 
-func (h *httpLocker) Inspect(ctx context.Context, name string) (lock.Info, error) {
+func (h *httpLocker) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	code, r, err := h.call(ctx, http.MethodGet, "/v1/locks/"+url.PathEscape(name))
 	if err != nil || code != http.StatusOK {
 		return lock.Info{}, apiError(code, r, err)

@@ -323,7 +323,7 @@ func (l *refLocker) TryAcquire(ctx context.Context, name string, opts ...lock.Op
 	return s.grant(l, key, name, o), nil
 }
 
-func (l *refLocker) Inspect(ctx context.Context, name string) (lock.Info, error) {
+func (l *refLocker) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	if err := lock.ValidateName(name); err != nil {
 		return lock.Info{}, err
 	}
