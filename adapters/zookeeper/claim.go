@@ -68,17 +68,22 @@ func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []loc
 
 // claim is one Acquire or TryAcquire: one node in the name's directory.
 type claim struct {
-	name   string
-	dir    string
-	guid   string
-	ttl    time.Duration
-	data   []byte
-	path   string    // the node, once created
-	sess   int64     // the session the (ephemeral) node was created on; 0: unknown
-	marked time.Time // TTL: send time of the create or last refresh of the node
+	name    string
+	dir     string
+	guid    string
+	ttl     time.Duration
+	meta    nodeData  // the record the claim writes to its node
+	path    string    // the node, once created
+	version int32     // the node's version as last written or read
+	sess    int64     // the session the (ephemeral) node was created on; 0: unknown
+	marked  time.Time // send time of the create or (TTL) the last refresh of the node
 	// ambiguous: a create of this claim failed at the connection level, so
 	// more nodes with its GUID may exist.
 	ambiguous bool
+	// waited: the node was not the lowest at its first listing, so its
+	// grant time is not its creation time (DESIGN.md, "Durations on the
+	// server's clock").
+	waited bool
 }
 
 // newClaim makes the claim of name with a fresh GUID; nothing is sent yet.
@@ -92,8 +97,21 @@ func (l *Locker) newClaim(name string, o lock.Options) (*claim, error) {
 		dir:  l.dir(name),
 		guid: guid,
 		ttl:  o.TTL,
-		data: encodeData(nodeData{ttl: o.TTL, owner: o.Owner}),
+		meta: nodeData{
+			format:  formatV2,
+			ttl:     o.TTL,
+			timeout: l.sessionTimeout(),
+			holder:  l.id,
+			node:    l.cfg.Node,
+			owner:   o.Owner,
+		},
 	}, nil
+}
+
+// orphan is the claim's node as an orphan: checked if it is a TTL node
+// (a granted one can be adopted).
+func (c *claim) orphan() orphan {
+	return orphan{path: c.path, session: c.sess, checked: c.ttl > 0, version: c.version}
 }
 
 // newGUID is a random 128-bit claim GUID in hex.
@@ -136,13 +154,14 @@ func (l *Locker) runClaim(ctx context.Context, c *claim, wait bool) (*lease, err
 // the old GUID was ambiguous, a sweep of that GUID goes to the orphans.
 func (l *Locker) requeue(c *claim) error {
 	if c.ambiguous {
-		l.addOrphan(orphan{dir: c.dir, guid: c.guid})
+		l.addOrphan(orphan{dir: c.dir, guid: c.guid, checked: c.ttl > 0})
 	}
 	guid, err := newGUID()
 	if err != nil {
 		return err
 	}
 	c.guid, c.path, c.sess, c.ambiguous = guid, "", 0, false
+	c.version, c.waited = 0, false
 	return nil
 }
 
@@ -163,6 +182,7 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 		case !wait:
 			return fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
 		}
+		c.waited = true
 		ch, err := l.watch(ctx, pred)
 		if err != nil {
 			return err
@@ -189,8 +209,9 @@ func (l *Locker) predecessor(ctx context.Context, c *claim) (string, error) {
 	kids, idx, dups := position(c, kids, c.path[len(c.dir)+1:])
 	for _, d := range dups {
 		l.log.Debug("deleting a duplicate claim node", "path", d)
-		if err := l.deleteNode(ctx, d); err != nil {
-			l.addOrphan(orphan{path: d})
+		o := orphan{path: d, checked: c.ttl > 0, version: -1}
+		if !l.deleteOrphan(ctx, o) {
+			l.addOrphan(o)
 		}
 	}
 	switch {
@@ -254,39 +275,74 @@ func (l *Locker) await(ctx context.Context, c *claim, ch <-chan zk.Event) error 
 		case err != nil:
 			return err
 		case touch:
-			if _, err := l.touch(ctx, c); err != nil {
+			if _, err := l.touch(ctx, c, stateQueued); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// touch is a SetData on a TTL claim's node, which restarts its TTL on the
-// server. It returns the node's Stat. A reply that arrives after the node's
+// touch is a version-checked SetData of a TTL claim's record in state,
+// which restarts its TTL on the server. It returns the node's Stat. A
+// BadVersion is looked at (changed). A reply that arrives after the node's
 // old local deadline proves nothing (the reaper may have picked the node
 // before the SetData), so the node is given up.
-func (l *Locker) touch(ctx context.Context, c *claim) (*zk.Stat, error) {
+func (l *Locker) touch(ctx context.Context, c *claim, state claimState) (*zk.Stat, error) {
 	var (
 		stat *zk.Stat
 		sent time.Time
 	)
+	d := c.meta
+	d.state = state
+	data := encodeData(d)
 	err := retry(ctx, func() (err error) {
 		sent = time.Now()
-		err = l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(c.path, c.data, -1); return err }, nil)
-		if errors.Is(err, zk.ErrNoNode) {
+		err = l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(c.path, data, c.version); return err }, nil)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
 			return errRequeue
+		case errors.Is(err, zk.ErrBadVersion):
+			return l.changed(ctx, c)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	c.version = stat.Version
 	if !time.Now().Before(c.marked.Add(c.ttl - ttlMargin(c.ttl))) {
-		l.addOrphan(orphan{path: c.path})
+		l.addOrphan(c.orphan())
 		return nil, errRequeue
 	}
 	c.marked = sent
 	return stat, nil
+}
+
+// changed looks at a claim's node whose version changed under it: a
+// write of ours whose reply was lost → take the version and go on
+// (errAgain); marked by Revoke (the claim was the lowest, so Inspect
+// reported it held, but it had not become a lease yet) → delete it and
+// queue again; gone or another holder's → queue again (errRequeue).
+func (l *Locker) changed(ctx context.Context, c *claim) error {
+	d, stat, err := l.readData(ctx, c.path)
+	switch {
+	case errors.Is(err, zk.ErrNoNode) || errors.Is(err, errBadData):
+		return errRequeue
+	case err != nil:
+		return err
+	case !l.ours(d, 0):
+		return errRequeue
+	case d.state == stateRevoked:
+		l.log.Warn("claim revoked before its grant; queueing again", "name", c.name, "token", stat.Czxid, "holder", l.id)
+		if _, err := l.deleteMine(ctx, ownNode{path: c.path, version: stat.Version}); err != nil {
+			o := c.orphan()
+			o.version = stat.Version
+			l.addOrphan(o)
+		}
+		return errRequeue
+	}
+	c.version = stat.Version
+	return errAgain
 }
 
 // grant turns the lowest claim into a lease. A TTL lease's TTL starts with
@@ -295,10 +351,14 @@ func (l *Locker) touch(ctx context.Context, c *claim) (*zk.Stat, error) {
 // the next acknowledged probe) and its node on that session.
 func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
 	if c.ttl > 0 {
-		stat, err := l.touch(ctx, c) // the lease's TTL starts now
+		stat, err := l.touch(ctx, c, stateGranted) // the lease's TTL starts now
 		if err != nil {
 			return nil, err
 		}
+		// The SetData wrote no grant time (the client cannot know the
+		// server's time before the reply); its mtime is the grant time,
+		// which the lease's Refresh writes.
+		c.meta.state, c.meta.granted = stateGranted, stat.Mtime
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return l.newLeaseLocked(c, uint64(stat.Czxid), 0), nil
@@ -314,6 +374,8 @@ func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
 			return err
 		case !exists:
 			return errRequeue
+		case stat.Version != c.version:
+			return l.changed(ctx, c)
 		}
 		var fresh <-chan struct{}
 		if le, fresh = l.sessionLease(c, stat); le != nil {
@@ -333,7 +395,11 @@ func (l *Locker) sessionLease(c *claim, stat *zk.Stat) (*lease, <-chan struct{})
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if stat.EphemeralOwner == l.sessID && time.Now().Before(l.deadline) {
-		return l.newLeaseLocked(c, uint64(stat.Czxid), l.sessID), nil
+		le := l.newLeaseLocked(c, uint64(stat.Czxid), l.sessID)
+		if c.waited { // its grant time is not its ctime: the prober writes it
+			le.stamp = stat.Ctime + time.Since(c.marked).Milliseconds()
+		}
+		return le, nil
 	}
 	return nil, l.fresh
 }
@@ -344,14 +410,11 @@ func (l *Locker) sessionLease(c *claim, stat *zk.Stat) (*lease, <-chan struct{})
 func (l *Locker) withdraw(c *claim) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cleanupTimeout())
 	defer cancel()
+	o := c.orphan()
 	if c.ambiguous {
-		o := orphan{dir: c.dir, guid: c.guid}
-		if !l.deleteOrphan(ctx, o) {
-			l.addOrphan(o)
-		}
-		return
+		o = orphan{dir: c.dir, guid: c.guid, checked: c.ttl > 0}
 	}
-	if err := l.deleteNode(ctx, c.path); err != nil {
-		l.addOrphan(orphan{path: c.path, session: c.sess})
+	if !l.deleteOrphan(ctx, o) {
+		l.addOrphan(o)
 	}
 }

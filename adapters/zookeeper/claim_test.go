@@ -96,7 +96,7 @@ func testExistingConn(t *testing.T, servers []string) {
 	require.NoError(t, err)
 	info, err := l.Inspect(ctx, "existing-conn")
 	require.NoError(t, err)
-	assert.Equal(t, lock.Info{Name: "existing-conn", Held: true, Token: lease.Token(), Owner: "me"}, info)
+	assertHeldBy(t, info, lease, "me", l)
 	require.NoError(t, l.Close())
 	assert.ErrorIs(t, lease.Err(), lock.ErrReleased)
 	_, _, err = conn.Exists("/")

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -60,8 +63,13 @@ type Config struct {
 	// ACL of the nodes the Locker creates. Default zk.WorldACL(zk.PermAll).
 	ACL []zk.ACL
 
-	// Logger receives debug logs of the Locker and of go-zookeeper. Default:
-	// discard.
+	// Node names the replica or host this Locker runs on, as Inspect and
+	// List report it (lock.Info.Node). Default: os.Hostname(), or "" if
+	// that fails (or does not fit). At most 255 bytes of UTF-8 without control characters.
+	Node string
+
+	// Logger receives the Locker's logs (a revoked or adopted lease at
+	// Warn, the rest at Debug) and go-zookeeper's. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -97,11 +105,35 @@ func (c *Config) validate() error {
 	if err := validateRoot(c.Root); err != nil {
 		return fmt.Errorf("%w: Root %q: %w", ErrInvalidConfig, c.Root, err)
 	}
+	if c.Node == "" {
+		if h, err := os.Hostname(); err == nil && validateNode(h) == nil {
+			c.Node = h
+		}
+	}
+	if err := validateNode(c.Node); err != nil {
+		return fmt.Errorf("%w: Node: %w", ErrInvalidConfig, err)
+	}
 	if c.ACL == nil {
 		c.ACL = zk.WorldACL(zk.PermAll)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// validateNode accepts what fits the node data's node field as text.
+func validateNode(node string) error {
+	switch {
+	case len(node) > maxNodeLen:
+		return fmt.Errorf("%d bytes, at most %d", len(node), maxNodeLen)
+	case !utf8.ValidString(node):
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range node {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("control character %U", r)
+		}
 	}
 	return nil
 }

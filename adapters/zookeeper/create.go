@@ -41,7 +41,7 @@ func (l *Locker) create(ctx context.Context, c *claim) error {
 		return nil
 	})
 	if err != nil && c.ambiguous {
-		l.addOrphan(orphan{dir: c.dir, guid: c.guid})
+		l.addOrphan(orphan{dir: c.dir, guid: c.guid, checked: c.ttl > 0})
 	}
 	return err
 }
@@ -55,18 +55,19 @@ func (l *Locker) createOnce(ctx context.Context, c *claim) error {
 	prefix := c.dir + "/" + protectedPrefix + c.guid + lockMarker
 	var path string
 	before := l.conn.SessionID()
+	data := encodeData(c.meta)
 	err := l.callGrace(ctx, l.cleanupTimeout(), ackQuorum, func() (err error) {
 		if c.ttl > 0 {
-			path, err = l.conn.CreateTTL(prefix, c.data, zk.FlagPersistentSequentialWithTTL, l.cfg.ACL, c.ttl)
+			path, err = l.conn.CreateTTL(prefix, data, zk.FlagPersistentSequentialWithTTL, l.cfg.ACL, c.ttl)
 		} else {
-			path, err = l.conn.Create(prefix, c.data, zk.FlagEphemeralSequential, l.cfg.ACL)
+			path, err = l.conn.Create(prefix, data, zk.FlagEphemeralSequential, l.cfg.ACL)
 		}
 		return err
 	}, func(err error) { l.abandonedCreate(c, path, before, err) })
 	if err != nil {
 		return err
 	}
-	c.path = path
+	c.path, c.version = path, 0
 	if after := l.conn.SessionID(); after == before {
 		c.sess = before
 	}
@@ -83,14 +84,14 @@ func (l *Locker) abandonedCreate(c *claim, path string, sess int64, err error) {
 		if c.ttl > 0 {
 			sess = 0
 		}
-		o := orphan{path: path, session: sess}
+		o := orphan{path: path, session: sess, checked: c.ttl > 0}
 		ctx, cancel := context.WithTimeout(l.stopped, l.cleanupTimeout())
 		defer cancel()
 		if !l.deleteOrphan(ctx, o) {
 			l.addOrphan(o)
 		}
 	case retryable(err):
-		l.addOrphan(orphan{dir: c.dir, guid: c.guid})
+		l.addOrphan(orphan{dir: c.dir, guid: c.guid, checked: c.ttl > 0})
 	}
 }
 
@@ -119,10 +120,10 @@ func (l *Locker) recoverCreate(ctx context.Context, c *claim) (bool, error) {
 		if !found {
 			found = true
 			c.path = c.dir + "/" + k.name
-			c.sess = 0 // unknown: checked at the grant
+			c.sess, c.version = 0, 0 // sess unknown: checked at the grant
 			continue
 		}
-		l.addOrphan(orphan{path: c.dir + "/" + k.name})
+		l.addOrphan(orphan{path: c.dir + "/" + k.name, checked: c.ttl > 0, version: -1})
 	}
 	if found {
 		l.log.Debug("recovered the node of a create whose reply was lost", "path", c.path)

@@ -48,11 +48,11 @@ func testProtectedCreateRecovery(t *testing.T, servers []string) {
 
 		guid := newGUID(t)
 		prefix := zookeeper.Dir(l, name) + "/" + zookeeper.ChildPrefix(guid)
-		var ttlMillis int64
+		var ttl time.Duration
 		if c.opts != nil {
-			ttlMillis = time.Minute.Milliseconds()
+			ttl = time.Minute
 		}
-		data := zookeeper.EncodeData(ttlMillis, "planted")
+		data := zookeeper.ClaimData(l, ttl, "planted") // as l's lost create wrote it
 		sent := time.Now()
 		planted, err := c.plant(prefix, data)
 		require.NoError(t, err)

@@ -24,5 +24,11 @@
 // -Dzookeeper.extendedTypesEnabled=true; the server deletes an unrefreshed
 // one within its TTL plus one reaper interval (znode.container.checkIntervalMs).
 //
+// The Locker is also a lock.Lister, lock.Revoker and lock.Adopter. A
+// revoked or adopted lease's holder learns of it from its Locker's own
+// probe of its leases, within an eighth of the session timeout; a TTL
+// lease whose holder does not let go is deleted by the revoker after a
+// grace, a session lease goes with its holder's session.
+//
 // DESIGN.md in this directory explains the choices and their limits.
 package zookeeper

@@ -54,7 +54,7 @@ func testKillMemberMidHold(t *testing.T, e *testserver.Ensemble) {
 	assert.NoError(t, held.Err(), "the lease must survive the crash of one member")
 	info, err := observer.Inspect(ctx, name)
 	require.NoError(t, err)
-	assert.Equal(t, lock.Info{Name: name, Held: true, Token: held.Token(), Owner: "survivor"}, info)
+	assertHeldBy(t, info, held, "survivor", l)
 	require.NoError(t, held.Release(ctx))
 	victim.Restart()
 }
@@ -92,7 +92,7 @@ func testKillLeaderMidHold(t *testing.T, e *testserver.Ensemble) {
 	observer := newLocker(t, e.Servers(), timeout)
 	info, err := observer.Inspect(ctx, name)
 	require.NoError(t, err)
-	assert.Equal(t, lock.Info{Name: name, Held: true, Token: held.Token(), Owner: "survivor"}, info)
+	assertHeldBy(t, info, held, "survivor", l)
 	require.NoError(t, held.Release(ctx))
 	leader.Restart()
 }

@@ -16,15 +16,58 @@ var (
 	UnescapeName = unescapeName
 )
 
-// EncodeData and DecodeData expose the node data format.
-func EncodeData(ttl int64, owner string) []byte {
-	return encodeData(nodeData{ttl: time.Duration(ttl) * time.Millisecond, owner: owner})
+// Record is a claim node's data, decoded (DESIGN.md, "Node data, format
+// 2"); Format is what DecodeRecord read (EncodeRecord writes format 2).
+type Record struct {
+	Format    int
+	TTL       time.Duration
+	State     int // 0 queued, 1 granted, 2 revoked
+	Granted   int64
+	Adoptions uint32
+	Timeout   time.Duration
+	Holder    string
+	Node      string
+	Owner     string
 }
 
-func DecodeData(b []byte) (ttlMillis int64, owner string, err error) {
-	d, err := decodeData(b)
-	return d.ttl.Milliseconds(), d.owner, err
+// Claim states of a Record.
+const (
+	StateQueued  = int(stateQueued)
+	StateGranted = int(stateGranted)
+	StateRevoked = int(stateRevoked)
+)
+
+func EncodeRecord(r Record) []byte {
+	return encodeData(nodeData{
+		ttl: r.TTL, state: claimState(r.State), granted: r.Granted, adoptions: r.Adoptions,
+		timeout: r.Timeout, holder: r.Holder, node: r.Node, owner: r.Owner,
+	})
 }
+
+func DecodeRecord(b []byte) (Record, error) {
+	d, err := decodeData(b)
+	return Record{
+		Format: int(d.format), TTL: d.ttl, State: int(d.state), Granted: d.granted, Adoptions: d.adoptions,
+		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner,
+	}, err
+}
+
+// ClaimData is the data l writes into the node of a new claim.
+func ClaimData(l *Locker, ttl time.Duration, owner string) []byte {
+	c, err := l.newClaim("x", lock.Options{TTL: ttl, Owner: owner})
+	if err != nil {
+		panic(err)
+	}
+	return encodeData(c.meta)
+}
+
+// HolderID is the holder ID l writes into its nodes (Info.Holder).
+func HolderID(l *Locker) string { return l.id }
+
+var (
+	EncodeCursor = encodeCursor
+	DecodeCursor = decodeCursor
+)
 
 // Conn is the Locker's connection.
 func Conn(l *Locker) *zk.Conn { return l.conn }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/adapters/zookeeper"
@@ -28,7 +29,7 @@ func newLocker(t testing.TB, servers []string, timeout time.Duration) *zookeeper
 func startLocker(t testing.TB, cfg zookeeper.Config) *zookeeper.Locker {
 	t.Helper()
 	cfg.Root = "/quorumlock-test"
-	if os.Getenv("ZKDEBUG") != "" {
+	if cfg.Logger == nil && os.Getenv("ZKDEBUG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	l, err := zookeeper.New(cfg)
@@ -137,4 +138,16 @@ func waitWritable(t testing.TB, servers []string) {
 		}
 		return conn.Delete(p, -1) == nil
 	})
+}
+
+// assertHeldBy checks the parts of info that say who holds its name: lease,
+// with owner, by holder's Locker, as a session or TTL lease.
+func assertHeldBy(t *testing.T, info lock.Info, lease lock.Lease, owner string, holder *zookeeper.Locker) {
+	t.Helper()
+	assert.Equal(t, lease.Name(), info.Name, "Info.Name")
+	assert.True(t, info.Held, "Info.Held")
+	assert.Equal(t, lease.Token(), info.Token, "Info.Token")
+	assert.Equal(t, owner, info.Owner, "Info.Owner")
+	assert.Equal(t, zookeeper.HolderID(holder), info.Holder, "Info.Holder")
+	assert.Contains(t, []lock.Kind{lock.KindSession, lock.KindTTL}, info.Kind, "Info.Kind")
 }

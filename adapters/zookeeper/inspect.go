@@ -11,9 +11,14 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-// Inspect implements lock.Locker: sync, list, and read the lowest child.
+// Inspect implements lock.Locker: a barrier, a listing, and a read of the
+// lowest child and of the first waiters (lock.WithQueueLimit).
 func (l *Locker) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	if err := lock.ValidateName(name); err != nil {
+		return lock.Info{}, err
+	}
+	o, err := lock.NewInspectOptions(opts...)
+	if err != nil {
 		return lock.Info{}, err
 	}
 	opCtx, end, err := l.begin(ctx)
@@ -21,74 +26,134 @@ func (l *Locker) Inspect(ctx context.Context, name string, opts ...lock.InspectO
 		return lock.Info{}, fmt.Errorf("zookeeper: inspect %q: %w", name, err)
 	}
 	defer end()
-	info, err := l.inspect(opCtx, name)
+	var info lock.Info
+	err = retry(opCtx, func() error {
+		now, err := l.barrier(opCtx)
+		if err != nil {
+			return err
+		}
+		info, err = l.describe(opCtx, name, now, o.QueueLimit)
+		return err
+	})
 	if err != nil {
 		return lock.Info{}, l.fail(ctx, opCtx, fmt.Sprintf("inspect %q", name), err)
 	}
 	return info, nil
 }
 
-// inspect is one barrier, one listing and one read of the lowest child; a
-// connection-level failure restarts it from the barrier.
-func (l *Locker) inspect(ctx context.Context, name string) (lock.Info, error) {
+// describe is the Info of name as this session's server sees it, with at
+// most queue waiters; now is the server's time (Unix ms, from a barrier),
+// against which its durations are measured (DESIGN.md, "Durations on the
+// server's clock"). One listing, one read of the lowest child (listing
+// again if it went meanwhile) and one read per reported waiter.
+func (l *Locker) describe(ctx context.Context, name string, now int64, queue int) (lock.Info, error) {
 	dir := l.dir(name)
-	info := lock.Info{Name: name}
-	err := retry(ctx, func() error {
-		if err := l.barrier(ctx); err != nil {
-			return err
-		}
+	for {
 		kids, err := l.children(ctx, dir)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
-			return nil
+			return lock.Info{Name: name}, nil
 		case err != nil:
-			return err
+			return lock.Info{}, err
 		case len(kids) == 0:
-			return nil
+			return lock.Info{Name: name}, nil
 		}
-		var (
-			data []byte
-			stat *zk.Stat
-		)
-		err = l.call(ctx, ackNone, func() (err error) { data, stat, err = l.conn.Get(dir + "/" + kids[0].name); return err }, nil)
+		d, stat, err := l.readData(ctx, dir+"/"+kids[0].name)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
-			return errAgain // released meanwhile: look again
+			continue // released meanwhile: look again
 		case err != nil:
-			return err
+			return lock.Info{}, fmt.Errorf("node %s: %w", kids[0].name, err)
 		}
-		d, err := decodeData(data)
-		if err != nil {
-			return fmt.Errorf("node %s: %w", kids[0].name, err)
+		info := lock.Info{
+			Name:    name,
+			Held:    true,
+			Token:   uint64(stat.Czxid),
+			Owner:   d.owner,
+			Waiters: len(kids) - 1,
+			Kind:    lock.KindSession,
+			Since:   since(now, grantTime(d, stat)),
+			Holder:  holderOf(d, stat),
+			Node:    d.node,
 		}
-		info.Held, info.Token, info.Owner, info.Waiters = true, uint64(stat.Czxid), d.owner, len(kids)-1
 		if d.ttl > 0 {
-			left := d.ttl - time.Duration(time.Now().UnixMilli()-stat.Mtime)*time.Millisecond
-			info.ExpiresIn = min(max(left, time.Nanosecond), d.ttl)
+			info.Kind = lock.KindTTL
+			info.ExpiresIn = min(max(d.ttl-since(now, stat.Mtime), time.Nanosecond), d.ttl)
 		}
-		return nil
-	})
-	return info, err
+		info.Queue, err = l.waiters(ctx, dir, kids[1:min(len(kids), 1+queue)], now)
+		return info, err
+	}
+}
+
+// waiters reads the waiters' nodes, in order; one that went meanwhile is
+// left out.
+func (l *Locker) waiters(ctx context.Context, dir string, kids []child, now int64) ([]lock.Waiter, error) {
+	var out []lock.Waiter
+	for _, k := range kids {
+		d, stat, err := l.readData(ctx, dir+"/"+k.name)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("node %s: %w", k.name, err)
+		}
+		out = append(out, lock.Waiter{Holder: holderOf(d, stat), Node: d.node, Owner: d.owner, Waited: since(now, stat.Ctime)})
+	}
+	return out, nil
+}
+
+// grantTime is when the claim of d and stat became a lease, on the
+// server's clock (Unix ms): the recorded grant time; else the mtime of a
+// TTL lease whose grant was its last write; else its ctime (exact for a
+// claim that did not wait).
+func grantTime(d nodeData, stat *zk.Stat) int64 {
+	switch {
+	case d.granted != 0:
+		return d.granted
+	case d.ttl > 0 && d.state == stateGranted:
+		return stat.Mtime
+	}
+	return stat.Ctime
+}
+
+// since is now − t, two server timestamps in Unix ms, as a duration; 0 if
+// negative (two leaders' clocks).
+func since(now, t int64) time.Duration {
+	return time.Duration(max(now-t, 0)) * time.Millisecond
+}
+
+// holderOf is the Holder of a claim: its Locker's ID; for a format-1
+// record, what the node tells: the session of an ephemeral node.
+func holderOf(d nodeData, stat *zk.Stat) string {
+	switch {
+	case d.holder != "":
+		return d.holder
+	case d.format == formatV1 && d.ttl == 0 && stat.EphemeralOwner != 0:
+		return fmt.Sprintf("session-%x", stat.EphemeralOwner)
+	}
+	return ""
 }
 
 // barrier makes the reads that follow on this session see every write that
-// completed before it was called. A sync is not enough: a server that is
-// the leader answers a sync at once, before it has applied every
-// committed write to its own tree. So barrier makes a write of its own (a
-// multi with one version check of the root, which changes nothing): it
-// is ordered after every completed write, and the session's reads after
-// its reply see at least its state.
-func (l *Locker) barrier(ctx context.Context) error {
-	check := func() error {
-		_, err := l.conn.Multi(&zk.CheckVersionRequest{Path: l.cfg.Root, Version: -1})
-		return err
-	}
-	err := l.call(ctx, ackQuorum, check, nil)
+// completed before it was called, and returns the server's time (Unix ms).
+// A sync is not enough: a server that is the leader answers a sync at
+// once, before it has applied every committed write to its own tree. So
+// barrier makes a write of its own, a SetData of the root (any version,
+// empty data; nothing reads the root's data): it is ordered after every
+// completed write, the session's reads after its reply see at least its
+// state, and its reply's mtime is the leader's time of the write.
+func (l *Locker) barrier(ctx context.Context) (int64, error) {
+	var stat *zk.Stat
+	set := func() (err error) { stat, err = l.conn.Set(l.cfg.Root, []byte{}, -1); return err }
+	err := l.call(ctx, ackQuorum, set, nil)
 	if errors.Is(err, zk.ErrNoNode) {
 		if err := l.ensureRoot(ctx); err != nil {
-			return err
+			return 0, err
 		}
-		err = l.call(ctx, ackQuorum, check, nil)
+		err = l.call(ctx, ackQuorum, set, nil)
 	}
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return stat.Mtime, nil
 }

@@ -20,9 +20,16 @@ type lease struct {
 	ender   leasecore.Ender
 	l       *Locker
 	path    string
-	data    []byte
 	ttl     time.Duration // 0: session lease
 	session int64         // session lease: the session its node lives on
+
+	// Under l.mu: the record the lease writes to its node (its adoption
+	// count says which lease of the node this is), the node's version as
+	// last written or read, and, for a session lease that waited, the grant
+	// time the prober is to write (0: none).
+	meta    nodeData
+	version int32
+	stamp   int64
 
 	// deadline is a TTL lease's local deadline (I3); unused (never
 	// started) for a session lease, whose deadline is the session's.
@@ -39,7 +46,7 @@ func ttlMargin(ttl time.Duration) time.Duration { return ttl/500 + 5*time.Millis
 // lease's deadline is the send time of the SetData that started its TTL
 // (c.marked) plus the TTL minus the margin.
 func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
-	le := &lease{l: l, path: c.path, data: c.data, ttl: c.ttl, session: session}
+	le := &lease{l: l, path: c.path, ttl: c.ttl, session: session, meta: c.meta, version: c.version}
 	le.Core, le.ender = leasecore.New(c.name, token)
 	if c.ttl > 0 {
 		le.deadline.Start(c.marked.Add(c.ttl-ttlMargin(c.ttl)), func() {
@@ -50,13 +57,15 @@ func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
 	return le
 }
 
-// endLocked ends the lease once; l.mu held.
-func (le *lease) endLocked(why error) {
+// endLocked ends the lease once, and reports whether this call ended it;
+// l.mu held.
+func (le *lease) endLocked(why error) bool {
 	if !le.ender.End(why) {
-		return
+		return false
 	}
 	le.deadline.Stop()
 	delete(le.l.leases, le)
+	return true
 }
 
 func (le *lease) end(why error) {
@@ -77,24 +86,26 @@ func (le *lease) begin(ctx context.Context, what string) (context.Context, func(
 	return opCtx, end, nil
 }
 
-// orphanLocked leaves the node of a lease that ended here without a
+// orphanEndedLocked leaves the node of a lease that ended here without a
 // Release (expired or lost) for background deletion, and reports whether
 // it did: the node may still be in the store (a lost session lease whose
 // session lived on; a TTL lease whose late Refresh restarted its TTL on the
 // server). Its path is this claim's alone, so the delete is a no-op if the
-// node is gone and never touches another claim. l.mu held.
-func (le *lease) orphanLocked() bool {
-	if !le.Ended() || errors.Is(le.Err(), lock.ErrReleased) {
+// node is gone and never touches another claim; a TTL node is deleted only
+// while it is ours (not adopted meanwhile). The node of an adopted lease
+// is the adopter's: left alone. l.mu held.
+func (le *lease) orphanEndedLocked() bool {
+	if !le.Ended() || errors.Is(le.Err(), lock.ErrReleased) || errors.Is(le.Err(), lock.ErrAdopted) {
 		return false
 	}
-	le.l.orphans[le.path] = orphan{path: le.path, session: le.session}
+	le.l.orphans[le.path] = le.orphanLocked()
 	return true
 }
 
 // endedLocked answers a Release or Refresh of an ended lease: ErrNotHeld
 // with the cause; a Release also schedules its node's deletion. l.mu held.
 func (le *lease) endedLocked(release bool) error {
-	if release && le.orphanLocked() {
+	if release && le.orphanEndedLocked() {
 		leasecore.Kick(le.l.kickProbe)
 	}
 	return le.notHeld()
@@ -159,9 +170,11 @@ func (le *lease) untilNaturalEnd(ctx context.Context) (context.Context, func()) 
 // meanwhile (its session or TTL deadline passed: then the store will free
 // the name without us) — then the node is deleted in the background and the
 // error says so (R4). A node that was already gone means the lease had been
-// lost: ErrNotHeld wrapping ErrLost. A lease that had already ended answers
-// ErrNotHeld with its cause at once; if it expired or was lost, its node is
-// deleted in the background.
+// lost: ErrNotHeld wrapping ErrLost; one that was revoked is deleted all
+// the same (ErrNotHeld wrapping ErrRevoked); one that another Locker
+// adopted is left to it (ErrNotHeld wrapping ErrAdopted). A lease that had
+// already ended answers ErrNotHeld with its cause at once; if it expired
+// or was lost, its node is deleted in the background.
 func (le *lease) Release(ctx context.Context) error {
 	l := le.l
 	l.mu.Lock()
@@ -185,14 +198,22 @@ func (le *lease) Release(ctx context.Context) error {
 
 	dctx, cancel := le.untilNaturalEnd(opCtx)
 	defer cancel()
-	gone, err := l.deleteOwn(dctx, le.path)
+	r, err := l.deleteMine(dctx, le.mine())
 	switch {
-	case err == nil && gone:
+	case err == nil && r.taken:
+		return fmt.Errorf("zookeeper: release %q: %w: %w: another Locker adopted it", le.Name(), lock.ErrNotHeld, lock.ErrAdopted)
+	case err == nil && r.revoked:
+		l.log.Warn("lease revoked", "name", le.Name(), "token", le.Token(), "holder", l.id)
+		return fmt.Errorf("zookeeper: release %q: %w: %w: its node is deleted", le.Name(), lock.ErrNotHeld, lock.ErrRevoked)
+	case err == nil && r.gone:
 		return fmt.Errorf("zookeeper: release %q: %w: %w: its node was already gone", le.Name(), lock.ErrNotHeld, lock.ErrLost)
 	case err == nil:
 		return nil
 	}
-	l.addOrphan(orphan{path: le.path, session: le.session})
+	l.mu.Lock()
+	o := le.orphanLocked()
+	l.mu.Unlock()
+	l.addOrphan(o)
 	leasecore.Kick(l.kickProbe)
 	what := fmt.Sprintf("release %q (ended here; the node is deleted in the background)", le.Name())
 	if ctx.Err() == nil && l.base.Err() == nil && errors.Is(context.Cause(dctx), errNaturalEnd) {
@@ -246,22 +267,48 @@ func (le *lease) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// refreshTTL restarts the TTL of a TTL lease's node. A reply that arrives
-// after the local deadline does not extend it: the reaper may already
-// have chosen the node, so the lease ends.
+// refreshTTL restarts the TTL of a TTL lease's node with a version-checked
+// SetData of its record (which also carries the grant time the grant's
+// reply told). A BadVersion is looked at (look): revoked or adopted ends
+// the lease; a write of ours whose reply was lost is taken and the
+// SetData sent again. A reply that arrives after the local deadline does
+// not extend it: the reaper may already have chosen the node, so the
+// lease ends.
 func (le *lease) refreshTTL(ctx context.Context) error {
 	l := le.l
-	sent := time.Now()
-	err := l.call(ctx, ackQuorum, func() error { _, err := l.conn.Set(le.path, le.data, -1); return err }, nil)
-	if errors.Is(err, zk.ErrNoNode) {
-		le.end(fmt.Errorf("%w: the server deleted the node", lock.ErrExpired))
-		return le.notHeld()
+	for {
+		l.mu.Lock()
+		d, version := le.meta, le.version
+		l.mu.Unlock()
+		var stat *zk.Stat
+		sent := time.Now()
+		err := l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(le.path, encodeData(d), version); return err }, nil)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			le.vanished()
+			return le.notHeld()
+		case errors.Is(err, zk.ErrBadVersion):
+			held, err := le.look(ctx)
+			switch {
+			case err != nil:
+				return err
+			case !held:
+				return le.notHeld()
+			}
+			continue // a write of ours whose reply was lost: again
+		case err != nil:
+			return err
+		}
+		return le.refreshed(sent, stat)
 	}
-	if err != nil {
-		return err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+}
+
+// refreshed moves a TTL lease's deadline after a Refresh sent at sent was
+// acknowledged with stat, unless the old deadline passed first.
+func (le *lease) refreshed(sent time.Time, stat *zk.Stat) error {
+	le.l.mu.Lock()
+	defer le.l.mu.Unlock()
+	le.version = max(le.version, stat.Version)
 	if le.Ended() {
 		return le.notHeld()
 	}
@@ -273,7 +320,8 @@ func (le *lease) refreshTTL(ctx context.Context) error {
 }
 
 // confirm checks a session lease: a sync confirms the session, then its
-// node must still exist on that session.
+// node must still exist on that session, unchanged (a changed node is
+// looked at: revoked ends the lease).
 func (le *lease) confirm(ctx context.Context) error {
 	l := le.l
 	if err := l.call(ctx, ackSession, func() error { _, err := l.conn.Sync("/"); return err }, nil); err != nil {
@@ -282,6 +330,15 @@ func (le *lease) confirm(ctx context.Context) error {
 	exists, stat, err := l.exists(ctx, le.path)
 	if err != nil {
 		return err
+	}
+	if exists && stat.EphemeralOwner == le.session && stat.Version != le.mine().version {
+		held, err := le.look(ctx)
+		switch {
+		case err != nil:
+			return err
+		case !held:
+			return le.notHeld()
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -293,7 +350,7 @@ func (le *lease) confirm(ctx context.Context) error {
 		return le.notHeld()
 	case le.session != l.sessID || !time.Now().Before(l.deadline):
 		le.endLocked(fmt.Errorf("%w: ZooKeeper session %#x not confirmed", lock.ErrLost, le.session))
-		l.orphans[le.path] = orphan{path: le.path, session: le.session}
+		l.orphans[le.path] = le.orphanLocked()
 		return le.notHeld()
 	}
 	return nil

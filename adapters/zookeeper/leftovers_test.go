@@ -32,7 +32,7 @@ func testRequeueFreshGUID(t *testing.T, servers []string) {
 	require.NoError(t, err)
 	require.NoError(t, lease.Release(ctx))
 	old, err := zookeeper.Conn(w).CreateTTL(zookeeper.Dir(w, name)+"/"+zookeeper.ChildPrefix(guid),
-		zookeeper.EncodeData(time.Minute.Milliseconds(), ""), zk.FlagPersistentSequentialWithTTL, zk.WorldACL(zk.PermAll), time.Minute)
+		zookeeper.ClaimData(l, time.Minute, ""), zk.FlagPersistentSequentialWithTTL, zk.WorldACL(zk.PermAll), time.Minute)
 	require.NoError(t, err)
 
 	type result struct {

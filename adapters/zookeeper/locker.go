@@ -18,6 +18,7 @@ import (
 // for concurrent use.
 type Locker struct {
 	cfg        Config
+	id         string // the holder ID in this Locker's node data (DESIGN.md)
 	conn       *zk.Conn
 	ownConn    bool
 	log        *slog.Logger
@@ -52,7 +53,12 @@ type Locker struct {
 	bg    sync.WaitGroup // prober and watchdog
 }
 
-var _ lock.Locker = (*Locker)(nil)
+var (
+	_ lock.Locker  = (*Locker)(nil)
+	_ lock.Lister  = (*Locker)(nil)
+	_ lock.Revoker = (*Locker)(nil)
+	_ lock.Adopter = (*Locker)(nil)
+)
 
 // New validates cfg and returns a Locker. With Servers it connects (in the
 // background: New does not wait for the first session); with Conn it uses
@@ -61,8 +67,13 @@ func New(cfg Config) (*Locker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	id, err := newGUID()
+	if err != nil {
+		return nil, err
+	}
 	l := &Locker{
 		cfg:       cfg,
+		id:        id,
 		log:       cfg.Logger,
 		kickProbe: make(chan struct{}, 1),
 		kickWatch: make(chan struct{}, 1),
@@ -195,6 +206,7 @@ func (l *Locker) Close() error {
 	l.mu.Unlock()
 	l.cancel(lock.ErrClosed)
 	l.ops.Wait() // queued Acquire calls withdraw their nodes as they return
+	l.bg.Wait()  // the prober's last round, the revokers' waits
 
 	l.mu.Lock()
 	leases := make([]*lease, 0, len(l.leases))
@@ -206,12 +218,11 @@ func (l *Locker) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.cleanupTimeout())
 	defer cancel()
 	for _, le := range leases {
-		if err := l.deleteNode(ctx, le.path); err != nil {
+		if _, err := l.deleteMine(ctx, le.mine()); err != nil {
 			l.log.Debug("close: lease node not deleted", "path", le.path, "error", err)
 		}
 	}
 	l.cleanOrphans(ctx)
-	l.bg.Wait()
 	l.stop()
 	if l.ownConn {
 		l.conn.Close()

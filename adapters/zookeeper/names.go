@@ -1,13 +1,10 @@
 package zookeeper
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Child nodes are named "_c_<guid>-lock-<sequence>": the protected prefix
@@ -107,52 +104,3 @@ func sortedChildren(names []string) []child {
 	sort.Slice(kids, func(i, j int) bool { return kids[i].seq < kids[j].seq })
 	return kids
 }
-
-// Node data: version byte, kind byte, TTL in milliseconds (uint64 big
-// endian), then the owner's bytes.
-const (
-	dataVersion    = 1
-	kindSession    = 0
-	kindTTL        = 1
-	dataHeaderSize = 10
-)
-
-// nodeData is the decoded data of a claim node.
-type nodeData struct {
-	ttl   time.Duration // 0: session lease
-	owner string
-}
-
-func encodeData(d nodeData) []byte {
-	b := make([]byte, dataHeaderSize, dataHeaderSize+len(d.owner))
-	b[0] = dataVersion
-	if d.ttl > 0 {
-		b[1] = kindTTL
-	}
-	binary.BigEndian.PutUint64(b[2:], uint64(d.ttl.Milliseconds()))
-	return append(b, d.owner...)
-}
-
-// errBadData: a node's data is not in a format this version understands.
-var errBadData = errors.New("zookeeper: unrecognised lock node data")
-
-func decodeData(b []byte) (nodeData, error) {
-	if len(b) < dataHeaderSize {
-		return nodeData{}, fmt.Errorf("%w: %d bytes", errBadData, len(b))
-	}
-	if b[0] != dataVersion {
-		return nodeData{}, fmt.Errorf("%w: version %d", errBadData, b[0])
-	}
-	ms := binary.BigEndian.Uint64(b[2:])
-	switch {
-	case b[1] == kindSession && ms == 0:
-		return nodeData{owner: string(b[dataHeaderSize:])}, nil
-	case b[1] == kindTTL && ms > 0 && ms <= uint64(maxTTLMillis):
-		return nodeData{ttl: time.Duration(ms) * time.Millisecond, owner: string(b[dataHeaderSize:])}, nil
-	}
-	return nodeData{}, fmt.Errorf("%w: kind %d with TTL %d ms", errBadData, b[1], ms)
-}
-
-// maxTTLMillis is ZooKeeper's largest TTL (the TTL is stored in 40 bits of
-// the ephemeral owner field).
-const maxTTLMillis = 1<<40 - 1

@@ -57,36 +57,6 @@ func FuzzEscapeName(f *testing.F) {
 	})
 }
 
-func TestNodeData(t *testing.T) {
-	owner := strings.Repeat("ö", 32<<10)
-	for _, c := range []struct {
-		ttl   int64
-		owner string
-	}{{0, ""}, {0, "x"}, {60000, owner}, {100, ""}} {
-		ttl, got, err := zookeeper.DecodeData(zookeeper.EncodeData(c.ttl, c.owner))
-		require.NoError(t, err)
-		assert.Equal(t, c.ttl, ttl)
-		assert.Equal(t, c.owner, got)
-	}
-	for _, bad := range [][]byte{nil, {1}, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0, 0, 0, 0, 1}, {1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, {1, 7, 0, 0, 0, 0, 0, 0, 0, 0}} {
-		_, _, err := zookeeper.DecodeData(bad)
-		assert.Error(t, err, "%v", bad)
-	}
-}
-
-func FuzzDecodeData(f *testing.F) {
-	f.Add(zookeeper.EncodeData(0, "owner"))
-	f.Add(zookeeper.EncodeData(1000, ""))
-	f.Add([]byte{1, 1, 255, 255, 255, 255, 255, 255, 255, 255})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ttl, owner, err := zookeeper.DecodeData(b)
-		if err != nil {
-			return
-		}
-		assert.Equal(t, b, zookeeper.EncodeData(ttl, owner), "a decoded record re-encodes to the same bytes")
-	})
-}
-
 func TestNewValidates(t *testing.T) {
 	for _, c := range []struct {
 		field string
@@ -100,6 +70,9 @@ func TestNewValidates(t *testing.T) {
 		{"Root", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Root: "/a/"}},
 		{"Root", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Root: "/a/../b"}},
 		{"Root", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Root: "/zookeeper/x"}},
+		{"Node", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Node: strings.Repeat("n", 256)}},
+		{"Node", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Node: "bad\xff"}},
+		{"Node", zookeeper.Config{Servers: []string{"127.0.0.1:1"}, Node: "tab\there"}},
 	} {
 		_, err := zookeeper.New(c.cfg)
 		require.ErrorIs(t, err, zookeeper.ErrInvalidConfig, "%+v", c.cfg)

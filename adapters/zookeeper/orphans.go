@@ -9,12 +9,18 @@ import (
 
 // orphan is a node to delete in the background: path, or every child of
 // dir carrying guid when the path is unknown. session is the session an
-// ephemeral node belongs to (0: not ephemeral or unknown).
+// ephemeral node belongs to (0: not ephemeral or unknown). A TTL node can
+// be adopted by another Locker, so it is checked: deleted only while it is
+// still ours (deleteMine, from version on with adoptions; version -1:
+// look first).
 type orphan struct {
-	path    string
-	dir     string
-	guid    string
-	session int64
+	path      string
+	dir       string
+	guid      string
+	session   int64
+	checked   bool
+	version   int32
+	adoptions uint32
 }
 
 func (o orphan) key() string {
@@ -58,7 +64,7 @@ func (l *Locker) deleteOrphan(ctx context.Context, o orphan) bool {
 		return true // an ephemeral node of a session that has ended
 	}
 	if o.path != "" {
-		return l.deleteNode(ctx, o.path) == nil
+		return l.deleteOrphanNode(ctx, o, o.path, o.version) == nil
 	}
 	var kids []child
 	err := retry(ctx, func() (err error) { kids, err = l.children(ctx, o.dir); return err })
@@ -68,8 +74,18 @@ func (l *Locker) deleteOrphan(ctx context.Context, o orphan) bool {
 	gone := true
 	for _, k := range kids {
 		if k.guid == o.guid {
-			gone = l.deleteNode(ctx, o.dir+"/"+k.name) == nil && gone
+			gone = l.deleteOrphanNode(ctx, o, o.dir+"/"+k.name, -1) == nil && gone
 		}
 	}
 	return gone
+}
+
+// deleteOrphanNode deletes path, one node of o: checked (only if ours, see
+// orphan) or not.
+func (l *Locker) deleteOrphanNode(ctx context.Context, o orphan, path string, version int32) error {
+	if !o.checked {
+		return l.deleteNode(ctx, path)
+	}
+	_, err := l.deleteMine(ctx, ownNode{path: path, version: version, adoptions: o.adoptions})
+	return err
 }

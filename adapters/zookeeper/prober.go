@@ -11,7 +11,9 @@ import (
 func (l *Locker) probeInterval() time.Duration { return l.sessionTimeout() / 8 }
 
 // prober confirms the session every probe interval with a sync (which goes
-// through the leader) and deletes orphaned nodes while the store answers.
+// through the leader) and, while the store answers, looks at every held
+// lease's node (pollLeases: how a holder learns of a revoke or an
+// adoption) and deletes orphaned nodes.
 func (l *Locker) prober() {
 	defer l.bg.Done()
 	t := time.NewTimer(0)
@@ -30,6 +32,7 @@ func (l *Locker) prober() {
 			// Bounded, so that a connection lost meanwhile does not hold up
 			// the next probe.
 			ctx, cancel := context.WithTimeout(l.base, l.probeInterval())
+			l.pollLeases(ctx)
 			l.cleanOrphans(ctx)
 			cancel()
 		} else if l.base.Err() == nil {

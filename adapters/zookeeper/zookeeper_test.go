@@ -65,6 +65,17 @@ func TestStandalone(t *testing.T) {
 	t.Run("ReleaseOfVanishedNode", func(t *testing.T) { testReleaseOfVanishedNode(t, servers) })
 	t.Run("CancelledWaitsShareWatch", func(t *testing.T) { testCancelledWaitsShareWatch(t, servers) })
 	t.Run("EndedCtxOnReachableStore", func(t *testing.T) { testEndedCtxOnReachableStore(t, servers) })
+	// Operating a lock (issue 13).
+	t.Run("InspectStory", func(t *testing.T) { testInspectStory(t, servers) })
+	t.Run("OldFormatData", func(t *testing.T) { testOldFormatData(t, servers) })
+	t.Run("List", func(t *testing.T) { testList(t, servers) })
+	t.Run("RevokeWhileWaiting", func(t *testing.T) { testRevokeWhileWaiting(t, servers) })
+	t.Run("RevokeSeenByRefresh", func(t *testing.T) { testRevokeSeenByRefresh(t, servers) })
+	t.Run("RevokeUnresponsiveTTL", func(t *testing.T) { testRevokeUnresponsiveTTL(t, servers) })
+	t.Run("RevokeSessionNotForced", func(t *testing.T) { testRevokeSessionNotForced(t, servers) })
+	t.Run("AdoptAfterHolderVanished", func(t *testing.T) { testAdoptAfterHolderVanished(t, servers) })
+	t.Run("AdoptLiveHolder", func(t *testing.T) { testAdoptLiveHolder(t, servers) })
+	t.Run("AdoptRefused", func(t *testing.T) { testAdoptRefused(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
