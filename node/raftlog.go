@@ -60,6 +60,10 @@ var raftChatter = map[string]chatterKind{
 	"failed to make requestVote RPC":          chatterPeer,
 	"failed to contact":                       chatterPeer,
 	"failed to send snapshot to":              chatterPeer,
+	// A connection from a peer that broke mid-request (its node stopped,
+	// the network cut it): no peer attribute, so one Warn for all peers.
+	"failed to decode incoming command": chatterPeer,
+	"failed to flush response":          chatterPeer,
 
 	"heartbeat timeout reached, starting election":                  chatterRoutine,
 	"Election timeout reached, restarting election":                 chatterRoutine,
