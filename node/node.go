@@ -82,7 +82,7 @@ type Node struct {
 	// sessionsErr: the first stop could not close every session
 	// (errSessionsLeft); Shutdown returns it, Close logs it.
 	sessionsErr error
-	once     sync.Once
+	once        sync.Once
 }
 
 var _ lock.Locker = (*Node)(nil)
