@@ -231,12 +231,17 @@ func (n *Node) watchLeader() {
 	})
 	n.raft.RegisterObserver(obs)
 	defer n.raft.DeregisterObserver(obs)
+	var last raft.ServerID
 	for {
 		select {
 		case <-n.stop:
 			return
-		case <-ch:
+		case o := <-ch:
 			n.leaderChanged.bump()
+			if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" && lo.LeaderID != last {
+				last = lo.LeaderID
+				n.log.Info("leader changed", "leader", string(lo.LeaderID), "term", n.raft.CurrentTerm())
+			}
 		}
 	}
 }
