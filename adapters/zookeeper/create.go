@@ -18,6 +18,16 @@ import (
 func (l *Locker) create(ctx context.Context, c *claim) error {
 	first := time.Now()
 	err := retry(ctx, func() error {
+		if c.ambiguous { // an earlier attempt may have created a node we never saw
+			found, err := l.recoverCreate(ctx, c)
+			switch {
+			case err != nil:
+				return err
+			case found:
+				c.marked = first
+				return nil
+			}
+		}
 		err := l.createOnce(ctx, c)
 		switch {
 		case err == nil:
@@ -29,11 +39,9 @@ func (l *Locker) create(ctx context.Context, c *claim) error {
 		case isUnimplemented(err):
 			return fmt.Errorf("%w: %w", ErrTTLUnsupported, err)
 		case retryable(err):
-			c.ambiguous = true // this attempt may have created a node we never saw
+			c.ambiguous = true // the next attempt looks for its node first
 			l.log.Debug("create failed ambiguously; looking for its node", "name", c.name, "error", err)
-			if found, ferr := l.recoverCreate(ctx, c); ferr != nil || !found {
-				return err
-			}
+			return err
 		default:
 			return err
 		}
