@@ -14,6 +14,9 @@
 //	defer lease.Release(context.Background())
 //	migrate(lease.Context(), lease.Token())
 //
+// Snapshot writes a backup of the replicated state from any node; Restore
+// loads one into the leader of a fresh cluster, for disaster recovery.
+//
 // A Node is itself a lock.Locker (one session); NewLocker returns further
 // independent clients on the same node. Fencing tokens are the Raft log
 // index of the entry that granted the lease. See DESIGN.md for how expiry,

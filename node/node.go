@@ -57,6 +57,9 @@ type Node struct {
 	// closers release Raft's stores and transports after Shutdown.
 	closers []func() error
 
+	// snaps is Raft's snapshot store: Snapshot reads its newest (backup.go).
+	snaps raft.SnapshotStore
+
 	// leading is true while this node is the leader and has applied every
 	// entry of earlier terms (barrier done): only then may it serve reads.
 	leading *gate

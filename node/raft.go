@@ -29,7 +29,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
-	n.raft, n.logs = r, logs
+	n.raft, n.logs, n.snaps = r, logs, snaps
 	close(n.started)
 	return nil
 }

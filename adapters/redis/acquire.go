@@ -22,8 +22,9 @@ type attempt struct {
 // tryOnce runs acquireScript once for claim in mode m.
 func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, m mode) (attempt, error) {
 	px := c.cfg.leaseTTL(o)
-	// ARGV[4..9]: claim, owner, lease TTL, lease kind, mode, heartbeat TTL.
-	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), string(m), c.cfg.SessionTTL.Milliseconds())
+	// ARGV[4..10]: claim, owner, lease TTL, lease kind, mode, heartbeat TTL, node.
+	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), string(m),
+		c.cfg.SessionTTL.Milliseconds(), c.cfg.Node)
 	if err != nil {
 		return attempt{}, err
 	}
@@ -185,7 +186,7 @@ func (c *instance) firstDeadline(ctx context.Context, name, claim string, a atte
 		}
 		renewSent := time.Now()
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), px/2)
-		v, err := c.run(callCtx, renewScript, name, a.token, px.Milliseconds())
+		v, err := c.run(callCtx, renewScript, name, a.token, px.Milliseconds(), claim)
 		cancel()
 		switch {
 		case err != nil:

@@ -3,8 +3,10 @@ package redis
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -27,6 +29,8 @@ const (
 	MaxPrefixLen = 256
 	// MinRedlockAddrs is the least number of primaries of the Redlock mode.
 	MinRedlockAddrs = 3
+	// MaxNodeLen bounds Config.Node.
+	MaxNodeLen = 256
 )
 
 // Config configures New. The zero value of every field but Addr, Client
@@ -71,6 +75,12 @@ type Config struct {
 	// repeat. Set it only on a server you know runs noeviction but forbids
 	// both INFO and CONFIG GET.
 	SkipEvictionCheck bool
+
+	// Node names this process in Inspect and List (lock.Info.Node and
+	// lock.Waiter.Node of its leases and waiters). Default: os.Hostname(),
+	// "" if that fails. At most MaxNodeLen bytes of valid UTF-8 without
+	// control characters.
+	Node string
 
 	// Logger receives debug and warning records (renewal failures, store
 	// resets). Default: discard.
@@ -124,10 +134,24 @@ func (c Config) withDefaults() (Config, error) {
 	if c.SessionTTL < MinSessionTTL || c.SessionTTL > MaxSessionTTL {
 		return c, fmt.Errorf("%w: SessionTTL %v outside [%v, %v]", ErrInvalidConfig, c.SessionTTL, MinSessionTTL, MaxSessionTTL)
 	}
+	if c.Node == "" {
+		if host, err := os.Hostname(); err == nil && validNode(host) {
+			c.Node = host
+		}
+	}
+	if !validNode(c.Node) {
+		return c, fmt.Errorf("%w: Node must be at most %d bytes of valid UTF-8 without control characters", ErrInvalidConfig, MaxNodeLen)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, nil
+}
+
+// validNode reports whether s can be a Config.Node: the scripts separate
+// it from the owner by a newline (see DESIGN.md, "Operating a lock").
+func validNode(s string) bool {
+	return len(s) <= MaxNodeLen && utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 func isHostPort(a string) bool {

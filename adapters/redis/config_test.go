@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +42,9 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{"SessionTTL too short", redis.Config{Addr: "127.0.0.1:6379", SessionTTL: 99 * time.Millisecond}, "SessionTTL"},
 		{"SessionTTL negative", redis.Config{Addr: "127.0.0.1:6379", SessionTTL: -time.Second}, "SessionTTL"},
 		{"SessionTTL too long", redis.Config{Addr: "127.0.0.1:6379", SessionTTL: 25 * time.Hour}, "SessionTTL"},
+		{"Node too long", redis.Config{Addr: "127.0.0.1:6379", Node: strings.Repeat("n", redis.MaxNodeLen+1)}, "Node"},
+		{"Node not UTF-8", redis.Config{Addr: "127.0.0.1:6379", Node: "\xff"}, "Node"},
+		{"Node with a newline", redis.Config{Addr: "127.0.0.1:6379", Node: "a\nb"}, "Node"},
 	} {
 		l, err := redis.New(c.cfg)
 		assert.ErrorIs(t, err, redis.ErrInvalidConfig, c.what)
@@ -56,6 +60,7 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{Client: client, SessionTTL: redis.MinSessionTTL},
 		{Addr: "127.0.0.1:1", SessionTTL: redis.MaxSessionTTL, Prefix: "x"},
 		{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}},
+		{Addr: "127.0.0.1:1", Node: strings.Repeat("n", redis.MaxNodeLen)},
 	} {
 		l, err := redis.New(cfg)
 		require.NoError(t, err)

@@ -20,6 +20,17 @@
 // dead waiters are pruned, and only the head of the queue is granted. Releases wake the head
 // waiter by pub/sub; a jittered, capped backoff covers lost messages.
 //
+// # Operating
+//
+// Inspect reports the kind, age, holder (the Locker's ID), node
+// (Config.Node) and queue of a name. On one primary the Locker is also a
+// lock.Lister (SCAN over the lease keys: unspecified order, a name may be
+// listed twice), a lock.Revoker (the holder's Done closes with
+// lock.ErrRevoked, then it lets go; a TTL lease whose holder does not is
+// ended by the store after the revoking Locker's SessionTTL) and a
+// lock.Adopter (TTL leases only; the previous holder ends with
+// lock.ErrAdopted). In Redlock mode these three return lock.ErrUnsupported.
+//
 // # Failures
 //
 // A call that ends because Redis could not be reached (refused, timed out,

@@ -22,3 +22,14 @@ func Rounds(l *Locker) int64 {
 	}
 	return l.many.rounds.Load()
 }
+
+// Deafen makes a single-primary Locker stop hearing its wake-up channel
+// (waiters fall back to their backoff; revoke and adopt messages are
+// lost), as when pub/sub drops a message: what the holder learns then, it
+// learns from the answers of its own calls. Call it before StopRenewals
+// (which does not stop the subscriber from reading) to make a Locker that
+// neither hears nor answers.
+func Deafen(l *Locker) error {
+	<-l.one.subReady
+	return l.one.ps.Unsubscribe(l.one.bgCtx, l.one.wakePrefix+l.one.id)
+}

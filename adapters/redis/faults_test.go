@@ -209,6 +209,6 @@ func TestWaiterSurvivesRestart(t *testing.T) {
 	assert.Greater(t, next.Token(), lease.Token())
 	info, err := holder.Inspect(testCtx(t), name)
 	require.NoError(t, err)
-	assert.Equal(t, lock.Info{Name: name, Held: true, Token: next.Token()}, info)
+	assert.Equal(t, lock.Info{Name: name, Held: true, Token: next.Token()}, stateOf(info))
 	require.NoError(t, next.Release(testCtx(t)))
 }

@@ -2,9 +2,13 @@ package redis_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -104,4 +108,94 @@ func requireEndedCtxAlone(t *testing.T, l lock.Locker, name, where string) lock.
 		assert.NotErrorIs(t, err, lock.ErrNoQuorum, call.what+" with an ended ctx, "+where)
 	}
 	return held
+}
+
+// newNodeLocker returns a Locker on addr with Config.Node set to node,
+// its records going to logs, closed when the test ends.
+func newNodeLocker(t *testing.T, addr, node string, sessionTTL time.Duration, logs *records) *redis.Locker {
+	t.Helper()
+	cfg := redis.Config{Addr: addr, SessionTTL: sessionTTL, Node: node}
+	if logs != nil {
+		cfg.Logger = slog.New(logs)
+	}
+	l, err := redis.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+// rawClient is a plain go-redis client on addr, for looking at keys.
+func rawClient(t *testing.T, addr string) *goredis.Client {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// keysOf returns the adapter's keys that belong to name (default prefix),
+// without the prefix: "fence:name", "lease:name", ...
+func keysOf(t *testing.T, raw *goredis.Client, name string) []string {
+	t.Helper()
+	var out []string
+	for _, kind := range []string{"lease", "fence", "queue", "beats", "qseq", "claims"} {
+		key := redis.DefaultPrefix + kind + ":" + name
+		n, err := raw.Exists(testCtx(t), key).Result()
+		require.NoError(t, err)
+		if n > 0 {
+			out = append(out, kind+":"+name)
+		}
+	}
+	return out
+}
+
+// holderOf returns Info.Holder of name, which must be held.
+func holderOf(t *testing.T, l lock.Locker, name string) string {
+	t.Helper()
+	info, err := l.Inspect(testCtx(t), name)
+	require.NoError(t, err)
+	require.True(t, info.Held, "%q must be held", name)
+	require.NotEmpty(t, info.Holder, "Holder of a held name")
+	return info.Holder
+}
+
+// records is a slog.Handler that keeps every record, for tests of what the
+// adapter logs.
+type records struct {
+	mu   sync.Mutex
+	list []slog.Record
+}
+
+func (r *records) Enabled(context.Context, slog.Level) bool { return true }
+func (r *records) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = append(r.list, rec.Clone())
+	return nil
+}
+func (r *records) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *records) WithGroup(string) slog.Handler      { return r }
+
+// find returns the attributes of the first record at level whose message
+// contains msg, and whether there is one.
+func (r *records) find(level slog.Level, msg string) (map[string]any, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.list {
+		if rec.Level != level || !strings.Contains(rec.Message, msg) {
+			continue
+		}
+		attrs := map[string]any{}
+		rec.Attrs(func(a slog.Attr) bool {
+			attrs[a.Key] = a.Value.Any()
+			return true
+		})
+		return attrs, true
+	}
+	return nil, false
+}
+
+// stateOf is the part of an Info that the tests written before issue 13
+// compare as a whole.
+func stateOf(info lock.Info) lock.Info {
+	return lock.Info{Name: info.Name, Held: info.Held, Token: info.Token, Owner: info.Owner, Waiters: info.Waiters, ExpiresIn: info.ExpiresIn}
 }

@@ -73,6 +73,7 @@ type instance struct {
 type staleLease struct {
 	name  string
 	token uint64
+	claim string
 	tries int
 	until time.Time // tried at least until then: the store's copy may live that long
 }
@@ -121,7 +122,7 @@ func newInstance(cfg Config, id string) *instance {
 
 func (c *instance) keys(name string) []string {
 	p := c.cfg.Prefix
-	return []string{c.epochKey, p + "lease:" + name, p + "fence:" + name, p + "queue:" + name, p + "beats:" + name, p + "qseq:" + name}
+	return []string{c.epochKey, p + "lease:" + name, p + "fence:" + name, p + "queue:" + name, p + "beats:" + name, p + "qseq:" + name, p + "claims:" + name}
 }
 
 func (c *instance) newClaim() string {
@@ -140,18 +141,22 @@ func (c *instance) epochArgs() (epoch, fresh string) {
 	return c.epoch, c.id + "." + strconv.FormatUint(c.fresh, 10)
 }
 
-// run runs a script on name's keys and returns its answer, once the
-// store's eviction policy has been found safe (checkPolicy). An epoch
-// mismatch is handled (adopted; a reset ends every lease) and the script is
-// run again.
+// run runs a script on name's keys and returns its answer (runKeys).
 func (c *instance) run(ctx context.Context, s *goredis.Script, name string, args ...any) ([]any, error) {
+	return c.runKeys(ctx, s, c.keys(name), args...)
+}
+
+// runKeys runs a script on keys and returns its answer, once the store's
+// eviction policy has been found safe (checkPolicy). An epoch mismatch is
+// handled (adopted; a reset ends every lease) and the script is run again.
+func (c *instance) runKeys(ctx context.Context, s *goredis.Script, keys []string, args ...any) ([]any, error) {
 	if err := c.checkPolicy(ctx); err != nil {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		epoch, fresh := c.epochArgs()
 		argv := append([]any{epoch, fresh, c.wakePrefix}, args...)
-		v, err := s.Run(ctx, c.rdb, c.keys(name), argv...).Slice()
+		v, err := s.Run(ctx, c.rdb, keys, argv...).Slice()
 		if err != nil {
 			return nil, err
 		}
@@ -214,6 +219,21 @@ func callErr(ctx context.Context, op, name string, err error) error {
 		err = fmt.Errorf("%w: %w", lock.ErrNoQuorum, causes(ctx, err))
 	}
 	return ctxErr(ctx, op, name, err)
+}
+
+// cutErr is the error of a call (op, on name) that failed with err. If
+// ctx has ended and err may be ctx's doing (a call cut off by ctx, a
+// pause), a PING (ping) tells: answered, the error is ctx's alone (R5: ctx
+// ended the call, not the store); not, it wraps lock.ErrNoQuorum and why.
+// Else it is callErr's.
+func (c *instance) cutErr(ctx context.Context, op, name string, err error) error {
+	if ctx.Err() != nil && retryable(err) {
+		if perr := c.ping(ctx); perr != nil {
+			return callErr(ctx, op, name, perr)
+		}
+		return fmt.Errorf("redis lock: %s %q: %w", op, name, ctx.Err())
+	}
+	return callErr(ctx, op, name, err)
 }
 
 // causes joins the errors of the parts of a call (per primary, or one
@@ -285,7 +305,7 @@ func (c *instance) Close() error {
 	c.mu.Lock()
 	leases := c.stale // ended by their deadline, maybe still in the store
 	for l := range c.leases {
-		leases = append(leases, staleLease{name: l.Name(), token: l.Token()})
+		leases = append(leases, staleLease{name: l.Name(), token: l.Token(), claim: l.claim})
 		l.end(fmt.Errorf("%w: its Locker was closed", lock.ErrReleased))
 	}
 	c.stale = nil
@@ -318,7 +338,7 @@ func (c *instance) releaseAll(ctx context.Context, leases []staleLease) error {
 	pipe := c.rdb.Pipeline()
 	for _, l := range leases {
 		epoch, fresh := c.epochArgs()
-		releaseScript.EvalSha(ctx, pipe, c.keys(l.name), epoch, fresh, c.wakePrefix, l.token)
+		releaseScript.EvalSha(ctx, pipe, c.keys(l.name), epoch, fresh, c.wakePrefix, l.token, l.claim)
 	}
 	_, err := pipe.Exec(ctx)
 	return err

@@ -91,7 +91,7 @@ func (l *lease) Release(ctx context.Context) error {
 		return err
 	}
 	defer l.c.calls.Done()
-	return l.leaseCall(ctx, "release", releaseScript, []any{l.Token()}, l.settleRelease)
+	return l.leaseCall(ctx, "release", releaseScript, []any{l.Token(), l.claim}, l.settleRelease)
 }
 
 // settleRelease applies the answer of a release script and delivers the
@@ -109,6 +109,9 @@ func (l *lease) settleRelease(v []any, err error, out chan<- error) {
 	case v[0] == "gone":
 		l.goneLocked()
 		out <- l.NotHeld("")
+	case v[0] == "adopted":
+		l.adopted("its Release was refused")
+		out <- l.NotHeld("")
 	default:
 		out <- fmt.Errorf("%w: release answered %v", ErrUnexpectedReply, v)
 	}
@@ -124,7 +127,7 @@ func (l *lease) Refresh(ctx context.Context) error {
 	}
 	defer l.c.calls.Done()
 	sent := time.Now()
-	return l.leaseCall(ctx, "refresh", renewScript, []any{l.Token(), l.px.Milliseconds()},
+	return l.leaseCall(ctx, "refresh", renewScript, []any{l.Token(), l.px.Milliseconds(), l.claim},
 		func(v []any, err error, out chan<- error) {
 			if err != nil {
 				out <- err
@@ -194,7 +197,8 @@ func (l *lease) delivered(ctx context.Context, op string, err error) error {
 // settleRenewal applies the answer of a renew script sent at sent: "ok"
 // moves the local deadline to sent + TTL − margin (never earlier). An "ok"
 // that comes after the deadline has passed saves nothing: the lease is
-// over, whatever the store says.
+// over, whatever the store says. "revoked" and "adopted" end the lease
+// with ErrRevoked (and let it go) or ErrAdopted.
 func (l *lease) settleRenewal(v []any, sent time.Time) error {
 	switch v[0] {
 	case "ok":
@@ -210,6 +214,15 @@ func (l *lease) settleRenewal(v []any, sent time.Time) error {
 		return nil
 	case "gone":
 		l.gone()
+		return l.NotHeld("")
+	case "revoked", "adopted":
+		l.c.mu.Lock()
+		if v[0] == "revoked" {
+			l.revoked("its renewal was refused")
+		} else {
+			l.adopted("its renewal was refused")
+		}
+		l.c.mu.Unlock()
 		return l.NotHeld("")
 	}
 	return fmt.Errorf("%w: renew answered %v", ErrUnexpectedReply, v)
@@ -232,5 +245,29 @@ func (c *instance) abandon(l *lease) {
 // tries at least maxStaleTries times and until a copy extended by the last
 // renewal sent (px from now) would have expired there by itself.
 func (l *lease) staleEntry() staleLease {
-	return staleLease{name: l.Name(), token: l.Token(), until: time.Now().Add(l.px)}
+	return staleLease{name: l.Name(), token: l.Token(), claim: l.claim, until: time.Now().Add(l.px)}
+}
+
+// revoked ends l because Revoke marked it (how: what told the Locker),
+// then releases it in the store by token and claim, in the background:
+// the holder learns first (I3), and only then does its release hand the
+// name on; c.mu held.
+func (l *lease) revoked(how string) {
+	if l.Ended() {
+		return
+	}
+	l.end(fmt.Errorf("%w: %q token %d (%s)", lock.ErrRevoked, l.Name(), l.Token(), how))
+	l.c.log.Warn("redis lock: lease revoked", "name", l.Name(), "token", l.Token(), "holder", l.c.id)
+	l.c.letGo(l.staleEntry())
+}
+
+// adopted ends l because another Locker adopted it (how: what told this
+// Locker); it is not released: the store's lease is the adopter's now;
+// c.mu held.
+func (l *lease) adopted(how string) {
+	if l.Ended() {
+		return
+	}
+	l.end(fmt.Errorf("%w: %q token %d (%s)", lock.ErrAdopted, l.Name(), l.Token(), how))
+	l.c.log.Warn("redis lock: lease adopted by another locker", "name", l.Name(), "token", l.Token(), "holder", l.c.id)
 }

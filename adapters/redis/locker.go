@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/quorumlock/quorumlock/lock"
 )
@@ -16,7 +17,12 @@ type Locker struct {
 	many *redlock  // the Redlock mode
 }
 
-var _ lock.Locker = (*Locker)(nil)
+var (
+	_ lock.Locker  = (*Locker)(nil)
+	_ lock.Lister  = (*Locker)(nil)
+	_ lock.Revoker = (*Locker)(nil)
+	_ lock.Adopter = (*Locker)(nil)
+)
 
 // New validates cfg and returns a Locker. It does not wait for a server
 // (as go-redis clients do not): calls connect. The error wraps
@@ -53,6 +59,37 @@ func (l *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Optio
 // mode it combines the answers of a majority.
 func (l *Locker) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	return l.impl.Inspect(ctx, name, opts...)
+}
+
+// List implements lock.Lister on a single primary: SCAN over the lease
+// keys with the prefix, one atomic read per page; names come in SCAN's
+// order, and a name may be listed twice (see DESIGN.md). In Redlock mode
+// it returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) List(ctx context.Context, prefix string, opts ...lock.ListOption) (lock.Page, error) {
+	if l.one == nil {
+		return lock.Page{}, fmt.Errorf("redis lock: list in Redlock mode: %w", lock.ErrUnsupported)
+	}
+	return l.one.List(ctx, prefix, opts...)
+}
+
+// Revoke implements lock.Revoker on a single primary. The grace after
+// which the store ends a TTL lease whose holder does not let go is this
+// Locker's SessionTTL; a session lease keeps its own expiry. In Redlock
+// mode it returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) Revoke(ctx context.Context, name string, token uint64) error {
+	if l.one == nil {
+		return fmt.Errorf("redis lock: revoke in Redlock mode: %w", lock.ErrUnsupported)
+	}
+	return l.one.Revoke(ctx, name, token)
+}
+
+// Adopt implements lock.Adopter on a single primary. In Redlock mode it
+// returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) Adopt(ctx context.Context, name string, token uint64) (lock.Lease, error) {
+	if l.one == nil {
+		return nil, fmt.Errorf("redis lock: adopt in Redlock mode: %w", lock.ErrUnsupported)
+	}
+	return l.one.Adopt(ctx, name, token)
 }
 
 // Close implements lock.Locker: blocked calls return lock.ErrClosed (their

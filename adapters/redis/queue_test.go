@@ -37,6 +37,7 @@ func TestDeadWaiterPruned(t *testing.T) {
 	require.NoError(t, raw.ZAdd(testCtx(t), redis.DefaultPrefix+"queue:"+name, goredis.Z{Score: 0, Member: dead}).Err())
 	require.NoError(t, raw.ZAdd(testCtx(t), redis.DefaultPrefix+"beats:"+name,
 		goredis.Z{Score: float64(now.Add(300 * time.Millisecond).UnixMilli()), Member: dead}).Err())
+	require.NoError(t, raw.HSet(testCtx(t), redis.DefaultPrefix+"claims:"+name, dead, "0\nghost-node\nghost").Err())
 
 	out := make(chan lock.Lease, 1)
 	errs := make(chan error, 1)
@@ -46,6 +47,12 @@ func TestDeadWaiterPruned(t *testing.T) {
 		out <- l
 	}()
 	waitWaiters(t, a, name, 2)
+	// Inspect prunes the dead claim once its deadline has passed; its
+	// details go with it while the live waiter stays.
+	waitWaiters(t, a, name, 1)
+	left, err := raw.HExists(testCtx(t), redis.DefaultPrefix+"claims:"+name, dead).Result()
+	require.NoError(t, err)
+	assert.False(t, left, "a pruned claim's details are removed with it")
 	released := time.Now()
 	require.NoError(t, holder.Release(testCtx(t)))
 	require.NoError(t, <-errs)
@@ -54,11 +61,9 @@ func TestDeadWaiterPruned(t *testing.T) {
 	assert.Greater(t, next.Token(), holder.Token())
 	info, err := a.Inspect(testCtx(t), name)
 	require.NoError(t, err)
-	assert.Equal(t, lock.Info{Name: name, Held: true, Token: next.Token()}, info, "the dead claim must be gone")
+	assert.Equal(t, lock.Info{Name: name, Held: true, Token: next.Token()}, stateOf(info), "the dead claim must be gone")
 	require.NoError(t, next.Release(testCtx(t)))
-	n, err := raw.Exists(testCtx(t), redis.DefaultPrefix+"queue:"+name, redis.DefaultPrefix+"beats:"+name, redis.DefaultPrefix+"qseq:"+name).Result()
-	require.NoError(t, err)
-	assert.Zero(t, n, "no queue keys once nobody waits")
+	assert.Equal(t, []string{"fence:" + name}, keysOf(t, raw, name), "no queue keys, and no claim details, once nobody waits")
 }
 
 // scriptCounter counts script calls made through a client.

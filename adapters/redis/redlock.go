@@ -88,8 +88,14 @@ func (r *redlock) TryAcquire(ctx context.Context, name string, opts ...lock.Opti
 // is held if a majority reports the same holder's claim, free if no claim
 // can hold a majority even counting the primaries that did not answer,
 // and otherwise unknown (lock.ErrNoQuorum); Waiters is the largest count
-// that a majority reports at least.
+// that a majority reports at least, Queue the queue of a primary that
+// reports that count. Kind, Since, Holder and Node come from the
+// majority's answers (holder).
 func (r *redlock) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
+	o, err := lock.NewInspectOptions(opts...)
+	if err != nil {
+		return lock.Info{}, err
+	}
 	if err := r.openInspect(name); err != nil {
 		return lock.Info{}, err
 	}
@@ -99,7 +105,7 @@ func (r *redlock) Inspect(ctx context.Context, name string, opts ...lock.Inspect
 	r.each(func(i int, c *instance) {
 		callCtx, cancel := subCtx(ctx, c.cfg.SessionTTL)
 		defer cancel()
-		infos[i], errs[i] = c.look(callCtx, name)
+		infos[i], errs[i] = c.look(callCtx, name, o.QueueLimit)
 	})
 	var good []instanceInfo
 	for i, err := range errs {
@@ -116,7 +122,7 @@ func (r *redlock) Inspect(ctx context.Context, name string, opts ...lock.Inspect
 	}
 	info := lock.Info{Name: name}
 	slices.SortFunc(good, func(a, b instanceInfo) int { return cmp.Compare(b.Waiters, a.Waiters) })
-	info.Waiters = good[r.quorum-1].Waiters
+	info.Waiters, info.Queue = good[r.quorum-1].Waiters, good[r.quorum-1].Queue
 	byClaim := make(map[string]int)
 	for _, si := range good {
 		if si.Held {
@@ -140,14 +146,21 @@ func (r *redlock) Inspect(ctx context.Context, name string, opts ...lock.Inspect
 }
 
 // holder fills in info from the answers of the primaries that report
-// claim as the holder (held on a majority).
+// claim as the holder (held on a majority): Since is the smallest age
+// among them (the grant was complete no earlier), the rest is the same in
+// each.
 func holder(info *lock.Info, good []instanceInfo, claim string) {
 	info.Held = true
+	first := true
 	for _, si := range good {
 		if !si.Held || si.claim != claim {
 			continue
 		}
-		info.Owner = si.Owner
+		if first || si.Since < info.Since {
+			info.Since = si.Since
+		}
+		first = false
+		info.Owner, info.Kind, info.Holder, info.Node = si.Owner, si.Kind, si.Holder, si.Node
 		info.Token = max(info.Token, si.Token, si.fence)
 		if si.ExpiresIn > 0 && (info.ExpiresIn == 0 || si.ExpiresIn < info.ExpiresIn) {
 			info.ExpiresIn = si.ExpiresIn

@@ -45,7 +45,7 @@ func TestRedlockConformance(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = l.Close() })
 		return l
-	}, locktest.Outage(func(*testing.T) locktest.OutageStore {
+	}, locktest.ListUnordered(), locktest.Outage(func(*testing.T) locktest.OutageStore {
 		return locktest.OutageStore{
 			Cut: func() {
 				srvs[0].Pause()
@@ -78,7 +78,7 @@ func TestRedlock_MinorityDown(t *testing.T) {
 	assert.ErrorIs(t, err, lock.ErrHeld)
 	info, err := b.Inspect(testCtx(t), "minority")
 	require.NoError(t, err)
-	assert.Equal(t, lock.Info{Name: "minority", Held: true, Token: lease.Token()}, info)
+	assert.Equal(t, lock.Info{Name: "minority", Held: true, Token: lease.Token()}, stateOf(info))
 
 	other, err := b.Acquire(testCtx(t), "minority-other")
 	require.NoError(t, err, "grants need only a majority")
@@ -166,4 +166,49 @@ func TestRedlock_MinorityPaused(t *testing.T) {
 	info, err := a.Inspect(testCtx(t), "paused")
 	require.NoError(t, err)
 	assert.False(t, info.Held)
+}
+
+// TestRedlock_Operations (issue 13): in Redlock mode List, Revoke and Adopt
+// answer lock.ErrUnsupported (DESIGN.md says why), and Inspect fills in
+// the new fields from the majority's answers.
+func TestRedlock_Operations(t *testing.T) {
+	_, addrs := startRedlock(t, 3, testserver.RedisOptions{})
+	a, err := redis.New(redis.Config{Addrs: addrs, SessionTTL: 2 * time.Second, Node: "node-a"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	b, err := redis.New(redis.Config{Addrs: addrs, SessionTTL: 2 * time.Second, Node: "node-b"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	ctx := testCtx(t)
+	name := "redlock-ops"
+
+	held, err := a.Acquire(ctx, name, lock.WithTTL(time.Minute), lock.WithOwner("rl"))
+	require.NoError(t, err)
+	_, err = a.List(ctx, "")
+	assert.ErrorIs(t, err, lock.ErrUnsupported, "List")
+	assert.ErrorIs(t, b.Revoke(ctx, name, held.Token()), lock.ErrUnsupported, "Revoke")
+	lease, err := b.Adopt(ctx, name, held.Token())
+	assert.ErrorIs(t, err, lock.ErrUnsupported, "Adopt")
+	assert.Nil(t, lease)
+	assert.Nil(t, held.Err())
+
+	out := goAcquire(ctx, b, name, lock.WithOwner("waits"))
+	waitWaiters(t, a, name, 1)
+	info, err := b.Inspect(ctx, name)
+	require.NoError(t, err)
+	assert.Equal(t, held.Token(), info.Token)
+	assert.Equal(t, lock.KindTTL, info.Kind)
+	assert.Equal(t, "node-a", info.Node)
+	assert.NotEmpty(t, info.Holder)
+	assert.GreaterOrEqual(t, info.Since, time.Duration(0))
+	require.Len(t, info.Queue, 1)
+	assert.Equal(t, "node-b", info.Queue[0].Node)
+	assert.Equal(t, "waits", info.Queue[0].Owner)
+	assert.NotEqual(t, info.Holder, info.Queue[0].Holder)
+
+	require.NoError(t, held.Release(ctx))
+	r := <-out
+	require.NoError(t, r.err)
+	assert.Equal(t, info.Queue[0].Holder, holderOf(t, a, name), "the waiter's Holder is its Locker's")
+	require.NoError(t, r.lease.Release(ctx))
 }

@@ -60,7 +60,7 @@ func (c *instance) renewAll() {
 			if l.ttl > 0 {
 				px = 0 // a TTL lease is only checked: gone early means lost
 			}
-			cmds[i] = renewScript.EvalSha(ctx, pipe, c.keys(l.Name()), epoch, fresh, c.wakePrefix, l.Token(), px)
+			cmds[i] = renewScript.EvalSha(ctx, pipe, c.keys(l.Name()), epoch, fresh, c.wakePrefix, l.Token(), px, l.claim)
 		}
 		_, _ = pipe.Exec(ctx)
 		noScript := false
@@ -114,7 +114,7 @@ func (c *instance) releaseStale(stale []staleLease) {
 	cmds := make([]*goredis.Cmd, len(stale))
 	for i, s := range stale {
 		epoch, fresh := c.epochArgs()
-		cmds[i] = releaseScript.EvalSha(ctx, pipe, c.keys(s.name), epoch, fresh, c.wakePrefix, s.token)
+		cmds[i] = releaseScript.EvalSha(ctx, pipe, c.keys(s.name), epoch, fresh, c.wakePrefix, s.token, s.claim)
 	}
 	_, _ = pipe.Exec(ctx)
 	var again []staleLease

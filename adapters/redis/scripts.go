@@ -9,8 +9,9 @@ import (
 // Every state change is one Lua script, in scripts/*.lua: each file starts
 // with a header naming its KEYS and ARGV by position and its answers.
 // Every script is prelude.lua (the shared helpers: epoch check, server
-// time, pruning, wake-ups) followed by its own file; all take the same
-// keys (instance.keys) and the same first three arguments (instance.run).
+// time, pruning, wake-ups) followed by its own file; all but list.lua take
+// the same keys (instance.keys), and all the same first three arguments
+// (instance.runKeys).
 
 //go:embed scripts/prelude.lua
 var preludeLua string
@@ -30,21 +31,36 @@ var (
 	fenceLua string
 	//go:embed scripts/giveback.lua
 	givebackLua string
+	//go:embed scripts/revoke.lua
+	revokeLua string
+	//go:embed scripts/adopt.lua
+	adoptLua string
+	//go:embed scripts/list.lua
+	listLua string
 )
 
 var (
 	// acquireScript grants the name to a claim or queues it (see mode).
 	acquireScript = goredis.NewScript(preludeLua + acquireLua)
-	// renewScript extends a lease by token (session renewal, Refresh), or
-	// only checks it (a TTL lease at the renewer's tick).
+	// renewScript extends a lease by token and claim (session renewal,
+	// Refresh), or only checks it (a TTL lease at the renewer's tick); it
+	// refuses a revoked or adopted lease.
 	renewScript = goredis.NewScript(preludeLua + renewLua)
-	// releaseScript deletes a lease by token and wakes the head waiter.
+	// releaseScript deletes a lease by token and claim and wakes the head
+	// waiter.
 	releaseScript = goredis.NewScript(preludeLua + releaseLua)
 	// withdrawScript drops a claim from the queue, and its lease if a grant
 	// raced the withdrawal.
 	withdrawScript = goredis.NewScript(preludeLua + withdrawLua)
-	// inspectScript reads lease and queue length in one step.
+	// inspectScript reads lease, queue length and first waiters in one step.
 	inspectScript = goredis.NewScript(preludeLua + inspectLua)
+	// listScript reads the leases of one page of names in one step.
+	listScript = goredis.NewScript(preludeLua + listLua)
+	// revokeScript marks a lease revoked and tells its holder, or checks
+	// whether the revoked lease is still there.
+	revokeScript = goredis.NewScript(preludeLua + revokeLua)
+	// adoptScript makes a claim the holder of a TTL lease by its token.
+	adoptScript = goredis.NewScript(preludeLua + adoptLua)
 	// fenceScript (Redlock) raises the fence counter to a majority's token
 	// and dequeues the winner.
 	fenceScript = goredis.NewScript(preludeLua + fenceLua)
@@ -71,4 +87,10 @@ const (
 	// modeTryAny (Redlock TryAcquire) neither queues nor respects the
 	// queue.
 	modeTryAny mode = "tryany"
+)
+
+// Modes of revokeScript (ARGV[6]).
+const (
+	revokeMark  = "revoke" // mark the lease revoked and tell its holder
+	revokeCheck = "check"  // only report whether the revoked lease is there
 )

@@ -76,8 +76,10 @@ func (c *instance) wakeWaiter(claim string) {
 }
 
 // subscribeLoop keeps the Locker's wake-up channel subscribed and hands
-// messages to waiters. go-redis resubscribes after a reconnect; messages
-// published meanwhile are lost (waiters fall back to backoff).
+// messages to waiters, or to leases that were revoked or adopted (heard).
+// go-redis resubscribes after a reconnect; messages published meanwhile
+// are lost (waiters fall back to backoff, leases learn from their next
+// renewal or check).
 func (c *instance) subscribeLoop() {
 	defer c.bg.Done()
 	_ = c.ps.Subscribe(c.bgCtx, c.wakePrefix+c.id) // recorded even if it fails; Receive reconnects
@@ -105,7 +107,7 @@ func (c *instance) subscribeLoop() {
 				close(c.subReady)
 			}
 		case *goredis.Message:
-			c.wakeWaiter(m.Payload)
+			c.heard(m.Payload)
 		}
 	}
 }

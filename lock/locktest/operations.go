@@ -127,22 +127,28 @@ func testInfoStory(e *env) {
 		assert.ErrorIs(e.t, err, lock.ErrInvalidOption, "Inspect with a bad queue limit")
 	}
 
-	e.release(lease)
-	r := e.recv(out, "the first waiter")
-	require.NoError(e.t, r.err, "waiter %d", r.id)
-	require.Equal(e.t, 1, r.id, "the first waiter is granted first")
-	info = e.inspect(e.a, name)
-	assert.Equal(e.t, holderB, info.Holder, "Holder after the hand-off")
-	assert.Len(e.t, info.Queue, 1, "Queue after the hand-off")
-	e.release(r.lease)
-	r = e.recv(out, "the second waiter")
-	require.NoError(e.t, r.err, "waiter %d", r.id)
-	info = e.inspect(e.a, name)
-	assert.Equal(e.t, lock.KindTTL, info.Kind, "Kind of a TTL lease")
-	assert.Equal(e.t, holderC, info.Holder, "Holder of the TTL lease")
-	assert.Empty(e.t, info.Queue, "Queue with nobody waiting")
+	// Each waiter in turn: b's session lease and c's TTL lease, in queue
+	// order where the backend is FIFO.
+	holders := map[int]struct {
+		holder string
+		kind   lock.Kind
+	}{1: {holderB, lock.KindSession}, 2: {holderC, lock.KindTTL}}
+	prev := lease
+	for turn := range 2 {
+		e.release(prev)
+		r := e.recv(out, "the next waiter")
+		require.NoError(e.t, r.err, "waiter %d", r.id)
+		if e.cfg.fifo {
+			require.Equal(e.t, turn+1, r.id, "waiters are granted in queue order")
+		}
+		info = e.inspect(e.a, name)
+		assert.Equal(e.t, holders[r.id].holder, info.Holder, "Holder after the hand-off to waiter %d", r.id)
+		assert.Equal(e.t, holders[r.id].kind, info.Kind, "Kind of waiter %d's lease", r.id)
+		assert.Len(e.t, info.Queue, 1-turn, "Queue after %d hand-offs", turn+1)
+		prev = r.lease
+	}
 	cancel()
-	e.release(r.lease)
+	e.release(prev)
 	assert.Equal(e.t, lock.Info{Name: name}, e.inspect(e.a, name), "Inspect after the last release")
 }
 

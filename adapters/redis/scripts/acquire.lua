@@ -3,7 +3,7 @@
 -- queueing mode, queues the claim or refreshes its heartbeat.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] claim ID
@@ -12,6 +12,7 @@
 -- ARGV[7] lease kind: its TTL in ms, 0 for a session lease
 -- ARGV[8] mode: 'wait', 'try', 'any' or 'tryany'
 -- ARGV[9] waiter heartbeat TTL in ms
+-- ARGV[10] the caller's node (Config.Node)
 --
 -- Modes: 'wait' queues the claim and grants only to the head of the queue;
 -- 'try' does not queue and respects the queue; 'any' (Redlock) queues the
@@ -36,6 +37,7 @@ local function enqueue()
     redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), claim)
   end
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), claim)
+  redis.call('HSETNX', KEYS[7], claim, details(now, ARGV[10], ARGV[5]))
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   local h = redis.call('HMGET', KEYS[2], 'claim', 'token')
@@ -53,11 +55,11 @@ if fifo and head and head ~= claim then
   return {'queued', 0, redis.call('ZCARD', KEYS[4])}
 end
 local token = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[2], 'token', token, 'owner', ARGV[5], 'ttl', ARGV[7], 'claim', claim)
+redis.call('HSET', KEYS[2], 'token', token, 'owner', ARGV[5], 'ttl', ARGV[7], 'claim', claim,
+  'since', now, 'node', ARGV[10])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 if mode ~= 'any' then -- in Redlock mode fenceScript dequeues the winner
-  redis.call('ZREM', KEYS[4], claim)
-  redis.call('ZREM', KEYS[5], claim)
+  dequeue(claim)
   tidy()
 end
 return {'granted', token, tonumber(ARGV[6])}

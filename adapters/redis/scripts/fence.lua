@@ -3,7 +3,7 @@
 -- ARGV[5] holds it, and dequeues the claim.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] token of the Redlock grant
@@ -18,7 +18,6 @@ if c < tonumber(ARGV[4]) then redis.call('SET', KEYS[3], ARGV[4]) end
 if redis.call('HGET', KEYS[2], 'claim') == ARGV[5] then
   redis.call('HSET', KEYS[2], 'fence', ARGV[4])
 end
-redis.call('ZREM', KEYS[4], ARGV[5])
-redis.call('ZREM', KEYS[5], ARGV[5])
+dequeue(ARGV[5])
 tidy()
 return {'ok'}

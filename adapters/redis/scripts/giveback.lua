@@ -2,10 +2,11 @@
 -- won here but lost on the majority; a grant answered too late), keeping
 -- the claim's place in the queue, and wakes the head waiter. With ARGV[5]
 -- > 0, a claim that is no longer queued (its grant dequeued it) is put
--- back at the head, where it was when it was granted, with a heartbeat.
+-- back at the head, where it was when it was granted, with a heartbeat and
+-- its details (the lease's owner and node; queued from now).
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] claim ID
@@ -16,15 +17,20 @@
 local e = check_epoch()
 if e then return {'epoch', e} end
 local claim = ARGV[4]
-if redis.call('HGET', KEYS[2], 'claim') == claim then
+local h = redis.call('HMGET', KEYS[2], 'claim', 'owner', 'node')
+if h[1] == claim then
   redis.call('DEL', KEYS[2])
 end
 local hb = tonumber(ARGV[5] or '0')
 if hb > 0 and not redis.call('ZSCORE', KEYS[4], claim) then
+  local now = now_ms()
   local head = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
   local score = (head[2] and tonumber(head[2]) - 1) or redis.call('INCR', KEYS[6])
   redis.call('ZADD', KEYS[4], score, claim)
-  redis.call('ZADD', KEYS[5], now_ms() + hb, claim)
+  redis.call('ZADD', KEYS[5], now + hb, claim)
+  if h[1] == claim then
+    redis.call('HSET', KEYS[7], claim, details(now, h[3] or '', h[2] or ''))
+  end
 end
 wake()
 return {'ok'}

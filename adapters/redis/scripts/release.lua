@@ -1,17 +1,21 @@
--- release.lua deletes the lease if its token is ARGV[4] and wakes the
--- head waiter.
+-- release.lua deletes the lease if its token is ARGV[4] and its claim
+-- ARGV[5] (revoked or not), and wakes the head waiter.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] token
+-- ARGV[5] the holder's claim ID
 --
--- Returns {'ok'} or {'gone'}.
+-- Returns {'ok'}, {'gone'} or {'adopted'} (the token holds the name for
+-- another claim: Adopt took it over, and it is left alone).
 
 local e = check_epoch()
 if e then return {'epoch', e} end
-if redis.call('HGET', KEYS[2], 'token') ~= ARGV[4] then return {'gone'} end
+local h = redis.call('HMGET', KEYS[2], 'token', 'claim')
+if h[1] ~= ARGV[4] then return {'gone'} end
+if h[2] ~= ARGV[5] then return {'adopted'} end
 redis.call('DEL', KEYS[2])
 prune(now_ms())
 wake()

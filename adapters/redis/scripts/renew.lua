@@ -1,19 +1,23 @@
 -- renew.lua extends the lease to ARGV[5] ms from now if its token is
--- ARGV[4].
+-- ARGV[4], its claim ARGV[6] and it is not revoked.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] token
 -- ARGV[5] lease TTL in ms; '0' only checks that the token holds the lease
+-- ARGV[6] the holder's claim ID
 --
--- Returns {'ok'} or {'gone'}.
+-- Returns {'ok'}, {'gone'} (the token does not hold the name), {'adopted'}
+-- (it does, for another claim: Adopt took it over) or {'revoked'} (Revoke
+-- marked it: it is not extended any more).
 
 local e = check_epoch()
 if e then return {'epoch', e} end
-if redis.call('HGET', KEYS[2], 'token') == ARGV[4] then
-  if ARGV[5] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
-  return {'ok'}
-end
-return {'gone'}
+local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'revoked')
+if h[1] ~= ARGV[4] then return {'gone'} end
+if h[2] ~= ARGV[6] then return {'adopted'} end
+if h[3] then return {'revoked'} end
+if ARGV[5] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
+return {'ok'}

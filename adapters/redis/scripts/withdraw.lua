@@ -3,7 +3,7 @@
 -- the head waiter.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] claim ID
@@ -14,8 +14,7 @@
 local e = check_epoch()
 if e then return {'epoch', e} end
 local claim = ARGV[4]
-redis.call('ZREM', KEYS[4], claim)
-redis.call('ZREM', KEYS[5], claim)
+dequeue(claim)
 local released = 0
 if redis.call('HGET', KEYS[2], 'claim') == claim then
   redis.call('DEL', KEYS[2])
