@@ -24,7 +24,7 @@ const (
 	MaxSessionTTL    = time.Hour
 	MaxNodeIDLen     = 256
 	MaxCachedResults = 1024
-	SnapshotVersion  = 1
+	SnapshotVersion  = 2 // written at protocol level 2 and above; Restore also reads 1
 )
 
 var (

@@ -3,6 +3,7 @@ package fsm
 import (
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,9 @@ type LockInfo struct {
 	TTL               time.Duration // 0: session lease
 	RefreshedUnixNano int64         // leader stamp of the grant or last refresh
 	Waiters           int
+	Node              string // node of the holder's session; "" if the session is gone
+	Revoked           bool   // revoked: it ends when its holder lets go or its grace is over
+	GrantedUnixNano   int64  // leader stamp of the grant; 0 if granted below protocol level 2
 }
 
 // Lock reports the state of name; Held is false for an unknown name.
@@ -32,8 +36,94 @@ func (s *State) Lock(name string) LockInfo {
 		info.Token, info.Generation, info.Claim = h.token, h.gen, h.claim.id
 		info.Session, info.Owner, info.TTL = h.claim.session, h.claim.owner, time.Duration(h.claim.ttl)
 		info.RefreshedUnixNano = h.refreshed
+		info.Revoked, info.GrantedUnixNano = h.revoked, h.granted
+		if sess := s.sessions[h.claim.session]; sess != nil {
+			info.Node = sess.node
+		}
 	}
 	return info
+}
+
+// ClaimInfo is one claim waiting in a queue.
+type ClaimInfo struct {
+	Claim          uint64
+	Session        uint64
+	Node           string // node of the claim's session
+	Owner          string
+	TTL            time.Duration // 0: session lease
+	QueuedUnixNano int64         // leader stamp of its Acquire; 0 if queued below protocol level 2
+}
+
+// Queue lists the first limit claims waiting for name, in queue order
+// (all of them if limit <= 0).
+func (s *State) Queue(name string, limit int) []ClaimInfo {
+	l := s.locks[name]
+	if l == nil {
+		return nil
+	}
+	q := l.queue
+	if limit > 0 && len(q) > limit {
+		q = q[:limit]
+	}
+	out := make([]ClaimInfo, 0, len(q))
+	for _, cl := range q {
+		ci := ClaimInfo{
+			Claim: cl.id, Session: cl.session, Owner: cl.owner,
+			TTL: time.Duration(cl.ttl), QueuedUnixNano: cl.queued,
+		}
+		if sess := s.sessions[cl.session]; sess != nil {
+			ci.Node = sess.node
+		}
+		out = append(out, ci)
+	}
+	return out
+}
+
+// List reports the held names that start with prefix and sort strictly
+// after after, in byte order, at most limit of them (all if limit <= 0).
+// It sorts the matching names on every call: O(names) per page.
+func (s *State) List(prefix, after string, limit int) []LockInfo {
+	var names []string
+	for name, l := range s.locks {
+		if l.holder != nil && strings.HasPrefix(name, prefix) && name > after {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	if limit > 0 && len(names) > limit {
+		names = names[:limit]
+	}
+	out := make([]LockInfo, 0, len(names))
+	for _, name := range names {
+		out = append(out, s.Lock(name))
+	}
+	return out
+}
+
+// RevokedLease is a revoked lease waiting for its holder to let go.
+type RevokedLease struct {
+	Name    string
+	Token   uint64
+	Session uint64
+	Grace   time.Duration // the holder session's TTL; 0 if the session is gone
+}
+
+// Revoked lists the revoked leases, sorted by name: a new leader arms
+// their grace timers from it.
+func (s *State) Revoked() []RevokedLease {
+	var out []RevokedLease
+	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
+		h := s.locks[name].holder
+		if h == nil || !h.revoked {
+			continue
+		}
+		rl := RevokedLease{Name: name, Token: h.token, Session: h.claim.session}
+		if sess := s.sessions[h.claim.session]; sess != nil {
+			rl.Grace = time.Duration(sess.ttl)
+		}
+		out = append(out, rl)
+	}
+	return out
 }
 
 // SessionInfo describes one session.

@@ -19,6 +19,9 @@ const (
 	EventRefreshed                          // a TTL lease got a new generation
 	EventSessionOpened                      // a session was created
 	EventSessionEnded                       // a session was closed or expired (Reason)
+	EventQueued                             // a claim entered a queue
+	EventRevoking                           // a lease was marked revoked: TTL is its session's TTL, the grace
+	EventAdopted                            // a TTL lease moved to Session from Previous, with a new Generation
 )
 
 // EndReason says why a lease or session ended.
@@ -30,6 +33,7 @@ const (
 	ReasonExpired                       // ExpireLease
 	ReasonLost                          // its session expired
 	ReasonClosed                        // its session was closed
+	ReasonRevoked                       // any end of a revoked lease
 )
 
 func (r EndReason) String() string {
@@ -42,6 +46,8 @@ func (r EndReason) String() string {
 		return "lost"
 	case ReasonClosed:
 		return "closed"
+	case ReasonRevoked:
+		return "revoked"
 	}
 	return fmt.Sprintf("EndReason(%d)", uint8(r))
 }
@@ -51,25 +57,32 @@ func (r EndReason) String() string {
 type Event struct {
 	Kind       EventKind
 	Name       string
-	Session    uint64 // the claim's or the session's ID
+	Session    uint64 // the claim's or the session's ID (Revoking: the holder's session)
 	Seq        uint64 // request seq of the claim
 	Claim      uint64
 	Token      uint64
 	Generation uint64
-	TTL        time.Duration // TTL lease (Granted, Refreshed) or session TTL
-	Reason     EndReason     // Ended, Withdrawn, SessionEnded
+	// TTL is the lease's TTL (Granted, Refreshed, Ended, Queued, Withdrawn,
+	// Adopted) or the session's TTL (SessionOpened, SessionEnded, and
+	// Revoking, where it is the grace).
+	TTL      time.Duration
+	Reason   EndReason // Ended, Withdrawn, SessionEnded
+	Previous uint64    // Adopted: the session that held the lease before
 }
 
 type claim struct {
 	id, session, seq uint64
 	owner            string
 	ttl              int64
+	queued           int64 // leader stamp of the Acquire if it queued (level 2 and above)
 }
 
 type lease struct {
 	claim      claim
 	token, gen uint64
 	refreshed  int64
+	granted    int64 // leader stamp of the granting entry (level 2 and above)
+	revoked    bool
 }
 
 type lockState struct {
@@ -90,12 +103,17 @@ type session struct {
 type State struct {
 	sessions map[uint64]*session
 	locks    map[string]*lockState
+	protocol int // the level the log has committed to (SetProtocol); 1 at first
 }
 
-// New returns an empty state.
+// New returns an empty state at protocol level 1.
 func New() *State {
-	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}}
+	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}, protocol: 1}
 }
+
+// Protocol is the protocol level the state has committed to: 1 until a
+// SetProtocol entry raised it.
+func (s *State) Protocol() int { return s.protocol }
 
 // applier carries one Apply call.
 type applier struct {
@@ -107,8 +125,8 @@ type applier struct {
 
 // Apply applies the command of log entry index. It returns the result and
 // the events in the order they happened. The error is ErrUnknownCommand for
-// a command without a known op that is not ignorable; the state is then
-// unchanged.
+// a command without a known op that is not ignorable, or a SetProtocol
+// above Protocol; the state is then unchanged.
 func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event, error) {
 	a := &applier{s: s, index: index, stamp: cmd.GetStampUnixNano()}
 	var res *fsmpb.Result
@@ -142,6 +160,25 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.cancel(c.GetName(), c.GetClaim()) })
 	case *fsmpb.Command_ExpireLease:
 		res = a.expireLease(op.ExpireLease)
+	case *fsmpb.Command_SetProtocol:
+		level := op.SetProtocol.GetLevel()
+		if level > Protocol {
+			return nil, nil, fmt.Errorf("%w at index %d: protocol %d, this build speaks %d", ErrUnknownCommand, index, level, Protocol)
+		}
+		s.protocol = max(s.protocol, int(level))
+		res = ok()
+	case *fsmpb.Command_Revoke:
+		c := op.Revoke
+		res = a.v2(func() *fsmpb.Result {
+			return a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.revoke(c.GetName(), c.GetToken()) })
+		})
+	case *fsmpb.Command_EndRevoked:
+		res = a.v2(func() *fsmpb.Result { return a.endRevoked(op.EndRevoked) })
+	case *fsmpb.Command_Adopt:
+		c := op.Adopt
+		res = a.v2(func() *fsmpb.Result {
+			return a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.adopt(sess, c) })
+		})
 	default:
 		if cmd.GetIgnorable() {
 			return code(fsmpb.Code_CODE_UNSPECIFIED), nil, nil
@@ -149,6 +186,23 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		return nil, nil, fmt.Errorf("%w at index %d", ErrUnknownCommand, index)
 	}
 	return res, a.events, nil
+}
+
+// v2 runs fn at protocol level 2 and above; below, the command answers
+// UNSUPPORTED and changes nothing (not even the request cache).
+func (a *applier) v2(fn func() *fsmpb.Result) *fsmpb.Result {
+	if a.s.protocol < 2 {
+		return code(fsmpb.Code_CODE_UNSUPPORTED)
+	}
+	return fn()
+}
+
+// v2Stamp is the leader stamp to record at level 2 and above, else 0.
+func (a *applier) v2Stamp() int64 {
+	if a.s.protocol < 2 {
+		return 0
+	}
+	return a.stamp
 }
 
 func ok() *fsmpb.Result               { return code(fsmpb.Code_CODE_OK) }
@@ -236,15 +290,19 @@ func (a *applier) acquire(sess *session, c *fsmpb.Acquire) *fsmpb.Result {
 	if c.GetTry() {
 		return code(fsmpb.Code_CODE_HELD)
 	}
+	cl.queued = a.v2Stamp()
 	l.queue = append(l.queue, cl)
 	sess.names[c.GetName()]++
+	a.events = append(a.events, Event{
+		Kind: EventQueued, Name: c.GetName(), Session: cl.session, Seq: cl.seq, Claim: cl.id, TTL: time.Duration(cl.ttl),
+	})
 	return &fsmpb.Result{Code: fsmpb.Code_CODE_QUEUED, Claim: cl.id}
 }
 
 // grant makes cl the holder of an unheld lock. The caller has already
 // removed cl from the queue and its session's names count (if it was queued).
 func (a *applier) grant(name string, l *lockState, cl claim) {
-	l.holder = &lease{claim: cl, token: a.index, gen: a.index, refreshed: a.stamp}
+	l.holder = &lease{claim: cl, token: a.index, gen: a.index, refreshed: a.stamp, granted: a.v2Stamp()}
 	if sess := a.s.sessions[cl.session]; sess != nil {
 		sess.names[name]++
 	}
@@ -255,10 +313,14 @@ func (a *applier) grant(name string, l *lockState, cl claim) {
 }
 
 // end removes the holder of name, hands the lock to the head of the queue,
-// and deletes the lock if nothing is left.
+// and deletes the lock if nothing is left. A revoked lease always ends
+// with ReasonRevoked, whatever ended it.
 func (a *applier) end(name string, l *lockState, why EndReason) {
 	h := l.holder
 	l.holder = nil
+	if h.revoked {
+		why = ReasonRevoked
+	}
 	a.forget(h.claim.session, name)
 	a.events = append(a.events, Event{
 		Kind: EventEnded, Name: name, Session: h.claim.session, Seq: h.claim.seq, Claim: h.claim.id,
@@ -297,7 +359,7 @@ func (a *applier) release(name string, token uint64) *fsmpb.Result {
 
 func (a *applier) refresh(name string, token uint64) *fsmpb.Result {
 	l := a.s.locks[name]
-	if l == nil || l.holder == nil || l.holder.token != token {
+	if l == nil || l.holder == nil || l.holder.token != token || l.holder.revoked {
 		return code(fsmpb.Code_CODE_NOT_HELD)
 	}
 	h := l.holder
@@ -357,7 +419,8 @@ func (a *applier) expireLease(c *fsmpb.ExpireLease) *fsmpb.Result {
 }
 
 // endSession withdraws the session's queued claims, ends its leases (all of
-// them when closed; session leases only when lost) and deletes it. Names are
+// them when closed; session leases and revoked leases when lost) and
+// deletes it. Names are
 // visited in sorted order so that grants and events are deterministic.
 func (a *applier) endSession(sess *session, why EndReason) {
 	names := make([]string, 0, len(sess.names))
@@ -376,10 +439,74 @@ func (a *applier) endSession(sess *session, why EndReason) {
 			}
 			i++
 		}
-		if l.holder != nil && l.holder.claim.session == sess.id && (why == ReasonClosed || l.holder.claim.ttl == 0) {
+		if h := l.holder; h != nil && h.claim.session == sess.id && (why == ReasonClosed || h.claim.ttl == 0 || h.revoked) {
 			a.end(name, l, why)
 		}
 	}
 	delete(a.s.sessions, sess.id)
 	a.events = append(a.events, Event{Kind: EventSessionEnded, Session: sess.id, TTL: time.Duration(sess.ttl), Reason: why})
+}
+
+// holder returns the lock of name if its holder has token, else nil.
+func (a *applier) holder(name string, token uint64) *lockState {
+	l := a.s.locks[name]
+	if l == nil || l.holder == nil || l.holder.token != token {
+		return nil
+	}
+	return l
+}
+
+// revoke marks the lease (name, token) revoked, or ends it at once if its
+// session is gone (nobody is left to hear of it, so no grace is owed).
+func (a *applier) revoke(name string, token uint64) *fsmpb.Result {
+	l := a.holder(name, token)
+	if l == nil {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	h := l.holder
+	sess := a.s.sessions[h.claim.session]
+	switch {
+	case h.revoked:
+	case sess == nil:
+		a.end(name, l, ReasonRevoked)
+	default:
+		h.revoked = true
+		a.events = append(a.events, Event{
+			Kind: EventRevoking, Name: name, Session: sess.id, Seq: h.claim.seq, Claim: h.claim.id,
+			Token: h.token, Generation: h.gen, TTL: time.Duration(sess.ttl),
+		})
+	}
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: token}
+}
+
+// endRevoked ends the revoked lease (name, token) once its grace is over.
+func (a *applier) endRevoked(c *fsmpb.EndRevoked) *fsmpb.Result {
+	l := a.holder(c.GetName(), c.GetToken())
+	if l == nil || !l.holder.revoked {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	a.end(c.GetName(), l, ReasonRevoked)
+	return ok()
+}
+
+// adopt moves the TTL lease (name, token) to sess and refreshes it. The
+// claim keeps its ID and takes the adopting request's seq, so that
+// (session, seq) still names the call that holds it.
+func (a *applier) adopt(sess *session, c *fsmpb.Adopt) *fsmpb.Result {
+	name := c.GetName()
+	l := a.holder(name, c.GetToken())
+	if l == nil || l.holder.revoked || l.holder.claim.ttl == 0 {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	h := l.holder
+	prev := h.claim.session
+	a.forget(prev, name)
+	sess.names[name]++
+	h.claim.session, h.claim.seq = sess.id, c.GetReq().GetSeq()
+	h.gen, h.refreshed = a.index, a.stamp
+	a.events = append(a.events, Event{
+		Kind: EventAdopted, Name: name, Session: sess.id, Seq: h.claim.seq, Claim: h.claim.id,
+		Token: h.token, Generation: h.gen, TTL: time.Duration(h.claim.ttl), Previous: prev,
+	})
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: h.token, Claim: h.claim.id, Generation: h.gen, TtlNs: h.claim.ttl}
 }

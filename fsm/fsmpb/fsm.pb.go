@@ -1,5 +1,5 @@
 // Commands, results and snapshots of the quorumlock state machine.
-// Wire format version 1. See fsm/DESIGN.md before changing anything here:
+// Wire format version 1, extended by protocol 2 (fsm/DESIGN.md, "Protocol 2"). See fsm/DESIGN.md before changing anything here:
 // field numbers are forever; new commands are new oneof fields, and a
 // command that older replicas may skip sets Command.ignorable.
 
@@ -38,6 +38,7 @@ const (
 	Code_CODE_UNKNOWN_SESSION Code = 6 // the request's session does not exist
 	Code_CODE_FORGOTTEN       Code = 7 // duplicate of a request whose result was pruned
 	Code_CODE_INVALID         Code = 8 // malformed command (bad name, owner, TTL)
+	Code_CODE_UNSUPPORTED     Code = 9 // a protocol-2 command below protocol level 2
 )
 
 // Enum value maps for Code.
@@ -52,6 +53,7 @@ var (
 		6: "CODE_UNKNOWN_SESSION",
 		7: "CODE_FORGOTTEN",
 		8: "CODE_INVALID",
+		9: "CODE_UNSUPPORTED",
 	}
 	Code_value = map[string]int32{
 		"CODE_UNSPECIFIED":     0,
@@ -63,6 +65,7 @@ var (
 		"CODE_UNKNOWN_SESSION": 6,
 		"CODE_FORGOTTEN":       7,
 		"CODE_INVALID":         8,
+		"CODE_UNSUPPORTED":     9,
 	}
 )
 
@@ -112,6 +115,10 @@ type Command struct {
 	//	*Command_Refresh
 	//	*Command_Cancel
 	//	*Command_ExpireLease
+	//	*Command_SetProtocol
+	//	*Command_Revoke
+	//	*Command_EndRevoked
+	//	*Command_Adopt
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -240,6 +247,42 @@ func (x *Command) GetExpireLease() *ExpireLease {
 	return nil
 }
 
+func (x *Command) GetSetProtocol() *SetProtocol {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetProtocol); ok {
+			return x.SetProtocol
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRevoke() *Revoke {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Revoke); ok {
+			return x.Revoke
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetEndRevoked() *EndRevoked {
+	if x != nil {
+		if x, ok := x.Op.(*Command_EndRevoked); ok {
+			return x.EndRevoked
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAdopt() *Adopt {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Adopt); ok {
+			return x.Adopt
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -276,6 +319,24 @@ type Command_ExpireLease struct {
 	ExpireLease *ExpireLease `protobuf:"bytes,17,opt,name=expire_lease,json=expireLease,proto3,oneof"`
 }
 
+type Command_SetProtocol struct {
+	// Protocol 2. A replica below level 2 answers UNSUPPORTED to the last
+	// three; only a leader proposes SetProtocol and EndRevoked.
+	SetProtocol *SetProtocol `protobuf:"bytes,18,opt,name=set_protocol,json=setProtocol,proto3,oneof"`
+}
+
+type Command_Revoke struct {
+	Revoke *Revoke `protobuf:"bytes,19,opt,name=revoke,proto3,oneof"`
+}
+
+type Command_EndRevoked struct {
+	EndRevoked *EndRevoked `protobuf:"bytes,20,opt,name=end_revoked,json=endRevoked,proto3,oneof"`
+}
+
+type Command_Adopt struct {
+	Adopt *Adopt `protobuf:"bytes,21,opt,name=adopt,proto3,oneof"`
+}
+
 func (*Command_OpenSession) isCommand_Op() {}
 
 func (*Command_CloseSession) isCommand_Op() {}
@@ -291,6 +352,14 @@ func (*Command_Refresh) isCommand_Op() {}
 func (*Command_Cancel) isCommand_Op() {}
 
 func (*Command_ExpireLease) isCommand_Op() {}
+
+func (*Command_SetProtocol) isCommand_Op() {}
+
+func (*Command_Revoke) isCommand_Op() {}
+
+func (*Command_EndRevoked) isCommand_Op() {}
+
+func (*Command_Adopt) isCommand_Op() {}
 
 // Request identifies a client request for de-duplication: a retried
 // forward carries the same (session, seq) and applies once.
@@ -821,18 +890,244 @@ func (x *ExpireLease) GetGeneration() uint64 {
 	return 0
 }
 
+// SetProtocol raises the protocol level the state has committed to; a level
+// at or below the current one is a no-op.
+type SetProtocol struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Level         uint32                 `protobuf:"varint,1,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProtocol) Reset() {
+	*x = SetProtocol{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProtocol) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProtocol) ProtoMessage() {}
+
+func (x *SetProtocol) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProtocol.ProtoReflect.Descriptor instead.
+func (*SetProtocol) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetProtocol) GetLevel() uint32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+// Revoke marks the lease (name, token) revoked: its holder is told to stop
+// and the leader ends it after a grace (EndRevoked). A lease whose session
+// no longer exists ends at once.
+type Revoke struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revoke) Reset() {
+	*x = Revoke{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revoke) ProtoMessage() {}
+
+func (x *Revoke) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
+func (*Revoke) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Revoke) GetReq() *Request {
+	if x != nil {
+		return x.Req
+	}
+	return nil
+}
+
+func (x *Revoke) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Revoke) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+// EndRevoked ends the revoked lease (name, token) when its grace is over.
+type EndRevoked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndRevoked) Reset() {
+	*x = EndRevoked{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndRevoked) ProtoMessage() {}
+
+func (x *EndRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndRevoked.ProtoReflect.Descriptor instead.
+func (*EndRevoked) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *EndRevoked) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EndRevoked) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+// Adopt moves the TTL lease (name, token) to req's session, keeping its
+// claim ID and token, and refreshes it.
+type Adopt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Adopt) Reset() {
+	*x = Adopt{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Adopt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Adopt) ProtoMessage() {}
+
+func (x *Adopt) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Adopt.ProtoReflect.Descriptor instead.
+func (*Adopt) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Adopt) GetReq() *Request {
+	if x != nil {
+		return x.Req
+	}
+	return nil
+}
+
+func (x *Adopt) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Adopt) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=quorumlock.fsm.v1.Code" json:"code,omitempty"`
 	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
 	Claim         uint64                 `protobuf:"varint,3,opt,name=claim,proto3" json:"claim,omitempty"`
+	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`    // Adopt: the lease's new generation
+	TtlNs         int64                  `protobuf:"varint,5,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"` // Adopt: the lease's TTL
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +1139,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[10]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +1152,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{10}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Result) GetCode() Code {
@@ -881,19 +1176,34 @@ func (x *Result) GetClaim() uint64 {
 	return 0
 }
 
+func (x *Result) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Result) GetTtlNs() int64 {
+	if x != nil {
+		return x.TtlNs
+	}
+	return 0
+}
+
 // Snapshot is the whole state, in a deterministic order.
 type Snapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`  // 1
-	Sessions      []*Session             `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"` // sorted by id
-	Locks         []*Lock                `protobuf:"bytes,3,rep,name=locks,proto3" json:"locks,omitempty"`       // sorted by name
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`   // 1, or 2 at protocol level 2 and above
+	Sessions      []*Session             `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`  // sorted by id
+	Locks         []*Lock                `protobuf:"bytes,3,rep,name=locks,proto3" json:"locks,omitempty"`        // sorted by name
+	Protocol      uint32                 `protobuf:"varint,4,opt,name=protocol,proto3" json:"protocol,omitempty"` // version 2: the protocol level (>= 2)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1215,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[11]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1228,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{11}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -942,6 +1252,13 @@ func (x *Snapshot) GetLocks() []*Lock {
 	return nil
 }
 
+func (x *Snapshot) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
 type Session struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -955,7 +1272,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1284,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[12]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1297,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{12}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Session) GetId() uint64 {
@@ -1028,7 +1345,7 @@ type CachedResult struct {
 
 func (x *CachedResult) Reset() {
 	*x = CachedResult{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1357,7 @@ func (x *CachedResult) String() string {
 func (*CachedResult) ProtoMessage() {}
 
 func (x *CachedResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[13]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1370,7 @@ func (x *CachedResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedResult.ProtoReflect.Descriptor instead.
 func (*CachedResult) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{13}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CachedResult) GetSeq() uint64 {
@@ -1071,19 +1388,20 @@ func (x *CachedResult) GetResult() *Result {
 }
 
 type Claim struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // index of the Acquire entry
-	Session       uint64                 `protobuf:"varint,2,opt,name=session,proto3" json:"session,omitempty"`
-	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
-	Owner         string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
-	TtlNs         int64                  `protobuf:"varint,5,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"` // 0: session lease
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // index of the Acquire entry
+	Session        uint64                 `protobuf:"varint,2,opt,name=session,proto3" json:"session,omitempty"`
+	Seq            uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	Owner          string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	TtlNs          int64                  `protobuf:"varint,5,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"`                              // 0: session lease
+	QueuedUnixNano int64                  `protobuf:"varint,6,opt,name=queued_unix_nano,json=queuedUnixNano,proto3" json:"queued_unix_nano,omitempty"` // version 2: leader stamp of the Acquire, if it queued
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1413,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1426,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Claim) GetId() uint64 {
@@ -1146,19 +1464,28 @@ func (x *Claim) GetTtlNs() int64 {
 	return 0
 }
 
+func (x *Claim) GetQueuedUnixNano() int64 {
+	if x != nil {
+		return x.QueuedUnixNano
+	}
+	return 0
+}
+
 type Lease struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Claim             *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
 	Token             uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`                                                    // index of the granting entry
 	Generation        uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`                                          // index of the grant or the last Refresh
 	RefreshedUnixNano int64                  `protobuf:"varint,4,opt,name=refreshed_unix_nano,json=refreshedUnixNano,proto3" json:"refreshed_unix_nano,omitempty"` // leader stamp of the generation entry
+	GrantedUnixNano   int64                  `protobuf:"varint,5,opt,name=granted_unix_nano,json=grantedUnixNano,proto3" json:"granted_unix_nano,omitempty"`       // version 2: leader stamp of the granting entry
+	Revoked           bool                   `protobuf:"varint,6,opt,name=revoked,proto3" json:"revoked,omitempty"`                                                // version 2: revoked, ending after its grace
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1497,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1510,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Lease) GetClaim() *Claim {
@@ -1214,6 +1541,20 @@ func (x *Lease) GetRefreshedUnixNano() int64 {
 	return 0
 }
 
+func (x *Lease) GetGrantedUnixNano() int64 {
+	if x != nil {
+		return x.GrantedUnixNano
+	}
+	return 0
+}
+
+func (x *Lease) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
 type Lock struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1225,7 +1566,7 @@ type Lock struct {
 
 func (x *Lock) Reset() {
 	*x = Lock{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1578,7 @@ func (x *Lock) String() string {
 func (*Lock) ProtoMessage() {}
 
 func (x *Lock) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1591,7 @@ func (x *Lock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lock.ProtoReflect.Descriptor instead.
 func (*Lock) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Lock) GetName() string {
@@ -1278,7 +1619,7 @@ var File_fsm_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x13fsm/fsmpb/fsm.proto\x12\x11quorumlock.fsm.v1\"\xcf\x04\n" +
+	"\x13fsm/fsmpb/fsm.proto\x12\x11quorumlock.fsm.v1\"\xbd\x06\n" +
 	"\aCommand\x12&\n" +
 	"\x0fstamp_unix_nano\x18\x01 \x01(\x03R\rstampUnixNano\x12\x1c\n" +
 	"\tignorable\x18\x02 \x01(\bR\tignorable\x12C\n" +
@@ -1290,7 +1631,12 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\arelease\x18\x0e \x01(\v2\x1a.quorumlock.fsm.v1.ReleaseH\x00R\arelease\x126\n" +
 	"\arefresh\x18\x0f \x01(\v2\x1a.quorumlock.fsm.v1.RefreshH\x00R\arefresh\x123\n" +
 	"\x06cancel\x18\x10 \x01(\v2\x19.quorumlock.fsm.v1.CancelH\x00R\x06cancel\x12C\n" +
-	"\fexpire_lease\x18\x11 \x01(\v2\x1e.quorumlock.fsm.v1.ExpireLeaseH\x00R\vexpireLeaseB\x04\n" +
+	"\fexpire_lease\x18\x11 \x01(\v2\x1e.quorumlock.fsm.v1.ExpireLeaseH\x00R\vexpireLease\x12C\n" +
+	"\fset_protocol\x18\x12 \x01(\v2\x1e.quorumlock.fsm.v1.SetProtocolH\x00R\vsetProtocol\x123\n" +
+	"\x06revoke\x18\x13 \x01(\v2\x19.quorumlock.fsm.v1.RevokeH\x00R\x06revoke\x12@\n" +
+	"\vend_revoked\x18\x14 \x01(\v2\x1d.quorumlock.fsm.v1.EndRevokedH\x00R\n" +
+	"endRevoked\x120\n" +
+	"\x05adopt\x18\x15 \x01(\v2\x18.quorumlock.fsm.v1.AdoptH\x00R\x05adoptB\x04\n" +
 	"\x02op\"V\n" +
 	"\aRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x10\n" +
@@ -1328,15 +1674,34 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
-	"generation\"a\n" +
+	"generation\"#\n" +
+	"\vSetProtocol\x12\x14\n" +
+	"\x05level\x18\x01 \x01(\rR\x05level\"`\n" +
+	"\x06Revoke\x12,\n" +
+	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\"6\n" +
+	"\n" +
+	"EndRevoked\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"_\n" +
+	"\x05Adopt\x12,\n" +
+	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\"\x98\x01\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.quorumlock.fsm.v1.CodeR\x04code\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x14\n" +
-	"\x05claim\x18\x03 \x01(\x04R\x05claim\"\x8b\x01\n" +
+	"\x05claim\x18\x03 \x01(\x04R\x05claim\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x04R\n" +
+	"generation\x12\x15\n" +
+	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\"\xa7\x01\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
 	"\bsessions\x18\x02 \x03(\v2\x1a.quorumlock.fsm.v1.SessionR\bsessions\x12-\n" +
-	"\x05locks\x18\x03 \x03(\v2\x17.quorumlock.fsm.v1.LockR\x05locks\"\xa0\x01\n" +
+	"\x05locks\x18\x03 \x03(\v2\x17.quorumlock.fsm.v1.LockR\x05locks\x12\x1a\n" +
+	"\bprotocol\x18\x04 \x01(\rR\bprotocol\"\xa0\x01\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ns\x18\x02 \x01(\x03R\x05ttlNs\x12\x12\n" +
@@ -1346,24 +1711,27 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\aresults\x18\x05 \x03(\v2\x1f.quorumlock.fsm.v1.CachedResultR\aresults\"S\n" +
 	"\fCachedResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x121\n" +
-	"\x06result\x18\x02 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\"p\n" +
+	"\x06result\x18\x02 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\"\x9a\x01\n" +
 	"\x05Claim\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\asession\x18\x02 \x01(\x04R\asession\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x15\n" +
-	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\"\x9d\x01\n" +
+	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\x12(\n" +
+	"\x10queued_unix_nano\x18\x06 \x01(\x03R\x0equeuedUnixNano\"\xe3\x01\n" +
 	"\x05Lease\x12.\n" +
 	"\x05claim\x18\x01 \x01(\v2\x18.quorumlock.fsm.v1.ClaimR\x05claim\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12.\n" +
-	"\x13refreshed_unix_nano\x18\x04 \x01(\x03R\x11refreshedUnixNano\"|\n" +
+	"\x13refreshed_unix_nano\x18\x04 \x01(\x03R\x11refreshedUnixNano\x12*\n" +
+	"\x11granted_unix_nano\x18\x05 \x01(\x03R\x0fgrantedUnixNano\x12\x18\n" +
+	"\arevoked\x18\x06 \x01(\bR\arevoked\"|\n" +
 	"\x04Lock\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\x06holder\x18\x02 \x01(\v2\x18.quorumlock.fsm.v1.LeaseR\x06holder\x12.\n" +
-	"\x05queue\x18\x03 \x03(\v2\x18.quorumlock.fsm.v1.ClaimR\x05queue*\xae\x01\n" +
+	"\x05queue\x18\x03 \x03(\v2\x18.quorumlock.fsm.v1.ClaimR\x05queue*\xc4\x01\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCODE_OK\x10\x01\x12\x10\n" +
@@ -1373,7 +1741,8 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\rCODE_NOT_HELD\x10\x05\x12\x18\n" +
 	"\x14CODE_UNKNOWN_SESSION\x10\x06\x12\x12\n" +
 	"\x0eCODE_FORGOTTEN\x10\a\x12\x10\n" +
-	"\fCODE_INVALID\x10\bB,Z*github.com/quorumlock/quorumlock/fsm/fsmpbb\x06proto3"
+	"\fCODE_INVALID\x10\b\x12\x14\n" +
+	"\x10CODE_UNSUPPORTED\x10\tB,Z*github.com/quorumlock/quorumlock/fsm/fsmpbb\x06proto3"
 
 var (
 	file_fsm_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -1388,7 +1757,7 @@ func file_fsm_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_fsm_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),             // 0: quorumlock.fsm.v1.Code
 	(*Command)(nil),       // 1: quorumlock.fsm.v1.Command
@@ -1401,13 +1770,17 @@ var file_fsm_fsmpb_fsm_proto_goTypes = []any{
 	(*Refresh)(nil),       // 8: quorumlock.fsm.v1.Refresh
 	(*Cancel)(nil),        // 9: quorumlock.fsm.v1.Cancel
 	(*ExpireLease)(nil),   // 10: quorumlock.fsm.v1.ExpireLease
-	(*Result)(nil),        // 11: quorumlock.fsm.v1.Result
-	(*Snapshot)(nil),      // 12: quorumlock.fsm.v1.Snapshot
-	(*Session)(nil),       // 13: quorumlock.fsm.v1.Session
-	(*CachedResult)(nil),  // 14: quorumlock.fsm.v1.CachedResult
-	(*Claim)(nil),         // 15: quorumlock.fsm.v1.Claim
-	(*Lease)(nil),         // 16: quorumlock.fsm.v1.Lease
-	(*Lock)(nil),          // 17: quorumlock.fsm.v1.Lock
+	(*SetProtocol)(nil),   // 11: quorumlock.fsm.v1.SetProtocol
+	(*Revoke)(nil),        // 12: quorumlock.fsm.v1.Revoke
+	(*EndRevoked)(nil),    // 13: quorumlock.fsm.v1.EndRevoked
+	(*Adopt)(nil),         // 14: quorumlock.fsm.v1.Adopt
+	(*Result)(nil),        // 15: quorumlock.fsm.v1.Result
+	(*Snapshot)(nil),      // 16: quorumlock.fsm.v1.Snapshot
+	(*Session)(nil),       // 17: quorumlock.fsm.v1.Session
+	(*CachedResult)(nil),  // 18: quorumlock.fsm.v1.CachedResult
+	(*Claim)(nil),         // 19: quorumlock.fsm.v1.Claim
+	(*Lease)(nil),         // 20: quorumlock.fsm.v1.Lease
+	(*Lock)(nil),          // 21: quorumlock.fsm.v1.Lock
 }
 var file_fsm_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: quorumlock.fsm.v1.Command.open_session:type_name -> quorumlock.fsm.v1.OpenSession
@@ -1418,25 +1791,31 @@ var file_fsm_fsmpb_fsm_proto_depIdxs = []int32{
 	8,  // 5: quorumlock.fsm.v1.Command.refresh:type_name -> quorumlock.fsm.v1.Refresh
 	9,  // 6: quorumlock.fsm.v1.Command.cancel:type_name -> quorumlock.fsm.v1.Cancel
 	10, // 7: quorumlock.fsm.v1.Command.expire_lease:type_name -> quorumlock.fsm.v1.ExpireLease
-	2,  // 8: quorumlock.fsm.v1.OpenSession.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 9: quorumlock.fsm.v1.CloseSession.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 10: quorumlock.fsm.v1.Acquire.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 11: quorumlock.fsm.v1.Release.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 12: quorumlock.fsm.v1.Refresh.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 13: quorumlock.fsm.v1.Cancel.req:type_name -> quorumlock.fsm.v1.Request
-	0,  // 14: quorumlock.fsm.v1.Result.code:type_name -> quorumlock.fsm.v1.Code
-	13, // 15: quorumlock.fsm.v1.Snapshot.sessions:type_name -> quorumlock.fsm.v1.Session
-	17, // 16: quorumlock.fsm.v1.Snapshot.locks:type_name -> quorumlock.fsm.v1.Lock
-	14, // 17: quorumlock.fsm.v1.Session.results:type_name -> quorumlock.fsm.v1.CachedResult
-	11, // 18: quorumlock.fsm.v1.CachedResult.result:type_name -> quorumlock.fsm.v1.Result
-	15, // 19: quorumlock.fsm.v1.Lease.claim:type_name -> quorumlock.fsm.v1.Claim
-	16, // 20: quorumlock.fsm.v1.Lock.holder:type_name -> quorumlock.fsm.v1.Lease
-	15, // 21: quorumlock.fsm.v1.Lock.queue:type_name -> quorumlock.fsm.v1.Claim
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	11, // 8: quorumlock.fsm.v1.Command.set_protocol:type_name -> quorumlock.fsm.v1.SetProtocol
+	12, // 9: quorumlock.fsm.v1.Command.revoke:type_name -> quorumlock.fsm.v1.Revoke
+	13, // 10: quorumlock.fsm.v1.Command.end_revoked:type_name -> quorumlock.fsm.v1.EndRevoked
+	14, // 11: quorumlock.fsm.v1.Command.adopt:type_name -> quorumlock.fsm.v1.Adopt
+	2,  // 12: quorumlock.fsm.v1.OpenSession.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 13: quorumlock.fsm.v1.CloseSession.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 14: quorumlock.fsm.v1.Acquire.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 15: quorumlock.fsm.v1.Release.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 16: quorumlock.fsm.v1.Refresh.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 17: quorumlock.fsm.v1.Cancel.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 18: quorumlock.fsm.v1.Revoke.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 19: quorumlock.fsm.v1.Adopt.req:type_name -> quorumlock.fsm.v1.Request
+	0,  // 20: quorumlock.fsm.v1.Result.code:type_name -> quorumlock.fsm.v1.Code
+	17, // 21: quorumlock.fsm.v1.Snapshot.sessions:type_name -> quorumlock.fsm.v1.Session
+	21, // 22: quorumlock.fsm.v1.Snapshot.locks:type_name -> quorumlock.fsm.v1.Lock
+	18, // 23: quorumlock.fsm.v1.Session.results:type_name -> quorumlock.fsm.v1.CachedResult
+	15, // 24: quorumlock.fsm.v1.CachedResult.result:type_name -> quorumlock.fsm.v1.Result
+	19, // 25: quorumlock.fsm.v1.Lease.claim:type_name -> quorumlock.fsm.v1.Claim
+	20, // 26: quorumlock.fsm.v1.Lock.holder:type_name -> quorumlock.fsm.v1.Lease
+	19, // 27: quorumlock.fsm.v1.Lock.queue:type_name -> quorumlock.fsm.v1.Claim
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_fsm_fsmpb_fsm_proto_init() }
@@ -1453,6 +1832,10 @@ func file_fsm_fsmpb_fsm_proto_init() {
 		(*Command_Refresh)(nil),
 		(*Command_Cancel)(nil),
 		(*Command_ExpireLease)(nil),
+		(*Command_SetProtocol)(nil),
+		(*Command_Revoke)(nil),
+		(*Command_EndRevoked)(nil),
+		(*Command_Adopt)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1460,7 +1843,7 @@ func file_fsm_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_fsmpb_fsm_proto_rawDesc), len(file_fsm_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
