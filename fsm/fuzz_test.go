@@ -17,10 +17,19 @@ import (
 // every index of fuzzBase.
 const fuzzIndex = 2000
 
-// fuzzBase returns the snapshot FuzzDecode applies commands to: the
-// sessions and names of the golden commands (and of small hand-written
-// seeds), a TTL lease with a refreshed generation, waiters, and a TTL lease
-// whose session has expired.
+// Leases of fuzzBase that the golden commands of protocol 2 name: a TTL
+// lease whose session has expired (adoptable), and a revoked lease.
+const (
+	fuzzOrphanName   = "b"
+	fuzzOrphanToken  = 13
+	fuzzRevokedName  = "r"
+	fuzzRevokedToken = 15
+)
+
+// fuzzBase returns the snapshot FuzzDecode applies commands to, at
+// protocol level 2: the sessions and names of the golden commands (and of
+// small hand-written seeds), a TTL lease with a refreshed generation,
+// waiters, a TTL lease whose session has expired and a revoked lease.
 func fuzzBase(t testing.TB) []byte {
 	t.Helper()
 	s := New()
@@ -32,11 +41,14 @@ func fuzzBase(t testing.TB) []byte {
 		{2, cmdOpen(s1, sessTTL, "n1")},
 		{3, cmdOpen(s2, sessTTL, "n2")},
 		{4, cmdOpen(s3, sessTTL, "n3")},
+		{5, cmdSetProtocol(2)},
 		{10, cmdAcquire(s1, 1, "a")},
 		{11, cmdAcquire(s2, 1, "a", withTTL(time.Second))},
 		{12, cmdAcquire(goldenSession, 1, "a")},
 		{13, cmdAcquire(s3, 1, "b", withTTL(time.Second))},
 		{14, cmdExpireSession(s3)},
+		{fuzzRevokedToken, cmdAcquire(s2, 3, fuzzRevokedName, withTTL(time.Second))},
+		{16, cmdRevoke(s1, 4, fuzzRevokedName, fuzzRevokedToken)},
 		{1200, cmdAcquire(s1, 2, goldenName, withTTL(30*time.Second))},
 		{1230, cmdAcquire(goldenSession, 5, goldenName, withTTL(30*time.Second))},
 		{1233, cmdAcquire(s2, 2, goldenName)},
@@ -82,11 +94,16 @@ func FuzzDecode(f *testing.F) {
 			// What may enter the log is what Apply acts on as intended.
 			require.NoError(t, err, "Validate accepted %v", cmd)
 			require.NotEqual(t, fsmpb.Code_CODE_INVALID, res.GetCode(), "Validate accepted %v", cmd)
+			require.NotEqual(t, fsmpb.Code_CODE_UNSUPPORTED, res.GetCode(), "Validate accepted %v", cmd)
 		}
 		if err != nil {
 			require.ErrorIs(t, err, ErrUnknownCommand)
-			require.Nil(t, cmd.GetOp())
-			require.False(t, cmd.GetIgnorable())
+			if cmd.GetSetProtocol() != nil {
+				require.Greater(t, cmd.GetSetProtocol().GetLevel(), uint32(Protocol))
+			} else {
+				require.Nil(t, cmd.GetOp())
+				require.False(t, cmd.GetIgnorable())
+			}
 			require.Equal(t, base, mustSnapshot(t, s), "a refused command changed state")
 			return
 		}
@@ -121,12 +138,13 @@ func FuzzDecode(f *testing.F) {
 // cachedRequest reports whether Apply cached res under cmd's request.
 func cachedRequest(cmd *fsmpb.Command, res *fsmpb.Result) bool {
 	switch cmd.GetOp().(type) {
-	case *fsmpb.Command_Acquire, *fsmpb.Command_Release, *fsmpb.Command_Refresh, *fsmpb.Command_Cancel:
+	case *fsmpb.Command_Acquire, *fsmpb.Command_Release, *fsmpb.Command_Refresh, *fsmpb.Command_Cancel,
+		*fsmpb.Command_Revoke, *fsmpb.Command_Adopt:
 	default:
 		return false
 	}
 	c := res.GetCode()
-	return c != fsmpb.Code_CODE_UNKNOWN_SESSION && c != fsmpb.Code_CODE_FORGOTTEN
+	return c != fsmpb.Code_CODE_UNKNOWN_SESSION && c != fsmpb.Code_CODE_FORGOTTEN && c != fsmpb.Code_CODE_UNSUPPORTED
 }
 
 // FuzzRestore feeds arbitrary bytes to Restore. What restores must
@@ -167,7 +185,9 @@ func FuzzRestore(f *testing.F) {
 }
 
 // followUps returns commands touching every session and lock of snap, and
-// the first index above everything in it (0 if there is none).
+// the first index above everything in it (0 if there is none). The
+// commands of protocol 2 come once before the raise to level 2 (a no-op
+// on a level-1 state) and once after.
 func followUps(t *testing.T, snap []byte) ([]*fsmpb.Command, uint64) {
 	t.Helper()
 	var pb fsmpb.Snapshot
@@ -178,7 +198,7 @@ func followUps(t *testing.T, snap []byte) ([]*fsmpb.Command, uint64) {
 	for _, ps := range pb.GetSessions() {
 		sessions = append(sessions, ps.GetId())
 	}
-	seq := func(i int) uint64 { return math.MaxUint64 - 100 + uint64(i) }
+	seq := func(i int) uint64 { return math.MaxUint64 - 1000 + uint64(i) }
 	for i, pl := range pb.GetLocks() {
 		h := pl.GetHolder()
 		top = max(top, h.GetToken(), h.GetGeneration(), h.GetClaim().GetId())
@@ -190,20 +210,26 @@ func followUps(t *testing.T, snap []byte) ([]*fsmpb.Command, uint64) {
 			sess = sessions[i%len(sessions)]
 		}
 		cmds = append(cmds,
-			cmdRefresh(sess, seq(4*i), pl.GetName(), h.GetToken()),
+			cmdRevoke(sess, seq(8*i+4), pl.GetName(), h.GetToken()),
+			cmdAdopt(sess, seq(8*i+5), pl.GetName(), h.GetToken()),
+			cmdRefresh(sess, seq(8*i), pl.GetName(), h.GetToken()),
 			cmdExpireLease(pl.GetName(), h.GetToken(), h.GetGeneration()),
-			cmdAcquire(sess, seq(4*i+1), pl.GetName(), withTTL(time.Second)),
-			cmdRelease(sess, seq(4*i+2), pl.GetName(), h.GetToken()),
+			cmdAcquire(sess, seq(8*i+1), pl.GetName(), withTTL(time.Second)),
+			cmdEndRevoked(pl.GetName(), h.GetToken()),
+			cmdRelease(sess, seq(8*i+2), pl.GetName(), h.GetToken()),
 		)
 		if len(pl.GetQueue()) > 0 {
-			cmds = append(cmds, cmdCancel(sess, seq(4*i+3), pl.GetName(), pl.GetQueue()[0].GetId()))
+			cmds = append(cmds, cmdCancel(sess, seq(8*i+3), pl.GetName(), pl.GetQueue()[0].GetId()))
+		}
+		if i == 0 {
+			cmds = append(cmds, cmdSetProtocol(2))
 		}
 	}
 	for i, id := range slices.Backward(sessions) {
 		if i%2 == 0 {
 			cmds = append(cmds, cmdExpireSession(id))
 		} else {
-			cmds = append(cmds, cmdClose(id, seq(90)))
+			cmds = append(cmds, cmdClose(id, seq(900)))
 		}
 	}
 	cmds = append(cmds, cmdOpen(sessions0(sessions), sessTTL, "n"), cmdAcquire(sessions0(sessions), 1, "fuzz"))

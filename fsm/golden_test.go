@@ -20,8 +20,9 @@ import (
 )
 
 // update rewrites testdata/golden and the generated seeds of
-// testdata/fuzz. Golden files are the v1 wire format: rewrite them only
-// for a deliberate change, and a change that breaks them is a new version.
+// testdata/fuzz. Golden files are the wire format (commands of protocols 1
+// and 2, snapshot formats 1 and 2): rewrite them only to add a file or for
+// a deliberate change, and a change that breaks one is a new version.
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden and the fuzz seeds derived from them")
 
 const (
@@ -167,6 +168,59 @@ func goldenCommands() []goldenCommand {
 			},
 		},
 		{
+			file: "command-set_protocol.bin",
+			cmd: &fsmpb.Command{StampUnixNano: goldenStamp + 9, Op: &fsmpb.Command_SetProtocol{SetProtocol: &fsmpb.SetProtocol{
+				Level: 2,
+			}}},
+			check: func(t *testing.T, c *fsmpb.Command) {
+				checkTop(t, c, goldenStamp+9)
+				op := c.GetSetProtocol()
+				require.NotNil(t, op)
+				assert.Equal(t, uint32(2), op.GetLevel())
+			},
+		},
+		{
+			file: "command-revoke.bin",
+			cmd: &fsmpb.Command{StampUnixNano: goldenStamp + 10, Op: &fsmpb.Command_Revoke{Revoke: &fsmpb.Revoke{
+				Req: req(14, 13), Name: goldenName, Token: 1234,
+			}}},
+			check: func(t *testing.T, c *fsmpb.Command) {
+				checkTop(t, c, goldenStamp+10)
+				op := c.GetRevoke()
+				require.NotNil(t, op)
+				checkReq(t, op.GetReq(), 14, 13)
+				assert.Equal(t, goldenName, op.GetName())
+				assert.Equal(t, uint64(1234), op.GetToken())
+			},
+		},
+		{
+			file: "command-end_revoked.bin",
+			cmd: &fsmpb.Command{StampUnixNano: goldenStamp + 11, Op: &fsmpb.Command_EndRevoked{EndRevoked: &fsmpb.EndRevoked{
+				Name: fuzzRevokedName, Token: fuzzRevokedToken,
+			}}},
+			check: func(t *testing.T, c *fsmpb.Command) {
+				checkTop(t, c, goldenStamp+11)
+				op := c.GetEndRevoked()
+				require.NotNil(t, op)
+				assert.Equal(t, fuzzRevokedName, op.GetName())
+				assert.Equal(t, uint64(fuzzRevokedToken), op.GetToken())
+			},
+		},
+		{
+			file: "command-adopt.bin",
+			cmd: &fsmpb.Command{StampUnixNano: goldenStamp + 12, Op: &fsmpb.Command_Adopt{Adopt: &fsmpb.Adopt{
+				Req: req(15, 14), Name: fuzzOrphanName, Token: fuzzOrphanToken,
+			}}},
+			check: func(t *testing.T, c *fsmpb.Command) {
+				checkTop(t, c, goldenStamp+12)
+				op := c.GetAdopt()
+				require.NotNil(t, op)
+				checkReq(t, op.GetReq(), 15, 14)
+				assert.Equal(t, fuzzOrphanName, op.GetName())
+				assert.Equal(t, uint64(fuzzOrphanToken), op.GetToken())
+			},
+		},
+		{
 			// What a newer version's skippable command looks like to v1.
 			file: "command-unknown_ignorable.bin",
 			cmd:  unknownCommand(true),
@@ -209,11 +263,41 @@ func goldenHistory() []*fsmpb.Command {
 	return cmds
 }
 
+// goldenHistoryV2 is the fixed history of snapshot-v2.bin, stamped like
+// goldenHistory: a lease granted before and after the raise to level 2, a
+// stamped waiter, a revoked lease, an adopted lease and its cached result.
+func goldenHistoryV2() []*fsmpb.Command {
+	cmds := []*fsmpb.Command{
+		cmdOpen(gsA, 10*time.Second, "node-a"),                                    // 1
+		cmdOpen(gsB, 20*time.Second, "node-b"),                                    // 2
+		cmdAcquire(gsA, 1, "alpha", withOwner("a-owner")),                         // 3 granted at level 1
+		cmdSetProtocol(2),                                                         // 4
+		cmdAcquire(gsB, 1, "alpha", withOwner("b-owner"), withTTL(5*time.Second)), // 5 queued, stamped
+		cmdAcquire(gsB, 2, "beta", withOwner("b"), withTTL(5*time.Second)),        // 6 granted, stamped
+		cmdRevoke(gsA, 2, "beta", 6),                                              // 7 beta revoked
+		cmdOpen(gsC, 10*time.Second, "node-c"),                                    // 8
+		cmdAcquire(gsC, 1, "delta", withTTL(time.Second)),                         // 9 granted
+		cmdExpireSession(gsC),                                                     // 10: delta outlives C
+		cmdAdopt(gsA, 3, "delta", 9),                                              // 11 A adopts delta
+		cmdAcquire(gsB, 3, "epsilon"),                                             // 12 granted
+		withAcked(cmdAcquire(gsA, 4, "gamma"), 2),                                 // 13 granted; forgets A's seq 1
+	}
+	for i, c := range cmds {
+		c.StampUnixNano = goldenStamp + 1000*int64(i+1)
+	}
+	return cmds
+}
+
 func goldenStampAt(index int64) int64 { return goldenStamp + 1000*index }
 
 func goldenSnapshot(t testing.TB) []byte {
 	t.Helper()
 	return mustSnapshot(t, mustApply(t, goldenHistory()...))
+}
+
+func goldenSnapshotV2(t testing.TB) []byte {
+	t.Helper()
+	return mustSnapshot(t, mustApply(t, goldenHistoryV2()...))
 }
 
 func readGolden(t *testing.T, name string) []byte {
@@ -252,14 +336,20 @@ func TestDecode_Golden(t *testing.T) {
 // fuzzers start from, so a golden file is also a meaningful fuzz seed.
 func TestState_ApplyGolden(t *testing.T) {
 	want := map[string]*fsmpb.Result{
-		"command-open_session.bin":      resOK(),
-		"command-close_session.bin":     resOK(),
-		"command-expire_session.bin":    resOK(),
-		"command-acquire.bin":           res(fsmpb.Code_CODE_HELD),
-		"command-release.bin":           resOK(),
-		"command-refresh.bin":           {Code: fsmpb.Code_CODE_OK, Token: 1234},
-		"command-cancel.bin":            {Code: fsmpb.Code_CODE_OK, Token: 1234, Claim: 1230},
-		"command-expire_lease.bin":      resOK(),
+		"command-open_session.bin":   resOK(),
+		"command-close_session.bin":  resOK(),
+		"command-expire_session.bin": resOK(),
+		"command-acquire.bin":        res(fsmpb.Code_CODE_HELD),
+		"command-release.bin":        resOK(),
+		"command-refresh.bin":        {Code: fsmpb.Code_CODE_OK, Token: 1234},
+		"command-cancel.bin":         {Code: fsmpb.Code_CODE_OK, Token: 1234, Claim: 1230},
+		"command-expire_lease.bin":   resOK(),
+		"command-set_protocol.bin":   resOK(),
+		"command-revoke.bin":         resToken(1234),
+		"command-end_revoked.bin":    resOK(),
+		"command-adopt.bin": {
+			Code: fsmpb.Code_CODE_OK, Token: fuzzOrphanToken, Claim: fuzzOrphanToken, Generation: fuzzIndex, TtlNs: int64(time.Second),
+		},
 		"command-unknown_ignorable.bin": res(fsmpb.Code_CODE_UNSPECIFIED),
 	}
 	for _, g := range goldenCommands() {
@@ -342,12 +432,13 @@ func TestRestore_GoldenV1(t *testing.T) {
 		{ID: gsA, TTL: 10 * time.Second, Node: "node-a"},
 		{ID: gsB, TTL: 20 * time.Second, Node: "node-b"},
 	}, s.Sessions())
+	assert.Equal(t, 1, s.Protocol())
 	assert.Equal(t, LockInfo{
-		Name: "alpha", Held: true, Token: 3, Generation: 3, Claim: 3, Session: gsA,
+		Name: "alpha", Held: true, Token: 3, Generation: 3, Claim: 3, Session: gsA, Node: "node-a",
 		Owner: "a-owner", RefreshedUnixNano: goldenStampAt(3), Waiters: 1,
 	}, s.Lock("alpha"))
 	assert.Equal(t, []LockInfo{
-		{Name: "beta", Held: true, Token: 5, Generation: 6, Claim: 5, Session: gsB, Owner: "b", TTL: 5 * time.Second, RefreshedUnixNano: goldenStampAt(6)},
+		{Name: "beta", Held: true, Token: 5, Generation: 6, Claim: 5, Session: gsB, Node: "node-b", Owner: "b", TTL: 5 * time.Second, RefreshedUnixNano: goldenStampAt(6)},
 		{Name: "delta", Held: true, Token: 9, Generation: 9, Claim: 9, Session: gsC, TTL: time.Second, RefreshedUnixNano: goldenStampAt(9)},
 	}, s.TTLLeases())
 	assert.Equal(t, data, mustSnapshot(t, s), "restore and snapshot changed the bytes")
@@ -367,13 +458,115 @@ func TestRestore_GoldenV1(t *testing.T) {
 	}, events)
 }
 
-// goldenBadSnapshots derives the snapshots Restore must reject from v1.
+func TestRestore_GoldenV2(t *testing.T) {
+	const file = "snapshot-v2.bin"
+	if *update {
+		writeFile(t, filepath.Join(goldenDir, file), goldenSnapshotV2(t))
+	}
+	data := readGolden(t, file)
+
+	// The wire contents, field by field.
+	var snap fsmpb.Snapshot
+	require.NoError(t, proto.Unmarshal(data, &snap))
+	assert.Equal(t, uint32(2), snap.GetVersion())
+	assert.Equal(t, uint32(2), snap.GetProtocol())
+	assert.False(t, hasUnknown(snap.ProtoReflect()))
+	require.Len(t, snap.GetSessions(), 2)
+	a, b := snap.GetSessions()[0], snap.GetSessions()[1]
+	assert.Equal(t, uint64(gsA), a.GetId())
+	assert.Equal(t, uint64(2), a.GetAckedBelow())
+	wantResults := func(ps *fsmpb.Session, want ...*fsmpb.Result) {
+		t.Helper()
+		require.Len(t, ps.GetResults(), len(want))
+		for i, r := range ps.GetResults() {
+			assertResult(t, want[i], r.GetResult())
+		}
+	}
+	wantResults(a,
+		resToken(6), // seq 2: the revoke
+		&fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: 9, Claim: 9, Generation: 11, TtlNs: int64(time.Second)}, // seq 3: the adoption
+		resGranted(13, 13))
+	assert.Equal(t, uint64(gsB), b.GetId())
+	assert.Equal(t, "node-b", b.GetNode())
+	wantResults(b, resQueued(5), resGranted(6, 6), resGranted(12, 12))
+
+	require.Len(t, snap.GetLocks(), 5)
+	leaseEq := func(want, got *fsmpb.Lease) {
+		t.Helper()
+		assert.True(t, proto.Equal(want, got), "lease: want {%v}, got {%v}", want, got)
+	}
+	alpha, beta, delta, epsilon, gamma := snap.GetLocks()[0], snap.GetLocks()[1], snap.GetLocks()[2], snap.GetLocks()[3], snap.GetLocks()[4]
+	assert.Equal(t, []string{"alpha", "beta", "delta", "epsilon", "gamma"},
+		[]string{alpha.GetName(), beta.GetName(), delta.GetName(), epsilon.GetName(), gamma.GetName()})
+	leaseEq(&fsmpb.Lease{ // granted at level 1: no grant stamp
+		Claim: &fsmpb.Claim{Id: 3, Session: gsA, Seq: 1, Owner: "a-owner"}, Token: 3, Generation: 3, RefreshedUnixNano: goldenStampAt(3),
+	}, alpha.GetHolder())
+	require.Len(t, alpha.GetQueue(), 1)
+	assert.True(t, proto.Equal(&fsmpb.Claim{
+		Id: 5, Session: gsB, Seq: 1, Owner: "b-owner", TtlNs: int64(5 * time.Second), QueuedUnixNano: goldenStampAt(5),
+	}, alpha.GetQueue()[0]), "alpha's waiter: %v", alpha.GetQueue()[0])
+	leaseEq(&fsmpb.Lease{
+		Claim: &fsmpb.Claim{Id: 6, Session: gsB, Seq: 2, Owner: "b", TtlNs: int64(5 * time.Second)}, Token: 6, Generation: 6,
+		RefreshedUnixNano: goldenStampAt(6), GrantedUnixNano: goldenStampAt(6), Revoked: true,
+	}, beta.GetHolder())
+	leaseEq(&fsmpb.Lease{ // adopted by A at 11 with A's seq 3
+		Claim: &fsmpb.Claim{Id: 9, Session: gsA, Seq: 3, TtlNs: int64(time.Second)}, Token: 9, Generation: 11,
+		RefreshedUnixNano: goldenStampAt(11), GrantedUnixNano: goldenStampAt(9),
+	}, delta.GetHolder())
+	leaseEq(&fsmpb.Lease{
+		Claim: &fsmpb.Claim{Id: 12, Session: gsB, Seq: 3}, Token: 12, Generation: 12,
+		RefreshedUnixNano: goldenStampAt(12), GrantedUnixNano: goldenStampAt(12),
+	}, epsilon.GetHolder())
+	leaseEq(&fsmpb.Lease{
+		Claim: &fsmpb.Claim{Id: 13, Session: gsA, Seq: 4}, Token: 13, Generation: 13,
+		RefreshedUnixNano: goldenStampAt(13), GrantedUnixNano: goldenStampAt(13),
+	}, gamma.GetHolder())
+
+	// The restored state.
+	s, err := Restore(data)
+	require.NoError(t, err)
+	assert.NoError(t, checkInvariants(s))
+	assert.Equal(t, 2, s.Protocol())
+	assert.Equal(t, LockInfo{
+		Name: "delta", Held: true, Token: 9, Generation: 11, Claim: 9, Session: gsA, Node: "node-a", TTL: time.Second,
+		RefreshedUnixNano: goldenStampAt(11), GrantedUnixNano: goldenStampAt(9),
+	}, s.Lock("delta"))
+	assert.Equal(t, []RevokedLease{{Name: "beta", Token: 6, Session: gsB, Grace: 20 * time.Second}}, s.Revoked())
+	assert.Equal(t, []ClaimInfo{
+		{Claim: 5, Session: gsB, Node: "node-b", Owner: "b-owner", TTL: 5 * time.Second, QueuedUnixNano: goldenStampAt(5)},
+	}, s.Queue("alpha", 0))
+	assert.Equal(t, data, mustSnapshot(t, s), "restore and snapshot changed the bytes")
+
+	// The history still produces these bytes (I5 across builds).
+	assert.Equal(t, data, goldenSnapshotV2(t), "the fixed history no longer gives snapshot-v2.bin")
+
+	// And the restored state behaves: closing B withdraws its waiter, ends
+	// its revoked lease as revoked and its other lease as closed.
+	got, events, err := s.Apply(14, cmdClose(gsB, 4))
+	require.NoError(t, err)
+	assertResult(t, resOK(), got)
+	assert.Equal(t, []Event{
+		{Kind: EventWithdrawn, Name: "alpha", Session: gsB, Seq: 1, Claim: 5, TTL: 5 * time.Second, Reason: ReasonClosed},
+		{Kind: EventEnded, Name: "beta", Session: gsB, Seq: 2, Claim: 6, Token: 6, Generation: 6, TTL: 5 * time.Second, Reason: ReasonRevoked},
+		{Kind: EventEnded, Name: "epsilon", Session: gsB, Seq: 3, Claim: 12, Token: 12, Generation: 12, Reason: ReasonClosed},
+		{Kind: EventSessionEnded, Session: gsB, TTL: 20 * time.Second, Reason: ReasonClosed},
+	}, events)
+}
+
+// goldenBadSnapshots derives the snapshots Restore must reject from v1: an
+// unknown version, format 2 without its protocol level, a cut and a broken
+// invariant.
 func goldenBadSnapshots(t *testing.T, v1 []byte) map[string][]byte {
 	t.Helper()
 	var v2 fsmpb.Snapshot
 	require.NoError(t, proto.Unmarshal(v1, &v2))
 	v2.Version = 2
 	b2, err := marshalOpts.Marshal(&v2)
+	require.NoError(t, err)
+	var v3 fsmpb.Snapshot
+	require.NoError(t, proto.Unmarshal(v1, &v3))
+	v3.Version = 3
+	b3, err := marshalOpts.Marshal(&v3)
 	require.NoError(t, err)
 
 	// Structurally invalid: alpha's waiter belongs to a session that is
@@ -385,7 +578,8 @@ func goldenBadSnapshots(t *testing.T, v1 []byte) map[string][]byte {
 	require.NoError(t, err)
 
 	return map[string][]byte{
-		"snapshot-v2.bin":           b2,
+		"snapshot-v3.bin":           b3,
+		"snapshot-v2-no-level.bin":  b2,
 		"snapshot-v1-truncated.bin": v1[:len(v1)-1],
 		"snapshot-v1-corrupt.bin":   bBad,
 	}
@@ -401,7 +595,8 @@ func TestRestore_GoldenRejected(t *testing.T) {
 		file string
 		want error
 	}{
-		{"snapshot-v2.bin", ErrSnapshotVersion},
+		{"snapshot-v3.bin", ErrSnapshotVersion},
+		{"snapshot-v2-no-level.bin", ErrCorrupt},
 		{"snapshot-v1-truncated.bin", ErrCorrupt},
 		{"snapshot-v1-corrupt.bin", ErrCorrupt},
 	}
@@ -412,20 +607,26 @@ func TestRestore_GoldenRejected(t *testing.T) {
 			assert.Nil(t, s)
 		})
 	}
-	t.Run("version 2 is still a readable v1 shape", func(t *testing.T) {
+	t.Run("version 3 is still a readable v1 shape", func(t *testing.T) {
 		var snap fsmpb.Snapshot
-		require.NoError(t, proto.Unmarshal(readGolden(t, "snapshot-v2.bin"), &snap))
-		assert.Equal(t, uint32(2), snap.GetVersion())
+		require.NoError(t, proto.Unmarshal(readGolden(t, "snapshot-v3.bin"), &snap))
+		assert.Equal(t, uint32(3), snap.GetVersion())
 	})
 }
 
-// TestRestore_GoldenTruncated cuts snapshot-v1.bin at every length.
+// TestRestore_GoldenTruncated cuts snapshot-v1.bin and snapshot-v2.bin at
+// every length.
 // Protobuf has no end marker: a cut between two top-level fields is a
 // well-formed, smaller snapshot, and Restore cannot tell (the snapshot
 // store's checksum must). Every other cut must fail with ErrCorrupt, and
 // none may panic.
 func TestRestore_GoldenTruncated(t *testing.T) {
-	data := readGolden(t, "snapshot-v1.bin")
+	for _, file := range []string{"snapshot-v1.bin", "snapshot-v2.bin"} {
+		t.Run(file, func(t *testing.T) { testTruncated(t, readGolden(t, file)) })
+	}
+}
+
+func testTruncated(t *testing.T, data []byte) {
 	boundaries := map[int]bool{0: true}
 	for off := 0; off < len(data); {
 		_, _, n := protowire.ConsumeField(data[off:])
@@ -479,6 +680,7 @@ func generatedFuzzSeeds(t *testing.T) map[string][]byte {
 	seeds["FuzzDecode/garbage-truncated"] = readGolden(t, "command-acquire.bin")[:12]
 	v1 := readGolden(t, "snapshot-v1.bin")
 	seeds["FuzzRestore/golden-snapshot-v1"] = v1
+	seeds["FuzzRestore/golden-snapshot-v2"] = readGolden(t, "snapshot-v2.bin")
 	for name, b := range goldenBadSnapshots(t, v1) {
 		seeds["FuzzRestore/golden-"+strings.TrimSuffix(name, ".bin")] = b
 	}

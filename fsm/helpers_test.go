@@ -66,6 +66,22 @@ func cmdExpireLease(name string, token, gen uint64) *fsmpb.Command {
 	return &fsmpb.Command{Op: &fsmpb.Command_ExpireLease{ExpireLease: &fsmpb.ExpireLease{Name: name, Token: token, Generation: gen}}}
 }
 
+func cmdSetProtocol(level uint32) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_SetProtocol{SetProtocol: &fsmpb.SetProtocol{Level: level}}}
+}
+
+func cmdRevoke(session, seq uint64, name string, token uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_Revoke{Revoke: &fsmpb.Revoke{Req: rq(session, seq), Name: name, Token: token}}}
+}
+
+func cmdEndRevoked(name string, token uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_EndRevoked{EndRevoked: &fsmpb.EndRevoked{Name: name, Token: token}}}
+}
+
+func cmdAdopt(session, seq uint64, name string, token uint64) *fsmpb.Command {
+	return &fsmpb.Command{Op: &fsmpb.Command_Adopt{Adopt: &fsmpb.Adopt{Req: rq(session, seq), Name: name, Token: token}}}
+}
+
 // withStamp sets the leader stamp of cmd.
 func withStamp(cmd *fsmpb.Command, stamp int64) *fsmpb.Command {
 	cmd.StampUnixNano = stamp
@@ -93,6 +109,10 @@ func reqOf(cmd *fsmpb.Command) *fsmpb.Request {
 		return op.Refresh.GetReq()
 	case *fsmpb.Command_Cancel:
 		return op.Cancel.GetReq()
+	case *fsmpb.Command_Revoke:
+		return op.Revoke.GetReq()
+	case *fsmpb.Command_Adopt:
+		return op.Adopt.GetReq()
 	}
 	return nil
 }
@@ -177,6 +197,16 @@ func checkInvariants(s *State) error {
 	if err := proto.Unmarshal(b, &snap); err != nil {
 		return err
 	}
+	// The protocol level: format 1 at level 1 with nothing of format 2 in
+	// it, format 2 above.
+	switch level := s.Protocol(); {
+	case level < 1 || level > Protocol:
+		return fmt.Errorf("protocol level %d", level)
+	case level == 1 && (snap.GetVersion() != 1 || hasV2Fields(&snap)):
+		return fmt.Errorf("level 1 snapshot: version %d, format-2 fields %v", snap.GetVersion(), hasV2Fields(&snap))
+	case level >= 2 && (snap.GetVersion() != SnapshotVersion || snap.GetProtocol() != uint32(level)):
+		return fmt.Errorf("level %d snapshot: version %d, protocol %d", level, snap.GetVersion(), snap.GetProtocol())
+	}
 	sessions := map[uint64]bool{}
 	for _, ps := range snap.GetSessions() {
 		sessions[ps.GetId()] = true
@@ -215,6 +245,9 @@ func checkInvariants(s *State) error {
 		hc := h.GetClaim()
 		if hc.GetTtlNs() == 0 && !sessions[hc.GetSession()] {
 			return fmt.Errorf("lock %q: session lease of dead session %d", name, hc.GetSession())
+		}
+		if h.GetRevoked() && !sessions[hc.GetSession()] {
+			return fmt.Errorf("lock %q: revoked lease of dead session %d", name, hc.GetSession())
 		}
 		count(hc.GetSession(), name)
 		for _, qc := range pl.GetQueue() {

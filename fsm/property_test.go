@@ -43,11 +43,14 @@ type history struct {
 	tokens  map[string][]uint64 // every token granted per name
 	gens    map[string][]uint64 // every generation seen per name
 	claims  map[string][]uint64 // every claim ID per name
+	raiseAt uint64              // index of the SetProtocol{2}; past the end for some seeds
 }
 
-func newHistory(seed uint64, s *State) *history {
+func newHistory(seed uint64, s *State, steps int) *history {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	return &history{
-		r:       rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		r:       r,
+		raiseAt: 1 + r.Uint64N(uint64(steps)*3/2+1),
 		s:       s,
 		nextSeq: map[uint64]uint64{},
 		acked:   map[uint64]uint64{},
@@ -105,7 +108,10 @@ func (h *history) next() *fsmpb.Command {
 
 func (h *history) gen() *fsmpb.Command {
 	r := h.r
-	switch n := r.IntN(110); {
+	if h.index == h.raiseAt {
+		return cmdSetProtocol(2)
+	}
+	switch n := r.IntN(130); {
 	case n < 8: // open
 		id := propSessions[r.IntN(len(propSessions))]
 		ttl := sessTTL
@@ -176,8 +182,28 @@ func (h *history) gen() *fsmpb.Command {
 		return unknownCommand(true)
 	case n < 109: // an ignorable command with no payload at all
 		return &fsmpb.Command{Ignorable: true}
-	default: // a newer version's command that must not be skipped: refused
+	case n < 110: // a newer version's command that must not be skipped: refused
 		return unknownCommand(false)
+	case n < 112: // a stale, lowering or (refused) too high SetProtocol
+		return cmdSetProtocol([]uint32{0, 1, uint32(h.s.Protocol()), Protocol + 1}[r.IntN(4)])
+	case n < 120: // revoke
+		name := h.name()
+		return &fsmpb.Command{Op: &fsmpb.Command_Revoke{Revoke: &fsmpb.Revoke{
+			Req: h.req(h.session()), Name: name, Token: h.token(name),
+		}}}
+	case n < 124: // end revoked, often stale
+		name, token := h.name(), uint64(0)
+		if rl := h.s.Revoked(); len(rl) > 0 && r.IntN(3) > 0 {
+			name, token = rl[r.IntN(len(rl))].Name, rl[r.IntN(len(rl))].Token
+		} else {
+			token = h.token(name)
+		}
+		return cmdEndRevoked(name, token)
+	default: // adopt
+		name := h.name()
+		return &fsmpb.Command{Op: &fsmpb.Command_Adopt{Adopt: &fsmpb.Adopt{
+			Req: h.req(h.session()), Name: name, Token: h.token(name),
+		}}}
 	}
 }
 
@@ -198,7 +224,7 @@ func (h *history) observe(events []Event) {
 			h.tokens[ev.Name] = append(h.tokens[ev.Name], ev.Token)
 			h.gens[ev.Name] = append(h.gens[ev.Name], ev.Generation)
 			h.claims[ev.Name] = append(h.claims[ev.Name], ev.Claim)
-		case EventRefreshed:
+		case EventRefreshed, EventAdopted:
 			h.gens[ev.Name] = append(h.gens[ev.Name], ev.Generation)
 		}
 	}
@@ -227,10 +253,13 @@ func unknownCommand(ignorable bool) *fsmpb.Command {
 	return cmd
 }
 
-// eventModel follows holders through the events and checks I1 and I2.
+// eventModel follows holders through the events and checks I1 and I2,
+// and that a revoked lease is never refreshed or adopted and ends as
+// revoked.
 type eventModel struct {
 	holder    map[string]uint64 // name → token of the current lease
 	lastToken map[string]uint64
+	revoked   map[string]bool // name → its current lease is revoked
 }
 
 func (m *eventModel) apply(index uint64, events []Event) error {
@@ -251,11 +280,21 @@ func (m *eventModel) apply(index uint64, events []Event) error {
 			if tok, held := m.holder[ev.Name]; !held || tok != ev.Token {
 				return fmt.Errorf("ended %q token %d, holder is %d (held %v)", ev.Name, ev.Token, tok, held)
 			}
-			delete(m.holder, ev.Name)
-		case EventRefreshed:
-			if m.holder[ev.Name] != ev.Token || ev.Generation != index {
-				return fmt.Errorf("refreshed %q token %d generation %d at index %d", ev.Name, ev.Token, ev.Generation, index)
+			if m.revoked[ev.Name] && ev.Reason != ReasonRevoked {
+				return fmt.Errorf("revoked lease %q token %d ended %v", ev.Name, ev.Token, ev.Reason)
 			}
+			delete(m.holder, ev.Name)
+			delete(m.revoked, ev.Name)
+		case EventRefreshed, EventAdopted:
+			if m.holder[ev.Name] != ev.Token || ev.Generation != index || m.revoked[ev.Name] {
+				return fmt.Errorf("%v %q token %d generation %d at index %d (revoked %v)",
+					ev.Kind, ev.Name, ev.Token, ev.Generation, index, m.revoked[ev.Name])
+			}
+		case EventRevoking:
+			if m.holder[ev.Name] != ev.Token || m.revoked[ev.Name] {
+				return fmt.Errorf("revoking %q token %d, holder is %d (revoked %v)", ev.Name, ev.Token, m.holder[ev.Name], m.revoked[ev.Name])
+			}
+			m.revoked[ev.Name] = true
 		}
 	}
 	return nil
@@ -266,8 +305,9 @@ func (m *eventModel) check(s *State) error {
 	for _, name := range propNames {
 		li := s.Lock(name)
 		tok, held := m.holder[name]
-		if li.Held != held || li.Token != tok {
-			return fmt.Errorf("lock %q: state says held=%v token=%d, events say held=%v token=%d", name, li.Held, li.Token, held, tok)
+		if li.Held != held || li.Token != tok || li.Revoked != m.revoked[name] {
+			return fmt.Errorf("lock %q: state says held=%v token=%d revoked=%v, events say held=%v token=%d revoked=%v",
+				name, li.Held, li.Token, li.Revoked, held, tok, m.revoked[name])
 		}
 	}
 	return nil
@@ -295,8 +335,8 @@ func TestState_Property(t *testing.T) {
 
 func runProperty(t *testing.T, seed uint64, steps int) {
 	a, b := New(), New()
-	h := newHistory(seed, a)
-	model := &eventModel{holder: map[string]uint64{}, lastToken: map[string]uint64{}}
+	h := newHistory(seed, a, steps)
+	model := &eventModel{holder: map[string]uint64{}, lastToken: map[string]uint64{}, revoked: map[string]bool{}}
 	restoreAt := 1 + h.r.IntN(max(1, steps-1))
 	// log keeps what happened, formatted only if the test fails.
 	type entry struct {
@@ -333,7 +373,8 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 		cmd := h.next()
 		idx := h.index
 		var before []byte
-		if cmd.GetOp() == nil {
+		unsupported := a.Protocol() < 2 && Needs(cmd) >= 2
+		if cmd.GetOp() == nil || unsupported || cmd.GetSetProtocol() != nil {
 			before = mustSnapshot(t, a)
 		}
 		resA, evA, errA := a.Apply(idx, cmd)
@@ -352,6 +393,10 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			require.Equal(t, fsmpb.Code_CODE_UNSPECIFIED, resA.GetCode(), "seed %d index %d", seed, idx)
 			require.Empty(t, evA, "seed %d index %d", seed, idx)
 			require.Equal(t, before, mustSnapshot(t, a), "seed %d index %d: ignorable command changed state", seed, idx)
+		}
+		if unsupported && cmd.GetSetProtocol() == nil {
+			require.Equal(t, fsmpb.Code_CODE_UNSUPPORTED, resA.GetCode(), "seed %d index %d", seed, idx)
+			require.Equal(t, before, mustSnapshot(t, a), "seed %d index %d: unsupported command changed state", seed, idx)
 		}
 		require.NoError(t, model.apply(idx, evA), "seed %d index %d", seed, idx)
 		require.NoError(t, model.check(a), "seed %d index %d", seed, idx)

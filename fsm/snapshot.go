@@ -11,10 +11,19 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
+// snapshotV1 is the format written at protocol level 1, which a build of
+// protocol 1 can install.
+const snapshotV1 = 1
+
 // Snapshot encodes the whole state deterministically: replicas that applied
-// the same entries produce identical bytes.
+// the same entries produce identical bytes. At protocol level 1 it writes
+// format 1 (a level-1 state has no stamps and nothing revoked to lose),
+// above it format SnapshotVersion.
 func (s *State) Snapshot() ([]byte, error) {
-	snap := &fsmpb.Snapshot{Version: SnapshotVersion}
+	snap := &fsmpb.Snapshot{Version: snapshotV1}
+	if s.protocol >= 2 {
+		snap.Version, snap.Protocol = SnapshotVersion, uint32(s.protocol)
+	}
 	for _, id := range slices.Sorted(maps.Keys(s.sessions)) {
 		sess := s.sessions[id]
 		ps := &fsmpb.Session{Id: id, TtlNs: sess.ttl, Node: sess.node, AckedBelow: sess.ackedBelow}
@@ -27,7 +36,10 @@ func (s *State) Snapshot() ([]byte, error) {
 		l := s.locks[name]
 		pl := &fsmpb.Lock{Name: name}
 		if h := l.holder; h != nil {
-			pl.Holder = &fsmpb.Lease{Claim: claimPB(h.claim), Token: h.token, Generation: h.gen, RefreshedUnixNano: h.refreshed}
+			pl.Holder = &fsmpb.Lease{
+				Claim: claimPB(h.claim), Token: h.token, Generation: h.gen, RefreshedUnixNano: h.refreshed,
+				GrantedUnixNano: h.granted, Revoked: h.revoked,
+			}
 		}
 		for _, cl := range l.queue {
 			pl.Queue = append(pl.Queue, claimPB(cl))
@@ -42,31 +54,47 @@ func (s *State) Snapshot() ([]byte, error) {
 }
 
 func claimPB(c claim) *fsmpb.Claim {
-	return &fsmpb.Claim{Id: c.id, Session: c.session, Seq: c.seq, Owner: c.owner, TtlNs: c.ttl}
+	return &fsmpb.Claim{Id: c.id, Session: c.session, Seq: c.seq, Owner: c.owner, TtlNs: c.ttl, QueuedUnixNano: c.queued}
 }
 
 func claimFromPB(c *fsmpb.Claim) claim {
-	return claim{id: c.GetId(), session: c.GetSession(), seq: c.GetSeq(), owner: c.GetOwner(), ttl: c.GetTtlNs()}
+	return claim{
+		id: c.GetId(), session: c.GetSession(), seq: c.GetSeq(), owner: c.GetOwner(), ttl: c.GetTtlNs(),
+		queued: c.GetQueuedUnixNano(),
+	}
 }
 
-// Restore decodes a snapshot made by Snapshot into a new State. It rejects
-// unknown versions (ErrSnapshotVersion) and contents that break the state's
-// invariants (ErrCorrupt); it never returns a partial state.
+// Restore decodes a snapshot made by Snapshot (format 1 or 2) into a new
+// State. It rejects unknown versions, and a protocol level above Protocol
+// (ErrSnapshotVersion), and contents that break the state's invariants
+// (ErrCorrupt); it never returns a partial state.
 func Restore(data []byte) (*State, error) {
 	var snap fsmpb.Snapshot
 	if err := proto.Unmarshal(data, &snap); err != nil {
 		return nil, fmt.Errorf("%w: snapshot: %w", ErrCorrupt, err)
 	}
-	if snap.GetVersion() != SnapshotVersion {
-		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrSnapshotVersion, snap.GetVersion(), SnapshotVersion)
+	version := snap.GetVersion()
+	if version != snapshotV1 && version != SnapshotVersion {
+		return nil, fmt.Errorf("%w: %d (this build reads %d and %d)", ErrSnapshotVersion, version, snapshotV1, SnapshotVersion)
 	}
 	corrupt := func(format string, args ...any) error {
 		return fmt.Errorf("%w: snapshot: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
 	if hasUnknown(snap.ProtoReflect()) {
-		return nil, corrupt("fields unknown to version %d", SnapshotVersion)
+		return nil, corrupt("fields unknown to version %d", version)
 	}
 	s := New()
+	switch level := snap.GetProtocol(); {
+	case version == snapshotV1 && hasV2Fields(&snap):
+		return nil, corrupt("version 1 with fields of version 2")
+	case version == snapshotV1:
+	case level > Protocol:
+		return nil, fmt.Errorf("%w: protocol level %d (this build speaks %d)", ErrSnapshotVersion, level, Protocol)
+	case level < 2:
+		return nil, corrupt("version %d at protocol level %d", version, level)
+	default:
+		s.protocol = int(level)
+	}
 	for _, ps := range snap.GetSessions() {
 		id := ps.GetId()
 		if id == 0 || ps.GetTtlNs() <= 0 || s.sessions[id] != nil {
@@ -104,10 +132,13 @@ func Restore(data []byte) (*State, error) {
 		if h.GetToken() == 0 || h.GetGeneration() < h.GetToken() {
 			return nil, corrupt("lock %q: token %d, generation %d", name, h.GetToken(), h.GetGeneration())
 		}
-		if cl.ttl == 0 && s.sessions[cl.session] == nil {
-			return nil, corrupt("lock %q: session lease of unknown session %d", name, cl.session)
+		if (cl.ttl == 0 || h.GetRevoked()) && s.sessions[cl.session] == nil {
+			return nil, corrupt("lock %q: session or revoked lease of unknown session %d", name, cl.session)
 		}
-		l.holder = &lease{claim: cl, token: h.GetToken(), gen: h.GetGeneration(), refreshed: h.GetRefreshedUnixNano()}
+		l.holder = &lease{
+			claim: cl, token: h.GetToken(), gen: h.GetGeneration(), refreshed: h.GetRefreshedUnixNano(),
+			granted: h.GetGrantedUnixNano(), revoked: h.GetRevoked(),
+		}
 		for _, pc := range pl.GetQueue() {
 			qc, err := restoreClaim(s, name, pc)
 			if err != nil {
@@ -121,6 +152,33 @@ func Restore(data []byte) (*State, error) {
 		s.locks[name] = l
 	}
 	return s, nil
+}
+
+// hasV2Fields reports whether snap sets a field that format 1 does not
+// have: in a version-1 snapshot that is corruption, as an unknown field is.
+func hasV2Fields(snap *fsmpb.Snapshot) bool {
+	if snap.GetProtocol() != 0 {
+		return true
+	}
+	for _, ps := range snap.GetSessions() {
+		for _, r := range ps.GetResults() {
+			if r.GetResult().GetGeneration() != 0 || r.GetResult().GetTtlNs() != 0 {
+				return true
+			}
+		}
+	}
+	for _, pl := range snap.GetLocks() {
+		h := pl.GetHolder()
+		if h.GetGrantedUnixNano() != 0 || h.GetRevoked() || h.GetClaim().GetQueuedUnixNano() != 0 {
+			return true
+		}
+		for _, c := range pl.GetQueue() {
+			if c.GetQueuedUnixNano() != 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // restoreClaim validates c and counts it in its session's names.

@@ -16,6 +16,25 @@ func TestState_Snapshot(t *testing.T) {
 	t.Run("empty state is the version alone", func(t *testing.T) {
 		assert.Equal(t, []byte{0x08, 0x01}, mustSnapshot(t, New()))
 	})
+	t.Run("empty state at level 2: version and level", func(t *testing.T) {
+		assert.Equal(t, []byte{0x08, 0x02, 0x20, 0x02}, mustSnapshot(t, mustApply(t, cmdSetProtocol(2))))
+	})
+	t.Run("round trip at both levels", func(t *testing.T) {
+		for _, s := range []*State{mustApply(t, goldenHistory()...), mustApply(t, goldenHistoryV2()...)} {
+			data := mustSnapshot(t, s)
+			r, err := Restore(data)
+			require.NoError(t, err)
+			assert.Equal(t, s.Protocol(), r.Protocol())
+			assert.Equal(t, data, mustSnapshot(t, r))
+			requireInvariants(t, r)
+			for _, name := range []string{"alpha", "beta", "delta", "gamma", "epsilon"} {
+				assert.Equal(t, s.Lock(name), r.Lock(name))
+				assert.Equal(t, s.Queue(name, 0), r.Queue(name, 0))
+			}
+			assert.Equal(t, s.Revoked(), r.Revoked())
+			assert.Equal(t, s.Sessions(), r.Sessions())
+		}
+	})
 	t.Run("same entries, same bytes", func(t *testing.T) {
 		a, b := mustApply(t, goldenHistory()...), mustApply(t, goldenHistory()...)
 		assert.Equal(t, mustSnapshot(t, a), mustSnapshot(t, b))
@@ -59,7 +78,15 @@ func TestRestore_Invalid(t *testing.T) {
 		{"unchanged", func(*fsmpb.Snapshot) {}, nil},
 		{"TTL lease of an unknown session", func(p *fsmpb.Snapshot) { lockT(p).Holder.Claim.Session = 99 }, nil},
 		{"version 0", func(p *fsmpb.Snapshot) { p.Version = 0 }, ErrSnapshotVersion},
-		{"version 2", func(p *fsmpb.Snapshot) { p.Version = 2 }, ErrSnapshotVersion},
+		{"version 3", func(p *fsmpb.Snapshot) { p.Version = 3 }, ErrSnapshotVersion},
+		{"version 2 without a protocol level", func(p *fsmpb.Snapshot) { p.Version = 2 }, ErrCorrupt},
+		{"version 1 with a protocol level", func(p *fsmpb.Snapshot) { p.Protocol = 2 }, ErrCorrupt},
+		{"version 1 with a grant stamp", func(p *fsmpb.Snapshot) { lockA(p).Holder.GrantedUnixNano = 5 }, ErrCorrupt},
+		{"version 1 with a revoked lease", func(p *fsmpb.Snapshot) { lockA(p).Holder.Revoked = true }, ErrCorrupt},
+		{"version 1 with a queue stamp", func(p *fsmpb.Snapshot) { lockA(p).Queue[0].QueuedUnixNano = 5 }, ErrCorrupt},
+		{"version 1 with a holder's queue stamp", func(p *fsmpb.Snapshot) { lockT(p).Holder.Claim.QueuedUnixNano = 5 }, ErrCorrupt},
+		{"version 1 with a result's generation", func(p *fsmpb.Snapshot) { p.Sessions[0].Results[0].Result.Generation = 5 }, ErrCorrupt},
+		{"version 1 with a result's TTL", func(p *fsmpb.Snapshot) { p.Sessions[0].Results[0].Result.TtlNs = 5 }, ErrCorrupt},
 		{"session ID 0", func(p *fsmpb.Snapshot) { p.Sessions[0].Id = 0 }, ErrCorrupt},
 		{"session TTL 0", func(p *fsmpb.Snapshot) { p.Sessions[0].TtlNs = 0 }, ErrCorrupt},
 		{"session TTL negative", func(p *fsmpb.Snapshot) { p.Sessions[0].TtlNs = -1 }, ErrCorrupt},
@@ -115,6 +142,69 @@ func TestRestore_Invalid(t *testing.T) {
 	}
 }
 
+// TestRestore_InvalidV2 breaks one rule of format 2 at a time.
+func TestRestore_InvalidV2(t *testing.T) {
+	// base: level 2; session 1 holds "a" (session lease, revoked, stamped)
+	// with session 2 waiting (stamped), session 2 holds "t" (TTL lease,
+	// revoked) and "u" (TTL lease adopted from session 1).
+	base := func() *fsmpb.Snapshot {
+		s := mustApply(t, opens2(2,
+			withStamp(cmdAcquire(s1, 1, "a"), 40),        // 4
+			withStamp(cmdAcquire(s2, 1, "a"), 50),        // 5
+			cmdAcquire(s2, 2, "t", withTTL(time.Second)), // 6
+			cmdRevoke(s1, 2, "a", 4),                     // 7
+			cmdRevoke(s1, 3, "t", 6),                     // 8
+			cmdAcquire(s1, 4, "u", withTTL(time.Second)), // 9
+			withStamp(cmdAdopt(s2, 3, "u", 9), 100),      // 10
+		)...)
+		p := decodeSnapshot(t, s)
+		require.Equal(t, uint32(2), p.GetVersion())
+		require.True(t, p.Locks[0].Holder.Revoked && p.Locks[1].Holder.Revoked)
+		return p
+	}
+	lockA := func(p *fsmpb.Snapshot) *fsmpb.Lock { return p.Locks[0] }
+	lockT := func(p *fsmpb.Snapshot) *fsmpb.Lock { return p.Locks[1] }
+	cases := []struct {
+		name    string
+		mutate  func(p *fsmpb.Snapshot)
+		wantErr error // nil: valid
+	}{
+		{"unchanged", func(*fsmpb.Snapshot) {}, nil},
+		{"protocol 0", func(p *fsmpb.Snapshot) { p.Protocol = 0 }, ErrCorrupt},
+		{"protocol 1", func(p *fsmpb.Snapshot) { p.Protocol = 1 }, ErrCorrupt},
+		{"protocol above this build", func(p *fsmpb.Snapshot) { p.Protocol = Protocol + 1 }, ErrSnapshotVersion},
+		{"as version 1", func(p *fsmpb.Snapshot) { p.Version = 1 }, ErrCorrupt},
+		{"as version 1 at level 0", func(p *fsmpb.Snapshot) { p.Version, p.Protocol = 1, 0 }, ErrCorrupt},
+		{"revoked TTL lease of an unknown session", func(p *fsmpb.Snapshot) { lockT(p).Holder.Claim.Session = 99 }, ErrCorrupt},
+		{"TTL lease not revoked of an unknown session", func(p *fsmpb.Snapshot) {
+			lockT(p).Holder.Claim.Session, lockT(p).Holder.Revoked = 99, false
+		}, nil},
+		{"not revoked", func(p *fsmpb.Snapshot) { lockA(p).Holder.Revoked = false }, nil},
+		{"no stamps", func(p *fsmpb.Snapshot) { lockA(p).Holder.GrantedUnixNano, lockA(p).Queue[0].QueuedUnixNano = 0, 0 }, nil},
+		{"unknown field in a lease", func(p *fsmpb.Snapshot) {
+			lockA(p).Holder.ProtoReflect().SetUnknown([]byte{0x48, 0x01})
+		}, ErrCorrupt},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := base()
+			tc.mutate(p)
+			data, err := marshalOpts.Marshal(p)
+			require.NoError(t, err)
+			s, err := Restore(data)
+			if tc.wantErr == nil {
+				require.NoError(t, err)
+				assert.NoError(t, checkInvariants(s))
+				assert.Equal(t, 2, s.Protocol())
+				assert.Equal(t, data, mustSnapshot(t, s))
+				return
+			}
+			assert.ErrorIs(t, err, tc.wantErr)
+			assert.Nil(t, s, "a rejected snapshot must not give a state")
+		})
+	}
+}
+
 func TestRestore_Garbage(t *testing.T) {
 	cases := []struct {
 		name string
@@ -133,7 +223,8 @@ func TestRestore_Garbage(t *testing.T) {
 		{"unknown top-level field", append(goldenSnapshot(t), 0x48, 0x01), ErrCorrupt},
 		{"unknown field in a claim", snapshotWithUnknownInClaim(t), ErrCorrupt},
 		{"unknown field in a cached result", snapshotWithUnknownInResult(t), ErrCorrupt},
-		{"unknown field in version 2", []byte{0x08, 0x02, 0x48, 0x01}, ErrSnapshotVersion},
+		{"unknown field in version 3", []byte{0x08, 0x03, 0x48, 0x01}, ErrSnapshotVersion},
+		{"unknown field in version 2", []byte{0x08, 0x02, 0x20, 0x02, 0x48, 0x01}, ErrCorrupt},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

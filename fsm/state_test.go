@@ -234,8 +234,8 @@ func TestState_ApplyCloseSession(t *testing.T) {
 			check: func(t *testing.T, s *State) {
 				assert.False(t, s.HasSession(s1))
 				a, b := s.Lock("a"), s.Lock("b")
-				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 9, Generation: 9, Claim: 6, Session: s2}, a)
-				assert.Equal(t, LockInfo{Name: "b", Held: true, Token: 9, Generation: 9, Claim: 7, Session: s3, Waiters: 1}, b)
+				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 9, Generation: 9, Claim: 6, Session: s2, Node: "n2"}, a)
+				assert.Equal(t, LockInfo{Name: "b", Held: true, Token: 9, Generation: 9, Claim: 7, Session: s3, Node: "n3", Waiters: 1}, b)
 				assert.Equal(t, []uint64{8}, queueOf(s, "b"))
 			},
 		},
@@ -259,9 +259,9 @@ func TestState_ApplyCloseSession(t *testing.T) {
 				{Kind: EventSessionEnded, Session: s1, TTL: sessTTL, Reason: ReasonClosed},
 			},
 			check: func(t *testing.T, s *State) {
-				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 4, Generation: 4, Claim: 4, Session: s2, Waiters: 1}, s.Lock("a"))
+				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 4, Generation: 4, Claim: 4, Session: s2, Node: "n2", Waiters: 1}, s.Lock("a"))
 				assert.Equal(t, []uint64{6}, queueOf(s, "a"))
-				assert.Equal(t, LockInfo{Name: "b", Held: true, Token: 10, Generation: 10, Claim: 9, Session: s2}, s.Lock("b"))
+				assert.Equal(t, LockInfo{Name: "b", Held: true, Token: 10, Generation: 10, Claim: 9, Session: s2, Node: "n2"}, s.Lock("b"))
 			},
 		},
 		{
@@ -311,7 +311,7 @@ func TestState_ApplyExpireSession(t *testing.T) {
 			},
 			check: func(t *testing.T, s *State) {
 				assert.False(t, s.HasSession(s1))
-				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 5, Generation: 5, Claim: 4, Session: s2}, s.Lock("a"))
+				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 5, Generation: 5, Claim: 4, Session: s2, Node: "n2"}, s.Lock("a"))
 			},
 		},
 		{
@@ -410,7 +410,7 @@ func TestState_ApplyAcquire(t *testing.T) {
 			events: []Event{{Kind: EventGranted, Name: "a", Session: s1, Seq: 1, Claim: 2, Token: 2, Generation: 2}},
 			check: func(t *testing.T, s *State) {
 				assert.Equal(t, LockInfo{
-					Name: "a", Held: true, Token: 2, Generation: 2, Claim: 2, Session: s1,
+					Name: "a", Held: true, Token: 2, Generation: 2, Claim: 2, Session: s1, Node: "n1",
 					Owner: "worker-7", RefreshedUnixNano: 1234,
 				}, s.Lock("a"))
 				assert.Empty(t, s.TTLLeases())
@@ -423,35 +423,38 @@ func TestState_ApplyAcquire(t *testing.T) {
 			want:   resGranted(2, 2),
 			events: []Event{{Kind: EventGranted, Name: "t", Session: s1, Seq: 1, Claim: 2, Token: 2, Generation: 2, TTL: time.Second}},
 			check: func(t *testing.T, s *State) {
-				want := LockInfo{Name: "t", Held: true, Token: 2, Generation: 2, Claim: 2, Session: s1, TTL: time.Second, RefreshedUnixNano: 99}
+				want := LockInfo{Name: "t", Held: true, Token: 2, Generation: 2, Claim: 2, Session: s1, Node: "n1", TTL: time.Second, RefreshedUnixNano: 99}
 				assert.Equal(t, want, s.Lock("t"))
 				assert.Equal(t, []LockInfo{want}, s.TTLLeases())
 			},
 		},
 		{
-			name:  "held: queued",
-			setup: opens(2, cmdAcquire(s1, 1, "a")),
-			cmd:   cmdAcquire(s2, 1, "a", withOwner("w")), // 4
-			want:  resQueued(4),
+			name:   "held: queued",
+			setup:  opens(2, cmdAcquire(s1, 1, "a")),
+			cmd:    cmdAcquire(s2, 1, "a", withOwner("w")), // 4
+			want:   resQueued(4),
+			events: []Event{{Kind: EventQueued, Name: "a", Session: s2, Seq: 1, Claim: 4}},
 			check: func(t *testing.T, s *State) {
-				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 3, Generation: 3, Claim: 3, Session: s1, Waiters: 1}, s.Lock("a"))
+				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 3, Generation: 3, Claim: 3, Session: s1, Node: "n1", Waiters: 1}, s.Lock("a"))
 				assert.Equal(t, []uint64{4}, queueOf(s, "a"))
 			},
 		},
 		{
-			name:  "held by the same session: queued, not reentrant",
-			setup: opens(1, cmdAcquire(s1, 1, "a")),
-			cmd:   cmdAcquire(s1, 2, "a"), // 3
-			want:  resQueued(3),
+			name:   "held by the same session: queued, not reentrant",
+			setup:  opens(1, cmdAcquire(s1, 1, "a")),
+			cmd:    cmdAcquire(s1, 2, "a"), // 3
+			want:   resQueued(3),
+			events: []Event{{Kind: EventQueued, Name: "a", Session: s1, Seq: 2, Claim: 3}},
 			check: func(t *testing.T, s *State) {
 				assert.Equal(t, []uint64{3}, queueOf(s, "a"))
 			},
 		},
 		{
-			name:  "queue is FIFO",
-			setup: opens(3, cmdAcquire(s1, 1, "a"), cmdAcquire(s2, 1, "a")),
-			cmd:   cmdAcquire(s3, 1, "a"), // 6
-			want:  resQueued(6),
+			name:   "queue is FIFO",
+			setup:  opens(3, cmdAcquire(s1, 1, "a"), cmdAcquire(s2, 1, "a")),
+			cmd:    cmdAcquire(s3, 1, "a", withTTL(time.Second)), // 6
+			want:   resQueued(6),
+			events: []Event{{Kind: EventQueued, Name: "a", Session: s3, Seq: 1, Claim: 6, TTL: time.Second}},
 			check: func(t *testing.T, s *State) {
 				assert.Equal(t, []uint64{5, 6}, queueOf(s, "a"))
 			},
@@ -553,7 +556,7 @@ func TestState_ApplyRelease(t *testing.T) {
 			},
 			check: func(t *testing.T, s *State) {
 				assert.Equal(t, LockInfo{
-					Name: "a", Held: true, Token: 5, Generation: 5, Claim: 4, Session: s2,
+					Name: "a", Held: true, Token: 5, Generation: 5, Claim: 4, Session: s2, Node: "n2",
 					Owner: "two", TTL: time.Second, RefreshedUnixNano: 5000,
 				}, s.Lock("a"))
 			},
@@ -643,7 +646,7 @@ func TestState_ApplyRefresh(t *testing.T) {
 			},
 			check: func(t *testing.T, s *State) {
 				assert.Equal(t, LockInfo{
-					Name: "t", Held: true, Token: 2, Generation: 3, Claim: 2, Session: s1,
+					Name: "t", Held: true, Token: 2, Generation: 3, Claim: 2, Session: s1, Node: "n1",
 					TTL: time.Second, RefreshedUnixNano: 200,
 				}, s.Lock("t"))
 			},
@@ -704,7 +707,7 @@ func TestState_ApplyCancel(t *testing.T) {
 				{Kind: EventWithdrawn, Name: "a", Session: s2, Seq: 1, Claim: 4, TTL: time.Second, Reason: ReasonReleased},
 			},
 			check: func(t *testing.T, s *State) {
-				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 3, Generation: 3, Claim: 3, Session: s1}, s.Lock("a"))
+				assert.Equal(t, LockInfo{Name: "a", Held: true, Token: 3, Generation: 3, Claim: 3, Session: s1, Node: "n1"}, s.Lock("a"))
 			},
 		},
 		{

@@ -90,6 +90,21 @@ func validateOp(cmd *fsmpb.Command) error {
 	case *fsmpb.Command_ExpireLease:
 		c := op.ExpireLease
 		return first(validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"), check(c.GetGeneration() != 0, "generation 0"))
+	case *fsmpb.Command_SetProtocol:
+		level := op.SetProtocol.GetLevel()
+		if level > Protocol {
+			return fmt.Errorf("%w: protocol %d, this build speaks %d", ErrUnknownCommand, level, Protocol)
+		}
+		return check(level >= 2, fmt.Sprintf("protocol %d: 2 to %d", level, Protocol))
+	case *fsmpb.Command_Revoke:
+		c := op.Revoke
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
+	case *fsmpb.Command_EndRevoked:
+		c := op.EndRevoked
+		return first(validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
+	case *fsmpb.Command_Adopt:
+		c := op.Adopt
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
 	default:
 		return fmt.Errorf("%w: %T", ErrUnknownCommand, op)
 	}

@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,11 @@ func TestValidate_accepts(t *testing.T) {
 		cmdRefresh(7, 2, "a", 5),
 		cmdCancel(7, 2, "a", 5),
 		cmdExpireLease("a", 5, 6),
+		cmdSetProtocol(2),
+		cmdSetProtocol(Protocol),
+		cmdRevoke(7, 2, "a", 5),
+		cmdEndRevoked("a", 5),
+		cmdAdopt(7, 2, strings.Repeat("x", MaxNameLen), 5),
 	} {
 		assert.NoError(t, Validate(cmd), "%v", cmd)
 	}
@@ -74,10 +81,77 @@ func TestValidate_refuses(t *testing.T) {
 		{"expire lease: token 0", cmdExpireLease("a", 0, 6), ErrInvalid},
 		{"expire lease: generation 0", cmdExpireLease("a", 5, 0), ErrInvalid},
 		{"expire lease: bad name", cmdExpireLease("", 5, 6), ErrInvalid},
+		{"set protocol 0", cmdSetProtocol(0), ErrInvalid},
+		{"set protocol 1", cmdSetProtocol(1), ErrInvalid},
+		{"set protocol above this build", cmdSetProtocol(Protocol + 1), ErrUnknownCommand},
+		{"revoke: token 0", cmdRevoke(7, 1, "a", 0), ErrInvalid},
+		{"revoke: bad name", cmdRevoke(7, 1, "a\x00", 5), ErrInvalid},
+		{"revoke: session 0", cmdRevoke(0, 1, "a", 5), ErrInvalid},
+		{"revoke: no request", &fsmpb.Command{Op: &fsmpb.Command_Revoke{Revoke: &fsmpb.Revoke{Name: "a", Token: 5}}}, ErrInvalid},
+		{"end revoked: token 0", cmdEndRevoked("a", 0), ErrInvalid},
+		{"end revoked: bad name", cmdEndRevoked("", 5), ErrInvalid},
+		{"adopt: token 0", cmdAdopt(7, 1, "a", 0), ErrInvalid},
+		{"adopt: long name", cmdAdopt(7, 1, strings.Repeat("x", MaxNameLen+1), 5), ErrInvalid},
+		{"adopt: session 0", cmdAdopt(0, 1, "a", 5), ErrInvalid},
 		{"too large", cmdAcquire(7, 1, "a", withOwner(strings.Repeat("o", MaxCommandSize))), ErrTooLarge},
 	} {
 		err := Validate(c.cmd)
 		require.Error(t, err, c.what)
 		assert.ErrorIs(t, err, c.want, c.what)
+	}
+}
+
+// TestValidate_acceptsWhatApplyActsOn: a command Validate accepts is one
+// Apply acts on as intended: no error, never INVALID, and at protocol
+// level 2 never UNSUPPORTED. Checked on the golden commands and the
+// FuzzDecode corpus applied to fuzzBase, and on random histories.
+func TestValidate_acceptsWhatApplyActsOn(t *testing.T) {
+	var cmds []*fsmpb.Command
+	for _, g := range goldenCommands() {
+		cmds = append(cmds, g.cmd)
+	}
+	corpus, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzDecode", "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, corpus)
+	for _, path := range corpus {
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		if cmd, err := Decode(parseFuzzSeedFile(t, b)); err == nil {
+			cmds = append(cmds, cmd)
+		}
+	}
+	base := fuzzBase(t)
+	accepted := 0
+	for _, cmd := range cmds {
+		if Validate(cmd) != nil {
+			continue
+		}
+		accepted++
+		s, err := Restore(base)
+		require.NoError(t, err)
+		require.Equal(t, 2, s.Protocol())
+		res, _, err := s.Apply(fuzzIndex, cmd)
+		require.NoError(t, err, "%v", cmd)
+		assert.NotEqual(t, fsmpb.Code_CODE_INVALID, res.GetCode(), "%v", cmd)
+		assert.NotEqual(t, fsmpb.Code_CODE_UNSUPPORTED, res.GetCode(), "%v", cmd)
+	}
+	assert.Greater(t, accepted, len(goldenCommands())/2, "the corpus hardly reaches Apply")
+
+	// Random histories, at level 1 and 2: UNSUPPORTED is the right answer
+	// at level 1, so only INVALID and errors are checked there.
+	for seed := uint64(1); seed <= 20; seed++ {
+		s := New()
+		h := newHistory(seed, s, 300)
+		for range 300 {
+			cmd := h.next()
+			valid := Validate(cmd)
+			res, events, err := s.Apply(h.index, cmd)
+			h.observe(events)
+			if valid != nil {
+				continue
+			}
+			require.NoError(t, err, "seed %d index %d: %v", seed, h.index, cmd)
+			require.NotEqual(t, fsmpb.Code_CODE_INVALID, res.GetCode(), "seed %d index %d: %v", seed, h.index, cmd)
+		}
 	}
 }
