@@ -135,6 +135,10 @@ type Config struct {
 
 	// Logger receives the node's and Raft's logs. Nil means silent.
 	Logger *slog.Logger
+
+	// played makes the node play a build of another protocol from its
+	// start; set by tests only (export_test.go), nil otherwise.
+	played *playedBuild
 }
 
 // Limits caps the replicated state (DESIGN.md, "Limits"). A call that
