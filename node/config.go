@@ -133,7 +133,14 @@ type Config struct {
 	// so give every node the same.
 	Limits Limits
 
-	// Logger receives the node's and Raft's logs. Nil means silent.
+	// Logger receives the node's and Raft's logs. Nil means silent. The
+	// node logs through it as given, adding no attribute of its own to
+	// every line (Raft's lines carry component=raft), so that nothing is
+	// duplicated: pass Logger.With("node", id) to tell several nodes
+	// apart. What an operator must know (a lost lease, an expired session,
+	// a revoke, a leader change) is logged at Warn or Info; Raft's routine
+	// chatter is demoted to Debug and an unreachable peer is reported once
+	// at Warn, then every 30 s while it lasts (DESIGN.md, "Logs").
 	Logger *slog.Logger
 
 	// played makes the node play a build of another protocol from its

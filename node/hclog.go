@@ -11,14 +11,19 @@ import (
 
 // hclogAdapter forwards hashicorp/raft's hclog output to a *slog.Logger.
 // Raft's Info is verbose for a library; it is mapped to slog Debug so that
-// an application logging at Info sees only raft's warnings and errors.
+// an application logging at Info sees only raft's warnings and errors, and
+// those pass through chatter (raftlog.go), which demotes and rate-limits
+// the routine ones.
 type hclogAdapter struct {
 	l    *slog.Logger
+	ch   *chatter // shared by every adapter derived from one
 	name string
 	args []any
 }
 
-func newHCLog(l *slog.Logger) hclog.Logger { return &hclogAdapter{l: l, name: "raft"} }
+func newHCLog(l *slog.Logger, ch *chatter) hclog.Logger {
+	return &hclogAdapter{l: l, ch: ch, name: "raft"}
+}
 
 func (h *hclogAdapter) level(lv hclog.Level) slog.Level {
 	switch lv {
@@ -32,17 +37,23 @@ func (h *hclogAdapter) level(lv hclog.Level) slog.Level {
 }
 
 func (h *hclogAdapter) Log(lv hclog.Level, msg string, args ...any) {
-	sl := h.level(lv)
+	sl, extra := h.ch.level(h.level(lv), msg, args)
 	if !h.l.Enabled(context.Background(), sl) {
 		return
 	}
-	all := append([]any{"component", h.name}, h.args...)
+	// Raft's own attributes go in a group, so that none of them (Raft logs
+	// a "node", for one) duplicates one the caller's logger carries.
+	raftArgs := append([]any{}, h.args...)
 	for i := 0; i+1 < len(args); i += 2 {
 		k, _ := args[i].(string)
 		if k == "" {
 			k = "arg"
 		}
-		all = append(all, k, args[i+1])
+		raftArgs = append(raftArgs, k, args[i+1])
+	}
+	all := append([]any{"component", h.name}, extra...)
+	if len(raftArgs) > 0 {
+		all = append(all, slog.Group("raft", raftArgs...))
 	}
 	h.l.Log(context.Background(), sl, msg, all...)
 }
@@ -76,15 +87,15 @@ func (h *hclogAdapter) GetLevel() hclog.Level {
 }
 
 func (h *hclogAdapter) With(args ...any) hclog.Logger {
-	return &hclogAdapter{l: h.l, name: h.name, args: append(append([]any{}, h.args...), args...)}
+	return &hclogAdapter{l: h.l, ch: h.ch, name: h.name, args: append(append([]any{}, h.args...), args...)}
 }
 
 func (h *hclogAdapter) Named(name string) hclog.Logger {
-	return &hclogAdapter{l: h.l, name: h.name + "." + name, args: h.args}
+	return &hclogAdapter{l: h.l, ch: h.ch, name: h.name + "." + name, args: h.args}
 }
 
 func (h *hclogAdapter) ResetNamed(name string) hclog.Logger {
-	return &hclogAdapter{l: h.l, name: name, args: h.args}
+	return &hclogAdapter{l: h.l, ch: h.ch, name: name, args: h.args}
 }
 
 func (h *hclogAdapter) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {

@@ -27,6 +27,7 @@ type Node struct {
 	// that are in flight at Shutdown (see DESIGN.md, hashicorp/raft#498).
 	commitMu sync.RWMutex
 	log      *slog.Logger
+	chatter  *chatter // Raft's routine log lines (raftlog.go)
 	raft     *raft.Raft
 	logs     raft.LogStore // raft's; read only by tests (export_test.go)
 	// protocol is what this node announces and applies (fsm.Protocol);
@@ -101,7 +102,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.ID),
+		log:     cfg.Logger, // as given: the caller adds the node's ID if it wants it (Config.Logger)
+		chatter: newChatter(),
 		exp:     newExpirer(cfg.handoffGrace()),
 		clients: map[uint64]*client{},
 		leading: newGate(),
@@ -330,6 +332,7 @@ func (n *Node) closeClients(graceful bool) {
 func (n *Node) shutdown(graceful bool) error {
 	n.once.Do(func() {
 		n.closeClients(graceful)
+		n.chatter.quiet.Store(true) // what Raft says while it stops is routine
 		var errs []error
 		if n.raft != nil {
 			if graceful && n.raft.State() == raft.Leader && n.trans != nil {

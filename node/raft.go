@@ -39,7 +39,7 @@ func (n *Node) startRaft() error {
 func (n *Node) raftConfig() *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.ID)
-	rc.Logger = newHCLog(n.log)
+	rc.Logger = newHCLog(n.log, n.chatter)
 	t := n.cfg.timers()
 	rc.HeartbeatTimeout, rc.ElectionTimeout = t.heartbeat, t.election
 	rc.LeaderLeaseTimeout, rc.CommitTimeout = t.leaderLease, t.commit

@@ -107,7 +107,7 @@ func (l *memLocker) TryAcquire(ctx context.Context, name string, opts ...lock.Op
 	return l.grantLocked(name), nil
 }
 
-func (l *memLocker) Inspect(_ context.Context, name string) (lock.Info, error) {
+func (l *memLocker) Inspect(_ context.Context, name string, _ ...lock.InspectOption) (lock.Info, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.name(name)

@@ -76,8 +76,8 @@ func testInspect(e *env) {
 
 	holder := e.acquire(e.a, name, lock.WithOwner(owner))
 	want := lock.Info{Name: name, Held: true, Token: holder.Token(), Owner: owner}
-	assert.Equal(e.t, want, e.inspect(e.a, name), "Inspect of a held session lease from the holder's Locker")
-	assert.Equal(e.t, want, e.inspect(e.b, name), "Inspect of a held session lease from the other Locker")
+	assert.Equal(e.t, want, core(e.inspect(e.a, name)), "Inspect of a held session lease from the holder's Locker")
+	assert.Equal(e.t, want, core(e.inspect(e.b, name)), "Inspect of a held session lease from the other Locker")
 
 	ctx1, cancel1 := e.cancelable()
 	ctx2, cancel2 := e.cancelable()
@@ -87,18 +87,18 @@ func testInspect(e *env) {
 	e.goAcquire(ctx2, out, 2, e.a, name)
 	e.waitWaiters(e.b, name, 2)
 	want.Waiters = 2
-	assert.Equal(e.t, want, e.inspect(e.a, name), "Inspect with two queued Acquire calls")
+	assert.Equal(e.t, want, core(e.inspect(e.a, name)), "Inspect with two queued Acquire calls")
 
 	cancel1()
 	r := e.recv(out, "the first waiter to withdraw")
 	assert.ErrorIs(e.t, r.err, context.Canceled, "waiter %d", r.id)
 	want.Waiters = 1
-	assert.Equal(e.t, want, e.inspect(e.b, name), "Inspect after one waiter withdrew")
+	assert.Equal(e.t, want, core(e.inspect(e.b, name)), "Inspect after one waiter withdrew")
 	cancel2()
 	r = e.recv(out, "the second waiter to withdraw")
 	assert.ErrorIs(e.t, r.err, context.Canceled, "waiter %d", r.id)
 	want.Waiters = 0
-	assert.Equal(e.t, want, e.inspect(e.b, name), "Inspect after both waiters withdrew")
+	assert.Equal(e.t, want, core(e.inspect(e.b, name)), "Inspect after both waiters withdrew")
 
 	e.release(holder)
 	assert.Equal(e.t, lock.Info{Name: name}, e.inspect(e.b, name), "Inspect after Release")

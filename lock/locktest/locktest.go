@@ -29,6 +29,8 @@ type config struct {
 	wait time.Duration
 	// outage opens a store the outage subtests may cut; nil skips them.
 	outage func(t *testing.T) OutageStore
+	// listUnordered: List pages are not in byte order (ListUnordered).
+	listUnordered bool
 }
 
 // maxPrefixLen leaves room in a 512-byte name for the suite's own suffixes.
@@ -40,6 +42,13 @@ const maxPrefixLen = 128
 // Without FIFO, Run only checks that every waiter is granted in turn.
 func FIFO() Option {
 	return func(c *config) { c.fifo = true }
+}
+
+// ListUnordered declares that the backend's List returns names in no
+// particular order and may list a name more than once (Redis's SCAN); Run
+// then checks that every held name is listed, without checking the order.
+func ListUnordered() Option {
+	return func(c *config) { c.listUnordered = true }
 }
 
 // NamePrefix makes every lock name the suite uses start with p. By default
@@ -125,6 +134,10 @@ func Run(t *testing.T, newLocker func(t *testing.T) lock.Locker, opts ...Option)
 		{"Close", testClose, false},
 		{"Do", testDo, false},
 		{"EndedLease", testEndedLease, false},
+		{"InfoStory", testInfoStory, false},
+		{"List", testList, false},
+		{"Revoke", testRevoke, false},
+		{"Adopt", testAdopt, false},
 		{"OutageNoQuorum", testOutageNoQuorum, true},
 		{"OutageEndedLease", testOutageEndedLease, true},
 		{"OutageLateRefresh", testOutageLateRefresh, true},
@@ -259,6 +272,9 @@ func (e *env) inspect(l lock.Locker, name string) lock.Info {
 	e.t.Helper()
 	info, err := l.Inspect(e.ctx(), name)
 	require.NoError(e.t, err, "Inspect(%q)", name)
+	if len(info.Queue) == 0 {
+		info.Queue = nil // an empty queue, however the backend spells it
+	}
 	return info
 }
 

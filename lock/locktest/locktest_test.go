@@ -51,29 +51,37 @@ func TestRun_options(t *testing.T) {
 type fault string
 
 const (
-	faultLIFO             fault = "lifo"               // serves the newest waiter first
-	faultReentrant        fault = "reentrant"          // a Locker may take a name it holds again
-	faultDoubleGrant      fault = "double-grant"       // a hand-off grants two waiters
-	faultLostWakeup       fault = "lost-wakeup"        // Release does not wake waiters
-	faultKeepCancelled    fault = "keep-cancelled"     // a cancelled waiter stays queued
-	faultCancelRaceLeak   fault = "cancel-race-leak"   // a grant that raced a cancel is kept
-	faultStaleRelease     fault = "stale-release"      // Release of an ended lease releases the holder
-	faultNoExpiry         fault = "no-expiry"          // TTL leases never expire
-	faultEarlyExpiry      fault = "early-expiry"       // TTL leases expire after half their TTL
-	faultRefreshNoop      fault = "refresh-noop"       // Refresh does not extend a TTL lease
-	faultTokenReset       fault = "token-reset"        // tokens count per name and restart when it is free
-	faultCloseKeepsLeases fault = "close-keeps-leases" // Close withdraws waiters but keeps leases
-	faultLateValidation   fault = "late-validation"    // TryAcquire checks options after the holder
-	faultInspectNoOwner   fault = "inspect-no-owner"   // Inspect drops Owner
-	faultCaseFold         fault = "case-fold"          // names are case-insensitive
-	faultBareNotHeld      fault = "bare-not-held"      // ErrNotHeld does not wrap the lease's end cause
-	faultQueuedNoQuorum   fault = "queued-no-quorum"   // a queued Acquire whose ctx ended reports ErrNoQuorum
-	faultCtxOnly          fault = "ctx-only"           // an outage call reports its ctx's error without ErrNoQuorum
-	faultLapsedCtxOnly    fault = "lapsed-ctx-only"    // ctx-only, once the sessions lapsed during an outage
-	faultWaitsStore       fault = "waits-for-store"    // Release and Refresh wait for the store after the lease ended
-	faultLyingRefresh     fault = "lying-refresh"      // a Refresh that waited out its lease's end returns nil
-	faultOrphanRefresh    fault = "orphan-refresh"     // a Refresh that waited out its lease's end re-takes the name
-	faultLateHolder       fault = "late-holder"        // an expired holder's Done closes half a TTL after the hand-off
+	faultLIFO              fault = "lifo"                // serves the newest waiter first
+	faultReentrant         fault = "reentrant"           // a Locker may take a name it holds again
+	faultDoubleGrant       fault = "double-grant"        // a hand-off grants two waiters
+	faultLostWakeup        fault = "lost-wakeup"         // Release does not wake waiters
+	faultKeepCancelled     fault = "keep-cancelled"      // a cancelled waiter stays queued
+	faultCancelRaceLeak    fault = "cancel-race-leak"    // a grant that raced a cancel is kept
+	faultStaleRelease      fault = "stale-release"       // Release of an ended lease releases the holder
+	faultNoExpiry          fault = "no-expiry"           // TTL leases never expire
+	faultEarlyExpiry       fault = "early-expiry"        // TTL leases expire after half their TTL
+	faultRefreshNoop       fault = "refresh-noop"        // Refresh does not extend a TTL lease
+	faultTokenReset        fault = "token-reset"         // tokens count per name and restart when it is free
+	faultCloseKeepsLeases  fault = "close-keeps-leases"  // Close withdraws waiters but keeps leases
+	faultLateValidation    fault = "late-validation"     // TryAcquire checks options after the holder
+	faultInspectNoOwner    fault = "inspect-no-owner"    // Inspect drops Owner
+	faultCaseFold          fault = "case-fold"           // names are case-insensitive
+	faultBareNotHeld       fault = "bare-not-held"       // ErrNotHeld does not wrap the lease's end cause
+	faultQueuedNoQuorum    fault = "queued-no-quorum"    // a queued Acquire whose ctx ended reports ErrNoQuorum
+	faultCtxOnly           fault = "ctx-only"            // an outage call reports its ctx's error without ErrNoQuorum
+	faultLapsedCtxOnly     fault = "lapsed-ctx-only"     // ctx-only, once the sessions lapsed during an outage
+	faultWaitsStore        fault = "waits-for-store"     // Release and Refresh wait for the store after the lease ended
+	faultLyingRefresh      fault = "lying-refresh"       // a Refresh that waited out its lease's end returns nil
+	faultOrphanRefresh     fault = "orphan-refresh"      // a Refresh that waited out its lease's end re-takes the name
+	faultLateHolder        fault = "late-holder"         // an expired holder's Done closes half a TTL after the hand-off
+	faultQueueReversed     fault = "queue-reversed"      // Info.Queue lists the newest waiter first
+	faultListAll           fault = "list-all"            // List ignores its prefix
+	faultListSkips         fault = "list-skips"          // List's cursor skips the first name of the next page
+	faultRevokeGrantsFirst fault = "revoke-grants-first" // Revoke hands the name on before the holder learns
+	faultRevokeReusesToken fault = "revoke-reuses-token" // the grant after a revoke reuses the revoked token
+	faultAdoptNewToken     fault = "adopt-new-token"     // Adopt gives the lease a new token
+	faultAdoptSession      fault = "adopt-session"       // Adopt takes session leases too
+	faultAdoptSilent       fault = "adopt-silent"        // the previous holder never learns of an adoption
 )
 
 // TestRun_detectsFaults runs the suite against the reference store with one
@@ -118,6 +126,14 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultWaitsStore, "OutageEndedLease", `did not return within .*\(R4`},
 		{faultLyingRefresh, "OutageLateRefresh", `returned nil although the lease ended`},
 		{faultOrphanRefresh, "OutageLateRefresh", `still held .* by a lease that ended before it`},
+		{faultQueueReversed, "InfoStory", "Queue must be in position order"},
+		{faultListAll, "List", "which is not a held name under the prefix"},
+		{faultListSkips, "List", "every held name under the prefix, once"},
+		{faultRevokeGrantsFirst, "Revoke", "the holder's Done must close before the name is granted elsewhere"},
+		{faultRevokeReusesToken, "Revoke", `token of the grant after a revoke \(I2\)`},
+		{faultAdoptNewToken, "Adopt", "an adopted lease keeps its token"},
+		{faultAdoptSession, "Adopt", "Adopt of a session lease"},
+		{faultAdoptSilent, "Adopt", "the previous holder's Done after the adoption"},
 	} {
 		t.Run(string(c.fault)+"/"+c.subtest, func(t *testing.T) {
 			t.Parallel()

@@ -24,12 +24,13 @@ import (
 type refStore struct {
 	fault fault
 
-	mu     sync.Mutex
-	last   uint64              // the last token granted, of any name
-	names  map[string]*refName // names with a holder or waiters
-	cut    bool                // unreachable (reference_outage_test.go)
-	healed chan struct{}       // closed when a cut ends
-	lapsed bool                // the sessions lapsed during the current cut
+	mu      sync.Mutex
+	last    uint64              // the last token granted, of any name
+	lockers int                 // Lockers made, for their IDs
+	names   map[string]*refName // names with a holder or waiters
+	cut     bool                // unreachable (reference_outage_test.go)
+	healed  chan struct{}       // closed when a cut ends
+	lapsed  bool                // the sessions lapsed during the current cut
 }
 
 type refName struct {
@@ -43,6 +44,7 @@ type refWaiter struct {
 	key    string
 	name   string
 	opts   lock.Options
+	since  time.Time      // when it queued
 	queued bool           // in its name's queue
 	res    chan refResult // receives one result, sent under mu, when queued turns false
 }
@@ -54,7 +56,8 @@ type refResult struct {
 
 type refLocker struct {
 	s       *refStore
-	closed  bool // the fields of refLocker are guarded by s.mu
+	id      string // Info.Holder of its leases and waiters
+	closed  bool   // the fields of refLocker are guarded by s.mu
 	leases  map[*refLease]bool
 	waiters map[*refWaiter]bool
 }
@@ -66,6 +69,7 @@ type refLease struct {
 	token    uint64
 	owner    string
 	ttl      time.Duration
+	granted  time.Time
 	done     chan struct{}
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
@@ -81,7 +85,11 @@ func newRefStore(f fault) *refStore {
 
 // newLocker has the signature Run wants.
 func (s *refStore) newLocker(t *testing.T) lock.Locker {
-	l := &refLocker{s: s, leases: make(map[*refLease]bool), waiters: make(map[*refWaiter]bool)}
+	s.mu.Lock()
+	s.lockers++
+	id := fmt.Sprintf("ref-%d", s.lockers)
+	s.mu.Unlock()
+	l := &refLocker{s: s, id: id, leases: make(map[*refLease]bool), waiters: make(map[*refWaiter]bool)}
 	t.Cleanup(func() { _ = l.Close() })
 	return l
 }
@@ -122,7 +130,7 @@ func (s *refStore) grant(l *refLocker, key, name string, o lock.Options) *refLea
 	ctx, cancel := context.WithCancelCause(context.Background())
 	lease := &refLease{
 		locker: l, key: key, name: name, token: token, owner: o.Owner, ttl: o.TTL,
-		done: make(chan struct{}), ctx: ctx, cancel: cancel,
+		granted: time.Now(), done: make(chan struct{}), ctx: ctx, cancel: cancel,
 	}
 	n.holder = lease
 	l.leases[lease] = true
@@ -176,8 +184,8 @@ func (s *refStore) end(l *refLease, err error) {
 	if l.timer != nil {
 		l.timer.Stop()
 	}
-	if s.fault == faultLateHolder && errors.Is(err, lock.ErrExpired) {
-		time.AfterFunc(l.ttl/2, func() {
+	if late := s.lateEnd(l, err); late > 0 {
+		time.AfterFunc(late, func() {
 			close(l.done)
 			l.cancel(err)
 		})
@@ -197,6 +205,31 @@ func (s *refStore) end(l *refLease, err error) {
 		s.handoff(l.key, n)
 	}
 	s.gc(l.key, n)
+}
+
+// lateEnd is how long after the hand-off the faults that make a holder
+// learn late close its Done; 0 without them.
+func (s *refStore) lateEnd(l *refLease, err error) time.Duration {
+	switch {
+	case s.fault == faultLateHolder && errors.Is(err, lock.ErrExpired):
+		return l.ttl / 2
+	case s.fault == faultRevokeGrantsFirst && errors.Is(err, lock.ErrRevoked):
+		return 200 * time.Millisecond
+	}
+	return 0
+}
+
+// retire ends a lease object without touching its name's state: another
+// lease object took its place (Adopt).
+func (s *refStore) retire(l *refLease, err error) {
+	l.err = err
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.gen++ // a timer that already fired does nothing
+	close(l.done)
+	l.cancel(err)
+	delete(l.locker.leases, l)
 }
 
 func (s *refStore) handoff(key string, n *refName) {
@@ -256,7 +289,7 @@ func (l *refLocker) Acquire(ctx context.Context, name string, opts ...lock.Optio
 		return lease, nil
 	}
 	n := s.names[key]
-	w := &refWaiter{locker: l, key: key, name: name, opts: o, queued: true, res: make(chan refResult, 1)}
+	w := &refWaiter{locker: l, key: key, name: name, opts: o, since: time.Now(), queued: true, res: make(chan refResult, 1)}
 	n.queue = append(n.queue, w)
 	l.waiters[w] = true
 	s.mu.Unlock()
@@ -327,36 +360,169 @@ func (l *refLocker) Inspect(ctx context.Context, name string, opts ...lock.Inspe
 	if err := lock.ValidateName(name); err != nil {
 		return lock.Info{}, err
 	}
+	o, err := lock.NewInspectOptions(opts...)
+	if err != nil {
+		return lock.Info{}, err
+	}
 	s := l.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l.closed {
-		return lock.Info{}, lock.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return lock.Info{}, err
-	}
-	if err := s.reach(ctx, nil); err != nil {
+	if err := l.open(ctx); err != nil {
 		return lock.Info{}, err
 	}
 	key, now := s.key(name), time.Now()
 	s.expireDue(key, now)
+	return s.info(name, key, now, o.QueueLimit), nil
+}
+
+// open is the common start of the calls below: the Locker is open, ctx
+// has not ended and the store is reachable.
+func (l *refLocker) open(ctx context.Context) error {
+	if l.closed {
+		return lock.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.s.reach(ctx, nil)
+}
+
+func (s *refStore) info(name, key string, now time.Time, queueLimit int) lock.Info {
 	info := lock.Info{Name: name}
 	n := s.names[key]
 	if n == nil {
-		return info, nil
+		return info
 	}
 	info.Waiters = len(n.queue)
+	for _, w := range n.queue[:min(queueLimit, len(n.queue))] {
+		info.Queue = append(info.Queue, lock.Waiter{Holder: w.locker.id, Node: "ref", Owner: w.opts.Owner, Waited: now.Sub(w.since)})
+	}
+	if s.fault == faultQueueReversed {
+		slices.Reverse(info.Queue)
+	}
 	if h := n.holder; h != nil {
 		info.Held, info.Token, info.Owner = true, h.token, h.owner
+		info.Kind, info.Since, info.Holder, info.Node = lock.KindSession, now.Sub(h.granted), h.locker.id, "ref"
 		if s.fault == faultInspectNoOwner {
 			info.Owner = ""
 		}
 		if !h.deadline.IsZero() {
-			info.ExpiresIn = h.deadline.Sub(now)
+			info.Kind, info.ExpiresIn = lock.KindTTL, h.deadline.Sub(now)
 		}
 	}
-	return info, nil
+	return info
+}
+
+// List implements lock.Lister; the cursor is "ref:" and the last name.
+func (l *refLocker) List(ctx context.Context, prefix string, opts ...lock.ListOption) (lock.Page, error) {
+	o, err := lock.NewListOptions(prefix, opts...)
+	if err != nil {
+		return lock.Page{}, err
+	}
+	if s := l.s; s.fault == faultListAll && len(prefix) > 1 {
+		prefix = prefix[:len(prefix)-1] // matches more than it should
+	}
+	after, ok := strings.CutPrefix(o.Cursor, "ref:")
+	if o.Cursor != "" && (!ok || !strings.HasPrefix(after, prefix) || lock.ValidateName(after) != nil) {
+		return lock.Page{}, fmt.Errorf("%w: cursor %q", lock.ErrInvalidOption, o.Cursor)
+	}
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := l.open(ctx); err != nil {
+		return lock.Page{}, err
+	}
+	now := time.Now()
+	var names []string
+	for key, n := range s.names {
+		s.expireDue(key, now)
+		if h := n.holder; h != nil && strings.HasPrefix(h.name, prefix) && h.name > after {
+			names = append(names, h.name)
+		}
+	}
+	slices.Sort(names)
+	var page lock.Page
+	for _, name := range names[:min(o.Limit, len(names))] {
+		page.Locks = append(page.Locks, s.info(name, s.key(name), now, 0))
+	}
+	if len(names) > o.Limit {
+		last := names[o.Limit-1]
+		if s.fault == faultListSkips {
+			last = names[o.Limit]
+		}
+		page.Next = "ref:" + last
+	}
+	return page, nil
+}
+
+// Revoke implements lock.Revoker: the holder learns in the same critical
+// section that hands the name on, before the hand-off (I3).
+func (l *refLocker) Revoke(ctx context.Context, name string, token uint64) error {
+	if err := lock.ValidateName(name); err != nil {
+		return err
+	}
+	if err := lock.ValidateToken(token); err != nil {
+		return err
+	}
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := l.open(ctx); err != nil {
+		return err
+	}
+	key := s.key(name)
+	s.expireDue(key, time.Now())
+	n := s.names[key]
+	if n == nil || n.holder == nil || n.holder.token != token {
+		return fmt.Errorf("%w: %q has no lease with token %d", lock.ErrNotHeld, name, token)
+	}
+	if s.fault == faultRevokeReusesToken {
+		s.last--
+	}
+	s.end(n.holder, lock.ErrRevoked)
+	return nil
+}
+
+// Adopt implements lock.Adopter: a new refLease of l takes the holder's
+// place with its token, owner and TTL; the old one ends without a hand-off.
+func (l *refLocker) Adopt(ctx context.Context, name string, token uint64) (lock.Lease, error) {
+	if err := lock.ValidateName(name); err != nil {
+		return nil, err
+	}
+	if err := lock.ValidateToken(token); err != nil {
+		return nil, err
+	}
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := l.open(ctx); err != nil {
+		return nil, err
+	}
+	key := s.key(name)
+	s.expireDue(key, time.Now())
+	n := s.names[key]
+	if n == nil || n.holder == nil || n.holder.token != token || (n.holder.ttl == 0 && s.fault != faultAdoptSession) {
+		return nil, fmt.Errorf("%w: %q has no TTL lease with token %d", lock.ErrNotHeld, name, token)
+	}
+	old := n.holder
+	if s.fault != faultAdoptSilent {
+		s.retire(old, lock.ErrAdopted)
+	}
+	ctx2, cancel := context.WithCancelCause(context.Background())
+	lease := &refLease{
+		locker: l, key: key, name: old.name, token: old.token, owner: old.owner, ttl: old.ttl,
+		granted: old.granted, done: make(chan struct{}), ctx: ctx2, cancel: cancel,
+	}
+	if s.fault == faultAdoptNewToken {
+		s.last++
+		lease.token = s.last
+	}
+	n.holder = lease
+	l.leases[lease] = true
+	if lease.ttl > 0 {
+		s.arm(lease)
+	}
+	return lease, nil
 }
 
 func (l *refLocker) Close() error {
