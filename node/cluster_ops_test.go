@@ -120,9 +120,8 @@ func TestCluster_RevokeAcrossNodes(t *testing.T) {
 	li := c.Leader()
 	hi, wi := (li+1)%3, (li+2)%3
 	holder, waiter, op := lockerAt(ctx, t, c, hi), lockerAt(ctx, t, c, wi), lockerAt(ctx, t, c, li)
-	for _, ttl := range []time.Duration{0, time.Hour} {
-		name := fmt.Sprintf("revoke-%v", ttl)
-		held, err := holder.Acquire(ctx, name, lock.WithTTL(ttl))
+	for name, opts := range map[string][]lock.Option{"revoke-session": nil, "revoke-ttl": {lock.WithTTL(time.Hour)}} {
+		held, err := holder.Acquire(ctx, name, opts...)
 		require.NoError(t, err)
 		got := acquireBehind(ctx, waiter, name, held)
 		waitWaiters(t, c, li, name, 1)
@@ -249,4 +248,65 @@ func TestCluster_AdoptFromALiveHolder(t *testing.T) {
 	assert.True(t, info.Held)
 	assert.Equal(t, holderOf(c.Node(ai)), info.Holder)
 	require.NoError(t, l.Release(ctx))
+}
+
+// TestCluster_RevokeAndAdoptSeenThroughSnapshot: the holder's node was cut
+// off while one of its TTL leases was adopted elsewhere and another
+// revoked, and catches up from a snapshot, so no Revoking or Adopted event
+// fires there. Reconciling with the installed state, it ends the adopted
+// lease with ErrAdopted (not releasing it: it is the adopter's) and the
+// revoked one with ErrRevoked, releasing it, which ends the revoke long
+// before its grace (a session TTL of a minute).
+func TestCluster_RevokeAndAdoptSeenThroughSnapshot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	cut := newCutNet()
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Net: cut, Edit: func(_ int, cfg *node.Config) {
+		cfg.SessionTTL = time.Minute
+	}})
+	li := c.Leader()
+	hi, oi := (li+1)%3, (li+2)%3
+	holder := lockerAt(ctx, t, c, hi)
+	adoptedAway, err := holder.Acquire(ctx, "snap/adopted", lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+	revoked, err := holder.Acquire(ctx, "snap/revoked", lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+
+	cut.Isolate(hi)
+	adopted, err := c.Node(oi).Adopt(ctx, "snap/adopted", adoptedAway.Token())
+	require.NoError(t, err)
+	revokeDone := make(chan error, 1)
+	go func() { revokeDone <- c.Node(oi).Revoke(ctx, "snap/revoked", revoked.Token()) }()
+	require.Eventually(t, func() bool {
+		return len(node.RevokedNames(c.Node(li))) == 1
+	}, 15*time.Second, 5*time.Millisecond, "the revoke commits")
+	r := node.RaftOf(c.Node(li))
+	require.NoError(t, r.Snapshot().Error())
+	reloadable := r.ReloadableConfig()
+	reloadable.TrailingLogs = 1
+	require.NoError(t, r.ReloadConfig(reloadable))
+	for i := range 3 { // entries past the snapshot, then a snapshot that drops them
+		l, err := c.Node(li).Acquire(ctx, fmt.Sprintf("snap/fill-%d", i))
+		require.NoError(t, err)
+		require.NoError(t, l.Release(ctx))
+	}
+	require.NoError(t, r.Snapshot().Error())
+	require.NoError(t, adoptedAway.Err(), "cut off, the holder has heard nothing yet")
+	require.NoError(t, revoked.Err())
+
+	cut.Reconnect(hi)
+	require.NoError(t, <-revokeDone, "the holder's node released the revoked lease")
+	require.NotZero(t, c.Node(hi).Stats().SnapshotRestores, "the holder's node caught up from a snapshot")
+	require.ErrorIs(t, revoked.Err(), lock.ErrRevoked)
+	select {
+	case <-adoptedAway.Done():
+	case <-ctx.Done():
+		t.Fatal("the holder's node never learned that its lease was adopted")
+	}
+	require.ErrorIs(t, adoptedAway.Err(), lock.ErrAdopted)
+	require.ErrorIs(t, adoptedAway.Release(ctx), lock.ErrNotHeld)
+	info, err := c.Node(hi).Inspect(ctx, "snap/adopted")
+	require.NoError(t, err)
+	assert.Equal(t, adoptedAway.Token(), info.Token, "the adopter still holds it")
+	require.NoError(t, adopted.Release(ctx))
 }

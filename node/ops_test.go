@@ -303,7 +303,9 @@ func (w *warnings) find(msg string) map[string]string {
 func TestNode_RevokeHandsOn(t *testing.T) {
 	ctx := testCtx(t)
 	logs := &warnings{}
-	n := newNode(t, Config{Logger: slog.New(logs)})
+	// A grace (the session TTL) longer than ctx: the holder's node must end
+	// and release the lease itself.
+	n := newNode(t, Config{Logger: slog.New(logs), SessionTTL: time.Minute})
 	holder, waiter, op := newOpsLocker(t, n), newOpsLocker(t, n), newOpsLocker(t, n)
 	held, err := holder.Acquire(ctx, "revoked")
 	require.NoError(t, err)
