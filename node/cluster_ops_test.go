@@ -138,9 +138,10 @@ func TestCluster_RevokeAcrossNodes(t *testing.T) {
 
 // TestCluster_RevokeCutOffHolder: the holder of a one-hour TTL lease is on
 // a node cut off from the others, so it cannot hear the revoke nor let go.
-// The leader ends the lease after the grace (the holder's session TTL) and
-// Revoke returns; the waiter is granted long before the hour. Healed, the
-// holder's node learns its lease was revoked.
+// The store ends the lease a session TTL after the revoke (the grace, or
+// the expiry of the holder's session, which ends a revoked lease, whichever
+// commits first) and Revoke returns; the waiter is granted long before
+// the hour. Healed, the holder's node learns its lease was revoked.
 func TestCluster_RevokeCutOffHolder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -356,6 +356,27 @@ func TestNode_RevokeHandsOn(t *testing.T) {
 	assert.ErrorIs(t, op.Revoke(ctx, "revoked", 1), lock.ErrClosed)
 }
 
+// TestNode_RevokeGraceEndsAnUnheardLease: a holder whose session lives on
+// but who does not let go (here its Lease has ended locally without a
+// release, as after a local deadline) is ended by the leader's grace
+// timer, one session TTL after the revoke, and Revoke returns.
+func TestNode_RevokeGraceEndsAnUnheardLease(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{SessionTTL: time.Second})
+	holder := newOpsLocker(t, n)
+	l, err := holder.Acquire(ctx, "unheard", lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+	holder.mu.Lock()
+	l.(*lease).end(fmt.Errorf("%w: dropped by the test", lock.ErrLost)) // nothing reaches the store
+	holder.mu.Unlock()
+
+	require.NoError(t, n.Revoke(ctx, "unheard", l.Token()))
+	info, err := n.Inspect(ctx, "unheard")
+	require.NoError(t, err)
+	assert.False(t, info.Held)
+	assert.True(t, holder.ready.isOpen(), "the holder's session lived throughout")
+}
+
 // TestNode_AdoptTakesOver: a TTL lease adopted by another Locker keeps its
 // token and TTL, changes Holder, and the previous holder, still alive,
 // sees ErrAdopted; its Release does not touch the adopter's lease. A
