@@ -177,14 +177,20 @@ func (c *client) isClosed() bool {
 
 // Close closes the session: the store ends every lease of this client and
 // withdraws its queued claims in one entry. Blocked Acquire calls return
-// ErrClosed.
+// ErrClosed. Without a quorum it gives up after cleanupTimeout; the
+// session then expires in the store.
 func (c *client) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	return c.closeWithin(ctx)
+}
+
+// closeWithin is Close bounded by ctx.
+func (c *client) closeWithin(ctx context.Context) error {
 	sess, seq, ok := c.markClosed()
 	if !ok {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
 	// End the leases here first: closing the session may take until
 	// cleanupTimeout (no quorum), and the keep-alive that backed them has
 	// stopped, so the holder must stop trusting them now (I3).

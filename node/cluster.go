@@ -198,12 +198,10 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 // Leave releases this node's sessions, removes it from the cluster
 // configuration and closes it.
 func (n *Node) Leave(ctx context.Context) error {
-	n.closeClients(true)
+	closeErr := n.closeClients(ctx, true)
 	if n.raft.State() == raft.Leader {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			n.log.Debug("leadership transfer on leave", "error", err)
-		}
+		n.transferLeadership(ctx)
 	}
 	err := n.RemoveServer(ctx, n.cfg.ID)
-	return errors.Join(err, n.Close())
+	return errors.Join(closeErr, err, n.Shutdown(ctx))
 }

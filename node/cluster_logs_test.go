@@ -107,6 +107,14 @@ func TestCluster_LogsLeaderKill(t *testing.T) {
 	elapsed := time.Since(start)
 
 	assert.Empty(t, rec.lines(slog.LevelError), "no ERROR lines after a leader crash")
+	newLeader := c.ID(leader)
+	var told []string
+	for _, l := range rec.lines(slog.LevelInfo) {
+		if l.msg == "leader changed" && l.attrs["leader"] == newLeader {
+			told = append(told, l.attrs["node"])
+		}
+	}
+	assert.Subset(t, told, []string{newLeader}, "the new leader logs the change at Info")
 	reminders := int(elapsed/(30*time.Second)) + 1
 	perPeer := map[string]int{}
 	for _, l := range rec.lines(slog.LevelWarn) {

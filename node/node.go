@@ -82,7 +82,10 @@ type Node struct {
 	stop     <-chan struct{} // ctx.Done()
 	wg       sync.WaitGroup
 	closeErr error
-	once     sync.Once
+	// sessionsErr: the first stop could not close every session
+	// (errSessionsLeft); Shutdown returns it, Close logs it.
+	sessionsErr error
+	once        sync.Once
 }
 
 var (
@@ -123,7 +126,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.bridge = newBridge(n.dispatch, n.reconcile, n.halt)
 	fail := func(err error) (*Node, error) {
-		_ = n.shutdown(false)
+		_ = n.shutdown(context.Background(), false)
 		return nil, err
 	}
 	if err := n.startRaft(); err != nil {
@@ -244,12 +247,17 @@ func (n *Node) watchLeader() {
 	})
 	n.raft.RegisterObserver(obs)
 	defer n.raft.DeregisterObserver(obs)
+	var last raft.ServerID
 	for {
 		select {
 		case <-n.stop:
 			return
-		case <-ch:
+		case o := <-ch:
 			n.leaderChanged.bump()
+			if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" && lo.LeaderID != last {
+				last = lo.LeaderID
+				n.log.Info("leader changed", "leader", string(lo.LeaderID), "term", n.raft.CurrentTerm())
+			}
 		}
 	}
 }
@@ -293,9 +301,32 @@ func (n *Node) Adopt(ctx context.Context, name string, token uint64) (lock.Lease
 	return n.def.Adopt(ctx, name, token)
 }
 
-// Close releases the leases and sessions of every client of this node, then
-// stops the node. It is idempotent and safe on a partially started node.
-func (n *Node) Close() error { return n.shutdown(true) }
+// Close is Shutdown bounded by 5 s (cleanupTimeout): what a node with a
+// quorum needs to close its sessions, and what a node without one waits
+// before it stops anyway. Sessions it could not close are logged at Warn
+// (as by Shutdown) but not returned: the last nodes of a cluster that
+// stops cannot close theirs, and that is no error of the Close. Use
+// Shutdown to choose the bound and to have them returned.
+func (n *Node) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	_ = n.shutdown(ctx, true)
+	return n.closeErr
+}
+
+// Shutdown stops the node gracefully within ctx: it ends every local
+// lease (ErrReleased), closes the sessions of every client in the store
+// (so their leases pass on at once), hands leadership over if it leads,
+// then stops. When ctx ends first — typically without a quorum — it stops
+// at once: the sessions it could not close expire in the store after their
+// TTL, as a crashed process's would, and the error says so and wraps
+// ctx's error. Either way the node is stopped when Shutdown returns.
+// Shutdown, Close and Abort are idempotent: only the first one acts, and
+// later calls return its result. Safe on a partially started node.
+func (n *Node) Shutdown(ctx context.Context) error {
+	_ = n.shutdown(ctx, true)
+	return errors.Join(n.sessionsErr, n.closeErr)
+}
 
 // Abort stops the node at once, the way a killed process stops: no session
 // is closed, no lease released and leadership is not handed over, so the
@@ -303,11 +334,15 @@ func (n *Node) Close() error { return n.shutdown(true) }
 // end with ErrLost. For processes that must stop immediately, and for
 // tests that simulate crashes. Abort after Close (or Close after Abort)
 // does nothing.
-func (n *Node) Abort() error { return n.shutdown(false) }
+func (n *Node) Abort() error { return n.shutdown(context.Background(), false) }
 
-// closeClients closes (graceful) or abandons every client, and refuses new
-// ones.
-func (n *Node) closeClients(graceful bool) {
+// errSessionsLeft: Shutdown could not close every session in the store.
+var errSessionsLeft = errors.New("node: shutdown: sessions not closed in the store")
+
+// closeClients closes (graceful, within ctx) or abandons every client,
+// and refuses new ones. It returns the error of the clients whose session
+// could not be closed in time.
+func (n *Node) closeClients(ctx context.Context, graceful bool) error {
 	n.mu.Lock()
 	n.closed = true
 	clients := map[*client]bool{} // a client is listed once per session it had
@@ -315,30 +350,37 @@ func (n *Node) closeClients(graceful bool) {
 		clients[c] = true
 	}
 	n.mu.Unlock()
-	// Concurrently: without a quorum each Close waits up to cleanupTimeout.
+	// Concurrently: without a quorum each close waits until ctx ends.
 	var wg sync.WaitGroup
+	var failed atomic.Int32
 	for c := range clients {
 		wg.Go(func() {
-			if graceful {
-				_ = c.Close()
-			} else {
+			if !graceful {
 				c.abandon()
+			} else if c.closeWithin(ctx) != nil {
+				failed.Add(1)
 			}
 		})
 	}
 	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%w: %d of %d (their leases end when the sessions expire): %w",
+			errSessionsLeft, f, len(clients), context.Cause(ctx))
+	}
+	return nil
 }
 
-func (n *Node) shutdown(graceful bool) error {
+func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 	n.once.Do(func() {
-		n.closeClients(graceful)
-		n.chatter.quiet.Store(true) // what Raft says while it stops is routine
+		n.sessionsErr = n.closeClients(ctx, graceful)
+		if n.sessionsErr != nil {
+			n.log.Warn("stopping without closing every session in the store", "error", n.sessionsErr)
+		}
 		var errs []error
+		n.chatter.quiet.Store(true) // what Raft says while it stops is routine
 		if n.raft != nil {
 			if graceful && n.raft.State() == raft.Leader && n.trans != nil {
-				if err := n.raft.LeadershipTransfer().Error(); err != nil {
-					n.log.Debug("leadership transfer on close", "error", err)
-				}
+				n.transferLeadership(ctx)
 			}
 			n.commitMu.Lock() // no Apply of ours in flight at Shutdown
 			errs = append(errs, n.raft.Shutdown().Error())
@@ -354,6 +396,21 @@ func (n *Node) shutdown(graceful bool) error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// transferLeadership hands leadership to another voter before this node
+// stops, so that the cluster does not wait an election timeout, unless ctx
+// has already ended. Raft answers the transfer within an election timeout
+// whatever state its main loop is in, so this can outlast ctx by at most
+// that.
+func (n *Node) transferLeadership(ctx context.Context) {
+	if ctx.Err() != nil {
+		n.log.Debug("leadership transfer on close skipped: out of time", "error", context.Cause(ctx))
+		return
+	}
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.log.Debug("leadership transfer on close", "error", err)
+	}
 }
 
 func (n *Node) closeStores() error {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // Core carries what every lease is: a name, a token, and a context that is
@@ -28,12 +30,28 @@ type Ender struct{ *ending }
 type ending struct {
 	ended  atomic.Bool
 	cancel context.CancelCauseFunc
+	// The measurements (metrics/DESIGN.md, "Rules for backends"): the
+	// lease counts in sink's Holding from New to its end, which sink's
+	// Ended reports with the time held.
+	sink  metrics.Sink
+	kind  lock.Kind
+	since time.Time
 }
 
-// New returns the Core of a held lease of name with token, and its Ender.
+// New returns the Core of a held lease of name with token, and its Ender;
+// the lease is not measured.
 func New(name string, token uint64) (Core, Ender) {
+	return NewMeasured(name, token, lock.KindNone, nil)
+}
+
+// NewMeasured is New for a lease measured on sink (nil for none) as a
+// lease of kind: it counts as held until it ends, and its end is reported
+// with its reason and the time it was held.
+func NewMeasured(name string, token uint64, kind lock.Kind, sink metrics.Sink) (Core, Ender) {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return Core{name: name, token: token, ctx: ctx}, Ender{&ending{cancel: cancel}}
+	e := &ending{cancel: cancel, sink: metrics.OrNop(sink), kind: kind, since: time.Now()}
+	e.sink.Holding(+1)
+	return Core{name: name, token: token, ctx: ctx}, Ender{e}
 }
 
 // End ends the lease with why, once: it reports whether this call ended it,
@@ -44,6 +62,8 @@ func (e Ender) End(why error) bool {
 		return false
 	}
 	e.cancel(why)
+	e.sink.Holding(-1)
+	e.sink.Ended(e.kind, metrics.ReasonOf(why), time.Since(e.since))
 	return true
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -170,4 +171,46 @@ func TestKick_NeverBlocksAndMerges(t *testing.T) {
 		t.Fatal("two kicks were not merged")
 	default:
 	}
+}
+
+// recordSink keeps what a measured lease reports.
+type recordSink struct {
+	metrics.Nop
+	mu      sync.Mutex
+	holding int
+	ended   []metrics.Reason
+	kinds   []lock.Kind
+	held    []time.Duration
+}
+
+func (s *recordSink) Holding(d int) { s.mu.Lock(); s.holding += d; s.mu.Unlock() }
+func (s *recordSink) Ended(k lock.Kind, r metrics.Reason, held time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended, s.kinds, s.held = append(s.ended, r), append(s.kinds, k), append(s.held, held)
+}
+
+// TestCore_Measured: a measured lease counts as held from New to its one
+// end, which is reported once with its reason, kind and time held, however
+// many End calls race.
+func TestCore_Measured(t *testing.T) {
+	sink := &recordSink{}
+	_, e1 := NewMeasured("a", 1, lock.KindTTL, sink)
+	_, e2 := NewMeasured("b", 2, lock.KindSession, sink)
+	assert.Equal(t, 2, sink.holding)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { e1.End(lock.ErrRevoked) })
+	}
+	wg.Wait()
+	assert.Equal(t, 1, sink.holding)
+	e2.End(lock.ErrReleased)
+	assert.Equal(t, 0, sink.holding)
+	assert.Equal(t, []metrics.Reason{metrics.ReasonRevoked, metrics.ReasonReleased}, sink.ended)
+	assert.Equal(t, []lock.Kind{lock.KindTTL, lock.KindSession}, sink.kinds)
+	for _, h := range sink.held {
+		assert.GreaterOrEqual(t, h, time.Duration(0))
+	}
+	_, e3 := New("c", 3) // not measured: nothing to report to
+	assert.True(t, e3.End(lock.ErrReleased))
 }
