@@ -58,7 +58,7 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 		// A call made while the client replaces an expired session waits
 		// for the new one instead of failing: no lease was lost by it.
 		if err := c.ready.wait(ctx); err != nil {
-			return nil, c.noSession(name, err)
+			return nil, fmt.Errorf("acquire %q: %w", name, c.noSession(err))
 		}
 		l, err := c.acquireOnce(ctx, name, try, o)
 		if errors.Is(err, ErrSessionExpired) && ctx.Err() == nil && !c.isClosed() {
@@ -73,14 +73,14 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 // is lock.ErrNoQuorum, with why the last attempt failed (in the message
 // only: a reopen that timed out must not make the caller's cancellation
 // look like a deadline).
-func (c *client) noSession(name string, err error) error {
+func (c *client) noSession(err error) error {
 	c.mu.Lock()
 	last := c.reopenErr
 	c.mu.Unlock()
 	if last == nil {
 		last = errors.New("the new session is not open yet")
 	}
-	return fmt.Errorf("acquire %q: %w: waiting for a new session: %w (last attempt: %s)", name, lock.ErrNoQuorum, err, last.Error())
+	return fmt.Errorf("%w: waiting for a new session: %w (last attempt: %s)", lock.ErrNoQuorum, err, last.Error())
 }
 
 // acquireOnce makes one claim under the current session: it registers a

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -27,8 +29,9 @@ import (
 //   - bridge.mu (read), through bridge.read, is held by expirer.lead (on
 //     winning an election) and by a queued Acquire that checks its claim
 //     against the state (client.queued, which takes client.mu); the
-//     readers localInfo, Stats, Snapshot, waitAppliedOr and admit take it and
-//     nothing else.
+//     readers localInfo, list, Stats, Snapshot, waitUntil and admit take
+//     it and nothing else, and Adopt takes client.mu under it to register
+//     the adopted lease (client.adopted).
 //   - Node.mu alone: register, unregisterSession, unregister and
 //     closeClients hold nothing else; a client calls them without
 //     client.mu.
@@ -57,9 +60,13 @@ type bridge struct {
 	state    *fsm.State
 	applied  uint64
 	restores uint64        // Restore calls that succeeded
-	bump     chan struct{} // closed and replaced whenever applied grows
-	sink     func([]fsm.Event)
-	restore  func(*fsm.State) // called after Restore, holding mu
+	bump     chan struct{} // closed and replaced whenever applied grows or a snapshot is restored
+	// ages is when each grant and queued claim was applied here, for
+	// entries after liveAfter: those applied once the node had started.
+	ages      *ages
+	liveAfter uint64
+	sink      func([]fsm.Event)
+	restore   func(*fsm.State) // called after Restore, holding mu
 	// halted is why the bridge stopped applying: an entry it cannot apply.
 	// From then on it applies nothing and takes no snapshot; onHalt (called
 	// once, holding mu, must not block) stops the node.
@@ -68,7 +75,10 @@ type bridge struct {
 }
 
 func newBridge(sink func([]fsm.Event), restored func(*fsm.State), onHalt func(error)) *bridge {
-	return &bridge{state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored, onHalt: onHalt}
+	return &bridge{
+		state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored, onHalt: onHalt,
+		ages: newAges(), liveAfter: math.MaxUint64,
+	}
 }
 
 // entryResult is the response of one log entry: what the raft.ApplyFuture
@@ -89,6 +99,7 @@ func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
 	var events []fsm.Event
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	now := time.Now()
 	for i, l := range logs {
 		if b.halted != nil {
 			break
@@ -100,6 +111,7 @@ func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
 				break
 			}
 			events = append(events, evs...)
+			b.ages.note(evs, now, l.Index > b.liveAfter)
 			out[i] = entryResult{res: res}
 		}
 		b.applied = l.Index
@@ -135,6 +147,14 @@ func (b *bridge) halt(err error) {
 // Apply implements raft.FSM for completeness; raft uses ApplyBatch.
 func (b *bridge) Apply(l *raft.Log) any { return b.ApplyBatch([]*raft.Log{l})[0] }
 
+// goLive marks every entry applied from now on as applied live: New calls
+// it once the node has caught up (ages).
+func (b *bridge) goLive() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.liveAfter = b.applied
+}
+
 // waitApplied blocks until the applied index reaches index or ctx ends.
 func (b *bridge) waitApplied(ctx context.Context, index uint64) error {
 	return b.waitAppliedOr(ctx, nil, index)
@@ -142,11 +162,19 @@ func (b *bridge) waitApplied(ctx context.Context, index uint64) error {
 
 // waitAppliedOr is waitApplied that also gives up when stop closes.
 func (b *bridge) waitAppliedOr(ctx context.Context, stop <-chan struct{}, index uint64) error {
+	return b.waitUntil(ctx, stop, func(applied uint64, _ *fsm.State) bool { return applied >= index })
+}
+
+// waitUntil blocks until cond holds of the applied index and state, checked
+// under the read lock now and after every applied batch or restore, until
+// ctx ends (its error) or stop closes (context.Canceled). cond must not
+// block.
+func (b *bridge) waitUntil(ctx context.Context, stop <-chan struct{}, cond func(applied uint64, st *fsm.State) bool) error {
 	for {
 		b.mu.RLock()
-		applied, bump := b.applied, b.bump
+		done, bump := cond(b.applied, b.state), b.bump
 		b.mu.RUnlock()
-		if applied >= index {
+		if done {
 			return nil
 		}
 		select {
@@ -164,6 +192,13 @@ func (b *bridge) read(fn func(*fsm.State)) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	fn(b.state)
+}
+
+// readAges runs fn on the state and its ages under the read lock.
+func (b *bridge) readAges(fn func(*fsm.State, *ages)) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	fn(b.state, b.ages)
 }
 
 // Snapshot implements raft.FSM. A snapshot is framed as the applied index
@@ -201,6 +236,7 @@ func (b *bridge) Restore(rc io.ReadCloser) error {
 	b.state = st
 	b.applied = applied
 	b.restores++
+	b.ages.prune(st)
 	close(b.bump)
 	b.bump = make(chan struct{})
 	if b.restore != nil {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"testing"
 
@@ -37,7 +38,7 @@ func TestBridge_HaltsOnEntryItCannotApply(t *testing.T) {
 		assert.Nil(t, out[2], "nothing after it is applied")
 		require.Len(t, halts, 1)
 		assert.ErrorContains(t, halts[0], "log entry 2")
-		assert.ErrorContains(t, halts[0], "protocol 1")
+		assert.ErrorContains(t, halts[0], fmt.Sprintf("protocol %d", fsm.Protocol))
 		assert.Equal(t, uint64(1), b.applied)
 
 		out = b.ApplyBatch([]*raft.Log{{Index: 4, Type: raft.LogCommand, Data: barrier}})

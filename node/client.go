@@ -61,7 +61,12 @@ type leaseKey struct {
 	token uint64
 }
 
-var _ lock.Locker = (*client)(nil)
+var (
+	_ lock.Locker  = (*client)(nil)
+	_ lock.Lister  = (*client)(nil)
+	_ lock.Revoker = (*client)(nil)
+	_ lock.Adopter = (*client)(nil)
+)
 
 func (n *Node) newClient(ctx context.Context) (*client, error) {
 	c := &client{

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node/nodepb"
 )
@@ -34,6 +35,10 @@ type Stats struct {
 	LastContact  time.Time // last contact with the leader (zero on the leader)
 	Sessions     int
 	Locks        int
+	// Protocol is the protocol level the applied state has committed to:
+	// 1 until every voter runs a build of protocol 2 and the leader raised
+	// it (DESIGN.md, "Versions and rolling upgrades").
+	Protocol int
 	// SnapshotRestores counts the snapshots this node restored since it
 	// started: its own at start-up, and those the leader sent because the
 	// node had fallen behind the leader's truncated log.
@@ -81,6 +86,7 @@ func (n *Node) Stats() Stats {
 	n.bridge.read(func(s *fsm.State) {
 		st.Sessions = len(s.Sessions())
 		st.Locks = s.LockCount()
+		st.Protocol = s.Protocol()
 	})
 	n.bridge.mu.RLock()
 	st.AppliedIndex = n.bridge.applied
@@ -168,6 +174,7 @@ func (n *Node) removeLocal(ctx context.Context, id string) error {
 		return membershipErr(err)
 	}
 	n.log.Info("removed server", "id", id)
+	leasecore.Kick(n.upgrade) // the removed voter may have been the oldest
 	return nil
 }
 

@@ -142,6 +142,10 @@ type Config struct {
 	// chatter is demoted to Debug and an unreachable peer is reported once
 	// at Warn, then every 30 s while it lasts (DESIGN.md, "Logs").
 	Logger *slog.Logger
+
+	// played makes the node play a build of another protocol from its
+	// start; set by tests only (export_test.go), nil otherwise.
+	played *playedBuild
 }
 
 // Limits caps the replicated state (DESIGN.md, "Limits"). A call that

@@ -18,7 +18,9 @@
 // loads one into the leader of a fresh cluster, for disaster recovery.
 //
 // A Node is itself a lock.Locker (one session); NewLocker returns further
-// independent clients on the same node. Fencing tokens are the Raft log
+// independent clients on the same node. Both also implement lock.Lister,
+// lock.Revoker and lock.Adopter (DESIGN.md, "Operating a lock"); Revoke
+// and Adopt need every voter on a build of protocol 2. Fencing tokens are the Raft log
 // index of the entry that granted the lease. See DESIGN.md for how expiry,
 // hand-off and durability work and why.
 package node

@@ -45,16 +45,23 @@ func (n *Node) unregister(c *client) {
 	}
 }
 
-// dispatch routes applied events to the expirer and to the local clients.
-// It runs in the FSM goroutine with the bridge's write lock held: it must
-// not block.
+// dispatch routes applied events to the expirer and to the local clients:
+// each to the client of its session, and an Adopted event also to the
+// client of the session that held the lease before. It runs in the FSM
+// goroutine with the bridge's write lock held: it must not block.
 func (n *Node) dispatch(events []fsm.Event) {
 	n.exp.handle(events)
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for _, ev := range events {
-		if c := n.clients[ev.Session]; c != nil {
+		c := n.clients[ev.Session]
+		if c != nil {
 			c.handle(ev)
+		}
+		if ev.Kind == fsm.EventAdopted {
+			if prev := n.clients[ev.Previous]; prev != nil && prev != c {
+				prev.handle(ev)
+			}
 		}
 	}
 }
@@ -90,7 +97,7 @@ func (c *client) handle(ev fsm.Event) {
 		if ev.Claim == ev.Token {
 			base = w.sent // granted by its own Acquire entry
 		}
-		l := c.newLease(ev.Name, ev.Token, ev.TTL, base)
+		l := c.newLease(ev.Name, ev.Token, ev.Session, ev.TTL, base)
 		if ev.TTL == 0 && c.lostSessions[ev.Session] {
 			// Granted to a session this client already gave up: nothing
 			// renews it, so the lease is over before it starts.
@@ -111,7 +118,33 @@ func (c *client) handle(ev fsm.Event) {
 		if ev.Session == c.sess && ev.Reason == fsm.ReasonLost {
 			leasecore.Kick(c.lost)
 		}
+	case fsm.EventRevoking:
+		if l := c.leases[leaseKey{ev.Name, ev.Token}]; l != nil && l.session == ev.Session {
+			c.revoked(l)
+		}
+	case fsm.EventAdopted:
+		if l := c.leases[leaseKey{ev.Name, ev.Token}]; l != nil && l.session == ev.Previous {
+			c.adoptedAway(l)
+		}
 	}
+}
+
+// revoked ends l, which the store marked revoked, with lock.ErrRevoked and
+// releases it in the store by token, the holder's acknowledgement that
+// ends the revoke (DESIGN.md, "Operating a lock"); c.mu held.
+func (c *client) revoked(l *lease) {
+	l.end(lock.ErrRevoked)
+	l.releaseInStoreLocked(func() {
+		c.n.log.Warn("lease revoked", "name", l.Name(), "token", l.Token(), "holder", holderID(l.session))
+	})
+}
+
+// adoptedAway ends l, which another session adopted, with lock.ErrAdopted;
+// nothing of it may reach the store: its token is the adopter's lease now.
+// c.mu held.
+func (c *client) adoptedAway(l *lease) {
+	l.cleaning.Store(true)
+	l.end(lock.ErrAdopted)
 }
 
 // grantedToNobody withdraws a grant that reaches the client with no
@@ -132,8 +165,13 @@ func (c *client) reconcile(st *fsm.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for key, l := range c.leases {
-		if li := st.Lock(key.name); !li.Held || li.Token != key.token {
+		switch li := st.Lock(key.name); {
+		case !li.Held || li.Token != key.token:
 			l.end(fmt.Errorf("%w: ended while this node was catching up", lock.ErrLost))
+		case li.Session != l.session:
+			c.adoptedAway(l)
+		case li.Revoked:
+			c.revoked(l)
 		}
 	}
 	for seq, w := range c.waiters {
@@ -161,7 +199,7 @@ func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
 			if li.Token == w.claim {
 				base = w.sent // its own Acquire's grant: counted from the send
 			}
-			l := c.newLease(w.name, li.Token, li.TTL, base)
+			l := c.newLease(w.name, li.Token, li.Session, li.TTL, base)
 			if li.TTL == 0 && c.lostSessions[li.Session] {
 				l.end(errSessionLost)
 			}
@@ -179,6 +217,8 @@ func reasonErr(r fsm.EndReason) error {
 		return lock.ErrReleased
 	case fsm.ReasonExpired:
 		return lock.ErrExpired
+	case fsm.ReasonRevoked:
+		return lock.ErrRevoked
 	default:
 		return errSessionLost
 	}

@@ -13,9 +13,10 @@ import (
 )
 
 // expirer keeps the leader's timers: one per session (reset by keep-alives,
-// which stay off the log) and one per TTL lease (reset by committed
-// Refreshes). A fired timer becomes an Expire command proposed by the
-// worker goroutine. Timers exist only while this node is the leader; on
+// which stay off the log), one per TTL lease (reset by committed Refreshes
+// and adoptions) and one per revoked lease (its grace). A fired timer
+// becomes an ExpireSession, ExpireLease or EndRevoked command proposed by
+// the worker goroutine. Timers exist only while this node is the leader; on
 // winning an election every timer is armed at a full TTL from the state, so
 // failover never expires anything early.
 type expirer struct {
@@ -28,6 +29,7 @@ type expirer struct {
 	leader   bool
 	sessions map[uint64]*sessionTimer
 	leases   map[string]*leaseTimer
+	revokes  map[string]*revokeTimer
 	pending  []expiry
 	wake     chan struct{} // buffered 1: pending is not empty
 }
@@ -54,11 +56,17 @@ type leaseTimer struct {
 	t          *time.Timer
 }
 
+type revokeTimer struct {
+	token uint64
+	t     *time.Timer
+}
+
 func newExpirer(handoffGrace time.Duration) *expirer {
 	return &expirer{
 		handoffGrace: handoffGrace,
 		sessions:     map[uint64]*sessionTimer{},
 		leases:       map[string]*leaseTimer{},
+		revokes:      map[string]*revokeTimer{},
 		wake:         make(chan struct{}, 1),
 	}
 }
@@ -80,7 +88,7 @@ func (e *expirer) handle(events []fsm.Event) {
 				st.t.Stop()
 				delete(e.sessions, ev.Session)
 			}
-		case fsm.EventGranted, fsm.EventRefreshed:
+		case fsm.EventGranted, fsm.EventRefreshed, fsm.EventAdopted:
 			switch {
 			case ev.TTL == 0:
 			case ev.Kind == fsm.EventGranted && ev.Claim != ev.Token: // handed over from the queue
@@ -88,10 +96,16 @@ func (e *expirer) handle(events []fsm.Event) {
 			default:
 				e.armLease(ev.Name, ev.Token, ev.Generation, ev.TTL)
 			}
+		case fsm.EventRevoking:
+			e.armRevoke(ev.Name, ev.Token, ev.TTL)
 		case fsm.EventEnded:
 			if lt := e.leases[ev.Name]; lt != nil && lt.token == ev.Token {
 				lt.t.Stop()
 				delete(e.leases, ev.Name)
+			}
+			if rt := e.revokes[ev.Name]; rt != nil && rt.token == ev.Token {
+				rt.t.Stop()
+				delete(e.revokes, ev.Name)
 			}
 		}
 	}
@@ -134,6 +148,27 @@ func (e *expirer) armLease(name string, token, gen uint64, ttl time.Duration) {
 		})
 	})
 	e.leases[name] = lt
+}
+
+// armRevoke arms the grace of the revoked lease (name, token): when it
+// passes, the leader ends the lease (EndRevoked).
+func (e *expirer) armRevoke(name string, token uint64, grace time.Duration) {
+	if old := e.revokes[name]; old != nil {
+		old.t.Stop()
+	}
+	rt := &revokeTimer{token: token}
+	rt.t = time.AfterFunc(grace, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.revokes[name] != rt || !e.leader {
+			return
+		}
+		e.enqueue(expiry{
+			cmd: &fsmpb.Command{Op: &fsmpb.Command_EndRevoked{EndRevoked: &fsmpb.EndRevoked{Name: name, Token: token}}},
+			due: func() bool { return e.leader && e.revokes[name] == rt },
+		})
+	})
+	e.revokes[name] = rt
 }
 
 func (e *expirer) enqueue(x expiry) {
@@ -184,7 +219,7 @@ func (e *expirer) resetSession(id uint64) bool {
 	return true
 }
 
-// lead arms every timer at a full TTL from state (called with the bridge's
+// lead arms every timer at a full TTL (a full grace) from state (called with the bridge's
 // read lock held, so no event slips between the scan and the arming), for
 // the new leader.
 func (e *expirer) lead(st *fsm.State) {
@@ -197,6 +232,9 @@ func (e *expirer) lead(st *fsm.State) {
 	}
 	for _, l := range st.TTLLeases() {
 		e.armLease(l.Name, l.Token, l.Generation, l.TTL)
+	}
+	for _, r := range st.Revoked() {
+		e.armRevoke(r.Name, r.Token, r.Grace)
 	}
 }
 
@@ -217,6 +255,10 @@ func (e *expirer) stopAll() {
 	for name, lt := range e.leases {
 		lt.t.Stop()
 		delete(e.leases, name)
+	}
+	for name, rt := range e.revokes {
+		rt.t.Stop()
+		delete(e.revokes, name)
 	}
 }
 

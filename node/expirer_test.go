@@ -92,3 +92,51 @@ func TestExpireLoop_DropsExpiryNoLongerDue(t *testing.T) {
 	assert.False(t, e.failed(due[0]), "an expiry of a leader that stepped down is not due")
 	assert.Empty(t, e.take())
 }
+
+// TestExpirer_NewLeaderEndsRevokedLease: a new leader arms the grace of
+// every revoked lease of the state (State.Revoked), so a revoke whose
+// leader stepped down before the grace passed still ends: EndRevoked for
+// that lease is proposed once the grace (the holder session's TTL) has
+// passed from the new leader's start.
+func TestExpirer_NewLeaderEndsRevokedLease(t *testing.T) {
+	st := fsm.New()
+	index := uint64(0)
+	apply := func(cmd *fsmpb.Command) *fsmpb.Result {
+		t.Helper()
+		index++
+		res, _, err := st.Apply(index, cmd)
+		require.NoError(t, err)
+		return res
+	}
+	apply(&fsmpb.Command{Op: &fsmpb.Command_SetProtocol{SetProtocol: &fsmpb.SetProtocol{Level: 2}}})
+	apply(&fsmpb.Command{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{
+		Req: &fsmpb.Request{Session: 9}, TtlNs: int64(30 * time.Millisecond),
+	}}})
+	granted := apply(&fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
+		Req: &fsmpb.Request{Session: 9, Seq: 1}, Name: "r", TtlNs: int64(time.Hour),
+	}}})
+	require.Equal(t, fsmpb.Code_CODE_GRANTED, granted.GetCode())
+	revoked := apply(&fsmpb.Command{Op: &fsmpb.Command_Revoke{Revoke: &fsmpb.Revoke{
+		Req: &fsmpb.Request{Session: 9, Seq: 2}, Name: "r", Token: granted.GetToken(),
+	}}})
+	require.Equal(t, fsmpb.Code_CODE_OK, revoked.GetCode())
+
+	e := newExpirer(0)
+	e.lead(st)
+	defer e.follow()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case <-e.wake:
+		case <-deadline:
+			t.Fatal("the new leader never ended the revoked lease")
+		}
+		for _, x := range e.take() {
+			if end := x.cmd.GetEndRevoked(); end != nil {
+				assert.Equal(t, "r", end.GetName())
+				assert.Equal(t, granted.GetToken(), end.GetToken())
+				return
+			}
+		}
+	}
+}

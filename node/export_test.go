@@ -15,7 +15,7 @@ import (
 // internal/testcluster, which imports node, so they cannot be in package
 // node. Unexported identifiers reached: Node.wallSkew, Node.raft,
 // Node.trans, Node.mu, Node.clients,
-// Node.def, client.sess, Node.expireLocal.
+// Node.def, client.sess, Node.expireLocal, Config.played, Node.bridge.
 
 // SetWallSkew makes the wall clock n stamps commands with (and reads
 // leader stamps against) run d off the real one; 0 restores it.
@@ -114,4 +114,22 @@ func LogCommands(n *Node) ([]*fsmpb.Command, error) {
 func PlayProtocol(n *Node, v int, needs func(*fsmpb.Command) int) {
 	n.protocol.Store(int32(v))
 	n.needs.Store(&needs)
+}
+
+// PlayProtocolFromStart makes the node cfg starts play, from its start, a
+// build that announces protocol v and believes that each command needs the
+// protocol needs returns.
+func PlayProtocolFromStart(cfg *Config, v int, needs func(*fsmpb.Command) int) {
+	cfg.played = &playedBuild{protocol: v, needs: needs}
+}
+
+// RevokedNames lists the names whose lease n's applied state shows revoked.
+func RevokedNames(n *Node) []string {
+	var names []string
+	n.bridge.read(func(st *fsm.State) {
+		for _, r := range st.Revoked() {
+			names = append(names, r.Name)
+		}
+	})
+	return names
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -32,5 +33,5 @@ func TestNode_RestartOnUnknownEntryNamesIt(t *testing.T) {
 	}
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "cannot be applied", "after %v", time.Since(start))
-	assert.Contains(t, err.Error(), "protocol 1")
+	assert.Contains(t, err.Error(), fmt.Sprintf("protocol %d", fsm.Protocol))
 }

@@ -27,6 +27,9 @@ type lease struct {
 	ender leasecore.Ender
 	c     *client
 	ttl   time.Duration // 0: session lease
+	// session is the session that holds the lease in the store: the one it
+	// was granted to or adopted by.
+	session uint64
 	// TTL leases: the holder's local deadline and its timer; c.mu.
 	deadline time.Time
 	timer    *time.Timer
@@ -41,10 +44,11 @@ type lease struct {
 
 var _ lock.Lease = (*lease)(nil)
 
-// newLease registers a lease granted at base (the send time of the request
-// that got it, or the local apply time of a hand-off); c.mu held.
-func (c *client) newLease(name string, token uint64, ttl time.Duration, base time.Time) *lease {
-	l := &lease{c: c, ttl: ttl, letGo: make(chan struct{})}
+// newLease registers a lease of session granted at base (the send time of
+// the request that got it, or the local apply time of a hand-off); c.mu
+// held.
+func (c *client) newLease(name string, token, session uint64, ttl time.Duration, base time.Time) *lease {
+	l := &lease{c: c, ttl: ttl, session: session, letGo: make(chan struct{})}
 	l.Core, l.ender = leasecore.New(name, token)
 	if ttl > 0 {
 		l.deadline = base.Add(ttl - driftMargin(ttl))
@@ -261,11 +265,22 @@ func (l *lease) endedErr() error {
 // store may come back long after the lease ended and apply a late Refresh
 // then (DESIGN.md, "A lease after its end").
 func (l *lease) releaseInStore() {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	l.releaseInStoreLocked(nil)
+}
+
+// releaseInStoreLocked is releaseInStore with c.mu held; first, if set,
+// runs first on its goroutine.
+func (l *lease) releaseInStoreLocked(first func()) {
 	if !l.cleaning.CompareAndSwap(false, true) {
 		return
 	}
 	c := l.c
-	c.background(func() {
+	c.bgLocked(func() {
+		if first != nil {
+			first()
+		}
 		backoff := leasecore.Backoff{Min: retryMin, Max: retryMax}
 		for warned := false; ; warned = true {
 			err := l.releaseOnce()
@@ -303,6 +318,11 @@ func (l *lease) releaseOnce() error {
 func (c *client) background(fn func()) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.bgLocked(fn)
+}
+
+// bgLocked is background with c.mu held.
+func (c *client) bgLocked(fn func()) bool {
 	if c.closed {
 		return false
 	}

@@ -68,6 +68,9 @@ type Node struct {
 	// leaderChanged is bumped whenever this node learns of a new leader (or
 	// loses the one it knew): calls waiting for a leader retry at once.
 	leaderChanged *signal
+	// upgrade (buffered 1) wakes runUpgrades: this node may be able to
+	// raise the committed protocol level.
+	upgrade chan struct{}
 
 	// mu guards the registry of clients (register, unregister and
 	// dispatch in events.go; closeClients); see bridge.go for the order
@@ -88,7 +91,12 @@ type Node struct {
 	once        sync.Once
 }
 
-var _ lock.Locker = (*Node)(nil)
+var (
+	_ lock.Locker  = (*Node)(nil)
+	_ lock.Lister  = (*Node)(nil)
+	_ lock.Revoker = (*Node)(nil)
+	_ lock.Adopter = (*Node)(nil)
+)
 
 // New starts a node and returns once it is ready to serve: a single node
 // once it is the leader with its log applied; a cluster member once it
@@ -106,6 +114,7 @@ func New(cfg Config) (*Node, error) {
 		clients: map[uint64]*client{},
 		leading: newGate(),
 		started: make(chan struct{}),
+		upgrade: make(chan struct{}, 1),
 
 		leaderChanged: newSignal(),
 	}
@@ -114,6 +123,10 @@ func New(cfg Config) (*Node, error) {
 	n.protocol.Store(fsm.Protocol)
 	needs := fsm.Needs
 	n.needs.Store(&needs)
+	if p := cfg.played; p != nil { // tests only (export_test.go)
+		n.protocol.Store(int32(p.protocol))
+		n.needs.Store(&p.needs)
+	}
 	n.bridge = newBridge(n.dispatch, n.reconcile, n.halt)
 	fail := func(err error) (*Node, error) {
 		_ = n.shutdown(context.Background(), false)
@@ -122,10 +135,11 @@ func New(cfg Config) (*Node, error) {
 	if err := n.startRaft(); err != nil {
 		return fail(err)
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.watchLeadership()
 	go n.watchLeader()
 	go n.runExpiries()
+	go n.runUpgrades()
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.StartTimeout)
 	defer cancel()
@@ -143,6 +157,7 @@ func New(cfg Config) (*Node, error) {
 		}
 		return fail(fmt.Errorf("node: not ready after %v: %w", cfg.StartTimeout, err))
 	}
+	n.bridge.goLive() // caught up: what applies from now on is new (DESIGN.md, "Time")
 	n.def, err = n.newClient(ctx)
 	if err != nil {
 		return fail(err)
@@ -209,6 +224,7 @@ func (n *Node) onLeadership(isLeader bool, barrier func() error) {
 		}
 	}
 	n.bridge.read(n.exp.lead)
+	n.raiseProtocol() // before serving: a single node is at this build's level when New returns
 	n.leadTerm.Store(term)
 	n.leading.set(true)
 	n.log.Debug("leading: expiry timers armed", "term", term)
@@ -270,6 +286,22 @@ func (n *Node) TryAcquire(ctx context.Context, name string, opts ...lock.Option)
 // operation that completed before it was called.
 func (n *Node) Inspect(ctx context.Context, name string, opts ...lock.InspectOption) (lock.Info, error) {
 	return n.def.Inspect(ctx, name, opts...)
+}
+
+// List implements lock.Lister with the node's default client.
+func (n *Node) List(ctx context.Context, prefix string, opts ...lock.ListOption) (lock.Page, error) {
+	return n.def.List(ctx, prefix, opts...)
+}
+
+// Revoke implements lock.Revoker with the node's default client.
+func (n *Node) Revoke(ctx context.Context, name string, token uint64) error {
+	return n.def.Revoke(ctx, name, token)
+}
+
+// Adopt implements lock.Adopter with the node's default client: the
+// adopted lease is the default client's.
+func (n *Node) Adopt(ctx context.Context, name string, token uint64) (lock.Lease, error) {
+	return n.def.Adopt(ctx, name, token)
 }
 
 // Close is Shutdown bounded by 5 s (cleanupTimeout): what a node with a

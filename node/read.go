@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node/nodepb"
 )
@@ -77,40 +76,35 @@ func (c *client) Inspect(ctx context.Context, name string, opts ...lock.InspectO
 	if err := lock.ValidateName(name); err != nil {
 		return lock.Info{}, err
 	}
+	o, err := lock.NewInspectOptions(opts...)
+	if err != nil {
+		return lock.Info{}, err
+	}
 	if c.isClosed() {
 		return lock.Info{}, lock.ErrClosed
 	}
 	if err := c.n.readBarrier(ctx); err != nil {
 		return lock.Info{}, err
 	}
-	return c.n.localInfo(name), nil
+	return c.n.localInfo(name, o.QueueLimit), nil
 }
 
 // InspectLocal reports name from this node's own applied state without
 // asking the leader: it answers without a quorum and costs no network round
 // trip, but it is a stale read — it can miss operations that completed
-// elsewhere and have not yet been applied here.
-func (n *Node) InspectLocal(name string) (lock.Info, error) {
+// elsewhere and have not yet been applied here. It takes Inspect's options.
+func (n *Node) InspectLocal(name string, opts ...lock.InspectOption) (lock.Info, error) {
 	if err := lock.ValidateName(name); err != nil {
 		return lock.Info{}, err
 	}
-	return n.localInfo(name), nil
-}
-
-// wallNow is the wall clock of leader stamps: only Inspect's ExpiresIn
-// reads it back. Expiry runs on monotonic timers and never looks at it.
-func (n *Node) wallNow() time.Time { return time.Now().Add(time.Duration(n.wallSkew.Load())) }
-
-// localInfo reports name from this node's applied state. A TTL lease's
-// time left is the leader's stamp of its grant or last refresh plus the TTL,
-// read against the local clock, so clamped to (0, TTL].
-func (n *Node) localInfo(name string) lock.Info {
-	var li fsm.LockInfo
-	n.bridge.read(func(s *fsm.State) { li = s.Lock(name) })
-	info := lock.Info{Name: name, Held: li.Held, Token: li.Token, Owner: li.Owner, Waiters: li.Waiters}
-	if li.Held && li.TTL > 0 {
-		left := time.Unix(0, li.RefreshedUnixNano).Add(li.TTL).Sub(n.wallNow())
-		info.ExpiresIn = min(max(left, time.Nanosecond), li.TTL) // ≤ 0: expiring, not yet committed
+	o, err := lock.NewInspectOptions(opts...)
+	if err != nil {
+		return lock.Info{}, err
 	}
-	return info
+	return n.localInfo(name, o.QueueLimit), nil
 }
+
+// wallNow is the wall clock of leader stamps: only Inspect reads it back
+// (ExpiresIn, and Since and Waited of what this node did not see applied
+// live). Expiry runs on monotonic timers and never looks at it.
+func (n *Node) wallNow() time.Time { return time.Now().Add(time.Duration(n.wallSkew.Load())) }

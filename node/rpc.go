@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node/nodepb"
 )
@@ -133,6 +134,7 @@ func (n *Node) handleRPC(ctx context.Context, payload []byte) ([]byte, error) {
 		resp = &nodepb.Response{Status: nodepb.Status_STATUS_INVALID, Message: err.Error()}
 	} else {
 		n.peers.heard(sender(ctx, req), req.GetProtocol())
+		leasecore.Kick(n.upgrade) // maybe every voter speaks a newer protocol now
 		if t := req.GetTimeoutNs(); t > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, time.Duration(t))

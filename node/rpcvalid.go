@@ -44,14 +44,17 @@ func validRequest(req *nodepb.Request) error {
 }
 
 // peerMayPropose allows the valid commands a client proposes through the
-// leader; expiries and the term barrier come from the leader's own timers
-// and term, never from a peer.
+// leader; expiries, the end of a revoke's grace, the protocol level and the
+// term barrier come from the leader's own timers, protocol table and term,
+// never from a peer.
 func peerMayPropose(cmd *fsmpb.Command) error {
 	switch cmd.GetOp().(type) {
 	case *fsmpb.Command_OpenSession, *fsmpb.Command_CloseSession, *fsmpb.Command_Acquire,
-		*fsmpb.Command_Release, *fsmpb.Command_Refresh, *fsmpb.Command_Cancel:
+		*fsmpb.Command_Release, *fsmpb.Command_Refresh, *fsmpb.Command_Cancel,
+		*fsmpb.Command_Revoke, *fsmpb.Command_Adopt:
 		return fsm.Validate(cmd) // again in proposeLocal; here so that followers refuse it alike
-	case *fsmpb.Command_ExpireSession, *fsmpb.Command_ExpireLease:
+	case *fsmpb.Command_ExpireSession, *fsmpb.Command_ExpireLease,
+		*fsmpb.Command_EndRevoked, *fsmpb.Command_SetProtocol:
 		return fmt.Errorf("%w: %T", errLeaderOnly, cmd.GetOp())
 	case nil:
 		if cmd == nil {

@@ -41,26 +41,27 @@ func TestNode_StopsOnEntryItCannotApply(t *testing.T) {
 	})
 }
 
-// TestNode_ProposesOnlyWhatEveryVoterSpeaks: a single node playing an old
-// build (protocol 1) refuses a command that needs protocol 2, before the
-// log; once it speaks 2 the command goes through.
+// TestNode_ProposesOnlyWhatEveryVoterSpeaks: a single node playing this
+// build refuses a command that a newer one (fsm.Protocol+1) introduced,
+// before the log; once it speaks the newer protocol the command goes
+// through.
 func TestNode_ProposesOnlyWhatEveryVoterSpeaks(t *testing.T) {
 	ctx := testCtx(t)
 	n := newNode(t, Config{})
 	needs := func(cmd *fsmpb.Command) int {
 		if cmd.GetAcquire() != nil {
-			return 2
+			return fsm.Protocol + 1
 		}
-		return 1
+		return fsm.Needs(cmd)
 	}
-	PlayProtocol(n, 1, needs)
+	PlayProtocol(n, fsm.Protocol, needs)
 	_, err := n.TryAcquire(ctx, "x")
 	require.ErrorIs(t, err, ErrUnsupported)
 	info, err := n.Inspect(ctx, "x")
 	require.NoError(t, err)
 	assert.False(t, info.Held)
 
-	PlayProtocol(n, 2, needs)
+	PlayProtocol(n, fsm.Protocol+1, needs)
 	l, err := n.TryAcquire(context.Background(), "x")
 	require.NoError(t, err)
 	require.NoError(t, l.Release(ctx))
@@ -81,4 +82,26 @@ func TestProtocols_BoundedByStrangers(t *testing.T) {
 	assert.Equal(t, 1, p.of("unheard"), "a member not heard from counts as the oldest protocol")
 	p.heard(strings.Repeat("x", 300), 5)
 	assert.Equal(t, 1, p.of(strings.Repeat("x", 300)), "an ID no member can have is not recorded")
+}
+
+// TestNode_RevokeBelowLevel2: a Revoke or Adopt that the leader lets
+// through but the state machine answers UNSUPPORTED (the cluster has not
+// committed level 2: here a node that announces protocol 1 yet believes
+// every command needs only 1) is an error wrapping lock.ErrUnsupported
+// that says so, and changes nothing.
+func TestNode_RevokeBelowLevel2(t *testing.T) {
+	ctx := testCtx(t)
+	cfg := Config{}
+	cfg.played = &playedBuild{protocol: 1, needs: func(*fsmpb.Command) int { return 1 }}
+	n := newNode(t, cfg)
+	require.Equal(t, 1, n.Stats().Protocol)
+	l, err := n.Acquire(ctx, "x", lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	err = n.Revoke(ctx, "x", l.Token())
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	assert.Contains(t, err.Error(), "protocol level 2")
+	_, err = n.Adopt(ctx, "x", l.Token())
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	assert.NoError(t, l.Err())
+	require.NoError(t, l.Release(ctx))
 }
