@@ -9,6 +9,7 @@ import (
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // waiter is a blocked Acquire. It is registered under the seq of its
@@ -39,11 +40,19 @@ func (w *waiter) fail(err error) {
 }
 
 func (c *client) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return c.acquire(ctx, name, false, opts)
+	return c.measured(ctx, name, false, opts)
 }
 
 func (c *client) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return c.acquire(ctx, name, true, opts)
+	return c.measured(ctx, name, true, opts)
+}
+
+// measured is acquire, reported to the node's metrics when it returns.
+func (c *client) measured(ctx context.Context, name string, try bool, opts []lock.Option) (lock.Lease, error) {
+	start := time.Now()
+	l, err := c.acquire(ctx, name, try, opts)
+	c.n.metrics.Acquire(try, metrics.OutcomeOf(err), time.Since(start))
+	return l, err
 }
 
 func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock.Option) (lock.Lease, error) {
@@ -112,6 +121,10 @@ func (c *client) settle(ctx context.Context, name string, req *fsmpb.Request, w 
 	switch res.GetCode() {
 	case fsmpb.Code_CODE_GRANTED, fsmpb.Code_CODE_QUEUED:
 		c.queued(req.Seq, w, res.GetClaim())
+		if res.GetCode() == fsmpb.Code_CODE_QUEUED {
+			c.n.metrics.Waiting(+1)
+			defer c.n.metrics.Waiting(-1)
+		}
 	case fsmpb.Code_CODE_HELD:
 		c.dropWaiter(req.Seq, w)
 		return nil, fmt.Errorf("%w: %q", lock.ErrHeld, name)

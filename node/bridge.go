@@ -13,6 +13,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // Lock order. The node's mutexes nest in one order only; a goroutine that
@@ -72,12 +73,18 @@ type bridge struct {
 	// once, holding mu, must not block) stops the node.
 	halted error
 	onHalt func(error)
+	// metrics gets each entry's apply time and each snapshot installed
+	// once the node is live; set before Raft starts.
+	metrics metrics.Sink
+	// ownRestores is how many Restores to come are of the node's own
+	// snapshot at start-up (1 if its store holds one), not installs.
+	ownRestores int
 }
 
 func newBridge(sink func([]fsm.Event), restored func(*fsm.State), onHalt func(error)) *bridge {
 	return &bridge{
 		state: fsm.New(), bump: make(chan struct{}), sink: sink, restore: restored, onHalt: onHalt,
-		ages: newAges(), liveAfter: math.MaxUint64,
+		ages: newAges(), liveAfter: math.MaxUint64, metrics: metrics.Nop{},
 	}
 }
 
@@ -105,7 +112,9 @@ func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
 			break
 		}
 		if l.Type == raft.LogCommand {
+			start := time.Now()
 			res, evs, err := b.apply(l)
+			b.metrics.Applied(time.Since(start))
 			if err != nil {
 				b.halt(err)
 				break
@@ -146,6 +155,14 @@ func (b *bridge) halt(err error) {
 
 // Apply implements raft.FSM for completeness; raft uses ApplyBatch.
 func (b *bridge) Apply(l *raft.Log) any { return b.ApplyBatch([]*raft.Log{l})[0] }
+
+// ownRestore says that the next Restore is raft.NewRaft restoring the
+// node's own latest snapshot, not an install from the leader (metrics).
+func (b *bridge) ownRestore() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ownRestores = 1
+}
 
 // goLive marks every entry applied from now on as applied live: New calls
 // it once the node has caught up (ages).
@@ -236,6 +253,11 @@ func (b *bridge) Restore(rc io.ReadCloser) error {
 	b.state = st
 	b.applied = applied
 	b.restores++
+	if b.ownRestores > 0 {
+		b.ownRestores-- // the node's own snapshot, restored by raft.NewRaft
+	} else {
+		b.metrics.SnapshotInstalled()
+	}
 	b.ages.prune(st)
 	close(b.bump)
 	b.bump = make(chan struct{})

@@ -101,6 +101,7 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 		return nil, err
 	}
 	go c.keepAlive(sent)
+	n.metrics.Sessions(+1)
 	return c, nil
 }
 
@@ -233,6 +234,7 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	sess, seq = c.sess, c.seq
 	c.mu.Unlock()
 	c.ready.set(true) // let calls waiting for a session through, to ErrClosed
+	c.n.metrics.Sessions(-1)
 	c.cancel()
 	<-c.stopped
 	c.bg.Wait()

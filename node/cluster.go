@@ -11,6 +11,7 @@ import (
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 	"github.com/quorumlock/quorumlock/node/nodepb"
 )
 
@@ -93,6 +94,22 @@ func (n *Node) Stats() Stats {
 	st.SnapshotRestores = n.bridge.restores
 	n.bridge.mu.RUnlock()
 	return st
+}
+
+// observe is what the node hands its metrics Sink to read at a scrape
+// (metrics.Sink.Observe).
+func (n *Node) observe() metrics.Stats {
+	st := n.Stats()
+	m := metrics.Stats{
+		Term: st.Term, Leader: st.State == "leader", CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
+		StoreSessions: st.Sessions, StoreLocks: st.Locks,
+	}
+	if n.trans != nil {
+		ts := n.trans.Stats()
+		m.Dials, m.DialFailures, m.ConnsLost, m.PendingCalls = ts.Dials, ts.DialFailures, ts.ConnsLost, ts.PendingCalls
+		m.ActiveConns, m.AuthFailures, m.IOTimeouts = ts.ActiveConns, ts.AuthFailures, ts.IOTimeouts
+	}
+	return m
 }
 
 func stateName(s raft.RaftState) string {

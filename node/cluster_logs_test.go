@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/internal/testcluster"
+	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
 )
 
@@ -149,4 +150,37 @@ func TestCluster_LogsGracefulStop(t *testing.T) {
 		}
 	}
 	assert.Empty(t, rec.lines(slog.LevelError), "no ERROR lines while a healthy cluster stops")
+}
+
+// TestCluster_LogsLostLease (issue 13): what an operator must know is
+// logged at Warn: the holder's node says its lease is lost (here: its node
+// crashed), and the leader says it expired the silent session, naming it
+// as Inspect does.
+func TestCluster_LogsLostLease(t *testing.T) {
+	rec := newLogRecorder()
+	c := startLoggedCluster(t, rec)
+	ctx := clusterCtx(t)
+	f := c.Follower()
+	l, err := c.NewLocker(ctx, f)
+	require.NoError(t, err)
+	lease, err := l.Acquire(ctx, "lost-job")
+	require.NoError(t, err)
+	info, err := c.Node(c.Leader()).Inspect(ctx, "lost-job")
+	require.NoError(t, err)
+	c.Kill(f)
+	require.ErrorIs(t, lease.Err(), lock.ErrLost)
+
+	warned := func(msg, key, want string) func() bool {
+		return func() bool {
+			for _, line := range rec.lines(slog.LevelWarn) {
+				if line.msg == msg && line.attrs[key] == want {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	assert.True(t, warned("lease lost", "name", "lost-job")(), "the holder's node logs the lost lease at Warn")
+	require.Eventually(t, warned("session expired: no keep-alive for its TTL; its session leases pass on", "session", info.Holder),
+		20*time.Second, 5*time.Millisecond, "the leader logs the expired session at Warn, named as Inspect names its holder")
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // Defaults and limits of Config.
@@ -132,6 +133,13 @@ type Config struct {
 	// fields take the defaults (DefaultLimits). The leader's Limits apply,
 	// so give every node the same.
 	Limits Limits
+
+	// Metrics receives the node's measurements (metrics/DESIGN.md): its
+	// Lockers' calls and leases, and the Raft node's commits, applies,
+	// forwarded requests, leader changes, snapshot installs, store size and
+	// transport counters. Nil means none; give each node its own Sink
+	// (prommetrics: its own constant labels).
+	Metrics metrics.Sink
 
 	// Logger receives the node's and Raft's logs. Nil means silent. The
 	// node logs through it as given, adding no attribute of its own to

@@ -93,10 +93,13 @@ func (c *client) handle(ev fsm.Event) {
 			c.grantedToNobody(ev)
 			return
 		}
-		base := time.Now()
+		base, waited := time.Now(), time.Duration(0)
 		if ev.Claim == ev.Token {
 			base = w.sent // granted by its own Acquire entry
+		} else {
+			waited = time.Since(w.sent) // granted from the queue
 		}
+		c.n.metrics.Granted(kindOf(ev.TTL), waited)
 		l := c.newLease(ev.Name, ev.Token, ev.Session, ev.TTL, base)
 		if ev.TTL == 0 && c.lostSessions[ev.Session] {
 			// Granted to a session this client already gave up: nothing

@@ -327,6 +327,13 @@ func (n *Node) expireLocal(cmd *fsmpb.Command) error {
 	if err != nil {
 		return fmt.Errorf("expire: %w", err)
 	}
+	if es := cmd.GetExpireSession(); es != nil && res.GetCode() == fsmpb.Code_CODE_OK {
+		// What an operator must know: a client went silent for its TTL, and
+		// its session leases pass on.
+		n.log.Warn("session expired: no keep-alive for its TTL; its session leases pass on",
+			"session", holderID(es.GetSession()))
+		return nil
+	}
 	n.log.Debug("expired", "command", cmd.String(), "code", res.GetCode().String())
 	return nil
 }

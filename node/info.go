@@ -10,6 +10,14 @@ import (
 
 // What Inspect and List report (DESIGN.md, "Operating a lock").
 
+// kindOf is the kind of a lease with TTL ttl (0: a session lease).
+func kindOf(ttl time.Duration) lock.Kind {
+	if ttl > 0 {
+		return lock.KindTTL
+	}
+	return lock.KindSession
+}
+
 // holderID is how Inspect and List name a session: its ID as 16 lowercase
 // hex digits.
 func holderID(session uint64) string { return fmt.Sprintf("%016x", session) }

@@ -49,7 +49,7 @@ var _ lock.Lease = (*lease)(nil)
 // held.
 func (c *client) newLease(name string, token, session uint64, ttl time.Duration, base time.Time) *lease {
 	l := &lease{c: c, ttl: ttl, session: session, letGo: make(chan struct{})}
-	l.Core, l.ender = leasecore.New(name, token)
+	l.Core, l.ender = leasecore.NewMeasured(name, token, kindOf(ttl), c.n.metrics)
 	if ttl > 0 {
 		l.deadline = base.Add(ttl - driftMargin(ttl))
 		l.timer = time.AfterFunc(time.Until(l.deadline), l.expireLocally)
@@ -73,6 +73,13 @@ func (l *lease) expireLocally() {
 func (l *lease) end(why error) {
 	if !l.ender.End(why) {
 		return
+	}
+	switch {
+	case errors.Is(why, lock.ErrRevoked): // logged where the revoke is heard (events.go)
+	case errors.Is(why, lock.ErrLost):
+		l.c.n.log.Warn("lease lost", "name", l.Name(), "token", l.Token(), "holder", holderID(l.session), "reason", why.Error())
+	case errors.Is(why, lock.ErrExpired):
+		l.c.n.log.Info("lease expired", "name", l.Name(), "token", l.Token(), "holder", holderID(l.session))
 	}
 	if l.timer != nil {
 		l.timer.Stop()

@@ -14,6 +14,7 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 	"github.com/quorumlock/quorumlock/transport"
 )
 
@@ -27,7 +28,9 @@ type Node struct {
 	// that are in flight at Shutdown (see DESIGN.md, hashicorp/raft#498).
 	commitMu sync.RWMutex
 	log      *slog.Logger
-	chatter  *chatter // Raft's routine log lines (raftlog.go)
+	chatter  *chatter     // Raft's routine log lines (raftlog.go)
+	metrics  metrics.Sink // Config.Metrics, or metrics.Nop
+	isLeader atomic.Bool  // as last reported to metrics
 	raft     *raft.Raft
 	logs     raft.LogStore // raft's; read only by tests (export_test.go)
 	// protocol is what this node announces and applies (fsm.Protocol);
@@ -110,6 +113,7 @@ func New(cfg Config) (*Node, error) {
 		cfg:     cfg,
 		log:     cfg.Logger, // as given: the caller adds the node's ID if it wants it (Config.Logger)
 		chatter: newChatter(),
+		metrics: metrics.OrNop(cfg.Metrics),
 		exp:     newExpirer(cfg.handoffGrace()),
 		clients: map[uint64]*client{},
 		leading: newGate(),
@@ -128,6 +132,7 @@ func New(cfg Config) (*Node, error) {
 		n.needs.Store(&p.needs)
 	}
 	n.bridge = newBridge(n.dispatch, n.reconcile, n.halt)
+	n.bridge.metrics = n.metrics
 	fail := func(err error) (*Node, error) {
 		_ = n.shutdown(context.Background(), false)
 		return nil, err
@@ -158,6 +163,7 @@ func New(cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("node: not ready after %v: %w", cfg.StartTimeout, err))
 	}
 	n.bridge.goLive() // caught up: what applies from now on is new (DESIGN.md, "Time")
+	n.metrics.Observe(n.observe)
 	n.def, err = n.newClient(ctx)
 	if err != nil {
 		return fail(err)
@@ -202,6 +208,9 @@ func (n *Node) watchLeadership() {
 // node would lead with its gate shut and no expiry timers until
 // leadership moved.
 func (n *Node) onLeadership(isLeader bool, barrier func() error) {
+	if n.isLeader.Swap(isLeader) != isLeader {
+		n.metrics.LeaderChanged(isLeader)
+	}
 	n.leading.set(false)
 	n.exp.follow()
 	if !isLeader {
@@ -375,6 +384,7 @@ func (n *Node) closeClients(ctx context.Context, graceful bool) error {
 
 func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 	n.once.Do(func() {
+		n.metrics.Observe(nil)
 		n.sessionsErr = n.closeClients(ctx, graceful)
 		if n.sessionsErr != nil {
 			n.log.Warn("stopping without closing every session in the store", "error", n.sessionsErr)

@@ -94,6 +94,7 @@ func (c *client) adopted(op, name string, token, session uint64, ttl time.Durati
 			return
 		}
 		l = c.newLease(name, token, session, ttl, sent)
+		c.n.metrics.Granted(lock.KindTTL, 0) // the lease is this client's from now on
 	})
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 	"github.com/quorumlock/quorumlock/node/nodepb"
 )
 
@@ -188,7 +189,9 @@ func (n *Node) proposeLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Res
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
+	start := time.Now()
 	f, err := n.commit(data, timeout)
+	n.metrics.Proposed(metrics.OutcomeOf(err), time.Since(start))
 	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrRaftShutdown):

@@ -25,6 +25,9 @@ func (n *Node) startRaft() error {
 	if err := n.bootstrap(rc, logs, stable, snaps, trans); err != nil {
 		return err
 	}
+	if own, err := snaps.List(); err == nil && len(own) > 0 {
+		n.bridge.ownRestore() // NewRaft restores one of them first: not an install
+	}
 	r, err := raft.NewRaft(rc, n.bridge, logs, stable, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)

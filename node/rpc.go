@@ -12,6 +12,7 @@ import (
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 	"github.com/quorumlock/quorumlock/node/nodepb"
 )
 
@@ -40,7 +41,9 @@ func (n *Node) call(ctx context.Context, req *nodepb.Request) (*nodepb.Response,
 	done := make(chan struct{})
 	defer close(done)
 	go n.abortOnLeaderChange(changed, addr, cancel, done)
+	start := time.Now()
 	resp, err := n.callAt(cctx, string(addr), req)
+	n.metrics.Forwarded(metrics.OutcomeOf(err), time.Since(start))
 	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errLeaderChanged) {
 		return nil, fmt.Errorf("%w: %s: %w", errAmbiguous, addr, errLeaderChanged)
 	}

@@ -148,6 +148,8 @@ func (c *client) sessionLost() {
 	defer c.mu.Unlock()
 	c.lostSessions[c.sess] = true
 	c.ready.set(false)
+	c.n.log.Warn("session lost: no keep-alive acknowledged within its TTL; its session leases end",
+		"session", holderID(c.sess), "leases", len(c.leases))
 	for _, l := range c.leases {
 		if l.ttl == 0 {
 			l.end(errSessionLost)
