@@ -297,7 +297,7 @@ func (l *Locker) touch(ctx context.Context, c *claim, state claimState) (*zk.Sta
 	data := encodeData(d)
 	err := retry(ctx, func() (err error) {
 		sent = time.Now()
-		err = l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(c.path, data, c.version); return err }, nil)
+		stat, err = callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(c.path, data, c.version) }, nil)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			return errRequeue

@@ -280,9 +280,8 @@ func (le *lease) refreshTTL(ctx context.Context) error {
 		l.mu.Lock()
 		d, version := le.meta, le.version
 		l.mu.Unlock()
-		var stat *zk.Stat
 		sent := time.Now()
-		err := l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(le.path, encodeData(d), version); return err }, nil)
+		stat, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(le.path, encodeData(d), version) }, nil)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			le.vanished()
@@ -324,7 +323,7 @@ func (le *lease) refreshed(sent time.Time, stat *zk.Stat) error {
 // looked at: revoked ends the lease).
 func (le *lease) confirm(ctx context.Context) error {
 	l := le.l
-	if err := l.call(ctx, ackSession, func() error { _, err := l.conn.Sync("/"); return err }, nil); err != nil {
+	if err := l.call(ctx, ackSession, func() error { _, err := l.conn.Sync("/"); return err }); err != nil {
 		return err
 	}
 	exists, stat, err := l.exists(ctx, le.path)

@@ -50,7 +50,10 @@ type Locker struct {
 
 	ops   sync.WaitGroup // public calls in progress
 	calls sync.WaitGroup // goroutines of store calls
-	bg    sync.WaitGroup // prober and watchdog
+	// running counts the goroutines of store calls too; unlike calls it
+	// can be read at any time (tests wait for abandoned calls with it).
+	running atomic.Int64
+	bg      sync.WaitGroup // prober and watchdog
 }
 
 var (
