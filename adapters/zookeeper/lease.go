@@ -47,7 +47,7 @@ func ttlMargin(ttl time.Duration) time.Duration { return ttl/500 + 5*time.Millis
 // (c.marked) plus the TTL minus the margin.
 func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
 	le := &lease{l: l, path: c.path, ttl: c.ttl, session: session, meta: c.meta, version: c.version}
-	le.Core, le.ender = leasecore.New(c.name, token)
+	le.Core, le.ender = leasecore.NewMeasured(c.name, token, kindOf(c.ttl), l.sink)
 	if c.ttl > 0 {
 		le.deadline.Start(c.marked.Add(c.ttl-ttlMargin(c.ttl)), func() {
 			le.end(fmt.Errorf("%w: TTL %v passed without a Refresh", lock.ErrExpired, le.ttl))
@@ -55,6 +55,14 @@ func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
 	}
 	l.leases[le] = struct{}{}
 	return le
+}
+
+// kindOf is the kind of a lease with ttl (0: a session lease).
+func kindOf(ttl time.Duration) lock.Kind {
+	if ttl > 0 {
+		return lock.KindTTL
+	}
+	return lock.KindSession
 }
 
 // endLocked ends the lease once, and reports whether this call ended it;

@@ -66,6 +66,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("CancelledWaitsShareWatch", func(t *testing.T) { testCancelledWaitsShareWatch(t, servers) })
 	t.Run("EndedCtxOnReachableStore", func(t *testing.T) { testEndedCtxOnReachableStore(t, servers) })
 	t.Run("AbandonedCallWritesNothing", func(t *testing.T) { testAbandonedCallWritesNothing(t, z) })
+	t.Run("MetricsWorkload", func(t *testing.T) { testMetricsWorkload(t, servers) })
 	// Operating a lock (issue 13).
 	t.Run("InspectStory", func(t *testing.T) { testInspectStory(t, servers) })
 	t.Run("OldFormatData", func(t *testing.T) { testOldFormatData(t, servers) })
