@@ -63,9 +63,8 @@ func (l *Locker) adopt(ctx context.Context, name string, token uint64) (*lease, 
 		node:      l.cfg.Node,
 		owner:     d.owner,
 	}
-	var st *zk.Stat
 	sent := time.Now()
-	err = l.call(ctx, ackQuorum, func() (err error) { st, err = l.conn.Set(path, encodeData(meta), stat.Version); return err }, nil)
+	st, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(path, encodeData(meta), stat.Version) }, nil)
 	switch {
 	case errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode):
 		return nil, errAgain // refreshed, revoked or released meanwhile: look again

@@ -10,11 +10,17 @@ import (
 	"github.com/go-zookeeper/zk"
 )
 
+// reply is the outcome of one store call: fn's value and error.
+type reply[T any] struct {
+	v   T
+	err error
+}
+
 // pending is the hand-over between a store call and its caller.
-type pending struct {
+type pending[T any] struct {
 	mu   sync.Mutex
 	gone bool // the caller stopped waiting
-	done chan error
+	done chan reply[T]
 }
 
 // ack says what a call's answer proves.
@@ -33,68 +39,86 @@ const (
 )
 
 // call runs fn, one blocking go-zookeeper call, and returns its error, or
-// ctx's error if ctx ends first. If fn completes after the caller left,
-// late (if not nil) gets fn's error, in the call's goroutine. kind says
-// what fn's answer proves.
-func (l *Locker) call(ctx context.Context, kind ack, fn func() error, late func(error)) error {
-	return l.callGrace(ctx, 0, kind, fn, late)
+// ctx's error if ctx ends first. kind says what fn's answer proves. fn
+// must write no variable of its caller: when ctx ends first the caller
+// returns while fn still runs. A call that yields values uses callFor,
+// which hands them over through the call's channel.
+func (l *Locker) call(ctx context.Context, kind ack, fn func() error) error {
+	_, err := callFor(ctx, l, 0, kind, func() (struct{}, error) { return struct{}{}, fn() }, nil)
+	return err
 }
 
-// callGrace is call, but when ctx ends first it still waits up to grace for
-// fn's result, and returns that result if it comes. Creates use it so that
-// a node whose create raced a cancellation is known to the caller, who
-// deletes it before returning.
-func (l *Locker) callGrace(ctx context.Context, grace time.Duration, kind ack, fn func() error, late func(error)) error {
+// callFor runs fn, one blocking go-zookeeper call, in a goroutine and
+// returns its value and error, or ctx's error (and T's zero value) if ctx
+// ends first. fn's value reaches the caller only through the call's
+// channel, so a fn abandoned by its caller writes nothing the caller
+// reads. If fn completes after the caller left, late (if not nil) gets its
+// value and error, in the call's goroutine.
+//
+// grace > 0: when ctx ends first, callFor still waits up to grace for fn's
+// result, and returns it if it comes. Creates use it so that a node whose
+// create raced a cancellation is known to the caller, who deletes it
+// before returning.
+func callFor[T any](ctx context.Context, l *Locker, grace time.Duration, kind ack, fn func() (T, error), late func(T, error)) (T, error) {
+	var zero T
 	if err := ctx.Err(); err != nil {
-		return ctxError(ctx)
+		return zero, ctxError(ctx)
 	}
 	tr := traceOf(ctx)
 	if tr != nil {
 		tr.sent.Store(true)
 	}
-	if ctx.Done() == nil {
-		return tr.note(l.exec(kind, fn))
+	run := func() reply[T] {
+		var r reply[T]
+		r.err = l.exec(kind, func() (err error) { r.v, err = fn(); return err })
+		return r
 	}
-	p := &pending{done: make(chan error, 1)}
+	if ctx.Done() == nil {
+		r := run()
+		return r.v, tr.note(r.err)
+	}
+	p := &pending[T]{done: make(chan reply[T], 1)}
 	l.calls.Add(1)
+	l.running.Add(1)
 	go func() {
 		defer l.calls.Done()
-		err := l.exec(kind, fn)
+		defer l.running.Add(-1)
+		r := run()
 		p.mu.Lock()
 		gone := p.gone
 		if !gone {
-			p.done <- err
+			p.done <- r
 		}
 		p.mu.Unlock()
 		if gone && late != nil {
-			late(err)
+			late(r.v, r.err)
 		}
 	}()
 	select {
-	case err := <-p.done:
-		return tr.note(err)
+	case r := <-p.done:
+		return r.v, tr.note(r.err)
 	case <-ctx.Done():
 		if grace > 0 {
 			t := time.NewTimer(grace)
 			select {
-			case err := <-p.done:
+			case r := <-p.done:
 				t.Stop()
-				return tr.note(err)
+				return r.v, tr.note(r.err)
 			case <-t.C:
 			}
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		select {
-		case err := <-p.done:
-			return tr.note(err)
+		case r := <-p.done:
+			return r.v, tr.note(r.err)
 		default:
 		}
 		p.gone = true
 		if tr != nil {
 			tr.unanswered.Store(true)
 		}
-		return ctxError(ctx)
+		return zero, ctxError(ctx)
 	}
 }
 
@@ -152,7 +176,7 @@ func (l *Locker) deleteNode(ctx context.Context, path string) error {
 func (l *Locker) deleteOwn(ctx context.Context, path string) (gone bool, err error) {
 	ambiguous := false
 	err = retry(ctx, func() error {
-		err := l.call(ctx, ackQuorum, func() error { return l.conn.Delete(path, -1) }, nil)
+		err := l.call(ctx, ackQuorum, func() error { return l.conn.Delete(path, -1) })
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			gone = !ambiguous
@@ -167,8 +191,10 @@ func (l *Locker) deleteOwn(ctx context.Context, path string) (gone bool, err err
 
 // children lists dir's claim nodes in sequence order (one attempt).
 func (l *Locker) children(ctx context.Context, dir string) ([]child, error) {
-	var names []string
-	err := l.call(ctx, ackNone, func() (err error) { names, _, err = l.conn.Children(dir); return err }, nil)
+	names, err := callFor(ctx, l, 0, ackNone, func() ([]string, error) {
+		names, _, err := l.conn.Children(dir)
+		return names, err
+	}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +202,14 @@ func (l *Locker) children(ctx context.Context, dir string) ([]child, error) {
 }
 
 // exists reports whether path exists, and its Stat (one attempt).
-func (l *Locker) exists(ctx context.Context, path string) (ok bool, stat *zk.Stat, err error) {
-	err = l.call(ctx, ackNone, func() (err error) { ok, stat, err = l.conn.Exists(path); return err }, nil)
-	return ok, stat, err
+func (l *Locker) exists(ctx context.Context, path string) (bool, *zk.Stat, error) {
+	type answer struct {
+		ok   bool
+		stat *zk.Stat
+	}
+	a, err := callFor(ctx, l, 0, ackNone, func() (answer, error) {
+		ok, stat, err := l.conn.Exists(path)
+		return answer{ok, stat}, err
+	}, nil)
+	return a.ok, a.stat, err
 }

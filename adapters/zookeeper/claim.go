@@ -11,6 +11,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // The claim recipe. Every Acquire and TryAcquire is one claim, which
@@ -40,6 +41,17 @@ func (l *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Optio
 // acquire runs one claim and turns its outcome into Acquire's: a claim
 // that did not become a lease is withdrawn first.
 func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []lock.Option) (lock.Lease, error) {
+	start := time.Now()
+	le, err := l.claimLease(ctx, name, wait, opts)
+	l.sink.Acquire(!wait, metrics.OutcomeOf(err), time.Since(start))
+	if err != nil {
+		return nil, err
+	}
+	return le, nil
+}
+
+// claimLease is acquire without its measurement.
+func (l *Locker) claimLease(ctx context.Context, name string, wait bool, opts []lock.Option) (*lease, error) {
 	o, err := lock.ValidateRequest(name, opts...)
 	if err != nil {
 		return nil, err
@@ -63,6 +75,11 @@ func (l *Locker) acquire(ctx context.Context, name string, wait bool, opts []loc
 		}
 		return nil, l.fail(ctx, opCtx, fmt.Sprintf("acquire %q", name), err)
 	}
+	var waited time.Duration
+	if !c.queued.IsZero() {
+		waited = time.Since(c.queued)
+	}
+	l.sink.Granted(kindOf(c.ttl), waited)
 	return le, nil
 }
 
@@ -72,6 +89,7 @@ type claim struct {
 	dir     string
 	guid    string
 	ttl     time.Duration
+	queued  time.Time // when the claim first waited for a predecessor (zero: never)
 	meta    nodeData  // the record the claim writes to its node
 	path    string    // the node, once created
 	version int32     // the node's version as last written or read
@@ -183,11 +201,17 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 			return fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
 		}
 		c.waited = true
+		if c.queued.IsZero() {
+			c.queued = time.Now()
+		}
 		ch, err := l.watch(ctx, pred)
 		if err != nil {
 			return err
 		}
-		if err := l.await(ctx, c, ch); err != nil {
+		l.sink.Waiting(+1)
+		err = l.await(ctx, c, ch)
+		l.sink.Waiting(-1)
+		if err != nil {
 			return err
 		}
 		return errAgain
@@ -297,7 +321,7 @@ func (l *Locker) touch(ctx context.Context, c *claim, state claimState) (*zk.Sta
 	data := encodeData(d)
 	err := retry(ctx, func() (err error) {
 		sent = time.Now()
-		err = l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(c.path, data, c.version); return err }, nil)
+		stat, err = callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(c.path, data, c.version) }, nil)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			return errRequeue

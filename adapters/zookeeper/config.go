@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // Defaults of Config.
@@ -71,6 +73,11 @@ type Config struct {
 	// Logger receives the Locker's logs (a revoked or adopted lease at
 	// Warn, the rest at Debug) and go-zookeeper's. Default: discard.
 	Logger *slog.Logger
+
+	// Metrics receives this Locker's measurements (metrics/DESIGN.md):
+	// Acquire calls, grants, lease ends, waiting Acquire calls, leases
+	// held and the Locker's session. nil: none. Give each Locker its own.
+	Metrics metrics.Sink
 }
 
 // validate checks c and fills in defaults.

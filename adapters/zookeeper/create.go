@@ -61,17 +61,15 @@ func (l *Locker) create(ctx context.Context, c *claim) error {
 // returns. A reply that comes later still is left to abandonedCreate.
 func (l *Locker) createOnce(ctx context.Context, c *claim) error {
 	prefix := c.dir + "/" + protectedPrefix + c.guid + lockMarker
-	var path string
 	before := l.conn.SessionID()
 	data := encodeData(c.meta)
-	err := l.callGrace(ctx, l.cleanupTimeout(), ackQuorum, func() (err error) {
-		if c.ttl > 0 {
-			path, err = l.conn.CreateTTL(prefix, data, zk.FlagPersistentSequentialWithTTL, l.cfg.ACL, c.ttl)
-		} else {
-			path, err = l.conn.Create(prefix, data, zk.FlagEphemeralSequential, l.cfg.ACL)
+	ttl := c.ttl
+	path, err := callFor(ctx, l, l.cleanupTimeout(), ackQuorum, func() (string, error) {
+		if ttl > 0 {
+			return l.conn.CreateTTL(prefix, data, zk.FlagPersistentSequentialWithTTL, l.cfg.ACL, ttl)
 		}
-		return err
-	}, func(err error) { l.abandonedCreate(c, path, before, err) })
+		return l.conn.Create(prefix, data, zk.FlagEphemeralSequential, l.cfg.ACL)
+	}, func(path string, err error) { l.abandonedCreate(c, path, before, err) })
 	if err != nil {
 		return err
 	}
@@ -145,7 +143,7 @@ func (l *Locker) ensureDir(ctx context.Context, dir string) error {
 		err := l.call(ctx, ackQuorum, func() error {
 			_, err := l.conn.CreateContainer(dir, nil, zk.FlagContainer, l.cfg.ACL)
 			return err
-		}, nil)
+		})
 		switch {
 		case err == nil || errors.Is(err, zk.ErrNodeExists):
 			return nil
@@ -168,7 +166,7 @@ func (l *Locker) ensureRoot(ctx context.Context) error {
 		err := l.call(ctx, ackQuorum, func() error {
 			_, err := l.conn.Create(p, nil, zk.FlagPersistent, l.cfg.ACL)
 			return err
-		}, nil)
+		})
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return err
 		}

@@ -161,3 +161,26 @@ func AcquireAfterRequeue(ctx context.Context, l *Locker, name, guid string, opts
 	}
 	return le, nil
 }
+
+// Reads are the Locker's one-attempt reads, each reporting only its
+// error: a test of abandoned calls looks at what the race detector sees,
+// not at the values.
+func Reads(l *Locker, path, dir string) map[string]func(context.Context) error {
+	return map[string]func(context.Context) error{
+		"exists": func(ctx context.Context) error {
+			ok, stat, err := l.exists(ctx, path)
+			_, _ = ok, stat // read the results, as every caller does
+			return err
+		},
+		"children": func(ctx context.Context) error { _, err := l.children(ctx, dir); return err },
+		"readData": func(ctx context.Context) error {
+			d, stat, err := l.readData(ctx, path)
+			_, _ = d, stat
+			return err
+		},
+	}
+}
+
+// CallsRunning is the number of store calls whose goroutines are running,
+// abandoned ones included.
+func CallsRunning(l *Locker) int64 { return l.running.Load() }

@@ -143,14 +143,13 @@ func holderOf(d nodeData, stat *zk.Stat) string {
 // completed write, the session's reads after its reply see at least its
 // state, and its reply's mtime is the leader's time of the write.
 func (l *Locker) barrier(ctx context.Context) (int64, error) {
-	var stat *zk.Stat
-	set := func() (err error) { stat, err = l.conn.Set(l.cfg.Root, []byte{}, -1); return err }
-	err := l.call(ctx, ackQuorum, set, nil)
+	set := func() (*zk.Stat, error) { return l.conn.Set(l.cfg.Root, []byte{}, -1) }
+	stat, err := callFor(ctx, l, 0, ackQuorum, set, nil)
 	if errors.Is(err, zk.ErrNoNode) {
 		if err := l.ensureRoot(ctx); err != nil {
 			return 0, err
 		}
-		err = l.call(ctx, ackQuorum, set, nil)
+		stat, err = callFor(ctx, l, 0, ackQuorum, set, nil)
 	}
 	if err != nil {
 		return 0, err

@@ -47,7 +47,7 @@ func ttlMargin(ttl time.Duration) time.Duration { return ttl/500 + 5*time.Millis
 // (c.marked) plus the TTL minus the margin.
 func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
 	le := &lease{l: l, path: c.path, ttl: c.ttl, session: session, meta: c.meta, version: c.version}
-	le.Core, le.ender = leasecore.New(c.name, token)
+	le.Core, le.ender = leasecore.NewMeasured(c.name, token, kindOf(c.ttl), l.sink)
 	if c.ttl > 0 {
 		le.deadline.Start(c.marked.Add(c.ttl-ttlMargin(c.ttl)), func() {
 			le.end(fmt.Errorf("%w: TTL %v passed without a Refresh", lock.ErrExpired, le.ttl))
@@ -55,6 +55,14 @@ func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
 	}
 	l.leases[le] = struct{}{}
 	return le
+}
+
+// kindOf is the kind of a lease with ttl (0: a session lease).
+func kindOf(ttl time.Duration) lock.Kind {
+	if ttl > 0 {
+		return lock.KindTTL
+	}
+	return lock.KindSession
 }
 
 // endLocked ends the lease once, and reports whether this call ended it;
@@ -280,9 +288,8 @@ func (le *lease) refreshTTL(ctx context.Context) error {
 		l.mu.Lock()
 		d, version := le.meta, le.version
 		l.mu.Unlock()
-		var stat *zk.Stat
 		sent := time.Now()
-		err := l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(le.path, encodeData(d), version); return err }, nil)
+		stat, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(le.path, encodeData(d), version) }, nil)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			le.vanished()
@@ -324,7 +331,7 @@ func (le *lease) refreshed(sent time.Time, stat *zk.Stat) error {
 // looked at: revoked ends the lease).
 func (le *lease) confirm(ctx context.Context) error {
 	l := le.l
-	if err := l.call(ctx, ackSession, func() error { _, err := l.conn.Sync("/"); return err }, nil); err != nil {
+	if err := l.call(ctx, ackSession, func() error { _, err := l.conn.Sync("/"); return err }); err != nil {
 		return err
 	}
 	exists, stat, err := l.exists(ctx, le.path)

@@ -51,8 +51,10 @@ func (l *Locker) listPage(ctx context.Context, prefix, after string, limit int) 
 	if err != nil {
 		return lock.Page{}, err
 	}
-	var dirs []string
-	err = l.call(ctx, ackNone, func() (err error) { dirs, _, err = l.conn.Children(l.cfg.Root); return err }, nil)
+	dirs, err := callFor(ctx, l, 0, ackNone, func() ([]string, error) {
+		dirs, _, err := l.conn.Children(l.cfg.Root)
+		return dirs, err
+	}, nil)
 	switch {
 	case errors.Is(err, zk.ErrNoNode):
 		return lock.Page{}, nil

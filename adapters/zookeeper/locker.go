@@ -12,6 +12,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // Locker is a lock.Locker over one ZooKeeper session. All methods are safe
@@ -22,6 +23,7 @@ type Locker struct {
 	conn       *zk.Conn
 	ownConn    bool
 	log        *slog.Logger
+	sink       metrics.Sink // never nil
 	negotiated atomic.Int64 // negotiated session timeout (ns); 0: unknown
 
 	base   context.Context // cancelled, with cause lock.ErrClosed, by Close
@@ -50,7 +52,10 @@ type Locker struct {
 
 	ops   sync.WaitGroup // public calls in progress
 	calls sync.WaitGroup // goroutines of store calls
-	bg    sync.WaitGroup // prober and watchdog
+	// running counts the goroutines of store calls too; unlike calls it
+	// can be read at any time (tests wait for abandoned calls with it).
+	running atomic.Int64
+	bg      sync.WaitGroup // prober and watchdog
 }
 
 var (
@@ -75,6 +80,7 @@ func New(cfg Config) (*Locker, error) {
 		cfg:       cfg,
 		id:        id,
 		log:       cfg.Logger,
+		sink:      metrics.OrNop(cfg.Metrics),
 		kickProbe: make(chan struct{}, 1),
 		kickWatch: make(chan struct{}, 1),
 		fresh:     make(chan struct{}),
@@ -228,5 +234,8 @@ func (l *Locker) Close() error {
 		l.conn.Close()
 	}
 	l.calls.Wait()
+	l.mu.Lock()
+	l.setSessionLocked(0) // the gauges of a closed Locker read 0
+	l.mu.Unlock()
 	return nil
 }

@@ -62,7 +62,7 @@ func (l *Locker) deleteMine(ctx context.Context, n ownNode) (deleted, error) {
 			r.revoked = d.state == stateRevoked
 			v = stat.Version
 		}
-		err := l.call(ctx, ackQuorum, func() error { return l.conn.Delete(n.path, v) }, nil)
+		err := l.call(ctx, ackQuorum, func() error { return l.conn.Delete(n.path, v) })
 		switch {
 		case err == nil:
 			return nil
@@ -83,14 +83,18 @@ func (l *Locker) deleteMine(ctx context.Context, n ownNode) (deleted, error) {
 // readData reads and decodes a node (one attempt). A node whose data
 // does not decode answers errBadData with its Stat.
 func (l *Locker) readData(ctx context.Context, path string) (nodeData, *zk.Stat, error) {
-	var (
+	type answer struct {
 		data []byte
 		stat *zk.Stat
-	)
-	err := l.call(ctx, ackNone, func() (err error) { data, stat, err = l.conn.Get(path); return err }, nil)
+	}
+	a, err := callFor(ctx, l, 0, ackNone, func() (answer, error) {
+		data, stat, err := l.conn.Get(path)
+		return answer{data, stat}, err
+	}, nil)
 	if err != nil {
 		return nodeData{}, nil, err
 	}
+	data, stat := a.data, a.stat
 	d, err := decodeData(data)
 	return d, stat, err
 }
@@ -242,8 +246,7 @@ func (le *lease) writeStamp(ctx context.Context) error {
 	d, version := le.meta, le.version
 	d.state, d.granted = stateGranted, le.stamp
 	l.mu.Unlock()
-	var stat *zk.Stat
-	err := l.call(ctx, ackQuorum, func() (err error) { stat, err = l.conn.Set(le.path, encodeData(d), version); return err }, nil)
+	stat, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(le.path, encodeData(d), version) }, nil)
 	switch {
 	case errors.Is(err, zk.ErrNoNode):
 		le.vanished()

@@ -25,7 +25,7 @@ func (l *Locker) prober() {
 		case <-l.base.Done():
 			return
 		}
-		err := l.call(l.base, ackSession, func() error { _, err := l.conn.Sync("/"); return err }, nil)
+		err := l.call(l.base, ackSession, func() error { _, err := l.conn.Sync("/"); return err })
 		leasecore.Kick(l.kickWatch)
 		l.pruneWatches()
 		if err == nil {

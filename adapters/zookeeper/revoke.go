@@ -74,17 +74,15 @@ func (l *Locker) mark(ctx context.Context, name string, token uint64) (marked, e
 			return nil
 		}
 		d.format, d.state, d.granted = formatV2, stateRevoked, grantTime(d, stat)
-		err = l.call(ctx, ackQuorum, func() error {
-			st, err := l.conn.Set(path, encodeData(d), stat.Version)
-			if err == nil {
-				m.version = st.Version
-			}
-			return err
-		}, nil)
-		if errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode) {
+		st, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(path, encodeData(d), stat.Version) }, nil)
+		switch {
+		case errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode):
 			return errAgain // changed or gone meanwhile: look again
+		case err != nil:
+			return err
 		}
-		return err
+		m.version = st.Version
+		return nil
 	})
 	return m, err
 }

@@ -68,7 +68,7 @@ func (l *Locker) ack(sent time.Time, before, after int64, quorum bool) {
 		if l.sessID != 0 {
 			l.loseSessionLocked(fmt.Errorf("%w: ZooKeeper session %#x expired", lock.ErrLost, l.sessID))
 		}
-		l.sessID, l.deadline = before, time.Time{}
+		l.setSessionLocked(before)
 	}
 	if d.After(l.deadline) {
 		wasStale := !l.deadline.After(time.Now())
@@ -78,6 +78,18 @@ func (l *Locker) ack(sent time.Time, before, after int64, quorum bool) {
 			leasecore.Kick(l.kickWatch)
 		}
 	}
+}
+
+// setSessionLocked makes id (0: none) the tracked session, with no
+// deadline yet, and reports the session gauge's change; l.mu held.
+func (l *Locker) setSessionLocked(id int64) {
+	switch {
+	case l.sessID == 0 && id != 0:
+		l.sink.Sessions(+1)
+	case l.sessID != 0 && id == 0:
+		l.sink.Sessions(-1)
+	}
+	l.sessID, l.deadline = id, time.Time{}
 }
 
 // confirmed reports whether the tracked session's deadline is ahead, and
@@ -124,7 +136,7 @@ func (l *Locker) loseSessionLocked(why error) {
 func (l *Locker) checkSessionLocked(now time.Time) time.Time {
 	if cur := l.conn.SessionID(); l.sessID != 0 && cur != l.sessID {
 		l.loseSessionLocked(fmt.Errorf("%w: ZooKeeper session %#x expired", lock.ErrLost, l.sessID))
-		l.sessID, l.deadline = 0, time.Time{}
+		l.setSessionLocked(0)
 		l.broadcastLocked()
 	}
 	if l.deadline.IsZero() {

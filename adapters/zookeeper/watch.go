@@ -37,7 +37,7 @@ func (l *Locker) watch(ctx context.Context, pred string) (<-chan zk.Event, error
 	}
 	// The watch is recorded in the call's goroutine, so that one set by a
 	// wait that gave up while the request was in flight is shared too.
-	err := l.call(ctx, ackNone, func() error {
+	ch, err := callFor(ctx, l, 0, ackNone, func() (<-chan zk.Event, error) {
 		_, _, wch, err := l.conn.GetW(pred)
 		if err == nil {
 			l.mu.Lock()
@@ -45,9 +45,8 @@ func (l *Locker) watch(ctx context.Context, pred string) (<-chan zk.Event, error
 				l.watches[pred] = wch
 			}
 			l.mu.Unlock()
-			ch = wch
 		}
-		return err
+		return wch, err
 	}, nil)
 	switch {
 	case errors.Is(err, zk.ErrNoNode):

@@ -65,6 +65,8 @@ func TestStandalone(t *testing.T) {
 	t.Run("ReleaseOfVanishedNode", func(t *testing.T) { testReleaseOfVanishedNode(t, servers) })
 	t.Run("CancelledWaitsShareWatch", func(t *testing.T) { testCancelledWaitsShareWatch(t, servers) })
 	t.Run("EndedCtxOnReachableStore", func(t *testing.T) { testEndedCtxOnReachableStore(t, servers) })
+	t.Run("AbandonedCallWritesNothing", func(t *testing.T) { testAbandonedCallWritesNothing(t, z) })
+	t.Run("MetricsWorkload", func(t *testing.T) { testMetricsWorkload(t, servers) })
 	// Operating a lock (issue 13).
 	t.Run("InspectStory", func(t *testing.T) { testInspectStory(t, servers) })
 	t.Run("OldFormatData", func(t *testing.T) { testOldFormatData(t, servers) })
