@@ -122,12 +122,17 @@ func (l *Locker) broadcastLocked() {
 // loseSessionLocked ends every session lease of the tracked session with
 // why and schedules the deletion of their nodes; l.mu held.
 func (l *Locker) loseSessionLocked(why error) {
+	lost := 0
 	for le := range l.leases {
 		if le.ttl == 0 && le.session == l.sessID {
 			le.endLocked(why)
 			l.orphans[le.path] = orphan{path: le.path, session: le.session}
-			l.log.Debug("session lease lost", "name", le.Name(), "path", le.path, "error", why)
+			l.log.Warn("lease lost", "name", le.Name(), "token", le.Token(), "holder", l.id, "reason", why.Error())
+			lost++
 		}
+	}
+	if lost > 0 {
+		l.log.Warn("session lost: its session leases end", "session", fmt.Sprintf("%#x", l.sessID), "leases", lost, "reason", why.Error())
 	}
 }
 

@@ -1,6 +1,7 @@
 package zookeeper_test
 
 import (
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -49,7 +50,8 @@ func loseTo(t *testing.T, held lock.Lease, fault func(), what, waiting string) (
 // first Locker works again.
 func testPauseWhileHolding(t *testing.T, z *testserver.ZooKeeper) {
 	servers := []string{z.Addr()}
-	l1 := newLocker(t, servers, faultTimeout)
+	rec := &logRecorder{}
+	l1 := startLocker(t, zookeeper.Config{Servers: servers, SessionTimeout: faultTimeout, Logger: slog.New(rec)})
 	const name = "pause-holding"
 	ctx := ctxFor(t, time.Minute)
 	held, err := l1.Acquire(ctx, name)
@@ -57,6 +59,10 @@ func testPauseWhileHolding(t *testing.T, z *testserver.ZooKeeper) {
 
 	paused, lostAt := loseTo(t, held, z.Pause, "paused", "holder while the server is paused")
 	assert.Less(t, lostAt.Sub(paused), faultTimeout, "Done must close before the server could expire the session")
+	attrs, ok := rec.find(slog.LevelWarn, "lease lost", name)
+	if assert.True(t, ok, "the lost session lease is logged at Warn (issue 13)") {
+		assert.Equal(t, held.Token(), attrs["token"], "the Warn names the token")
+	}
 	waitPast(t, paused, 2*faultTimeout)
 	z.Resume()
 
