@@ -8,6 +8,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // attempt is the answer of one acquire script.
@@ -63,16 +64,61 @@ func (c *instance) TryAcquire(ctx context.Context, name string, opts ...lock.Opt
 }
 
 // acquire is the common start of Acquire and TryAcquire (op names it in
-// errors): it opens the call and hands a new claim to how.
+// errors): it opens the call and hands a new claim to how. The call is
+// measured once, when it returns.
 func (c *instance) acquire(ctx context.Context, op, name string, opts []lock.Option,
 	how func(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error),
-) (lock.Lease, error) {
+) (_ lock.Lease, err error) {
+	defer measureAcquire(c.sink, op, time.Now(), &err)
 	o, err := c.openAcquire(ctx, op, name, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer c.calls.Done()
+	defer c.leave()
 	return how(ctx, name, c.newClaim(), o)
+}
+
+// measureAcquire reports an Acquire or TryAcquire (op) that began at start
+// and ended with *err.
+func measureAcquire(sink metrics.Sink, op string, start time.Time, err *error) {
+	sink.Acquire(op == "try-acquire", metrics.OutcomeOf(*err), time.Since(start))
+}
+
+// kindOf is the kind of a lease granted with o.
+func kindOf(o lock.Options) lock.Kind {
+	if o.TTL > 0 {
+		return lock.KindTTL
+	}
+	return lock.KindSession
+}
+
+// waitGauge is the Waiting gauge of one Acquire: it counts from the first
+// attempt that did not grant until the call returns (done, deferred).
+type waitGauge struct {
+	sink  metrics.Sink
+	since time.Time // the send time of the first attempt that did not grant; zero: none yet
+}
+
+// queued records that the attempt sent at sent did not grant.
+func (w *waitGauge) queued(sent time.Time) {
+	if w.since.IsZero() {
+		w.since = sent
+		w.sink.Waiting(+1)
+	}
+}
+
+// waited is how long the Acquire has waited in the queue: 0 if it has not.
+func (w *waitGauge) waited() time.Duration {
+	if w.since.IsZero() {
+		return 0
+	}
+	return time.Since(w.since)
+}
+
+func (w *waitGauge) done() {
+	if !w.since.IsZero() {
+		w.sink.Waiting(-1)
+	}
 }
 
 // queue is Acquire's claim: it queues the claim and retries, on wake-ups
@@ -85,6 +131,8 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 	queued := false  // whether a call may have queued the claim
 	var failed error // why the last attempt failed to reach the store
 	bo := leasecore.Backoff{Min: minRetry, Max: c.retryCap}
+	gauge := waitGauge{sink: c.sink}
+	defer gauge.done()
 	for {
 		if !queued {
 			c.waitSubscribed(ctx)
@@ -101,6 +149,7 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 		case err == nil && res.granted:
 			lease, err := c.grant(ctx, name, claim, o, res, sent, modeWait)
 			if err == nil {
+				c.sink.Granted(kindOf(o), gauge.waited())
 				return lease, nil
 			}
 			if !errors.Is(err, errLateGrant) {
@@ -116,6 +165,7 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 			c.log.Debug("redis lock: acquire attempt failed", "name", name, "error", err)
 		}
 
+		gauge.queued(sent)
 		wait := bo.Next()
 		if err == nil && res.held && res.pttl > 0 {
 			wait = min(wait, res.pttl+time.Millisecond) // the holder's lease runs out then
@@ -144,7 +194,7 @@ func (c *instance) withdraw(ctx context.Context, name, claim string) {
 	callCtx, cancel := c.detached(ctx)
 	defer cancel()
 	if _, err := c.run(callCtx, withdrawScript, name, claim); err != nil {
-		c.log.Warn("redis lock: withdrawing a claim failed; it will be pruned", "name", name, "claim", claim, "error", err)
+		c.log.Debug("redis lock: withdrawing a claim failed; it will be pruned", "name", name, "claim", claim, "error", err)
 	}
 }
 
@@ -156,13 +206,13 @@ func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options
 	if err != nil {
 		return nil, err
 	}
-	l.Core, l.ender = leasecore.New(name, a.token)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		c.withdraw(ctx, name, claim)
 		return nil, fmt.Errorf("redis lock: %q: %w", name, lock.ErrClosed)
 	}
+	l.Core, l.ender = leasecore.NewMeasured(name, a.token, kindOf(o), c.sink) // handed out: measured from here
 	l.dl.Start(deadline, l.onDeadline)
 	c.leases[l] = struct{}{}
 	c.mu.Unlock()
@@ -185,7 +235,7 @@ func (c *instance) firstDeadline(ctx context.Context, name, claim string, a atte
 			return time.Time{}, errLateGrant
 		}
 		renewSent := time.Now()
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), px/2)
+		callCtx, cancel := c.detachedFor(ctx, px/2)
 		v, err := c.run(callCtx, renewScript, name, a.token, px.Milliseconds(), claim)
 		cancel()
 		switch {
@@ -229,6 +279,7 @@ func (c *instance) try(ctx context.Context, name, claim string, o lock.Options) 
 		if err != nil {
 			return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, err)
 		}
+		c.sink.Granted(kindOf(o), 0)
 		return lease, nil
 	}
 	return nil, fmt.Errorf("redis lock: try-acquire %q: %w", name, lock.ErrHeld)

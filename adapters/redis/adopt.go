@@ -26,7 +26,7 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
-	defer c.calls.Done()
+	defer c.leave()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("redis lock: adopt %q: %w", name, err)
 	}
@@ -60,7 +60,6 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 	}
 
 	l := &lease{c: c, claim: claim, ttl: px, px: px}
-	l.Core, l.ender = leasecore.New(name, token)
 	c.mu.Lock()
 	if c.closed || ctx.Err() != nil {
 		c.mu.Unlock()
@@ -70,8 +69,12 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 		}
 		return nil, fmt.Errorf("redis lock: adopt %q: %w", name, lock.ErrClosed)
 	}
+	// Handed out: measured from here, and counted as a grant, so that
+	// grants − ends = held (DESIGN.md, "Metrics").
+	l.Core, l.ender = leasecore.NewMeasured(name, token, lock.KindTTL, c.sink)
 	l.dl.Start(sent.Add(px-driftMargin(px)), l.onDeadline)
 	c.leases[l] = struct{}{}
 	c.mu.Unlock()
+	c.sink.Granted(lock.KindTTL, 0)
 	return l, nil
 }

@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // Defaults and limits of Config.
@@ -82,9 +83,18 @@ type Config struct {
 	// control characters.
 	Node string
 
-	// Logger receives debug and warning records (renewal failures, store
-	// resets). Default: discard.
+	// Logger receives the adapter's records: at Warn what an operator must
+	// know (a lease lost, revoked or adopted away, with name, token, holder
+	// and reason; the Locker's session lapsing; a store reset), at Info a
+	// TTL lease that ran out, at Debug the routine (failed renewals and
+	// attempts). Default: discard. go-redis's own lines do not come here
+	// unless the application calls RouteClientLogs.
 	Logger *slog.Logger
+
+	// Metrics receives this Locker's measurements (metrics/DESIGN.md; the
+	// Prometheus implementation is metrics/prommetrics). A Locker counts as
+	// one session. Give each Locker its own Sink. Default nil: none.
+	Metrics metrics.Sink
 }
 
 // withDefaults validates c and fills in defaults. The error wraps

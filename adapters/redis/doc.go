@@ -31,6 +31,21 @@
 // lock.Adopter (TTL leases only; the previous holder ends with
 // lock.ErrAdopted). In Redlock mode these three return lock.ErrUnsupported.
 //
+// Config.Metrics takes a metrics.Sink (metrics/prommetrics for
+// Prometheus): calls, grants, lease ends by reason, held and waiting
+// leases; a Locker counts as one session. Config.Logger receives at Warn
+// what an operator must know — a lease lost, revoked or adopted away, with
+// name, token, holder and reason, and the Locker's session lapsing — and
+// the routine at Debug. go-redis logs through a process-wide logger of its
+// own (stderr by default); the adapter leaves it alone, since it is shared
+// with every other go-redis client of the application, unless the
+// application opts in with RouteClientLogs.
+//
+// Shutdown(ctx) stops a Locker within ctx: it ends and releases its leases
+// and withdraws its queued claims; when ctx ends first it stops anyway,
+// leaves the rest to Redis's expiry and returns ctx's error. Close is
+// Shutdown bounded by CloseTimeout.
+//
 // # Failures
 //
 // A call that ends because Redis could not be reached (refused, timed out,

@@ -172,14 +172,42 @@ func (r *records) Handle(_ context.Context, rec slog.Record) error {
 	r.list = append(r.list, rec.Clone())
 	return nil
 }
-func (r *records) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *records) WithGroup(string) slog.Handler      { return r }
+func (r *records) WithAttrs(as []slog.Attr) slog.Handler { return withAttrs{r, as} }
+func (r *records) WithGroup(string) slog.Handler         { return r }
+
+// withAttrs is records with attributes added by Logger.With.
+type withAttrs struct {
+	r     *records
+	attrs []slog.Attr
+}
+
+func (w withAttrs) Enabled(context.Context, slog.Level) bool { return true }
+func (w withAttrs) Handle(ctx context.Context, rec slog.Record) error {
+	rec = rec.Clone()
+	rec.AddAttrs(w.attrs...)
+	return w.r.Handle(ctx, rec)
+}
+func (w withAttrs) WithAttrs(as []slog.Attr) slog.Handler {
+	return withAttrs{w.r, append(append([]slog.Attr(nil), w.attrs...), as...)}
+}
+func (w withAttrs) WithGroup(string) slog.Handler { return w }
 
 // find returns the attributes of the first record at level whose message
 // contains msg, and whether there is one.
 func (r *records) find(level slog.Level, msg string) (map[string]any, bool) {
+	all := r.all(level, msg)
+	if len(all) == 0 {
+		return nil, false
+	}
+	return all[0], true
+}
+
+// all returns the attributes of every record at level whose message
+// contains msg, in order.
+func (r *records) all(level slog.Level, msg string) []map[string]any {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var out []map[string]any
 	for _, rec := range r.list {
 		if rec.Level != level || !strings.Contains(rec.Message, msg) {
 			continue
@@ -189,9 +217,33 @@ func (r *records) find(level slog.Level, msg string) (map[string]any, bool) {
 			attrs[a.Key] = a.Value.Any()
 			return true
 		})
-		return attrs, true
+		out = append(out, attrs)
 	}
-	return nil, false
+	return out
+}
+
+// messagesAt returns the messages of the records at level, in order.
+func (r *records) messagesAt(level slog.Level) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, rec := range r.list {
+		if rec.Level == level {
+			out = append(out, rec.Message)
+		}
+	}
+	return out
+}
+
+// messages returns every record as "LEVEL message", in order.
+func (r *records) messages() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.list))
+	for i, rec := range r.list {
+		out[i] = rec.Level.String() + " " + rec.Message
+	}
+	return out
 }
 
 // stateOf is the part of an Info that the tests written before issue 13

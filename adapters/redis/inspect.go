@@ -22,7 +22,7 @@ func (c *instance) Inspect(ctx context.Context, name string, opts ...lock.Inspec
 	if err := c.openInspect(name); err != nil {
 		return lock.Info{}, err
 	}
-	defer c.calls.Done()
+	defer c.leave()
 	si, err := c.look(ctx, name, o.QueueLimit)
 	return si.Info, err
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 const (
@@ -49,13 +50,23 @@ type instance struct {
 	wakePrefix string
 	retryCap   time.Duration
 	opTimeout  time.Duration // bounds calls made on a detached context
+	sink       metrics.Sink  // Config.Metrics, or metrics.Nop
+	part       bool          // a per-primary part of a Redlock Locker (see logEnd)
 
-	bgCtx    context.Context    // cancelled by Close, for background calls
-	bgCancel context.CancelFunc //
-	bg       sync.WaitGroup     // the renewer and the subscriber
-	pending  sync.WaitGroup     // lease calls whose caller stopped waiting (leaseCall)
+	// haltCtx is cancelled when a Shutdown's ctx ends (or Shutdown is
+	// over): it cuts off the calls made on a detached context. bgCtx, its
+	// child, is cancelled when Shutdown stops the background work.
+	haltCtx  context.Context
+	halt     context.CancelFunc
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup // the renewer and the subscriber
+	pending  sync.WaitGroup // background calls (goPending)
 	ps       *goredis.PubSub
 	subReady chan struct{} // closed once the wake-up channel is subscribed
+
+	closeClient sync.Once // closes rdb if owned, once (Shutdown, or halt)
+	clientErr   error     // what closing rdb returned
 
 	policyOK     atomic.Bool // the store reported maxmemory-policy noeviction (checkPolicy)
 	policyWarned atomic.Bool // a refusal by checkPolicy was logged
@@ -66,6 +77,9 @@ type instance struct {
 	leases  map[*lease]struct{}
 	waiters map[string]chan struct{} // claim ID → wake-up
 	stale   []staleLease             // ended by their deadline; to delete in the store
+	halted  bool                     // Shutdown waits for pending: no more background calls
+	lapsed  bool                     // a session lease reached its deadline since the store last answered a renewal
+	renewed error                    // why the last renewal round failed, nil if it reached the store
 }
 
 // staleLease is a lease that ended by its local deadline and may still
@@ -97,7 +111,8 @@ func newInstance(cfg Config, id string) *instance {
 		wakePrefix: cfg.Prefix + "wake:",
 		retryCap:   min(maxRetry, cfg.SessionTTL/3),
 		opTimeout:  opTimeout,
-		gate:       gate{stop: make(chan struct{})},
+		sink:       metrics.OrNop(cfg.Metrics),
+		gate:       gate{stop: make(chan struct{}), idle: make(chan struct{})},
 		subReady:   make(chan struct{}),
 		leases:     make(map[*lease]struct{}),
 		waiters:    make(map[string]chan struct{}),
@@ -112,11 +127,13 @@ func newInstance(cfg Config, id string) *instance {
 		})
 		c.owned = true
 	}
-	c.bgCtx, c.bgCancel = context.WithCancel(context.Background())
+	c.haltCtx, c.halt = context.WithCancel(context.Background())
+	c.bgCtx, c.bgCancel = context.WithCancel(c.haltCtx)
 	c.ps = c.rdb.Subscribe(c.bgCtx) // no channel yet: no I/O
 	c.bg.Add(2)
 	go c.subscribeLoop()
 	go c.renewLoop()
+	c.sink.Sessions(+1)
 	return c
 }
 
@@ -196,9 +213,37 @@ func (c *instance) adoptEpoch(old, cur string) {
 }
 
 // detached returns a context for a call that must not be abandoned half-way
-// when ctx ends, bounded by c.opTimeout.
+// when ctx ends, bounded by c.opTimeout (detachedFor).
 func (c *instance) detached(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), c.opTimeout)
+	return c.detachedFor(ctx, c.opTimeout)
+}
+
+// detachedFor returns a context for a call that must not be abandoned
+// half-way when ctx ends, bounded by d and cut off when Shutdown halts.
+func (c *instance) detachedFor(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	stop := context.AfterFunc(c.haltCtx, cancel)
+	return dctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// goPending runs fn on a goroutine counted in pending, unless Shutdown
+// already waits for them (then it reports false and fn does not run: the
+// store's expiry does what fn would have done); c.mu held. Counting under
+// c.mu, before Shutdown sets halted, is what lets a call that Shutdown did
+// not wait for start one safely.
+func (c *instance) goPendingLocked(fn func()) bool {
+	if c.halted {
+		return false
+	}
+	c.pending.Add(1)
+	go func() {
+		defer c.pending.Done()
+		fn()
+	}()
+	return true
 }
 
 // ctxErr returns err, wrapped with ctx's error if ctx has ended, so that
@@ -289,57 +334,4 @@ func retryable(err error) bool {
 		}
 	}
 	return errors.As(err, &nerr)
-}
-
-// Close implements lock.Locker: blocked calls return lock.ErrClosed (their
-// claims withdrawn), every lease ends with lock.ErrReleased and is deleted
-// in Redis, and the go-redis client is closed if New created it.
-func (c *instance) Close() error {
-	if !c.shut() {
-		return nil
-	}
-	c.bgCancel()
-	psErr := c.ps.Close()
-	c.bg.Wait()
-
-	c.mu.Lock()
-	leases := c.stale // ended by their deadline, maybe still in the store
-	for l := range c.leases {
-		leases = append(leases, staleLease{name: l.Name(), token: l.Token(), claim: l.claim})
-		l.end(fmt.Errorf("%w: its Locker was closed", lock.ErrReleased))
-	}
-	c.stale = nil
-	c.mu.Unlock()
-
-	var errs []error
-	if len(leases) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), c.opTimeout)
-		errs = append(errs, c.releaseAll(ctx, leases))
-		cancel()
-	}
-	if psErr != nil && !errors.Is(psErr, goredis.ErrClosed) {
-		errs = append(errs, psErr)
-	}
-	if c.owned {
-		errs = append(errs, c.rdb.Close())
-	}
-	c.pending.Wait() // bounded by opTimeout; a closed client ends them at once
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("redis lock: close: %w", err)
-	}
-	return nil
-}
-
-// releaseAll deletes leases in Redis in one pipeline (Close).
-func (c *instance) releaseAll(ctx context.Context, leases []staleLease) error {
-	if err := releaseScript.Load(ctx, c.rdb).Err(); err != nil {
-		return err
-	}
-	pipe := c.rdb.Pipeline()
-	for _, l := range leases {
-		epoch, fresh := c.epochArgs()
-		releaseScript.EvalSha(ctx, pipe, c.keys(l.name), epoch, fresh, c.wakePrefix, l.token, l.claim)
-	}
-	_, err := pipe.Exec(ctx)
-	return err
 }

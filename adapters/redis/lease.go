@@ -28,11 +28,16 @@ type lease struct {
 
 var _ lock.Lease = (*lease)(nil)
 
-// end ends the lease once; c.mu held.
+// end ends the lease once, and logs why (logEnd) before Done closes, so
+// that whoever sees Done closed finds the record; c.mu held (every end of
+// the lease happens under c.mu, so nothing ends it between the check and
+// the end).
 func (l *lease) end(why error) {
-	if !l.ender.End(why) {
+	if l.Ended() {
 		return
 	}
+	logEnd(l.c.log, l.c.part, l.Name(), l.Token(), l.c.id, why)
+	l.ender.End(why)
 	l.dl.Stop()
 	delete(l.c.leases, l)
 }
@@ -51,6 +56,9 @@ func (l *lease) onDeadline() {
 func (l *lease) expire() {
 	if l.Ended() {
 		return
+	}
+	if l.ttl == 0 {
+		l.c.lapse() // no renewal was acknowledged in time
 	}
 	l.end(l.deadlineErr())
 	l.c.stale = append(l.c.stale, l.staleEntry())
@@ -90,7 +98,7 @@ func (l *lease) Release(ctx context.Context) error {
 	if err := l.c.openLease(&l.Core); err != nil {
 		return err
 	}
-	defer l.c.calls.Done()
+	defer l.c.leave()
 	return l.leaseCall(ctx, "release", releaseScript, []any{l.Token(), l.claim}, l.settleRelease)
 }
 
@@ -125,7 +133,7 @@ func (l *lease) Refresh(ctx context.Context) error {
 	if err := l.c.openLease(&l.Core); err != nil {
 		return err
 	}
-	defer l.c.calls.Done()
+	defer l.c.leave()
 	sent := time.Now()
 	return l.leaseCall(ctx, "refresh", renewScript, []any{l.Token(), l.px.Milliseconds(), l.claim},
 		func(v []any, err error, out chan<- error) {
@@ -154,13 +162,17 @@ func (l *lease) leaseCall(ctx context.Context, op string, s *goredis.Script, arg
 	}
 	out := make(chan error, 1)
 	callCtx, cancel := context.WithTimeout(c.bgCtx, c.opTimeout)
-	c.pending.Add(1)
-	go func() {
-		defer c.pending.Done()
+	c.mu.Lock()
+	started := c.goPendingLocked(func() {
 		defer cancel()
 		v, err := c.run(callCtx, s, l.Name(), args...)
 		settle(v, err, out)
-	}()
+	})
+	c.mu.Unlock()
+	if !started { // a call that Shutdown did not wait for: the lease has ended
+		cancel()
+		return l.NotHeld("")
+	}
 	select {
 	case err := <-out:
 		return l.delivered(ctx, op, err)
@@ -257,7 +269,6 @@ func (l *lease) revoked(how string) {
 		return
 	}
 	l.end(fmt.Errorf("%w: %q token %d (%s)", lock.ErrRevoked, l.Name(), l.Token(), how))
-	l.c.log.Warn("redis lock: lease revoked", "name", l.Name(), "token", l.Token(), "holder", l.c.id)
 	l.c.letGo(l.staleEntry())
 }
 
@@ -269,5 +280,4 @@ func (l *lease) adopted(how string) {
 		return
 	}
 	l.end(fmt.Errorf("%w: %q token %d (%s)", lock.ErrAdopted, l.Name(), l.Token(), how))
-	l.c.log.Warn("redis lock: lease adopted by another locker", "name", l.Name(), "token", l.Token(), "holder", l.c.id)
 }

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func heldLease(c *instance, px time.Duration, at time.Time) *lease {
 // TestLease_RenewalMovesDeadlineLaterOnly (I3): an acknowledged renewal
 // moves the local deadline to its send time + TTL − margin, never earlier.
 func TestLease_RenewalMovesDeadlineLaterOnly(t *testing.T) {
-	c := &instance{leases: make(map[*lease]struct{})}
+	c := &instance{leases: make(map[*lease]struct{}), log: slog.New(slog.DiscardHandler)}
 	const px = time.Minute
 	start := time.Now().Add(px / 2)
 	l := heldLease(c, px, start)
@@ -48,7 +49,7 @@ func TestLease_RenewalMovesDeadlineLaterOnly(t *testing.T) {
 // lease ends with ErrLost, and it is recorded once, to be deleted in the
 // store by token.
 func TestLease_RenewalAfterDeadline(t *testing.T) {
-	c := &instance{leases: make(map[*lease]struct{})}
+	c := &instance{leases: make(map[*lease]struct{}), log: slog.New(slog.DiscardHandler)}
 	l := heldLease(c, time.Second, time.Now().Add(-time.Millisecond))
 
 	err := l.settleRenewal([]any{"ok"}, time.Now())

@@ -30,7 +30,7 @@ func (c *instance) List(ctx context.Context, prefix string, opts ...lock.ListOpt
 	if err := c.enter(); err != nil {
 		return lock.Page{}, err
 	}
-	defer c.calls.Done()
+	defer c.leave()
 	if err := ctx.Err(); err != nil {
 		return lock.Page{}, fmt.Errorf("redis lock: list %q: %w", prefix, err)
 	}

@@ -12,9 +12,10 @@ import (
 // primaries (Redlock). Create it with New; all methods are safe for
 // concurrent use.
 type Locker struct {
-	impl lock.Locker
-	one  *instance // the single-primary mode
-	many *redlock  // the Redlock mode
+	impl     lock.Locker
+	shutdown func(context.Context) error
+	one      *instance // the single-primary mode
+	many     *redlock  // the Redlock mode
 }
 
 var (
@@ -34,10 +35,10 @@ func New(cfg Config) (*Locker, error) {
 	}
 	if len(cfg.Addrs) > 0 {
 		r := newRedlock(cfg)
-		return &Locker{impl: r, many: r}, nil
+		return &Locker{impl: r, shutdown: r.Shutdown, many: r}, nil
 	}
 	c := newInstance(cfg, newLockerID())
-	return &Locker{impl: c, one: c}, nil
+	return &Locker{impl: c, shutdown: c.Shutdown, one: c}, nil
 }
 
 // Acquire implements lock.Locker. Waiters of a name are served first come,
@@ -92,7 +93,21 @@ func (l *Locker) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 	return l.one.Adopt(ctx, name, token)
 }
 
-// Close implements lock.Locker: blocked calls return lock.ErrClosed (their
-// claims withdrawn), every lease ends with lock.ErrReleased and is deleted
-// in Redis, and go-redis clients created by New are closed.
+// Shutdown stops the Locker within ctx: new calls fail with
+// lock.ErrClosed, blocked calls return lock.ErrClosed after withdrawing
+// their queued claims in Redis, the calls in progress are waited for,
+// every lease ends with lock.ErrReleased (Done closes) and is deleted in
+// Redis, and go-redis clients created by New are closed. When ctx ends
+// first, Shutdown stops anyway: the leases still end locally, what is in
+// flight is cut off, and what was not done in Redis is left to its expiry
+// (a lease's TTL, a session lease's and a queued claim's SessionTTL); the
+// error then wraps ctx's error. Calls still in progress then return
+// shortly after, with lock.ErrClosed or their error. With a caller's
+// Config.Client, which Shutdown does not close, background calls in flight
+// end by their own bounds (at most SessionTTL/3 or 5 s, if the client has
+// ContextTimeoutEnabled) and Shutdown waits for them. Shutdown and Close
+// act once; later calls return nil.
+func (l *Locker) Shutdown(ctx context.Context) error { return l.shutdown(ctx) }
+
+// Close implements lock.Locker: Shutdown bounded by CloseTimeout.
 func (l *Locker) Close() error { return l.impl.Close() }

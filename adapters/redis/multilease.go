@@ -27,12 +27,16 @@ type multiLease struct {
 
 var _ lock.Lease = (*multiLease)(nil)
 
-// end ends the lease once, and gives up the per-primary leases still held
-// locally (they are deleted in the store by their instance); r.mu held.
+// end ends the lease once, logs why (logEnd) before Done closes, and
+// gives up the per-primary leases still held locally (they are deleted in
+// the store by their instance); r.mu held (every end of the lease happens
+// under r.mu).
 func (ml *multiLease) end(why error) {
-	if !ml.ender.End(why) {
+	if ml.Ended() {
 		return
 	}
+	logEnd(ml.r.log, false, ml.Name(), ml.Token(), ml.r.id, why)
+	ml.ender.End(why)
 	delete(ml.r.leases, ml)
 	for _, l := range ml.subs {
 		if l != nil {
@@ -60,7 +64,7 @@ func (ml *multiLease) Release(ctx context.Context) error {
 	if err := ml.r.openLease(&ml.Core); err != nil {
 		return err
 	}
-	defer ml.r.calls.Done()
+	defer ml.r.leave()
 	ml.r.mu.Lock()
 	ml.releasing = true
 	ml.r.mu.Unlock()
@@ -116,7 +120,7 @@ func (ml *multiLease) Refresh(ctx context.Context) error {
 	if err := ml.r.openLease(&ml.Core); err != nil {
 		return err
 	}
-	defer ml.r.calls.Done()
+	defer ml.r.leave()
 	var ok atomic.Int32
 	errs := make([]error, len(ml.subs))
 	ml.r.each(func(i int, _ *instance) {

@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 )
 
 // redlock is the Redlock mode: one instance per primary, all with the same
@@ -21,6 +23,8 @@ type redlock struct {
 	subs   []*instance
 	quorum int
 	id     string
+	sink   metrics.Sink // Config.Metrics, or metrics.Nop; the parts report nothing
+	log    *slog.Logger
 
 	gate // its mu guards seq and leases
 
@@ -36,16 +40,22 @@ func newRedlock(cfg Config) *redlock {
 	r := &redlock{
 		quorum: len(cfg.Addrs)/2 + 1,
 		id:     newLockerID(),
-		gate:   gate{stop: make(chan struct{})},
+		sink:   metrics.OrNop(cfg.Metrics),
+		log:    cfg.Logger,
+		gate:   gate{stop: make(chan struct{}), idle: make(chan struct{})},
 		leases: make(map[*multiLease]struct{}),
 	}
 	for _, a := range cfg.Addrs {
 		one := cfg
 		one.Addrs, one.Addr = nil, a
+		one.Metrics = nil                          // the Redlock Locker reports
+		one.Logger = cfg.Logger.With("primary", a) // which primary says so: only the adapter knows
 		c := newInstance(one, r.id)
 		c.opTimeout = callTimeout(cfg.SessionTTL) // cleanups must not wait on a stalled primary either
+		c.part = true
 		r.subs = append(r.subs, c)
 	}
+	r.sink.Sessions(+1)
 	return r
 }
 
@@ -99,7 +109,7 @@ func (r *redlock) Inspect(ctx context.Context, name string, opts ...lock.Inspect
 	if err := r.openInspect(name); err != nil {
 		return lock.Info{}, err
 	}
-	defer r.calls.Done()
+	defer r.leave()
 	infos := make([]instanceInfo, len(r.subs))
 	errs := make([]error, len(r.subs))
 	r.each(func(i int, c *instance) {
@@ -166,32 +176,6 @@ func holder(info *lock.Info, good []instanceInfo, claim string) {
 			info.ExpiresIn = si.ExpiresIn
 		}
 	}
-}
-
-// Close implements lock.Locker. It reports an error only if the leases
-// could not be deleted on a majority of primaries.
-func (r *redlock) Close() error {
-	if !r.shut() {
-		return nil
-	}
-
-	r.mu.Lock()
-	for ml := range r.leases {
-		ml.end(fmt.Errorf("%w: its Locker was closed", lock.ErrReleased))
-	}
-	r.mu.Unlock()
-	errs := make([]error, len(r.subs))
-	r.each(func(i int, c *instance) { errs[i] = c.Close() }) // releases the per-primary leases
-	failed := 0
-	for _, err := range errs {
-		if err != nil {
-			failed++
-		}
-	}
-	if failed > len(r.subs)-r.quorum { // a dead minority is what Redlock is for
-		return fmt.Errorf("redis lock: close: %w", errors.Join(errs...))
-	}
-	return nil
 }
 
 // reachable reports whether a call that failed after ctx ended found a

@@ -64,6 +64,7 @@ func (c *instance) renewAll() {
 		}
 		_, _ = pipe.Exec(ctx)
 		noScript := false
+		c.noteRenewals(cmds)
 		for i, cmd := range cmds {
 			v, err := cmd.Slice()
 			switch {
@@ -92,6 +93,26 @@ func (c *instance) renewAll() {
 			return
 		}
 	}
+}
+
+// noteRenewals records whether a renewal round reached the store (any
+// answer but a failure to reach it): then a later lapse is a new one and
+// is logged again (lapse); else why not.
+func (c *instance) noteRenewals(cmds []*goredis.Cmd) {
+	var failed error
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err == nil || !retryable(err) {
+			c.mu.Lock()
+			c.lapsed, c.renewed = false, nil
+			c.mu.Unlock()
+			return
+		} else if failed == nil {
+			failed = err
+		}
+	}
+	c.mu.Lock()
+	c.renewed = failed
+	c.mu.Unlock()
 }
 
 // maxStaleTries is the least number of attempts to delete a lease that

@@ -26,7 +26,7 @@ func (c *instance) Revoke(ctx context.Context, name string, token uint64) error 
 	if err := c.enter(); err != nil {
 		return err
 	}
-	defer c.calls.Done()
+	defer c.leave()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("redis lock: revoke %q: %w", name, err)
 	}
@@ -85,13 +85,11 @@ func (c *instance) revokeStep(ctx context.Context, name string, token uint64, gr
 
 // letGo releases a lease that ended by a revoke, by token and claim, in
 // the background; if the store cannot be reached it joins the stale
-// leases, which the renewer deletes. Callers run on a goroutine Close
-// waits for first (the subscriber, the renewer) or inside a pending call,
-// so that c.pending.Add never races Close's Wait.
+// leases, which the renewer deletes. Once Shutdown waits for the
+// background calls it is not released (the revoke's grace ends it in the
+// store); c.mu held.
 func (c *instance) letGo(s staleLease) {
-	c.pending.Add(1)
-	go func() {
-		defer c.pending.Done()
+	c.goPendingLocked(func() {
 		ctx, cancel := context.WithTimeout(c.bgCtx, c.opTimeout)
 		defer cancel()
 		if _, err := c.run(ctx, releaseScript, s.name, s.token, s.claim); err != nil {
@@ -100,7 +98,7 @@ func (c *instance) letGo(s staleLease) {
 			c.stale = append(c.stale, s)
 			c.mu.Unlock()
 		}
-	}()
+	})
 }
 
 // Messages on a Locker's wake-up channel other than a claim ID (a

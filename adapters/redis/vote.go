@@ -34,6 +34,7 @@ type acquisition struct {
 	wake  chan struct{}     // Acquire: wake-ups from every primary
 	bo    leasecore.Backoff // Acquire: the pause between rounds
 	tries int               // TryAcquire: rounds lost to a split vote
+	gauge waitGauge         // Acquire: waiting since the first round without a majority
 }
 
 // tally is the outcome of one round of votes.
@@ -55,13 +56,16 @@ const maxSplitTries = 20
 
 // acquire runs one Acquire (wait) or TryAcquire (op names it in errors):
 // rounds of votes until settle decides.
-func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Option, wait bool) (lock.Lease, error) {
+func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Option, wait bool) (_ lock.Lease, err error) {
+	defer measureAcquire(r.sink, op, time.Now(), &err)
 	o, err := r.openAcquire(ctx, op, name, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer r.calls.Done()
+	defer r.leave()
 	a := &acquisition{r: r, ctx: ctx, op: op, name: name, o: o, px: r.subs[0].cfg.leaseTTL(o), wait: wait, m: modeTryAny}
+	a.gauge.sink = r.sink
+	defer a.gauge.done()
 	r.mu.Lock()
 	r.seq++
 	a.claim = claimID(r.id, r.seq)
@@ -79,7 +83,13 @@ func (r *redlock) acquire(ctx context.Context, op, name string, opts []lock.Opti
 	for {
 		t := a.round()
 		if lease, err := a.settle(t); lease != nil || err != nil {
+			if lease != nil {
+				r.sink.Granted(kindOf(o), a.gauge.waited())
+			}
 			return lease, err
+		}
+		if wait {
+			a.gauge.queued(t.sent)
 		}
 		if err := a.backOff(t); err != nil {
 			return nil, err
@@ -99,7 +109,7 @@ func (a *acquisition) round() tally {
 	a.r.rounds.Add(1)
 	t := tally{sent: time.Now(), res: make([]attempt, n), errs: make([]error, n)}
 	a.r.each(func(i int, c *instance) {
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), callTimeout(a.px))
+		callCtx, cancel := c.detachedFor(a.ctx, callTimeout(a.px))
 		defer cancel()
 		t.res[i], t.errs[i] = c.tryOnce(callCtx, a.name, a.claim, a.o, a.m)
 	})
@@ -263,13 +273,13 @@ func (a *acquisition) grant(t tally) (lock.Lease, error) {
 		return nil, errLateGrant
 	}
 	ml := &multiLease{r: r, subs: subs, alive: held}
-	ml.Core, ml.ender = leasecore.New(a.name, token)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		a.giveBack(subs)
 		return nil, fmt.Errorf("redis lock: %q: %w", a.name, lock.ErrClosed)
 	}
+	ml.Core, ml.ender = leasecore.NewMeasured(a.name, token, kindOf(a.o), r.sink) // handed out: measured from here
 	r.leases[ml] = struct{}{}
 	r.mu.Unlock()
 	for _, l := range subs {
