@@ -151,10 +151,10 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.acquire(sess, c) })
 	case *fsmpb.Command_Release:
 		c := op.Release
-		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.release(c.GetName(), c.GetToken()) })
+		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.release(sess, c.GetName(), c.GetToken()) })
 	case *fsmpb.Command_Refresh:
 		c := op.Refresh
-		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.refresh(c.GetName(), c.GetToken()) })
+		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.refresh(sess, c.GetName(), c.GetToken()) })
 	case *fsmpb.Command_Cancel:
 		c := op.Cancel
 		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.cancel(c.GetName(), c.GetClaim()) })
@@ -348,18 +348,29 @@ func (a *applier) forget(id uint64, name string) {
 	}
 }
 
-func (a *applier) release(name string, token uint64) *fsmpb.Result {
+// mayUse reports whether sess may release or refresh lease h by its
+// token. Below level 2 anyone naming the token may (tokens are
+// capabilities). From level 2, only h's session while it lives: Adopt
+// keeps the token, so the previous holder of an adopted lease names it
+// too, and its late Release (of a lease it saw end) must not end the
+// adopter's (DESIGN.md, "Protocol 2"). A lease whose session is gone stays
+// anyone's to release or refresh by token.
+func (a *applier) mayUse(h *lease, sess *session) bool {
+	return a.s.protocol < 2 || h.claim.session == sess.id || a.s.sessions[h.claim.session] == nil
+}
+
+func (a *applier) release(sess *session, name string, token uint64) *fsmpb.Result {
 	l := a.s.locks[name]
-	if l == nil || l.holder == nil || l.holder.token != token {
+	if l == nil || l.holder == nil || l.holder.token != token || !a.mayUse(l.holder, sess) {
 		return code(fsmpb.Code_CODE_NOT_HELD)
 	}
 	a.end(name, l, ReasonReleased)
 	return ok()
 }
 
-func (a *applier) refresh(name string, token uint64) *fsmpb.Result {
+func (a *applier) refresh(sess *session, name string, token uint64) *fsmpb.Result {
 	l := a.s.locks[name]
-	if l == nil || l.holder == nil || l.holder.token != token || l.holder.revoked {
+	if l == nil || l.holder == nil || l.holder.token != token || l.holder.revoked || !a.mayUse(l.holder, sess) {
 		return code(fsmpb.Code_CODE_NOT_HELD)
 	}
 	h := l.holder

@@ -611,3 +611,39 @@ func TestNeeds(t *testing.T) {
 		assert.Equal(t, tc.want, Needs(tc.cmd), "%v", tc.cmd)
 	}
 }
+
+// TestState_TokenUseAfterAdopt: at level 2 only the holder's live session
+// may release or refresh a lease by its token, so the previous holder of an
+// adopted lease (which names the same token) cannot end the adopter's
+// lease with a late Release; a lease whose session is gone stays anyone's
+// by token, and at level 1 tokens stay capabilities.
+func TestState_TokenUseAfterAdopt(t *testing.T) {
+	const s1, s2, s3 = 11, 12, 13
+	ttl := withTTL(time.Minute)
+	apply := func(s *State, index uint64, cmd *fsmpb.Command) *fsmpb.Result {
+		t.Helper()
+		r, _, err := s.Apply(index, cmd)
+		require.NoError(t, err)
+		return r
+	}
+	open3 := []*fsmpb.Command{cmdOpen(s1, time.Second, "a"), cmdOpen(s2, time.Second, "b"), cmdOpen(s3, time.Second, "c")}
+
+	// Level 2: s1's lease (token 5) adopted by s2.
+	s := mustApply(t, append([]*fsmpb.Command{cmdSetProtocol(2)}, append(open3, cmdAcquire(s1, 1, "t", ttl), cmdAdopt(s2, 1, "t", 5))...)...)
+	require.Equal(t, uint64(s2), s.Lock("t").Session)
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, apply(s, 7, cmdRelease(s1, 2, "t", 5)).GetCode(), "the previous holder's Release")
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, apply(s, 8, cmdRefresh(s1, 3, "t", 5)).GetCode(), "the previous holder's Refresh")
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, apply(s, 9, cmdRelease(s3, 1, "t", 5)).GetCode(), "a third session's Release")
+	require.True(t, s.Lock("t").Held, "the adopter still holds the lease")
+	assert.Equal(t, fsmpb.Code_CODE_OK, apply(s, 10, cmdRefresh(s2, 2, "t", 5)).GetCode(), "the adopter's Refresh")
+	assert.Equal(t, fsmpb.Code_CODE_OK, apply(s, 11, cmdRelease(s2, 3, "t", 5)).GetCode(), "the adopter's Release")
+	require.NoError(t, checkInvariants(s))
+
+	// Level 2, the holder's session gone: anyone may release by token.
+	s = mustApply(t, append([]*fsmpb.Command{cmdSetProtocol(2)}, append(open3, cmdAcquire(s1, 1, "t", ttl), cmdExpireSession(s1))...)...)
+	assert.Equal(t, fsmpb.Code_CODE_OK, apply(s, 7, cmdRelease(s3, 1, "t", 5)).GetCode(), "a TTL lease whose session expired")
+
+	// Level 1: tokens are capabilities.
+	s = mustApply(t, append(open3, cmdAcquire(s1, 1, "t", ttl))...)
+	assert.Equal(t, fsmpb.Code_CODE_OK, apply(s, 5, cmdRelease(s3, 1, "t", 4)).GetCode(), "level 1: another session's Release")
+}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
@@ -317,7 +318,29 @@ func (l *lease) releaseOnce() error {
 	if err == nil && res.GetCode() == fsmpb.Code_CODE_UNKNOWN_SESSION {
 		return errSessionLost // its session is gone: wait for the next one
 	}
+	if err == nil && res.GetCode() == fsmpb.Code_CODE_NOT_HELD && l.stillOwn() {
+		// Refused because the lease's own session still lives in the store
+		// and the request came from this client's next one (fsm/DESIGN.md,
+		// "Protocol 2": tokens are no capabilities for a live holder). Once
+		// that session expires, the release by token goes through.
+		return errOldSessionHolds
+	}
 	return err
+}
+
+// errOldSessionHolds: a release by token refused while the lease's own,
+// earlier session still holds it in the store.
+var errOldSessionHolds = errors.New("node: the lease's earlier session still holds it in the store")
+
+// stillOwn reports whether this node's applied state still has l's grant
+// held by l's own session (not adopted away, not ended).
+func (l *lease) stillOwn() bool {
+	var own bool
+	l.c.n.bridge.read(func(st *fsm.State) {
+		li := st.Lock(l.Name())
+		own = li.Held && li.Token == l.Token() && li.Session == l.session
+	})
+	return own
 }
 
 // background runs fn on a goroutine of c that c's Close waits for; false
