@@ -125,9 +125,11 @@ func (l *Locker) loseSessionLocked(why error) {
 	lost := 0
 	for le := range l.leases {
 		if le.ttl == 0 && le.session == l.sessID {
+			// Logged before Done closes, so that whoever reacts to Done
+			// finds the record.
+			l.log.Warn("lease lost", "name", le.Name(), "token", le.Token(), "holder", l.id, "reason", why.Error())
 			le.endLocked(why)
 			l.orphans[le.path] = orphan{path: le.path, session: le.session}
-			l.log.Warn("lease lost", "name", le.Name(), "token", le.Token(), "holder", l.id, "reason", why.Error())
 			lost++
 		}
 	}
