@@ -35,6 +35,9 @@ func (l *Locker) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 	if err != nil {
 		return nil, l.fail(ctx, opCtx, fmt.Sprintf("adopt %q (token %d)", name, token), err)
 	}
+	if err := l.unlessClosed(le); err != nil {
+		return nil, fmt.Errorf("zookeeper: adopt %q: %w", name, err)
+	}
 	l.sink.Granted(lock.KindTTL, 0) // an adoption counts as a grant (metrics/DESIGN.md)
 	return le, nil
 }

@@ -75,6 +75,9 @@ func (l *Locker) claimLease(ctx context.Context, name string, wait bool, opts []
 		}
 		return nil, l.fail(ctx, opCtx, fmt.Sprintf("acquire %q", name), err)
 	}
+	if err := l.unlessClosed(le); err != nil {
+		return nil, fmt.Errorf("zookeeper: acquire %q: %w", name, err)
+	}
 	var waited time.Duration
 	if !c.queued.IsZero() {
 		waited = time.Since(c.queued)
@@ -432,7 +435,7 @@ func (l *Locker) sessionLease(c *claim, stat *zk.Stat) (*lease, <-chan struct{})
 // whose grant raced its cancellation: deleting it is the release), and
 // every other node carrying its GUID if a create of it was ambiguous.
 func (l *Locker) withdraw(c *claim) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.cleanupTimeout())
+	ctx, cancel := context.WithTimeout(l.stopped, l.cleanupTimeout())
 	defer cancel()
 	o := c.orphan()
 	if c.ambiguous {

@@ -30,5 +30,11 @@
 // lease whose holder does not let go is deleted by the revoker after a
 // grace, a session lease goes with its holder's session.
 //
+// Shutdown(ctx) stops a Locker within ctx: it withdraws its queued claims,
+// ends its leases and deletes their nodes; when ctx ends first it stops
+// anyway, leaves the rest to the store (the session's nodes go with it, a
+// TTL node after its TTL) and returns ctx's error. Close is Shutdown
+// bounded by CloseTimeout.
+//
 // DESIGN.md in this directory explains the choices and their limits.
 package zookeeper

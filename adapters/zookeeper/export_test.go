@@ -184,3 +184,11 @@ func Reads(l *Locker, path, dir string) map[string]func(context.Context) error {
 // CallsRunning is the number of store calls whose goroutines are running,
 // abandoned ones included.
 func CallsRunning(l *Locker) int64 { return l.running.Load() }
+
+// HandOverAfterShutdownBegan cancels l's base ctx, as Shutdown does first,
+// and then hands le over as a call that was granted or adopted at that
+// moment would (shutdown.go, unlessClosed).
+func HandOverAfterShutdownBegan(l *Locker, le lock.Lease) error {
+	l.cancel(lock.ErrClosed)
+	return l.unlessClosed(le.(*lease))
+}

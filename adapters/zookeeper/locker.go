@@ -28,22 +28,26 @@ type Locker struct {
 
 	base   context.Context // cancelled, with cause lock.ErrClosed, by Close
 	cancel context.CancelCauseFunc
-	// stopped ends when Close has finished its own cleanup: background
-	// deletes give up then.
-	stopped context.Context
-	stop    context.CancelFunc
+	// stopped ends when Shutdown has finished its own cleanup, or when its
+	// ctx ends: clean-up deletes give up then.
+	stopped  context.Context
+	stop     context.CancelFunc
+	haltOnce sync.Once // Shutdown's connection close (shutdown.go)
 
 	kickProbe chan struct{}
 	kickWatch chan struct{}
 
-	mu       sync.Mutex
-	closed   bool
-	sessID   int64     // the session the deadline refers to; 0: none yet
-	deadline time.Time // session leases of sessID end at this time
-	fresh    chan struct{}
-	leases   map[*lease]struct{}
-	orphans  map[string]orphan
-	watches  map[string]<-chan zk.Event // armed watches by watched path (watch.go)
+	mu     sync.Mutex
+	closed bool
+	// untracked: Shutdown has set the session gauge back to 0; a late
+	// reply must not track a session again.
+	untracked bool
+	sessID    int64     // the session the deadline refers to; 0: none yet
+	deadline  time.Time // session leases of sessID end at this time
+	fresh     chan struct{}
+	leases    map[*lease]struct{}
+	orphans   map[string]orphan
+	watches   map[string]<-chan zk.Event // armed watches by watched path (watch.go)
 	// lastAck is the send time of the last write the store acknowledged
 	// (any session); lastCause the last connection-level failure. They say
 	// whether a call that ran out of time met an unreachable store (R5).
@@ -197,45 +201,4 @@ func (l *Locker) dir(name string) string { return l.cfg.Root + "/" + escapeName(
 // cleanupTimeout bounds the deletes made after a caller's ctx has ended.
 func (l *Locker) cleanupTimeout() time.Duration {
 	return min(l.sessionTimeout(), 5*time.Second)
-}
-
-// Close implements lock.Locker: it withdraws queued calls, ends and deletes
-// every lease of this Locker, stops the background work and closes the
-// connection if New made it.
-func (l *Locker) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
-	}
-	l.closed = true
-	l.mu.Unlock()
-	l.cancel(lock.ErrClosed)
-	l.ops.Wait() // queued Acquire calls withdraw their nodes as they return
-	l.bg.Wait()  // the prober's last round, the revokers' waits
-
-	l.mu.Lock()
-	leases := make([]*lease, 0, len(l.leases))
-	for le := range l.leases {
-		leases = append(leases, le)
-		le.endLocked(lock.ErrReleased)
-	}
-	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), l.cleanupTimeout())
-	defer cancel()
-	for _, le := range leases {
-		if _, err := l.deleteMine(ctx, le.mine()); err != nil {
-			l.log.Debug("close: lease node not deleted", "path", le.path, "error", err)
-		}
-	}
-	l.cleanOrphans(ctx)
-	l.stop()
-	if l.ownConn {
-		l.conn.Close()
-	}
-	l.calls.Wait()
-	l.mu.Lock()
-	l.setSessionLocked(0) // the gauges of a closed Locker read 0
-	l.mu.Unlock()
-	return nil
 }

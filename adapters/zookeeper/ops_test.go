@@ -682,3 +682,15 @@ func testAdoptRefused(t *testing.T, servers []string) {
 		}
 	}
 }
+
+// first returns the message of the first record at level.
+func (r *logRecorder) first(level slog.Level) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.recs {
+		if rec.Level == level {
+			return rec.Message, true
+		}
+	}
+	return "", false
+}

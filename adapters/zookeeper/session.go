@@ -56,6 +56,9 @@ func (l *Locker) ack(sent time.Time, before, after int64, quorum bool) {
 	d := sent.Add(t - l.sessionMargin(t))
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.untracked {
+		return // a late reply after Shutdown: the session is no longer tracked
+	}
 	if quorum && sent.After(l.lastAck) {
 		l.lastAck, l.lastCause = sent, nil
 	}

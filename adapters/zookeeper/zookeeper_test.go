@@ -67,6 +67,8 @@ func TestStandalone(t *testing.T) {
 	t.Run("EndedCtxOnReachableStore", func(t *testing.T) { testEndedCtxOnReachableStore(t, servers) })
 	t.Run("AbandonedCallWritesNothing", func(t *testing.T) { testAbandonedCallWritesNothing(t, z) })
 	t.Run("MetricsWorkload", func(t *testing.T) { testMetricsWorkload(t, servers) })
+	t.Run("ShutdownReleases", func(t *testing.T) { testShutdownReleases(t, servers) })
+	t.Run("ShutdownHandOver", func(t *testing.T) { testShutdownHandOver(t, servers) })
 	// Operating a lock (issue 13).
 	t.Run("InspectStory", func(t *testing.T) { testInspectStory(t, servers) })
 	t.Run("OldFormatData", func(t *testing.T) { testOldFormatData(t, servers) })
@@ -86,6 +88,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("ReleaseWhileUnreachable", func(t *testing.T) { testReleaseWhileUnreachable(t, z) })
 	t.Run("NoQuorum", func(t *testing.T) { testNoQuorum(t, z) })
 	t.Run("QueuedWaiterEndsInOutage", func(t *testing.T) { testQueuedWaiterEndsInOutage(t, z) })
+	t.Run("ShutdownEndedCtx", func(t *testing.T) { testShutdownEndedCtx(t, z) })
 }
 
 // TestEnsemble runs the conformance suite against a 3-server ensemble, then
