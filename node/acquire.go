@@ -103,6 +103,11 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 		Req: req, Name: name, Owner: o.Owner, TtlNs: int64(o.TTL), Try: try,
 	}}}
 	res, err := c.n.propose(ctx, cmd)
+	if err != nil && res != nil {
+		// Committed, with this result, but ctx ended (or the node
+		// stopped) before this node applied it.
+		return nil, c.abandonCommitted(name, req.Seq, w, res, err)
+	}
 	if err != nil {
 		if !c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous)) && !errors.Is(err, lock.ErrNoQuorum) {
 			// Its outcome could not be settled with the store (R5).
@@ -136,6 +141,29 @@ func (c *client) settle(ctx context.Context, name string, req *fsmpb.Request, w 
 		return nil, codeErr(res.GetCode(), name)
 	}
 	return c.await(ctx, name, req.Seq, res, w)
+}
+
+// abandonCommitted ends the Acquire request seq (waiter w) whose entry
+// committed with result res while its caller gave up before this node
+// applied it (err says why): a claim the result shows, queued or granted,
+// is withdrawn before the caller is answered, as await does once the entry
+// is applied (I4). A grant applied here meanwhile is on the waiter
+// (dropWaiter withdraws it too); the store answers the second Cancel
+// NOT_HELD.
+func (c *client) abandonCommitted(name string, seq uint64, w *waiter, res *fsmpb.Result, err error) error {
+	c.dropWaiter(seq, w)
+	c.endRequest(seq)
+	switch res.GetCode() {
+	case fsmpb.Code_CODE_GRANTED, fsmpb.Code_CODE_QUEUED:
+	default:
+		return err // no claim in the store
+	}
+	g := gaveUp{name: w.name, claim: res.GetClaim(), session: w.session, ttl: w.ttl}
+	if !c.cancelClaim(g) {
+		return fmt.Errorf("acquire %q: %w: %w (withdrawing the claim did not reach the store within %v; it goes on in the background)",
+			name, lock.ErrNoQuorum, err, cleanupTimeout)
+	}
+	return fmt.Errorf("acquire %q: %w", name, err)
 }
 
 // giveUp ends the Acquire request cmd (seq, waiter w) whose proposal

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -79,6 +80,9 @@ type bridge struct {
 	// ownRestores is how many Restores to come are of the node's own
 	// snapshot at start-up (1 if its store holds one), not installs.
 	ownRestores int
+	// beforeApply, if set, runs at the start of every ApplyBatch, before
+	// the lock: a test hook that holds this replica's applies back.
+	beforeApply atomic.Pointer[func()]
 }
 
 func newBridge(sink func([]fsm.Event), restored func(*fsm.State), onHalt func(error)) *bridge {
@@ -102,6 +106,9 @@ type entryResult struct {
 // and rolling upgrades"). A replica that skipped an entry its peers applied
 // would diverge silently, which is worse than stopping.
 func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
+	if hook := b.beforeApply.Load(); hook != nil {
+		(*hook)()
+	}
 	out := make([]any, len(logs))
 	var events []fsm.Event
 	b.mu.Lock()

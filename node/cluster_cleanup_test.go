@@ -93,3 +93,66 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 	}
 	return nil
 }
+
+// TestAcquire_CancelledBeforeAppliedHere (I4): an Acquire made through a
+// follower commits, queued behind a holder, but the follower has not
+// applied the entry yet when the caller's ctx ends. The Acquire must still
+// withdraw its claim before it returns. It used to drop its waiter and
+// return at once: the claim stayed queued with nobody waiting for it until
+// the holder let go (the conformance check AcquireCanceled saw that
+// waiter on a loaded machine, where a follower can be a few milliseconds
+// behind). The follower's applies are held back to hit that window every
+// time; they are let go once the Acquire has returned (the old code) or
+// the leader shows the claim withdrawn (the follower's Cancel committed).
+func TestAcquire_CancelledBeforeAppliedHere(t *testing.T) {
+	const name = "cancelled-unapplied"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startCluster(t, 3, false)
+	lead, f := c.Leader(), c.Follower()
+	holder := lockerAt(ctx, t, c, lead)
+	waiter := lockerAt(ctx, t, c, f)
+	held, err := holder.Acquire(ctx, name)
+	require.NoError(t, err)
+
+	release := node.HoldApplies(c.Node(f))
+	defer release()
+	wctx, stop := context.WithCancel(ctx)
+	out := make(chan error, 1)
+	go func() {
+		le, err := waiter.Acquire(wctx, name)
+		if le != nil {
+			_ = le.Release(ctx)
+		}
+		out <- err
+	}()
+	waitWaiters(t, c, lead, name, 1)
+	stop()
+
+	var got error
+	returned := false
+	require.Eventually(t, func() bool {
+		select {
+		case got = <-out:
+			returned = true
+			return true
+		default:
+		}
+		info, err := c.Node(lead).InspectLocal(name)
+		return err == nil && info.Waiters == 0
+	}, 30*time.Second, 5*time.Millisecond, "neither returned nor withdrawn")
+	release()
+	if !returned {
+		select {
+		case got = <-out:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the cancelled Acquire did not return once the follower applied")
+		}
+	}
+	require.ErrorIs(t, got, context.Canceled)
+	assert.NotErrorIs(t, got, lock.ErrNoQuorum, "the store answered every request (R5)")
+	info, err := holder.Inspect(ctx, name)
+	require.NoError(t, err)
+	assert.Zero(t, info.Waiters, "the cancelled Acquire withdrew its claim before it returned (I4)")
+	require.NoError(t, held.Release(ctx))
+}

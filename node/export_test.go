@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -132,4 +133,19 @@ func RevokedNames(n *Node) []string {
 		}
 	})
 	return names
+}
+
+// HoldApplies stops n applying committed entries (its FSM goroutine waits
+// before its next batch) until the returned func is called.
+func HoldApplies(n *Node) (release func()) {
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	n.bridge.beforeApply.Store(&hold)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			n.bridge.beforeApply.Store(nil)
+			close(gate)
+		})
+	}
 }

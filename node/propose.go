@@ -47,7 +47,9 @@ var (
 //
 // Errors: lock.ErrClosed after Close; lock.ErrNoQuorum joined with ctx's
 // error when ctx ended before a commit; errAmbiguous is also wrapped when
-// an attempt may still commit.
+// an attempt may still commit. If the entry committed but ctx ended (or
+// the node stopped) before this node applied it, the result comes with
+// the error: the outcome is known, only its local events are not.
 func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, error) {
 	var res *fsmpb.Result
 	ambiguous := false
