@@ -75,15 +75,18 @@ func (c *client) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 
 // adopted registers the lease that Adopt got for session, under the
 // bridge's read lock: an event about it applied after this finds it, and
-// the state shows one applied before (the lease ended, or was adopted or
-// revoked again, before Adopt returned: ErrNotHeld, the store's answer at
-// that point).
+// the state shows one applied before (the lease ended, or was adopted
+// again, before Adopt returned: ErrNotHeld, the store's answer at that
+// point). A lease revoked before Adopt returned is this session's to
+// acknowledge: it is released by token at once, as a holder does (else
+// the revoke would wait out its grace), and Adopt answers ErrNotHeld and
+// ErrRevoked.
 func (c *client) adopted(op, name string, token, session uint64, ttl time.Duration, sent time.Time) (lock.Lease, error) {
 	var l *lease
 	var err error
 	c.n.bridge.read(func(st *fsm.State) {
 		li := st.Lock(name)
-		if !li.Held || li.Token != token || li.Session != session || li.Revoked {
+		if !li.Held || li.Token != token || li.Session != session {
 			err = fmt.Errorf("%s: %w: it ended or changed hands before Adopt returned", op, lock.ErrNotHeld)
 			return
 		}
@@ -94,6 +97,11 @@ func (c *client) adopted(op, name string, token, session uint64, ttl time.Durati
 			return
 		}
 		l = c.newLease(name, token, session, ttl, sent)
+		if li.Revoked {
+			c.revoked(l)
+			l, err = nil, fmt.Errorf("%s: %w: %w: revoked before Adopt returned", op, lock.ErrNotHeld, lock.ErrRevoked)
+			return
+		}
 		c.n.metrics.Granted(lock.KindTTL, 0) // the lease is this client's from now on
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -464,4 +465,43 @@ func TestNode_AtProtocol2WhenReady(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, n.Revoke(ctx, "fresh", l.Token()))
 	assert.ErrorIs(t, l.Err(), lock.ErrRevoked)
+}
+
+// TestNode_AdoptRevokedBeforeItReturns: an Adopt commits, and a Revoke of
+// the adopted lease is applied here before Adopt reads the state to
+// register the lease (adopted). Adopt then has no lease to give, but its
+// session holds a revoked lease that only its holder's acknowledgement
+// ends before the grace (the session's TTL): Adopt must release it by
+// token. It used to answer ErrNotHeld and leave it: the Revoke waited out
+// the grace (a minute here; the test's ctx ends first). The two steps of
+// Adopt are run apart to put the Revoke between them every time.
+func TestNode_AdoptRevokedBeforeItReturns(t *testing.T) {
+	const name = "adopt-then-revoked"
+	n := newNode(t, Config{SessionTTL: time.Minute})
+	ctx := testCtx(t)
+	holder, adopter, operator := newOpsLocker(t, n), newOpsLocker(t, n), newOpsLocker(t, n)
+	lease, err := holder.Acquire(ctx, name, lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+
+	sent := time.Now()
+	res, req, err := adopter.sessionRequest(ctx, func(req *fsmpb.Request) *fsmpb.Command {
+		return &fsmpb.Command{Op: &fsmpb.Command_Adopt{Adopt: &fsmpb.Adopt{Req: req, Name: name, Token: lease.Token()}}}
+	})
+	require.NoError(t, err)
+	require.Equal(t, fsmpb.Code_CODE_OK, res.GetCode())
+	revoked := make(chan error, 1)
+	go func() { revoked <- operator.Revoke(ctx, name, lease.Token()) }()
+	waitFor(t, func() bool {
+		var marked bool
+		n.bridge.read(func(st *fsm.State) { marked = st.Lock(name).Revoked })
+		return marked
+	})
+
+	_, err = adopter.adopted("adopt", name, lease.Token(), req.GetSession(), time.Duration(res.GetTtlNs()), sent)
+	require.ErrorIs(t, err, lock.ErrNotHeld)
+	require.ErrorIs(t, err, lock.ErrRevoked, "the caller learns why")
+	require.NoError(t, <-revoked, "the adopter's session acknowledged the revoke: the Revoke did not wait out the grace")
+	info, err := operator.Inspect(ctx, name)
+	require.NoError(t, err)
+	assert.False(t, info.Held)
 }
