@@ -126,6 +126,9 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	if err := n.haltErr(); err != nil {
 		return fmt.Errorf("node: restore: this node stopped applying: %w", err)
 	}
+	if err := n.restorable(b.state); err != nil {
+		return err
+	}
 	before := n.bridge.restoreCount()
 	err = n.raftRestore(ctx, b)
 	if err != nil && n.bridge.restoreCount() == before {
@@ -138,6 +141,26 @@ func (n *Node) Restore(ctx context.Context, r io.Reader) error {
 	n.log.Info("restored a backup", "index", b.index, "term", b.term,
 		"sessions", len(b.state.Sessions()), "locks", b.state.LockCount())
 	return n.barrierAfterRestore(ctx)
+}
+
+// restorable refuses a backup whose state is at a protocol level that not
+// every voter speaks: the level is part of the state, so installing it
+// would commit the cluster to commands (and a snapshot format) an older
+// voter cannot apply. As for a command, a level the cluster has committed
+// already needs no look at the voters.
+func (n *Node) restorable(st *fsm.State) error {
+	need := st.Protocol()
+	if need <= 1 || need <= n.committedProtocol() {
+		return nil
+	}
+	lowest, voter, err := n.lowestVoter()
+	if err != nil {
+		return n.leaderErr()
+	}
+	if lowest < need {
+		return fmt.Errorf("node: restore: %w: the backup is at protocol level %d and voter %s speaks %d", ErrUnsupported, need, voter, lowest)
+	}
+	return nil
 }
 
 // usable is ErrClosed once the node is closed, else ctx's error.

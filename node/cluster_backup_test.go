@@ -285,3 +285,35 @@ func TestNode_SnapshotAndRestoreHonourContext(t *testing.T) {
 	require.ErrorIs(t, err, lock.ErrClosed)
 	require.ErrorIs(t, n.Restore(context.Background(), bytes.NewReader(buf.Bytes())), lock.ErrClosed)
 }
+
+// TestCluster_RestoreNeedsVotersProtocol: a backup's state carries its
+// protocol level. A cluster with a voter of an older build (protocol 1,
+// so it never committed level 2) refuses a level-2 backup with
+// ErrUnsupported naming that voter, and restores nothing: installing it
+// would commit the cluster to a level that voter cannot apply. Restore
+// used to install it.
+func TestCluster_RestoreNeedsVotersProtocol(t *testing.T) {
+	ctx := backupCtx(t)
+	src := startCluster(t, 1, false)
+	_, err := src.Node(0).Acquire(ctx, "from-the-backup")
+	require.NoError(t, err)
+	var backup bytes.Buffer
+	_, err = src.Node(0).Snapshot(ctx, &backup)
+	require.NoError(t, err)
+
+	const old = 1
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Peers: true, Edit: func(i int, cfg *node.Config) {
+		if i == old {
+			node.PlayProtocolFromStart(cfg, 1, fsm.Needs)
+		}
+	}})
+	li := c.Leader()
+	restores := c.Node(li).Stats().SnapshotRestores
+	err = c.Node(li).Restore(ctx, bytes.NewReader(backup.Bytes()))
+	require.ErrorIs(t, err, node.ErrUnsupported)
+	assert.Contains(t, err.Error(), c.ID(old), "the error names the old voter")
+	assert.Equal(t, restores, c.Node(li).Stats().SnapshotRestores, "nothing restored")
+	info, err := c.Node(li).Inspect(ctx, "from-the-backup")
+	require.NoError(t, err)
+	assert.False(t, info.Held, "the cluster's state is its own")
+}
