@@ -231,6 +231,28 @@ func checkInvariants(s *State) error {
 		}
 		want[session][name]++
 	}
+	// Every claim's ID (the index of its Acquire entry) is unique in the
+	// whole state. (Its (session, seq) need not be: a session ID is the
+	// client's choice, and a session expired with a TTL lease can be
+	// opened again.)
+	ids := map[uint64]bool{}
+	unique := func(name string, c *fsmpb.Claim) error {
+		if ids[c.GetId()] {
+			return fmt.Errorf("lock %q: claim %d not unique", name, c.GetId())
+		}
+		ids[c.GetId()] = true
+		return nil
+	}
+	for _, pl := range snap.GetLocks() {
+		if err := unique(pl.GetName(), pl.GetHolder().GetClaim()); err != nil {
+			return err
+		}
+		for _, qc := range pl.GetQueue() {
+			if err := unique(pl.GetName(), qc); err != nil {
+				return err
+			}
+		}
+	}
 	for _, pl := range snap.GetLocks() {
 		name := pl.GetName()
 		h := pl.GetHolder()

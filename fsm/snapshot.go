@@ -115,6 +115,14 @@ func Restore(data []byte) (*State, error) {
 		}
 		s.sessions[id] = sess
 	}
+	claims := map[uint64]bool{} // claim IDs are Acquire indexes: unique
+	unique := func(c claim) error {
+		if claims[c.id] {
+			return fmt.Errorf("claim %d appears twice", c.id)
+		}
+		claims[c.id] = true
+		return nil
+	}
 	for _, pl := range snap.GetLocks() {
 		name := pl.GetName()
 		if !validName(name) || s.locks[name] != nil {
@@ -126,6 +134,9 @@ func Restore(data []byte) (*State, error) {
 		l := &lockState{}
 		h := pl.GetHolder()
 		cl, err := restoreClaim(s, name, h.GetClaim())
+		if err == nil {
+			err = unique(cl)
+		}
 		if err != nil {
 			return nil, corrupt("lock %q holder: %v", name, err)
 		}
@@ -141,6 +152,9 @@ func Restore(data []byte) (*State, error) {
 		}
 		for _, pc := range pl.GetQueue() {
 			qc, err := restoreClaim(s, name, pc)
+			if err == nil {
+				err = unique(qc)
+			}
 			if err != nil {
 				return nil, corrupt("lock %q queue: %v", name, err)
 			}

@@ -122,6 +122,8 @@ func TestRestore_Invalid(t *testing.T) {
 		{"queued claim of an unknown session", func(p *fsmpb.Snapshot) { lockA(p).Queue[0].Session = 99 }, ErrCorrupt},
 		{"queued claim with a bad TTL", func(p *fsmpb.Snapshot) { lockA(p).Queue[0].TtlNs = int64(MaxTTL) + 1 }, ErrCorrupt},
 		{"nil queued claim", func(p *fsmpb.Snapshot) { lockA(p).Queue[0] = nil }, ErrCorrupt},
+		{"queued claim with the holder's ID", func(p *fsmpb.Snapshot) { lockA(p).Queue[0].Id = lockA(p).Holder.Claim.Id }, ErrCorrupt},
+		{"claim ID of another lock's claim", func(p *fsmpb.Snapshot) { lockT(p).Holder.Claim.Id = lockA(p).Queue[0].Id }, ErrCorrupt},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
