@@ -4,19 +4,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumlock/quorumlock/transport"
 )
 
 // chatter demotes and rate-limits hashicorp/raft's routine log lines
 // (DESIGN.md, "Logs"): a peer that cannot be reached is reported at Warn
 // once, then at Debug, with a Warn reminder (and the count of lines held
 // back) every chatterRemind while it goes on; elections, vote refusals and
-// catch-up are Debug; and once the node is stopping (quiet), every Raft
-// line is Debug. Lines it does not know keep hclogAdapter's mapping.
+// catch-up are Debug; and once the node is stopping (quiet), every known
+// line and every line whose error is the node's own shutdown is Debug.
+// Other lines keep hclogAdapter's mapping, while stopping too: a storage
+// error during a stop is still one an operator must see.
 type chatter struct {
 	now   func() time.Time
 	quiet atomic.Bool // the node is stopping
@@ -92,7 +97,7 @@ func newChatter() *chatter {
 // level returns the level at which to log a Raft line that hclogAdapter
 // mapped to lv, and extra attributes to add (the count of lines held back).
 func (c *chatter) level(lv slog.Level, msg string, args []any) (slog.Level, []any) {
-	if c.quiet.Load() {
+	if c.quiet.Load() && (raftChatter[msg] != 0 || stopping(argError(args))) {
 		return slog.LevelDebug, nil
 	}
 	if msg == "failed to take snapshot" && errors.Is(argError(args), raft.ErrNothingNewToSnapshot) {
@@ -160,4 +165,11 @@ func argError(args []any) error {
 		}
 	}
 	return nil
+}
+
+// stopping reports whether err is what Raft and the transport of a
+// stopping node say about their own end: not news once the node stops.
+func stopping(err error) bool {
+	return errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrTransportShutdown) ||
+		errors.Is(err, transport.ErrClosed) || errors.Is(err, transport.ErrConnLost) || errors.Is(err, net.ErrClosed)
 }

@@ -69,7 +69,11 @@ func TestChatter_levels(t *testing.T) {
 	}
 	c.quiet.Store(true)
 	lv, _ := c.level(slog.LevelError, "failed to appendEntries to", []any{"peer", "n2"})
-	assert.Equal(t, slog.LevelDebug, lv, "everything is Debug once the node is stopping")
+	assert.Equal(t, slog.LevelDebug, lv, "a known routine line is Debug once the node is stopping")
+	lv, _ = c.level(slog.LevelError, "failed to get log", []any{"error", fmt.Errorf("x: %w", raft.ErrRaftShutdown)})
+	assert.Equal(t, slog.LevelDebug, lv, "a line about the node's own shutdown is Debug once it is stopping")
+	lv, _ = c.level(slog.LevelError, "failed to append to logs", []any{"error", errors.New("disk full")})
+	assert.Equal(t, slog.LevelError, lv, "a real error keeps its level while the node stops")
 }
 
 func TestChatter_bounded(t *testing.T) {
