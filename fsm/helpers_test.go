@@ -279,6 +279,9 @@ func checkInvariants(s *State) error {
 			count(qc.GetSession(), name)
 		}
 	}
+	if s.SessionCount() != len(s.Sessions()) || s.LockCount() != len(s.locks) {
+		return fmt.Errorf("counts: %d sessions (listed %d), %d locks (held %d)", s.SessionCount(), len(s.Sessions()), s.LockCount(), len(s.locks))
+	}
 	if len(s.sessions) != len(sessions) || len(s.locks) != len(snap.GetLocks()) {
 		return fmt.Errorf("snapshot has %d sessions, %d locks; state %d, %d",
 			len(sessions), len(snap.GetLocks()), len(s.sessions), len(s.locks))

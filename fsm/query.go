@@ -160,6 +160,10 @@ func (s *State) TTLLeases() []LockInfo {
 // LockCount is the number of names held or waited for.
 func (s *State) LockCount() int { return len(s.locks) }
 
+// SessionCount is the number of open sessions (len(Sessions()) without
+// building the list: a metrics scrape asks it).
+func (s *State) SessionCount() int { return len(s.sessions) }
+
 // Queued reports whether claim waits in the queue of name.
 func (s *State) Queued(name string, claim uint64) bool {
 	l := s.locks[name]

@@ -85,7 +85,7 @@ func (n *Node) Stats() Stats {
 		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(), LastContact: n.raft.LastContact(),
 	}
 	n.bridge.read(func(s *fsm.State) {
-		st.Sessions = len(s.Sessions())
+		st.Sessions = s.SessionCount()
 		st.Locks = s.LockCount()
 		st.Protocol = s.Protocol()
 	})
