@@ -109,7 +109,13 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 		return nil, c.abandonCommitted(name, req.Seq, w, res, err)
 	}
 	if err != nil {
-		if !c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous)) && !errors.Is(err, lock.ErrNoQuorum) {
+		settled, answered := c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous))
+		switch {
+		case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil:
+			// Only a forward cut short by ctx went unanswered, and the store
+			// answered the re-proposal that settled it: reachable (R5).
+			err = fmt.Errorf("acquire %q: %w", name, ctx.Err())
+		case !settled && !errors.Is(err, lock.ErrNoQuorum):
 			// Its outcome could not be settled with the store (R5).
 			err = fmt.Errorf("%w: %w (settling the acquire did not reach the store within %v; it goes on in the background)",
 				lock.ErrNoQuorum, err, cleanupTimeout)
@@ -169,15 +175,16 @@ func (c *client) abandonCommitted(name string, seq uint64, w *waiter, res *fsmpb
 // giveUp ends the Acquire request cmd (seq, waiter w) whose proposal
 // failed; ambiguous: it may have committed. A grant applied here already
 // is on the waiter (dropWaiter withdraws it); one applied later finds no
-// waiter (handle withdraws it); resolve withdraws the rest. False if
-// resolve did not end within cleanupTimeout.
-func (c *client) giveUp(seq uint64, w *waiter, cmd *fsmpb.Command, ambiguous bool) bool {
+// waiter (handle withdraws it); resolve withdraws the rest. settled is
+// false if resolve did not end within cleanupTimeout; answered says the
+// store answered its re-proposal.
+func (c *client) giveUp(seq uint64, w *waiter, cmd *fsmpb.Command, ambiguous bool) (settled, answered bool) {
 	c.dropWaiter(seq, w)
 	if ambiguous {
 		return c.resolve(w.gaveUp(), cmd) // ends the request
 	}
 	c.endRequest(seq)
-	return true
+	return true, false
 }
 
 // addWaiter allocates the request of an Acquire of name and registers its

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumlock/quorumlock/fsm"
@@ -133,10 +134,12 @@ func (c *client) withdraw(g gaveUp) {
 // same request again until answered — the state machine answers it from
 // its de-duplication cache without a second effect — and withdraws the
 // claim if there was one. Its seq stays in the request window meanwhile,
-// so the cache keeps its result. It waits for that up to cleanupTimeout;
-// false if it did not end within it.
-func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) bool {
+// so the cache keeps its result. It waits for that up to cleanupTimeout:
+// settled is false if it did not end within it; answered, that the store
+// answered the re-proposal (so it was reachable after the caller gave up).
+func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) (settled, answered bool) {
 	seq := cmd.GetAcquire().GetReq().GetSeq()
+	var heard atomic.Bool
 	c.mu.Lock()
 	closed := c.closed
 	done := c.backgroundLocked(func() {
@@ -145,6 +148,9 @@ func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) bool {
 		c.retry(g, func(ctx context.Context) bool {
 			var err error
 			res, err = c.n.propose(ctx, cmd)
+			if res != nil {
+				heard.Store(true)
+			}
 			return err == nil || errors.Is(err, lock.ErrClosed)
 		})
 		switch res.GetCode() {
@@ -162,9 +168,10 @@ func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) bool {
 	c.mu.Unlock()
 	if closed { // nothing runs: the request is over
 		c.endRequest(seq)
-		return true
+		return true, false
 	}
-	return c.waitCleanup(done, g.name)
+	settled = c.waitCleanup(done, g.name)
+	return settled, settled && heard.Load()
 }
 
 // orphanTTLClaim returns the claim of a TTL lease on g.name that the store

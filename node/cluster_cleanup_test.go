@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/internal/testcluster"
 	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/metrics"
 	"github.com/quorumlock/quorumlock/node"
 )
 
@@ -154,5 +156,79 @@ func TestAcquire_CancelledBeforeAppliedHere(t *testing.T) {
 	info, err := holder.Inspect(ctx, name)
 	require.NoError(t, err)
 	assert.Zero(t, info.Waiters, "the cancelled Acquire withdrew its claim before it returned (I4)")
+	require.NoError(t, held.Release(ctx))
+}
+
+// forwards records the outcomes of the requests a node forwarded to its
+// leader.
+type forwards struct {
+	metrics.Nop
+	mu       sync.Mutex
+	outcomes []metrics.Outcome
+}
+
+func (f *forwards) Forwarded(o metrics.Outcome, _ time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outcomes = append(f.outcomes, o)
+}
+
+func (f *forwards) saw(o metrics.Outcome) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Contains(f.outcomes, o)
+}
+
+// TestAcquire_CutShortForwardIsNotNoQuorum (R5): a queued Acquire made
+// through a follower whose ctx ends while its forward is still in flight
+// at a healthy leader returns ctx's error alone once the re-proposal that
+// settles it is answered: the store was reachable. It used to report
+// ErrNoQuorum (the conformance check AcquireCanceled saw it on a loaded
+// machine). The leader's applies are held back, so the forward (whose
+// commit waits for the leader's apply) stays in flight until the
+// follower has recorded it cut short.
+func TestAcquire_CutShortForwardIsNotNoQuorum(t *testing.T) {
+	const name = "cut-short-forward"
+	sinks := make([]*forwards, 3)
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Edit: func(i int, cfg *node.Config) {
+		sinks[i] = &forwards{}
+		cfg.Metrics = sinks[i]
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lead, f := c.Leader(), c.Follower()
+	holder := lockerAt(ctx, t, c, lead)
+	waiter := lockerAt(ctx, t, c, f)
+	held, err := holder.Acquire(ctx, name)
+	require.NoError(t, err)
+
+	release := node.HoldApplies(c.Node(lead))
+	defer release()
+	wctx, stop := context.WithCancel(ctx)
+	out := make(chan error, 1)
+	go func() {
+		le, err := waiter.Acquire(wctx, name)
+		if le != nil {
+			_ = le.Release(ctx)
+		}
+		out <- err
+	}()
+	require.Eventually(t, func() bool { return node.PendingCalls(c.Node(f)) > 0 }, 15*time.Second, time.Millisecond,
+		"the Acquire's forward in flight")
+	stop()
+	require.Eventually(t, func() bool { return sinks[f].saw(metrics.OutcomeCanceled) }, 15*time.Second, time.Millisecond,
+		"the forward cut short by ctx")
+	release()
+	var got error
+	select {
+	case got = <-out:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cancelled Acquire did not return")
+	}
+	require.ErrorIs(t, got, context.Canceled)
+	assert.NotErrorIs(t, got, lock.ErrNoQuorum, "the store answered the re-proposal: it was reachable (R5)")
+	info, err := holder.Inspect(ctx, name)
+	require.NoError(t, err)
+	assert.Zero(t, info.Waiters, "the cancelled Acquire withdrew its claim (I4)")
 	require.NoError(t, held.Release(ctx))
 }

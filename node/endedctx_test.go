@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/lock"
@@ -53,22 +55,28 @@ func TestNode_RetryNoQuorumOnlyWhenUnreached(t *testing.T) {
 	n := newNode(t, Config{})
 	for _, tc := range []struct {
 		what     string
-		attempt  func(ctx context.Context) error
+		attempts []func(ctx context.Context) error // the last one ends ctx
 		noQuorum bool
+		onlyCut  bool // ErrNoQuorum marked errOnlyCutShort
 	}{
-		{"committed, not yet applied here", func(ctx context.Context) error {
+		{"committed, not yet applied here", []func(ctx context.Context) error{func(ctx context.Context) error {
 			return n.waitAppliedHere(ctx, n.raft.AppliedIndex()+1000)
-		}, false},
-		{"ctx ended before it was sent", func(ctx context.Context) error { return ctx.Err() }, false},
-		{"forward in flight", func(ctx context.Context) error {
-			return fmt.Errorf("%w: %w", errAmbiguous, ctx.Err())
-		}, true},
-		{"no leader", func(context.Context) error { return errNotLeader }, true},
+		}}, false, false},
+		{"ctx ended before it was sent", []func(ctx context.Context) error{func(ctx context.Context) error { return ctx.Err() }}, false, false},
+		{"forward in flight", []func(ctx context.Context) error{cutShort}, true, true},
+		{"no leader", []func(ctx context.Context) error{func(context.Context) error { return errNotLeader }}, true, false},
+		{"no leader, then a forward in flight", []func(ctx context.Context) error{
+			func(context.Context) error { return errNotLeader }, cutShort,
+		}, true, false},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
+		i := 0
 		err := n.retry(ctx, func() error {
-			cancel()
-			return tc.attempt(ctx)
+			attempt := tc.attempts[i]
+			if i++; i == len(tc.attempts) {
+				cancel()
+			}
+			return attempt(ctx)
 		})
 		require.ErrorIs(t, err, context.Canceled, tc.what)
 		if tc.noQuorum {
@@ -76,5 +84,11 @@ func TestNode_RetryNoQuorumOnlyWhenUnreached(t *testing.T) {
 		} else {
 			require.NotErrorIs(t, err, lock.ErrNoQuorum, tc.what)
 		}
+		assert.Equal(t, tc.onlyCut, errors.Is(err, errOnlyCutShort), tc.what)
 	}
+}
+
+// cutShort is what callAt returns for a forward that ctx ended in flight.
+func cutShort(ctx context.Context) error {
+	return fmt.Errorf("%w: %w: %w", errAmbiguous, errCutShort, ctx.Err())
 }

@@ -149,3 +149,6 @@ func HoldApplies(n *Node) (release func()) {
 		})
 	}
 }
+
+// PendingCalls is the number of RPCs n has in flight.
+func PendingCalls(n *Node) int64 { return int64(n.trans.Stats().PendingCalls) }

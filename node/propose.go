@@ -37,6 +37,13 @@ var (
 	// read index) but that ctx ended while this node was applying up to
 	// it: the store was reached (R5).
 	errBehind = errors.New("node: not yet applied here")
+	// errCutShort marks a forward that ctx ended while it was in flight,
+	// unanswered: a slow reply and an unreachable leader look alike (R5).
+	errCutShort = errors.New("node: forward unanswered when ctx ended")
+	// errOnlyCutShort marks retry's ErrNoQuorum when every sign of an
+	// unreachable store was a forward cut short (errCutShort): a caller
+	// that can settle its request may still prove the store reachable.
+	errOnlyCutShort = errors.New("node: only a forward cut short by ctx went unanswered")
 )
 
 // propose commits cmd through the leader, wherever it is, and returns its
@@ -78,28 +85,36 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Result, 
 // the last attempt's if the store could not be reached: some attempt
 // failed for another reason than ctx (no leader, a connection failure,
 // leadership lost), or was in flight at the leader without an answer
-// (unreached). Otherwise — ctx had ended before anything was sent, or
-// ended an attempt that had not left this node — it is ctx's error alone
-// (R5).
+// (unreached); it also wraps errOnlyCutShort if every such attempt was a
+// forward in flight (errCutShort). Otherwise — ctx had ended before
+// anything was sent, or ended an attempt that had not left this node — it
+// is ctx's error alone (R5).
 func (n *Node) retry(ctx context.Context, attempt func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	backoff := retryMin
-	unreachable := false
+	// unreachable: some attempt says the store could not be reached;
+	// cutOnly: each such attempt was a forward cut short by ctx.
+	unreachable, cutOnly := false, true
 	for {
 		changed := n.leaderChanged.changed()
 		err := attempt()
 		if err == nil || errors.Is(err, lock.ErrClosed) || errors.Is(err, errFatal) || errors.Is(err, fsm.ErrTooLarge) {
 			return err
 		}
-		unreachable = unreachable || unreached(err)
+		if unreached(err) {
+			unreachable, cutOnly = true, cutOnly && errors.Is(err, errCutShort)
+		}
 		wait := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			wait.Stop()
-			if !unreachable {
+			switch {
+			case !unreachable:
 				return ctx.Err()
+			case cutOnly:
+				return fmt.Errorf("%w: %w: %w (last attempt: %w)", lock.ErrNoQuorum, errOnlyCutShort, ctx.Err(), err)
 			}
 			return fmt.Errorf("%w: %w (last attempt: %w)", lock.ErrNoQuorum, ctx.Err(), err)
 		case <-n.stop:

@@ -85,7 +85,7 @@ func (n *Node) callAt(ctx context.Context, addr string, req *nodepb.Request) (*n
 	reply, err := n.trans.Call(ctx, addr, payload)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", errAmbiguous, ctx.Err())
+			return nil, fmt.Errorf("%w: %w: %w", errAmbiguous, errCutShort, ctx.Err())
 		}
 		return nil, fmt.Errorf("%w: %w", errAmbiguous, err)
 	}
