@@ -3,87 +3,19 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"regexp"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quorumlock/quorumlock/internal/metricstest"
 	"github.com/quorumlock/quorumlock/internal/testcluster"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/metrics/prommetrics"
 	"github.com/quorumlock/quorumlock/node"
 )
-
-// documentedSeries reads the series metrics/DESIGN.md lists for the given
-// backends ("all", "Raft").
-func documentedSeries(t *testing.T, backends ...string) []string {
-	b, err := os.ReadFile("../metrics/DESIGN.md")
-	require.NoError(t, err)
-	var out []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `(quorumlock_[a-z_]+)` \\|[^|]*\\|[^|]*\\| (\\w+) \\|").FindAllStringSubmatch(string(b), -1) {
-		for _, want := range backends {
-			if m[2] == want {
-				out = append(out, m[1])
-			}
-		}
-	}
-	require.NotEmpty(t, out, "no series for %v in metrics/DESIGN.md", backends)
-	return out
-}
-
-// scrapeFamilies scrapes reg through its HTTP handler, as Prometheus would.
-func scrapeFamilies(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily {
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	require.NoError(t, err)
-	defer func() { _ = resp.Body.Close() }()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	require.NoError(t, err)
-	return fams
-}
-
-// sum adds the values of family name's samples whose labels include
-// match: counters, gauges, and histograms' sample counts.
-func sum(fams map[string]*dto.MetricFamily, name string, match map[string]string) float64 {
-	var total float64
-	for _, m := range fams[name].GetMetric() {
-		ok := true
-		for k, v := range match {
-			found := false
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == k && lp.GetValue() == v {
-					found = true
-				}
-			}
-			ok = ok && found
-		}
-		if !ok {
-			continue
-		}
-		switch {
-		case m.GetCounter() != nil:
-			total += m.GetCounter().GetValue()
-		case m.GetGauge() != nil:
-			total += m.GetGauge().GetValue()
-		case m.GetHistogram() != nil:
-			total += float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return total
-}
 
 // TestCluster_MetricsWorkload (issue 13, item 5): a workload that makes
 // every documented event happen on a 3-node cluster, then one scrape of
@@ -179,30 +111,30 @@ func TestCluster_MetricsWorkload(t *testing.T) {
 	require.Eventually(t, func() bool { return c.Node(f2).Stats().SnapshotRestores > 0 }, 20*time.Second, 5*time.Millisecond)
 	require.NoError(t, a.Close())
 
-	fams := scrapeFamilies(t, reg)
-	for _, name := range documentedSeries(t, "all", "Raft") {
-		assert.Containsf(t, fams, name, "documented series %s is missing from the scrape", name)
+	e := metricstest.Scrape(t, reg)
+	for _, name := range metricstest.Documented(t, "all", "Raft") {
+		assert.Containsf(t, e.Families(), name, "documented series %s is missing from the scrape", name)
 	}
 	for _, c := range []struct {
 		name  string
-		match map[string]string
+		match []string
 		min   float64
 	}{
-		{"quorumlock_acquire_seconds", map[string]string{"call": "acquire", "outcome": "ok"}, 9},
-		{"quorumlock_acquire_seconds", map[string]string{"call": "try", "outcome": "held"}, 1},
-		{"quorumlock_acquire_seconds", map[string]string{"call": "acquire", "outcome": "canceled"}, 1},
-		{"quorumlock_acquire_wait_seconds", map[string]string{"kind": "session"}, 9},
-		{"quorumlock_grants_total", map[string]string{"kind": "ttl"}, 3}, // two granted, one adopted
-		{"quorumlock_lease_ends_total", map[string]string{"reason": "released"}, 5},
-		{"quorumlock_lease_ends_total", map[string]string{"reason": "expired"}, 1},
-		{"quorumlock_lease_ends_total", map[string]string{"reason": "revoked"}, 1},
-		{"quorumlock_lease_ends_total", map[string]string{"reason": "adopted"}, 1},
-		{"quorumlock_hold_seconds", nil, 9},
-		{"quorumlock_raft_propose_seconds", map[string]string{"outcome": "ok"}, 20},
-		{"quorumlock_raft_apply_seconds", nil, 20},
-		{"quorumlock_raft_forward_seconds", map[string]string{"outcome": "ok"}, 1},
+		{"quorumlock_acquire_seconds_count", []string{"call", "acquire", "outcome", "ok"}, 9},
+		{"quorumlock_acquire_seconds_count", []string{"call", "try", "outcome", "held"}, 1},
+		{"quorumlock_acquire_seconds_count", []string{"call", "acquire", "outcome", "canceled"}, 1},
+		{"quorumlock_acquire_wait_seconds_count", []string{"kind", "session"}, 9},
+		{"quorumlock_grants_total", []string{"kind", "ttl"}, 3}, // two granted, one adopted
+		{"quorumlock_lease_ends_total", []string{"reason", "released"}, 5},
+		{"quorumlock_lease_ends_total", []string{"reason", "expired"}, 1},
+		{"quorumlock_lease_ends_total", []string{"reason", "revoked"}, 1},
+		{"quorumlock_lease_ends_total", []string{"reason", "adopted"}, 1},
+		{"quorumlock_hold_seconds_count", nil, 9},
+		{"quorumlock_raft_propose_seconds_count", []string{"outcome", "ok"}, 20},
+		{"quorumlock_raft_apply_seconds_count", nil, 20},
+		{"quorumlock_raft_forward_seconds_count", []string{"outcome", "ok"}, 1},
 		{"quorumlock_raft_leader_changes_total", nil, 1},
-		{"quorumlock_raft_snapshot_installs_total", map[string]string{"node": c.ID(f2)}, 1},
+		{"quorumlock_raft_snapshot_installs_total", []string{"node", c.ID(f2)}, 1},
 		{"quorumlock_raft_term", nil, 1},
 		{"quorumlock_raft_commit_index", nil, 20},
 		{"quorumlock_raft_applied_index", nil, 20},
@@ -210,14 +142,14 @@ func TestCluster_MetricsWorkload(t *testing.T) {
 		{"quorumlock_transport_dials_total", nil, 1},
 		{"quorumlock_transport_active_conns", nil, 1},
 	} {
-		assert.GreaterOrEqualf(t, sum(fams, c.name, c.match), c.min, "%s%v", c.name, c.match)
+		assert.GreaterOrEqualf(t, e.Sum(c.name, c.match...), c.min, "%s%v", c.name, c.match)
 	}
-	assert.Equal(t, 1.0, sum(fams, "quorumlock_raft_leader", nil), "one leader among the nodes")
-	assert.Zero(t, sum(fams, "quorumlock_held", nil), "no lease held once all were released")
-	assert.Zero(t, sum(fams, "quorumlock_waiting", nil), "nobody waiting")
-	assert.Zero(t, sum(fams, "quorumlock_store_locks", nil), "no name held or waited for in the store")
+	assert.Equal(t, 1.0, e.Sum("quorumlock_raft_leader"), "one leader among the nodes")
+	assert.Zero(t, e.Sum("quorumlock_held"), "no lease held once all were released")
+	assert.Zero(t, e.Sum("quorumlock_waiting"), "nobody waiting")
+	assert.Zero(t, e.Sum("quorumlock_store_locks"), "no name held or waited for in the store")
 	// Open: each node's own client (the Node is a Locker). a was closed,
 	// b went with its node's abort (f2), whose own client came back with
 	// the restart.
-	assert.Equal(t, 3.0, sum(fams, "quorumlock_sessions", nil), "open sessions: the three nodes' own clients")
+	assert.Equal(t, 3.0, e.Sum("quorumlock_sessions"), "open sessions: the three nodes' own clients")
 }

@@ -2,111 +2,32 @@ package redis_test
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/adapters/redis"
+	"github.com/quorumlock/quorumlock/internal/metricstest"
 	"github.com/quorumlock/quorumlock/internal/testserver"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/metrics/prommetrics"
 )
 
-// allSeries reads from metrics/DESIGN.md the series that every backend
-// reports (backends column "all").
-func allSeries(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile("../../metrics/DESIGN.md")
-	require.NoError(t, err)
-	var names []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `(quorumlock_[a-z_]+)` \\|[^|]*\\|[^|]*\\| all \\|").FindAllStringSubmatch(string(b), -1) {
-		names = append(names, m[1])
-	}
-	require.NotEmpty(t, names, "no series marked all in metrics/DESIGN.md")
-	return names
-}
-
 // scrape reads reg the way Prometheus does: over HTTP from promhttp.
 func scrape(t *testing.T, reg *prometheus.Registry) exposition {
-	t.Helper()
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	require.NoError(t, err)
-	defer func() { _ = resp.Body.Close() }()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return exposition(b)
+	return exposition{metricstest.Scrape(t, reg)}
 }
 
-// exposition is a scrape in Prometheus's text format.
-type exposition string
-
-var labelRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
-
-// value returns the sample of series name whose labels are exactly labels
-// ("k", "v", ...), and whether the scrape has it.
-func (e exposition) value(name string, labels ...string) (float64, bool) {
-	want := map[string]string{}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-	for _, line := range strings.Split(string(e), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		series, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		n, rest, _ := strings.Cut(series, "{")
-		if n != name {
-			continue
-		}
-		got := map[string]string{}
-		for _, m := range labelRE.FindAllStringSubmatch(rest, -1) {
-			got[m[1]] = m[2]
-		}
-		if len(got) != len(want) {
-			continue
-		}
-		same := true
-		for k, v := range want {
-			same = same && got[k] == v
-		}
-		if !same {
-			continue
-		}
-		f, err := strconv.ParseFloat(val, 64)
-		return f, err == nil
-	}
-	return 0, false
-}
-
-// must is value for a sample that must be there.
-func (e exposition) must(t *testing.T, name string, labels ...string) float64 {
-	t.Helper()
-	v, ok := e.value(name, labels...)
-	require.Truef(t, ok, "no sample %s%v in the scrape:\n%s", name, labels, e)
-	return v
-}
+// exposition is a scrape with an assertion on one sample.
+type exposition struct{ metricstest.Exposition }
 
 // count asserts a sample's value.
 func (e exposition) count(t *testing.T, want float64, name string, labels ...string) {
 	t.Helper()
-	assert.Equalf(t, want, e.must(t, name, labels...), "%s%v", name, labels)
+	assert.Equalf(t, want, e.Must(t, name, labels...), "%s%v", name, labels)
 }
 
 // awaitSample scrapes reg until the sample of name with labels is want:
@@ -115,7 +36,7 @@ func awaitSample(t *testing.T, reg *prometheus.Registry, want float64, name stri
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		v, ok := scrape(t, reg).value(name, labels...)
+		v, ok := scrape(t, reg).Value(name, labels...)
 		if ok && v == want {
 			return
 		}
@@ -259,8 +180,8 @@ func metricsWorkload(t *testing.T, cfg redis.Config, ops bool) {
 	require.ErrorIs(t, held.Err(), lock.ErrReleased)
 	e := scrape(t, reg)
 
-	for _, name := range allSeries(t) {
-		assert.Containsf(t, string(e), "# TYPE "+name+" ", "series %s (metrics/DESIGN.md: all backends) missing", name)
+	for _, name := range metricstest.Documented(t, "all") {
+		assert.Containsf(t, e.Families(), name, "series %s (metrics/DESIGN.md: all backends) missing", name)
 	}
 	e.count(t, acquired, "quorumlock_acquire_seconds_count", A("call", "acquire", "outcome", "ok")...)
 	e.count(t, 1, "quorumlock_acquire_seconds_count", A("call", "try", "outcome", "held")...)
@@ -269,8 +190,8 @@ func metricsWorkload(t *testing.T, cfg redis.Config, ops bool) {
 	e.count(t, ttlGrants, "quorumlock_grants_total", A("kind", "ttl")...)
 	e.count(t, sessionGrants, "quorumlock_acquire_wait_seconds_count", A("kind", "session")...)
 	e.count(t, ttlGrants, "quorumlock_acquire_wait_seconds_count", A("kind", "ttl")...)
-	assert.Positive(t, e.must(t, "quorumlock_acquire_wait_seconds_sum", A("kind", "session")...), "the queued Acquire waited")
-	assert.Zero(t, e.must(t, "quorumlock_acquire_wait_seconds_sum", A("kind", "ttl")...), "TTL leases were granted at once")
+	assert.Positive(t, e.Must(t, "quorumlock_acquire_wait_seconds_sum", A("kind", "session")...), "the queued Acquire waited")
+	assert.Zero(t, e.Must(t, "quorumlock_acquire_wait_seconds_sum", A("kind", "ttl")...), "TTL leases were granted at once")
 
 	ends := map[[2]string]float64{
 		{"session", "released"}: sessionGrants, // the free, queued and at-close leases
@@ -285,7 +206,7 @@ func metricsWorkload(t *testing.T, cfg redis.Config, ops bool) {
 		e.count(t, n, "quorumlock_lease_ends_total", A("kind", kr[0], "reason", kr[1])...)
 		e.count(t, n, "quorumlock_hold_seconds_count", A("kind", kr[0], "reason", kr[1])...)
 	}
-	assert.GreaterOrEqual(t, e.must(t, "quorumlock_hold_seconds_sum", A("kind", "ttl", "reason", "expired")...), 0.25,
+	assert.GreaterOrEqual(t, e.Must(t, "quorumlock_hold_seconds_sum", A("kind", "ttl", "reason", "expired")...), 0.25,
 		"a 300 ms TTL lease is held until its deadline (TTL − margin)")
 	for _, g := range []string{"quorumlock_held", "quorumlock_waiting", "quorumlock_sessions"} {
 		e.count(t, 0, g, A()...)

@@ -2,66 +2,36 @@ package zookeeper_test
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/adapters/zookeeper"
+	"github.com/quorumlock/quorumlock/internal/metricstest"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/metrics/prommetrics"
 )
 
-// scraper reads a registry through its HTTP handler, as Prometheus does.
+// scraper reads a registry the way Prometheus does.
 type scraper struct {
 	t   *testing.T
-	url string
+	reg *prometheus.Registry
 }
 
-func newScraper(t *testing.T, reg *prometheus.Registry) scraper {
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
-	t.Cleanup(srv.Close)
-	return scraper{t: t, url: srv.URL}
-}
+func newScraper(t *testing.T, reg *prometheus.Registry) scraper { return scraper{t: t, reg: reg} }
 
-// value is the sample of series name whose labels include labels ("k",
-// "v" pairs); -1 if there is none.
+// value is the sample of series name with exactly labels ("k", "v"
+// pairs); -1 if there is none.
 func (s scraper) value(name string, labels ...string) float64 {
 	s.t.Helper()
-	resp, err := http.Get(s.url) //nolint:noctx // a test server
-	require.NoError(s.t, err)
-	defer func() { _ = resp.Body.Close() }()
-	require.Equal(s.t, http.StatusOK, resp.StatusCode)
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(s.t, err)
-	for _, line := range strings.Split(string(body), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		series, val, _ := strings.Cut(line, " ")
-		metric, lbls, _ := strings.Cut(series, "{")
-		if metric != name {
-			continue
-		}
-		match := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			match = match && strings.Contains(lbls, labels[i]+`="`+labels[i+1]+`"`)
-		}
-		if match {
-			v, err := strconv.ParseFloat(val, 64)
-			require.NoError(s.t, err, line)
-			return v
-		}
+	v, ok := metricstest.Scrape(s.t, s.reg).Value(name, labels...)
+	if !ok {
+		return -1
 	}
-	return -1
+	return v
 }
 
 // testMetricsWorkload runs a workload on a measured Locker and checks every
@@ -147,6 +117,10 @@ func testMetricsWorkload(t *testing.T, servers []string) {
 	assert.Equal(t, 1.0, s.value("quorumlock_held"))
 	assert.Equal(t, 1.0, s.value("quorumlock_sessions"))
 	assert.Equal(t, 0.0, s.value("quorumlock_waiting"))
+	families := metricstest.Scrape(t, reg).Families()
+	for _, name := range metricstest.Documented(t, "all") {
+		assert.Containsf(t, families, name, "series %s (metrics/DESIGN.md: all backends) missing", name)
+	}
 
 	require.NoError(t, m.Close())
 	assert.Equal(t, 3.0, s.value("quorumlock_lease_ends_total", "kind", "session", "reason", "released"), "Close released the last lease")

@@ -1,35 +1,18 @@
 package prommetrics
 
 import (
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quorumlock/quorumlock/internal/metricstest"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/metrics"
 )
-
-// documented reads the series names from the table in metrics/DESIGN.md.
-func documented(t *testing.T) []string {
-	b, err := os.ReadFile("../DESIGN.md")
-	require.NoError(t, err)
-	var names []string
-	for _, m := range regexp.MustCompile("(?m)^\\| `(quorumlock_[a-z_]+)` \\|").FindAllStringSubmatch(string(b), -1) {
-		names = append(names, m[1])
-	}
-	require.NotEmpty(t, names, "no series table in metrics/DESIGN.md")
-	return names
-}
 
 func exercise(s *Sink) {
 	s.Acquire(false, metrics.OutcomeOK, 3*time.Millisecond)
@@ -54,18 +37,6 @@ func exercise(s *Sink) {
 	})
 }
 
-func scrape(t *testing.T, reg *prometheus.Registry) string {
-	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	require.NoError(t, err)
-	defer func() { _ = resp.Body.Close() }()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
-}
-
 // TestSeriesDocumented: the series a scrape shows after every Sink method
 // was called are exactly the documented ones.
 func TestSeriesDocumented(t *testing.T) {
@@ -73,12 +44,8 @@ func TestSeriesDocumented(t *testing.T) {
 	s, err := New(reg, prometheus.Labels{"node": "n1"})
 	require.NoError(t, err)
 	exercise(s)
-	text := scrape(t, reg)
-	var scraped []string
-	for _, m := range regexp.MustCompile(`(?m)^# TYPE (\S+) `).FindAllStringSubmatch(text, -1) {
-		scraped = append(scraped, m[1])
-	}
-	assert.ElementsMatch(t, documented(t), scraped, "series in metrics/DESIGN.md vs a scrape")
+	scraped := metricstest.Scrape(t, reg).Families()
+	assert.ElementsMatch(t, metricstest.Documented(t), scraped, "series in metrics/DESIGN.md vs a scrape")
 }
 
 func TestValues(t *testing.T) {
@@ -86,7 +53,7 @@ func TestValues(t *testing.T) {
 	s, err := New(reg, prometheus.Labels{"node": "n1"})
 	require.NoError(t, err)
 	exercise(s)
-	text := scrape(t, reg)
+	text := string(metricstest.Scrape(t, reg))
 	for _, line := range []string{
 		`quorumlock_acquire_seconds_count{call="acquire",node="n1",outcome="ok"} 1`,
 		`quorumlock_acquire_seconds_count{call="try",node="n1",outcome="held"} 1`,
@@ -110,7 +77,7 @@ func TestValues(t *testing.T) {
 	}
 
 	s.Observe(nil)
-	assert.NotContains(t, scrape(t, reg), "quorumlock_raft_term", "Observe(nil) removes the read values")
+	assert.NotContains(t, string(metricstest.Scrape(t, reg)), "quorumlock_raft_term", "Observe(nil) removes the read values")
 }
 
 // TestTwoInstances: two Sinks on one registry need distinct constant
