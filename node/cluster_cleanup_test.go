@@ -108,26 +108,12 @@ func (w *logWatch) Handle(_ context.Context, r slog.Record) error {
 // the leader shows the claim withdrawn (the follower's Cancel committed).
 func TestAcquire_CancelledBeforeAppliedHere(t *testing.T) {
 	const name = "cancelled-unapplied"
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	c := startCluster(t, 3, false)
 	lead, f := c.Leader(), c.Follower()
-	holder := lockerAt(ctx, t, c, lead)
-	waiter := lockerAt(ctx, t, c, f)
-	held, err := holder.Acquire(ctx, name)
-	require.NoError(t, err)
-
-	release := node.HoldApplies(c.Node(f))
-	defer release()
-	wctx, stop := context.WithCancel(ctx)
-	out := make(chan error, 1)
-	go func() {
-		le, err := waiter.Acquire(wctx, name)
-		if le != nil {
-			_ = le.Release(ctx)
-		}
-		out <- err
-	}()
+	q := queueBehind(t, c, name, lead, f, f)
+	defer q.release()
+	ctx, out, stop, release := q.ctx, q.out, q.stop, q.release
+	holder, held := q.holder, q.held
 	waitWaiters(t, c, lead, name, 1)
 	stop()
 
@@ -157,6 +143,41 @@ func TestAcquire_CancelledBeforeAppliedHere(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, info.Waiters, "the cancelled Acquire withdrew its claim before it returned (I4)")
 	require.NoError(t, held.Release(ctx))
+}
+
+// queued is a claim on a held name, made with some node's applies held
+// back (queueBehind).
+type queued struct {
+	ctx     context.Context // the test's
+	holder  lock.Locker
+	held    lock.Lease
+	out     <-chan error // the waiter's Acquire's error
+	stop    func()       // cancels the waiter's Acquire
+	release func()       // lets the held node apply again
+}
+
+// queueBehind has a Locker on node h take name, holds node hold's applies
+// back, and starts an Acquire of name by a Locker on node w.
+func queueBehind(t *testing.T, c *testcluster.Cluster, name string, h, w, hold int) queued {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	q := queued{ctx: ctx, holder: lockerAt(ctx, t, c, h)}
+	waiter := lockerAt(ctx, t, c, w)
+	var err error
+	q.held, err = q.holder.Acquire(ctx, name)
+	require.NoError(t, err)
+	q.release = node.HoldApplies(c.Node(hold))
+	wctx, stop := context.WithCancel(ctx)
+	out := make(chan error, 1)
+	go func() {
+		le, err := waiter.Acquire(wctx, name)
+		if le != nil {
+			_ = le.Release(ctx)
+		}
+		out <- err
+	}()
+	q.out, q.stop = out, stop
+	return q
 }
 
 // forwards records the outcomes of the requests a node forwarded to its
@@ -194,25 +215,11 @@ func TestAcquire_CutShortForwardIsNotNoQuorum(t *testing.T) {
 		sinks[i] = &forwards{}
 		cfg.Metrics = sinks[i]
 	}})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	lead, f := c.Leader(), c.Follower()
-	holder := lockerAt(ctx, t, c, lead)
-	waiter := lockerAt(ctx, t, c, f)
-	held, err := holder.Acquire(ctx, name)
-	require.NoError(t, err)
-
-	release := node.HoldApplies(c.Node(lead))
-	defer release()
-	wctx, stop := context.WithCancel(ctx)
-	out := make(chan error, 1)
-	go func() {
-		le, err := waiter.Acquire(wctx, name)
-		if le != nil {
-			_ = le.Release(ctx)
-		}
-		out <- err
-	}()
+	q := queueBehind(t, c, name, lead, f, lead)
+	defer q.release()
+	ctx, out, stop, release := q.ctx, q.out, q.stop, q.release
+	holder, held := q.holder, q.held
 	require.Eventually(t, func() bool { return node.PendingCalls(c.Node(f)) > 0 }, 15*time.Second, time.Millisecond,
 		"the Acquire's forward in flight")
 	stop()
