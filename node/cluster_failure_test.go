@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quorumlock/quorumlock/internal/testcluster"
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
 )
@@ -102,6 +103,22 @@ func TestCluster_IsolatedHolder(t *testing.T) {
 func TestCluster_SnapshotCatchUp(t *testing.T) {
 	ctx := clusterCtx(t)
 	c := startCluster(t, 3, true)
+	lagging, last := catchUpFromSnapshot(ctx, t, c)
+	n := c.Node(lagging)
+	info, err := n.Inspect(ctx, last.Name())
+	require.NoError(t, err)
+	assert.True(t, info.Held)
+	assert.Equal(t, last.Token(), info.Token)
+	assert.Equal(t, raft.Follower, node.RaftOf(n).State())
+	assert.NotZero(t, n.Stats().SnapshotRestores, "caught up from a snapshot")
+}
+
+// catchUpFromSnapshot stops a follower of c, writes 50 grants (the last
+// five kept) on the leader, compacts the leader's log behind a snapshot
+// and restarts the follower, which can only catch up from that snapshot.
+// It returns the follower and the last grant.
+func catchUpFromSnapshot(ctx context.Context, t *testing.T, c *testcluster.Cluster) (int, lock.Lease) {
+	t.Helper()
 	li := c.Leader()
 	leader := c.Node(li)
 	lagging := (li + 1) % 3
@@ -122,15 +139,8 @@ func TestCluster_SnapshotCatchUp(t *testing.T) {
 	reloadable.TrailingLogs = 1
 	require.NoError(t, r.ReloadConfig(reloadable))
 	require.NoError(t, r.Snapshot().Error())
-
 	c.Restart(lagging)
-	n := c.Node(lagging)
-	info, err := n.Inspect(ctx, last.Name())
-	require.NoError(t, err)
-	assert.True(t, info.Held)
-	assert.Equal(t, last.Token(), info.Token)
-	assert.Equal(t, raft.Follower, node.RaftOf(n).State())
-	assert.NotZero(t, n.Stats().SnapshotRestores, "caught up from a snapshot")
+	return lagging, last
 }
 
 // TestNode_AbortDuringNewLocker: a node stopping while a NewLocker is still
