@@ -91,8 +91,19 @@ func TestCluster_BackupRestore(t *testing.T) {
 	fresh := startCluster(t, 3, true)
 	before, err := fresh.Node(fresh.Follower()).Acquire(ctx, "db")
 	require.NoError(t, err)
+	restoresBefore := make([]uint64, fresh.Size())
+	for i := range fresh.Size() {
+		restoresBefore[i] = fresh.Node(i).Stats().SnapshotRestores
+	}
 	restored := time.Now()
 	li := restoreOnLeader(ctx, t, fresh, backup.Bytes())
+	for i := range fresh.Size() {
+		// The restoring leader restores its own FSM; the followers fault
+		// on the log's hole and install the snapshot from it. Each counts
+		// (Stats, and quorumlock_raft_snapshot_installs_total).
+		require.Eventually(t, func() bool { return fresh.Node(i).Stats().SnapshotRestores > restoresBefore[i] },
+			15*time.Second, 5*time.Millisecond, "%s restored the backup", fresh.ID(i))
+	}
 	select {
 	case <-before.Done():
 		require.ErrorIs(t, before.Err(), lock.ErrLost, "a lease of the fresh cluster's own state ends")

@@ -81,7 +81,7 @@ func New(reg prometheus.Registerer, constLabels prometheus.Labels) (*Sink, error
 		}),
 		forward:       hist("raft_forward_seconds", "Requests this node forwarded to the leader, by outcome.", raftBuckets, "outcome"),
 		leaderChanges: counter("raft_leader_changes_total", "Times this node became or stopped being leader.").WithLabelValues(),
-		installs:      counter("raft_snapshot_installs_total", "Snapshots installed from the leader.").WithLabelValues(),
+		installs:      counter("raft_snapshot_installs_total", "Snapshots installed from the leader, or a backup restored on this node.").WithLabelValues(),
 	}
 	for _, c := range []prometheus.Collector{
 		s.acquire, s.wait, s.hold, s.grants, s.ends, s.waiting, s.holding, s.sessions,
