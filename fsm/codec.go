@@ -24,7 +24,10 @@ const (
 	MaxSessionTTL    = time.Hour
 	MaxNodeIDLen     = 256
 	MaxCachedResults = 1024
-	SnapshotVersion  = 2 // written at protocol level 2 and above; Restore also reads 1
+	// KeyLen is the length of a client session's secret and of a lease
+	// key (protocol 3): 128 random bits.
+	KeyLen          = 16
+	SnapshotVersion = 2 // written at protocol level 2 and above; Restore also reads 1
 )
 
 var (

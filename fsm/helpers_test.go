@@ -243,7 +243,25 @@ func checkInvariants(s *State) error {
 		ids[c.GetId()] = true
 		return nil
 	}
+	clients := map[uint64]bool{} // live client sessions
+	for _, ps := range snap.GetSessions() {
+		if len(ps.GetSecret()) > 0 {
+			clients[ps.GetId()] = true
+		}
+	}
 	for _, pl := range snap.GetLocks() {
+		// Protocol 3: one claim per live client session and name; a claim's
+		// stream is never its own session.
+		mine := map[uint64]bool{}
+		for _, c := range append([]*fsmpb.Claim{pl.GetHolder().GetClaim()}, pl.GetQueue()...) {
+			if clients[c.GetSession()] && mine[c.GetSession()] {
+				return fmt.Errorf("lock %q: client session %d has two claims", pl.GetName(), c.GetSession())
+			}
+			mine[c.GetSession()] = true
+			if c.GetStream() != 0 && c.GetStream() == c.GetSession() {
+				return fmt.Errorf("lock %q: claim %d is its own stream", pl.GetName(), c.GetId())
+			}
+		}
 		if err := unique(pl.GetName(), pl.GetHolder().GetClaim()); err != nil {
 			return err
 		}

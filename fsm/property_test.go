@@ -27,6 +27,7 @@ var (
 
 var (
 	propSessions = []uint64{1, 2, 3, 4}
+	propClients  = []uint64{5, 6} // client sessions (protocol 3); secret k(id)
 	propNames    = []string{"a", "b", "c", "d", "é/λ"}
 )
 
@@ -44,13 +45,16 @@ type history struct {
 	gens    map[string][]uint64 // every generation seen per name
 	claims  map[string][]uint64 // every claim ID per name
 	raiseAt uint64              // index of the SetProtocol{2}; past the end for some seeds
+	raise3  uint64              // index of the SetProtocol{3}, after raiseAt
 }
 
 func newHistory(seed uint64, s *State, steps int) *history {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	raiseAt := 1 + r.Uint64N(uint64(steps)*3/2+1)
 	return &history{
 		r:       r,
-		raiseAt: 1 + r.Uint64N(uint64(steps)*3/2+1),
+		raiseAt: raiseAt,
+		raise3:  raiseAt + 1 + r.Uint64N(uint64(steps)/2+1),
 		s:       s,
 		nextSeq: map[uint64]uint64{},
 		acked:   map[uint64]uint64{},
@@ -108,8 +112,11 @@ func (h *history) next() *fsmpb.Command {
 
 func (h *history) gen() *fsmpb.Command {
 	r := h.r
-	if h.index == h.raiseAt {
+	switch h.index {
+	case h.raiseAt:
 		return cmdSetProtocol(2)
+	case h.raise3:
+		return cmdSetProtocol(3)
 	}
 	switch n := r.IntN(130); {
 	case n < 8: // open
@@ -121,10 +128,19 @@ func (h *history) gen() *fsmpb.Command {
 		case 1:
 			ttl = -time.Second
 		}
+		if r.IntN(3) == 0 { // a client session, sometimes with a secret of another
+			id = propClients[r.IntN(len(propClients))]
+			return cmdOpenClient(id, h.secret(id), fmt.Sprintf("client-%d", id))
+		}
 		return cmdOpen(id, ttl, fmt.Sprintf("node-%d", r.IntN(3)))
 	case n < 12: // close
 		id := h.session()
-		return &fsmpb.Command{Op: &fsmpb.Command_CloseSession{CloseSession: &fsmpb.CloseSession{Req: h.req(id)}}}
+		c := &fsmpb.CloseSession{Req: h.req(id)}
+		if r.IntN(3) == 0 {
+			c.ForSession = propClients[r.IntN(len(propClients))]
+			c.Secret = h.secret(c.ForSession)
+		}
+		return &fsmpb.Command{Op: &fsmpb.Command_CloseSession{CloseSession: c}}
 	case n < 17: // expire session, often stale
 		return cmdExpireSession(propSessions[r.IntN(len(propSessions))])
 	case n < 47: // acquire
@@ -140,17 +156,34 @@ func (h *history) gen() *fsmpb.Command {
 		case 1:
 			a.TtlNs = int64(time.Millisecond)
 		}
+		switch r.IntN(4) {
+		case 0: // for a client session
+			a.ForSession = propClients[r.IntN(len(propClients))]
+			a.Secret, a.Key = h.secret(a.ForSession), h.key()
+		case 1: // keyed
+			a.Key = h.key()
+		}
 		return &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: a}}
 	case n < 59: // release
 		name := h.name()
-		return &fsmpb.Command{Op: &fsmpb.Command_Release{Release: &fsmpb.Release{
-			Req: h.req(h.session()), Name: name, Token: h.token(name),
-		}}}
+		c := &fsmpb.Release{Req: h.req(h.session()), Name: name, Token: h.token(name)}
+		if r.IntN(3) == 0 {
+			c.Key = h.key()
+			if r.IntN(2) == 0 {
+				c.Token = 0
+			}
+		}
+		return &fsmpb.Command{Op: &fsmpb.Command_Release{Release: c}}
 	case n < 67: // refresh
 		name := h.name()
-		return &fsmpb.Command{Op: &fsmpb.Command_Refresh{Refresh: &fsmpb.Refresh{
-			Req: h.req(h.session()), Name: name, Token: h.token(name),
-		}}}
+		c := &fsmpb.Refresh{Req: h.req(h.session()), Name: name, Token: h.token(name)}
+		if r.IntN(3) == 0 {
+			c.Key = h.key()
+			if r.IntN(2) == 0 {
+				c.Token = 0
+			}
+		}
+		return &fsmpb.Command{Op: &fsmpb.Command_Refresh{Refresh: c}}
 	case n < 77: // cancel
 		name := h.name()
 		claim := h.pick(h.claims[name])
@@ -201,11 +234,24 @@ func (h *history) gen() *fsmpb.Command {
 		return cmdEndRevoked(name, token)
 	default: // adopt
 		name := h.name()
-		return &fsmpb.Command{Op: &fsmpb.Command_Adopt{Adopt: &fsmpb.Adopt{
-			Req: h.req(h.session()), Name: name, Token: h.token(name),
-		}}}
+		c := &fsmpb.Adopt{Req: h.req(h.session()), Name: name, Token: h.token(name)}
+		if r.IntN(2) == 0 {
+			c.Key = h.key()
+		}
+		return &fsmpb.Command{Op: &fsmpb.Command_Adopt{Adopt: c}}
 	}
 }
+
+// secret is client session id's secret most of the time, else a wrong one.
+func (h *history) secret(id uint64) []byte {
+	if h.r.IntN(10) == 0 {
+		return k(0xEE)
+	}
+	return k(byte(id))
+}
+
+// key is one of a few lease keys: claims share them at times.
+func (h *history) key() []byte { return k(byte(0x40 + h.r.IntN(4))) }
 
 // token returns the current token of name most of the time, else an old or
 // made-up one.

@@ -26,7 +26,7 @@ func (s *State) Snapshot() ([]byte, error) {
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.sessions)) {
 		sess := s.sessions[id]
-		ps := &fsmpb.Session{Id: id, TtlNs: sess.ttl, Node: sess.node, AckedBelow: sess.ackedBelow}
+		ps := &fsmpb.Session{Id: id, TtlNs: sess.ttl, Node: sess.node, AckedBelow: sess.ackedBelow, Secret: sess.secret, Owner: sess.owner}
 		for _, seq := range slices.Sorted(maps.Keys(sess.results)) {
 			ps.Results = append(ps.Results, &fsmpb.CachedResult{Seq: seq, Result: sess.results[seq]})
 		}
@@ -54,13 +54,15 @@ func (s *State) Snapshot() ([]byte, error) {
 }
 
 func claimPB(c claim) *fsmpb.Claim {
-	return &fsmpb.Claim{Id: c.id, Session: c.session, Seq: c.seq, Owner: c.owner, TtlNs: c.ttl, QueuedUnixNano: c.queued}
+	return &fsmpb.Claim{
+		Id: c.id, Session: c.session, Seq: c.seq, Owner: c.owner, TtlNs: c.ttl, QueuedUnixNano: c.queued, Key: c.key, Stream: c.stream,
+	}
 }
 
 func claimFromPB(c *fsmpb.Claim) claim {
 	return claim{
 		id: c.GetId(), session: c.GetSession(), seq: c.GetSeq(), owner: c.GetOwner(), ttl: c.GetTtlNs(),
-		queued: c.GetQueuedUnixNano(),
+		queued: c.GetQueuedUnixNano(), key: nonEmpty(c.GetKey()), stream: c.GetStream(),
 	}
 }
 
@@ -95,14 +97,22 @@ func Restore(data []byte) (*State, error) {
 	default:
 		s.protocol = int(level)
 	}
+	if s.protocol < 3 && hasV3Fields(&snap) {
+		return nil, corrupt("level %d with fields of level 3", s.protocol)
+	}
 	for _, ps := range snap.GetSessions() {
 		id := ps.GetId()
 		if id == 0 || ps.GetTtlNs() <= 0 || s.sessions[id] != nil {
 			return nil, corrupt("bad or duplicate session %d", id)
 		}
+		if secret := ps.GetSecret(); len(secret) != 0 && len(secret) != KeyLen || len(secret) == 0 && ps.GetOwner() != "" ||
+			len(ps.GetOwner()) > MaxOwnerLen {
+			return nil, corrupt("session %d: bad secret or owner", id)
+		}
 		sess := &session{
 			id: id, ttl: ps.GetTtlNs(), node: ps.GetNode(), ackedBelow: ps.GetAckedBelow(),
 			results: map[uint64]*fsmpb.Result{}, names: map[string]int{},
+			secret: nonEmpty(ps.GetSecret()), owner: ps.GetOwner(),
 		}
 		if len(ps.GetResults()) > MaxCachedResults {
 			return nil, corrupt("session %d: %d cached results, limit %d", id, len(ps.GetResults()), MaxCachedResults)
@@ -163,9 +173,57 @@ func Restore(data []byte) (*State, error) {
 			}
 			l.queue = append(l.queue, qc)
 		}
+		if err := oneClaimPerClient(s, name, l); err != nil {
+			return nil, corrupt("%v", err)
+		}
 		s.locks[name] = l
 	}
 	return s, nil
+}
+
+// oneClaimPerClient checks that no live client session has two claims on
+// lock l of name.
+func oneClaimPerClient(s *State, name string, l *lockState) error {
+	seen := map[uint64]bool{}
+	claims := append([]claim{l.holder.claim}, l.queue...)
+	for _, cl := range claims {
+		if sess := s.sessions[cl.session]; sess != nil && sess.secret != nil {
+			if seen[cl.session] {
+				return fmt.Errorf("lock %q: client session %d has two claims", name, cl.session)
+			}
+			seen[cl.session] = true
+		}
+	}
+	return nil
+}
+
+// nonEmpty is b, or nil if it is empty.
+func nonEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// hasV3Fields reports whether snap sets a field of level 3.
+func hasV3Fields(snap *fsmpb.Snapshot) bool {
+	for _, ps := range snap.GetSessions() {
+		if len(ps.GetSecret()) != 0 || ps.GetOwner() != "" {
+			return true
+		}
+		for _, r := range ps.GetResults() {
+			if len(r.GetResult().GetKey()) != 0 {
+				return true
+			}
+		}
+	}
+	v3 := func(c *fsmpb.Claim) bool { return len(c.GetKey()) != 0 || c.GetStream() != 0 }
+	for _, pl := range snap.GetLocks() {
+		if v3(pl.GetHolder().GetClaim()) || slices.ContainsFunc(pl.GetQueue(), v3) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasV2Fields reports whether snap sets a field that format 1 does not
@@ -202,6 +260,9 @@ func restoreClaim(s *State, name string, c *fsmpb.Claim) (claim, error) {
 	}
 	if len(c.GetOwner()) > MaxOwnerLen || !validLeaseTTL(c.GetTtlNs()) {
 		return claim{}, fmt.Errorf("claim %d: bad owner or TTL", c.GetId())
+	}
+	if k := c.GetKey(); len(k) != 0 && len(k) != KeyLen || c.GetStream() != 0 && c.GetStream() == c.GetSession() {
+		return claim{}, fmt.Errorf("claim %d: bad key or stream", c.GetId())
 	}
 	if sess := s.sessions[c.GetSession()]; sess != nil {
 		sess.names[name]++

@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"bytes"
+	"crypto/subtle"
 	"fmt"
 	"slices"
 	"time"
@@ -68,13 +70,28 @@ type Event struct {
 	TTL      time.Duration
 	Reason   EndReason // Ended, Withdrawn, SessionEnded
 	Previous uint64    // Adopted: the session that held the lease before
+	// Stream is the session whose request made (or last re-attached) a
+	// client session's claim, 0 for a claim of a node's own session: a
+	// grant or withdrawal reaches the waiter through it (DESIGN.md,
+	// "Protocol 3").
+	Stream uint64
 }
 
 type claim struct {
 	id, session, seq uint64
 	owner            string
 	ttl              int64
-	queued           int64 // leader stamp of the Acquire if it queued (level 2 and above)
+	queued           int64  // leader stamp of the Acquire if it queued (level 2 and above)
+	key              []byte // the lease key (level 3), nil if none
+	stream           uint64 // level 3: see Event.Stream; seq is that session's
+}
+
+// event is the Event of kind k about claim cl on name; the caller sets
+// the rest.
+func (cl claim) event(k EventKind, name string) Event {
+	return Event{
+		Kind: k, Name: name, Session: cl.session, Seq: cl.seq, Claim: cl.id, TTL: time.Duration(cl.ttl), Stream: cl.stream,
+	}
 }
 
 type lease struct {
@@ -97,6 +114,8 @@ type session struct {
 	ackedBelow uint64
 	results    map[uint64]*fsmpb.Result
 	names      map[string]int // names with a lease or claim of this session
+	secret     []byte         // level 3: a client session's secret; nil for a node's session
+	owner      string         // level 3: a client session's owner
 }
 
 // State is the lock state machine. The zero value is not usable; call New.
@@ -129,12 +148,23 @@ type applier struct {
 // above Protocol; the state is then unchanged.
 func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event, error) {
 	a := &applier{s: s, index: index, stamp: cmd.GetStampUnixNano()}
+	if needs3(cmd) && s.protocol < 3 {
+		// Like a protocol-2 command below level 2: nothing changes, not
+		// even the request cache.
+		return code(fsmpb.Code_CODE_UNSUPPORTED), nil, nil
+	}
 	var res *fsmpb.Result
 	switch op := cmd.GetOp().(type) {
 	case *fsmpb.Command_OpenSession:
 		res = a.openSession(op.OpenSession)
 	case *fsmpb.Command_CloseSession:
-		res = a.request(op.CloseSession.GetReq(), func(sess *session) *fsmpb.Result {
+		c := op.CloseSession
+		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result {
+			if c.GetForSession() != 0 {
+				if sess = a.clientSession(c.GetForSession(), c.GetSecret()); sess == nil {
+					return code(fsmpb.Code_CODE_UNKNOWN_SESSION)
+				}
+			}
 			a.endSession(sess, ReasonClosed)
 			return ok()
 		})
@@ -151,10 +181,14 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.acquire(sess, c) })
 	case *fsmpb.Command_Release:
 		c := op.Release
-		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.release(sess, c.GetName(), c.GetToken()) })
+		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result {
+			return a.release(sess, c.GetName(), c.GetToken(), c.GetKey())
+		})
 	case *fsmpb.Command_Refresh:
 		c := op.Refresh
-		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.refresh(sess, c.GetName(), c.GetToken()) })
+		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result {
+			return a.refresh(sess, c.GetName(), c.GetToken(), c.GetKey())
+		})
 	case *fsmpb.Command_Cancel:
 		c := op.Cancel
 		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.cancel(c.GetName(), c.GetClaim()) })
@@ -250,12 +284,19 @@ func (a *applier) openSession(c *fsmpb.OpenSession) *fsmpb.Result {
 	if id == 0 || c.GetTtlNs() <= 0 {
 		return code(fsmpb.Code_CODE_INVALID)
 	}
-	if a.s.sessions[id] != nil {
+	if old := a.s.sessions[id]; old != nil {
+		if !bytes.Equal(old.secret, c.GetSecret()) {
+			return code(fsmpb.Code_CODE_HELD) // the ID is another session's: open under a new one
+		}
 		return ok()
+	}
+	if c.GetSecret() == nil && c.GetOwner() != "" || c.GetSecret() != nil && len(c.GetSecret()) != KeyLen || len(c.GetOwner()) > MaxOwnerLen {
+		return code(fsmpb.Code_CODE_INVALID)
 	}
 	sess := &session{
 		id: id, ttl: c.GetTtlNs(), node: c.GetNode(),
 		results: map[uint64]*fsmpb.Result{}, names: map[string]int{},
+		secret: bytes.Clone(c.GetSecret()), owner: c.GetOwner(),
 	}
 	// A TTL lease outlives the expiry of its session. If that session's ID
 	// is opened again, the new session owns the lease, exactly as Restore
@@ -273,11 +314,27 @@ func (a *applier) openSession(c *fsmpb.OpenSession) *fsmpb.Result {
 	return ok()
 }
 
-func (a *applier) acquire(sess *session, c *fsmpb.Acquire) *fsmpb.Result {
-	if !validName(c.GetName()) || len(c.GetOwner()) > MaxOwnerLen || !validLeaseTTL(c.GetTtlNs()) {
+// acquire runs an Acquire of req's session stream: for that session, or
+// for the client session it names (DESIGN.md, "Protocol 3").
+func (a *applier) acquire(stream *session, c *fsmpb.Acquire) *fsmpb.Result {
+	key := c.GetKey()
+	if !validName(c.GetName()) || len(c.GetOwner()) > MaxOwnerLen || !validLeaseTTL(c.GetTtlNs()) ||
+		key != nil && len(key) != KeyLen || c.GetForSession() != 0 && key == nil {
 		return code(fsmpb.Code_CODE_INVALID)
 	}
-	cl := claim{id: a.index, session: sess.id, seq: c.GetReq().GetSeq(), owner: c.GetOwner(), ttl: c.GetTtlNs()}
+	sess := stream
+	cl := claim{id: a.index, session: sess.id, seq: c.GetReq().GetSeq(), owner: c.GetOwner(), ttl: c.GetTtlNs(), key: bytes.Clone(key)}
+	if c.GetForSession() != 0 {
+		if sess = a.clientSession(c.GetForSession(), c.GetSecret()); sess == nil {
+			return code(fsmpb.Code_CODE_UNKNOWN_SESSION)
+		}
+		cl.session, cl.stream = sess.id, streamOf(sess, stream)
+	}
+	if sess.secret != nil {
+		if res := a.reattach(sess, stream, c); res != nil {
+			return res
+		}
+	}
 	l := a.s.locks[c.GetName()]
 	if l == nil {
 		l = &lockState{}
@@ -285,7 +342,7 @@ func (a *applier) acquire(sess *session, c *fsmpb.Acquire) *fsmpb.Result {
 	}
 	if l.holder == nil {
 		a.grant(c.GetName(), l, cl)
-		return &fsmpb.Result{Code: fsmpb.Code_CODE_GRANTED, Token: a.index, Claim: cl.id}
+		return &fsmpb.Result{Code: fsmpb.Code_CODE_GRANTED, Token: a.index, Claim: cl.id, Key: cl.key}
 	}
 	if c.GetTry() {
 		return code(fsmpb.Code_CODE_HELD)
@@ -293,10 +350,53 @@ func (a *applier) acquire(sess *session, c *fsmpb.Acquire) *fsmpb.Result {
 	cl.queued = a.v2Stamp()
 	l.queue = append(l.queue, cl)
 	sess.names[c.GetName()]++
-	a.events = append(a.events, Event{
-		Kind: EventQueued, Name: c.GetName(), Session: cl.session, Seq: cl.seq, Claim: cl.id, TTL: time.Duration(cl.ttl),
-	})
-	return &fsmpb.Result{Code: fsmpb.Code_CODE_QUEUED, Claim: cl.id}
+	a.events = append(a.events, cl.event(EventQueued, c.GetName()))
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_QUEUED, Claim: cl.id, Key: cl.key}
+}
+
+// clientSession is the client session id if secret is its secret, else
+// nil (a wrong secret and an unknown ID look the same).
+func (a *applier) clientSession(id uint64, secret []byte) *session {
+	sess := a.s.sessions[id]
+	if sess == nil || sess.secret == nil || subtle.ConstantTimeCompare(sess.secret, secret) != 1 {
+		return nil
+	}
+	return sess
+}
+
+// streamOf is the stream to record on a claim of client session sess made
+// through stream's request: 0 when the client session made it itself.
+func streamOf(sess, stream *session) uint64 {
+	if stream == sess {
+		return 0
+	}
+	return stream.id
+}
+
+// reattach answers an Acquire for client session sess on a name it has a
+// claim on already: that claim, held or queued, now reached through
+// stream's request (one claim per client session and name); HELD if it
+// holds the name by a revoked lease. nil if sess has no claim on the name.
+func (a *applier) reattach(sess, stream *session, c *fsmpb.Acquire) *fsmpb.Result {
+	name := c.GetName()
+	if sess.names[name] == 0 {
+		return nil
+	}
+	l := a.s.locks[name]
+	if h := l.holder; h != nil && h.claim.session == sess.id {
+		if h.revoked {
+			return code(fsmpb.Code_CODE_HELD) // by its own revoked lease: release that first
+		}
+		h.claim.stream, h.claim.seq = streamOf(sess, stream), c.GetReq().GetSeq()
+		return &fsmpb.Result{Code: fsmpb.Code_CODE_GRANTED, Token: h.token, Claim: h.claim.id, Key: h.claim.key}
+	}
+	for i := range l.queue {
+		if cl := &l.queue[i]; cl.session == sess.id {
+			cl.stream, cl.seq = streamOf(sess, stream), c.GetReq().GetSeq()
+			return &fsmpb.Result{Code: fsmpb.Code_CODE_QUEUED, Claim: cl.id, Key: cl.key}
+		}
+	}
+	return nil
 }
 
 // grant makes cl the holder of an unheld lock. The caller has already
@@ -306,10 +406,9 @@ func (a *applier) grant(name string, l *lockState, cl claim) {
 	if sess := a.s.sessions[cl.session]; sess != nil {
 		sess.names[name]++
 	}
-	a.events = append(a.events, Event{
-		Kind: EventGranted, Name: name, Session: cl.session, Seq: cl.seq, Claim: cl.id,
-		Token: a.index, Generation: a.index, TTL: time.Duration(cl.ttl),
-	})
+	ev := cl.event(EventGranted, name)
+	ev.Token, ev.Generation = a.index, a.index
+	a.events = append(a.events, ev)
 }
 
 // end removes the holder of name, hands the lock to the head of the queue,
@@ -322,10 +421,9 @@ func (a *applier) end(name string, l *lockState, why EndReason) {
 		why = ReasonRevoked
 	}
 	a.forget(h.claim.session, name)
-	a.events = append(a.events, Event{
-		Kind: EventEnded, Name: name, Session: h.claim.session, Seq: h.claim.seq, Claim: h.claim.id,
-		Token: h.token, Generation: h.gen, TTL: time.Duration(h.claim.ttl), Reason: why,
-	})
+	ev := h.claim.event(EventEnded, name)
+	ev.Token, ev.Generation, ev.Reason = h.token, h.gen, why
+	a.events = append(a.events, ev)
 	if len(l.queue) > 0 {
 		next := l.queue[0]
 		l.queue = slices.Delete(l.queue, 0, 1)
@@ -359,29 +457,66 @@ func (a *applier) mayUse(h *lease, sess *session) bool {
 	return a.s.protocol < 2 || h.claim.session == sess.id || a.s.sessions[h.claim.session] == nil
 }
 
-func (a *applier) release(sess *session, name string, token uint64) *fsmpb.Result {
+// named returns the lock of name if sess may act on its holder by token
+// and key: with a key, the holder must carry that key (and token, unless
+// 0), from any session; without, the token and mayUse decide.
+func (a *applier) named(sess *session, name string, token uint64, key []byte) *lockState {
 	l := a.s.locks[name]
-	if l == nil || l.holder == nil || l.holder.token != token || !a.mayUse(l.holder, sess) {
-		return code(fsmpb.Code_CODE_NOT_HELD)
+	if l == nil || l.holder == nil {
+		return nil
 	}
-	a.end(name, l, ReasonReleased)
-	return ok()
+	h := l.holder
+	switch {
+	case key != nil:
+		if h.claim.key == nil || subtle.ConstantTimeCompare(h.claim.key, key) != 1 || token != 0 && h.token != token {
+			return nil
+		}
+	case h.token != token || !a.mayUse(h, sess):
+		return nil
+	}
+	return l
 }
 
-func (a *applier) refresh(sess *session, name string, token uint64) *fsmpb.Result {
-	l := a.s.locks[name]
-	if l == nil || l.holder == nil || l.holder.token != token || l.holder.revoked || !a.mayUse(l.holder, sess) {
+func (a *applier) release(sess *session, name string, token uint64, key []byte) *fsmpb.Result {
+	l := a.named(sess, name, token, key)
+	if l == nil {
+		return code(fsmpb.Code_CODE_NOT_HELD)
+	}
+	t := l.holder.token
+	a.end(name, l, ReasonReleased)
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: tokenIf(key, t)}
+}
+
+// tokenIf is token for a request made by key (its caller may not know the
+// token), 0 otherwise (the answer protocol 2 gave).
+func tokenIf(key []byte, token uint64) uint64 {
+	if key == nil {
+		return 0
+	}
+	return token
+}
+
+func (a *applier) refresh(sess *session, name string, token uint64, key []byte) *fsmpb.Result {
+	l := a.named(sess, name, token, key)
+	if l == nil || l.holder.revoked {
 		return code(fsmpb.Code_CODE_NOT_HELD)
 	}
 	h := l.holder
 	if h.claim.ttl > 0 {
 		h.gen, h.refreshed = a.index, a.stamp
-		a.events = append(a.events, Event{
-			Kind: EventRefreshed, Name: name, Session: h.claim.session, Seq: h.claim.seq, Claim: h.claim.id,
-			Token: h.token, Generation: h.gen, TTL: time.Duration(h.claim.ttl),
-		})
+		ev := h.claim.event(EventRefreshed, name)
+		ev.Token, ev.Generation = h.token, h.gen
+		a.events = append(a.events, ev)
 	}
-	return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: h.token}
+	return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: h.token, TtlNs: ttlIf(key, h.claim.ttl)}
+}
+
+// ttlIf is the lease's TTL for a request made by key, 0 otherwise.
+func ttlIf(key []byte, ttl int64) int64 {
+	if key == nil {
+		return 0
+	}
+	return ttl
 }
 
 func (a *applier) cancel(name string, id uint64) *fsmpb.Result {
@@ -407,10 +542,9 @@ func (a *applier) withdraw(name string, l *lockState, i int, why EndReason) {
 	cl := l.queue[i]
 	l.queue = slices.Delete(l.queue, i, i+1)
 	a.forget(cl.session, name)
-	a.events = append(a.events, Event{
-		Kind: EventWithdrawn, Name: name, Session: cl.session, Seq: cl.seq, Claim: cl.id,
-		TTL: time.Duration(cl.ttl), Reason: why,
-	})
+	ev := cl.event(EventWithdrawn, name)
+	ev.Reason = why
+	a.events = append(a.events, ev)
 	if l.holder == nil && len(l.queue) == 0 {
 		delete(a.s.locks, name)
 	}
@@ -482,10 +616,9 @@ func (a *applier) revoke(name string, token uint64) *fsmpb.Result {
 		a.end(name, l, ReasonRevoked)
 	default:
 		h.revoked = true
-		a.events = append(a.events, Event{
-			Kind: EventRevoking, Name: name, Session: sess.id, Seq: h.claim.seq, Claim: h.claim.id,
-			Token: h.token, Generation: h.gen, TTL: time.Duration(sess.ttl),
-		})
+		ev := h.claim.event(EventRevoking, name)
+		ev.Token, ev.Generation, ev.TTL = h.token, h.gen, time.Duration(sess.ttl) // the grace
+		a.events = append(a.events, ev)
 	}
 	return &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: token}
 }
@@ -509,11 +642,18 @@ func (a *applier) adopt(sess *session, c *fsmpb.Adopt) *fsmpb.Result {
 	if l == nil || l.holder.revoked || l.holder.claim.ttl == 0 {
 		return code(fsmpb.Code_CODE_NOT_HELD)
 	}
+	if c.GetKey() != nil && len(c.GetKey()) != KeyLen {
+		return code(fsmpb.Code_CODE_INVALID)
+	}
 	h := l.holder
 	prev := h.claim.session
+	if sess.secret != nil && prev != sess.id && sess.names[name] > 0 {
+		return code(fsmpb.Code_CODE_NOT_HELD) // one claim per client session and name
+	}
 	a.forget(prev, name)
 	sess.names[name]++
-	h.claim.session, h.claim.seq = sess.id, c.GetReq().GetSeq()
+	h.claim.session, h.claim.seq, h.claim.stream = sess.id, c.GetReq().GetSeq(), 0
+	h.claim.key = bytes.Clone(c.GetKey()) // the previous holder's key stops working (DESIGN.md, "Protocol 3")
 	h.gen, h.refreshed = a.index, a.stamp
 	a.events = append(a.events, Event{
 		Kind: EventAdopted, Name: name, Session: sess.id, Seq: h.claim.seq, Claim: h.claim.id,

@@ -607,6 +607,13 @@ func TestNeeds(t *testing.T) {
 		{cmdSetProtocol(3), 3},
 		{cmdSetProtocol(1), 2},
 		{cmdSetProtocol(math.MaxUint32), math.MaxInt32},
+		{cmdOpenClient(c1, k(1), ""), 3},
+		{cmdCloseClient(s1, 1, c1, k(1)), 3},
+		{cmdAcquire(s1, 1, "a", forClient(c1, k(1), k(2))), 3},
+		{cmdAcquire(s1, 1, "a", withTTL(time.Second), withKey(k(2))), 3},
+		{cmdReleaseKey(s1, 1, "a", 0, k(2)), 3},
+		{cmdRefreshKey(s1, 1, "a", 0, k(2)), 3},
+		{cmdAdoptKey(s1, 1, "a", 1, k(2)), 3},
 	} {
 		assert.Equal(t, tc.want, Needs(tc.cmd), "%v", tc.cmd)
 	}

@@ -64,10 +64,13 @@ func validateOp(cmd *fsmpb.Command) error {
 			return invalid(fmt.Sprintf("session TTL %v outside [%v, %v]", ttl, MinSessionTTL, MaxSessionTTL))
 		case len(c.GetNode()) > MaxNodeIDLen || !utf8.ValidString(c.GetNode()):
 			return invalid(fmt.Sprintf("node ID of %d bytes, limit %d", len(c.GetNode()), MaxNodeIDLen))
+		case c.GetSecret() == nil && c.GetOwner() != "":
+			return invalid("an owner without a secret: only a client session has one")
 		}
-		return nil
+		return first(validKey(c.GetSecret(), "secret"), validOwner(c.GetOwner()))
 	case *fsmpb.Command_CloseSession:
-		return validRequest(op.CloseSession.GetReq())
+		c := op.CloseSession
+		return first(validRequest(c.GetReq()), validClient(c.GetForSession(), c.GetSecret()))
 	case *fsmpb.Command_ExpireSession:
 		if op.ExpireSession.GetSession() == 0 {
 			return invalid("session 0")
@@ -75,15 +78,18 @@ func validateOp(cmd *fsmpb.Command) error {
 		return nil
 	case *fsmpb.Command_Acquire:
 		c := op.Acquire
-		return first(validRequest(c.GetReq()), validNameErr(c.GetName()),
-			check(len(c.GetOwner()) <= MaxOwnerLen, fmt.Sprintf("owner of %d bytes, limit %d", len(c.GetOwner()), MaxOwnerLen)),
-			check(validLeaseTTL(c.GetTtlNs()), fmt.Sprintf("TTL %v: 0 or [%v, %v]", time.Duration(c.GetTtlNs()), MinTTL, MaxTTL)))
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), validOwner(c.GetOwner()),
+			check(validLeaseTTL(c.GetTtlNs()), fmt.Sprintf("TTL %v: 0 or [%v, %v]", time.Duration(c.GetTtlNs()), MinTTL, MaxTTL)),
+			validClient(c.GetForSession(), c.GetSecret()), validKey(c.GetKey(), "key"),
+			check(c.GetForSession() == 0 || c.GetKey() != nil, "a claim for a client session needs a key"))
 	case *fsmpb.Command_Release:
 		c := op.Release
-		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), validKey(c.GetKey(), "key"),
+			check(c.GetToken() != 0 || c.GetKey() != nil, "token 0 without a key"))
 	case *fsmpb.Command_Refresh:
 		c := op.Refresh
-		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), validKey(c.GetKey(), "key"),
+			check(c.GetToken() != 0 || c.GetKey() != nil, "token 0 without a key"))
 	case *fsmpb.Command_Cancel:
 		c := op.Cancel
 		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetClaim() != 0, "claim 0"))
@@ -104,7 +110,7 @@ func validateOp(cmd *fsmpb.Command) error {
 		return first(validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
 	case *fsmpb.Command_Adopt:
 		c := op.Adopt
-		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"), validKey(c.GetKey(), "key"))
 	default:
 		return fmt.Errorf("%w: %T", ErrUnknownCommand, op)
 	}
@@ -118,6 +124,26 @@ func validRequest(r *fsmpb.Request) error {
 		return invalid("session 0")
 	}
 	return nil
+}
+
+// validKey: a secret or a key is absent or exactly KeyLen bytes.
+func validKey(b []byte, what string) error {
+	return check(b == nil || len(b) == KeyLen, fmt.Sprintf("%s of %d bytes: %d", what, len(b), KeyLen))
+}
+
+func validOwner(owner string) error {
+	return check(len(owner) <= MaxOwnerLen, fmt.Sprintf("owner of %d bytes, limit %d", len(owner), MaxOwnerLen))
+}
+
+// validClient: a client session is named with its secret, or not at all.
+func validClient(id uint64, secret []byte) error {
+	switch {
+	case id == 0 && secret == nil:
+		return nil
+	case id == 0 || secret == nil:
+		return invalid("a client session needs both its ID and its secret")
+	}
+	return validKey(secret, "secret")
 }
 
 func validNameErr(name string) error {

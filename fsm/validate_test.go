@@ -35,6 +35,13 @@ func TestValidate_accepts(t *testing.T) {
 		cmdRevoke(7, 2, "a", 5),
 		cmdEndRevoked("a", 5),
 		cmdAdopt(7, 2, strings.Repeat("x", MaxNameLen), 5),
+		cmdOpenClient(9, k(1), strings.Repeat("o", MaxOwnerLen)),
+		cmdCloseClient(7, 3, 9, k(1)),
+		cmdAcquire(7, 1, "a", forClient(9, k(1), k(2))),
+		cmdAcquire(7, 1, "a", withTTL(MinTTL), withKey(k(2))),
+		cmdReleaseKey(7, 2, "a", 0, k(2)),
+		cmdRefreshKey(7, 2, "a", 5, k(2)),
+		cmdAdoptKey(7, 2, "a", 5, k(2)),
 	} {
 		assert.NoError(t, Validate(cmd), "%v", cmd)
 	}
@@ -94,6 +101,18 @@ func TestValidate_refuses(t *testing.T) {
 		{"adopt: long name", cmdAdopt(7, 1, strings.Repeat("x", MaxNameLen+1), 5), ErrInvalid},
 		{"adopt: session 0", cmdAdopt(0, 1, "a", 5), ErrInvalid},
 		{"too large", cmdAcquire(7, 1, "a", withOwner(strings.Repeat("o", MaxCommandSize))), ErrTooLarge},
+		{"open: short secret", cmdOpenClient(9, []byte("x"), ""), ErrInvalid},
+		{"open: owner without secret", cmdOpenClient(9, nil, "web"), ErrInvalid},
+		{"open: client owner too long", cmdOpenClient(9, k(1), strings.Repeat("o", MaxOwnerLen+1)), ErrInvalid},
+		{"close: client without secret", cmdCloseClient(7, 1, 9, nil), ErrInvalid},
+		{"close: secret without client", cmdCloseClient(7, 1, 0, k(1)), ErrInvalid},
+		{"acquire: client without key", cmdAcquire(7, 1, "a", forClient(9, k(1), nil)), ErrInvalid},
+		{"acquire: client without secret", cmdAcquire(7, 1, "a", forClient(9, nil, k(2))), ErrInvalid},
+		{"acquire: short key", cmdAcquire(7, 1, "a", withKey([]byte("x"))), ErrInvalid},
+		{"release: token 0, no key", cmdReleaseKey(7, 1, "a", 0, nil), ErrInvalid},
+		{"release: short key", cmdReleaseKey(7, 1, "a", 0, []byte("x")), ErrInvalid},
+		{"refresh: long key", cmdRefreshKey(7, 1, "a", 0, k(1)[:KeyLen-1]), ErrInvalid},
+		{"adopt: short key", cmdAdoptKey(7, 1, "a", 5, []byte("x")), ErrInvalid},
 	} {
 		err := Validate(c.cmd)
 		require.Error(t, err, c.what)

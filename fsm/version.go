@@ -6,16 +6,20 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
-// Protocol is the command set this build proposes and applies: 2, the
-// commands of wire v1, the term barrier, and SetProtocol, Revoke,
-// EndRevoked and Adopt (DESIGN.md, "Protocol 2"). A new command type
-// raises it.
-const Protocol = 2
+// Protocol is the command set this build proposes and applies: 3, the
+// commands of wire v1, the term barrier, SetProtocol, Revoke, EndRevoked
+// and Adopt (DESIGN.md, "Protocol 2"), and client sessions and lease keys
+// (DESIGN.md, "Protocol 3"). A new command type or field raises it.
+const Protocol = 3
 
-// Needs is the protocol that introduced cmd's type: a leader proposes cmd
-// only once every voter speaks at least that. For SetProtocol it is the
-// level set (at least 2, the protocol that introduced SetProtocol).
+// Needs is the protocol that introduced cmd's type or a field it sets: a
+// leader proposes cmd only once every voter speaks at least that. For
+// SetProtocol it is the level set (at least 2, the protocol that
+// introduced SetProtocol).
 func Needs(cmd *fsmpb.Command) int {
+	if needs3(cmd) {
+		return 3
+	}
 	switch op := cmd.GetOp().(type) {
 	case *fsmpb.Command_Revoke, *fsmpb.Command_EndRevoked, *fsmpb.Command_Adopt:
 		return 2
@@ -23,4 +27,24 @@ func Needs(cmd *fsmpb.Command) int {
 		return max(2, int(min(op.SetProtocol.GetLevel(), math.MaxInt32)))
 	}
 	return 1
+}
+
+// needs3 reports whether cmd sets a field of protocol 3.
+func needs3(cmd *fsmpb.Command) bool {
+	switch op := cmd.GetOp().(type) {
+	case *fsmpb.Command_OpenSession:
+		return op.OpenSession.GetSecret() != nil || op.OpenSession.GetOwner() != ""
+	case *fsmpb.Command_CloseSession:
+		return op.CloseSession.GetForSession() != 0 || op.CloseSession.GetSecret() != nil
+	case *fsmpb.Command_Acquire:
+		c := op.Acquire
+		return c.GetForSession() != 0 || c.GetSecret() != nil || c.GetKey() != nil
+	case *fsmpb.Command_Release:
+		return op.Release.GetKey() != nil
+	case *fsmpb.Command_Refresh:
+		return op.Refresh.GetKey() != nil
+	case *fsmpb.Command_Adopt:
+		return op.Adopt.GetKey() != nil
+	}
+	return false
 }

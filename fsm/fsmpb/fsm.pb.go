@@ -38,7 +38,7 @@ const (
 	Code_CODE_UNKNOWN_SESSION Code = 6 // the request's session does not exist
 	Code_CODE_FORGOTTEN       Code = 7 // duplicate of a request whose result was pruned
 	Code_CODE_INVALID         Code = 8 // malformed command (bad name, owner, TTL)
-	Code_CODE_UNSUPPORTED     Code = 9 // a protocol-2 command below protocol level 2
+	Code_CODE_UNSUPPORTED     Code = 9 // a command above the state's protocol level
 )
 
 // Enum value maps for Code.
@@ -426,10 +426,14 @@ func (x *Request) GetAckedBelow() uint64 {
 }
 
 type OpenSession struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"` // req.session is the new session's ID, chosen by the client
-	TtlNs         int64                  `protobuf:"varint,2,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"`
-	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // node ID the session lives on (informational)
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Req   *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"` // req.session is the new session's ID, chosen by the client
+	TtlNs int64                  `protobuf:"varint,2,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"`
+	Node  string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"` // node ID the session lives on (informational)
+	// Protocol 3: a client session (fsm/DESIGN.md, "Protocol 3"). secret is
+	// 16 random bytes from the proposing node; owner labels the session.
+	Secret        []byte `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -485,9 +489,27 @@ func (x *OpenSession) GetNode() string {
 	return ""
 }
 
+func (x *OpenSession) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *OpenSession) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
 type CloseSession struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Req   *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
+	// Protocol 3: close the client session for_session instead of req's
+	// session; secret must be its secret. req is the proposer's stream.
+	ForSession    uint64 `protobuf:"varint,2,opt,name=for_session,json=forSession,proto3" json:"for_session,omitempty"`
+	Secret        []byte `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +547,20 @@ func (*CloseSession) Descriptor() ([]byte, []int) {
 func (x *CloseSession) GetReq() *Request {
 	if x != nil {
 		return x.Req
+	}
+	return nil
+}
+
+func (x *CloseSession) GetForSession() uint64 {
+	if x != nil {
+		return x.ForSession
+	}
+	return 0
+}
+
+func (x *CloseSession) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
 	}
 	return nil
 }
@@ -574,12 +610,18 @@ func (x *ExpireSession) GetSession() uint64 {
 }
 
 type Acquire struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
-	TtlNs         int64                  `protobuf:"varint,4,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"` // 0: session lease
-	Try           bool                   `protobuf:"varint,5,opt,name=try,proto3" json:"try,omitempty"`                  // fail with HELD instead of queueing
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Req   *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Owner string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	TtlNs int64                  `protobuf:"varint,4,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"` // 0: session lease
+	Try   bool                   `protobuf:"varint,5,opt,name=try,proto3" json:"try,omitempty"`                  // fail with HELD instead of queueing
+	// Protocol 3. for_session: the client session the claim belongs to
+	// (req is the proposer's stream), with its secret. key: 16 random bytes
+	// from the proposer naming the lease (required with for_session).
+	ForSession    uint64 `protobuf:"varint,6,opt,name=for_session,json=forSession,proto3" json:"for_session,omitempty"`
+	Secret        []byte `protobuf:"bytes,7,opt,name=secret,proto3" json:"secret,omitempty"`
+	Key           []byte `protobuf:"bytes,8,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -649,11 +691,33 @@ func (x *Acquire) GetTry() bool {
 	return false
 }
 
+func (x *Acquire) GetForSession() uint64 {
+	if x != nil {
+		return x.ForSession
+	}
+	return 0
+}
+
+func (x *Acquire) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *Acquire) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 type Release struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"` // with a key: 0 (any) or the lease's token
+	Key           []byte                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`      // protocol 3: the lease's key; then any session may
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -709,11 +773,19 @@ func (x *Release) GetToken() uint64 {
 	return 0
 }
 
+func (x *Release) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 type Refresh struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"` // with a key: 0 (any) or the lease's token
+	Key           []byte                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"`      // protocol 3: the lease's key; then any session may
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -767,6 +839,13 @@ func (x *Refresh) GetToken() uint64 {
 		return x.Token
 	}
 	return 0
+}
+
+func (x *Refresh) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
 }
 
 // Cancel withdraws a queued claim, or releases it if it was granted.
@@ -1059,6 +1138,7 @@ type Adopt struct {
 	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Key           []byte                 `protobuf:"bytes,4,opt,name=key,proto3" json:"key,omitempty"` // protocol 3: the lease's new key (16 bytes from the proposer)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1114,6 +1194,13 @@ func (x *Adopt) GetToken() uint64 {
 	return 0
 }
 
+func (x *Adopt) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=quorumlock.fsm.v1.Code" json:"code,omitempty"`
@@ -1121,6 +1208,7 @@ type Result struct {
 	Claim         uint64                 `protobuf:"varint,3,opt,name=claim,proto3" json:"claim,omitempty"`
 	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`    // Adopt: the lease's new generation
 	TtlNs         int64                  `protobuf:"varint,5,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"` // Adopt: the lease's TTL
+	Key           []byte                 `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`                   // protocol 3: Acquire for a client session: the claim's key
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1190,13 +1278,20 @@ func (x *Result) GetTtlNs() int64 {
 	return 0
 }
 
+func (x *Result) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 // Snapshot is the whole state, in a deterministic order.
 type Snapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`   // 1, or 2 at protocol level 2 and above
 	Sessions      []*Session             `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`  // sorted by id
 	Locks         []*Lock                `protobuf:"bytes,3,rep,name=locks,proto3" json:"locks,omitempty"`        // sorted by name
-	Protocol      uint32                 `protobuf:"varint,4,opt,name=protocol,proto3" json:"protocol,omitempty"` // version 2: the protocol level (>= 2)
+	Protocol      uint32                 `protobuf:"varint,4,opt,name=protocol,proto3" json:"protocol,omitempty"` // version 2: the protocol level (>= 2); fields marked "level 3" only from 3
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1266,6 +1361,8 @@ type Session struct {
 	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
 	AckedBelow    uint64                 `protobuf:"varint,4,opt,name=acked_below,json=ackedBelow,proto3" json:"acked_below,omitempty"`
 	Results       []*CachedResult        `protobuf:"bytes,5,rep,name=results,proto3" json:"results,omitempty"` // sorted by seq
+	Secret        []byte                 `protobuf:"bytes,6,opt,name=secret,proto3" json:"secret,omitempty"`   // level 3: a client session's secret
+	Owner         string                 `protobuf:"bytes,7,opt,name=owner,proto3" json:"owner,omitempty"`     // level 3: a client session's owner
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1335,6 +1432,20 @@ func (x *Session) GetResults() []*CachedResult {
 	return nil
 }
 
+func (x *Session) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *Session) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
 type CachedResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -1395,6 +1506,8 @@ type Claim struct {
 	Owner          string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
 	TtlNs          int64                  `protobuf:"varint,5,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"`                              // 0: session lease
 	QueuedUnixNano int64                  `protobuf:"varint,6,opt,name=queued_unix_nano,json=queuedUnixNano,proto3" json:"queued_unix_nano,omitempty"` // version 2: leader stamp of the Acquire, if it queued
+	Key            []byte                 `protobuf:"bytes,7,opt,name=key,proto3" json:"key,omitempty"`                                                // level 3: the lease key
+	Stream         uint64                 `protobuf:"varint,8,opt,name=stream,proto3" json:"stream,omitempty"`                                         // level 3: the session whose request made (or re-attached) a client session's claim
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -1467,6 +1580,20 @@ func (x *Claim) GetTtlNs() int64 {
 func (x *Claim) GetQueuedUnixNano() int64 {
 	if x != nil {
 		return x.QueuedUnixNano
+	}
+	return 0
+}
+
+func (x *Claim) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Claim) GetStream() uint64 {
+	if x != nil {
+		return x.Stream
 	}
 	return 0
 }
@@ -1642,29 +1769,40 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1f\n" +
 	"\vacked_below\x18\x03 \x01(\x04R\n" +
-	"ackedBelow\"f\n" +
+	"ackedBelow\"\x94\x01\n" +
 	"\vOpenSession\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x15\n" +
 	"\x06ttl_ns\x18\x02 \x01(\x03R\x05ttlNs\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\tR\x04node\"<\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\fR\x06secret\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\"u\n" +
 	"\fCloseSession\x12,\n" +
-	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\")\n" +
+	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x1f\n" +
+	"\vfor_session\x18\x02 \x01(\x04R\n" +
+	"forSession\x12\x16\n" +
+	"\x06secret\x18\x03 \x01(\fR\x06secret\")\n" +
 	"\rExpireSession\x12\x18\n" +
-	"\asession\x18\x01 \x01(\x04R\asession\"\x8a\x01\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\"\xd5\x01\n" +
 	"\aAcquire\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x15\n" +
 	"\x06ttl_ns\x18\x04 \x01(\x03R\x05ttlNs\x12\x10\n" +
-	"\x03try\x18\x05 \x01(\bR\x03try\"a\n" +
+	"\x03try\x18\x05 \x01(\bR\x03try\x12\x1f\n" +
+	"\vfor_session\x18\x06 \x01(\x04R\n" +
+	"forSession\x12\x16\n" +
+	"\x06secret\x18\a \x01(\fR\x06secret\x12\x10\n" +
+	"\x03key\x18\b \x01(\fR\x03key\"s\n" +
 	"\aRelease\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\x04R\x05token\"a\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\fR\x03key\"s\n" +
 	"\aRefresh\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\x04R\x05token\"`\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\fR\x03key\"`\n" +
 	"\x06Cancel\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1684,11 +1822,12 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"EndRevoked\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x04R\x05token\"_\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\"q\n" +
 	"\x05Adopt\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\x04R\x05token\"\x98\x01\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x10\n" +
+	"\x03key\x18\x04 \x01(\fR\x03key\"\xaa\x01\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.quorumlock.fsm.v1.CodeR\x04code\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x14\n" +
@@ -1696,29 +1835,34 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12\x15\n" +
-	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\"\xa7\x01\n" +
+	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\x12\x10\n" +
+	"\x03key\x18\x06 \x01(\fR\x03key\"\xa7\x01\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
 	"\bsessions\x18\x02 \x03(\v2\x1a.quorumlock.fsm.v1.SessionR\bsessions\x12-\n" +
 	"\x05locks\x18\x03 \x03(\v2\x17.quorumlock.fsm.v1.LockR\x05locks\x12\x1a\n" +
-	"\bprotocol\x18\x04 \x01(\rR\bprotocol\"\xa0\x01\n" +
+	"\bprotocol\x18\x04 \x01(\rR\bprotocol\"\xce\x01\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ns\x18\x02 \x01(\x03R\x05ttlNs\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\tR\x04node\x12\x1f\n" +
 	"\vacked_below\x18\x04 \x01(\x04R\n" +
 	"ackedBelow\x129\n" +
-	"\aresults\x18\x05 \x03(\v2\x1f.quorumlock.fsm.v1.CachedResultR\aresults\"S\n" +
+	"\aresults\x18\x05 \x03(\v2\x1f.quorumlock.fsm.v1.CachedResultR\aresults\x12\x16\n" +
+	"\x06secret\x18\x06 \x01(\fR\x06secret\x12\x14\n" +
+	"\x05owner\x18\a \x01(\tR\x05owner\"S\n" +
 	"\fCachedResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x121\n" +
-	"\x06result\x18\x02 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\"\x9a\x01\n" +
+	"\x06result\x18\x02 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\"\xc4\x01\n" +
 	"\x05Claim\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\asession\x18\x02 \x01(\x04R\asession\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x15\n" +
 	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\x12(\n" +
-	"\x10queued_unix_nano\x18\x06 \x01(\x03R\x0equeuedUnixNano\"\xe3\x01\n" +
+	"\x10queued_unix_nano\x18\x06 \x01(\x03R\x0equeuedUnixNano\x12\x10\n" +
+	"\x03key\x18\a \x01(\fR\x03key\x12\x16\n" +
+	"\x06stream\x18\b \x01(\x04R\x06stream\"\xe3\x01\n" +
 	"\x05Lease\x12.\n" +
 	"\x05claim\x18\x01 \x01(\v2\x18.quorumlock.fsm.v1.ClaimR\x05claim\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x1e\n" +
