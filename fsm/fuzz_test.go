@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"slices"
@@ -26,10 +27,23 @@ const (
 	fuzzRevokedToken = 15
 )
 
+// The client session of fuzzBase and its keyed lease (protocol 3).
+const (
+	fuzzClient     = 0xc11e47
+	fuzzKeyedName  = "k"
+	fuzzKeyedToken = 17
+)
+
+var (
+	fuzzClientSecret = bytes.Repeat([]byte{0xc1}, KeyLen)
+	fuzzLeaseKey     = bytes.Repeat([]byte{0xa0}, KeyLen)
+)
+
 // fuzzBase returns the snapshot FuzzDecode applies commands to, at
-// protocol level 2: the sessions and names of the golden commands (and of
+// protocol level 3: the sessions and names of the golden commands (and of
 // small hand-written seeds), a TTL lease with a refreshed generation,
-// waiters, a TTL lease whose session has expired and a revoked lease.
+// waiters, a TTL lease whose session has expired, a revoked lease, and a
+// client session holding a keyed TTL lease.
 func fuzzBase(t testing.TB) []byte {
 	t.Helper()
 	s := New()
@@ -41,7 +55,8 @@ func fuzzBase(t testing.TB) []byte {
 		{2, cmdOpen(s1, sessTTL, "n1")},
 		{3, cmdOpen(s2, sessTTL, "n2")},
 		{4, cmdOpen(s3, sessTTL, "n3")},
-		{5, cmdSetProtocol(2)},
+		{5, cmdSetProtocol(3)},
+		{6, cmdOpenClient(fuzzClient, fuzzClientSecret, "web")},
 		{10, cmdAcquire(s1, 1, "a")},
 		{11, cmdAcquire(s2, 1, "a", withTTL(time.Second))},
 		{12, cmdAcquire(goldenSession, 1, "a")},
@@ -49,6 +64,7 @@ func fuzzBase(t testing.TB) []byte {
 		{14, cmdExpireSession(s3)},
 		{fuzzRevokedToken, cmdAcquire(s2, 3, fuzzRevokedName, withTTL(time.Second))},
 		{16, cmdRevoke(s1, 4, fuzzRevokedName, fuzzRevokedToken)},
+		{fuzzKeyedToken, cmdAcquire(s1, 5, fuzzKeyedName, withTTL(time.Second), forClient(fuzzClient, fuzzClientSecret, fuzzLeaseKey))},
 		{1200, cmdAcquire(s1, 2, goldenName, withTTL(30*time.Second))},
 		{1230, cmdAcquire(goldenSession, 5, goldenName, withTTL(30*time.Second))},
 		{1233, cmdAcquire(s2, 2, goldenName)},

@@ -29,6 +29,7 @@ const (
 	goldenDir = "testdata/golden"
 	// goldenSession is large so that its varint takes all 8 bytes' worth.
 	goldenSession = 0x1122334455667788
+	goldenClient  = 0x8877665544332211 // the session command-open_session-client.bin opens
 	goldenName    = "orders/42"
 	goldenStamp   = 1_700_000_000_000_000_000
 )
@@ -221,6 +222,49 @@ func goldenCommands() []goldenCommand {
 			},
 		},
 		{
+			file: "command-open_session-client.bin",
+			cmd: &fsmpb.Command{StampUnixNano: goldenStamp + 13, Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{
+				Req: &fsmpb.Request{Session: goldenClient}, TtlNs: int64(20 * time.Second), Node: "node-a", Secret: goldenSecret, Owner: "web-7",
+			}}},
+			check: func(t *testing.T, c *fsmpb.Command) {
+				checkTop(t, c, goldenStamp+13)
+				op := c.GetOpenSession()
+				require.NotNil(t, op)
+				assert.Equal(t, uint64(goldenClient), op.GetReq().GetSession())
+				assert.Equal(t, goldenSecret, op.GetSecret())
+				assert.Equal(t, "web-7", op.GetOwner())
+			},
+		},
+		{
+			file: "command-acquire-for_session.bin",
+			cmd: &fsmpb.Command{StampUnixNano: goldenStamp + 14, Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
+				Req: req(20, 9), Name: "orders/43", TtlNs: int64(30 * time.Second),
+				ForSession: fuzzClient, Secret: fuzzClientSecret, Key: goldenKey,
+			}}},
+			check: func(t *testing.T, c *fsmpb.Command) {
+				checkTop(t, c, goldenStamp+14)
+				op := c.GetAcquire()
+				require.NotNil(t, op)
+				checkReq(t, op.GetReq(), 20, 9)
+				assert.Equal(t, uint64(fuzzClient), op.GetForSession())
+				assert.Equal(t, fuzzClientSecret, op.GetSecret())
+				assert.Equal(t, goldenKey, op.GetKey())
+			},
+		},
+		{
+			file: "command-release-key.bin",
+			cmd: &fsmpb.Command{StampUnixNano: goldenStamp + 15, Op: &fsmpb.Command_Release{Release: &fsmpb.Release{
+				Req: req(21, 9), Name: fuzzKeyedName, Key: fuzzLeaseKey,
+			}}},
+			check: func(t *testing.T, c *fsmpb.Command) {
+				checkTop(t, c, goldenStamp+15)
+				op := c.GetRelease()
+				require.NotNil(t, op)
+				assert.Equal(t, uint64(0), op.GetToken())
+				assert.Equal(t, fuzzLeaseKey, op.GetKey())
+			},
+		},
+		{
 			// What a newer version's skippable command looks like to v1.
 			file: "command-unknown_ignorable.bin",
 			cmd:  unknownCommand(true),
@@ -234,6 +278,12 @@ func goldenCommands() []goldenCommand {
 		},
 	}
 }
+
+// The secret and the key of the protocol-3 golden commands.
+var (
+	goldenSecret = []byte("0123456789abcdef")
+	goldenKey    = []byte("fedcba9876543210")
+)
 
 // Sessions of the golden snapshot.
 const (
@@ -351,6 +401,9 @@ func TestState_ApplyGolden(t *testing.T) {
 			Code: fsmpb.Code_CODE_OK, Token: fuzzOrphanToken, Claim: fuzzOrphanToken, Generation: fuzzIndex, TtlNs: int64(time.Second),
 		},
 		"command-unknown_ignorable.bin": res(fsmpb.Code_CODE_UNSPECIFIED),
+		"command-open_session-client.bin": resOK(),
+		"command-acquire-for_session.bin": {Code: fsmpb.Code_CODE_GRANTED, Token: fuzzIndex, Claim: fuzzIndex, Key: goldenKey},
+		"command-release-key.bin":         resToken(fuzzKeyedToken),
 	}
 	for _, g := range goldenCommands() {
 		t.Run(g.file, func(t *testing.T) {
@@ -703,4 +756,45 @@ func TestFuzzCorpus_Golden(t *testing.T) {
 		}
 		assert.True(t, bytes.Equal(want, parseFuzzSeedFile(t, b)), "%s is stale; run -update", path)
 	}
+}
+
+// TestRestore_GoldenLevel3: format 2 at protocol level 3 (DESIGN.md,
+// "Protocol 3"), the state the fuzzers start from: a client session with
+// its secret and owner, and its keyed TTL lease made through s1's stream.
+func TestRestore_GoldenLevel3(t *testing.T) {
+	const file = "snapshot-v2-level3.bin"
+	if *update {
+		writeFile(t, filepath.Join(goldenDir, file), fuzzBase(t))
+	}
+	data := readGolden(t, file)
+	var snap fsmpb.Snapshot
+	require.NoError(t, proto.Unmarshal(data, &snap))
+	assert.Equal(t, uint32(2), snap.GetVersion())
+	assert.Equal(t, uint32(3), snap.GetProtocol())
+	var client *fsmpb.Session
+	for _, ps := range snap.GetSessions() {
+		if ps.GetId() == fuzzClient {
+			client = ps
+		}
+	}
+	require.NotNil(t, client, "the client session")
+	assert.Equal(t, fuzzClientSecret, client.GetSecret())
+	assert.Equal(t, "web", client.GetOwner())
+	var keyed *fsmpb.Lock
+	for _, l := range snap.GetLocks() {
+		if l.GetName() == fuzzKeyedName {
+			keyed = l
+		}
+	}
+	require.NotNil(t, keyed, "the keyed lease")
+	assert.True(t, proto.Equal(&fsmpb.Claim{
+		Id: fuzzKeyedToken, Session: fuzzClient, Seq: 5, TtlNs: int64(time.Second), Key: fuzzLeaseKey, Stream: s1,
+	}, keyed.GetHolder().GetClaim()), "claim: %v", keyed.GetHolder().GetClaim())
+
+	s, err := Restore(data)
+	require.NoError(t, err)
+	assert.NoError(t, checkInvariants(s))
+	assert.Equal(t, 3, s.Protocol())
+	assert.Equal(t, data, mustSnapshot(t, s), "restore and snapshot changed the bytes")
+	assert.Equal(t, data, fuzzBase(t), "the fixed history no longer gives "+file)
 }

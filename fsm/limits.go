@@ -62,6 +62,12 @@ func (s *State) admitAcquire(c *fsmpb.Acquire, lim Limits) error {
 	if sess == nil || sess.repeats(c.GetReq()) {
 		return nil
 	}
+	if c.GetForSession() != 0 {
+		// The claim is the client session's: its names count (protocol 3).
+		if sess = s.sessions[c.GetForSession()]; sess == nil {
+			return nil // Apply answers UNKNOWN_SESSION
+		}
+	}
 	name := c.GetName()
 	l := s.locks[name]
 	switch {

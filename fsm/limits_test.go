@@ -54,3 +54,19 @@ func TestState_Admit(t *testing.T) {
 		}
 	}
 }
+
+// TestState_AdmitClientSession: a claim for a client session counts
+// against that session's names, not its stream's (protocol 3).
+func TestState_AdmitClientSession(t *testing.T) {
+	s := mustApply(t, opens3(2,
+		cmdOpenClient(c1, k(1), ""),                       // 4
+		cmdAcquire(s1, 1, "a", forClient(c1, k(1), k(2))), // 5: c1 holds a
+		cmdAcquire(s1, 2, "b"),                            // 6: s1 holds b
+	)...)
+	lim := Limits{NamesPerSession: 1}
+	assert.ErrorIs(t, s.Admit(cmdAcquire(s2, 1, "c", forClient(c1, k(1), k(3))), lim), ErrLimit, "c1 has its one name")
+	assert.NoError(t, s.Admit(cmdAcquire(s2, 1, "a", forClient(c1, k(1), k(3))), lim), "a re-attach is no new name")
+	assert.NoError(t, s.Admit(cmdAcquire(s2, 1, "c"), lim), "s2 has none")
+	assert.ErrorIs(t, s.Admit(cmdAcquire(s1, 3, "c"), lim), ErrLimit, "s1 has b")
+	assert.NoError(t, s.Admit(cmdAcquire(s1, 3, "c", forClient(c2, k(2), k(3))), lim), "an unknown client session: Apply answers")
+}
