@@ -400,7 +400,7 @@ func TestState_ApplyGolden(t *testing.T) {
 		"command-adopt.bin": {
 			Code: fsmpb.Code_CODE_OK, Token: fuzzOrphanToken, Claim: fuzzOrphanToken, Generation: fuzzIndex, TtlNs: int64(time.Second),
 		},
-		"command-unknown_ignorable.bin": res(fsmpb.Code_CODE_UNSPECIFIED),
+		"command-unknown_ignorable.bin":   res(fsmpb.Code_CODE_UNSPECIFIED),
 		"command-open_session-client.bin": resOK(),
 		"command-acquire-for_session.bin": {Code: fsmpb.Code_CODE_GRANTED, Token: fuzzIndex, Claim: fuzzIndex, Key: goldenKey},
 		"command-release-key.bin":         resToken(fuzzKeyedToken),
