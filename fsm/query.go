@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"crypto/subtle"
 	"maps"
 	"slices"
 	"strings"
@@ -131,6 +132,9 @@ type SessionInfo struct {
 	ID   uint64
 	TTL  time.Duration
 	Node string
+	// Client: a client session (protocol 3), labelled Owner.
+	Client bool
+	Owner  string
 }
 
 // Sessions lists every session, sorted by ID.
@@ -138,13 +142,22 @@ func (s *State) Sessions() []SessionInfo {
 	out := make([]SessionInfo, 0, len(s.sessions))
 	for _, id := range slices.Sorted(maps.Keys(s.sessions)) {
 		sess := s.sessions[id]
-		out = append(out, SessionInfo{ID: id, TTL: time.Duration(sess.ttl), Node: sess.node})
+		out = append(out, SessionInfo{ID: id, TTL: time.Duration(sess.ttl), Node: sess.node, Client: sess.secret != nil, Owner: sess.owner})
 	}
 	return out
 }
 
 // HasSession reports whether session id exists.
 func (s *State) HasSession(id uint64) bool { return s.sessions[id] != nil }
+
+// ClientSession reports whether id is a client session whose secret is
+// secret (compared in constant time): what a leader checks before it
+// renews a client session (node/DESIGN.md, "Client sessions and lease
+// keys").
+func (s *State) ClientSession(id uint64, secret []byte) bool {
+	sess := s.sessions[id]
+	return sess != nil && sess.secret != nil && subtle.ConstantTimeCompare(sess.secret, secret) == 1
+}
 
 // TTLLeases lists every held TTL lease, sorted by name.
 func (s *State) TTLLeases() []LockInfo {

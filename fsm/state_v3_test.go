@@ -372,3 +372,16 @@ func TestRestore_V3(t *testing.T) {
 		})
 	}
 }
+
+func TestState_ClientSessionQuery(t *testing.T) {
+	s := mustApply(t, opens3(1, cmdOpenClient(c1, k(1), "web"))...)
+	assert.True(t, s.ClientSession(c1, k(1)))
+	assert.False(t, s.ClientSession(c1, k(2)), "wrong secret")
+	assert.False(t, s.ClientSession(c1, nil), "no secret")
+	assert.False(t, s.ClientSession(s1, nil), "a node's session")
+	assert.False(t, s.ClientSession(c2, k(1)), "unknown")
+	assert.Equal(t, []SessionInfo{
+		{ID: s1, TTL: sessTTL, Node: "n1"},
+		{ID: c1, TTL: sessTTL, Node: "n1", Client: true, Owner: "web"},
+	}, s.Sessions())
+}
