@@ -398,7 +398,8 @@ func TestState_ApplyGolden(t *testing.T) {
 		"command-revoke.bin":         resToken(1234),
 		"command-end_revoked.bin":    resOK(),
 		"command-adopt.bin": {
-			Code: fsmpb.Code_CODE_OK, Token: fuzzOrphanToken, Claim: fuzzOrphanToken, Generation: fuzzIndex, TtlNs: int64(time.Second),
+			// At level 3 the adopted claim takes the Adopt's index.
+			Code: fsmpb.Code_CODE_OK, Token: fuzzOrphanToken, Claim: fuzzIndex, Generation: fuzzIndex, TtlNs: int64(time.Second),
 		},
 		"command-unknown_ignorable.bin":   res(fsmpb.Code_CODE_UNSPECIFIED),
 		"command-open_session-client.bin": resOK(),

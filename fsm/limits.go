@@ -67,6 +67,9 @@ func (s *State) admitAcquire(c *fsmpb.Acquire, lim Limits) error {
 		if sess = s.sessions[c.GetForSession()]; sess == nil {
 			return nil // Apply answers UNKNOWN_SESSION
 		}
+		if sess.secret != nil && sess.names[c.GetName()] > 0 {
+			return nil // a re-attach: the claim exists, nothing grows
+		}
 	}
 	name := c.GetName()
 	l := s.locks[name]

@@ -17,8 +17,8 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
-// Review of protocol 3. Each test reproduces one finding and asserts the
-// behaviour as it is today; the comment says what it should be.
+// Review of protocol 3: one test per finding (DESIGN.md, "Decided after
+// review"), each failing before its fix.
 
 func applyAt(t *testing.T, s *State, index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event) {
 	t.Helper()
@@ -28,87 +28,99 @@ func applyAt(t *testing.T, s *State, index uint64, cmd *fsmpb.Command) (*fsmpb.R
 	return r, ev
 }
 
-// Finding: a client session named as the request's own session (req.session
-// = its ID, no for_session) is never asked for its secret. Its ID is public
-// (Sessions, Lock(name).Session), so whoever may propose can close it,
-// re-attach to its claim and read the lease key, and release by token.
-func TestReviewP3_ClientSessionAsItsOwnStreamSkipsTheSecret(t *testing.T) {
+// A client session named as the request's own session (no for_session)
+// would skip its secret; its ID is public (Sessions, Lock(name).Session).
+func TestReviewP3_ClientSessionIsNeverAStream(t *testing.T) {
 	s := mustApply(t, opens3(1, cmdOpenClient(c1, k(1), "web"), // 3
 		cmdAcquire(s1, 1, "t", withTTL(time.Minute), forClient(c1, k(1), k(2))))...) // 4
 	require.Equal(t, c1, s.Lock("t").Session)
+	before := mustSnapshot(t, s)
 
-	// No secret anywhere: the answer carries the lease key.
-	r, _ := applyAt(t, s, 5, cmdAcquire(c1, 1, "t", withTTL(time.Minute)))
-	assert.Equal(t, fsmpb.Code_CODE_GRANTED, r.GetCode())
-	assert.Equal(t, k(2), r.GetKey(), "the key leaks without the secret")
-
-	// Release by token "from the holder's session", no secret.
-	r, _ = applyAt(t, s, 6, cmdRelease(c1, 2, "t", 4))
-	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode())
-
-	// Close it, no secret.
-	r, _ = applyAt(t, s, 7, cmdClose(c1, 3))
-	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode())
-	assert.False(t, s.HasSession(c1))
+	for i, cmd := range []*fsmpb.Command{
+		cmdAcquire(c1, 1, "t", withTTL(time.Minute)), // would re-attach and answer the key
+		cmdAcquire(c1, 2, "u"),
+		cmdRelease(c1, 3, "t", 4), // "from the holder's session"
+		cmdRefresh(c1, 4, "t", 4),
+		cmdCancel(c1, 5, "t", 4),
+		cmdRevoke(c1, 6, "t", 4),
+		cmdAdopt(c1, 7, "t", 4),
+		cmdClose(c1, 8),
+	} {
+		r, ev := applyAt(t, s, uint64(5+i), cmd)
+		assert.Equal(t, fsmpb.Code_CODE_UNKNOWN_SESSION, r.GetCode(), "%v", cmd)
+		assert.Empty(t, r.GetKey())
+		assert.Empty(t, ev)
+	}
+	assert.Equal(t, before, mustSnapshot(t, s), "nothing changed, not even a request cache")
+	assert.True(t, s.HasSession(c1))
 }
 
-// Finding: Admit refuses a re-attach when the name's queue is full, though
-// a re-attach adds nothing; the client that already holds (or waits for)
-// the name cannot learn it, which is what re-attach is for.
-func TestReviewP3_AdmitRefusesReattachOnFullQueue(t *testing.T) {
-	s := mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), // 4
-		cmdAcquire(s1, 1, "a"),                                // 5
-		cmdAcquire(s1, 2, "a", forClient(c1, k(1), k(2))))...) // 6 queued
+// Admit refused a re-attach when the name's queue was full, though a
+// re-attach adds no claim.
+func TestReviewP3_AdmitAdmitsReattachOnFullQueue(t *testing.T) {
 	lim := Limits{WaitersPerName: 1}
-	again := cmdAcquire(s2, 1, "a", forClient(c1, k(1), k(3)))
-	err := s.Admit(again, lim)
-	assert.ErrorIs(t, err, ErrLimit, "a re-attach is refused at the door")
-	r, _ := applyAt(t, s, 7, again)
-	assert.Equal(t, fsmpb.Code_CODE_QUEUED, r.GetCode(), "though Apply adds no claim")
-	assert.Equal(t, []uint64{6}, queueOf(s, "a"))
+	s := mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), cmdOpenClient(c2, k(4), ""), // 4, 5
+		cmdAcquire(s1, 1, "a"),                                // 6
+		cmdAcquire(s2, 1, "a", forClient(c1, k(1), k(2))))...) // 7 queued
+	again := cmdAcquire(s2, 2, "a", forClient(c1, k(1), k(3)))
+	require.NoError(t, s.Admit(again, lim), "a re-attach adds nothing")
+	assert.ErrorIs(t, s.Admit(cmdAcquire(s2, 2, "a", forClient(c2, k(4), k(3))), lim), ErrLimit,
+		"another client session's claim would grow the queue")
+	r, _ := applyAt(t, s, 8, again)
+	assert.Equal(t, fsmpb.Code_CODE_QUEUED, r.GetCode())
+	assert.Equal(t, []uint64{8}, queueOf(s, "a"), "still one claim, under the re-attach's ID")
 
-	// Held by the client, a queue behind it full: same refusal.
+	// Held by the client, a queue behind it full: admitted too.
 	s = mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), // 4
 		cmdAcquire(s1, 1, "b", forClient(c1, k(1), k(2))), // 5 granted
 		cmdAcquire(s2, 1, "b"))...)                        // 6 queued
-	assert.ErrorIs(t, s.Admit(cmdAcquire(s2, 2, "b", forClient(c1, k(1), k(3))), lim), ErrLimit)
+	assert.NoError(t, s.Admit(cmdAcquire(s2, 2, "b", forClient(c1, k(1), k(3))), lim))
 }
 
-// Finding: Cancel{claim} does not know the claim moved. The old stream's
-// waiter gives up (node/DESIGN.md: a wait that ends withdraws its claim;
-// cancelClaim ends a grant that went to a waiter that gave up) after the
-// client re-attached elsewhere: the re-attached claim is withdrawn, or the
-// lease the new waiter was just answered is ended. Re-attach emits no
-// event, so the old stream's node cannot know.
+// A Cancel{claim} from the stream a client left (its waiter gave up after
+// the client re-attached elsewhere) withdrew the re-attached claim or
+// ended the lease a re-attach had just answered.
 func TestReviewP3_CancelFromOldStreamAfterReattach(t *testing.T) {
-	// Queued: re-attached at s2, then s1's give-up withdraws it.
+	// Queued: re-attached at s2 (another node), then s1's give-up.
 	s := mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), // 4
 		cmdAcquire(s2, 1, "a"),                                // 5
 		cmdAcquire(s1, 1, "a", forClient(c1, k(1), k(2))))...) // 6 queued, stream s1
 	r, ev := applyAt(t, s, 7, cmdAcquire(s2, 2, "a", forClient(c1, k(1), k(3))))
-	assert.Equal(t, fsmpb.Code_CODE_QUEUED, r.GetCode())
-	assert.Empty(t, ev, "re-attach tells nobody that s1's waiter lost the claim")
+	assert.True(t, proto.Equal(resKeyed(fsmpb.Code_CODE_QUEUED, 0, 7, k(2)), r), "%v", r)
+	assert.Equal(t, []Event{{Kind: EventMoved, Name: "a", Session: c1, Seq: 1, Claim: 6, Stream: s1}}, ev,
+		"the old stream hears that its waiter lost the claim")
 	r, ev = applyAt(t, s, 8, cmdCancel(s1, 2, "a", 6))
-	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode(), "the old stream withdrew the re-attached claim")
-	require.Len(t, ev, 1)
-	assert.Equal(t, Event{Kind: EventWithdrawn, Name: "a", Session: c1, Seq: 2, Claim: 6, Reason: ReasonReleased, Stream: s2}, ev[0])
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, r.GetCode())
+	assert.Empty(t, ev)
+	assert.Equal(t, []uint64{7}, queueOf(s, "a"))
+	r, _ = applyAt(t, s, 9, cmdCancel(s2, 3, "a", 7))
+	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode(), "the new waiter's give-up still withdraws it")
 	assert.Empty(t, queueOf(s, "a"))
 
-	// Held: re-attach answers GRANTED to s2, then s1's give-up ends it.
+	// Held: re-attach answers GRANTED to s2, then s1's give-up.
 	s = mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), // 4
 		cmdAcquire(s1, 1, "a", forClient(c1, k(1), k(2))))...) // 5 granted, stream s1
-	r, _ = applyAt(t, s, 6, cmdAcquire(s2, 1, "a", forClient(c1, k(1), k(3))))
-	assert.Equal(t, fsmpb.Code_CODE_GRANTED, r.GetCode())
+	r, ev = applyAt(t, s, 6, cmdAcquire(s2, 1, "a", forClient(c1, k(1), k(3))))
+	assert.True(t, proto.Equal(resKeyed(fsmpb.Code_CODE_GRANTED, 5, 6, k(2)), r), "%v", r)
+	assert.Equal(t, []Event{{Kind: EventMoved, Name: "a", Session: c1, Seq: 1, Claim: 5, Token: 5, Stream: s1}}, ev)
 	r, _ = applyAt(t, s, 7, cmdCancel(s1, 2, "a", 5))
-	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode(), "the lease s2 just handed the client is ended")
-	assert.False(t, s.Lock("a").Held)
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, r.GetCode())
+	assert.True(t, s.Lock("a").Held)
+
+	// The same stream twice (the client asked the same node again): the
+	// first waiter's Cancel names the old ID too.
+	s = mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), // 4
+		cmdAcquire(s2, 1, "a"),                                // 5
+		cmdAcquire(s1, 1, "a", forClient(c1, k(1), k(2))),     // 6 queued
+		cmdAcquire(s1, 2, "a", forClient(c1, k(1), k(3))))...) // 7 re-attach, same stream
+	r, _ = applyAt(t, s, 8, cmdCancel(s1, 3, "a", 6))
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, r.GetCode())
+	assert.Equal(t, []uint64{7}, queueOf(s, "a"))
 }
 
-// Finding (protocol 2, still open at 3): Cancel{claim} bypasses the rule
-// that closed the Adopt hole for tokens, and the key that Adopt replaces:
-// Adopt keeps the claim ID, so the previous holder's late Cancel (its
-// cleanup of a grant its waiter gave up on) ends the adopter's lease and
-// hands the name to a third session.
+// The previous holder's late Cancel{claim} (its cleanup of a grant its
+// waiter gave up on) ended the adopter's lease: Adopt kept the claim ID.
+// From level 3 Adopt gives the claim the Adopt's index.
 func TestReviewP3_CancelByPreviousHolderAfterAdopt(t *testing.T) {
 	s := mustApply(t, opens3(3,
 		cmdAcquire(s1, 1, "t", withTTL(time.Minute), withKey(k(2))), // 5
@@ -116,22 +128,66 @@ func TestReviewP3_CancelByPreviousHolderAfterAdopt(t *testing.T) {
 		cmdAcquire(3, 1, "t"))...)                                   // 7 queued
 	require.Equal(t, uint64(s2), s.Lock("t").Session)
 	r, _ := applyAt(t, s, 8, cmdReleaseKey(s1, 2, "t", 0, k(2)))
-	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, r.GetCode(), "the old key is refused, as designed")
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, r.GetCode(), "the old key is refused")
 	r, _ = applyAt(t, s, 9, cmdCancel(s1, 3, "t", 5))
-	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode(), "the old claim ID is not")
-	assert.Equal(t, uint64(3), s.Lock("t").Session, "the adopter lost the name to a third session")
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, r.GetCode(), "the old claim ID is refused")
+	assert.Equal(t, uint64(s2), s.Lock("t").Session, "the adopter keeps the name")
+	r, _ = applyAt(t, s, 10, cmdCancel(s2, 2, "t", 6))
+	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode(), "the adopter's claim is the Adopt's index")
+	assert.Equal(t, uint64(3), s.Lock("t").Session)
 }
 
-// Finding: an expired client session's ID opened again with another
-// secret owns its TTL lease and learns its key by re-attaching.
-func TestReviewP3_ReopenWithAnotherSecretLearnsTheKey(t *testing.T) {
+// An expired client session's ID opened again with another secret owned
+// its TTL lease and learned the key by re-attaching. From level 3 an ID
+// that still owns a lease is not opened again.
+func TestReviewP3_ReopenOfAnIDThatOwnsALease(t *testing.T) {
 	s := mustApply(t, opens3(1, cmdOpenClient(c1, k(1), ""), // 3
 		cmdAcquire(s1, 1, "t", withTTL(time.Minute), forClient(c1, k(1), k(2))), // 4
-		cmdExpireSession(c1),            // 5
-		cmdOpenClient(c1, k(9), ""))...) // 6: a different secret
-	r, _ := applyAt(t, s, 7, cmdAcquire(s1, 2, "t", forClient(c1, k(9), k(3))))
-	assert.Equal(t, fsmpb.Code_CODE_GRANTED, r.GetCode())
-	assert.Equal(t, k(2), r.GetKey())
+		cmdExpireSession(c1))...) // 5
+	for i, cmd := range []*fsmpb.Command{
+		cmdOpenClient(c1, k(9), ""), // another secret
+		cmdOpenClient(c1, k(1), ""), // its own secret: the session is over all the same
+		cmdOpen(c1, sessTTL, "n1"),  // a node's session
+	} {
+		r, ev := applyAt(t, s, uint64(6+i), cmd)
+		assert.Equal(t, fsmpb.Code_CODE_HELD, r.GetCode(), "%v", cmd)
+		assert.Empty(t, ev)
+		assert.False(t, s.HasSession(c1))
+	}
+	r, _ := applyAt(t, s, 9, cmdAcquire(s1, 2, "t", forClient(c1, k(9), k(3))))
+	assert.Equal(t, fsmpb.Code_CODE_UNKNOWN_SESSION, r.GetCode())
+
+	// Once the lease is gone the ID may be used again.
+	r, _ = applyAt(t, s, 10, cmdReleaseKey(s1, 3, "t", 0, k(2)))
+	require.Equal(t, fsmpb.Code_CODE_OK, r.GetCode())
+	r, _ = applyAt(t, s, 11, cmdOpenClient(c1, k(9), ""))
+	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode())
+
+	// At level 2 a node's session ID opened again owns what outlived it,
+	// as before.
+	s = mustApply(t, opens2(1, cmdAcquire(s1, 1, "t", withTTL(time.Minute)), cmdExpireSession(s1))...)
+	r, _ = applyAt(t, s, 100, cmdOpen(s1, sessTTL, "n1"))
+	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode())
+	applyAt(t, s, 101, cmdClose(s1, 1))
+	assert.False(t, s.Lock("t").Held, "closing the session opened again ended the lease it owned")
+}
+
+// A client's TTL lease became anyone's by token once its session expired:
+// from level 3 a keyed lease whose session is gone needs its key.
+func TestReviewP3_KeyedLeaseOfAGoneSessionNeedsItsKey(t *testing.T) {
+	s := mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), // 4
+		cmdAcquire(s1, 1, "t", withTTL(time.Minute), forClient(c1, k(1), k(2))), // 5
+		cmdAcquire(s1, 2, "u", withTTL(time.Minute)),                            // 6, a node's lease without a key
+		cmdExpireSession(c1), cmdExpireSession(s1))...) // 7, 8
+	r, _ := applyAt(t, s, 9, cmdRefresh(s2, 1, "t", 5))
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, r.GetCode())
+	r, _ = applyAt(t, s, 10, cmdRelease(s2, 2, "t", 5))
+	assert.Equal(t, fsmpb.Code_CODE_NOT_HELD, r.GetCode())
+	assert.True(t, s.Lock("t").Held)
+	r, _ = applyAt(t, s, 11, cmdReleaseKey(s2, 3, "t", 5, k(2)))
+	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode())
+	r, _ = applyAt(t, s, 12, cmdRelease(s2, 4, "u", 6))
+	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode(), "a lease without a key stays anyone's by token once its session is gone")
 }
 
 // p3History generates histories aimed at protocol 3: client sessions used

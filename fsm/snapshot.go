@@ -118,7 +118,7 @@ func Restore(data []byte) (*State, error) {
 			return nil, corrupt("session %d: %d cached results, limit %d", id, len(ps.GetResults()), MaxCachedResults)
 		}
 		for _, r := range ps.GetResults() {
-			if r.GetResult() == nil || r.GetSeq() < sess.ackedBelow {
+			if r.GetResult() == nil || r.GetSeq() < sess.ackedBelow || len(r.GetResult().GetKey()) != 0 && len(r.GetResult().GetKey()) != KeyLen {
 				return nil, corrupt("session %d: bad cached result %d", id, r.GetSeq())
 			}
 			sess.results[r.GetSeq()] = r.GetResult()
@@ -265,6 +265,11 @@ func restoreClaim(s *State, name string, c *fsmpb.Claim) (claim, error) {
 		return claim{}, fmt.Errorf("claim %d: bad key or stream", c.GetId())
 	}
 	if sess := s.sessions[c.GetSession()]; sess != nil {
+		if (sess.secret != nil) != (c.GetStream() != 0) {
+			// A live client session's claims always have a stream (the
+			// client session is never one), a node session's never.
+			return claim{}, fmt.Errorf("claim %d: stream %d for session %d", c.GetId(), c.GetStream(), c.GetSession())
+		}
 		sess.names[name]++
 	}
 	return claimFromPB(c), nil

@@ -24,6 +24,10 @@ const (
 	EventQueued                             // a claim entered a queue
 	EventRevoking                           // a lease was marked revoked: TTL is its session's TTL, the grace
 	EventAdopted                            // a TTL lease moved to Session from Previous, with a new Generation
+	// EventMoved: a client session's claim moved to another request (a
+	// re-attach); the event names its old route (Claim, Stream, Seq) and,
+	// if it is held, its Token.
+	EventMoved
 )
 
 // EndReason says why a lease or session ended.
@@ -242,10 +246,13 @@ func (a *applier) v2Stamp() int64 {
 func ok() *fsmpb.Result               { return code(fsmpb.Code_CODE_OK) }
 func code(c fsmpb.Code) *fsmpb.Result { return &fsmpb.Result{Code: c} }
 
-// request runs fn once per (session, seq), caching its result.
+// request runs fn once per (session, seq), caching its result. A client
+// session is never a request's session: its ID is public, and only its
+// secret, checked where a command names it as for_session, proves the
+// caller's right to it (DESIGN.md, "Protocol 3").
 func (a *applier) request(req *fsmpb.Request, fn func(*session) *fsmpb.Result) *fsmpb.Result {
 	sess := a.s.sessions[req.GetSession()]
-	if sess == nil {
+	if sess == nil || sess.secret != nil {
 		return code(fsmpb.Code_CODE_UNKNOWN_SESSION)
 	}
 	seq := req.GetSeq()
@@ -293,25 +300,40 @@ func (a *applier) openSession(c *fsmpb.OpenSession) *fsmpb.Result {
 	if c.GetSecret() == nil && c.GetOwner() != "" || c.GetSecret() != nil && len(c.GetSecret()) != KeyLen || len(c.GetOwner()) > MaxOwnerLen {
 		return code(fsmpb.Code_CODE_INVALID)
 	}
+	owned := a.s.owned(id)
+	if a.s.protocol >= 3 && len(owned) > 0 {
+		// A lease outlived the session of this ID: a new session of the
+		// ID would own it (and, with another secret, learn its key).
+		return code(fsmpb.Code_CODE_HELD)
+	}
 	sess := &session{
 		id: id, ttl: c.GetTtlNs(), node: c.GetNode(),
 		results: map[uint64]*fsmpb.Result{}, names: map[string]int{},
 		secret: bytes.Clone(c.GetSecret()), owner: c.GetOwner(),
 	}
-	// A TTL lease outlives the expiry of its session. If that session's ID
-	// is opened again, the new session owns the lease, exactly as Restore
-	// would count it (the snapshot cannot tell the two sessions apart);
+	// Below level 3 a TTL lease that outlived the expiry of its session
+	// belongs to a new session of the same ID, exactly as Restore would
+	// count it (the snapshot cannot tell the two sessions apart);
 	// otherwise the names index undercounts and replicas that restored a
-	// snapshot diverge from those that did not. Only the counts depend on
-	// the map order here, so the iteration is deterministic in effect.
-	for name, l := range a.s.locks {
-		if l.holder != nil && l.holder.claim.session == id {
-			sess.names[name]++
-		}
+	// snapshot diverge from those that did not.
+	for _, name := range owned {
+		sess.names[name]++
 	}
 	a.s.sessions[id] = sess
 	a.events = append(a.events, Event{Kind: EventSessionOpened, Session: id, TTL: time.Duration(c.GetTtlNs())})
 	return ok()
+}
+
+// owned lists the names whose holder is a claim of session id. Only the
+// counts and the emptiness are used, so the map order does not matter.
+func (s *State) owned(id uint64) []string {
+	var names []string
+	for name, l := range s.locks {
+		if l.holder != nil && l.holder.claim.session == id {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // acquire runs an Acquire of req's session stream: for that session, or
@@ -328,7 +350,7 @@ func (a *applier) acquire(stream *session, c *fsmpb.Acquire) *fsmpb.Result {
 		if sess = a.clientSession(c.GetForSession(), c.GetSecret()); sess == nil {
 			return code(fsmpb.Code_CODE_UNKNOWN_SESSION)
 		}
-		cl.session, cl.stream = sess.id, streamOf(sess, stream)
+		cl.session, cl.stream = sess.id, stream.id
 	}
 	if sess.secret != nil {
 		if res := a.reattach(sess, stream, c); res != nil {
@@ -364,19 +386,12 @@ func (a *applier) clientSession(id uint64, secret []byte) *session {
 	return sess
 }
 
-// streamOf is the stream to record on a claim of client session sess made
-// through stream's request: 0 when the client session made it itself.
-func streamOf(sess, stream *session) uint64 {
-	if stream == sess {
-		return 0
-	}
-	return stream.id
-}
-
 // reattach answers an Acquire for client session sess on a name it has a
-// claim on already: that claim, held or queued, now reached through
-// stream's request (one claim per client session and name); HELD if it
-// holds the name by a revoked lease. nil if sess has no claim on the name.
+// claim on already (one claim per client session and name): that claim,
+// held or queued, moves to stream's request and takes this entry's index
+// as its ID, so that a late Cancel of the old waiter, naming the old ID,
+// finds nothing; a Moved event tells the old stream. HELD if sess holds
+// the name by a revoked lease; nil if it has no claim on the name.
 func (a *applier) reattach(sess, stream *session, c *fsmpb.Acquire) *fsmpb.Result {
 	name := c.GetName()
 	if sess.names[name] == 0 {
@@ -387,16 +402,25 @@ func (a *applier) reattach(sess, stream *session, c *fsmpb.Acquire) *fsmpb.Resul
 		if h.revoked {
 			return code(fsmpb.Code_CODE_HELD) // by its own revoked lease: release that first
 		}
-		h.claim.stream, h.claim.seq = streamOf(sess, stream), c.GetReq().GetSeq()
+		a.move(name, &h.claim, stream, c.GetReq().GetSeq(), h.token)
 		return &fsmpb.Result{Code: fsmpb.Code_CODE_GRANTED, Token: h.token, Claim: h.claim.id, Key: h.claim.key}
 	}
 	for i := range l.queue {
 		if cl := &l.queue[i]; cl.session == sess.id {
-			cl.stream, cl.seq = streamOf(sess, stream), c.GetReq().GetSeq()
+			a.move(name, cl, stream, c.GetReq().GetSeq(), 0)
 			return &fsmpb.Result{Code: fsmpb.Code_CODE_QUEUED, Claim: cl.id, Key: cl.key}
 		}
 	}
 	return nil
+}
+
+// move re-routes claim cl of name to (stream, seq) under this entry's
+// index, and emits Moved with its old route (token: the lease's, if held).
+func (a *applier) move(name string, cl *claim, stream *session, seq, token uint64) {
+	ev := cl.event(EventMoved, name)
+	ev.Token = token
+	a.events = append(a.events, ev)
+	cl.id, cl.stream, cl.seq = a.index, stream.id, seq
 }
 
 // grant makes cl the holder of an unheld lock. The caller has already
@@ -452,9 +476,13 @@ func (a *applier) forget(id uint64, name string) {
 // keeps the token, so the previous holder of an adopted lease names it
 // too, and its late Release (of a lease it saw end) must not end the
 // adopter's (DESIGN.md, "Protocol 2"). A lease whose session is gone stays
-// anyone's to release or refresh by token.
+// anyone's to release or refresh by token, except, from level 3, a keyed
+// lease: its key is its only capability (DESIGN.md, "Protocol 3").
 func (a *applier) mayUse(h *lease, sess *session) bool {
-	return a.s.protocol < 2 || h.claim.session == sess.id || a.s.sessions[h.claim.session] == nil
+	if a.s.protocol < 2 || h.claim.session == sess.id {
+		return true
+	}
+	return a.s.sessions[h.claim.session] == nil && (a.s.protocol < 3 || h.claim.key == nil)
 }
 
 // named returns the lock of name if sess may act on its holder by token
@@ -634,8 +662,10 @@ func (a *applier) endRevoked(c *fsmpb.EndRevoked) *fsmpb.Result {
 }
 
 // adopt moves the TTL lease (name, token) to sess and refreshes it. The
-// claim keeps its ID and takes the adopting request's seq, so that
-// (session, seq) still names the call that holds it.
+// claim takes the adopting request's seq, so that (session, seq) still
+// names the call that holds it, and from level 3 the Adopt's index as its
+// ID, so that a late Cancel of the previous holder's waiter finds nothing
+// (DESIGN.md, "Protocol 3"); below level 3 it keeps its ID.
 func (a *applier) adopt(sess *session, c *fsmpb.Adopt) *fsmpb.Result {
 	name := c.GetName()
 	l := a.holder(name, c.GetToken())
@@ -647,12 +677,12 @@ func (a *applier) adopt(sess *session, c *fsmpb.Adopt) *fsmpb.Result {
 	}
 	h := l.holder
 	prev := h.claim.session
-	if sess.secret != nil && prev != sess.id && sess.names[name] > 0 {
-		return code(fsmpb.Code_CODE_NOT_HELD) // one claim per client session and name
-	}
 	a.forget(prev, name)
 	sess.names[name]++
 	h.claim.session, h.claim.seq, h.claim.stream = sess.id, c.GetReq().GetSeq(), 0
+	if a.s.protocol >= 3 {
+		h.claim.id = a.index
+	}
 	h.claim.key = bytes.Clone(c.GetKey()) // the previous holder's key stops working (DESIGN.md, "Protocol 3")
 	h.gen, h.refreshed = a.index, a.stamp
 	a.events = append(a.events, Event{

@@ -209,7 +209,10 @@ func TestState_ApplyAcquireForClient(t *testing.T) {
 			name:  "held: re-attached from another stream, same lease",
 			setup: held(2),                                           // c1 holds "a" at 5
 			cmd:   cmdAcquire(s2, 4, "a", forClient(c1, k(1), k(7))), // 6; its key is not taken
-			want:  resKeyed(fsmpb.Code_CODE_GRANTED, 5, 5, k(2)),
+			want:  resKeyed(fsmpb.Code_CODE_GRANTED, 5, 6, k(2)),     // the claim's new ID
+			events: []Event{
+				{Kind: EventMoved, Name: "a", Session: c1, Seq: 1, Claim: 5, Token: 5, Stream: s1},
+			},
 			check: func(t *testing.T, s *State) {
 				_, ev := applyOK(t, s, 7, cmdReleaseKey(s1, 2, "a", 0, k(2)))
 				require.Len(t, ev, 1)
@@ -221,12 +224,15 @@ func TestState_ApplyAcquireForClient(t *testing.T) {
 			name:  "queued: re-attached, one claim",
 			setup: opens3(2, cmdOpenClient(c1, k(1), ""), cmdAcquire(s1, 1, "a"), cmdAcquire(s1, 2, "a", forClient(c1, k(1), k(2)))), // 4, 5, 6
 			cmd:   cmdAcquire(s2, 1, "a", forClient(c1, k(1), k(3))),                                                                 // 7
-			want:  resKeyed(fsmpb.Code_CODE_QUEUED, 0, 6, k(2)),
+			want:  resKeyed(fsmpb.Code_CODE_QUEUED, 0, 7, k(2)),
+			events: []Event{
+				{Kind: EventMoved, Name: "a", Session: c1, Seq: 2, Claim: 6, Stream: s1},
+			},
 			check: func(t *testing.T, s *State) {
-				assert.Equal(t, []uint64{6}, queueOf(s, "a"))
+				assert.Equal(t, []uint64{7}, queueOf(s, "a"))
 				_, ev := applyOK(t, s, 8, cmdRelease(s1, 3, "a", 5))
 				require.Len(t, ev, 2)
-				assert.Equal(t, Event{Kind: EventGranted, Name: "a", Session: c1, Seq: 1, Claim: 6, Token: 8, Generation: 8, Stream: s2}, ev[1])
+				assert.Equal(t, Event{Kind: EventGranted, Name: "a", Session: c1, Seq: 1, Claim: 7, Token: 8, Generation: 8, Stream: s2}, ev[1])
 			},
 		},
 		{
@@ -290,10 +296,10 @@ func TestState_ApplyByKey(t *testing.T) {
 		{
 			name:  "adopt replaces the key",
 			setup: ttlHeld,
-			cmd:   cmdAdoptKey(s2, 1, "t", 5, k(8)), // 6
-			want:  &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: 5, Claim: 5, Generation: 6, TtlNs: int64(time.Second)},
+			cmd:   cmdAdoptKey(s2, 1, "t", 5, k(8)),                                                                      // 6
+			want:  &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: 5, Claim: 6, Generation: 6, TtlNs: int64(time.Second)}, // level 3: the claim takes the Adopt's index
 			events: []Event{
-				{Kind: EventAdopted, Name: "t", Session: s2, Seq: 1, Claim: 5, Token: 5, Generation: 6, TTL: time.Second, Previous: c1},
+				{Kind: EventAdopted, Name: "t", Session: s2, Seq: 1, Claim: 6, Token: 5, Generation: 6, TTL: time.Second, Previous: c1},
 			},
 			check: func(t *testing.T, s *State) {
 				r, _ := applyOK(t, s, 7, cmdReleaseKey(s1, 2, "t", 0, k(2)))
@@ -306,9 +312,9 @@ func TestState_ApplyByKey(t *testing.T) {
 			name:  "adopt without a key drops it",
 			setup: ttlHeld,
 			cmd:   cmdAdopt(s2, 1, "t", 5),
-			want:  &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: 5, Claim: 5, Generation: 6, TtlNs: int64(time.Second)},
+			want:  &fsmpb.Result{Code: fsmpb.Code_CODE_OK, Token: 5, Claim: 6, Generation: 6, TtlNs: int64(time.Second)}, // level 3: the claim takes the Adopt's index
 			events: []Event{
-				{Kind: EventAdopted, Name: "t", Session: s2, Seq: 1, Claim: 5, Token: 5, Generation: 6, TTL: time.Second, Previous: c1},
+				{Kind: EventAdopted, Name: "t", Session: s2, Seq: 1, Claim: 6, Token: 5, Generation: 6, TTL: time.Second, Previous: c1},
 			},
 			check: func(t *testing.T, s *State) {
 				r, _ := applyOK(t, s, 7, cmdReleaseKey(s1, 2, "t", 0, k(2)))
@@ -349,6 +355,13 @@ func TestRestore_V3(t *testing.T) {
 		{"an owner without a secret", func(p *fsmpb.Snapshot) { client(p).Secret = nil }, ErrCorrupt},
 		{"a short key", func(p *fsmpb.Snapshot) { lockT(p).Holder.Claim.Key = []byte("x") }, ErrCorrupt},
 		{"a claim that is its own stream", func(p *fsmpb.Snapshot) { lockA(p).Queue[0].Stream = c1 }, ErrCorrupt},
+		{"a live client session's claim without a stream", func(p *fsmpb.Snapshot) { lockA(p).Queue[0].Stream = 0 }, ErrCorrupt},
+		{"a node session's claim with a stream", func(p *fsmpb.Snapshot) { lockA(p).Holder.Claim.Stream = s2 }, ErrCorrupt},
+		{"a cached key of 1 byte", func(p *fsmpb.Snapshot) {
+			for _, r := range p.Sessions[1].Results { // s2's: its Acquire for c1 answered the key
+				r.Result.Key = []byte("x")
+			}
+		}, ErrCorrupt},
 		{"two claims of one client session", func(p *fsmpb.Snapshot) {
 			second := proto.Clone(lockA(p).Queue[0]).(*fsmpb.Claim)
 			second.Id = 99
