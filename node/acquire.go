@@ -102,6 +102,7 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 	cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
 		Req: req, Name: name, Owner: o.Owner, TtlNs: int64(o.TTL), Try: try,
 	}}}
+	leader := c.n.leaderChanged.changed() // closed by the next leader change
 	res, err := c.n.propose(ctx, cmd)
 	if err != nil && res != nil {
 		// Committed, with this result, but ctx ended (or the node
@@ -111,9 +112,11 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 	if err != nil {
 		settled, answered := c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous))
 		switch {
-		case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil:
-			// Only a forward cut short by ctx went unanswered, and the store
-			// answered the re-proposal that settled it: reachable (R5).
+		case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil && !isClosed(leader):
+			// Only a forward cut short by ctx went unanswered, and the same
+			// leader (no change since the call began) answered the
+			// re-proposal that settled it: reachable (R5). An answer from a
+			// new leader proves nothing about the call's time.
 			err = fmt.Errorf("acquire %q: %w", name, ctx.Err())
 		case !settled && !errors.Is(err, lock.ErrNoQuorum):
 			// Its outcome could not be settled with the store (R5).
