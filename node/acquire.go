@@ -70,7 +70,11 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 			return nil, fmt.Errorf("acquire %q: %w", name, c.noSession(err))
 		}
 		l, err := c.acquireOnce(ctx, name, try, o)
-		if errors.Is(err, ErrSessionExpired) && ctx.Err() == nil && !c.isClosed() {
+		if errors.Is(err, ErrSessionExpired) && c.isClosed() {
+			// The session was lost as the client closed: closed is the news.
+			return nil, fmt.Errorf("acquire %q: %w (its session was lost as it closed)", name, lock.ErrClosed)
+		}
+		if errors.Is(err, ErrSessionExpired) && ctx.Err() == nil {
 			continue // its claim is gone with the session; claim again under the new one
 		}
 		return l, err
