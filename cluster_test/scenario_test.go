@@ -125,7 +125,8 @@ type scenario struct {
 func startScenario(t *testing.T, size, workers int, names []string, acquired func(w int, started time.Time), opts ...func(*node.Config)) *scenario {
 	t.Helper()
 	seed := nemesisSeed(t)
-	c := newCluster(t, size, opts...)
+	logs := newNodeLog(t)
+	c := newCluster(t, size, append([]func(*node.Config){logs.edit}, opts...)...)
 	c.net.seed(seed)
 	wl := newWorkload(c)
 	lv := newLiveness(workers)

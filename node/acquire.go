@@ -70,7 +70,11 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 			return nil, fmt.Errorf("acquire %q: %w", name, c.noSession(err))
 		}
 		l, err := c.acquireOnce(ctx, name, try, o)
-		if errors.Is(err, ErrSessionExpired) && ctx.Err() == nil && !c.isClosed() {
+		if errors.Is(err, ErrSessionExpired) && c.isClosed() {
+			// The session was lost as the client closed: closed is the news.
+			return nil, fmt.Errorf("acquire %q: %w (its session was lost as it closed)", name, lock.ErrClosed)
+		}
+		if errors.Is(err, ErrSessionExpired) && ctx.Err() == nil {
 			continue // its claim is gone with the session; claim again under the new one
 		}
 		return l, err
@@ -102,6 +106,7 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 	cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
 		Req: req, Name: name, Owner: o.Owner, TtlNs: int64(o.TTL), Try: try,
 	}}}
+	leader := c.n.leaderChanged.changed() // closed by the next leader change
 	res, err := c.n.propose(ctx, cmd)
 	if err != nil && res != nil {
 		// Committed, with this result, but ctx ended (or the node
@@ -111,9 +116,11 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 	if err != nil {
 		settled, answered := c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous))
 		switch {
-		case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil:
-			// Only a forward cut short by ctx went unanswered, and the store
-			// answered the re-proposal that settled it: reachable (R5).
+		case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil && !isClosed(leader):
+			// Only a forward cut short by ctx went unanswered, and the same
+			// leader (no change since the call began) answered the
+			// re-proposal that settled it: reachable (R5). An answer from a
+			// new leader proves nothing about the call's time.
 			err = fmt.Errorf("acquire %q: %w", name, ctx.Err())
 		case !settled && !errors.Is(err, lock.ErrNoQuorum):
 			// Its outcome could not be settled with the store (R5).

@@ -239,3 +239,41 @@ func TestAcquire_CutShortForwardIsNotNoQuorum(t *testing.T) {
 	assert.Zero(t, info.Waiters, "the cancelled Acquire withdrew its claim (I4)")
 	require.NoError(t, held.Release(ctx))
 }
+
+// TestAcquire_CutShortForwardToDeadLeader (R5): the leader stops answering
+// (a black hole: connections stay open, nothing arrives) and, at that
+// moment, an Acquire with a short ctx is made through a follower. Its
+// forward to the old leader hangs until ctx ends: the store had no
+// leader that could answer for the whole call, so R5 wants ErrNoQuorum
+// with ctx's error. The new leader the survivors elect answers the
+// re-proposal that settles the Acquire (within cleanupTimeout): that
+// proves nothing about the call's time, and the error must keep
+// ErrNoQuorum. It used to be ctx's alone (found in review): the proof now
+// counts only if no leader change came between the call's start and the
+// answer.
+func TestAcquire_CutShortForwardToDeadLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cut := newCutNet()
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Net: cut, Edit: func(_ int, cfg *node.Config) {
+		cfg.SessionTTL = 10 * time.Second
+	}})
+	li := c.Leader()
+	fi := (li + 1) % 3
+	l, err := c.NewLocker(ctx, fi) // its session was opened through the leader: a connection exists
+	require.NoError(t, err)
+
+	cut.blackhole(li)
+	actx, acancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer acancel()
+	start := time.Now()
+	le, err := l.Acquire(actx, "behind-a-dead-leader")
+	t.Logf("Acquire after %v: %v", time.Since(start), err)
+	if le != nil {
+		_ = le.Release(ctx)
+		t.Skip("the Acquire got through (a new leader within 300 ms); not the scenario")
+	}
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, lock.ErrNoQuorum, "no leader answered anything during the call (R5)")
+	require.NoError(t, l.Close())
+}

@@ -73,3 +73,13 @@ func (s *signal) bump() {
 	close(s.ch)
 	s.ch = make(chan struct{})
 }
+
+// isClosed reports whether ch is closed (it is never sent on).
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -146,6 +146,12 @@ func (c *client) keepAlive(sent time.Time) {
 func (c *client) sessionLost() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		// Close came first: it failed the waiters, ended the leases and
+		// opened the gate so that calls answer ErrClosed. Closing the gate
+		// again would leave them waiting for a session nobody opens.
+		return
+	}
 	c.lostSessions[c.sess] = true
 	c.ready.set(false)
 	c.n.log.Warn("session lost: no keep-alive acknowledged within its TTL; its session leases end",
@@ -166,7 +172,7 @@ func (c *client) sessionLost() {
 func (c *client) signalLost(id uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sess == id {
+	if c.sess == id && !c.closed {
 		c.ready.set(false) // callers wait for the replacement, not spin on the dead one
 		leasecore.Kick(c.lost)
 	}

@@ -197,3 +197,28 @@ func TestClient_ReopenDropsStaleLostSignal(t *testing.T) {
 	require.NoError(t, c.openSession(ctx))
 	assert.Empty(t, c.lost, "no loss pending for the new session")
 }
+
+// TestClient_LostAfterCloseStaysClosed: the keep-alive loop may declare
+// the session lost just as the client closes (its node stopping while a
+// leader change delayed the keep-alives). A client closed that way must
+// keep answering ErrClosed; sessionLost used to close the ready gate again
+// after Close had opened it, so every later call waited for a session
+// that would never come and failed with ErrNoQuorum (a worker of
+// TestLeaderTransferUnderLoad in the make-test loop: 23 s of "waiting for
+// a new session" on a Locker its node had closed). The loop's late call
+// is made here directly, after Close, to hit that order every time.
+func TestClient_LostAfterCloseStaysClosed(t *testing.T) {
+	n := newNode(t, Config{})
+	l, err := n.NewLocker(testCtx(t))
+	require.NoError(t, err)
+	c := l.(*client)
+	require.NoError(t, c.Close())
+	c.sessionLost()
+	c.signalLost(c.sess)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Acquire(ctx, "after-close")
+	require.ErrorIs(t, err, lock.ErrClosed)
+	require.NoError(t, ctx.Err(), "answered at once, not after waiting for a session")
+}

@@ -61,9 +61,13 @@ func TestRedlockConformance(t *testing.T) {
 
 // TestRedlock_MinorityDown: with one of three primaries dead the lease
 // stays held (its part there ends, a majority remains), the name stays
-// locked for others, and new grants still work.
+// locked for others, and new grants still work. The session TTL is 2 s:
+// with 500 ms, a loaded machine that starved the renewer for a few
+// hundred milliseconds lost a lease by itself (seen once in the
+// make-test loop: "minority-other" was lost before its Release), which
+// is the store working, not what this test is about.
 func TestRedlock_MinorityDown(t *testing.T) {
-	const ttl = 500 * time.Millisecond
+	const ttl = 2 * time.Second
 	srvs, addrs := startRedlock(t, 3, testserver.RedisOptions{})
 	a := newRedlock(t, addrs, ttl)
 	b := newRedlock(t, addrs, ttl)
@@ -71,7 +75,7 @@ func TestRedlock_MinorityDown(t *testing.T) {
 	require.NoError(t, err)
 
 	srvs[0].Kill()
-	<-time.After(3 * ttl) // the fault lasts several session TTLs
+	<-time.After(2 * ttl) // the fault outlasts a session TTL: renewals go on with the majority
 	assert.NoError(t, lease.Err(), "a majority still holds the lease")
 	assert.NoError(t, lease.Refresh(testCtx(t)), "Refresh with a majority up")
 	_, err = b.TryAcquire(testCtx(t), "minority")

@@ -31,10 +31,11 @@
 // grace, a session lease goes with its holder's session.
 //
 // Shutdown(ctx) stops a Locker within ctx: it withdraws its queued claims,
-// ends its leases and deletes their nodes; when ctx ends first it stops
-// anyway, leaves the rest to the store (the session's nodes go with it, a
-// TTL node after its TTL) and returns ctx's error. Close is Shutdown
-// bounded by CloseTimeout.
+// ends its leases and deletes their nodes; when ctx ends first it returns
+// ctx's error anyway: the session's nodes go with its own connection's
+// close (on a caller's Conn the deletes go on in the background, bounded),
+// a TTL node stays until its TTL. Close is Shutdown bounded by
+// CloseTimeout.
 //
 // DESIGN.md in this directory explains the choices and their limits.
 package zookeeper

@@ -295,12 +295,8 @@ func (le *lease) refreshTTL(ctx context.Context) error {
 			le.vanished()
 			return le.notHeld()
 		case errors.Is(err, zk.ErrBadVersion):
-			held, err := le.look(ctx)
-			switch {
-			case err != nil:
+			if err := le.lookHeld(ctx); err != nil {
 				return err
-			case !held:
-				return le.notHeld()
 			}
 			continue // a write of ours whose reply was lost: again
 		case err != nil:
@@ -339,12 +335,8 @@ func (le *lease) confirm(ctx context.Context) error {
 		return err
 	}
 	if exists && stat.EphemeralOwner == le.session && stat.Version != le.mine().version {
-		held, err := le.look(ctx)
-		switch {
-		case err != nil:
+		if err := le.lookHeld(ctx); err != nil {
 			return err
-		case !held:
-			return le.notHeld()
 		}
 	}
 	l.mu.Lock()

@@ -238,6 +238,19 @@ func (le *lease) poll(ctx context.Context) error {
 	return err
 }
 
+// lookHeld is look for a Refresh: nil if le is still held, else look's
+// error or the lease's end error (ErrNotHeld).
+func (le *lease) lookHeld(ctx context.Context) error {
+	held, err := le.look(ctx)
+	switch {
+	case err != nil:
+		return err
+	case !held:
+		return le.notHeld()
+	}
+	return nil
+}
+
 // writeStamp writes the grant time of a session lease that waited into
 // its node (DESIGN.md, "Durations on the server's clock").
 func (le *lease) writeStamp(ctx context.Context) error {

@@ -166,3 +166,42 @@ func testShutdownHandOver(t *testing.T, servers []string) {
 	}
 	require.NoError(t, l.Shutdown(ctx))
 }
+
+// testShutdownEndedCtxSharedConn: on a caller's Config.Conn, which
+// Shutdown does not close, nothing takes the nodes of the Locker's
+// session away: a Shutdown whose ctx has ended still withdraws the queued
+// claim and deletes the lease's node, in the background, within the
+// clean-up timeout. They used to be cut off with ctx and stay, held by
+// nobody, for as long as the caller's connection lived (found in review).
+// The connection is cut while Shutdown runs, so that no delete can win
+// the race with the ended ctx, and healed well within its session timeout.
+func testShutdownEndedCtxSharedConn(t *testing.T, servers []string) {
+	l, g := newGatedLocker(t, servers, 4*time.Second)
+	other := newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, time.Minute)
+	held, err := l.Acquire(ctx, "shared-held")
+	require.NoError(t, err)
+	busy, err := other.Acquire(ctx, "shared-busy")
+	require.NoError(t, err)
+	queued := goAcquire(ctx, l, "shared-busy")
+	eventually(t, 10*time.Second, "the Acquire is queued", func() bool { return len(children(t, other, "shared-busy")) == 2 })
+
+	g.Cut()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = shutdownWithin(t, l, ended)
+	g.Heal()
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, (<-queued).err, lock.ErrClosed)
+	require.ErrorIs(t, held.Err(), lock.ErrReleased)
+	_, err = zookeeper.Conn(l).Sync("/")
+	require.NoError(t, err, "the caller's connection is back on its session")
+
+	require.NoError(t, busy.Release(ctx))
+	for _, name := range []string{"shared-held", "shared-busy"} {
+		eventually(t, 30*time.Second, name+" free again", func() bool {
+			info, err := other.Inspect(ctx, name)
+			return err == nil && !info.Held
+		})
+	}
+}

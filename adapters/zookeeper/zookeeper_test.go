@@ -69,6 +69,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("MetricsWorkload", func(t *testing.T) { testMetricsWorkload(t, servers) })
 	t.Run("ShutdownReleases", func(t *testing.T) { testShutdownReleases(t, servers) })
 	t.Run("ShutdownHandOver", func(t *testing.T) { testShutdownHandOver(t, servers) })
+	t.Run("ShutdownEndedCtxSharedConn", func(t *testing.T) { testShutdownEndedCtxSharedConn(t, servers) })
 	// Operating a lock (issue 13).
 	t.Run("InspectStory", func(t *testing.T) { testInspectStory(t, servers) })
 	t.Run("OldFormatData", func(t *testing.T) { testOldFormatData(t, servers) })
