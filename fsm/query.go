@@ -150,13 +150,36 @@ func (s *State) Sessions() []SessionInfo {
 // HasSession reports whether session id exists.
 func (s *State) HasSession(id uint64) bool { return s.sessions[id] != nil }
 
-// ClientSession reports whether id is a client session whose secret is
-// secret (compared in constant time): what a leader checks before it
-// renews a client session (node/DESIGN.md, "Client sessions and lease
-// keys").
-func (s *State) ClientSession(id uint64, secret []byte) bool {
+// Renewable reports whether a keep-alive carrying secret may renew
+// session id: a node's session with no secret, a client session with its
+// own (compared in constant time). The leader checks it before it resets
+// a session's timer (node/DESIGN.md, "Client sessions and lease keys").
+func (s *State) Renewable(id uint64, secret []byte) bool {
 	sess := s.sessions[id]
-	return sess != nil && sess.secret != nil && subtle.ConstantTimeCompare(sess.secret, secret) == 1
+	switch {
+	case sess == nil:
+		return false
+	case sess.secret == nil:
+		return secret == nil
+	}
+	return subtle.ConstantTimeCompare(sess.secret, secret) == 1
+}
+
+// RoutedClaim is the ID of the claim on name that a request (stream, seq)
+// made or last re-attached for a client session, held or queued, or 0:
+// what a node looks for when the answer to such an Acquire was lost with
+// its stream's session.
+func (s *State) RoutedClaim(name string, stream, seq uint64) uint64 {
+	l := s.locks[name]
+	if l == nil {
+		return 0
+	}
+	for _, cl := range append([]claim{l.holder.claim}, l.queue...) {
+		if cl.stream == stream && cl.seq == seq && stream != 0 {
+			return cl.id
+		}
+	}
+	return 0
 }
 
 // TTLLeases lists every held TTL lease, sorted by name.

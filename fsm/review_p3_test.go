@@ -456,3 +456,30 @@ func runP3Property(t *testing.T, seed uint64, steps int) {
 		h.observe(resA, evA)
 	}
 }
+
+// A node's session closing (a replica stopping gracefully) ended the keyed
+// TTL leases it had handed to callers outside it; from level 3 they
+// outlive its close as they outlive its expiry.
+func TestReviewP3_CloseOfANodeSessionLeavesKeyedTTLLeases(t *testing.T) {
+	s := mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), // 4
+		cmdAcquire(s1, 1, "keyed", withTTL(time.Minute), withKey(k(2))),              // 5
+		cmdAcquire(s1, 2, "plain", withTTL(time.Minute)),                             // 6
+		cmdAcquire(s1, 3, "sess", withKey(k(3))),                                     // 7: keyed, but a session lease
+		cmdAcquire(s1, 4, "client", withTTL(time.Minute), forClient(c1, k(1), k(4))), // 8: the client's
+		cmdAcquire(s2, 1, "keyed"))...)                                               // 9 queued
+	_, ev := applyAt(t, s, 10, cmdClose(s1, 5))
+	assert.True(t, s.Lock("keyed").Held, "the keyed TTL lease outlives the close")
+	assert.Equal(t, []uint64{9}, queueOf(s, "keyed"))
+	assert.False(t, s.Lock("plain").Held)
+	assert.False(t, s.Lock("sess").Held)
+	assert.True(t, s.Lock("client").Held, "the client session's lease is not the node's")
+	for _, e := range ev {
+		assert.NotEqual(t, "keyed", e.Name, "%+v", e)
+	}
+	r, _ := applyAt(t, s, 11, cmdReleaseKey(s2, 2, "keyed", 0, k(2)))
+	assert.Equal(t, fsmpb.Code_CODE_OK, r.GetCode(), "released by its key after the close")
+	assert.Equal(t, uint64(s2), s.Lock("keyed").Session)
+
+	_, _ = applyAt(t, s, 12, cmdCloseClient(s2, 3, c1, k(1)))
+	assert.False(t, s.Lock("client").Held, "a client session's close ends all of its leases")
+}

@@ -612,12 +612,26 @@ func (a *applier) endSession(sess *session, why EndReason) {
 			}
 			i++
 		}
-		if h := l.holder; h != nil && h.claim.session == sess.id && (why == ReasonClosed || h.claim.ttl == 0 || h.revoked) {
+		if h := l.holder; h != nil && h.claim.session == sess.id && a.endsWith(h, sess, why) {
 			a.end(name, l, why)
 		}
 	}
 	delete(a.s.sessions, sess.id)
 	a.events = append(a.events, Event{Kind: EventSessionEnded, Session: sess.id, TTL: time.Duration(sess.ttl), Reason: why})
+}
+
+// endsWith reports whether lease h of session sess ends as sess ends for
+// why: a session lease and a revoked lease always; a TTL lease when its
+// session is closed, except, from level 3, a keyed TTL lease of a node's
+// session, which its caller holds by key (DESIGN.md, "Protocol 3").
+func (a *applier) endsWith(h *lease, sess *session, why EndReason) bool {
+	switch {
+	case h.claim.ttl == 0 || h.revoked:
+		return true
+	case why != ReasonClosed:
+		return false
+	}
+	return a.s.protocol < 3 || h.claim.key == nil || sess.secret != nil
 }
 
 // holder returns the lock of name if its holder has token, else nil.

@@ -388,13 +388,29 @@ func TestRestore_V3(t *testing.T) {
 
 func TestState_ClientSessionQuery(t *testing.T) {
 	s := mustApply(t, opens3(1, cmdOpenClient(c1, k(1), "web"))...)
-	assert.True(t, s.ClientSession(c1, k(1)))
-	assert.False(t, s.ClientSession(c1, k(2)), "wrong secret")
-	assert.False(t, s.ClientSession(c1, nil), "no secret")
-	assert.False(t, s.ClientSession(s1, nil), "a node's session")
-	assert.False(t, s.ClientSession(c2, k(1)), "unknown")
+	assert.True(t, s.Renewable(c1, k(1)))
+	assert.False(t, s.Renewable(c1, k(2)), "wrong secret")
+	assert.False(t, s.Renewable(c1, nil), "no secret")
+	assert.True(t, s.Renewable(s1, nil), "a node's session")
+	assert.False(t, s.Renewable(s1, k(1)), "a node's session has no secret")
+	assert.False(t, s.Renewable(c2, k(1)), "unknown")
 	assert.Equal(t, []SessionInfo{
 		{ID: s1, TTL: sessTTL, Node: "n1"},
 		{ID: c1, TTL: sessTTL, Node: "n1", Client: true, Owner: "web"},
 	}, s.Sessions())
+}
+
+func TestState_RoutedClaim(t *testing.T) {
+	s := mustApply(t, opens3(2, cmdOpenClient(c1, k(1), ""), cmdOpenClient(c2, k(2), ""), // 4, 5
+		cmdAcquire(s1, 1, "a", forClient(c1, k(1), k(3))), // 6 granted
+		cmdAcquire(s1, 2, "a", forClient(c2, k(2), k(4))), // 7 queued
+		cmdAcquire(s2, 1, "a"))...)                        // 8 queued, a node's own
+	assert.Equal(t, uint64(6), s.RoutedClaim("a", s1, 1))
+	assert.Equal(t, uint64(7), s.RoutedClaim("a", s1, 2))
+	assert.Zero(t, s.RoutedClaim("a", s2, 1), "a node session's own claim has no route")
+	assert.Zero(t, s.RoutedClaim("a", 0, 1))
+	assert.Zero(t, s.RoutedClaim("b", s1, 1))
+	applyOK(t, s, 9, cmdAcquire(s2, 2, "a", forClient(c2, k(2), k(5)))) // re-attach
+	assert.Zero(t, s.RoutedClaim("a", s1, 2), "moved away")
+	assert.Equal(t, uint64(9), s.RoutedClaim("a", s2, 2))
 }

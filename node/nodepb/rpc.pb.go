@@ -299,10 +299,13 @@ func (x *Propose) GetCommand() *fsmpb.Command {
 	return nil
 }
 
-// KeepAlive renews a session on the leader (off the log).
+// KeepAlive renews a session on the leader (off the log). A client
+// session (protocol 3) is renewed only with its secret, which the leader
+// checks against its state; a node's own session has none.
 type KeepAlive struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       uint64                 `protobuf:"varint,1,opt,name=session,proto3" json:"session,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -342,6 +345,13 @@ func (x *KeepAlive) GetSession() uint64 {
 		return x.Session
 	}
 	return 0
+}
+
+func (x *KeepAlive) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
 }
 
 // ReadIndex asks the leader for an index that a linearizable read must
@@ -498,7 +508,11 @@ type Response struct {
 	Result *fsmpb.Result `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
 	Index  uint64        `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
 	// KeepAlive: whether the leader renewed the session.
-	Renewed       bool `protobuf:"varint,7,opt,name=renewed,proto3" json:"renewed,omitempty"`
+	Renewed bool `protobuf:"varint,7,opt,name=renewed,proto3" json:"renewed,omitempty"`
+	// KeepAlive: the leader will never renew it: it does not know the
+	// session (expired, closed, never opened), the secret is not its
+	// secret, or its expiry is under way.
+	Gone          bool `protobuf:"varint,8,opt,name=gone,proto3" json:"gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -582,6 +596,13 @@ func (x *Response) GetRenewed() bool {
 	return false
 }
 
+func (x *Response) GetGone() bool {
+	if x != nil {
+		return x.Gone
+	}
+	return false
+}
+
 var File_node_nodepb_rpc_proto protoreflect.FileDescriptor
 
 const file_node_nodepb_rpc_proto_rawDesc = "" +
@@ -602,16 +623,17 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\x06remove\x18\x0e \x01(\v2\x1a.quorumlock.node.v1.RemoveH\x00R\x06removeB\x04\n" +
 	"\x02op\"?\n" +
 	"\aPropose\x124\n" +
-	"\acommand\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.CommandR\acommand\"%\n" +
+	"\acommand\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.CommandR\acommand\"=\n" +
 	"\tKeepAlive\x12\x18\n" +
-	"\asession\x18\x01 \x01(\x04R\asession\"\v\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\"\v\n" +
 	"\tReadIndex\"@\n" +
 	"\x04Join\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
 	"\x05voter\x18\x03 \x01(\bR\x05voter\"\x18\n" +
 	"\x06Remove\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xf9\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x8d\x02\n" +
 	"\bResponse\x122\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1a.quorumlock.node.v1.StatusR\x06status\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -620,7 +642,8 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x121\n" +
 	"\x06result\x18\x05 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\x12\x14\n" +
 	"\x05index\x18\x06 \x01(\x04R\x05index\x12\x18\n" +
-	"\arenewed\x18\a \x01(\bR\arenewed*\xd2\x01\n" +
+	"\arenewed\x18\a \x01(\bR\arenewed\x12\x12\n" +
+	"\x04gone\x18\b \x01(\bR\x04gone*\xd2\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSTATUS_OK\x10\x01\x12\x15\n" +
