@@ -147,6 +147,14 @@ func (s *State) Sessions() []SessionInfo {
 	return out
 }
 
+// SessionTTL is the TTL of session id, 0 if there is no such session.
+func (s *State) SessionTTL(id uint64) time.Duration {
+	if sess := s.sessions[id]; sess != nil {
+		return time.Duration(sess.ttl)
+	}
+	return 0
+}
+
 // HasSession reports whether session id exists.
 func (s *State) HasSession(id uint64) bool { return s.sessions[id] != nil }
 

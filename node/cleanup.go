@@ -34,6 +34,11 @@ type gaveUp struct {
 	claim   uint64 // 0 while unknown (an ambiguous Acquire)
 	session uint64 // the session the claim was made under
 	ttl     bool   // a TTL claim, which outlives its session
+	// routed: a client session's claim made in request (session, seq) of
+	// the stream (keyed.go); if that session is gone, the state finds the
+	// claim by its route.
+	routed bool
+	seq    uint64
 }
 
 // backgroundLocked runs fn on a goroutine that Close and abandon wait for, and
@@ -158,8 +163,9 @@ func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) (settled, answered bool) 
 			g.claim = res.GetClaim()
 		case fsmpb.Code_CODE_UNKNOWN_SESSION:
 			// The session expired meanwhile: its queued claims and
-			// session leases went with it, a TTL lease did not.
-			g.claim = c.orphanTTLClaim(g)
+			// session leases went with it, a TTL lease did not, nor
+			// a client session's claim made in it.
+			g.claim = c.orphanClaim(g)
 		}
 		if g.claim != 0 {
 			c.withdraw(g)
@@ -172,6 +178,17 @@ func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) (settled, answered bool) 
 	}
 	settled = c.waitCleanup(done, g.name)
 	return settled, settled && heard.Load()
+}
+
+// orphanClaim is orphanTTLClaim, or for a routed claim the claim the
+// state finds by its route.
+func (c *client) orphanClaim(g gaveUp) uint64 {
+	if !g.routed {
+		return c.orphanTTLClaim(g)
+	}
+	var claim uint64
+	c.n.bridge.read(func(st *fsm.State) { claim = st.RoutedClaim(g.name, g.session, g.seq) })
+	return claim
 }
 
 // orphanTTLClaim returns the claim of a TTL lease on g.name that the store

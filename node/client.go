@@ -27,9 +27,10 @@ type client struct {
 	sess     uint64 // current session
 	ttl      time.Duration
 	seq      uint64
-	inflight map[uint64]struct{} // seqs proposed and not yet answered
-	shrunk   chan struct{}       // closed and replaced when inflight shrinks
-	waiters  map[uint64]*waiter  // by seq of the Acquire
+	inflight map[uint64]struct{}     // seqs proposed and not yet answered
+	shrunk   chan struct{}           // closed and replaced when inflight shrinks
+	waiters  map[uint64]*waiter      // by seq of the Acquire
+	grants   map[uint64]*grantWaiter // by seq of an Acquire for a caller outside the node (keyed.go)
 	leases   map[leaseKey]*lease
 	closed   bool
 	// ready is open while the current session is believed alive.
@@ -74,6 +75,7 @@ func (n *Node) newClient(ctx context.Context) (*client, error) {
 		ttl:          n.cfg.SessionTTL,
 		inflight:     map[uint64]struct{}{},
 		waiters:      map[uint64]*waiter{},
+		grants:       map[uint64]*grantWaiter{},
 		leases:       map[leaseKey]*lease{},
 		lostSessions: map[uint64]bool{},
 		shrunk:       make(chan struct{}),
@@ -229,6 +231,10 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 	for seq, w := range c.waiters {
 		w.fail(lock.ErrClosed)
 		delete(c.waiters, seq)
+	}
+	for seq, w := range c.grants {
+		w.fail(lock.ErrClosed)
+		delete(c.grants, seq)
 	}
 	c.seq++
 	sess, seq = c.sess, c.seq

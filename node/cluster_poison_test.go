@@ -113,6 +113,9 @@ func poisonRequests(t *testing.T) []poison {
 		{"join without an ID", &nodepb.Request{Op: &nodepb.Request_Join{Join: &nodepb.Join{Addr: "127.0.0.1:1"}}}},
 		{"join with an address that is not host:port", &nodepb.Request{Op: &nodepb.Request_Join{Join: &nodepb.Join{Id: "x", Addr: "nowhere"}}}},
 		{"remove without an ID", &nodepb.Request{Op: &nodepb.Request_Remove{Remove: &nodepb.Remove{}}}},
+		{"keep-alive with a 3-byte secret", &nodepb.Request{Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: 7, Secret: []byte("abc")}}}},
+		{"propose of an OpenSession with a 3-byte secret", propose(&fsmpb.Command{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{Req: good, TtlNs: int64(time.Second), Secret: []byte("abc")}}})},
+		{"propose of an Acquire for a client session without a key", propose(acquire(&fsmpb.Acquire{Req: good, Name: "a", ForSession: 9, Secret: make([]byte, 16)}))},
 	}
 	out := []poison{
 		{"bytes that are not a request", []byte{0xff, 0xff, 0xff}},

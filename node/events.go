@@ -54,7 +54,7 @@ func (n *Node) dispatch(events []fsm.Event) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for _, ev := range events {
-		c := n.clients[ev.Session]
+		c := n.clients[routeOf(ev)] // a client session's claim: its stream's client waits for it
 		if c != nil {
 			c.handle(ev)
 		}
@@ -64,6 +64,15 @@ func (n *Node) dispatch(events []fsm.Event) {
 			}
 		}
 	}
+}
+
+// routeOf is the session whose request an event's claim answers: its
+// stream for a client session's claim, else its own session.
+func routeOf(ev fsm.Event) uint64 {
+	if ev.Stream != 0 {
+		return ev.Stream
+	}
+	return ev.Session
 }
 
 // reconcile runs after a snapshot replaced the state (bridge lock held):
@@ -86,6 +95,10 @@ func (n *Node) reconcile(st *fsm.State) {
 func (c *client) handle(ev fsm.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if w := c.grants[ev.Seq]; w != nil && w.session == routeOf(ev) {
+		c.handleGrant(ev.Seq, w, ev)
+		return
+	}
 	switch ev.Kind {
 	case fsm.EventGranted:
 		w := c.waiters[ev.Seq]
@@ -179,6 +192,9 @@ func (c *client) reconcile(st *fsm.State) {
 	}
 	for seq, w := range c.waiters {
 		c.reconcileWaiter(st, seq, w)
+	}
+	for seq, w := range c.grants {
+		c.reconcileGrant(st, seq, w)
 	}
 	if c.sess != 0 && !st.HasSession(c.sess) {
 		leasecore.Kick(c.lost)

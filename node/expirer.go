@@ -208,15 +208,18 @@ func (e *expirer) failed(x expiry) bool {
 // the leader, the session is unknown, or its expiry has already been
 // decided: a keep-alive is acknowledged only while the session can still be
 // renewed, which is what lets the client trust its own deadline (I3).
-func (e *expirer) resetSession(id uint64) bool {
+func (e *expirer) resetSession(id uint64) renewal {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.sessions[id]
-	if !e.leader || st == nil || st.expiring {
-		return false
+	switch {
+	case !e.leader:
+		return renewFailed
+	case st == nil || st.expiring:
+		return renewGone
 	}
 	st.t.Reset(st.ttl)
-	return true
+	return renewed
 }
 
 // lead arms every timer at a full TTL (a full grace) from state (called with the bridge's

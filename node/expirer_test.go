@@ -72,7 +72,7 @@ func TestExpireLoop_RetriesFailedExpiry(t *testing.T) {
 	for _, cmd := range p.calls {
 		assert.Equal(t, uint64(42), cmd.GetExpireSession().GetSession())
 	}
-	assert.False(t, e.resetSession(42), "keep-alives stay refused once the expiry is decided")
+	assert.Equal(t, renewGone, e.resetSession(42), "keep-alives stay refused once the expiry is decided")
 }
 
 // TestExpireLoop_DropsExpiryNoLongerDue: a failed expiry is not retried

@@ -100,6 +100,8 @@ func rpcSeeds(t *testing.T) map[string][]byte {
 		"remove-no-id":               {Op: &nodepb.Request_Remove{Remove: &nodepb.Remove{}}},
 		"keep-alive-session-0":       {Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{}}},
 		"keep-alive-unknown-session": {Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: 1}}},
+		"keep-alive-short-secret":    {Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: 1, Secret: []byte{1}}}},
+		"keep-alive-wrong-secret":    {Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: session, Secret: make([]byte, 16)}}},
 	}
 	seeds := map[string][]byte{
 		"garbage-empty": {},

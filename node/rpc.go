@@ -178,7 +178,8 @@ func (n *Node) serve(ctx context.Context, req *nodepb.Request) *nodepb.Response 
 		// A new leader arms session timers once its term barrier is
 		// applied; a keep-alive arriving before waits for that rather than
 		// failing, so a leader change does not cost sessions.
-		return &nodepb.Response{Status: nodepb.Status_STATUS_OK, Renewed: n.ackKeepAlive(ctx, op.KeepAlive.GetSession())}
+		out, ttl := n.ackKeepAlive(ctx, op.KeepAlive.GetSession(), op.KeepAlive.GetSecret())
+		return &nodepb.Response{Status: nodepb.Status_STATUS_OK, Renewed: out == renewed, Gone: out == renewGone, TtlNs: int64(ttl)}
 	case *nodepb.Request_ReadIndex:
 		index, err := n.readIndex()
 		if err != nil {

@@ -25,7 +25,12 @@ func validRequest(req *nodepb.Request) error {
 	switch op := req.GetOp().(type) {
 	case *nodepb.Request_Propose:
 		return peerMayPropose(op.Propose.GetCommand())
-	case *nodepb.Request_KeepAlive, *nodepb.Request_ReadIndex:
+	case *nodepb.Request_KeepAlive:
+		if secret := op.KeepAlive.GetSecret(); secret != nil && len(secret) != fsm.KeyLen {
+			return fmt.Errorf("node: keep-alive: a secret of %d bytes, want %d", len(secret), fsm.KeyLen)
+		}
+		return nil
+	case *nodepb.Request_ReadIndex:
 		return nil
 	case *nodepb.Request_Join:
 		if err := validMemberID(op.Join.GetId()); err != nil {

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
-	"github.com/quorumlock/quorumlock/node/nodepb"
 )
 
 // A client's session: opened at NewLocker (openSession), renewed by the
@@ -165,6 +165,12 @@ func (c *client) sessionLost() {
 		w.fail(errSessionLost)
 		delete(c.waiters, seq)
 	}
+	for seq, w := range c.grants {
+		if w.owned { // a client session's claim does not end with the stream's session
+			w.fail(errSessionLost)
+			delete(c.grants, seq)
+		}
+	}
 }
 
 // signalLost tells the keep-alive loop that the store no longer knows
@@ -178,35 +184,45 @@ func (c *client) signalLost(id uint64) {
 	}
 }
 
-// renewSession sends one keep-alive to the leader, wherever it is, and
-// gives up after timeout.
+// renewSession sends one keep-alive for a session of this node's own to
+// the leader, wherever it is, and gives up after timeout.
 func (n *Node) renewSession(id uint64, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
-	renewed := false
-	_ = n.atLeader(func() error {
-		renewed = n.ackKeepAlive(ctx, id)
-		return nil
-	}, func() error {
-		resp, err := n.call(ctx, &nodepb.Request{Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: id}}})
-		renewed = err == nil && resp.GetRenewed()
-		return err
-	})
-	return renewed
+	out, _, _ := n.renewOnce(ctx, id, nil)
+	return out == renewed
 }
 
 // ackKeepAlive renews session id on this node, the leader, and reports
-// whether the client may count on it. A new leader first waits for its term
-// barrier (its timers are armed then). After resetting the timer it
-// confirms leadership with a quorum: a deposed leader that has not noticed
-// yet must not acknowledge, because the new leader's timers started at its
-// election and a late acknowledgement would move the client's deadline past
-// them (I3). Once a quorum confirmed this leader after the keep-alive
-// arrived, any later leader is elected after that, and re-arms the session
-// at a full TTL from then.
-func (n *Node) ackKeepAlive(ctx context.Context, id uint64) bool {
-	if n.leading.wait(ctx) != nil || ctx.Err() != nil || !n.exp.resetSession(id) {
-		return false
+// whether the client may count on it, with the session's TTL. The session
+// must be one the state knows, with secret its own (none for a node's
+// session; DESIGN.md, "Client sessions and lease keys"), else it is gone.
+// A new leader first waits for its term barrier (its timers are armed
+// then). After resetting the timer it confirms leadership with a quorum: a
+// deposed leader that has not noticed yet must not acknowledge, because
+// the new leader's timers started at its election and a late
+// acknowledgement would move the client's deadline past them (I3). Once a
+// quorum confirmed this leader after the keep-alive arrived, any later
+// leader is elected after that, and re-arms the session at a full TTL from
+// then.
+func (n *Node) ackKeepAlive(ctx context.Context, id uint64, secret []byte) (renewal, time.Duration) {
+	if n.leading.wait(ctx) != nil || ctx.Err() != nil {
+		return renewFailed, 0
 	}
-	return n.raft.VerifyLeader().Error() == nil && n.leadsTerm()
+	var ttl time.Duration
+	n.bridge.read(func(st *fsm.State) {
+		if st.Renewable(id, secret) {
+			ttl = st.SessionTTL(id)
+		}
+	})
+	if ttl == 0 {
+		return renewGone, 0
+	}
+	if out := n.exp.resetSession(id); out != renewed {
+		return out, 0
+	}
+	if n.raft.VerifyLeader().Error() != nil || !n.leadsTerm() {
+		return renewFailed, 0
+	}
+	return renewed, ttl
 }

@@ -512,7 +512,9 @@ type Response struct {
 	// KeepAlive: the leader will never renew it: it does not know the
 	// session (expired, closed, never opened), the secret is not its
 	// secret, or its expiry is under way.
-	Gone          bool `protobuf:"varint,8,opt,name=gone,proto3" json:"gone,omitempty"`
+	Gone bool `protobuf:"varint,8,opt,name=gone,proto3" json:"gone,omitempty"`
+	// KeepAlive, renewed: the session's TTL.
+	TtlNs         int64 `protobuf:"varint,9,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -603,6 +605,13 @@ func (x *Response) GetGone() bool {
 	return false
 }
 
+func (x *Response) GetTtlNs() int64 {
+	if x != nil {
+		return x.TtlNs
+	}
+	return 0
+}
+
 var File_node_nodepb_rpc_proto protoreflect.FileDescriptor
 
 const file_node_nodepb_rpc_proto_rawDesc = "" +
@@ -633,7 +642,7 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x14\n" +
 	"\x05voter\x18\x03 \x01(\bR\x05voter\"\x18\n" +
 	"\x06Remove\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x8d\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xa4\x02\n" +
 	"\bResponse\x122\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1a.quorumlock.node.v1.StatusR\x06status\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -643,7 +652,8 @@ const file_node_nodepb_rpc_proto_rawDesc = "" +
 	"\x06result\x18\x05 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\x12\x14\n" +
 	"\x05index\x18\x06 \x01(\x04R\x05index\x12\x18\n" +
 	"\arenewed\x18\a \x01(\bR\arenewed\x12\x12\n" +
-	"\x04gone\x18\b \x01(\bR\x04gone*\xd2\x01\n" +
+	"\x04gone\x18\b \x01(\bR\x04gone\x12\x15\n" +
+	"\x06ttl_ns\x18\t \x01(\x03R\x05ttlNs*\xd2\x01\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tSTATUS_OK\x10\x01\x12\x15\n" +
