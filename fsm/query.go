@@ -137,14 +137,26 @@ type SessionInfo struct {
 	Owner  string
 }
 
+// Session describes session id; false if there is none.
+func (s *State) Session(id uint64) (SessionInfo, bool) {
+	sess := s.sessions[id]
+	if sess == nil {
+		return SessionInfo{}, false
+	}
+	return sess.info(), true
+}
+
 // Sessions lists every session, sorted by ID.
 func (s *State) Sessions() []SessionInfo {
 	out := make([]SessionInfo, 0, len(s.sessions))
 	for _, id := range slices.Sorted(maps.Keys(s.sessions)) {
-		sess := s.sessions[id]
-		out = append(out, SessionInfo{ID: id, TTL: time.Duration(sess.ttl), Node: sess.node, Client: sess.secret != nil, Owner: sess.owner})
+		out = append(out, s.sessions[id].info())
 	}
 	return out
+}
+
+func (sess *session) info() SessionInfo {
+	return SessionInfo{ID: sess.id, TTL: time.Duration(sess.ttl), Node: sess.node, Client: sess.secret != nil, Owner: sess.owner}
 }
 
 // SessionTTL is the TTL of session id, 0 if there is no such session.

@@ -414,3 +414,15 @@ func TestState_RoutedClaim(t *testing.T) {
 	assert.Zero(t, s.RoutedClaim("a", s1, 2), "moved away")
 	assert.Equal(t, uint64(9), s.RoutedClaim("a", s2, 2))
 }
+
+func TestState_SessionQuery(t *testing.T) {
+	s := mustApply(t, opens3(1, cmdOpenClient(c1, k(1), "web"))...)
+	info, ok := s.Session(c1)
+	assert.True(t, ok)
+	assert.Equal(t, SessionInfo{ID: c1, TTL: sessTTL, Node: "n1", Client: true, Owner: "web"}, info)
+	info, ok = s.Session(s1)
+	assert.True(t, ok)
+	assert.False(t, info.Client)
+	_, ok = s.Session(c2)
+	assert.False(t, ok)
+}

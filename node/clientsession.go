@@ -225,3 +225,27 @@ func stateErr(code fsmpb.Code) error {
 		return fmt.Errorf("node: unexpected result %s", code)
 	}
 }
+
+// ClientSessionInfo describes a client session: what anyone may see (its
+// ID is public, its secret never leaves the store).
+type ClientSessionInfo struct {
+	ID    uint64
+	Owner string
+	TTL   time.Duration
+	Node  string // the node it was opened through
+}
+
+// ClientSessionInfo reads client session id, linearizably.
+// ErrSessionExpired: there is no such client session.
+func (n *Node) ClientSessionInfo(ctx context.Context, id uint64) (ClientSessionInfo, error) {
+	if err := n.readBarrier(ctx); err != nil {
+		return ClientSessionInfo{}, err
+	}
+	var info fsm.SessionInfo
+	var ok bool
+	n.bridge.read(func(st *fsm.State) { info, ok = st.Session(id) })
+	if !ok || !info.Client {
+		return ClientSessionInfo{}, fmt.Errorf("%w: client session %s", ErrSessionExpired, holderID(id))
+	}
+	return ClientSessionInfo{ID: id, Owner: info.Owner, TTL: info.TTL, Node: info.Node}, nil
+}

@@ -222,3 +222,20 @@ func (n *Node) Leave(ctx context.Context) error {
 	err := n.RemoveServer(ctx, n.cfg.ID)
 	return errors.Join(closeErr, err, n.Shutdown(ctx))
 }
+
+// TransferLeadership hands this node's leadership to another voter and
+// returns once one has taken it (within an election timeout). ErrNotLeader
+// if this node does not lead (the message names the leader it knows).
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if n.raft.State() != raft.Leader {
+		id, _ := n.Leader()
+		return fmt.Errorf("%w: the leader is %q", ErrNotLeader, id)
+	}
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("node: leadership transfer: %w", err)
+	}
+	return nil
+}

@@ -355,3 +355,32 @@ func TestKeyedLease_OutlivesItsNode(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, gs.Token, token)
 }
+
+func TestClientSession_Info(t *testing.T) {
+	c := startLevel3(t, 3, false)
+	ctx := clusterCtx(t)
+	s, err := c.Node(0).OpenClientSession(ctx, 3*time.Second, "web-7")
+	require.NoError(t, err)
+	info, err := c.Node(2).ClientSessionInfo(ctx, s.ID)
+	require.NoError(t, err)
+	assert.Equal(t, node.ClientSessionInfo{ID: s.ID, Owner: "web-7", TTL: 3 * time.Second, Node: c.ID(0)}, info)
+	_, err = c.Node(1).ClientSessionInfo(ctx, s.ID+1)
+	assert.ErrorIs(t, err, node.ErrSessionExpired)
+	require.NoError(t, c.Node(1).CloseClientSession(ctx, s))
+	_, err = c.Node(2).ClientSessionInfo(ctx, s.ID)
+	assert.ErrorIs(t, err, node.ErrSessionExpired, "a linearizable read: the close at another node is seen")
+}
+
+func TestNode_TransferLeadership(t *testing.T) {
+	c := startCluster(t, 3, false)
+	ctx := clusterCtx(t)
+	leader := c.Leader()
+	err := c.Node((leader + 1) % 3).TransferLeadership(ctx)
+	require.ErrorIs(t, err, node.ErrNotLeader)
+	assert.Contains(t, err.Error(), c.ID(leader))
+	require.NoError(t, c.Node(leader).TransferLeadership(ctx))
+	waitFor(t, func() bool {
+		now, ok := c.LeaderNow()
+		return ok && now != leader
+	})
+}
