@@ -64,8 +64,10 @@ func ParseLeaseKey(v string) (LeaseKey, error) {
 	return k, nil
 }
 
+// decodeKey decodes a key or secret: unpadded base64url, strict (one
+// spelling per value: the unused bits of the last character are zero).
 func decodeKey(v string, into []byte) error {
-	b, err := base64.RawURLEncoding.DecodeString(v)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(v)
 	if err != nil || len(b) != len(into) {
 		return errors.New("bad key")
 	}

@@ -384,3 +384,15 @@ func TestNode_TransferLeadership(t *testing.T) {
 		return ok && now != leader
 	})
 }
+
+// A key or secret has one spelling: the unused bits of the last base64
+// character must be zero (found by lockhttp's FuzzParams).
+func TestClientSession_CanonicalSpelling(t *testing.T) {
+	_, err := node.ParseLeaseKey("0000000000000000000000")
+	assert.ErrorIs(t, err, lock.ErrInvalidOption)
+	_, err = node.ParseClientSession("1.0000000000000000000000")
+	assert.ErrorIs(t, err, lock.ErrInvalidOption)
+	k, err := node.ParseLeaseKey("000000000000000000000w")
+	require.NoError(t, err)
+	assert.Equal(t, "000000000000000000000w", k.String())
+}
