@@ -22,7 +22,9 @@ func TestCluster_WaiterGrantedOnRelease(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.code)
 
 	done := make(chan resp, 1)
-	go func() { done <- apis[1].do("POST", "/v1/locks/queue", vals("session", s.str("session"), "wait", "20s", "owner", "second")) }()
+	go func() {
+		done <- apis[1].do("POST", "/v1/locks/queue", vals("session", s.str("session"), "wait", "20s", "owner", "second"))
+	}()
 	require.Eventually(t, func() bool {
 		return apis[2].do("GET", "/v1/locks/queue", nil).num("waiters") == 1
 	}, 10*time.Second, 5*time.Millisecond)

@@ -1,29 +1,31 @@
-// Command lockd is one application replica as a process: it embeds a
-// quorumlock node and serves an HTTP lock API. Three of them make a
+// Command lockd is a lock server: one replica of a quorumlock cluster as a
+// process, serving the HTTP lock API of package lockhttp (see its
+// DESIGN.md, and the README, for every endpoint). Three of them make a
 // cluster that survives the loss of any one:
 //
-//	lockd -id n1 -addr 127.0.0.1:7001 -http 127.0.0.1:8001 -data /tmp/lockd/n1 \
+//	lockd -id n1 -addr 127.0.0.1:7001 -http 127.0.0.1:8001 -data /var/lib/lockd/n1 \
 //	      -peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
 //
 // Start the founders given -peers together (each waits for a leader);
 // -join ADDR adds a replica to a running cluster; a replica restarted on
-// its -data needs neither (both are then ignored). API:
+// its -data needs neither (both are then ignored).
 //
-//	POST   /v1/locks/{name}?wait=DUR&ttl=DUR&owner=STR  acquire (wait absent or 0: one try)
-//	POST   /v1/locks/{name}/refresh?token=N           refresh a lease granted by this replica
-//	DELETE /v1/locks/{name}?token=N                   release a lease granted by this replica
-//	GET    /v1/locks/{name}                           holder, token, owner, waiters, TTL left
-//	GET    /v1/status                                 Raft state, leader, indexes, members
+// Clients open a session (POST /v1/sessions), renew it within its TTL at
+// any replica, and acquire with it: the lease ends when the client stops
+// renewing. Every grant answers a lease key; refresh and release by key
+// work at every replica, across restarts.
 //
-// A name containing '/' is sent escaped as %2F. Without ttl the lease is a
-// session lease of this replica: it lasts until released or until this
-// process dies (then one session TTL, 10 s). SIGINT or SIGTERM shut down
-// gracefully: in-flight requests end, this replica's leases are released
-// and leadership moves to another replica.
+// Security: -http-tls-cert/-http-tls-key serve HTTPS; -http-tokens FILE
+// (re-read on SIGHUP) and -http-client-ca authenticate clients; -tls-cert,
+// -tls-key, -tls-ca (or -cluster-key-file) authenticate replicas. Without
+// them lockd listens on loopback only, unless -insecure. SIGINT or SIGTERM
+// shut down gracefully: in-flight requests end and leadership moves to
+// another replica; leases held by key outlive the replica.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +38,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quorumlock/quorumlock/lockhttp"
+	"github.com/quorumlock/quorumlock/metrics/prommetrics"
 	"github.com/quorumlock/quorumlock/node"
 )
 
@@ -55,6 +62,32 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	cfg.warnExposure(log)
+	httpTLS, err := cfg.httpTLS()
+	if err != nil {
+		return err
+	}
+	var tokens *lockhttp.Tokens
+	if cfg.httpTokens != "" {
+		if tokens, err = lockhttp.LoadTokens(cfg.httpTokens); err != nil {
+			return err
+		}
+		go reloadOnHUP(ctx, tokens, log)
+	}
+	ncfg := node.Config{
+		ID: cfg.id, DataDir: cfg.data, Addr: cfg.addr, Peers: cfg.peers, Join: cfg.join,
+		SessionTTL: cfg.ttl, Logger: log,
+		// lockd's clients hold many keyed leases and client sessions
+		// through one replica (node/DESIGN.md, "Limits").
+		Limits: node.Limits{NamesPerSession: 100_000},
+	}
+	if err := cfg.clusterSecurity(&ncfg); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	if ncfg.Metrics, err = prommetrics.New(reg, nil); err != nil {
+		return err
+	}
 
 	// Listen first, so that a port in use fails at once, and answer 503
 	// until the node has a leader and has caught up.
@@ -62,16 +95,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var ready atomic.Pointer[http.Handler]
+	if httpTLS != nil {
+		ln = tls.NewListener(ln, httpTLS)
+	}
+	var ready atomic.Pointer[lockhttp.Handler]
 	base, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if h := ready.Load(); h != nil {
-				(*h).ServeHTTP(w, r)
+				h.ServeHTTP(w, r)
 				return
 			}
-			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "starting", Detail: "the node has not joined a cluster with a leader yet"})
+			starting(w, r)
 		}),
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: 10 * time.Second,
@@ -80,16 +116,24 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("http listening", "addr", ln.Addr().String())
+	log.Info("http listening", "addr", ln.Addr().String(), "https", httpTLS != nil)
 
-	n, err := startNode(ctx, cfg.node(log))
+	n, err := startNode(ctx, ncfg)
 	if err != nil {
 		cancelRequests()
 		_ = srv.Close()
 		return errors.Join(err, ignoreClosed(<-served))
 	}
-	h := newServer(n, n, log).handler()
-	ready.Store(&h)
+	h, err := lockhttp.New(lockhttp.Config{
+		Locker: n, Authenticate: cfg.authenticator(tokens), Logger: log,
+		Ready:   func() error { return nodeReady(n) },
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+	})
+	if err != nil {
+		_ = n.Close()
+		return err
+	}
+	ready.Store(h)
 	st := n.Stats()
 	log.Info("ready", "id", st.ID, "cluster_addr", st.Addr, "state", st.State, "leader", st.LeaderID)
 
@@ -102,9 +146,52 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cancelRequests() // waiting acquires give up now
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = errors.Join(err, ignoreClosed(srv.Shutdown(sctx)), n.Close())
+	err = errors.Join(err, ignoreClosed(srv.Shutdown(sctx)), h.Close(), n.Close())
 	log.Info("stopped", "error", err)
 	return err
+}
+
+// starting answers while the node has not started: health is fine, the
+// rest is 503.
+func starting(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if r.URL.Path == "/healthz" {
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = io.WriteString(w, `{"error":"starting","detail":"the node has not joined a cluster with a leader yet"}`+"\n")
+}
+
+// nodeReady is /readyz: a member of a cluster with a known leader.
+func nodeReady(n *node.Node) error {
+	st := n.Stats()
+	switch {
+	case st.State == "shutdown":
+		return errors.New("the node has stopped")
+	case st.LeaderID == "":
+		return errors.New("no leader known")
+	}
+	return nil
+}
+
+// reloadOnHUP re-reads the tokens file on every SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, tokens *lockhttp.Tokens, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := tokens.Reload(); err != nil {
+				log.Warn("tokens not reloaded; the old ones stay", "error", err)
+				continue
+			}
+			log.Info("tokens reloaded")
+		}
+	}
 }
 
 // startNode starts the node, which may wait up to its StartTimeout for the
