@@ -136,3 +136,15 @@ func parsePeers(s string) ([]node.Peer, error) {
 	}
 	return peers, nil
 }
+
+// node is the node's Config.
+func (c config) node(logger *slog.Logger) (node.Config, error) {
+	cfg := node.Config{
+		ID: c.id, DataDir: c.data, Addr: c.addr, Peers: c.peers, Join: c.join,
+		SessionTTL: c.ttl, Logger: logger,
+		// lockd's clients hold many keyed leases through one replica, all
+		// claims of its own session (node/DESIGN.md, "Limits").
+		Limits: node.Limits{NamesPerSession: 100_000},
+	}
+	return cfg, c.clusterSecurity(&cfg)
+}

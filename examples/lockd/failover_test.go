@@ -40,7 +40,7 @@ func TestLockd_FailoverTime(t *testing.T) {
 		// request itself waits up to the server's 5 s for a leader.
 		for {
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-			code, r, err := client.call(ctx, http.MethodPost, fmt.Sprintf("/v1/locks/failover-%d", i))
+			code, r, err := client.call(ctx, http.MethodPost, fmt.Sprintf("/v1/locks/failover-%d?ttl=1m", i))
 			cancel()
 			if err == nil && code == http.StatusOK {
 				last = r.Token

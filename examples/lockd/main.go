@@ -74,14 +74,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		go reloadOnHUP(ctx, tokens, log)
 	}
-	ncfg := node.Config{
-		ID: cfg.id, DataDir: cfg.data, Addr: cfg.addr, Peers: cfg.peers, Join: cfg.join,
-		SessionTTL: cfg.ttl, Logger: log,
-		// lockd's clients hold many keyed leases and client sessions
-		// through one replica (node/DESIGN.md, "Limits").
-		Limits: node.Limits{NamesPerSession: 100_000},
-	}
-	if err := cfg.clusterSecurity(&ncfg); err != nil {
+	ncfg, err := cfg.node(log)
+	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()

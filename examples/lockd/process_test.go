@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -56,6 +57,10 @@ type proc struct {
 	id, addr, http, data string
 	peers                string
 	extra                []string // more flags
+	// How the test reaches its API: HTTPS with this client config if set,
+	// and a bearer token.
+	tlsClient *tls.Config
+	token     string
 
 	api
 	cmd     *exec.Cmd
@@ -84,7 +89,11 @@ func (p *proc) start(t *testing.T, bin string) {
 		p.err = cmd.Wait()
 		close(exited)
 	}()
-	p.api = api{base: "http://" + p.http, client: &http.Client{Timeout: 15 * time.Second}}
+	p.api = api{base: "http://" + p.http, client: &http.Client{Timeout: 15 * time.Second}, token: p.token}
+	if p.tlsClient != nil {
+		p.base = "https://" + p.http
+		p.client.Transport = &http.Transport{TLSClientConfig: p.tlsClient}
+	}
 }
 
 func (p *proc) running() bool {
@@ -143,6 +152,13 @@ type procCluster struct {
 // then it starts over on new ports.
 func startProcCluster(t *testing.T, bin string, size int, extra ...string) *procCluster {
 	t.Helper()
+	return startProcClusterWith(t, bin, size, func(p *proc) { p.extra = extra })
+}
+
+// startProcClusterWith is startProcCluster with each process's flags and
+// API client set by edit.
+func startProcClusterWith(t *testing.T, bin string, size int, edit func(p *proc)) *procCluster {
+	t.Helper()
 	c := &procCluster{t: t, bin: bin}
 	dir := t.TempDir() // created first, so removed after the processes stopped
 	t.Cleanup(func() {
@@ -157,7 +173,8 @@ func startProcCluster(t *testing.T, bin string, size int, extra ...string) *proc
 		c.procs = nil
 		var peers []string
 		for i := range size {
-			p := &proc{id: fmt.Sprintf("n%d", i+1), addr: freePort(t), http: freePort(t), extra: extra}
+			p := &proc{id: fmt.Sprintf("n%d", i+1), addr: freePort(t), http: freePort(t)}
+			edit(p)
 			p.data = filepath.Join(dir, fmt.Sprintf("attempt%d-%s", attempt, p.id))
 			peers = append(peers, p.id+"="+p.addr)
 			c.procs = append(c.procs, p)
@@ -288,9 +305,11 @@ func waitCaughtUp(t *testing.T, p *proc, index uint64, timeout time.Duration) {
 	}
 }
 
-// TestLockd_Processes runs three lockd processes: acquire through a
-// follower, SIGKILL of the leader, failover, restart of the killed process
-// on its -data, graceful SIGTERM.
+// TestLockd_Processes runs three lockd processes: a client session and its
+// lease through a follower, SIGKILL of the leader, failover, the client's
+// lease refreshed at another replica, restart of the killed process on its
+// -data serving the leases granted before it died, and a graceful SIGTERM
+// that leaves the client's lease to the client.
 func TestLockd_Processes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes (-short)")
@@ -302,40 +321,52 @@ func TestLockd_Processes(t *testing.T) {
 	survivors := c.others(leader)
 	follower, other := survivors[0], survivors[1]
 
-	// A session lease of the follower's process, through the follower.
-	held := follower.must(t, "POST", "/v1/locks/orders%2F42?owner=follower", 200)
+	// A client session and a session lease of it, through the follower.
+	session := follower.must(t, "POST", "/v1/sessions?ttl=1h&owner=web-1", 200).Session
+	held := follower.must(t, "POST", "/v1/locks/orders%2F42?owner=follower&session="+session, 200)
 	assert.Equal(t, "orders/42", held.Name)
+	require.NotEmpty(t, held.Lease)
+	// A keyed TTL lease through the leader, which is killed next.
+	ttl := leader.must(t, "POST", "/v1/locks/ticket-7?ttl=1h", 200)
 
 	// Kill the leader abruptly; a survivor elects a new leader and grants
 	// a free lock.
 	killed := time.Now()
 	leader.kill()
 	require.NoError(t, c.waitLeader(leader.id, 15*time.Second), "no new leader")
-	after := other.must(t, "POST", "/v1/locks/after-failover?wait=10s", 200)
+	after := other.must(t, "POST", "/v1/locks/after-failover?ttl=1m&wait=10s", 200)
 	t.Logf("leader kill to acquire on a survivor: %v", time.Since(killed))
 	assert.Greater(t, after.Token, held.Token)
 
-	// The follower's lease survived the failover.
+	// The client's lease survived the failover; the client renews its
+	// session and refreshes its lease at another replica.
+	other.must(t, "PUT", "/v1/sessions/"+session, 200)
 	info := other.must(t, "GET", "/v1/locks/orders%2F42", 200)
 	assert.True(t, info.Held)
 	assert.Equal(t, held.Token, info.Token)
 	assert.Equal(t, "follower", info.Owner)
-	follower.must(t, "POST", fmt.Sprintf("/v1/locks/orders%%2F42/refresh?token=%d", held.Token), 200)
+	assert.Equal(t, "session", info.Kind)
+	other.must(t, "POST", "/v1/locks/orders%2F42/refresh?lease="+held.Lease, 200)
 
 	// The killed process restarts on its -data (same flags: -peers is
-	// ignored on existing state) and catches up: the token is the log
-	// index of the grant, so having applied it means having the grant.
+	// ignored on existing state), catches up, and serves refresh and
+	// release of the lease it granted before it died.
 	leader.start(t, bin)
 	waitCaughtUp(t, leader, after.Token, 20*time.Second)
-	info = leader.must(t, "GET", "/v1/locks/after-failover", 200)
-	assert.True(t, info.Held)
-	assert.Equal(t, after.Token, info.Token)
+	r := leader.must(t, "POST", "/v1/locks/ticket-7/refresh?lease="+ttl.Lease, 200)
+	assert.Equal(t, ttl.Token, r.Token)
+	leader.must(t, "DELETE", "/v1/locks/ticket-7?lease="+ttl.Lease, 200)
 	st := leader.must(t, "GET", "/v1/status", 200)
 	assert.Len(t, st.Members, 3)
 	assert.NotEqual(t, leader.id, st.Leader)
 
-	// Graceful stop: SIGTERM releases the process's session leases.
+	// Graceful stop of the replica the client used: its lease is the
+	// client's, held by key, and outlives the replica.
 	require.NoError(t, follower.terminate(15*time.Second))
 	assert.Contains(t, follower.log.String(), "msg=stopped")
-	assert.False(t, other.must(t, "GET", "/v1/locks/orders%2F42", 200).Held, "SIGTERM released the follower's lease")
+	info = other.must(t, "GET", "/v1/locks/orders%2F42", 200)
+	assert.True(t, info.Held, "SIGTERM of a replica leaves its clients' leases")
+	other.must(t, "DELETE", "/v1/locks/orders%2F42?lease="+held.Lease, 200)
+	leader.must(t, "DELETE", "/v1/sessions/"+session, 200)
+	leader.must(t, "PUT", "/v1/sessions/"+session, 404)
 }
