@@ -135,32 +135,47 @@ func (h *Handler) Close() error {
 	return err
 }
 
-// routes registers every endpoint with the role it needs.
+// route is one endpoint: what the mux matches, the role it needs
+// (RoleNone: anyone), and its handler. openapi.json documents each one
+// (TestOpenAPI_MatchesRoutes).
+type route struct {
+	method, path string
+	role         Role
+	fn           http.HandlerFunc
+}
+
+// table lists every endpoint.
+func (h *Handler) table() []route {
+	return []route{
+		{"POST", "/v1/sessions", RoleClient, h.openSession},
+		{"PUT", "/v1/sessions/{session}", RoleClient, h.renewSession},
+		{"DELETE", "/v1/sessions/{session}", RoleClient, h.closeSession},
+		{"GET", "/v1/sessions/{session}", RoleClient, h.sessionInfo},
+		{"POST", "/v1/locks/{name}", RoleClient, h.acquire},
+		{"POST", "/v1/locks/{name}/refresh", RoleClient, h.refresh},
+		{"DELETE", "/v1/locks/{name}", RoleClient, h.release},
+		{"GET", "/v1/locks/{name}", RoleClient, h.inspect},
+		{"GET", "/v1/locks", RoleClient, h.list},
+		{"POST", "/v1/locks/{name}/revoke", RoleAdmin, h.revoke},
+		{"GET", "/v1/status", RoleClient, h.status},
+		{"POST", "/v1/leader/transfer", RoleAdmin, h.transfer},
+		{"GET", "/v1/snapshot", RoleAdmin, h.snapshot},
+		{"GET", "/healthz", RoleNone, h.healthz},
+		{"GET", "/readyz", RoleNone, h.readyz},
+		{"GET", "/metrics", RoleNone, h.metrics},
+	}
+}
+
+// routes registers the table's endpoints.
 func (h *Handler) routes() {
 	m := http.NewServeMux()
-	client := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.need(RoleClient, fn)) }
-	admin := func(pattern string, fn http.HandlerFunc) { m.Handle(pattern, h.need(RoleAdmin, fn)) }
-
-	client("POST /v1/sessions", h.openSession)
-	client("PUT /v1/sessions/{session}", h.renewSession)
-	client("DELETE /v1/sessions/{session}", h.closeSession)
-	client("GET /v1/sessions/{session}", h.sessionInfo)
-
-	client("POST /v1/locks/{name}", h.acquire)
-	client("POST /v1/locks/{name}/refresh", h.refresh)
-	client("DELETE /v1/locks/{name}", h.release)
-	client("GET /v1/locks/{name}", h.inspect)
-	client("GET /v1/locks", h.list)
-	admin("POST /v1/locks/{name}/revoke", h.revoke)
-
-	client("GET /v1/status", h.status)
-	admin("POST /v1/leader/transfer", h.transfer)
-	admin("GET /v1/snapshot", h.snapshot)
-
-	m.HandleFunc("GET /healthz", h.healthz)
-	m.HandleFunc("GET /readyz", h.readyz)
-	m.HandleFunc("GET /metrics", h.metrics)
-
+	for _, rt := range h.table() {
+		var hh http.Handler = rt.fn
+		if rt.role > RoleNone {
+			hh = h.need(rt.role, rt.fn)
+		}
+		m.Handle(rt.method+" "+rt.path, hh)
+	}
 	// Two or more segments after /v1/locks/ (other than .../refresh and
 	// .../revoke): most likely a name with an unescaped '/'. ({rest...}
 	// alone would also match "name/" and make the mux redirect "PUT
