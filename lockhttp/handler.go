@@ -22,6 +22,7 @@ type ClientSessions interface {
 	RenewClientSession(ctx context.Context, s node.ClientSession) (time.Duration, error)
 	CloseClientSession(ctx context.Context, s node.ClientSession) error
 	ClientSessionInfo(ctx context.Context, id uint64) (node.ClientSessionInfo, error)
+	ListClientSessions(ctx context.Context) ([]node.ClientSessionInfo, error)
 	AcquireFor(ctx context.Context, s node.ClientSession, name string, opts ...lock.Option) (node.Grant, error)
 	TryAcquireFor(ctx context.Context, s node.ClientSession, name string, opts ...lock.Option) (node.Grant, error)
 	AcquireKeyed(ctx context.Context, name string, opts ...lock.Option) (node.Grant, error)
@@ -151,6 +152,7 @@ func (h *Handler) table() []route {
 		{"PUT", "/v1/sessions/{session}", RoleClient, h.renewSession},
 		{"DELETE", "/v1/sessions/{session}", RoleClient, h.closeSession},
 		{"GET", "/v1/sessions/{session}", RoleClient, h.sessionInfo},
+		{"GET", "/v1/sessions", RoleAdmin, h.listSessions},
 		{"POST", "/v1/locks/{name}", RoleClient, h.acquire},
 		{"POST", "/v1/locks/{name}/refresh", RoleClient, h.refresh},
 		{"DELETE", "/v1/locks/{name}", RoleClient, h.release},

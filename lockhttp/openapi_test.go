@@ -145,6 +145,7 @@ func TestOpenAPI_EveryRouteAnswersAsDocumented(t *testing.T) {
 		"renewSession":       "/v1/sessions/" + session,
 		"closeSession":       "/v1/sessions/" + closing.String(),
 		"sessionInfo":        "/v1/sessions/" + id,
+		"listSessions":       "/v1/sessions",
 		"acquire":            "/v1/locks/free?session=" + session,
 		"release":            "/v1/locks/held?lease=" + key,
 		"inspect":            "/v1/locks/held?queue=5",
@@ -162,6 +163,7 @@ func TestOpenAPI_EveryRouteAnswersAsDocumented(t *testing.T) {
 		"openSession":  "/v1/sessions?ttl=1ms",
 		"renewSession": "/v1/sessions/nope",
 		"sessionInfo":  "/v1/sessions/zz",
+		"listSessions": "/v1/sessions?x=1",
 		"acquire":      "/v1/locks/free",
 		"release":      "/v1/locks/held?token=1",
 		"inspect":      "/v1/locks/held?queue=x",
@@ -194,7 +196,7 @@ func TestOpenAPI_EveryRouteAnswersAsDocumented(t *testing.T) {
 		byID[op.ID] = key
 	}
 	order := []string{ // release after refresh; the transfer last
-		"healthz", "readyz", "metrics", "openSession", "renewSession", "sessionInfo", "closeSession",
+		"healthz", "readyz", "metrics", "openSession", "renewSession", "sessionInfo", "listSessions", "closeSession",
 		"acquire", "inspect", "list", "refresh", "release", "revoke", "status", "snapshot", "transferLeadership",
 	}
 	require.ElementsMatch(t, slices.Collect(maps.Keys(byID)), order, "a call for every documented operation")

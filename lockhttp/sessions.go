@@ -117,6 +117,32 @@ func (h *Handler) sessionInfo(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// listSessions: GET /v1/sessions (admin), every client session.
+func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
+	if h.sessions == nil {
+		h.fail(w, r, errNoSessions, false)
+		return
+	}
+	if _, err := query(r); err != nil {
+		h.fail(w, r, err, false)
+		return
+	}
+	ctx, cancel := h.opCtx(r)
+	defer cancel()
+	all, err := h.sessions.ListClientSessions(ctx)
+	if err != nil {
+		h.fail(w, r, err, false)
+		return
+	}
+	body := struct {
+		Sessions []sessionInfoBody `json:"sessions"`
+	}{Sessions: []sessionInfoBody{}}
+	for _, info := range all {
+		body.Sessions = append(body.Sessions, sessionInfoBody{ID: fmt.Sprintf("%016x", info.ID), Owner: info.Owner, TTLMS: ms(info.TTL), Node: info.Node})
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
 // publicID parses a session's public ID: its hex ID, alone or before the
 // secret.
 func publicID(v string) (uint64, error) {

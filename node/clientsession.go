@@ -251,3 +251,19 @@ func (n *Node) ClientSessionInfo(ctx context.Context, id uint64) (ClientSessionI
 	}
 	return ClientSessionInfo{ID: id, Owner: info.Owner, TTL: info.TTL, Node: info.Node}, nil
 }
+
+// ListClientSessions lists every client session, by ID, linearizably.
+func (n *Node) ListClientSessions(ctx context.Context) ([]ClientSessionInfo, error) {
+	if err := n.readBarrier(ctx); err != nil {
+		return nil, err
+	}
+	var out []ClientSessionInfo
+	n.bridge.read(func(st *fsm.State) {
+		for _, s := range st.Sessions() {
+			if s.Client {
+				out = append(out, ClientSessionInfo{ID: s.ID, Owner: s.Owner, TTL: s.TTL, Node: s.Node})
+			}
+		}
+	})
+	return out, nil
+}
