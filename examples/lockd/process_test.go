@@ -370,3 +370,27 @@ func TestLockd_Processes(t *testing.T) {
 	leader.must(t, "DELETE", "/v1/sessions/"+session, 200)
 	leader.must(t, "PUT", "/v1/sessions/"+session, 404)
 }
+
+// TestLockd_PythonTicketSale runs the README's non-Go client,
+// ticketsale.py (Python's standard library only), against three lockd
+// processes: 20 buyers, 5 tickets, none oversold, every buyer answered.
+func TestLockd_PythonTicketSale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes (-short)")
+	}
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 in PATH")
+	}
+	t.Parallel()
+	bin := buildLockd(t)
+	c := startProcCluster(t, bin, 3)
+	var replicas []string
+	for _, p := range c.procs {
+		replicas = append(replicas, "http://"+p.http)
+	}
+	out, err := exec.CommandContext(t.Context(), python, "ticketsale.py", "--replicas", strings.Join(replicas, ","),
+		"--buyers", "20", "--tickets", "5").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "SUMMARY tickets=5 sold=5 buyers=20 oversold=0 failed=0")
+}
