@@ -213,6 +213,10 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 		return Grant{}, fmt.Errorf("acquire %q: %w", name, stateErr(res.GetCode()))
 	}
 	copy(grant.Key[:], res.GetKey()) // a re-attach answers the claim's own key
+	// A grant applied before this point is on the waiter already, except
+	// one a snapshot covered and a re-attach to a held lease (no Granted
+	// event: the lease was granted earlier): reconcileGrant finds both in
+	// the state.
 	c.n.bridge.read(func(st *fsm.State) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
