@@ -125,3 +125,57 @@ func TestReview8_OrphanCleanupSparesAnotherKeyedLease(t *testing.T) {
 	_, err = n.RefreshKey(ctx, "x", g1.Key)
 	assert.NoError(t, err, "the first caller's key still names its lease")
 }
+
+// TestReview8_MovedWhileCatchingUpIsErrMoved: a waiting AcquireFor whose
+// claim the client session took over in another request fails with
+// ErrMoved (its doc comment). When the re-attach reaches this node in a
+// snapshot (no Moved event), reconcileGrant fails it with lock.ErrLost
+// instead: the caller (lockd) cannot tell "you asked again elsewhere" from
+// "your claim is gone".
+func TestReview8_MovedWhileCatchingUpIsErrMoved(t *testing.T) {
+	ctx := testCtx(t)
+	n := newLevel3Node(t)
+	s, err := n.OpenClientSession(ctx, time.Minute, "web")
+	require.NoError(t, err)
+	_, err = n.AcquireKeyed(ctx, "x", lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+
+	waited := make(chan error, 1)
+	go func() {
+		_, err := n.AcquireFor(ctx, s, "x")
+		waited <- err
+	}()
+	waitQueued(t, n, "x", 1)
+	waitFor(t, func() bool { // the waiter knows its claim
+		n.def.mu.Lock()
+		defer n.def.mu.Unlock()
+		for _, w := range n.def.grants {
+			if w.claim != 0 {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The client asks again in another request; this node learns of it
+	// from a snapshot.
+	c := n.def
+	c.mu.Lock()
+	req, err := c.nextRequest(ctx)
+	c.mu.Unlock()
+	require.NoError(t, err)
+	c.endRequest(req.Seq)
+	var key LeaseKey
+	random(key[:])
+	res := installAfter(t, n, &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
+		Req: req, Name: "x", ForSession: s.ID, Secret: s.Secret[:], Key: key[:],
+	}}})
+	require.Equal(t, fsmpb.Code_CODE_QUEUED, res.GetCode(), "a re-attach")
+
+	select {
+	case err := <-waited:
+		assert.ErrorIs(t, err, ErrMoved)
+	case <-ctx.Done():
+		t.Fatal("the moved waiter did not end")
+	}
+}
