@@ -185,17 +185,22 @@ func (s *State) Renewable(id uint64, secret []byte) bool {
 	return subtle.ConstantTimeCompare(sess.secret, secret) == 1
 }
 
-// RoutedClaim is the ID of the claim on name that a request (stream, seq)
-// made or last re-attached for a client session, held or queued, or 0:
-// what a node looks for when the answer to such an Acquire was lost with
-// its stream's session.
-func (s *State) RoutedClaim(name string, stream, seq uint64) uint64 {
+// RoutedClaim is the ID of the claim on name, held or queued, that the
+// request (session, seq) made or last re-attached, or 0: a client
+// session's claim by its stream, any other by its own session. It is what
+// a node looks for when the answer to an Acquire was lost with the
+// session it was made in.
+func (s *State) RoutedClaim(name string, session, seq uint64) uint64 {
 	l := s.locks[name]
-	if l == nil {
+	if l == nil || session == 0 {
 		return 0
 	}
 	for _, cl := range append([]claim{l.holder.claim}, l.queue...) {
-		if cl.stream == stream && cl.seq == seq && stream != 0 {
+		route := cl.stream
+		if route == 0 {
+			route = cl.session
+		}
+		if route == session && cl.seq == seq {
 			return cl.id
 		}
 	}

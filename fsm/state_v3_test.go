@@ -407,7 +407,7 @@ func TestState_RoutedClaim(t *testing.T) {
 		cmdAcquire(s2, 1, "a"))...)                        // 8 queued, a node's own
 	assert.Equal(t, uint64(6), s.RoutedClaim("a", s1, 1))
 	assert.Equal(t, uint64(7), s.RoutedClaim("a", s1, 2))
-	assert.Zero(t, s.RoutedClaim("a", s2, 1), "a node session's own claim has no route")
+	assert.Equal(t, uint64(8), s.RoutedClaim("a", s2, 1), "a node session's own claim, by its session")
 	assert.Zero(t, s.RoutedClaim("a", 0, 1))
 	assert.Zero(t, s.RoutedClaim("b", s1, 1))
 	applyOK(t, s, 9, cmdAcquire(s2, 2, "a", forClient(c2, k(2), k(5)))) // re-attach

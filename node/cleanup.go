@@ -34,11 +34,9 @@ type gaveUp struct {
 	claim   uint64 // 0 while unknown (an ambiguous Acquire)
 	session uint64 // the session the claim was made under
 	ttl     bool   // a TTL claim, which outlives its session
-	// routed: a client session's claim made in request (session, seq) of
-	// the stream (keyed.go); if that session is gone, the state finds the
-	// claim by its route.
-	routed bool
-	seq    uint64
+	// seq is the request's seq: if the session is gone, the state finds
+	// the claim by (session, seq) (fsm.State.RoutedClaim).
+	seq uint64
 }
 
 // backgroundLocked runs fn on a goroutine that Close and abandon wait for, and
@@ -135,15 +133,17 @@ func (c *client) withdraw(g gaveUp) {
 }
 
 // resolve settles an Acquire whose outcome is unknown (the caller gave up
-// while a forward was in flight), in the background: it proposes the very
-// same request again until answered — the state machine answers it from
-// its de-duplication cache without a second effect — and withdraws the
-// claim if there was one. Its seq stays in the request window meanwhile,
+// while a forward was in flight), in the background: it proposes cmd, a
+// command in the Acquire's request (the very same Acquire for a Locker,
+// settleByKey's Release for an Acquire by key), until answered — the state
+// machine answers it from its de-duplication cache if the Acquire was
+// applied — and withdraws the claim if there was one. Its seq stays in the request window meanwhile,
 // so the cache keeps its result. It waits for that up to cleanupTimeout:
 // settled is false if it did not end within it; answered, that the store
 // answered the re-proposal (so it was reachable after the caller gave up).
 func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) (settled, answered bool) {
-	seq := cmd.GetAcquire().GetReq().GetSeq()
+	seq := requestOf(cmd).GetSeq()
+	g.seq = seq
 	var heard atomic.Bool
 	c.mu.Lock()
 	closed := c.closed
@@ -180,39 +180,25 @@ func (c *client) resolve(g gaveUp, cmd *fsmpb.Command) (settled, answered bool) 
 	return settled, settled && heard.Load()
 }
 
-// orphanClaim is orphanTTLClaim, or for a routed claim the claim the
-// state finds by its route.
+// orphanClaim is the claim the request (g.session, g.seq) made, if the
+// store still has it: the session is gone (its queued claims and session
+// leases with it), but a TTL lease, and a client session's claim made in
+// it, outlive it. Found by the request, not by the session's leases: a
+// keyed lease of the same session and name is another caller's.
 func (c *client) orphanClaim(g gaveUp) uint64 {
-	if !g.routed {
-		return c.orphanTTLClaim(g)
-	}
 	var claim uint64
 	c.n.bridge.read(func(st *fsm.State) { claim = st.RoutedClaim(g.name, g.session, g.seq) })
 	return claim
 }
 
-// orphanTTLClaim returns the claim of a TTL lease on g.name that the store
-// holds for g's session (expired) and for which the client has no lease,
-// or 0. This node has applied the answer to the re-proposal, so it has
-// applied the Acquire too if that ever committed; a grant applied here
-// while the waiter was registered is on the waiter (dropWaiter withdraws
-// it) and one applied after that has no waiter (handle withdraws it); this
-// finds one whose event never fired here (a snapshot covered it).
-func (c *client) orphanTTLClaim(g gaveUp) uint64 {
-	if !g.ttl {
-		return 0
+// requestOf is the request of cmd (an Acquire, or the Release that
+// settles an AcquireFor), nil for others.
+func requestOf(cmd *fsmpb.Command) *fsmpb.Request {
+	switch op := cmd.GetOp().(type) {
+	case *fsmpb.Command_Acquire:
+		return op.Acquire.GetReq()
+	case *fsmpb.Command_Release:
+		return op.Release.GetReq()
 	}
-	var claim uint64
-	c.n.bridge.read(func(st *fsm.State) {
-		li := st.Lock(g.name)
-		if !li.Held || li.Session != g.session || li.TTL == 0 {
-			return
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.leases[leaseKey{g.name, li.Token}] == nil {
-			claim = li.Claim
-		}
-	})
-	return claim
+	return nil
 }

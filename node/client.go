@@ -200,10 +200,12 @@ func (c *client) closeWithin(ctx context.Context) error {
 	c.endLeases(lock.ErrReleased)
 	var err error
 	if sess != 0 {
+		c.cancelOwnedGrants(ctx, sess)
 		_, err = c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_CloseSession{CloseSession: &fsmpb.CloseSession{
 			Req: &fsmpb.Request{Session: sess, Seq: seq},
 		}}})
 	}
+	c.failGrants(lock.ErrClosed)
 	c.n.unregister(c)
 	if errors.Is(err, lock.ErrClosed) {
 		err = nil
@@ -214,6 +216,7 @@ func (c *client) closeWithin(ctx context.Context) error {
 // abandon stops the client without telling the store, as a crash would.
 func (c *client) abandon() {
 	if _, _, ok := c.markClosed(); ok {
+		c.failGrants(lock.ErrClosed)
 		c.endLeases(fmt.Errorf("%w: node stopped", lock.ErrLost))
 		c.n.unregister(c)
 	}
@@ -233,8 +236,10 @@ func (c *client) markClosed() (sess, seq uint64, ok bool) {
 		delete(c.waiters, seq)
 	}
 	for seq, w := range c.grants {
-		w.fail(lock.ErrClosed)
-		delete(c.grants, seq)
+		if !w.owned { // a client session's claim stays the client's (DESIGN.md)
+			w.fail(lock.ErrClosed)
+			delete(c.grants, seq)
+		}
 	}
 	c.seq++
 	sess, seq = c.sess, c.seq

@@ -33,6 +33,7 @@ type grantWaiter struct {
 	session uint64 // the stream's session the request was made in
 	claim   uint64 // set once the Acquire is answered
 	owned   bool   // the claim is the stream session's own (a keyed lease of no client session)
+	client  uint64 // the client session the claim is for, 0 if owned
 	ch      chan fsm.Event
 	errc    chan error
 }
@@ -186,6 +187,9 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 		return Grant{}, err
 	}
 	w := &grantWaiter{name: name, session: req.Session, owned: s == nil, ch: make(chan fsm.Event, 1), errc: make(chan error, 1)}
+	if s != nil {
+		w.client = s.ID
+	}
 	c.grants[req.Seq] = w
 	c.mu.Unlock()
 	a := &fsmpb.Acquire{Req: req, Name: name, Owner: o.Owner, TtlNs: int64(o.TTL), Try: try, Key: key[:]}
@@ -227,15 +231,28 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 		// A try that re-attached to a queued claim: a try leaves none.
 		return Grant{}, c.giveUpGrant(name, req.Seq, w, fmt.Errorf("%w: %q", lock.ErrHeld, name))
 	}
-	select {
-	case ev := <-w.ch:
+	granted := func(ev fsm.Event) (Grant, error) {
 		c.dropGrant(req.Seq, w)
 		grant.Token, grant.TTL = ev.Token, ev.TTL
 		return grant, nil
+	}
+	select {
+	case ev := <-w.ch:
+		return granted(ev)
 	case err := <-w.errc:
+		select {
+		case ev := <-w.ch: // a grant on the waiter wins: its caller owns it
+			return granted(ev)
+		default:
+		}
 		c.dropGrant(req.Seq, w)
 		return Grant{}, fmt.Errorf("acquire %q: %w", name, err)
 	case <-ctx.Done():
+		select {
+		case ev := <-w.ch: // as for a Locker, a grant on the waiter wins over an ended ctx
+			return granted(ev)
+		default:
+		}
 		return Grant{}, c.giveUpGrant(name, req.Seq, w, ctx.Err())
 	}
 }
@@ -245,7 +262,7 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 // applied here), withdrawing the claim it may have made, as acquireOnce's
 // failure paths do for a Locker.
 func (c *client) acquireForFailed(ctx context.Context, name string, req *fsmpb.Request, w *grantWaiter, cmd *fsmpb.Command, res *fsmpb.Result, err error) error {
-	g := gaveUp{name: name, session: req.Session, ttl: true, seq: req.Seq, routed: !w.owned}
+	g := gaveUp{name: name, session: req.Session, ttl: true, seq: req.Seq}
 	c.dropGrant(req.Seq, w)
 	if res != nil { // committed, not applied here
 		c.endRequest(req.Seq)
@@ -262,7 +279,7 @@ func (c *client) acquireForFailed(ctx context.Context, name string, req *fsmpb.R
 		c.endRequest(req.Seq)
 		return fmt.Errorf("acquire %q: %w", name, err)
 	}
-	settled, answered := c.resolve(g, cmd) // ends the request
+	settled, answered := c.resolve(g, settleByKey(cmd)) // ends the request
 	switch {
 	case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil:
 		return fmt.Errorf("acquire %q: %w", name, ctx.Err())
@@ -271,6 +288,20 @@ func (c *client) acquireForFailed(ctx context.Context, name string, req *fsmpb.R
 			name, lock.ErrNoQuorum, err, cleanupTimeout)
 	}
 	return fmt.Errorf("acquire %q: %w", name, err)
+}
+
+// settleByKey is the command that settles an Acquire for a caller outside
+// the node, cmd, whose outcome is unknown: a Release by cmd's key in cmd's
+// request. If cmd was applied, the store answers the Release from its
+// cache with cmd's result (and resolve withdraws the claim it names);
+// otherwise the Release runs now, finds no lease with a key nobody else
+// has, and takes the request's place, so cmd can never run. Proposing cmd
+// again instead would run it if it never reached the log: for a client
+// session that re-attaches to, and resolve would then end, a claim the
+// client made since in another request.
+func settleByKey(cmd *fsmpb.Command) *fsmpb.Command {
+	a := cmd.GetAcquire()
+	return &fsmpb.Command{Op: &fsmpb.Command_Release{Release: &fsmpb.Release{Req: a.GetReq(), Name: a.GetName(), Key: a.GetKey()}}}
 }
 
 // giveUpGrant withdraws the claim of waiter w (of seq), whose caller gives
@@ -348,6 +379,74 @@ func (c *client) reconcileGrant(st *fsm.State, seq uint64, w *grantWaiter) {
 		w.ch <- fsm.Event{Kind: fsm.EventGranted, Name: w.name, Claim: li.Claim, Token: li.Token, TTL: li.TTL}
 	case !st.Queued(w.name, w.claim):
 		delete(c.grants, seq)
-		w.fail(fmt.Errorf("%w: withdrawn or taken over while this node was catching up", lock.ErrLost))
+		if w.client != 0 && hasClaim(st, w.name, w.client, li) {
+			w.fail(fmt.Errorf("%w (seen while this node was catching up)", ErrMoved))
+			return
+		}
+		w.fail(fmt.Errorf("%w: withdrawn while this node was catching up", lock.ErrLost))
+	}
+}
+
+// hasClaim reports whether session holds or waits for name (li is its
+// Lock): a client session's claim that is no longer this waiter's moved
+// to another request (one claim per client session and name).
+func hasClaim(st *fsm.State, name string, session uint64, li fsm.LockInfo) bool {
+	if li.Held && li.Session == session {
+		return true
+	}
+	for _, q := range st.Queue(name, 0) {
+		if q.Session == session {
+			return true
+		}
+	}
+	return false
+}
+
+// cancelOwnedGrants, as the client closes, withdraws the claims of its
+// waiting keyed Acquires (claims of its own session sess) that have no
+// grant for their callers yet, and fails those waiters with ErrClosed:
+// closing the session ends neither a keyed TTL lease nor a claim granted
+// meanwhile (fsm/DESIGN.md, "Decided after review" 8), and nobody would
+// ever hold the key. A waiter with a grant on it keeps it for its caller.
+// A keyed Acquire still in flight here is not covered: if it commits as
+// a grant before the close, that lease is nobody's until its TTL
+// (DESIGN.md, "Not done").
+func (c *client) cancelOwnedGrants(ctx context.Context, sess uint64) {
+	type cancel struct {
+		name       string
+		claim, seq uint64
+	}
+	var todo []cancel
+	c.mu.Lock()
+	for seq, w := range c.grants {
+		if !w.owned || len(w.ch) > 0 {
+			continue
+		}
+		delete(c.grants, seq)
+		w.fail(lock.ErrClosed)
+		if w.claim != 0 {
+			c.seq++
+			todo = append(todo, cancel{w.name, w.claim, c.seq})
+		}
+	}
+	c.mu.Unlock()
+	for _, x := range todo {
+		_, err := c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{
+			Req: &fsmpb.Request{Session: sess, Seq: x.seq}, Name: x.name, Claim: x.claim,
+		}}})
+		if err != nil {
+			c.n.log.Warn("withdrawing a keyed acquire as the node stops failed; if granted, it is held until its TTL",
+				"name", x.name, "error", err)
+		}
+	}
+}
+
+// failGrants fails every grant waiter still registered; c.mu not held.
+func (c *client) failGrants(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for seq, w := range c.grants {
+		w.fail(err)
+		delete(c.grants, seq)
 	}
 }
