@@ -3,6 +3,7 @@ package lockhttp
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
@@ -44,8 +45,8 @@ type Tokens struct {
 }
 
 type tokenEntry struct {
-	token []byte
-	role  Role
+	digest [sha256.Size]byte // of the token: compared, so that its length leaks nothing either
+	role   Role
 }
 
 // LoadTokens reads the token file at path.
@@ -96,12 +97,13 @@ func parseTokens(data []byte) ([]tokenEntry, error) {
 		default:
 			return nil, fmt.Errorf("line %d: role %q: client or admin", line, f[1])
 		}
+		d := sha256.Sum256([]byte(f[0]))
 		for _, e := range set {
-			if string(e.token) == f[0] {
+			if e.digest == d {
 				return nil, fmt.Errorf("line %d: a token listed twice", line)
 			}
 		}
-		set = append(set, tokenEntry{token: []byte(f[0]), role: role})
+		set = append(set, tokenEntry{digest: d, role: role})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -113,17 +115,18 @@ func parseTokens(data []byte) ([]tokenEntry, error) {
 }
 
 // Authenticate returns the role of r's bearer token; false if it has
-// none or an unknown one. Every entry is compared, in constant time, so
-// the time taken says nothing about which entry (or how much of one)
-// matched.
+// none or an unknown one. The token's SHA-256 is compared with every
+// entry's, in constant time, so the time taken says nothing about which
+// entry matched, how much of one, or how long the tokens are.
 func (t *Tokens) Authenticate(r *http.Request) (Role, bool) {
 	got, ok := bearer(r)
 	if !ok {
 		return RoleNone, false
 	}
+	d := sha256.Sum256(got)
 	role, found := RoleNone, 0
 	for _, e := range *t.set.Load() {
-		if subtle.ConstantTimeCompare(e.token, got) == 1 {
+		if subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1 {
 			role, found = e.role, 1
 		}
 	}

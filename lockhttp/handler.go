@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -115,13 +116,52 @@ func New(cfg Config) (*Handler, error) {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.log.Enabled(r.Context(), slog.LevelDebug) {
-		h.mux.ServeHTTP(w, r)
+		h.serve(w, r)
 		return
 	}
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-	h.mux.ServeHTTP(rec, r)
+	h.serve(rec, r)
 	h.log.Debug("http", "method", r.Method, "path", logPath(r), "status", rec.code, "duration", time.Since(start))
+}
+
+// serve routes r. What no route matches, the mux answers itself (404, 405
+// with Allow, a redirect): its errors are made JSON like every other.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	hh, pattern := h.mux.Handler(r)
+	if pattern == "" {
+		hh.ServeHTTP(&jsonErrors{ResponseWriter: w}, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// jsonErrors turns the mux's plain-text error answers into the API's JSON
+// errors; other answers (redirects) pass as they are.
+type jsonErrors struct {
+	http.ResponseWriter
+	replaced bool
+}
+
+func (j *jsonErrors) WriteHeader(code int) {
+	if code < 400 {
+		j.ResponseWriter.WriteHeader(code)
+		return
+	}
+	j.replaced = true
+	short, detail := "not_found", "no such endpoint (a lock name is one path segment: escape '/' as %2F)"
+	if code == http.StatusMethodNotAllowed {
+		short, detail = "method_not_allowed", "this endpoint takes "+j.Header().Get("Allow")
+	}
+	j.Header().Del("X-Content-Type-Options")
+	writeJSON(j.ResponseWriter, code, errorBody{Error: short, Detail: detail})
+}
+
+func (j *jsonErrors) Write(p []byte) (int, error) {
+	if j.replaced {
+		return len(p), nil // the mux's plain text, replaced
+	}
+	return j.ResponseWriter.Write(p)
 }
 
 // Close releases the leases a local-mode handler holds (within
@@ -218,13 +258,14 @@ func (h *Handler) opCtx(r *http.Request) (context.Context, context.CancelFunc) {
 // session endpoints, is cut off (the query, which may carry a session or a
 // lease key, is never logged).
 func logPath(r *http.Request) string {
-	p := r.URL.EscapedPath()
-	if rest, ok := strings.CutPrefix(p, "/v1/sessions/"); ok {
+	// The session path is matched decoded (a '.' may come as %2E): cut
+	// the decoded form.
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/v1/sessions/"); ok {
 		if id, _, found := strings.Cut(rest, "."); found {
-			return "/v1/sessions/" + id + ".…"
+			return "/v1/sessions/" + url.PathEscape(id) + ".…"
 		}
 	}
-	return p
+	return r.URL.EscapedPath()
 }
 
 type statusRecorder struct {

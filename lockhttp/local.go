@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -41,7 +42,7 @@ func newLocalLeases(l lock.Locker, log *slog.Logger, timeout time.Duration) *loc
 }
 
 // errHandlerClosed: a lease granted as the handler closed.
-var errHandlerClosed = errors.New("lockhttp: the handler is closing")
+var errHandlerClosed = fmt.Errorf("lockhttp: the handler is closing: %w", lock.ErrClosed)
 
 // track keeps l under a new key until it ends, whatever ends it.
 func (ls *localLeases) track(l lock.Lease, ttl time.Duration) (node.LeaseKey, error) {

@@ -200,7 +200,15 @@ func (c *client) closeWithin(ctx context.Context) error {
 	c.endLeases(lock.ErrReleased)
 	var err error
 	if sess != 0 {
-		c.cancelOwnedGrants(ctx, sess)
+		if c.cancelOwnedGrants(ctx, sess) {
+			// The close takes a seq above the cancels': the store forgets
+			// the lowest seqs first, and a close below them could be
+			// answered FORGOTTEN and not run.
+			c.mu.Lock()
+			c.seq++
+			seq = c.seq
+			c.mu.Unlock()
+		}
 		_, err = c.n.propose(ctx, &fsmpb.Command{Op: &fsmpb.Command_CloseSession{CloseSession: &fsmpb.CloseSession{
 			Req: &fsmpb.Request{Session: sess, Seq: seq},
 		}}})

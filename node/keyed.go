@@ -411,7 +411,7 @@ func hasClaim(st *fsm.State, name string, session uint64, li fsm.LockInfo) bool 
 // A keyed Acquire still in flight here is not covered: if it commits as
 // a grant before the close, that lease is nobody's until its TTL
 // (DESIGN.md, "Not done").
-func (c *client) cancelOwnedGrants(ctx context.Context, sess uint64) {
+func (c *client) cancelOwnedGrants(ctx context.Context, sess uint64) (proposed bool) {
 	type cancel struct {
 		name       string
 		claim, seq uint64
@@ -439,6 +439,7 @@ func (c *client) cancelOwnedGrants(ctx context.Context, sess uint64) {
 				"name", x.name, "error", err)
 		}
 	}
+	return len(todo) > 0
 }
 
 // failGrants fails every grant waiter still registered; c.mu not held.

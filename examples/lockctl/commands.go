@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 )
 
@@ -195,15 +196,36 @@ func (c *cli) snapshot(ctx context.Context, file string) error {
 	if err != nil {
 		return err
 	}
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, body, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, file); err != nil {
+	if err := writeWhole(file, body); err != nil {
 		return err
 	}
 	if !c.json {
 		_, _ = fmt.Fprintf(c.out, "saved %d bytes to %s\n", len(body), file)
 	}
 	return nil
+}
+
+// writeWhole writes data to file whole or not at all: to a temporary file
+// in the same directory, synced, then renamed over file (and removed if
+// anything failed).
+func writeWhole(file string, data []byte) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), file)
 }

@@ -242,7 +242,14 @@ func (c *cli) table(header string, rows [][]string) {
 	_ = tw.Flush()
 }
 
-func escape(name string) string { return url.PathEscape(name) }
+// escape is name as one path segment: '/' as %2F, and the names "." and
+// "..", which the server's router would take for dot segments, as %2E.
+func escape(name string) string {
+	if name == "." || name == ".." {
+		return strings.Repeat("%2E", len(name))
+	}
+	return url.PathEscape(name)
+}
 
 func ms(v int64) string {
 	if v == 0 {

@@ -72,8 +72,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if tokens, err = lockhttp.LoadTokens(cfg.httpTokens); err != nil {
 			return err
 		}
-		go reloadOnHUP(ctx, tokens, log)
 	}
+	// SIGHUP re-reads the tokens; without them it does nothing. It must
+	// never kill the replica (its default action): handled until run
+	// returns, the shutdown included.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	done := make(chan struct{})
+	defer close(done)
+	go reloadOnHUP(hup, done, tokens, log)
 	ncfg, err := cfg.node(log)
 	if err != nil {
 		return err
@@ -169,16 +177,18 @@ func nodeReady(n *node.Node) error {
 	return nil
 }
 
-// reloadOnHUP re-reads the tokens file on every SIGHUP until ctx ends.
-func reloadOnHUP(ctx context.Context, tokens *lockhttp.Tokens, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// reloadOnHUP re-reads the tokens file (if any) on every SIGHUP until
+// done closes.
+func reloadOnHUP(hup <-chan os.Signal, done <-chan struct{}, tokens *lockhttp.Tokens, log *slog.Logger) {
 	for {
 		select {
-		case <-ctx.Done():
+		case <-done:
 			return
 		case <-hup:
+			if tokens == nil {
+				log.Info("SIGHUP: no -http-tokens to reload")
+				continue
+			}
 			if err := tokens.Reload(); err != nil {
 				log.Warn("tokens not reloaded; the old ones stay", "error", err)
 				continue
