@@ -56,7 +56,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzEscapeName$$' -fuzztime=$(FUZZTIME) ./adapters/zookeeper
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeData$$' -fuzztime=$(FUZZTIME) ./adapters/zookeeper
 	$(GO) test -run='^$$' -fuzz='^FuzzHandleRPC$$' -fuzztime=$(FUZZTIME) ./node
-	$(GO) test -run='^$$' -fuzz='^FuzzParams$$' -fuzztime=$(FUZZTIME) ./examples/lockd
+	$(GO) test -run='^$$' -fuzz='^FuzzParams$$' -fuzztime=$(FUZZTIME) ./lockhttp
 
 # CI: every fuzz target (fuzz has one line per target: Go fuzzes one per
 # invocation) for a few seconds, which catches shallow crashes only; the
