@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,6 +46,13 @@ func TestLockd_Security(t *testing.T) {
 	wrong.must(t, "GET", "/v1/locks", 401)
 	anon.must(t, "GET", "/healthz", 200)
 	anon.must(t, "GET", "/readyz", 200)
+	res, err := anon.client.Get(anon.base + "/metrics")
+	require.NoError(t, err)
+	metrics, err := io.ReadAll(res.Body)
+	require.NoError(t, res.Body.Close())
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, string(metrics), "quorumlock_", "Prometheus exposition of the node's metrics, without a token")
 
 	held := client.must(t, "POST", "/v1/locks/x?ttl=1m", 200)
 	for _, admin := range []struct{ method, path string }{
