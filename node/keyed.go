@@ -217,6 +217,13 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 		return Grant{}, fmt.Errorf("acquire %q: %w", name, stateErr(res.GetCode()))
 	}
 	copy(grant.Key[:], res.GetKey()) // a re-attach answers the claim's own key
+	return c.awaitGrant(ctx, req.Seq, w, res, try, grant)
+}
+
+// awaitGrant is the outcome of an Acquire for a caller outside the node
+// (waiter w of seq) that its result res answered GRANTED or QUEUED: the
+// grant, when it comes, completes grant.
+func (c *client) awaitGrant(ctx context.Context, seq uint64, w *grantWaiter, res *fsmpb.Result, try bool, grant Grant) (Grant, error) {
 	// A grant applied before this point is on the waiter already, except
 	// one a snapshot covered and a re-attach to a held lease (no Granted
 	// event: the lease was granted earlier): reconcileGrant finds both in
@@ -225,14 +232,14 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		w.claim = res.GetClaim()
-		c.reconcileGrant(st, req.Seq, w)
+		c.reconcileGrant(st, seq, w)
 	})
 	if res.GetCode() == fsmpb.Code_CODE_QUEUED && try {
 		// A try that re-attached to a queued claim: a try leaves none.
-		return Grant{}, c.giveUpGrant(name, req.Seq, w, fmt.Errorf("%w: %q", lock.ErrHeld, name))
+		return Grant{}, c.giveUpGrant(grant.Name, seq, w, fmt.Errorf("%w: %q", lock.ErrHeld, grant.Name))
 	}
 	granted := func(ev fsm.Event) (Grant, error) {
-		c.dropGrant(req.Seq, w)
+		c.dropGrant(seq, w)
 		grant.Token, grant.TTL = ev.Token, ev.TTL
 		return grant, nil
 	}
@@ -245,15 +252,15 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 			return granted(ev)
 		default:
 		}
-		c.dropGrant(req.Seq, w)
-		return Grant{}, fmt.Errorf("acquire %q: %w", name, err)
+		c.dropGrant(seq, w)
+		return Grant{}, fmt.Errorf("acquire %q: %w", grant.Name, err)
 	case <-ctx.Done():
 		select {
 		case ev := <-w.ch: // as for a Locker, a grant on the waiter wins over an ended ctx
 			return granted(ev)
 		default:
 		}
-		return Grant{}, c.giveUpGrant(name, req.Seq, w, ctx.Err())
+		return Grant{}, c.giveUpGrant(grant.Name, seq, w, ctx.Err())
 	}
 }
 
