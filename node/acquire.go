@@ -115,22 +115,42 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 	}
 	if err != nil {
 		settled, answered := c.giveUp(req.Seq, w, cmd, errors.Is(err, errAmbiguous))
-		switch {
-		case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil && !isClosed(leader):
-			// Only a forward cut short by ctx went unanswered, and the same
-			// leader (no change since the call began) answered the
-			// re-proposal that settled it: reachable (R5). An answer from a
-			// new leader proves nothing about the call's time.
-			err = fmt.Errorf("acquire %q: %w", name, ctx.Err())
-		case !settled && !errors.Is(err, lock.ErrNoQuorum):
-			// Its outcome could not be settled with the store (R5).
-			err = fmt.Errorf("%w: %w (settling the acquire did not reach the store within %v; it goes on in the background)",
-				lock.ErrNoQuorum, err, cleanupTimeout)
-		}
-		return nil, err
+		return nil, settledErr(ctx, name, err, settled, answered, leader)
 	}
 	c.endRequest(req.Seq)
 	return c.settle(ctx, name, req, w, res)
+}
+
+// settledErr is the caller's error of an Acquire whose proposal failed
+// with err and whose outcome the clean-up then settled (settled: within
+// cleanupTimeout; answered: the store answered its re-proposal). leader
+// is the leader-change signal taken before the Acquire was proposed (R5).
+func settledErr(ctx context.Context, name string, err error, settled, answered bool, leader <-chan struct{}) error {
+	switch {
+	case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil && !isClosed(leader):
+		// Only a forward cut short by ctx went unanswered, and the same
+		// leader (no change since the call began) answered the
+		// re-proposal that settled it: reachable (R5). An answer from a
+		// new leader proves nothing about the call's time.
+		return fmt.Errorf("acquire %q: %w", name, ctx.Err())
+	case !settled && !errors.Is(err, lock.ErrNoQuorum):
+		// Its outcome could not be settled with the store (R5).
+		return fmt.Errorf("%w: %w (settling the acquire did not reach the store within %v; it goes on in the background)",
+			lock.ErrNoQuorum, err, cleanupTimeout)
+	}
+	return err
+}
+
+// withdrawnErr is the error of an Acquire whose caller gave up with why
+// after its claim reached the store: why, wrapped in lock.ErrNoQuorum if
+// withdrawing the claim did not reach the store within cleanupTimeout
+// (R5).
+func withdrawnErr(name string, why error, withdrawn bool) error {
+	if !withdrawn {
+		return fmt.Errorf("acquire %q: %w: %w (withdrawing the claim did not reach the store within %v; it goes on in the background)",
+			name, lock.ErrNoQuorum, why, cleanupTimeout)
+	}
+	return fmt.Errorf("acquire %q: %w", name, why)
 }
 
 // settle turns the result res of the Acquire request req (waiter w) into
@@ -172,11 +192,7 @@ func (c *client) abandonCommitted(name string, seq uint64, w *waiter, res *fsmpb
 		return err // no claim in the store
 	}
 	g := gaveUp{name: w.name, claim: res.GetClaim(), session: w.session, ttl: w.ttl}
-	if !c.cancelClaim(g) {
-		return fmt.Errorf("acquire %q: %w: %w (withdrawing the claim did not reach the store within %v; it goes on in the background)",
-			name, lock.ErrNoQuorum, err, cleanupTimeout)
-	}
-	return fmt.Errorf("acquire %q: %w", name, err)
+	return withdrawnErr(name, err, c.cancelClaim(g))
 }
 
 // giveUp ends the Acquire request cmd (seq, waiter w) whose proposal
@@ -253,13 +269,9 @@ func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.
 		case err = <-w.errc:
 		case <-ctx.Done():
 			c.dropWaiter(seq, w)
-			if !c.cancelClaim(w.gaveUp()) {
-				// Queued while the store was reachable, but it is not now:
-				// the withdrawal could not reach it (R5).
-				return nil, fmt.Errorf("acquire %q: %w: %w (withdrawing the claim did not reach the store within %v; it goes on in the background)",
-					name, lock.ErrNoQuorum, ctx.Err(), cleanupTimeout)
-			}
-			return nil, fmt.Errorf("acquire %q: %w", name, ctx.Err())
+			// Queued while the store was reachable; if it is not now, the
+			// withdrawal cannot reach it (R5).
+			return nil, withdrawnErr(name, ctx.Err(), c.cancelClaim(w.gaveUp()))
 		}
 	}
 	if err != nil {

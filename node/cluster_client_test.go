@@ -399,3 +399,35 @@ func TestClientSession_CanonicalSpelling(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "000000000000000000000w", k.String())
 }
+
+// TestClientSession_CutShortForwardToDeadLeader is
+// TestAcquire_CutShortForwardToDeadLeader for AcquireFor: its forward to
+// a leader that stopped answering is cut short by ctx, and a new leader
+// answers the settling re-proposal. That answer proves nothing about the
+// call's time: the call reports ErrNoQuorum with ctx's error (R5), not
+// ctx's error alone. acquireForFailed, written as a copy of acquireOnce's
+// failure path, had lost the "same leader" condition of the rule.
+func TestClientSession_CutShortForwardToDeadLeader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cut := newCutNet()
+	c := testcluster.Start(t, testcluster.Options{Size: 3, Net: cut, Edit: func(_ int, cfg *node.Config) {
+		cfg.SessionTTL = 10 * time.Second
+	}})
+	waitFor3(t, c)
+	li := c.Leader()
+	fi := (li + 1) % 3
+	s, err := c.Node(fi).OpenClientSession(ctx, time.Hour, "") // through the leader: a connection exists
+	require.NoError(t, err)
+
+	cut.blackhole(li)
+	actx, acancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer acancel()
+	g, err := c.Node(fi).AcquireFor(actx, s, "behind-a-dead-leader")
+	if err == nil {
+		_, _ = c.Node(fi).ReleaseKey(ctx, g.Name, g.Key)
+		t.Skip("the AcquireFor got through (a new leader within 300 ms); not the scenario")
+	}
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.ErrorIs(t, err, lock.ErrNoQuorum, "no leader answered anything during the call (R5)")
+}

@@ -198,9 +198,10 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 		a.ForSession, a.Secret, grant.Session = s.ID, s.Secret[:], s.ID
 	}
 	cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: a}}
+	leader := c.n.leaderChanged.changed() // closed by the next leader change
 	res, err := c.n.propose(ctx, cmd)
 	if err != nil {
-		return Grant{}, c.acquireForFailed(ctx, name, req, w, cmd, res, err)
+		return Grant{}, c.acquireForFailed(ctx, name, req, w, cmd, res, err, leader)
 	}
 	c.endRequest(req.Seq)
 	switch res.GetCode() {
@@ -267,18 +268,17 @@ func (c *client) awaitGrant(ctx context.Context, seq uint64, w *grantWaiter, res
 // acquireForFailed ends the Acquire request cmd (waiter w) whose
 // proposal failed with err (res: its result, if it committed but was not
 // applied here), withdrawing the claim it may have made, as acquireOnce's
-// failure paths do for a Locker.
-func (c *client) acquireForFailed(ctx context.Context, name string, req *fsmpb.Request, w *grantWaiter, cmd *fsmpb.Command, res *fsmpb.Result, err error) error {
+// failure paths do for a Locker, with the same errors (settledErr,
+// withdrawnErr). leader is the leader-change signal taken before the
+// proposal.
+func (c *client) acquireForFailed(ctx context.Context, name string, req *fsmpb.Request, w *grantWaiter, cmd *fsmpb.Command, res *fsmpb.Result, err error, leader <-chan struct{}) error {
 	g := gaveUp{name: name, session: req.Session, ttl: true, seq: req.Seq}
 	c.dropGrant(req.Seq, w)
 	if res != nil { // committed, not applied here
 		c.endRequest(req.Seq)
 		if code := res.GetCode(); code == fsmpb.Code_CODE_GRANTED || code == fsmpb.Code_CODE_QUEUED {
 			g.claim = res.GetClaim()
-			if !c.cancelClaim(g) {
-				return fmt.Errorf("acquire %q: %w: %w (withdrawing the claim did not reach the store within %v; it goes on in the background)",
-					name, lock.ErrNoQuorum, err, cleanupTimeout)
-			}
+			return withdrawnErr(name, err, c.cancelClaim(g))
 		}
 		return fmt.Errorf("acquire %q: %w", name, err)
 	}
@@ -287,14 +287,7 @@ func (c *client) acquireForFailed(ctx context.Context, name string, req *fsmpb.R
 		return fmt.Errorf("acquire %q: %w", name, err)
 	}
 	settled, answered := c.resolve(g, settleByKey(cmd)) // ends the request
-	switch {
-	case answered && errors.Is(err, errOnlyCutShort) && ctx.Err() != nil:
-		return fmt.Errorf("acquire %q: %w", name, ctx.Err())
-	case !settled && !errors.Is(err, lock.ErrNoQuorum):
-		return fmt.Errorf("acquire %q: %w: %w (settling the acquire did not reach the store within %v; it goes on in the background)",
-			name, lock.ErrNoQuorum, err, cleanupTimeout)
-	}
-	return fmt.Errorf("acquire %q: %w", name, err)
+	return settledErr(ctx, name, fmt.Errorf("acquire %q: %w", name, err), settled, answered, leader)
 }
 
 // settleByKey is the command that settles an Acquire for a caller outside
@@ -317,11 +310,7 @@ func settleByKey(cmd *fsmpb.Command) *fsmpb.Command {
 func (c *client) giveUpGrant(name string, seq uint64, w *grantWaiter, why error) error {
 	claim := c.dropGrant(seq, w)
 	g := gaveUp{name: name, claim: claim, session: w.session, ttl: true}
-	if claim != 0 && !c.cancelClaim(g) {
-		return fmt.Errorf("acquire %q: %w: %w (withdrawing the claim did not reach the store within %v; it goes on in the background)",
-			name, lock.ErrNoQuorum, why, cleanupTimeout)
-	}
-	return fmt.Errorf("acquire %q: %w", name, why)
+	return withdrawnErr(name, why, claim == 0 || c.cancelClaim(g))
 }
 
 // dropGrant forgets waiter w of seq and returns its claim as it stands:

@@ -69,7 +69,7 @@ func TestReview8_ResolveDoesNotStealALaterClaim(t *testing.T) {
 	require.NoError(t, err)
 
 	// The first call's caller gave up with its outcome unknown.
-	err = n.def.acquireForFailed(ctx, "x", req, w, cmd, nil, fmt.Errorf("%w: the forward was cut short", errAmbiguous))
+	err = n.def.acquireForFailed(ctx, "x", req, w, cmd, nil, fmt.Errorf("%w: the forward was cut short", errAmbiguous), nil)
 	require.Error(t, err)
 	n.def.cleanups.Wait()
 
@@ -114,7 +114,7 @@ func TestReview8_OrphanCleanupSparesAnotherKeyedLease(t *testing.T) {
 	require.NoError(t, err, "the first caller's keyed lease outlives the session")
 
 	// The second call's answer was lost: resolve settles it.
-	err = n.def.acquireForFailed(ctx, "x", req, w, cmd, nil, fmt.Errorf("%w: the forward was cut short", errAmbiguous))
+	err = n.def.acquireForFailed(ctx, "x", req, w, cmd, nil, fmt.Errorf("%w: the forward was cut short", errAmbiguous), nil)
 	require.Error(t, err)
 	n.def.cleanups.Wait()
 
