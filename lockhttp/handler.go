@@ -249,6 +249,39 @@ func (h *Handler) need(role Role, fn http.HandlerFunc) http.Handler {
 	})
 }
 
+// begin makes the checks every handler starts with: that the backend
+// offers the endpoint (missing: the error that says it does not, nil if
+// it does) and that the query names only the endpoint's parameters
+// (known). It answers a failed check itself and returns false.
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request, missing error, known ...string) (url.Values, bool) {
+	if missing != nil {
+		h.fail(w, r, missing, false)
+		return nil, false
+	}
+	q, err := query(r, known...)
+	if err != nil {
+		h.fail(w, r, err, false)
+		return nil, false
+	}
+	return q, true
+}
+
+// noSessions is errNoSessions in local mode, nil in cluster mode.
+func (h *Handler) noSessions() error {
+	if h.sessions == nil {
+		return errNoSessions
+	}
+	return nil
+}
+
+// noOperator is errNoOperator without an Operator, else nil.
+func (h *Handler) noOperator() error {
+	if h.op == nil {
+		return errNoOperator
+	}
+	return nil
+}
+
 // opCtx bounds a call that has no wait of its own.
 func (h *Handler) opCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), h.cfg.OpTimeout)

@@ -46,12 +46,7 @@ func infoOf(i lock.Info) infoBody {
 // inspect: GET /v1/locks/{name}?queue=N, a linearizable read on the
 // backends that offer one.
 func (h *Handler) inspect(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, "queue")
-	if err != nil {
-		h.fail(w, r, err, false)
-		return
-	}
-	name, err := lockName(r)
+	name, q, err := lockQuery(r, "queue")
 	if err != nil {
 		h.fail(w, r, err, false)
 		return

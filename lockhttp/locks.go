@@ -138,7 +138,7 @@ func (h *Handler) acquireShared(ctx context.Context, r *http.Request, p acquireP
 	}
 	body := grantBody{Name: g.Name, Token: g.Token, Lease: g.Key.String(), TTLMS: ms(g.TTL)}
 	if g.Session != 0 {
-		body.Session = fmt.Sprintf("%016x", g.Session)
+		body.Session = publicIDOf(g.Session)
 	}
 	return body, nil
 }
@@ -172,11 +172,7 @@ func (h *Handler) acquireLocal(ctx context.Context, r *http.Request, p acquirePa
 // leaseParams parses the lease a refresh or release names:
 // /v1/locks/{name}?lease=KEY. A token instead of a key is refused by name.
 func leaseParams(r *http.Request) (string, node.LeaseKey, error) {
-	q, err := query(r, "lease", "token")
-	if err != nil {
-		return "", node.LeaseKey{}, err
-	}
-	name, err := lockName(r)
+	name, q, err := lockQuery(r, "lease", "token")
 	if err != nil {
 		return "", node.LeaseKey{}, err
 	}
@@ -259,12 +255,7 @@ func (h *Handler) releaseLocal(ctx context.Context, name string, key node.LeaseK
 // lease has ended; 202 if it is still ending when OpTimeout runs out
 // (the revoke stays in effect: the holder's grace is its session's TTL).
 func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
-	q, err := query(r, "token")
-	if err != nil {
-		h.fail(w, r, err, false)
-		return
-	}
-	name, err := lockName(r)
+	name, q, err := lockQuery(r, "token")
 	if err != nil {
 		h.fail(w, r, err, false)
 		return

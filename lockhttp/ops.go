@@ -27,12 +27,7 @@ type memberBody struct {
 // status: GET /v1/status, this replica's view of the cluster (not a
 // linearizable read).
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	if h.op == nil {
-		h.fail(w, r, errNoOperator, false)
-		return
-	}
-	if _, err := query(r); err != nil {
-		h.fail(w, r, err, false)
+	if _, ok := h.begin(w, r, h.noOperator()); !ok {
 		return
 	}
 	st := h.op.Stats()
@@ -53,12 +48,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 
 // transfer: POST /v1/leader/transfer (admin), at the leader.
 func (h *Handler) transfer(w http.ResponseWriter, r *http.Request) {
-	if h.op == nil {
-		h.fail(w, r, errNoOperator, false)
-		return
-	}
-	if _, err := query(r); err != nil {
-		h.fail(w, r, err, false)
+	if _, ok := h.begin(w, r, h.noOperator()); !ok {
 		return
 	}
 	ctx, cancel := h.opCtx(r)
@@ -77,12 +67,7 @@ func (h *Handler) transfer(w http.ResponseWriter, r *http.Request) {
 // chunked; a backup that fails midway ends the response early (the client
 // sees a truncated body, which Restore refuses).
 func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
-	if h.op == nil {
-		h.fail(w, r, errNoOperator, false)
-		return
-	}
-	if _, err := query(r); err != nil {
-		h.fail(w, r, err, false)
+	if _, ok := h.begin(w, r, h.noOperator()); !ok {
 		return
 	}
 	cw := &countingWriter{w: w, before: func() {

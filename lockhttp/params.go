@@ -67,13 +67,18 @@ func positive(q url.Values, key string) (uint64, bool, error) {
 	return n, true, nil
 }
 
-// lockName is the {name} path segment, validated.
-func lockName(r *http.Request) (string, error) {
+// lockQuery parses a request about one lock: the {name} path segment,
+// validated, and the query, strictly (known: its parameters).
+func lockQuery(r *http.Request, known ...string) (string, url.Values, error) {
+	q, err := query(r, known...)
+	if err != nil {
+		return "", nil, err
+	}
 	name := r.PathValue("name")
 	if err := lock.ValidateName(name); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return name, nil
+	return name, q, nil
 }
 
 // ms is d in whole milliseconds, rounded up (0 only for 0).

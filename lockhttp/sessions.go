@@ -24,13 +24,8 @@ type sessionInfoBody struct {
 
 // openSession: POST /v1/sessions?ttl=DUR&owner=STR.
 func (h *Handler) openSession(w http.ResponseWriter, r *http.Request) {
-	if h.sessions == nil {
-		h.fail(w, r, errNoSessions, false)
-		return
-	}
-	q, err := query(r, "ttl", "owner")
-	if err != nil {
-		h.fail(w, r, err, false)
+	q, ok := h.begin(w, r, h.noSessions(), "ttl", "owner")
+	if !ok {
 		return
 	}
 	ttl, given, err := duration(q, "ttl")
@@ -92,12 +87,7 @@ func (h *Handler) closeSession(w http.ResponseWriter, r *http.Request) {
 // sessionInfo: GET /v1/sessions/{id}, by the public ID (a session string
 // with its secret is accepted too; the secret is not checked).
 func (h *Handler) sessionInfo(w http.ResponseWriter, r *http.Request) {
-	if h.sessions == nil {
-		h.fail(w, r, errNoSessions, false)
-		return
-	}
-	if _, err := query(r); err != nil {
-		h.fail(w, r, err, false)
+	if _, ok := h.begin(w, r, h.noSessions()); !ok {
 		return
 	}
 	id, err := publicID(r.PathValue("session"))
@@ -112,19 +102,20 @@ func (h *Handler) sessionInfo(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err, false)
 		return
 	}
-	writeJSON(w, http.StatusOK, sessionInfoBody{
-		ID: fmt.Sprintf("%016x", info.ID), Owner: info.Owner, TTLMS: ms(info.TTL), Node: info.Node,
-	})
+	writeJSON(w, http.StatusOK, sessionInfoOf(info))
 }
+
+func sessionInfoOf(info node.ClientSessionInfo) sessionInfoBody {
+	return sessionInfoBody{ID: publicIDOf(info.ID), Owner: info.Owner, TTLMS: ms(info.TTL), Node: info.Node}
+}
+
+// publicIDOf is a session's public ID as the API shows it (and as
+// Inspect's holder).
+func publicIDOf(id uint64) string { return fmt.Sprintf("%016x", id) }
 
 // listSessions: GET /v1/sessions (admin), every client session.
 func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
-	if h.sessions == nil {
-		h.fail(w, r, errNoSessions, false)
-		return
-	}
-	if _, err := query(r); err != nil {
-		h.fail(w, r, err, false)
+	if _, ok := h.begin(w, r, h.noSessions()); !ok {
 		return
 	}
 	ctx, cancel := h.opCtx(r)
@@ -138,7 +129,7 @@ func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request) {
 		Sessions []sessionInfoBody `json:"sessions"`
 	}{Sessions: []sessionInfoBody{}}
 	for _, info := range all {
-		body.Sessions = append(body.Sessions, sessionInfoBody{ID: fmt.Sprintf("%016x", info.ID), Owner: info.Owner, TTLMS: ms(info.TTL), Node: info.Node})
+		body.Sessions = append(body.Sessions, sessionInfoOf(info))
 	}
 	writeJSON(w, http.StatusOK, body)
 }
@@ -159,12 +150,7 @@ func publicID(v string) (uint64, error) {
 // sessionParam parses the {session} path segment of a renew or close,
 // which takes no query; false if it answered an error.
 func (h *Handler) sessionParam(w http.ResponseWriter, r *http.Request) (node.ClientSession, bool) {
-	if h.sessions == nil {
-		h.fail(w, r, errNoSessions, false)
-		return node.ClientSession{}, false
-	}
-	if _, err := query(r); err != nil {
-		h.fail(w, r, err, false)
+	if _, ok := h.begin(w, r, h.noSessions()); !ok {
 		return node.ClientSession{}, false
 	}
 	s, err := node.ParseClientSession(r.PathValue("session"))
@@ -180,6 +166,6 @@ func (h *Handler) closeAbandoned(s node.ClientSession) {
 	ctx, cancel := h.cleanupCtx()
 	defer cancel()
 	if err := h.sessions.CloseClientSession(ctx, s); err != nil {
-		h.log.Warn("closing a session whose client went away", "session", fmt.Sprintf("%016x", s.ID), "error", err)
+		h.log.Warn("closing a session whose client went away", "session", publicIDOf(s.ID), "error", err)
 	}
 }
