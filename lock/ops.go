@@ -53,6 +53,35 @@ type Adopter interface {
 	Adopt(ctx context.Context, name string, token uint64) (Lease, error)
 }
 
+// TokenFloorer raises the fencing tokens of a name: adapters/migrate uses it
+// to keep tokens increasing while an application moves between stores
+// (DESIGN.md, "Raising tokens").
+type TokenFloorer interface {
+	// FloorToken makes every grant of name that the store commits after
+	// FloorToken returns nil carry a token greater than floor. It does not
+	// touch a current lease or queue, and it never lowers anything: a floor
+	// at or below what the store would issue anyway changes nothing. floor
+	// must be at most MaxTokenFloor (else ErrInvalidOption). A store that
+	// cannot raise its tokens that far returns an error wrapping
+	// ErrUnsupported, with both numbers in its message. Errors of an
+	// unreachable store and of ctx follow R5.
+	FloorToken(ctx context.Context, name string, floor uint64) error
+}
+
+// MaxTokenFloor bounds FloorToken's floor, so that a raised token can never
+// wrap around: 2^62 leaves room for as many more grants as any store will
+// ever make.
+const MaxTokenFloor = 1 << 62
+
+// ValidateTokenFloor reports whether floor is at most MaxTokenFloor. The
+// error wraps ErrInvalidOption.
+func ValidateTokenFloor(floor uint64) error {
+	if floor > MaxTokenFloor {
+		return fmt.Errorf("%w: token floor %d above %d", ErrInvalidOption, floor, uint64(MaxTokenFloor))
+	}
+	return nil
+}
+
 // Kind says how a lease is kept.
 type Kind uint8
 
