@@ -1,0 +1,140 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/quorumlock/quorumlock/internal/leasecore"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// dual takes name in from, then in to, raising each store's tokens above
+// the other's grant with FencedTokens (DESIGN.md, "Tokens"). Whatever fails
+// after the grant in from releases what was granted before returning.
+func (l *Locker) dual(ctx context.Context, name string, opts []lock.Option, get acquireFunc) (lock.Lease, error) {
+	fromLease, err := get(l.from, ctx, name, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %q in from: %w", name, err)
+	}
+	fenced := l.cfg.Tokens == FencedTokens
+	if fenced {
+		if err := l.to.(lock.TokenFloorer).FloorToken(ctx, name, fromLease.Token()); err != nil {
+			_ = l.giveBack(fromLease)
+			return nil, fmt.Errorf("migrate: %q: raising to's tokens above from's %d: %w", name, fromLease.Token(), err)
+		}
+	}
+	toLease, err := get(l.to, ctx, name, opts...)
+	if err != nil {
+		_ = l.giveBack(fromLease)
+		return nil, fmt.Errorf("migrate: %q in to: %w", name, err)
+	}
+	token := fromLease.Token()
+	if fenced {
+		token = toLease.Token()
+		if err := l.from.(lock.TokenFloorer).FloorToken(ctx, name, token); err != nil {
+			_ = l.giveBack(toLease)
+			_ = l.giveBack(fromLease)
+			return nil, fmt.Errorf("migrate: %q: raising from's tokens above to's %d: %w", name, token, err)
+		}
+	}
+	return l.newDualLease(fromLease, toLease, token), nil
+}
+
+// dualLease is a lease held in both stores. It ends when either half ends;
+// its watcher then releases the other half.
+type dualLease struct {
+	leasecore.Core
+	end      leasecore.Ender
+	from, to lock.Lease
+	l        *Locker
+
+	settled   chan struct{} // closed once the half left after the end is released
+	settleErr error         // that release's error; read after settled
+}
+
+func (l *Locker) newDualLease(from, to lock.Lease, token uint64) *dualLease {
+	core, end := leasecore.New(from.Name(), token)
+	d := &dualLease{Core: core, end: end, from: from, to: to, l: l, settled: make(chan struct{})}
+	go d.watch()
+	return d
+}
+
+// watch ends the lease with the cause of the first half to end, then
+// releases the other half.
+func (d *dualLease) watch() {
+	first, other := d.to, d.from
+	select {
+	case <-d.to.Done():
+	case <-d.from.Done():
+		first, other = d.from, d.to
+	}
+	d.end.End(first.Err())
+	d.settleErr = d.l.giveBack(other)
+	close(d.settled)
+}
+
+// Refresh implements lock.Lease: it refreshes from, then to; nil only if
+// both did and the lease is still held (R2). It returns once the lease has
+// ended, whatever ctx (R4).
+func (d *dualLease) Refresh(ctx context.Context) error {
+	if d.Ended() {
+		return d.NotHeld("migrate")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.Context(), cancel)()
+	err := d.from.Refresh(ctx)
+	side := "from"
+	if err == nil {
+		err, side = d.to.Refresh(ctx), "to"
+	}
+	if d.endedBy(err) {
+		return d.NotHeld("migrate")
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: refresh %q in %s: %w", d.Name(), side, err)
+	}
+	return nil
+}
+
+// endedBy reports whether the lease has ended, waiting for the watcher
+// when err says that a half has: a half's Done is closed before its calls
+// report ErrNotHeld, so the wait is short.
+func (d *dualLease) endedBy(err error) bool {
+	if errors.Is(err, lock.ErrNotHeld) {
+		<-d.Done()
+	}
+	return d.Ended()
+}
+
+// Release implements lock.Lease: it releases to, which ends the lease,
+// then waits until from's half is released or ctx ends (the release then
+// goes on in the background, bounded by CleanupTimeout).
+func (d *dualLease) Release(ctx context.Context) error {
+	if d.Ended() {
+		return d.NotHeld("migrate")
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.Context(), cancel)()
+	if err := d.to.Release(rctx); err != nil && d.to.Err() == nil {
+		if d.Ended() { // from's half ended while to's release waited (R4)
+			return d.NotHeld("migrate")
+		}
+		return fmt.Errorf("migrate: release %q in to: %w", d.Name(), err)
+	}
+	<-d.Done()
+	if !errors.Is(d.Err(), lock.ErrReleased) {
+		return d.NotHeld("migrate") // it had ended otherwise first
+	}
+	select {
+	case <-d.settled:
+		if d.settleErr != nil {
+			return fmt.Errorf("migrate: %q released in to, but not in from: %w", d.Name(), d.settleErr)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("migrate: %q released in to; its release in from goes on in the background: %w", d.Name(), ctx.Err())
+	}
+}
