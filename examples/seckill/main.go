@@ -8,6 +8,7 @@
 //	go run ./examples/seckill -buyers 100 -tickets 30
 //	go run ./examples/seckill -backend redis -redis 127.0.0.1:6379
 //	go run ./examples/seckill -backend zookeeper -zk 127.0.0.1:2181
+//	go run ./examples/seckill -migrate redis:embedded -tickets 30
 //
 // By default the lock service is a 3-node Raft cluster inside this
 // process, its nodes talking over real TCP on loopback; buyers are spread
@@ -52,6 +53,7 @@ type config struct {
 	redis                  string
 	zk                     string
 	timeout                time.Duration
+	migrate                string // "from:to" backends, or "" for none
 }
 
 func parseFlags(args []string) (config, error) {
@@ -64,6 +66,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.redis, "redis", "127.0.0.1:6379", "Redis server host:port (-backend redis)")
 	fs.StringVar(&c.zk, "zk", "127.0.0.1:2181", "ZooKeeper servers host:port,... (-backend zookeeper)")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "give up after this long")
+	fs.StringVar(&c.migrate, "migrate", "", "run the sale while moving the buyers from one backend to another, e.g. redis:embedded (see migrate.go)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -78,11 +81,18 @@ func parseFlags(args []string) (config, error) {
 		return c, fmt.Errorf("-nodes %d: want 1 to 7", c.nodes)
 	case c.timeout <= 0:
 		return c, fmt.Errorf("-timeout %v: want > 0", c.timeout)
-	case c.backend != "embedded" && c.backend != "redis" && c.backend != "zookeeper":
+	case !validBackend(c.backend):
 		return c, fmt.Errorf("-backend %q: want embedded, redis or zookeeper", c.backend)
+	case c.migrate != "":
+		from, to, ok := strings.Cut(c.migrate, ":")
+		if !ok || !validBackend(from) || !validBackend(to) || from == to {
+			return c, fmt.Errorf("-migrate %q: want from:to, two different backends of embedded, redis and zookeeper", c.migrate)
+		}
 	}
 	return c, nil
 }
+
+func validBackend(b string) bool { return b == "embedded" || b == "redis" || b == "zookeeper" }
 
 // store is the protected resource: a ticket counter that rejects reads and
 // writes carrying a fencing token older than the newest it has accepted,
@@ -152,6 +162,9 @@ func run(args []string, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
+	if cfg.migrate != "" {
+		return runMigration(ctx, cfg, out)
+	}
 
 	buyers, stop, err := newBuyers(ctx, cfg)
 	defer stop()
@@ -209,15 +222,34 @@ func run(args []string, out io.Writer) error {
 // backend; stop tears the backend down after the buyers closed theirs.
 // Everything else in this program is backend-neutral.
 func newBuyers(ctx context.Context, cfg config) ([]lock.Locker, func(), error) {
+	newLocker, stopBackend, err := openBackend(ctx, cfg, cfg.backend)
 	buyers := make([]lock.Locker, 0, cfg.buyers)
-	closeBuyers := func() {
+	stop := func() {
 		for _, b := range buyers {
 			_ = b.Close()
 		}
+		stopBackend()
 	}
+	if err != nil {
+		return nil, stop, err
+	}
+	for range cfg.buyers {
+		l, err := newLocker()
+		if err != nil {
+			return nil, stop, err
+		}
+		buyers = append(buyers, l)
+	}
+	return buyers, stop, nil
+}
+
+// openBackend returns a constructor of Lockers (one session each) on
+// backend, and the function that stops the backend once they are closed.
+// The only code that knows which backend is in use.
+func openBackend(ctx context.Context, cfg config, backend string) (func() (lock.Locker, error), func(), error) {
 	var newLocker func() (lock.Locker, error)
 	var server string
-	switch cfg.backend {
+	switch backend {
 	case "redis":
 		server = "redis at " + cfg.redis
 		newLocker = func() (lock.Locker, error) { return redis.New(redis.Config{Addr: cfg.redis}) }
@@ -227,34 +259,30 @@ func newBuyers(ctx context.Context, cfg config) ([]lock.Locker, func(), error) {
 		newLocker = func() (lock.Locker, error) { return zookeeper.New(zookeeper.Config{Servers: servers}) }
 	default:
 		nodes, err := startNodes(cfg.nodes)
-		stop := func() { closeBuyers(); closeNodes(nodes) }
+		stop := func() { closeNodes(nodes) }
 		if err != nil {
 			return nil, stop, err
 		}
-		for i := range cfg.buyers {
-			l, err := nodes[i%len(nodes)].NewLocker(ctx)
-			if err != nil {
-				return nil, stop, err
-			}
-			buyers = append(buyers, l)
-		}
-		return buyers, stop, nil
-	}
-	for range cfg.buyers {
-		l, err := newLocker()
-		if err != nil {
-			return nil, closeBuyers, err
-		}
-		buyers = append(buyers, l)
+		next := 0 // buyers spread over the nodes round-robin
+		return func() (lock.Locker, error) {
+			n := nodes[next%len(nodes)]
+			next++
+			return n.NewLocker(ctx)
+		}, stop, nil
 	}
 	// The adapters connect lazily or in the background: fail fast if the
 	// server is not there.
+	probe, err := newLocker()
+	if err != nil {
+		return nil, func() {}, err
+	}
+	defer func() { _ = probe.Close() }()
 	ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := buyers[0].Inspect(ictx, "seckill/tickets"); err != nil {
-		return nil, closeBuyers, fmt.Errorf("%s: %w", server, err)
+	if _, err := probe.Inspect(ictx, "seckill/tickets"); err != nil {
+		return nil, func() {}, fmt.Errorf("%s: %w", server, err)
 	}
-	return buyers, closeBuyers, nil
+	return newLocker, func() {}, nil
 }
 
 // startNodes starts one embedded node, or a cluster of size nodes over TCP
