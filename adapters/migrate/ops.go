@@ -8,8 +8,10 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-// Revoke implements lock.Revoker. In Dual it revokes in to, then, if to
-// holds no lease with token, in from (DESIGN.md, "Operations").
+// Revoke implements lock.Revoker. In Dual it revokes in the store whose
+// token a Dual lease carries (to with FencedTokens, from with FromTokens),
+// then, if that store holds no lease with token, in the other: an old or
+// new replica's lease (DESIGN.md, "Operations").
 func (l *Locker) Revoke(ctx context.Context, name string, token uint64) error {
 	ctx, done, err := l.begin(ctx)
 	if err != nil {
@@ -29,10 +31,14 @@ func (l *Locker) Revoke(ctx context.Context, name string, token uint64) error {
 	case ToOnly:
 		return l.closedOr(revoke(l.to))
 	}
-	if err := revoke(l.to); !errors.Is(err, lock.ErrNotHeld) {
+	first, second := l.to, l.from
+	if l.cfg.Tokens == FromTokens {
+		first, second = l.from, l.to
+	}
+	if err := revoke(first); !errors.Is(err, lock.ErrNotHeld) {
 		return l.closedOr(err)
 	}
-	return l.closedOr(revoke(l.from))
+	return l.closedOr(revoke(second))
 }
 
 // List implements lock.Lister in FromOnly and ToOnly; in Dual it returns
