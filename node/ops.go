@@ -32,7 +32,7 @@ func (c *client) Revoke(ctx context.Context, name string, token uint64) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if res.GetCode() != fsmpb.Code_CODE_OK {
-		return opErr(op, res.GetCode(), name)
+		return opErr(op, res.GetCode(), name, 2)
 	}
 	err = c.n.bridge.waitUntil(ctx, c.stop, func(_ uint64, st *fsm.State) bool {
 		li := st.Lock(name)
@@ -68,7 +68,7 @@ func (c *client) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if res.GetCode() != fsmpb.Code_CODE_OK {
-		return nil, opErr(op, res.GetCode(), name)
+		return nil, opErr(op, res.GetCode(), name, 2)
 	}
 	return c.adopted(op, name, token, req.GetSession(), time.Duration(res.GetTtlNs()), sent)
 }
@@ -129,7 +129,7 @@ func (c *client) FloorToken(ctx context.Context, name string, floor uint64) erro
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if res.GetCode() != fsmpb.Code_CODE_OK {
-		return opErr(op, res.GetCode(), name)
+		return opErr(op, res.GetCode(), name, 4)
 	}
 	return nil
 }
@@ -161,12 +161,12 @@ func (c *client) sessionRequest(ctx context.Context, build func(*fsmpb.Request) 
 	}
 }
 
-// opErr is the error of a Revoke, Adopt or FloorToken that the state
-// machine answered other than OK.
-func opErr(op string, code fsmpb.Code, name string) error {
+// opErr is the error of a Revoke, Adopt or FloorToken, which needs
+// protocol level, that the state machine answered other than OK.
+func opErr(op string, code fsmpb.Code, name string, level int) error {
 	if code == fsmpb.Code_CODE_UNSUPPORTED {
-		return fmt.Errorf("%s: %w: the cluster has not committed the protocol level it needs yet (a voter of an older build, or an upgrade not yet complete; see Stats().Protocol)",
-			op, lock.ErrUnsupported)
+		return fmt.Errorf("%s: %w: the cluster has not committed protocol level %d yet (a voter of an older build, or an upgrade not yet complete; see Stats().Protocol)",
+			op, lock.ErrUnsupported, level)
 	}
 	return fmt.Errorf("%s: %w", op, codeErr(code, name))
 }
