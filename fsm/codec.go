@@ -28,6 +28,9 @@ const (
 	// key (protocol 3): 128 random bits.
 	KeyLen          = 16
 	SnapshotVersion = 2 // written at protocol level 2 and above; Restore also reads 1
+	// MaxTokenFloor bounds FloorToken's floor (protocol 4): lock's
+	// MaxTokenFloor, 2^62, so that a raised token can never wrap around.
+	MaxTokenFloor = 1 << 62
 )
 
 var (

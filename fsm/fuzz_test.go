@@ -39,12 +39,33 @@ var (
 	fuzzLeaseKey     = bytes.Repeat([]byte{0xa0}, KeyLen)
 )
 
+// The token floor of fuzzBase (protocol 4): above fuzzIndex, so that a
+// grant of fuzzFloorName there gets fuzzFloor+1.
+const (
+	fuzzFloorName = "f"
+	fuzzFloor     = 5000
+)
+
 // fuzzBase returns the snapshot FuzzDecode applies commands to, at
+// protocol level 4: fuzzBase3's state with a token floor.
+func fuzzBase(t testing.TB) []byte {
+	t.Helper()
+	s, err := Restore(fuzzBase3(t))
+	require.NoError(t, err)
+	for i, cmd := range []*fsmpb.Command{cmdSetProtocol(4), cmdFloor(s2, 10, fuzzFloorName, fuzzFloor)} {
+		_, _, err := s.Apply(1241+uint64(i), cmd)
+		require.NoError(t, err)
+	}
+	require.NoError(t, checkInvariants(s))
+	return mustSnapshot(t, s)
+}
+
+// fuzzBase3 returns the snapshot FuzzDecode applied commands to at
 // protocol level 3: the sessions and names of the golden commands (and of
 // small hand-written seeds), a TTL lease with a refreshed generation,
 // waiters, a TTL lease whose session has expired, a revoked lease, and a
 // client session holding a keyed TTL lease.
-func fuzzBase(t testing.TB) []byte {
+func fuzzBase3(t testing.TB) []byte {
 	t.Helper()
 	s := New()
 	steps := []struct {
@@ -127,7 +148,12 @@ func FuzzDecode(f *testing.F) {
 		require.NoError(t, checkInvariants(s))
 		for _, ev := range events {
 			if ev.Kind == EventGranted {
-				require.Equal(t, uint64(fuzzIndex), ev.Token)
+				want := uint64(fuzzIndex)
+				if ev.Name == fuzzFloorName {
+					want = fuzzFloor + 1
+				}
+				require.Equal(t, want, ev.Token)
+				require.Equal(t, uint64(fuzzIndex), ev.Generation)
 			}
 		}
 		// Determinism: the same entry on a copy gives the same everything.
@@ -155,7 +181,7 @@ func FuzzDecode(f *testing.F) {
 func cachedRequest(cmd *fsmpb.Command, res *fsmpb.Result) bool {
 	switch cmd.GetOp().(type) {
 	case *fsmpb.Command_Acquire, *fsmpb.Command_Release, *fsmpb.Command_Refresh, *fsmpb.Command_Cancel,
-		*fsmpb.Command_Revoke, *fsmpb.Command_Adopt:
+		*fsmpb.Command_Revoke, *fsmpb.Command_Adopt, *fsmpb.Command_FloorToken:
 	default:
 		return false
 	}
@@ -237,6 +263,7 @@ func followUps(t *testing.T, snap []byte) ([]*fsmpb.Command, uint64) {
 		if len(pl.GetQueue()) > 0 {
 			cmds = append(cmds, cmdCancel(sess, seq(8*i+3), pl.GetName(), pl.GetQueue()[0].GetId()))
 		}
+		cmds = append(cmds, cmdFloor(sess, seq(8*i+6), pl.GetName(), top+1000))
 		if i == 0 {
 			cmds = append(cmds, cmdSetProtocol(2))
 		}

@@ -265,6 +265,20 @@ func goldenCommands() []goldenCommand {
 			},
 		},
 		{
+			file: "command-floor_token.bin",
+			cmd: &fsmpb.Command{StampUnixNano: goldenStamp + 16, Op: &fsmpb.Command_FloorToken{FloorToken: &fsmpb.FloorToken{
+				Req: req(22, 9), Name: goldenName, Floor: 1 << 40,
+			}}},
+			check: func(t *testing.T, c *fsmpb.Command) {
+				checkTop(t, c, goldenStamp+16)
+				op := c.GetFloorToken()
+				require.NotNil(t, op)
+				checkReq(t, op.GetReq(), 22, 9)
+				assert.Equal(t, goldenName, op.GetName())
+				assert.Equal(t, uint64(1<<40), op.GetFloor())
+			},
+		},
+		{
 			// What a newer version's skippable command looks like to v1.
 			file: "command-unknown_ignorable.bin",
 			cmd:  unknownCommand(true),
@@ -405,6 +419,7 @@ func TestState_ApplyGolden(t *testing.T) {
 		"command-open_session-client.bin": resOK(),
 		"command-acquire-for_session.bin": {Code: fsmpb.Code_CODE_GRANTED, Token: fuzzIndex, Claim: fuzzIndex, Key: goldenKey},
 		"command-release-key.bin":         resToken(fuzzKeyedToken),
+		"command-floor_token.bin":         resOK(),
 	}
 	for _, g := range goldenCommands() {
 		t.Run(g.file, func(t *testing.T) {
@@ -765,7 +780,7 @@ func TestFuzzCorpus_Golden(t *testing.T) {
 func TestRestore_GoldenLevel3(t *testing.T) {
 	const file = "snapshot-v2-level3.bin"
 	if *update {
-		writeFile(t, filepath.Join(goldenDir, file), fuzzBase(t))
+		writeFile(t, filepath.Join(goldenDir, file), fuzzBase3(t))
 	}
 	data := readGolden(t, file)
 	var snap fsmpb.Snapshot
@@ -797,5 +812,32 @@ func TestRestore_GoldenLevel3(t *testing.T) {
 	assert.NoError(t, checkInvariants(s))
 	assert.Equal(t, 3, s.Protocol())
 	assert.Equal(t, data, mustSnapshot(t, s), "restore and snapshot changed the bytes")
+	assert.Equal(t, data, fuzzBase3(t), "the fixed history no longer gives "+file)
+}
+
+// TestRestore_GoldenLevel4: format 2 at protocol level 4 (DESIGN.md,
+// "Protocol 4"), the state the fuzzers start from: level 3's state with a
+// token floor.
+func TestRestore_GoldenLevel4(t *testing.T) {
+	const file = "snapshot-v2-level4.bin"
+	if *update {
+		writeFile(t, filepath.Join(goldenDir, file), fuzzBase(t))
+	}
+	data := readGolden(t, file)
+	var snap fsmpb.Snapshot
+	require.NoError(t, proto.Unmarshal(data, &snap))
+	assert.Equal(t, uint32(2), snap.GetVersion())
+	assert.Equal(t, uint32(4), snap.GetProtocol())
+	require.Len(t, snap.GetFloors(), 1)
+	assert.True(t, proto.Equal(&fsmpb.Floor{Name: fuzzFloorName, Floor: fuzzFloor}, snap.GetFloors()[0]), "%v", snap.GetFloors())
+
+	s, err := Restore(data)
+	require.NoError(t, err)
+	assert.NoError(t, checkInvariants(s))
+	assert.Equal(t, 4, s.Protocol())
+	assert.Equal(t, data, mustSnapshot(t, s), "restore and snapshot changed the bytes")
 	assert.Equal(t, data, fuzzBase(t), "the fixed history no longer gives "+file)
+	res, _, err := s.Apply(fuzzIndex, cmdAcquire(s1, 100, fuzzFloorName))
+	require.NoError(t, err)
+	assertResult(t, resGranted(fuzzFloor+1, fuzzIndex), res)
 }

@@ -113,6 +113,8 @@ func reqOf(cmd *fsmpb.Command) *fsmpb.Request {
 		return op.Revoke.GetReq()
 	case *fsmpb.Command_Adopt:
 		return op.Adopt.GetReq()
+	case *fsmpb.Command_FloorToken:
+		return op.FloorToken.GetReq()
 	}
 	return nil
 }
@@ -279,7 +281,8 @@ func checkInvariants(s *State) error {
 			// or waiters nobody will wake (I4).
 			return fmt.Errorf("lock %q has no holder (queue %d)", name, len(pl.GetQueue()))
 		}
-		if h.GetToken() == 0 || h.GetGeneration() < h.GetToken() {
+		// From level 4 a floored grant's token is above its generation.
+		if h.GetToken() == 0 || s.Protocol() < 4 && h.GetGeneration() < h.GetToken() {
 			return fmt.Errorf("lock %q: token %d generation %d", name, h.GetToken(), h.GetGeneration())
 		}
 		hc := h.GetClaim()
@@ -297,6 +300,9 @@ func checkInvariants(s *State) error {
 			count(qc.GetSession(), name)
 		}
 	}
+	if err := checkFloors(s, &snap); err != nil {
+		return err
+	}
 	if s.SessionCount() != len(s.Sessions()) || s.LockCount() != len(s.locks) {
 		return fmt.Errorf("counts: %d sessions (listed %d), %d locks (held %d)", s.SessionCount(), len(s.Sessions()), s.LockCount(), len(s.locks))
 	}
@@ -312,6 +318,36 @@ func checkInvariants(s *State) error {
 		w := want[id]
 		if !maps.Equal(got, w) {
 			return fmt.Errorf("session %d names index %v, claims say %v", id, got, w)
+		}
+	}
+	return nil
+}
+
+// checkFloors checks the token floors (protocol 4): only from level 4,
+// sorted in the snapshot, and the heap beside the map holds the same
+// floors in heap order.
+func checkFloors(s *State, snap *fsmpb.Snapshot) error {
+	if s.Protocol() < 4 && len(snap.GetFloors()) > 0 {
+		return fmt.Errorf("level %d with %d floors", s.Protocol(), len(snap.GetFloors()))
+	}
+	for i, pf := range snap.GetFloors() {
+		if i > 0 && snap.GetFloors()[i-1].GetName() >= pf.GetName() {
+			return fmt.Errorf("floors not sorted at %q", pf.GetName())
+		}
+		if pf.GetFloor() == 0 {
+			return fmt.Errorf("floor 0 for %q", pf.GetName())
+		}
+	}
+	f := s.floors
+	if len(f.heap) != len(f.by) || len(f.by) != len(snap.GetFloors()) {
+		return fmt.Errorf("floors: heap %d, map %d, snapshot %d", len(f.heap), len(f.by), len(snap.GetFloors()))
+	}
+	for i, it := range f.heap {
+		if it.at != i || f.by[it.name] != it {
+			return fmt.Errorf("floor heap item %d (%q) out of place", i, it.name)
+		}
+		if i > 0 && f.heap[(i-1)/2].floor > it.floor {
+			return fmt.Errorf("floor heap order broken at %d", i)
 		}
 	}
 	return nil

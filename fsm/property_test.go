@@ -46,15 +46,18 @@ type history struct {
 	claims  map[string][]uint64 // every claim ID per name
 	raiseAt uint64              // index of the SetProtocol{2}; past the end for some seeds
 	raise3  uint64              // index of the SetProtocol{3}, after raiseAt
+	raise4  uint64              // index of the SetProtocol{4}, after raise3
 }
 
 func newHistory(seed uint64, s *State, steps int) *history {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	raiseAt := 1 + r.Uint64N(uint64(steps)*3/2+1)
+	raise3 := raiseAt + 1 + r.Uint64N(uint64(steps)/2+1)
 	return &history{
 		r:       r,
 		raiseAt: raiseAt,
-		raise3:  raiseAt + 1 + r.Uint64N(uint64(steps)/2+1),
+		raise3:  raise3,
+		raise4:  raise3 + 1 + r.Uint64N(uint64(steps)/3+1),
 		s:       s,
 		nextSeq: map[uint64]uint64{},
 		acked:   map[uint64]uint64{},
@@ -117,8 +120,10 @@ func (h *history) gen() *fsmpb.Command {
 		return cmdSetProtocol(2)
 	case h.raise3:
 		return cmdSetProtocol(3)
+	case h.raise4:
+		return cmdSetProtocol(4)
 	}
-	switch n := r.IntN(130); {
+	switch n := r.IntN(140); {
 	case n < 8: // open
 		id := propSessions[r.IntN(len(propSessions))]
 		ttl := sessTTL
@@ -232,13 +237,28 @@ func (h *history) gen() *fsmpb.Command {
 			token = h.token(name)
 		}
 		return cmdEndRevoked(name, token)
-	default: // adopt
+	case n < 130: // adopt
 		name := h.name()
 		c := &fsmpb.Adopt{Req: h.req(h.session()), Name: name, Token: h.token(name)}
 		if r.IntN(2) == 0 {
 			c.Key = h.key()
 		}
 		return &fsmpb.Command{Op: &fsmpb.Command_Adopt{Adopt: c}}
+	default: // floor: often above the index, at times at or below it, rarely too high
+		var floor uint64
+		switch n := r.IntN(20); {
+		case n < 12:
+			floor = h.index + r.Uint64N(40)
+		case n < 18:
+			floor = r.Uint64N(h.index + 1)
+		case n < 19:
+			floor = MaxTokenFloor - r.Uint64N(2)
+		default:
+			floor = MaxTokenFloor + 1
+		}
+		return &fsmpb.Command{Op: &fsmpb.Command_FloorToken{FloorToken: &fsmpb.FloorToken{
+			Req: h.req(h.session()), Name: h.name(), Floor: floor,
+		}}}
 	}
 }
 
@@ -305,7 +325,19 @@ func unknownCommand(ignorable bool) *fsmpb.Command {
 type eventModel struct {
 	holder    map[string]uint64 // name → token of the current lease
 	lastToken map[string]uint64
-	revoked   map[string]bool // name → its current lease is revoked
+	revoked   map[string]bool   // name → its current lease is revoked
+	floor     map[string]uint64 // name → the floor its next grant must pass (protocol 4)
+}
+
+func newEventModel() *eventModel {
+	return &eventModel{holder: map[string]uint64{}, lastToken: map[string]uint64{}, revoked: map[string]bool{}, floor: map[string]uint64{}}
+}
+
+// floored records a FloorToken that the state answered OK.
+func (m *eventModel) floored(cmd *fsmpb.Command, res *fsmpb.Result) {
+	if c := cmd.GetFloorToken(); c != nil && res.GetCode() == fsmpb.Code_CODE_OK {
+		m.floor[c.GetName()] = max(m.floor[c.GetName()], c.GetFloor())
+	}
 }
 
 func (m *eventModel) apply(index uint64, events []Event) error {
@@ -315,9 +347,13 @@ func (m *eventModel) apply(index uint64, events []Event) error {
 			if tok, held := m.holder[ev.Name]; held {
 				return fmt.Errorf("granted %q (token %d) while token %d holds it", ev.Name, ev.Token, tok)
 			}
-			if ev.Token != index || ev.Generation != index {
-				return fmt.Errorf("granted %q with token %d generation %d at index %d", ev.Name, ev.Token, ev.Generation, index)
+			// The token is the index, or above the name's floor if that is
+			// higher (DESIGN.md, "Protocol 4"); the generation the index.
+			if want := max(index, m.floor[ev.Name]+1); ev.Token != want || ev.Generation != index {
+				return fmt.Errorf("granted %q with token %d generation %d at index %d (floor %d)",
+					ev.Name, ev.Token, ev.Generation, index, m.floor[ev.Name])
 			}
+			m.floor[ev.Name] = ev.Token
 			if ev.Token <= m.lastToken[ev.Name] {
 				return fmt.Errorf("token of %q went from %d to %d", ev.Name, m.lastToken[ev.Name], ev.Token)
 			}
@@ -382,7 +418,7 @@ func TestState_Property(t *testing.T) {
 func runProperty(t *testing.T, seed uint64, steps int) {
 	a, b := New(), New()
 	h := newHistory(seed, a, steps)
-	model := &eventModel{holder: map[string]uint64{}, lastToken: map[string]uint64{}, revoked: map[string]bool{}}
+	model := newEventModel()
 	restoreAt := 1 + h.r.IntN(max(1, steps-1))
 	// log keeps what happened, formatted only if the test fails.
 	type entry struct {
@@ -419,7 +455,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 		cmd := h.next()
 		idx := h.index
 		var before []byte
-		unsupported := a.Protocol() < 2 && Needs(cmd) >= 2
+		unsupported := a.Protocol() < Needs(cmd) // a command above the level changes nothing
 		if cmd.GetOp() == nil || unsupported || cmd.GetSetProtocol() != nil {
 			before = mustSnapshot(t, a)
 		}
@@ -445,6 +481,12 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			require.Equal(t, before, mustSnapshot(t, a), "seed %d index %d: unsupported command changed state", seed, idx)
 		}
 		require.NoError(t, model.apply(idx, evA), "seed %d index %d", seed, idx)
+		model.floored(cmd, resA)
+		for name, f := range floorsOf(a) {
+			if cmd.GetOp() != nil {
+				require.Greater(t, f, idx, "seed %d index %d: floor of %q left behind by the index", seed, idx, name)
+			}
+		}
 		require.NoError(t, model.check(a), "seed %d index %d", seed, idx)
 		require.NoError(t, checkInvariants(a), "seed %d index %d", seed, idx)
 		h.observe(evA)

@@ -46,6 +46,9 @@ func (s *State) Snapshot() ([]byte, error) {
 		}
 		snap.Locks = append(snap.Locks, pl)
 	}
+	for _, name := range s.floors.sorted() {
+		snap.Floors = append(snap.Floors, &fsmpb.Floor{Name: name, Floor: s.floors.get(name)})
+	}
 	b, err := marshalOpts.Marshal(snap)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: encode snapshot: %w", err)
@@ -100,6 +103,9 @@ func Restore(data []byte) (*State, error) {
 	if s.protocol < 3 && hasV3Fields(&snap) {
 		return nil, corrupt("level %d with fields of level 3", s.protocol)
 	}
+	if err := restoreFloors(s, snap.GetFloors()); err != nil {
+		return nil, corrupt("%v", err)
+	}
 	for _, ps := range snap.GetSessions() {
 		id := ps.GetId()
 		if id == 0 || ps.GetTtlNs() <= 0 || s.sessions[id] != nil {
@@ -150,7 +156,9 @@ func Restore(data []byte) (*State, error) {
 		if err != nil {
 			return nil, corrupt("lock %q holder: %v", name, err)
 		}
-		if h.GetToken() == 0 || h.GetGeneration() < h.GetToken() {
+		// From level 4 a floored grant's token is above its index, the
+		// generation it starts with (DESIGN.md, "Protocol 4").
+		if h.GetToken() == 0 || s.protocol < 4 && h.GetGeneration() < h.GetToken() {
 			return nil, corrupt("lock %q: token %d, generation %d", name, h.GetToken(), h.GetGeneration())
 		}
 		if (cl.ttl == 0 || h.GetRevoked()) && s.sessions[cl.session] == nil {
@@ -179,6 +187,30 @@ func Restore(data []byte) (*State, error) {
 		s.locks[name] = l
 	}
 	return s, nil
+}
+
+// maxStoredFloor bounds a floor in a snapshot: a stored floor is a
+// FloorToken floor (at most MaxTokenFloor) or a token granted above one,
+// and MaxTokenFloor more grants than that will not happen.
+const maxStoredFloor = 2 * MaxTokenFloor
+
+// restoreFloors validates the floors of a snapshot at s's level and puts
+// them in s.
+func restoreFloors(s *State, pfs []*fsmpb.Floor) error {
+	if len(pfs) > 0 && s.protocol < 4 {
+		return fmt.Errorf("level %d with token floors", s.protocol)
+	}
+	for _, pf := range pfs {
+		name, floor := pf.GetName(), pf.GetFloor()
+		if !validName(name) || s.floors.get(name) != 0 {
+			return fmt.Errorf("bad or duplicate floor name %q", name)
+		}
+		if floor == 0 || floor > maxStoredFloor {
+			return fmt.Errorf("floor of %q: %d", name, floor)
+		}
+		s.floors.raise(name, floor)
+	}
+	return nil
 }
 
 // oneClaimPerClient checks that no live client session has two claims on

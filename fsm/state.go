@@ -126,12 +126,13 @@ type session struct {
 type State struct {
 	sessions map[uint64]*session
 	locks    map[string]*lockState
-	protocol int // the level the log has committed to (SetProtocol); 1 at first
+	protocol int     // the level the log has committed to (SetProtocol); 1 at first
+	floors   *floors // level 4: token floors (DESIGN.md, "Protocol 4")
 }
 
 // New returns an empty state at protocol level 1.
 func New() *State {
-	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}, protocol: 1}
+	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}, protocol: 1, floors: newFloors()}
 }
 
 // Protocol is the protocol level the state has committed to: 1 until a
@@ -217,13 +218,34 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		res = a.v2(func() *fsmpb.Result {
 			return a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.adopt(sess, c) })
 		})
+	case *fsmpb.Command_FloorToken:
+		c := op.FloorToken
+		if s.protocol < 4 {
+			return code(fsmpb.Code_CODE_UNSUPPORTED), nil, nil // changes nothing, as below level 2
+		}
+		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.floorToken(c.GetName(), c.GetFloor()) })
 	default:
 		if cmd.GetIgnorable() {
-			return code(fsmpb.Code_CODE_UNSPECIFIED), nil, nil
+			return code(fsmpb.Code_CODE_UNSPECIFIED), nil, nil // a no-op: not even the floors change
 		}
 		return nil, nil, fmt.Errorf("%w at index %d", ErrUnknownCommand, index)
 	}
+	// A floor at or below this index is one no later grant needs.
+	s.floors.dropUpTo(index)
 	return res, a.events, nil
+}
+
+// floorToken raises the token floor of name (DESIGN.md, "Protocol 4"). A
+// floor at or below this entry's index is implied: the next grant's index
+// is larger.
+func (a *applier) floorToken(name string, floor uint64) *fsmpb.Result {
+	if !validName(name) || floor > MaxTokenFloor {
+		return code(fsmpb.Code_CODE_INVALID)
+	}
+	if floor > a.index {
+		a.s.floors.raise(name, floor)
+	}
+	return ok()
 }
 
 // v2 runs fn at protocol level 2 and above; below, the command answers
@@ -363,8 +385,8 @@ func (a *applier) acquire(stream *session, c *fsmpb.Acquire) *fsmpb.Result {
 		a.s.locks[c.GetName()] = l
 	}
 	if l.holder == nil {
-		a.grant(c.GetName(), l, cl)
-		return &fsmpb.Result{Code: fsmpb.Code_CODE_GRANTED, Token: a.index, Claim: cl.id, Key: cl.key}
+		token := a.grant(c.GetName(), l, cl)
+		return &fsmpb.Result{Code: fsmpb.Code_CODE_GRANTED, Token: token, Claim: cl.id, Key: cl.key}
 	}
 	if c.GetTry() {
 		return code(fsmpb.Code_CODE_HELD)
@@ -425,14 +447,22 @@ func (a *applier) move(name string, cl *claim, stream *session, seq, token uint6
 
 // grant makes cl the holder of an unheld lock. The caller has already
 // removed cl from the queue and its session's names count (if it was queued).
-func (a *applier) grant(name string, l *lockState, cl claim) {
-	l.holder = &lease{claim: cl, token: a.index, gen: a.index, refreshed: a.stamp, granted: a.v2Stamp()}
+// Its token is the index, or above name's floor if that is higher
+// (DESIGN.md, "Protocol 4"); its generation is the index.
+func (a *applier) grant(name string, l *lockState, cl claim) uint64 {
+	token := a.index
+	if f := a.s.floors.get(name); f >= token {
+		token = f + 1
+		a.s.floors.raise(name, token) // the next grant's index may still be below it
+	}
+	l.holder = &lease{claim: cl, token: token, gen: a.index, refreshed: a.stamp, granted: a.v2Stamp()}
 	if sess := a.s.sessions[cl.session]; sess != nil {
 		sess.names[name]++
 	}
 	ev := cl.event(EventGranted, name)
-	ev.Token, ev.Generation = a.index, a.index
+	ev.Token, ev.Generation = token, a.index
 	a.events = append(a.events, ev)
+	return token
 }
 
 // end removes the holder of name, hands the lock to the head of the queue,

@@ -412,7 +412,7 @@ func runP3Property(t *testing.T, seed uint64, steps int) {
 	base := newHistory(seed, a, steps)
 	base.raise3 = uint64(len(p3Streams)) + 1 + base.r.Uint64N(3)
 	h := &p3History{history: base, keys: map[string][][]byte{}}
-	model := &eventModel{holder: map[string]uint64{}, lastToken: map[string]uint64{}, revoked: map[string]bool{}}
+	model := newEventModel()
 	var log strings.Builder // what happened, shown if the test fails
 	defer func() {
 		if t.Failed() {

@@ -111,6 +111,10 @@ func validateOp(cmd *fsmpb.Command) error {
 	case *fsmpb.Command_Adopt:
 		c := op.Adopt
 		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"), validKey(c.GetKey(), "key"))
+	case *fsmpb.Command_FloorToken:
+		c := op.FloorToken
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()),
+			check(c.GetFloor() <= MaxTokenFloor, fmt.Sprintf("token floor %d above %d", c.GetFloor(), uint64(MaxTokenFloor))))
 	default:
 		return fmt.Errorf("%w: %T", ErrUnknownCommand, op)
 	}

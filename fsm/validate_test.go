@@ -148,7 +148,7 @@ func TestValidate_acceptsWhatApplyActsOn(t *testing.T) {
 		accepted++
 		s, err := Restore(base)
 		require.NoError(t, err)
-		require.Equal(t, 3, s.Protocol())
+		require.Equal(t, Protocol, s.Protocol())
 		res, _, err := s.Apply(fuzzIndex, cmd)
 		require.NoError(t, err, "%v", cmd)
 		assert.NotEqual(t, fsmpb.Code_CODE_INVALID, res.GetCode(), "%v", cmd)

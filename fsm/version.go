@@ -6,11 +6,12 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
-// Protocol is the command set this build proposes and applies: 3, the
+// Protocol is the command set this build proposes and applies: 4, the
 // commands of wire v1, the term barrier, SetProtocol, Revoke, EndRevoked
 // and Adopt (DESIGN.md, "Protocol 2"), and client sessions and lease keys
-// (DESIGN.md, "Protocol 3"). A new command type or field raises it.
-const Protocol = 3
+// (DESIGN.md, "Protocol 3"), and token floors (DESIGN.md, "Protocol 4").
+// A new command type or field raises it.
+const Protocol = 4
 
 // Needs is the protocol that introduced cmd's type or a field it sets: a
 // leader proposes cmd only once every voter speaks at least that. For
@@ -21,6 +22,8 @@ func Needs(cmd *fsmpb.Command) int {
 		return 3
 	}
 	switch op := cmd.GetOp().(type) {
+	case *fsmpb.Command_FloorToken:
+		return 4
 	case *fsmpb.Command_Revoke, *fsmpb.Command_EndRevoked, *fsmpb.Command_Adopt:
 		return 2
 	case *fsmpb.Command_SetProtocol:

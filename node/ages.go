@@ -6,15 +6,23 @@ import (
 	"github.com/quorumlock/quorumlock/fsm"
 )
 
-// ages is when this node applied, live, each grant (by token) and each
+// ages is when this node applied, live, each grant (by name and token:
+// from protocol 4 two names may carry one token) and each
 // queued claim (by claim ID) that the state still holds: what Inspect's
 // Since and Waited count from (DESIGN.md, "Time"). The bridge keeps it
 // under its mutex and updates it on the apply path. Every entry is for a
 // lease or a claim of the state: the events that end them remove it, and a
 // restore drops what the new state no longer holds.
 type ages struct {
-	granted map[uint64]aged // by token
+	granted map[grantKey]time.Time
 	queued  map[uint64]aged // by claim
+}
+
+// grantKey names a grant: tokens are unique per name only (fsm/DESIGN.md,
+// "Protocol 4").
+type grantKey struct {
+	name  string
+	token uint64
 }
 
 // aged is the local time (with its monotonic reading) at which the grant or
@@ -25,7 +33,7 @@ type aged struct {
 }
 
 func newAges() *ages {
-	return &ages{granted: map[uint64]aged{}, queued: map[uint64]aged{}}
+	return &ages{granted: map[grantKey]time.Time{}, queued: map[uint64]aged{}}
 }
 
 // note records the events of one applied entry, applied at now; live is
@@ -37,14 +45,14 @@ func (a *ages) note(events []fsm.Event, now time.Time, live bool) {
 		case fsm.EventGranted:
 			delete(a.queued, ev.Claim)
 			if live {
-				a.granted[ev.Token] = aged{ev.Name, now}
+				a.granted[grantKey{ev.Name, ev.Token}] = now
 			}
 		case fsm.EventQueued:
 			if live {
 				a.queued[ev.Claim] = aged{ev.Name, now}
 			}
 		case fsm.EventEnded:
-			delete(a.granted, ev.Token)
+			delete(a.granted, grantKey{ev.Name, ev.Token})
 		case fsm.EventWithdrawn:
 			delete(a.queued, ev.Claim)
 		}
@@ -53,9 +61,9 @@ func (a *ages) note(events []fsm.Event, now time.Time, live bool) {
 
 // prune drops what st, a state restored from a snapshot, no longer holds.
 func (a *ages) prune(st *fsm.State) {
-	for token, g := range a.granted {
-		if li := st.Lock(g.name); !li.Held || li.Token != token {
-			delete(a.granted, token)
+	for g := range a.granted {
+		if li := st.Lock(g.name); !li.Held || li.Token != g.token {
+			delete(a.granted, g)
 		}
 	}
 	for claim, q := range a.queued {
@@ -68,11 +76,12 @@ func (a *ages) prune(st *fsm.State) {
 // size is the number of grants and claims recorded.
 func (a *ages) size() int { return len(a.granted) + len(a.queued) }
 
-// since is the age of the grant token at now; stamp is the leader's stamp
-// of its grant, read against wall when this node did not see it live.
-func (a *ages) since(token uint64, stamp int64, now, wall time.Time) time.Duration {
-	g, ok := a.granted[token]
-	return age(g.at, ok, stamp, now, wall)
+// since is the age of the grant (name, token) at now; stamp is the
+// leader's stamp of its grant, read against wall when this node did not
+// see it live.
+func (a *ages) since(name string, token uint64, stamp int64, now, wall time.Time) time.Duration {
+	at, ok := a.granted[grantKey{name, token}]
+	return age(at, ok, stamp, now, wall)
 }
 
 // waited is since for the queued claim.

@@ -63,10 +63,11 @@ type leaseKey struct {
 }
 
 var (
-	_ lock.Locker  = (*client)(nil)
-	_ lock.Lister  = (*client)(nil)
-	_ lock.Revoker = (*client)(nil)
-	_ lock.Adopter = (*client)(nil)
+	_ lock.Locker       = (*client)(nil)
+	_ lock.Lister       = (*client)(nil)
+	_ lock.Revoker      = (*client)(nil)
+	_ lock.Adopter      = (*client)(nil)
+	_ lock.TokenFloorer = (*client)(nil)
 )
 
 func (n *Node) newClient(ctx context.Context) (*client, error) {

@@ -107,8 +107,8 @@ func (c *client) handle(ev fsm.Event) {
 			return
 		}
 		base, waited := time.Now(), time.Duration(0)
-		if ev.Claim == ev.Token {
-			base = w.sent // granted by its own Acquire entry
+		if ev.Claim == ev.Generation {
+			base = w.sent // granted by its own Acquire entry (a grant's generation is its index)
 		} else {
 			waited = time.Since(w.sent) // granted from the queue
 		}
@@ -215,8 +215,11 @@ func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
 	case li.Held && li.Claim == w.claim:
 		if c.leases[leaseKey{w.name, li.Token}] == nil && len(w.ch) == 0 {
 			base := time.Now() // a hand-off: the leader's first timer has a grace
-			if li.Token == w.claim {
-				base = w.sent // its own Acquire's grant: counted from the send
+			if li.Token == w.claim || li.Generation == w.claim {
+				// Its own Acquire's grant: counted from the send. (From
+				// protocol 4 a floored grant's token is above its index;
+				// its generation is that index until a refresh.)
+				base = w.sent
 			}
 			l := c.newLease(w.name, li.Token, li.Session, li.TTL, base)
 			if li.TTL == 0 && c.lostSessions[li.Session] {

@@ -91,7 +91,7 @@ func (e *expirer) handle(events []fsm.Event) {
 		case fsm.EventGranted, fsm.EventRefreshed, fsm.EventAdopted:
 			switch {
 			case ev.TTL == 0:
-			case ev.Kind == fsm.EventGranted && ev.Claim != ev.Token: // handed over from the queue
+			case ev.Kind == fsm.EventGranted && ev.Claim != ev.Generation: // handed over from the queue (generation: the grant's index)
 				e.armLease(ev.Name, ev.Token, ev.Generation, ev.TTL+e.handoffGrace)
 			default:
 				e.armLease(ev.Name, ev.Token, ev.Generation, ev.TTL)

@@ -102,6 +102,8 @@ func rpcSeeds(t *testing.T) map[string][]byte {
 		"keep-alive-unknown-session": {Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: 1}}},
 		"keep-alive-short-secret":    {Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: 1, Secret: []byte{1}}}},
 		"keep-alive-wrong-secret":    {Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: session, Secret: make([]byte, 16)}}},
+		"valid-floor-token":          propose(&fsmpb.Command{Op: &fsmpb.Command_FloorToken{FloorToken: &fsmpb.FloorToken{Req: rq(7), Name: name, Floor: 1 << 40}}}),
+		"floor-token-above-max":      propose(&fsmpb.Command{Op: &fsmpb.Command_FloorToken{FloorToken: &fsmpb.FloorToken{Req: rq(7), Name: name, Floor: fsm.MaxTokenFloor + 1}}}),
 	}
 	seeds := map[string][]byte{
 		"garbage-empty": {},

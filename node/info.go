@@ -51,7 +51,7 @@ func lockInfo(li fsm.LockInfo, a *ages, now, wall time.Time) lock.Info {
 		left := time.Unix(0, li.RefreshedUnixNano).Add(li.TTL).Sub(wall)
 		info.ExpiresIn = min(max(left, time.Nanosecond), li.TTL) // ≤ 0: expiring, not yet committed
 	}
-	info.Since = a.since(li.Token, li.GrantedUnixNano, now, wall)
+	info.Since = a.since(li.Name, li.Token, li.GrantedUnixNano, now, wall)
 	info.Holder, info.Node = holderID(li.Session), li.Node
 	return info
 }

@@ -95,10 +95,11 @@ type Node struct {
 }
 
 var (
-	_ lock.Locker  = (*Node)(nil)
-	_ lock.Lister  = (*Node)(nil)
-	_ lock.Revoker = (*Node)(nil)
-	_ lock.Adopter = (*Node)(nil)
+	_ lock.Locker       = (*Node)(nil)
+	_ lock.Lister       = (*Node)(nil)
+	_ lock.Revoker      = (*Node)(nil)
+	_ lock.Adopter      = (*Node)(nil)
+	_ lock.TokenFloorer = (*Node)(nil)
 )
 
 // New starts a node and returns once it is ready to serve: a single node
@@ -311,6 +312,11 @@ func (n *Node) Revoke(ctx context.Context, name string, token uint64) error {
 // adopted lease is the default client's.
 func (n *Node) Adopt(ctx context.Context, name string, token uint64) (lock.Lease, error) {
 	return n.def.Adopt(ctx, name, token)
+}
+
+// FloorToken implements lock.TokenFloorer with the node's default client.
+func (n *Node) FloorToken(ctx context.Context, name string, floor uint64) error {
+	return n.def.FloorToken(ctx, name, floor)
 }
 
 // Close is Shutdown bounded by 5 s (cleanupTimeout): what a node with a

@@ -32,7 +32,7 @@ func (c *client) Revoke(ctx context.Context, name string, token uint64) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if res.GetCode() != fsmpb.Code_CODE_OK {
-		return opErr(op, res.GetCode(), name)
+		return opErr(op, res.GetCode(), name, 2)
 	}
 	err = c.n.bridge.waitUntil(ctx, c.stop, func(_ uint64, st *fsm.State) bool {
 		li := st.Lock(name)
@@ -68,7 +68,7 @@ func (c *client) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if res.GetCode() != fsmpb.Code_CODE_OK {
-		return nil, opErr(op, res.GetCode(), name)
+		return nil, opErr(op, res.GetCode(), name, 2)
 	}
 	return c.adopted(op, name, token, req.GetSession(), time.Duration(res.GetTtlNs()), sent)
 }
@@ -110,6 +110,30 @@ func (c *client) adopted(op, name string, token, session uint64, ttl time.Durati
 	return l, nil
 }
 
+// FloorToken implements lock.TokenFloorer: it proposes FloorToken{name,
+// floor} under the client's session (DESIGN.md, "Token floors"). When it
+// returns nil the entry has applied, and every later grant of name, at a
+// later index, has a token above floor.
+func (c *client) FloorToken(ctx context.Context, name string, floor uint64) error {
+	if err := lock.ValidateName(name); err != nil {
+		return err
+	}
+	if err := lock.ValidateTokenFloor(floor); err != nil {
+		return err
+	}
+	op := fmt.Sprintf("floor the tokens of %q at %d", name, floor)
+	res, _, err := c.sessionRequest(ctx, func(req *fsmpb.Request) *fsmpb.Command {
+		return &fsmpb.Command{Op: &fsmpb.Command_FloorToken{FloorToken: &fsmpb.FloorToken{Req: req, Name: name, Floor: floor}}}
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if res.GetCode() != fsmpb.Code_CODE_OK {
+		return opErr(op, res.GetCode(), name, 4)
+	}
+	return nil
+}
+
 // sessionRequest proposes the command build makes under a live session of
 // c, waiting for one as Acquire does, and again under the next session if
 // the store no longer knows the one it was made under. It returns the
@@ -137,12 +161,12 @@ func (c *client) sessionRequest(ctx context.Context, build func(*fsmpb.Request) 
 	}
 }
 
-// opErr is the error of a Revoke or Adopt that the state machine answered
-// other than OK.
-func opErr(op string, code fsmpb.Code, name string) error {
+// opErr is the error of a Revoke, Adopt or FloorToken, which needs
+// protocol level, that the state machine answered other than OK.
+func opErr(op string, code fsmpb.Code, name string, level int) error {
 	if code == fsmpb.Code_CODE_UNSUPPORTED {
-		return fmt.Errorf("%s: %w: the cluster has not committed protocol level 2 yet (a voter of an older build, or an upgrade not yet complete; see Stats().Protocol)",
-			op, lock.ErrUnsupported)
+		return fmt.Errorf("%s: %w: the cluster has not committed protocol level %d yet (a voter of an older build, or an upgrade not yet complete; see Stats().Protocol)",
+			op, lock.ErrUnsupported, level)
 	}
 	return fmt.Errorf("%s: %w", op, codeErr(code, name))
 }

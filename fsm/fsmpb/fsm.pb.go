@@ -119,6 +119,7 @@ type Command struct {
 	//	*Command_Revoke
 	//	*Command_EndRevoked
 	//	*Command_Adopt
+	//	*Command_FloorToken
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -283,6 +284,15 @@ func (x *Command) GetAdopt() *Adopt {
 	return nil
 }
 
+func (x *Command) GetFloorToken() *FloorToken {
+	if x != nil {
+		if x, ok := x.Op.(*Command_FloorToken); ok {
+			return x.FloorToken
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -337,6 +347,11 @@ type Command_Adopt struct {
 	Adopt *Adopt `protobuf:"bytes,21,opt,name=adopt,proto3,oneof"`
 }
 
+type Command_FloorToken struct {
+	// Protocol 4. A replica below level 4 answers UNSUPPORTED.
+	FloorToken *FloorToken `protobuf:"bytes,22,opt,name=floor_token,json=floorToken,proto3,oneof"`
+}
+
 func (*Command_OpenSession) isCommand_Op() {}
 
 func (*Command_CloseSession) isCommand_Op() {}
@@ -360,6 +375,8 @@ func (*Command_Revoke) isCommand_Op() {}
 func (*Command_EndRevoked) isCommand_Op() {}
 
 func (*Command_Adopt) isCommand_Op() {}
+
+func (*Command_FloorToken) isCommand_Op() {}
 
 // Request identifies a client request for de-duplication: a retried
 // forward carries the same (session, seq) and applies once.
@@ -1201,6 +1218,69 @@ func (x *Adopt) GetKey() []byte {
 	return nil
 }
 
+// FloorToken (protocol 4) makes the next grant of name carry a token
+// greater than floor (fsm/DESIGN.md, "Protocol 4"). It touches no lease or
+// queue; a floor at or below the entry's index changes nothing.
+type FloorToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Floor         uint64                 `protobuf:"varint,3,opt,name=floor,proto3" json:"floor,omitempty"` // at most 2^62
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FloorToken) Reset() {
+	*x = FloorToken{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FloorToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FloorToken) ProtoMessage() {}
+
+func (x *FloorToken) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FloorToken.ProtoReflect.Descriptor instead.
+func (*FloorToken) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FloorToken) GetReq() *Request {
+	if x != nil {
+		return x.Req
+	}
+	return nil
+}
+
+func (x *FloorToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FloorToken) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
 type Result struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=quorumlock.fsm.v1.Code" json:"code,omitempty"`
@@ -1215,7 +1295,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1307,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[14]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1320,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{14}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Result) GetCode() Code {
@@ -1292,13 +1372,14 @@ type Snapshot struct {
 	Sessions      []*Session             `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`  // sorted by id
 	Locks         []*Lock                `protobuf:"bytes,3,rep,name=locks,proto3" json:"locks,omitempty"`        // sorted by name
 	Protocol      uint32                 `protobuf:"varint,4,opt,name=protocol,proto3" json:"protocol,omitempty"` // version 2: the protocol level (>= 2); fields marked "level 3" only from 3
+	Floors        []*Floor               `protobuf:"bytes,5,rep,name=floors,proto3" json:"floors,omitempty"`      // level 4: token floors, sorted by name
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1391,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1404,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -1354,6 +1435,66 @@ func (x *Snapshot) GetProtocol() uint32 {
 	return 0
 }
 
+func (x *Snapshot) GetFloors() []*Floor {
+	if x != nil {
+		return x.Floors
+	}
+	return nil
+}
+
+// Floor is one name's token floor: its next grant gets a token > floor.
+type Floor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Floor         uint64                 `protobuf:"varint,2,opt,name=floor,proto3" json:"floor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Floor) Reset() {
+	*x = Floor{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Floor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Floor) ProtoMessage() {}
+
+func (x *Floor) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Floor.ProtoReflect.Descriptor instead.
+func (*Floor) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Floor) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Floor) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
 type Session struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1369,7 +1510,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1522,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1535,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Session) GetId() uint64 {
@@ -1456,7 +1597,7 @@ type CachedResult struct {
 
 func (x *CachedResult) Reset() {
 	*x = CachedResult{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1609,7 @@ func (x *CachedResult) String() string {
 func (*CachedResult) ProtoMessage() {}
 
 func (x *CachedResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1622,7 @@ func (x *CachedResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedResult.ProtoReflect.Descriptor instead.
 func (*CachedResult) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CachedResult) GetSeq() uint64 {
@@ -1514,7 +1655,7 @@ type Claim struct {
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1667,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1680,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Claim) GetId() uint64 {
@@ -1612,7 +1753,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1765,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1778,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Lease) GetClaim() *Claim {
@@ -1693,7 +1834,7 @@ type Lock struct {
 
 func (x *Lock) Reset() {
 	*x = Lock{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1846,7 @@ func (x *Lock) String() string {
 func (*Lock) ProtoMessage() {}
 
 func (x *Lock) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1859,7 @@ func (x *Lock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lock.ProtoReflect.Descriptor instead.
 func (*Lock) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Lock) GetName() string {
@@ -1746,7 +1887,7 @@ var File_fsm_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x13fsm/fsmpb/fsm.proto\x12\x11quorumlock.fsm.v1\"\xbd\x06\n" +
+	"\x13fsm/fsmpb/fsm.proto\x12\x11quorumlock.fsm.v1\"\xff\x06\n" +
 	"\aCommand\x12&\n" +
 	"\x0fstamp_unix_nano\x18\x01 \x01(\x03R\rstampUnixNano\x12\x1c\n" +
 	"\tignorable\x18\x02 \x01(\bR\tignorable\x12C\n" +
@@ -1763,7 +1904,9 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06revoke\x18\x13 \x01(\v2\x19.quorumlock.fsm.v1.RevokeH\x00R\x06revoke\x12@\n" +
 	"\vend_revoked\x18\x14 \x01(\v2\x1d.quorumlock.fsm.v1.EndRevokedH\x00R\n" +
 	"endRevoked\x120\n" +
-	"\x05adopt\x18\x15 \x01(\v2\x18.quorumlock.fsm.v1.AdoptH\x00R\x05adoptB\x04\n" +
+	"\x05adopt\x18\x15 \x01(\v2\x18.quorumlock.fsm.v1.AdoptH\x00R\x05adopt\x12@\n" +
+	"\vfloor_token\x18\x16 \x01(\v2\x1d.quorumlock.fsm.v1.FloorTokenH\x00R\n" +
+	"floorTokenB\x04\n" +
 	"\x02op\"V\n" +
 	"\aRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x10\n" +
@@ -1827,7 +1970,12 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x10\n" +
-	"\x03key\x18\x04 \x01(\fR\x03key\"\xaa\x01\n" +
+	"\x03key\x18\x04 \x01(\fR\x03key\"d\n" +
+	"\n" +
+	"FloorToken\x12,\n" +
+	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05floor\x18\x03 \x01(\x04R\x05floor\"\xaa\x01\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.quorumlock.fsm.v1.CodeR\x04code\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x14\n" +
@@ -1836,12 +1984,16 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12\x15\n" +
 	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\x12\x10\n" +
-	"\x03key\x18\x06 \x01(\fR\x03key\"\xa7\x01\n" +
+	"\x03key\x18\x06 \x01(\fR\x03key\"\xd9\x01\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
 	"\bsessions\x18\x02 \x03(\v2\x1a.quorumlock.fsm.v1.SessionR\bsessions\x12-\n" +
 	"\x05locks\x18\x03 \x03(\v2\x17.quorumlock.fsm.v1.LockR\x05locks\x12\x1a\n" +
-	"\bprotocol\x18\x04 \x01(\rR\bprotocol\"\xce\x01\n" +
+	"\bprotocol\x18\x04 \x01(\rR\bprotocol\x120\n" +
+	"\x06floors\x18\x05 \x03(\v2\x18.quorumlock.fsm.v1.FloorR\x06floors\"1\n" +
+	"\x05Floor\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05floor\x18\x02 \x01(\x04R\x05floor\"\xce\x01\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ns\x18\x02 \x01(\x03R\x05ttlNs\x12\x12\n" +
@@ -1901,7 +2053,7 @@ func file_fsm_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_fsm_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),             // 0: quorumlock.fsm.v1.Code
 	(*Command)(nil),       // 1: quorumlock.fsm.v1.Command
@@ -1918,13 +2070,15 @@ var file_fsm_fsmpb_fsm_proto_goTypes = []any{
 	(*Revoke)(nil),        // 12: quorumlock.fsm.v1.Revoke
 	(*EndRevoked)(nil),    // 13: quorumlock.fsm.v1.EndRevoked
 	(*Adopt)(nil),         // 14: quorumlock.fsm.v1.Adopt
-	(*Result)(nil),        // 15: quorumlock.fsm.v1.Result
-	(*Snapshot)(nil),      // 16: quorumlock.fsm.v1.Snapshot
-	(*Session)(nil),       // 17: quorumlock.fsm.v1.Session
-	(*CachedResult)(nil),  // 18: quorumlock.fsm.v1.CachedResult
-	(*Claim)(nil),         // 19: quorumlock.fsm.v1.Claim
-	(*Lease)(nil),         // 20: quorumlock.fsm.v1.Lease
-	(*Lock)(nil),          // 21: quorumlock.fsm.v1.Lock
+	(*FloorToken)(nil),    // 15: quorumlock.fsm.v1.FloorToken
+	(*Result)(nil),        // 16: quorumlock.fsm.v1.Result
+	(*Snapshot)(nil),      // 17: quorumlock.fsm.v1.Snapshot
+	(*Floor)(nil),         // 18: quorumlock.fsm.v1.Floor
+	(*Session)(nil),       // 19: quorumlock.fsm.v1.Session
+	(*CachedResult)(nil),  // 20: quorumlock.fsm.v1.CachedResult
+	(*Claim)(nil),         // 21: quorumlock.fsm.v1.Claim
+	(*Lease)(nil),         // 22: quorumlock.fsm.v1.Lease
+	(*Lock)(nil),          // 23: quorumlock.fsm.v1.Lock
 }
 var file_fsm_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: quorumlock.fsm.v1.Command.open_session:type_name -> quorumlock.fsm.v1.OpenSession
@@ -1939,27 +2093,30 @@ var file_fsm_fsmpb_fsm_proto_depIdxs = []int32{
 	12, // 9: quorumlock.fsm.v1.Command.revoke:type_name -> quorumlock.fsm.v1.Revoke
 	13, // 10: quorumlock.fsm.v1.Command.end_revoked:type_name -> quorumlock.fsm.v1.EndRevoked
 	14, // 11: quorumlock.fsm.v1.Command.adopt:type_name -> quorumlock.fsm.v1.Adopt
-	2,  // 12: quorumlock.fsm.v1.OpenSession.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 13: quorumlock.fsm.v1.CloseSession.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 14: quorumlock.fsm.v1.Acquire.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 15: quorumlock.fsm.v1.Release.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 16: quorumlock.fsm.v1.Refresh.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 17: quorumlock.fsm.v1.Cancel.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 18: quorumlock.fsm.v1.Revoke.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 19: quorumlock.fsm.v1.Adopt.req:type_name -> quorumlock.fsm.v1.Request
-	0,  // 20: quorumlock.fsm.v1.Result.code:type_name -> quorumlock.fsm.v1.Code
-	17, // 21: quorumlock.fsm.v1.Snapshot.sessions:type_name -> quorumlock.fsm.v1.Session
-	21, // 22: quorumlock.fsm.v1.Snapshot.locks:type_name -> quorumlock.fsm.v1.Lock
-	18, // 23: quorumlock.fsm.v1.Session.results:type_name -> quorumlock.fsm.v1.CachedResult
-	15, // 24: quorumlock.fsm.v1.CachedResult.result:type_name -> quorumlock.fsm.v1.Result
-	19, // 25: quorumlock.fsm.v1.Lease.claim:type_name -> quorumlock.fsm.v1.Claim
-	20, // 26: quorumlock.fsm.v1.Lock.holder:type_name -> quorumlock.fsm.v1.Lease
-	19, // 27: quorumlock.fsm.v1.Lock.queue:type_name -> quorumlock.fsm.v1.Claim
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	15, // 12: quorumlock.fsm.v1.Command.floor_token:type_name -> quorumlock.fsm.v1.FloorToken
+	2,  // 13: quorumlock.fsm.v1.OpenSession.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 14: quorumlock.fsm.v1.CloseSession.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 15: quorumlock.fsm.v1.Acquire.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 16: quorumlock.fsm.v1.Release.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 17: quorumlock.fsm.v1.Refresh.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 18: quorumlock.fsm.v1.Cancel.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 19: quorumlock.fsm.v1.Revoke.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 20: quorumlock.fsm.v1.Adopt.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 21: quorumlock.fsm.v1.FloorToken.req:type_name -> quorumlock.fsm.v1.Request
+	0,  // 22: quorumlock.fsm.v1.Result.code:type_name -> quorumlock.fsm.v1.Code
+	19, // 23: quorumlock.fsm.v1.Snapshot.sessions:type_name -> quorumlock.fsm.v1.Session
+	23, // 24: quorumlock.fsm.v1.Snapshot.locks:type_name -> quorumlock.fsm.v1.Lock
+	18, // 25: quorumlock.fsm.v1.Snapshot.floors:type_name -> quorumlock.fsm.v1.Floor
+	20, // 26: quorumlock.fsm.v1.Session.results:type_name -> quorumlock.fsm.v1.CachedResult
+	16, // 27: quorumlock.fsm.v1.CachedResult.result:type_name -> quorumlock.fsm.v1.Result
+	21, // 28: quorumlock.fsm.v1.Lease.claim:type_name -> quorumlock.fsm.v1.Claim
+	22, // 29: quorumlock.fsm.v1.Lock.holder:type_name -> quorumlock.fsm.v1.Lease
+	21, // 30: quorumlock.fsm.v1.Lock.queue:type_name -> quorumlock.fsm.v1.Claim
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_fsm_fsmpb_fsm_proto_init() }
@@ -1980,6 +2137,7 @@ func file_fsm_fsmpb_fsm_proto_init() {
 		(*Command_Revoke)(nil),
 		(*Command_EndRevoked)(nil),
 		(*Command_Adopt)(nil),
+		(*Command_FloorToken)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1987,7 +2145,7 @@ func file_fsm_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_fsmpb_fsm_proto_rawDesc), len(file_fsm_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
