@@ -23,6 +23,8 @@ var (
 	_ lock.Lister  = (*Locker)(nil)
 	_ lock.Revoker = (*Locker)(nil)
 	_ lock.Adopter = (*Locker)(nil)
+
+	_ lock.TokenFloorer = (*Locker)(nil)
 )
 
 // New validates cfg and returns a Locker. It does not wait for a server
@@ -91,6 +93,18 @@ func (l *Locker) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 		return nil, fmt.Errorf("redis lock: adopt in Redlock mode: %w", lock.ErrUnsupported)
 	}
 	return l.one.Adopt(ctx, name, token)
+}
+
+// FloorToken implements lock.TokenFloorer: it raises name's token counter
+// to floor if it is below, so that every later grant's token is greater
+// than floor; in Redlock mode on every primary, and it succeeds once a
+// majority took it. floor must be at most 2^52 on this adapter (tokens
+// pass through Lua's numbers); above, the error wraps lock.ErrUnsupported.
+func (l *Locker) FloorToken(ctx context.Context, name string, floor uint64) error {
+	if l.one == nil {
+		return l.many.FloorToken(ctx, name, floor)
+	}
+	return l.one.FloorToken(ctx, name, floor)
 }
 
 // Shutdown stops the Locker within ctx: new calls fail with

@@ -37,6 +37,8 @@ var (
 	adoptLua string
 	//go:embed scripts/list.lua
 	listLua string
+	//go:embed scripts/floor.lua
+	floorLua string
 )
 
 var (
@@ -64,6 +66,8 @@ var (
 	// fenceScript (Redlock) raises the fence counter to a majority's token
 	// and dequeues the winner.
 	fenceScript = goredis.NewScript(preludeLua + fenceLua)
+	// floorScript raises the fence counter to a floor (FloorToken).
+	floorScript = goredis.NewScript(preludeLua + floorLua)
 	// givebackScript (Redlock) gives back a vote won on a minority.
 	givebackScript = goredis.NewScript(preludeLua + givebackLua)
 )

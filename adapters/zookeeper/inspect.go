@@ -143,16 +143,23 @@ func holderOf(d nodeData, stat *zk.Stat) string {
 // completed write, the session's reads after its reply see at least its
 // state, and its reply's mtime is the leader's time of the write.
 func (l *Locker) barrier(ctx context.Context) (int64, error) {
-	set := func() (*zk.Stat, error) { return l.conn.Set(l.cfg.Root, []byte{}, -1) }
-	stat, err := callFor(ctx, l, 0, ackQuorum, set, nil)
-	if errors.Is(err, zk.ErrNoNode) {
-		if err := l.ensureRoot(ctx); err != nil {
-			return 0, err
-		}
-		stat, err = callFor(ctx, l, 0, ackQuorum, set, nil)
-	}
+	stat, err := l.touchRoot(ctx)
 	if err != nil {
 		return 0, err
 	}
 	return stat.Mtime, nil
+}
+
+// touchRoot is the barrier's write, creating the root if it is missing;
+// its Stat has the write's zxid (Mzxid) and time (Mtime).
+func (l *Locker) touchRoot(ctx context.Context) (*zk.Stat, error) {
+	set := func() (*zk.Stat, error) { return l.conn.Set(l.cfg.Root, []byte{}, -1) }
+	stat, err := callFor(ctx, l, 0, ackQuorum, set, nil)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err := l.ensureRoot(ctx); err != nil {
+			return nil, err
+		}
+		stat, err = callFor(ctx, l, 0, ackQuorum, set, nil)
+	}
+	return stat, err
 }

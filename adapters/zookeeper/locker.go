@@ -67,6 +67,8 @@ var (
 	_ lock.Lister  = (*Locker)(nil)
 	_ lock.Revoker = (*Locker)(nil)
 	_ lock.Adopter = (*Locker)(nil)
+
+	_ lock.TokenFloorer = (*Locker)(nil)
 )
 
 // New validates cfg and returns a Locker. With Servers it connects (in the

@@ -81,6 +81,10 @@ func TestStandalone(t *testing.T) {
 	t.Run("AdoptAfterHolderVanished", func(t *testing.T) { testAdoptAfterHolderVanished(t, servers) })
 	t.Run("AdoptLiveHolder", func(t *testing.T) { testAdoptLiveHolder(t, servers) })
 	t.Run("AdoptRefused", func(t *testing.T) { testAdoptRefused(t, servers) })
+	// Raising tokens (issue 15).
+	t.Run("FloorToken", func(t *testing.T) { testFloorToken(t, servers) })
+	t.Run("FloorTokenQueuedWaiter", func(t *testing.T) { testFloorTokenQueuedWaiter(t, servers) })
+	t.Run("FloorTokenInvalid", testFloorTokenInvalid)
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
@@ -89,6 +93,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("ReleaseWhileUnreachable", func(t *testing.T) { testReleaseWhileUnreachable(t, z) })
 	t.Run("NoQuorum", func(t *testing.T) { testNoQuorum(t, z) })
 	t.Run("QueuedWaiterEndsInOutage", func(t *testing.T) { testQueuedWaiterEndsInOutage(t, z) })
+	t.Run("FloorTokenNoQuorum", func(t *testing.T) { testFloorTokenNoQuorum(t, z) })
 	t.Run("ShutdownEndedCtx", func(t *testing.T) { testShutdownEndedCtx(t, z) })
 }
 

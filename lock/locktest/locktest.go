@@ -138,6 +138,7 @@ func Run(t *testing.T, newLocker func(t *testing.T) lock.Locker, opts ...Option)
 		{"List", testList, false},
 		{"Revoke", testRevoke, false},
 		{"Adopt", testAdopt, false},
+		{"FloorToken", testFloorToken, false},
 		{"OutageNoQuorum", testOutageNoQuorum, true},
 		{"OutageEndedLease", testOutageEndedLease, true},
 		{"OutageLateRefresh", testOutageLateRefresh, true},

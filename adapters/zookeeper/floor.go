@@ -1,0 +1,81 @@
+package zookeeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// FloorToken implements lock.TokenFloorer as far as ZooKeeper can
+// (DESIGN.md, "Raising tokens: FloorToken"): tokens are czxids, which no
+// client can raise, so it only checks that they are already above floor.
+// It makes one write (the barrier's SetData of the root): if that write's
+// zxid is below floor, or a claim of name queued before it has a czxid at
+// or below floor (it would be granted with that token), the error wraps
+// lock.ErrUnsupported and names both numbers. Errors of an unreachable
+// store and of ctx follow R5.
+func (l *Locker) FloorToken(ctx context.Context, name string, floor uint64) error {
+	if err := lock.ValidateName(name); err != nil {
+		return err
+	}
+	what := fmt.Sprintf("floor token %q", name)
+	if err := lock.ValidateTokenFloor(floor); err != nil {
+		return fmt.Errorf("zookeeper: %s: %w", what, err)
+	}
+	opCtx, end, err := l.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("zookeeper: %s: %w", what, err)
+	}
+	defer end()
+	var zxid, queued int64
+	err = retry(opCtx, func() error {
+		stat, err := l.touchRoot(opCtx)
+		if err != nil {
+			return err
+		}
+		zxid = stat.Mzxid
+		queued, err = l.firstWaiter(opCtx, name)
+		return err
+	})
+	if err != nil {
+		return l.fail(ctx, opCtx, what, err)
+	}
+	switch {
+	case zxid < 0 || uint64(zxid) < floor:
+		return fmt.Errorf("zookeeper: %s: %w: the store's zxid is %d, below the floor %d (tokens are zxids, which no client can raise)",
+			what, lock.ErrUnsupported, zxid, floor)
+	case queued > 0 && uint64(queued) <= floor:
+		return fmt.Errorf("zookeeper: %s: %w: a claim queued at zxid %d would be granted with that token, not above the floor %d",
+			what, lock.ErrUnsupported, queued, floor)
+	}
+	return nil
+}
+
+// firstWaiter returns the czxid of the first waiter of name (the lowest
+// claim but one; if it went meanwhile, the next one that is still there),
+// the smallest token a claim queued now can be granted with; 0 if nobody
+// waits.
+func (l *Locker) firstWaiter(ctx context.Context, name string) (int64, error) {
+	dir := l.dir(name)
+	kids, err := l.children(ctx, dir)
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	for i := 1; i < len(kids); i++ {
+		ok, stat, err := l.exists(ctx, dir+"/"+kids[i].name)
+		switch {
+		case err != nil:
+			return 0, err
+		case ok:
+			return stat.Czxid, nil
+		}
+	}
+	return 0, nil
+}
