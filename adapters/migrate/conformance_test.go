@@ -8,20 +8,25 @@ import (
 	"github.com/quorumlock/quorumlock/lock/locktest"
 )
 
-// TestConformance runs the contract's suite against a Dual Locker from
-// Redis to a three-node embedded cluster, and against ToOnly and FromOnly
-// Lockers (the wrapper's tracking of leases and calls around one store).
+// TestConformance runs the contract's suite against Dual Lockers (both
+// token modes) from Redis to a three-node embedded cluster, and against
+// ToOnly and FromOnly Lockers (the wrapper's tracking of leases and calls
+// around one store).
 func TestConformance(t *testing.T) {
 	from, to := redisStore(t), embeddedStore(t, 3)
-	for _, phase := range []migrate.Phase{migrate.Dual, migrate.FromOnly, migrate.ToOnly} {
-		t.Run(phase.String(), func(t *testing.T) {
-			opts := []locktest.Option{}
-			if phase == migrate.FromOnly {
-				opts = append(opts, locktest.ListUnordered()) // Redis's SCAN
-			}
-			locktest.Run(t, func(t *testing.T) lock.Locker {
-				return newMigrate(t, from, to, migrate.Config{Phase: phase, Tokens: testTokens})
-			}, opts...)
+	for _, tc := range []struct {
+		name string
+		cfg  migrate.Config
+		opts []locktest.Option
+	}{
+		// A Dual holder is reported as to knows it, its waiters as from does.
+		{"dual", migrate.Config{Phase: migrate.Dual}, []locktest.Option{locktest.WaiterIDsPerStore()}},
+		{"dual-from-tokens", migrate.Config{Phase: migrate.Dual, Tokens: migrate.FromTokens}, nil},
+		{"from-only", migrate.Config{Phase: migrate.FromOnly}, []locktest.Option{locktest.ListUnordered()}}, // Redis's SCAN
+		{"to-only", migrate.Config{Phase: migrate.ToOnly}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			locktest.Run(t, func(t *testing.T) lock.Locker { return newMigrate(t, from, to, tc.cfg) }, tc.opts...)
 		})
 	}
 }

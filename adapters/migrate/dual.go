@@ -4,24 +4,51 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-// dual takes name in from, then in to, raising each store's tokens above
-// the other's grant with FencedTokens (DESIGN.md, "Tokens"). Whatever fails
-// after the grant in from releases what was granted before returning.
-func (l *Locker) dual(ctx context.Context, name string, opts []lock.Option, get acquireFunc) (lock.Lease, error) {
+// errFromBehind marks a Dual attempt that failed because from could not
+// raise its tokens above to's grant (ZooKeeper behind: DESIGN.md, "What
+// each pair of stores guarantees"). Another attempt can succeed: each
+// one's writes move from's zxid on faster than to's tokens.
+var errFromBehind = errors.New("from's tokens are behind to's")
+
+// dual makes Dual attempts until one succeeds, fails otherwise than with
+// errFromBehind, or ctx ends; a TryAcquire makes one.
+func (l *Locker) dual(ctx context.Context, name string, opts []lock.Option, get acquireFunc, try bool) (lock.Lease, error) {
+	backoff := leasecore.Backoff{Min: time.Millisecond, Max: 100 * time.Millisecond}
+	for {
+		le, err := l.dualOnce(ctx, name, opts, get)
+		if err == nil || try || !errors.Is(err, errFromBehind) {
+			return le, err
+		}
+		if werr := backoff.Wait(ctx); werr != nil {
+			// The store answered: ctx's error alone (R5), the last cause
+			// in the message.
+			return nil, fmt.Errorf("migrate: %q: %w (last attempt: %s)", name, werr, err.Error())
+		}
+	}
+}
+
+// dualOnce takes name in from, then in to, raising each store's tokens
+// above the other's grant with FencedTokens (DESIGN.md, "Tokens").
+// Whatever fails after the grant in from releases what was granted before
+// returning.
+func (l *Locker) dualOnce(ctx context.Context, name string, opts []lock.Option, get acquireFunc) (lock.Lease, error) {
 	fromLease, err := get(l.from, ctx, name, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: %q in from: %w", name, err)
 	}
 	fenced := l.cfg.Tokens == FencedTokens
 	if fenced {
-		if err := l.to.(lock.TokenFloorer).FloorToken(ctx, name, fromLease.Token()); err != nil {
+		// to's next grant gets at least from's token: never handed out
+		// itself, it sits between from's earlier and later grants.
+		if err := l.to.(lock.TokenFloorer).FloorToken(ctx, name, fromLease.Token()-1); err != nil {
 			_ = l.giveBack(fromLease)
-			return nil, fmt.Errorf("migrate: %q: raising to's tokens above from's %d: %w", name, fromLease.Token(), err)
+			return nil, fmt.Errorf("migrate: %q: raising to's tokens to from's %d: %w", name, fromLease.Token(), err)
 		}
 	}
 	toLease, err := get(l.to, ctx, name, opts...)
@@ -32,10 +59,16 @@ func (l *Locker) dual(ctx context.Context, name string, opts []lock.Option, get 
 	token := fromLease.Token()
 	if fenced {
 		token = toLease.Token()
-		if err := l.from.(lock.TokenFloorer).FloorToken(ctx, name, token); err != nil {
-			_ = l.giveBack(toLease)
-			_ = l.giveBack(fromLease)
-			return nil, fmt.Errorf("migrate: %q: raising from's tokens above to's %d: %w", name, token, err)
+		// Equal tokens need no raise: from's next grant is above its own.
+		if token > fromLease.Token() {
+			if err := l.from.(lock.TokenFloorer).FloorToken(ctx, name, token); err != nil {
+				_ = l.giveBack(toLease)
+				_ = l.giveBack(fromLease)
+				if errors.Is(err, lock.ErrUnsupported) {
+					err = fmt.Errorf("%w: %w", errFromBehind, err)
+				}
+				return nil, fmt.Errorf("migrate: %q: raising from's tokens above to's %d: %w", name, token, err)
+			}
 		}
 	}
 	return l.newDualLease(fromLease, toLease, token), nil

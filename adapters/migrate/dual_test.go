@@ -63,7 +63,7 @@ func TestNew_Invalid(t *testing.T) {
 // then cancelled while it waits in to releases its grant in from before it
 // returns.
 func TestDual_CancelledInToLeavesNothing(t *testing.T) {
-	p := newDualPair(t, migrate.FromTokens)
+	p := newDualPair(t, migrate.FencedTokens)
 	holder, err := p.to.Acquire(ctxFor(t, 10*time.Second), "job")
 	require.NoError(t, err)
 
@@ -79,7 +79,7 @@ func TestDual_CancelledInToLeavesNothing(t *testing.T) {
 // TestDual_TryHeldInToLeavesNothing: a TryAcquire that finds to held
 // answers ErrHeld and leaves from free.
 func TestDual_TryHeldInToLeavesNothing(t *testing.T) {
-	p := newDualPair(t, migrate.FromTokens)
+	p := newDualPair(t, migrate.FencedTokens)
 	holder, err := p.to.Acquire(ctxFor(t, 10*time.Second), "job")
 	require.NoError(t, err)
 	_, err = p.l.TryAcquire(ctxFor(t, 10*time.Second), "job")
@@ -92,7 +92,7 @@ func TestDual_TryHeldInToLeavesNothing(t *testing.T) {
 // store), the Dual lease ends with that cause and the other half is
 // released.
 func TestDual_HalfEndsLease(t *testing.T) {
-	p := newDualPair(t, migrate.FromTokens)
+	p := newDualPair(t, migrate.FencedTokens)
 	ctx := ctxFor(t, 30*time.Second)
 	lease, err := p.l.Acquire(ctx, "job")
 	require.NoError(t, err)
@@ -117,7 +117,7 @@ func TestDual_HalfEndsLease(t *testing.T) {
 // TestDual_ReleaseFreesBoth: once Release returns nil, neither store holds
 // the name, and the lease ended with ErrReleased.
 func TestDual_ReleaseFreesBoth(t *testing.T) {
-	p := newDualPair(t, migrate.FromTokens)
+	p := newDualPair(t, migrate.FencedTokens)
 	ctx := ctxFor(t, 30*time.Second)
 	lease, err := p.l.Acquire(ctx, "job", lock.WithTTL(time.Minute), lock.WithOwner("worker-7"))
 	require.NoError(t, err)
@@ -138,7 +138,7 @@ func TestDual_ReleaseFreesBoth(t *testing.T) {
 // TestDual_Close: Close ends the Dual leases and blocked calls; later calls
 // answer ErrClosed; both stores are left free.
 func TestDual_Close(t *testing.T) {
-	p := newDualPair(t, migrate.FromTokens)
+	p := newDualPair(t, migrate.FencedTokens)
 	ctx := ctxFor(t, 30*time.Second)
 	held, err := p.l.Acquire(ctx, "held")
 	require.NoError(t, err)
@@ -167,7 +167,7 @@ func TestDual_Close(t *testing.T) {
 // TestDual_InspectMerges: Held if either store holds the name; the holder
 // as seen by the store whose token a Dual lease carries; waiters summed.
 func TestDual_InspectMerges(t *testing.T) {
-	p := newDualPair(t, migrate.FromTokens)
+	p := newDualPair(t, migrate.FencedTokens)
 	ctx := ctxFor(t, 30*time.Second)
 	info, err := p.l.Inspect(ctx, "job")
 	require.NoError(t, err)

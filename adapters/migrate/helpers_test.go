@@ -31,10 +31,13 @@ func redisStore(t *testing.T) store {
 	}}
 }
 
+// zkStore is a one-member ZooKeeper ensemble: a quorum, as in production,
+// so its zxids carry an epoch (2^32 and up); a standalone server's start
+// at 0 (DESIGN.md, "What each pair of stores guarantees").
 func zkStore(t *testing.T) store {
-	srv := testserver.StartZooKeeper(t, testserver.ZKOptions{})
+	srv := testserver.StartEnsemble(t, 1, testserver.ZKOptions{})
 	return store{name: "zookeeper", open: func(t *testing.T) lock.Locker {
-		l, err := zookeeper.New(zookeeper.Config{Servers: []string{srv.Addr()}, SessionTimeout: 4 * time.Second})
+		l, err := zookeeper.New(zookeeper.Config{Servers: srv.Servers(), SessionTimeout: 4 * time.Second})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = l.Close() })
 		return l

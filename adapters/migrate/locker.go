@@ -72,20 +72,20 @@ func (l *Locker) Phase() Phase { return l.cfg.Phase }
 
 // Acquire implements lock.Locker (DESIGN.md, "Phases").
 func (l *Locker) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return l.acquire(ctx, name, opts, lock.Locker.Acquire)
+	return l.acquire(ctx, name, opts, lock.Locker.Acquire, false)
 }
 
 // TryAcquire implements lock.Locker. In Dual it returns lock.ErrHeld if
 // either store holds name, having released its grant in from if to was
 // the one.
 func (l *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return l.acquire(ctx, name, opts, lock.Locker.TryAcquire)
+	return l.acquire(ctx, name, opts, lock.Locker.TryAcquire, true)
 }
 
 // acquireFunc is Acquire or TryAcquire of a store's Locker.
 type acquireFunc func(lock.Locker, context.Context, string, ...lock.Option) (lock.Lease, error)
 
-func (l *Locker) acquire(ctx context.Context, name string, opts []lock.Option, get acquireFunc) (lock.Lease, error) {
+func (l *Locker) acquire(ctx context.Context, name string, opts []lock.Option, get acquireFunc, try bool) (lock.Lease, error) {
 	if err := lock.ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (l *Locker) acquire(ctx context.Context, name string, opts []lock.Option, g
 	case ToOnly:
 		le, err = get(l.to, ctx, name, opts...)
 	default:
-		le, err = l.dual(ctx, name, opts, get)
+		le, err = l.dual(ctx, name, opts, get, try)
 	}
 	if err != nil {
 		return nil, l.closedOr(err)

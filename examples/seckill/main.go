@@ -8,7 +8,7 @@
 //	go run ./examples/seckill -buyers 100 -tickets 30
 //	go run ./examples/seckill -backend redis -redis 127.0.0.1:6379
 //	go run ./examples/seckill -backend zookeeper -zk 127.0.0.1:2181
-//	go run ./examples/seckill -migrate redis:embedded -tickets 30
+//	go run ./examples/seckill -migrate redis:embedded -tickets 90
 //
 // By default the lock service is a 3-node Raft cluster inside this
 // process, its nodes talking over real TCP on loopback; buyers are spread

@@ -191,6 +191,9 @@ func newZK(t testing.TB, rt zkRuntime, opts ZKOptions, dir string, myid, clientP
 	if peers != nil {
 		mainClass = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 		name = fmt.Sprintf("zookeeper %d", myid)
+		// A one-member ensemble stays a quorum (with its epochs: zxids from
+		// 2^32 up) instead of falling back to standalone mode.
+		cfg += "standaloneEnabled=false\n"
 		cfg += strings.Join(peers, "\n") + "\n"
 		if err := os.WriteFile(filepath.Join(dataDir, "myid"), []byte(strconv.Itoa(myid)+"\n"), 0o644); err != nil {
 			return nil, fmt.Errorf("testserver: %w", err)

@@ -31,6 +31,8 @@ type config struct {
 	outage func(t *testing.T) OutageStore
 	// listUnordered: List pages are not in byte order (ListUnordered).
 	listUnordered bool
+	// waiterIDsPerStore: see WaiterIDsPerStore.
+	waiterIDsPerStore bool
 }
 
 // maxPrefixLen leaves room in a 512-byte name for the suite's own suffixes.
@@ -49,6 +51,15 @@ func FIFO() Option {
 // then checks that every held name is listed, without checking the order.
 func ListUnordered() Option {
 	return func(c *config) { c.listUnordered = true }
+}
+
+// WaiterIDsPerStore declares a Locker over two stores (adapters/migrate's
+// Dual phase): it holds a name in both but waits in one at a time, and each
+// store knows it by its own ID, so a waiter's Info.Queue Holder need not be
+// the Holder the same Locker has once granted. Run then checks only that
+// the waiters' Holders are set and distinct.
+func WaiterIDsPerStore() Option {
+	return func(c *config) { c.waiterIDsPerStore = true }
 }
 
 // NamePrefix makes every lock name the suite uses start with p. By default
