@@ -16,14 +16,23 @@ import (
 // one's writes move from's zxid on faster than to's tokens.
 var errFromBehind = errors.New("from's tokens are behind to's")
 
+// warnAfterAttempts: a Dual Acquire that has retried this often says so,
+// once: from may never catch up (a standalone ZooKeeper behind the
+// embedded log, DESIGN.md).
+const warnAfterAttempts = 20
+
 // dual makes Dual attempts until one succeeds, fails otherwise than with
 // errFromBehind, or ctx ends; a TryAcquire makes one.
 func (l *Locker) dual(ctx context.Context, name string, opts []lock.Option, get acquireFunc, try bool) (lock.Lease, error) {
 	backoff := leasecore.Backoff{Min: time.Millisecond, Max: 100 * time.Millisecond}
-	for {
+	for attempt := 1; ; attempt++ {
 		le, err := l.dualOnce(ctx, name, opts, get)
 		if err == nil || try || !errors.Is(err, errFromBehind) {
 			return le, err
+		}
+		if attempt == warnAfterAttempts {
+			l.cfg.Logger.Warn("migrate: a Dual Acquire keeps waiting for from's tokens to catch up with to's; it retries until its ctx ends",
+				"name", name, "attempts", attempt, "error", err)
 		}
 		if werr := backoff.Wait(ctx); werr != nil {
 			// The store answered: ctx's error alone (R5), the last cause

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/adapters/migrate"
+	"github.com/quorumlock/quorumlock/adapters/zookeeper"
+	"github.com/quorumlock/quorumlock/internal/testserver"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -190,4 +192,44 @@ func TestDual_InspectMerges(t *testing.T) {
 	require.NoError(t, lease.Release(ctx))
 	_, err = p.l.List(ctx, "")
 	assert.True(t, errors.Is(err, lock.ErrUnsupported), "List in Dual: %v", err)
+}
+
+// TestDual_FromBehindRetries: when to's tokens for a name are ahead of
+// what ZooKeeper (from) can be raised to, a Dual TryAcquire fails with
+// ErrUnsupported and leaves nothing held, while an Acquire retries — each
+// attempt moves ZooKeeper's zxid on faster than to's tokens — and gets a
+// token that the old code's next grant still exceeds.
+func TestDual_FromBehindRetries(t *testing.T) {
+	zk := store{name: "zookeeper"}
+	standalone := testserver.StartZooKeeper(t, testserver.ZKOptions{}) // zxids from 0
+	zk.open = func(t *testing.T) lock.Locker {
+		l, err := zookeeper.New(zookeeper.Config{Servers: []string{standalone.Addr()}, SessionTimeout: 4 * time.Second})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = l.Close() })
+		return l
+	}
+	emb := embeddedStore(t, 1)
+	l := newMigrate(t, zk, emb, migrate.Config{Phase: migrate.Dual})
+	old, newCode := zk.open(t), emb.open(t)
+	ctx := ctxFor(t, time.Minute)
+
+	// Put to's tokens for "job" well ahead of ZooKeeper's zxid.
+	probe, err := old.Acquire(ctx, "job")
+	require.NoError(t, err)
+	require.NoError(t, probe.Release(ctx))
+	require.NoError(t, newCode.(lock.TokenFloorer).FloorToken(ctx, "job", probe.Token()+40))
+
+	_, err = l.TryAcquire(ctx, "job")
+	require.ErrorIs(t, err, lock.ErrUnsupported, "one attempt: from cannot be raised that far")
+	assert.True(t, free(t, old, "job"), "nothing held in from")
+	assert.True(t, free(t, newCode, "job"), "nothing held in to")
+
+	lease, err := l.Acquire(ctx, "job")
+	require.NoError(t, err, "an Acquire retries until from has caught up")
+	assert.Greater(t, lease.Token(), probe.Token()+40, "to's token")
+	require.NoError(t, lease.Release(ctx))
+	next, err := old.Acquire(ctx, "job")
+	require.NoError(t, err)
+	assert.Greater(t, next.Token(), lease.Token(), "the old code's next grant is above the Dual lease's token")
+	require.NoError(t, next.Release(ctx))
 }
