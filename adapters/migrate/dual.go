@@ -10,11 +10,11 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-// errFromBehind marks a Dual attempt that failed because from could not
-// raise its tokens above to's grant (ZooKeeper behind: DESIGN.md, "What
-// each pair of stores guarantees"). Another attempt can succeed: each
-// one's writes move from's zxid on faster than to's tokens.
-var errFromBehind = errors.New("from's tokens are behind to's")
+// errBehind marks a Dual attempt that failed because a store could not
+// raise its tokens that far (ZooKeeper behind: DESIGN.md, "What each pair
+// of stores guarantees"). Another attempt can succeed: each one's writes
+// move ZooKeeper's zxid on faster than the other store's tokens.
+var errBehind = errors.New("a store's tokens are behind the other's")
 
 // warnAfterAttempts: a Dual Acquire that has retried this often says so,
 // once: from may never catch up (a standalone ZooKeeper behind the
@@ -22,12 +22,12 @@ var errFromBehind = errors.New("from's tokens are behind to's")
 const warnAfterAttempts = 20
 
 // dual makes Dual attempts until one succeeds, fails otherwise than with
-// errFromBehind, or ctx ends; a TryAcquire makes one.
+// errBehind, or ctx ends; a TryAcquire makes one.
 func (l *Locker) dual(ctx context.Context, name string, opts []lock.Option, get acquireFunc, try bool) (lock.Lease, error) {
 	backoff := leasecore.Backoff{Min: time.Millisecond, Max: 100 * time.Millisecond}
 	for attempt := 1; ; attempt++ {
 		le, err := l.dualOnce(ctx, name, opts, get)
-		if err == nil || try || !errors.Is(err, errFromBehind) {
+		if err == nil || try || !errors.Is(err, errBehind) {
 			return le, err
 		}
 		if attempt == warnAfterAttempts {
@@ -57,7 +57,7 @@ func (l *Locker) dualOnce(ctx context.Context, name string, opts []lock.Option, 
 		// itself, it sits between from's earlier and later grants.
 		if err := l.to.(lock.TokenFloorer).FloorToken(ctx, name, fromLease.Token()-1); err != nil {
 			_ = l.giveBack(fromLease)
-			return nil, fmt.Errorf("migrate: %q: raising to's tokens to from's %d: %w", name, fromLease.Token(), err)
+			return nil, fmt.Errorf("migrate: %q: raising to's tokens to from's %d: %w", name, fromLease.Token(), behind(err))
 		}
 	}
 	toLease, err := get(l.to, ctx, name, opts...)
@@ -73,10 +73,7 @@ func (l *Locker) dualOnce(ctx context.Context, name string, opts []lock.Option, 
 			if err := l.from.(lock.TokenFloorer).FloorToken(ctx, name, token); err != nil {
 				_ = l.giveBack(toLease)
 				_ = l.giveBack(fromLease)
-				if errors.Is(err, lock.ErrUnsupported) {
-					err = fmt.Errorf("%w: %w", errFromBehind, err)
-				}
-				return nil, fmt.Errorf("migrate: %q: raising from's tokens above to's %d: %w", name, token, err)
+				return nil, fmt.Errorf("migrate: %q: raising from's tokens above to's %d: %w", name, token, behind(err))
 			}
 		}
 	}
@@ -179,4 +176,13 @@ func (d *dualLease) Release(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("migrate: %q released in to; its release in from goes on in the background: %w", d.Name(), ctx.Err())
 	}
+}
+
+// behind marks a floor's ErrUnsupported with errBehind: the attempt may be
+// made again.
+func behind(err error) error {
+	if errors.Is(err, lock.ErrUnsupported) {
+		return fmt.Errorf("%w: %w", errBehind, err)
+	}
+	return err
 }

@@ -194,11 +194,12 @@ func TestDual_InspectMerges(t *testing.T) {
 	assert.True(t, errors.Is(err, lock.ErrUnsupported), "List in Dual: %v", err)
 }
 
-// TestDual_FromBehindRetries: when to's tokens for a name are ahead of
-// what ZooKeeper (from) can be raised to, a Dual TryAcquire fails with
-// ErrUnsupported and leaves nothing held, while an Acquire retries — each
-// attempt moves ZooKeeper's zxid on faster than to's tokens — and gets a
-// token that the old code's next grant still exceeds.
+// TestDual_FromBehindRetries: when to's tokens for a name are further
+// ahead of ZooKeeper's zxid (from) than one FloorToken writes it up
+// (zookeeper.MaxFloorCatchUp), a Dual TryAcquire fails with ErrUnsupported
+// and leaves nothing held, while an Acquire retries — each attempt moves
+// ZooKeeper's zxid on faster than to's tokens — and gets a token that the
+// old code's next grant still exceeds.
 func TestDual_FromBehindRetries(t *testing.T) {
 	zk := store{name: "zookeeper"}
 	standalone := testserver.StartZooKeeper(t, testserver.ZKOptions{}) // zxids from 0
@@ -217,7 +218,7 @@ func TestDual_FromBehindRetries(t *testing.T) {
 	probe, err := old.Acquire(ctx, "job")
 	require.NoError(t, err)
 	require.NoError(t, probe.Release(ctx))
-	require.NoError(t, newCode.(lock.TokenFloorer).FloorToken(ctx, "job", probe.Token()+40))
+	require.NoError(t, newCode.(lock.TokenFloorer).FloorToken(ctx, "job", probe.Token()+1000))
 
 	_, err = l.TryAcquire(ctx, "job")
 	require.ErrorIs(t, err, lock.ErrUnsupported, "one attempt: from cannot be raised that far")
@@ -226,7 +227,7 @@ func TestDual_FromBehindRetries(t *testing.T) {
 
 	lease, err := l.Acquire(ctx, "job")
 	require.NoError(t, err, "an Acquire retries until from has caught up")
-	assert.Greater(t, lease.Token(), probe.Token()+40, "to's token")
+	assert.Greater(t, lease.Token(), probe.Token()+1000, "to's token")
 	require.NoError(t, lease.Release(ctx))
 	next, err := old.Acquire(ctx, "job")
 	require.NoError(t, err)

@@ -10,12 +10,23 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
+// MaxFloorCatchUp is the most writes one FloorToken makes to move the
+// store's zxid up to a floor it is short of; it makes none for a floor
+// more than floorCatchUpGap above the zxid (no number of calls would get
+// there).
+const (
+	MaxFloorCatchUp = 256
+	floorCatchUpGap = 1 << 16
+)
+
 // FloorToken implements lock.TokenFloorer as far as ZooKeeper can
-// (DESIGN.md, "Raising tokens: FloorToken"): tokens are czxids, which no
-// client can raise, so it only checks that they are already above floor.
-// It makes one write (the barrier's SetData of the root): if that write's
-// zxid is below floor, or a claim of name queued before it has a czxid at
-// or below floor (it would be granted with that token), the error wraps
+// (DESIGN.md, "Raising tokens: FloorToken"): tokens are czxids, which a
+// client can move up only by writing. It makes one write (the barrier's
+// SetData of the root), and as many more as the zxid is short of floor, at
+// most MaxFloorCatchUp, if it is not hopelessly short (a later call goes
+// on from there). If the zxid is still below floor, or a
+// claim of name queued before the first write has a czxid at or below
+// floor (it would be granted with that token), the error wraps
 // lock.ErrUnsupported and names both numbers. Errors of an unreachable
 // store and of ctx follow R5.
 func (l *Locker) FloorToken(ctx context.Context, name string, floor uint64) error {
@@ -38,8 +49,19 @@ func (l *Locker) FloorToken(ctx context.Context, name string, floor uint64) erro
 			return err
 		}
 		zxid = stat.Mzxid
-		queued, err = l.firstWaiter(opCtx, name)
-		return err
+		if queued, err = l.firstWaiter(opCtx, name); err != nil {
+			return err
+		}
+		if short := int64(floor) - zxid; short > floorCatchUpGap {
+			return nil
+		}
+		for writes := 0; zxid < int64(floor) && writes < MaxFloorCatchUp; writes++ {
+			if stat, err = l.touchRoot(opCtx); err != nil {
+				return err
+			}
+			zxid = stat.Mzxid
+		}
+		return nil
 	})
 	if err != nil {
 		return l.fail(ctx, opCtx, what, err)

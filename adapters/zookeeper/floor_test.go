@@ -62,6 +62,13 @@ func testFloorToken(t *testing.T, servers []string) {
 	assert.ElementsMatch(t, rootBefore, rootAfter, "FloorToken creates no node under the root")
 	assert.Equal(t, []string{children(t, a, name)[0]}, children(t, a, name), "only the holder's claim in the name's directory")
 	require.NoError(t, again.Release(ctx))
+
+	catchUp := again.Token() + zookeeper.MaxFloorCatchUp/2
+	require.NoError(t, a.FloorToken(ctx, name, catchUp), "a floor a little above the zxid: FloorToken writes up to it")
+	after, err := b.Acquire(ctx, name)
+	require.NoError(t, err)
+	assert.Greater(t, after.Token(), catchUp, "the first grant after the caught-up floor")
+	require.NoError(t, after.Release(ctx))
 }
 
 // testFloorTokenQueuedWaiter: a claim queued before FloorToken would be
