@@ -21,13 +21,19 @@ var errBehind = errors.New("a store's tokens are behind the other's")
 // embedded log, DESIGN.md).
 const warnAfterAttempts = 20
 
+// errHalfEnded marks a Dual attempt whose grant in one store ended before
+// the other was in hand (from's TTL passed while it waited in to): the
+// store may have granted the name to someone else meanwhile, and from's
+// floor may have come after that grant. Another attempt starts over.
+var errHalfEnded = errors.New("a half ended before the lease was complete")
+
 // dual makes Dual attempts until one succeeds, fails otherwise than with
-// errBehind, or ctx ends; a TryAcquire makes one.
+// errBehind or errHalfEnded, or ctx ends; a TryAcquire makes one.
 func (l *Locker) dual(ctx context.Context, name string, opts []lock.Option, get acquireFunc, try bool) (lock.Lease, error) {
 	backoff := leasecore.Backoff{Min: time.Millisecond, Max: 100 * time.Millisecond}
 	for attempt := 1; ; attempt++ {
 		le, err := l.dualOnce(ctx, name, opts, get)
-		if err == nil || try || !errors.Is(err, errBehind) {
+		if err == nil || try || !errors.Is(err, errBehind) && !errors.Is(err, errHalfEnded) {
 			return le, err
 		}
 		if attempt == warnAfterAttempts {
@@ -75,6 +81,15 @@ func (l *Locker) dualOnce(ctx context.Context, name string, opts []lock.Option, 
 				_ = l.giveBack(fromLease)
 				return nil, fmt.Errorf("migrate: %q: raising from's tokens above to's %d: %w", name, token, behind(err))
 			}
+		}
+	}
+	// Both halves must still be held now, so that step 4 ran while from
+	// was held and no other lease was granted in either store meanwhile.
+	for _, half := range []lock.Lease{fromLease, toLease} {
+		if cause := half.Err(); cause != nil {
+			_ = l.giveBack(toLease)
+			_ = l.giveBack(fromLease)
+			return nil, fmt.Errorf("migrate: %q: %w: %w", name, errHalfEnded, cause)
 		}
 	}
 	return l.newDualLease(fromLease, toLease, token), nil
