@@ -44,6 +44,7 @@ func TestDual_FromEndedWhileWaitingInTo(t *testing.T) {
 		select {
 		case r := <-res:
 			require.Error(t, r.err, "a Dual lease was handed out while an old replica held the name in from")
+			t.Fatalf("the Dual Acquire gave up instead of waiting in from again: %v", r.err)
 		default:
 		}
 		info, err := p.from.Inspect(ctx, "job")
