@@ -126,6 +126,10 @@ func (d *dualLease) watch() {
 	d.end.End(first.Err())
 	d.settleErr = d.l.giveBack(other)
 	close(d.settled)
+	// The half that ended first may still be held in its store (it ended
+	// on its holder's deadline, or a late Refresh extended it there): its
+	// Release says ErrNotHeld at once and releases it there by token (R2).
+	_ = d.l.giveBack(first)
 }
 
 // Refresh implements lock.Lease: it refreshes from, then to; nil only if

@@ -225,7 +225,8 @@ func merge(fi, ti lock.Info, toFirst bool, limit int) lock.Info {
 
 // Close implements lock.Locker: blocked calls return ErrClosed, then every
 // lease this Locker handed out is released (each bounded by
-// CleanupTimeout). from and to stay open.
+// CleanupTimeout); the error names the leases that could not be (their
+// stores end them at their TTL or session end). from and to stay open.
 func (l *Locker) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -242,10 +243,14 @@ func (l *Locker) Close() error {
 		leases = append(leases, le)
 	}
 	l.mu.Unlock()
+	errs := make([]error, len(leases))
 	var wg sync.WaitGroup
-	for _, le := range leases {
-		wg.Go(func() { _ = l.giveBack(le) })
+	for i, le := range leases {
+		wg.Go(func() { errs[i] = l.giveBack(le) })
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("migrate: close: leases left to their stores' TTL or session: %w", err)
+	}
 	return nil
 }
