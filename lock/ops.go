@@ -63,8 +63,9 @@ type TokenFloorer interface {
 	// at or below what the store would issue anyway changes nothing. floor
 	// must be at most MaxTokenFloor (else ErrInvalidOption). A store that
 	// cannot raise its tokens that far returns an error wrapping
-	// ErrUnsupported, with both numbers in its message. Errors of an
-	// unreachable store and of ctx follow R5.
+	// ErrUnsupported, with both numbers in its message; ErrTokensBehind
+	// if asking again may succeed. Errors of an unreachable store and of
+	// ctx follow R5.
 	FloorToken(ctx context.Context, name string, floor uint64) error
 }
 
@@ -237,4 +238,17 @@ var (
 	// ErrUnsupported: the backend (or its mode) does not offer the call.
 	// errors.Is(err, errors.ErrUnsupported) holds too.
 	ErrUnsupported error = unsupportedError{}
+	// ErrTokensBehind: FloorToken could not raise the tokens that far now
+	// (ZooKeeper: its zxid is still short of the floor after the writes
+	// one call makes); asking again may succeed. errors.Is(err,
+	// ErrUnsupported) holds too.
+	ErrTokensBehind error = behindError{}
 )
+
+// behindError is ErrTokensBehind; it is also ErrUnsupported.
+type behindError struct{}
+
+func (behindError) Error() string {
+	return "quorumlock: the store's tokens cannot be raised that far yet"
+}
+func (behindError) Is(target error) bool { return target == ErrUnsupported }

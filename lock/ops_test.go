@@ -23,6 +23,10 @@ func TestLossSentinels(t *testing.T) {
 	assert.ErrorIs(t, fmt.Errorf("x: %w", ErrUnsupported), errors.ErrUnsupported)
 	assert.ErrorIs(t, fmt.Errorf("x: %w", ErrUnsupported), ErrUnsupported)
 	assert.NotErrorIs(t, errors.ErrUnsupported, ErrUnsupported)
+	behind := fmt.Errorf("x: %w", ErrTokensBehind)
+	assert.ErrorIs(t, behind, ErrUnsupported, "ErrTokensBehind is also ErrUnsupported")
+	assert.ErrorIs(t, behind, ErrTokensBehind)
+	assert.NotErrorIs(t, fmt.Errorf("x: %w", ErrUnsupported), ErrTokensBehind)
 }
 
 func TestKindString(t *testing.T) {

@@ -37,7 +37,7 @@ func (l *Locker) dual(ctx context.Context, name string, opts []lock.Option, get 
 			return le, err
 		}
 		if attempt == warnAfterAttempts {
-			l.cfg.Logger.Warn("migrate: a Dual Acquire keeps waiting for from's tokens to catch up with to's; it retries until its ctx ends",
+			l.cfg.Logger.Warn("migrate: a Dual Acquire keeps trying (a store's tokens behind the other's, or a half ending before both were held); it retries until its ctx ends",
 				"name", name, "attempts", attempt, "error", err)
 		}
 		if werr := backoff.Wait(ctx); werr != nil {
@@ -197,10 +197,11 @@ func (d *dualLease) Release(ctx context.Context) error {
 	}
 }
 
-// behind marks a floor's ErrUnsupported with errBehind: the attempt may be
-// made again.
+// behind marks a floor's ErrTokensBehind with errBehind: the attempt may
+// be made again. Other failures, ErrUnsupported among them (a cluster not
+// yet at protocol 4, a Redis floor above 2^52), end the Acquire.
 func behind(err error) error {
-	if errors.Is(err, lock.ErrUnsupported) {
+	if errors.Is(err, lock.ErrTokensBehind) {
 		return fmt.Errorf("%w: %w", errBehind, err)
 	}
 	return err

@@ -68,11 +68,11 @@ func (l *Locker) FloorToken(ctx context.Context, name string, floor uint64) erro
 	}
 	switch {
 	case zxid < 0 || uint64(zxid) < floor:
-		return fmt.Errorf("zookeeper: %s: %w: the store's zxid is %d, below the floor %d (tokens are zxids, which no client can raise)",
-			what, lock.ErrUnsupported, zxid, floor)
+		return fmt.Errorf("zookeeper: %s: %w: the store's zxid is %d, below the floor %d (tokens are zxids, which a client moves up only by writing)",
+			what, floorErr(floor, zxid), zxid, floor)
 	case queued > 0 && uint64(queued) <= floor:
 		return fmt.Errorf("zookeeper: %s: %w: a claim queued at zxid %d would be granted with that token, not above the floor %d",
-			what, lock.ErrUnsupported, queued, floor)
+			what, lock.ErrTokensBehind, queued, floor)
 	}
 	return nil
 }
@@ -100,4 +100,13 @@ func (l *Locker) firstWaiter(ctx context.Context, name string) (int64, error) {
 		}
 	}
 	return 0, nil
+}
+
+// floorErr is ErrTokensBehind for a zxid that later calls can write up to
+// floor, ErrUnsupported for one hopelessly short of it.
+func floorErr(floor uint64, zxid int64) error {
+	if int64(floor)-zxid > floorCatchUpGap {
+		return lock.ErrUnsupported
+	}
+	return lock.ErrTokensBehind
 }

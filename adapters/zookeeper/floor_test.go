@@ -44,6 +44,7 @@ func testFloorToken(t *testing.T, servers []string) {
 	const high = uint64(lock.MaxTokenFloor)
 	err = a.FloorToken(ctx, name, high)
 	require.ErrorIs(t, err, lock.ErrUnsupported, "a floor far above the store's zxid")
+	assert.NotErrorIs(t, err, lock.ErrTokensBehind, "hopelessly far: asking again would not help")
 	assert.NotErrorIs(t, err, lock.ErrNoQuorum)
 	assert.Contains(t, err.Error(), strconv.FormatUint(high, 10), "the floor in the message")
 	m := regexp.MustCompile(`zxid is (\d+)`).FindStringSubmatch(err.Error())
@@ -96,6 +97,7 @@ func testFloorTokenQueuedWaiter(t *testing.T, servers []string) {
 
 	err = holder.FloorToken(ctx, name, czxid)
 	require.ErrorIs(t, err, lock.ErrUnsupported, "the waiter would be granted with token %d", czxid)
+	assert.ErrorIs(t, err, lock.ErrTokensBehind, "asking again once the waiter is served may succeed")
 	assert.Contains(t, err.Error(), strconv.FormatUint(czxid, 10))
 	require.NoError(t, holder.FloorToken(ctx, name, czxid-1), "every waiter's token is above this floor")
 
