@@ -300,7 +300,7 @@ func checkInvariants(s *State) error {
 			count(qc.GetSession(), name)
 		}
 	}
-	if err := checkFloors(s, &snap); err != nil {
+	if err := checkTokenFloor(s, &snap); err != nil {
 		return err
 	}
 	if s.SessionCount() != len(s.Sessions()) || s.LockCount() != len(s.locks) {
@@ -323,31 +323,20 @@ func checkInvariants(s *State) error {
 	return nil
 }
 
-// checkFloors checks the token floors (protocol 4): only from level 4,
-// sorted in the snapshot, and the heap beside the map holds the same
-// floors in heap order.
-func checkFloors(s *State, snap *fsmpb.Snapshot) error {
-	if s.Protocol() < 4 && len(snap.GetFloors()) > 0 {
-		return fmt.Errorf("level %d with %d floors", s.Protocol(), len(snap.GetFloors()))
+// checkTokenFloor checks the token floor (protocol 4): none below level 4,
+// and, while there is one, at least every lease's token (DESIGN.md,
+// "Canonical").
+func checkTokenFloor(s *State, snap *fsmpb.Snapshot) error {
+	f := snap.GetTokenFloor()
+	if f != s.tokenFloor {
+		return fmt.Errorf("token floor %d, snapshot says %d", s.tokenFloor, f)
 	}
-	for i, pf := range snap.GetFloors() {
-		if i > 0 && snap.GetFloors()[i-1].GetName() >= pf.GetName() {
-			return fmt.Errorf("floors not sorted at %q", pf.GetName())
-		}
-		if pf.GetFloor() == 0 {
-			return fmt.Errorf("floor 0 for %q", pf.GetName())
-		}
+	if s.Protocol() < 4 && f != 0 {
+		return fmt.Errorf("level %d with token floor %d", s.Protocol(), f)
 	}
-	f := s.floors
-	if len(f.heap) != len(f.by) || len(f.by) != len(snap.GetFloors()) {
-		return fmt.Errorf("floors: heap %d, map %d, snapshot %d", len(f.heap), len(f.by), len(snap.GetFloors()))
-	}
-	for i, it := range f.heap {
-		if it.at != i || f.by[it.name] != it {
-			return fmt.Errorf("floor heap item %d (%q) out of place", i, it.name)
-		}
-		if i > 0 && f.heap[(i-1)/2].floor > it.floor {
-			return fmt.Errorf("floor heap order broken at %d", i)
+	for _, pl := range snap.GetLocks() {
+		if t := pl.GetHolder().GetToken(); f != 0 && t > f {
+			return fmt.Errorf("lock %q: token %d above the token floor %d", pl.GetName(), t, f)
 		}
 	}
 	return nil

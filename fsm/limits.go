@@ -19,7 +19,6 @@ type Limits struct {
 	Names           int // names held or waited for
 	NamesPerSession int // names one session holds or waits for
 	WaitersPerName  int // claims queued on one name
-	Floors          int // names with a token floor (protocol 4)
 }
 
 // Admit reports whether cmd may be proposed to s without growing it past
@@ -32,8 +31,6 @@ func (s *State) Admit(cmd *fsmpb.Command, lim Limits) error {
 		return s.admitSession(op.OpenSession, lim)
 	case *fsmpb.Command_Acquire:
 		return s.admitAcquire(op.Acquire, lim)
-	case *fsmpb.Command_FloorToken:
-		return s.admitFloor(op.FloorToken, lim)
 	default:
 		return nil
 	}
@@ -83,20 +80,6 @@ func (s *State) admitAcquire(c *fsmpb.Acquire, lim Limits) error {
 		return limitErr("names of one session", lim.NamesPerSession)
 	case l != nil && l.holder != nil && !c.GetTry() && full(len(l.queue), lim.WaitersPerName):
 		return limitErr(fmt.Sprintf("waiters on %q", name), lim.WaitersPerName)
-	}
-	return nil
-}
-
-// admitFloor refuses a floor for a name without one when the floors are
-// at their cap. It cannot tell a floor that Apply would find implied by
-// the index (it does not know the index): a full map refuses those too.
-func (s *State) admitFloor(c *fsmpb.FloorToken, lim Limits) error {
-	sess := s.sessions[c.GetReq().GetSession()]
-	if sess == nil || sess.repeats(c.GetReq()) || s.floors.get(c.GetName()) != 0 {
-		return nil
-	}
-	if full(s.floors.len(), lim.Floors) {
-		return limitErr("token floors", lim.Floors)
 	}
 	return nil
 }

@@ -325,18 +325,18 @@ func unknownCommand(ignorable bool) *fsmpb.Command {
 type eventModel struct {
 	holder    map[string]uint64 // name → token of the current lease
 	lastToken map[string]uint64
-	revoked   map[string]bool   // name → its current lease is revoked
-	floor     map[string]uint64 // name → the floor its next grant must pass (protocol 4)
+	revoked   map[string]bool // name → its current lease is revoked
+	floor     uint64          // the floor every next grant must pass (protocol 4)
 }
 
 func newEventModel() *eventModel {
-	return &eventModel{holder: map[string]uint64{}, lastToken: map[string]uint64{}, revoked: map[string]bool{}, floor: map[string]uint64{}}
+	return &eventModel{holder: map[string]uint64{}, lastToken: map[string]uint64{}, revoked: map[string]bool{}}
 }
 
 // floored records a FloorToken that the state answered OK.
 func (m *eventModel) floored(cmd *fsmpb.Command, res *fsmpb.Result) {
 	if c := cmd.GetFloorToken(); c != nil && res.GetCode() == fsmpb.Code_CODE_OK {
-		m.floor[c.GetName()] = max(m.floor[c.GetName()], c.GetFloor())
+		m.floor = max(m.floor, c.GetFloor())
 	}
 }
 
@@ -347,13 +347,17 @@ func (m *eventModel) apply(index uint64, events []Event) error {
 			if tok, held := m.holder[ev.Name]; held {
 				return fmt.Errorf("granted %q (token %d) while token %d holds it", ev.Name, ev.Token, tok)
 			}
-			// The token is the index, or above the name's floor if that is
-			// higher (DESIGN.md, "Protocol 4"); the generation the index.
-			if want := max(index, m.floor[ev.Name]+1); ev.Token != want || ev.Generation != index {
+			// The token is the index, or above the store's floor if that
+			// is higher, whatever the name (DESIGN.md, "Protocol 4"); the
+			// generation the index. A used floor moves up to the token.
+			want := max(index, m.floor+1)
+			if ev.Token != want || ev.Generation != index {
 				return fmt.Errorf("granted %q with token %d generation %d at index %d (floor %d)",
-					ev.Name, ev.Token, ev.Generation, index, m.floor[ev.Name])
+					ev.Name, ev.Token, ev.Generation, index, m.floor)
 			}
-			m.floor[ev.Name] = ev.Token
+			if want > index {
+				m.floor = want
+			}
 			if ev.Token <= m.lastToken[ev.Name] {
 				return fmt.Errorf("token of %q went from %d to %d", ev.Name, m.lastToken[ev.Name], ev.Token)
 			}
@@ -482,10 +486,8 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 		}
 		require.NoError(t, model.apply(idx, evA), "seed %d index %d", seed, idx)
 		model.floored(cmd, resA)
-		for name, f := range floorsOf(a) {
-			if cmd.GetOp() != nil {
-				require.Greater(t, f, idx, "seed %d index %d: floor of %q left behind by the index", seed, idx, name)
-			}
+		if f := tokenFloorOf(a); f != 0 && cmd.GetOp() != nil {
+			require.Greater(t, f, idx, "seed %d index %d: token floor left behind by the index", seed, idx)
 		}
 		require.NoError(t, model.check(a), "seed %d index %d", seed, idx)
 		require.NoError(t, checkInvariants(a), "seed %d index %d", seed, idx)

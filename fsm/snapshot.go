@@ -46,9 +46,7 @@ func (s *State) Snapshot() ([]byte, error) {
 		}
 		snap.Locks = append(snap.Locks, pl)
 	}
-	for _, name := range s.floors.sorted() {
-		snap.Floors = append(snap.Floors, &fsmpb.Floor{Name: name, Floor: s.floors.get(name)})
-	}
+	snap.TokenFloor = s.tokenFloor
 	b, err := marshalOpts.Marshal(snap)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: encode snapshot: %w", err)
@@ -103,9 +101,10 @@ func Restore(data []byte) (*State, error) {
 	if s.protocol < 3 && hasV3Fields(&snap) {
 		return nil, corrupt("level %d with fields of level 3", s.protocol)
 	}
-	if err := restoreFloors(s, snap.GetFloors()); err != nil {
-		return nil, corrupt("%v", err)
+	if f := snap.GetTokenFloor(); f != 0 && s.protocol < 4 || f > maxStoredFloor {
+		return nil, corrupt("token floor %d at level %d", f, s.protocol)
 	}
+	s.tokenFloor = snap.GetTokenFloor()
 	for _, ps := range snap.GetSessions() {
 		id := ps.GetId()
 		if id == 0 || ps.GetTtlNs() <= 0 || s.sessions[id] != nil {
@@ -189,29 +188,10 @@ func Restore(data []byte) (*State, error) {
 	return s, nil
 }
 
-// maxStoredFloor bounds a floor in a snapshot: a stored floor is a
-// FloorToken floor (at most MaxTokenFloor) or a token granted above one,
-// and MaxTokenFloor more grants than that will not happen.
+// maxStoredFloor bounds the token floor in a snapshot: it is a FloorToken
+// floor (at most MaxTokenFloor) or a token granted above one, and
+// MaxTokenFloor more grants than that will not happen.
 const maxStoredFloor = 2 * MaxTokenFloor
-
-// restoreFloors validates the floors of a snapshot at s's level and puts
-// them in s.
-func restoreFloors(s *State, pfs []*fsmpb.Floor) error {
-	if len(pfs) > 0 && s.protocol < 4 {
-		return fmt.Errorf("level %d with token floors", s.protocol)
-	}
-	for _, pf := range pfs {
-		name, floor := pf.GetName(), pf.GetFloor()
-		if !validName(name) || s.floors.get(name) != 0 {
-			return fmt.Errorf("bad or duplicate floor name %q", name)
-		}
-		if floor == 0 || floor > maxStoredFloor {
-			return fmt.Errorf("floor of %q: %d", name, floor)
-		}
-		s.floors.raise(name, floor)
-	}
-	return nil
-}
 
 // oneClaimPerClient checks that no live client session has two claims on
 // lock l of name.

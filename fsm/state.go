@@ -126,13 +126,16 @@ type session struct {
 type State struct {
 	sessions map[uint64]*session
 	locks    map[string]*lockState
-	protocol int     // the level the log has committed to (SetProtocol); 1 at first
-	floors   *floors // level 4: token floors (DESIGN.md, "Protocol 4")
+	protocol int // the level the log has committed to (SetProtocol); 1 at first
+	// tokenFloor (level 4): every later grant, of any name, gets a token
+	// above it; 0 or above the index after every entry that is not
+	// ignorable (DESIGN.md, "Protocol 4").
+	tokenFloor uint64
 }
 
 // New returns an empty state at protocol level 1.
 func New() *State {
-	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}, protocol: 1, floors: newFloors()}
+	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}, protocol: 1}
 }
 
 // Protocol is the protocol level the state has committed to: 1 until a
@@ -226,24 +229,27 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.floorToken(c.GetName(), c.GetFloor()) })
 	default:
 		if cmd.GetIgnorable() {
-			return code(fsmpb.Code_CODE_UNSPECIFIED), nil, nil // a no-op: not even the floors change
+			return code(fsmpb.Code_CODE_UNSPECIFIED), nil, nil // a no-op: not even the token floor changes
 		}
 		return nil, nil, fmt.Errorf("%w at index %d", ErrUnknownCommand, index)
 	}
 	// A floor at or below this index is one no later grant needs.
-	s.floors.dropUpTo(index)
+	if s.tokenFloor <= index {
+		s.tokenFloor = 0
+	}
 	return res, a.events, nil
 }
 
-// floorToken raises the token floor of name (DESIGN.md, "Protocol 4"). A
-// floor at or below this entry's index is implied: the next grant's index
-// is larger.
+// floorToken raises the store's token floor (DESIGN.md, "Protocol 4"):
+// the tokens of every name, not only name's, which is validated but keeps
+// no state. A floor at or below this entry's index is implied: every later
+// grant's index is larger.
 func (a *applier) floorToken(name string, floor uint64) *fsmpb.Result {
 	if !validName(name) || floor > MaxTokenFloor {
 		return code(fsmpb.Code_CODE_INVALID)
 	}
 	if floor > a.index {
-		a.s.floors.raise(name, floor)
+		a.s.tokenFloor = max(a.s.tokenFloor, floor)
 	}
 	return ok()
 }
@@ -447,13 +453,12 @@ func (a *applier) move(name string, cl *claim, stream *session, seq, token uint6
 
 // grant makes cl the holder of an unheld lock. The caller has already
 // removed cl from the queue and its session's names count (if it was queued).
-// Its token is the index, or above name's floor if that is higher
-// (DESIGN.md, "Protocol 4"); its generation is the index.
+// Its token is the index, or above the store's token floor if that is
+// higher (DESIGN.md, "Protocol 4"); its generation is the index.
 func (a *applier) grant(name string, l *lockState, cl claim) uint64 {
-	token := a.index
-	if f := a.s.floors.get(name); f >= token {
-		token = f + 1
-		a.s.floors.raise(name, token) // the next grant's index may still be below it
+	token := max(a.index, a.s.tokenFloor+1)
+	if token > a.index {
+		a.s.tokenFloor = token // the next grant's index may still be below it
 	}
 	l.holder = &lease{claim: cl, token: token, gen: a.index, refreshed: a.stamp, granted: a.v2Stamp()}
 	if sess := a.s.sessions[cl.session]; sess != nil {

@@ -1,7 +1,7 @@
 package fsm
 
 import (
-	"strings"
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,7 +13,7 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-// Protocol 4 (DESIGN.md, "Protocol 4"): token floors.
+// Protocol 4 (DESIGN.md, "Protocol 4"): one token floor for the store.
 
 // opens4 opens sessions 1..n and raises the level to 4 (index n+1); more
 // start at index n+2.
@@ -25,17 +25,8 @@ func cmdFloor(session, seq uint64, name string, floor uint64) *fsmpb.Command {
 	return &fsmpb.Command{Op: &fsmpb.Command_FloorToken{FloorToken: &fsmpb.FloorToken{Req: rq(session, seq), Name: name, Floor: floor}}}
 }
 
-// floorsOf is the floor map of s, nil if empty.
-func floorsOf(s *State) map[string]uint64 {
-	if s.floors.len() == 0 {
-		return nil
-	}
-	m := map[string]uint64{}
-	for name, it := range s.floors.by {
-		m[name] = it.floor
-	}
-	return m
-}
+// tokenFloorOf is the store-wide token floor of s, 0 for none.
+func tokenFloorOf(s *State) uint64 { return s.tokenFloor }
 
 // granted is the Granted event of a claim of session granted token at
 // index (its generation).
@@ -53,7 +44,7 @@ func TestState_ApplyFloorToken(t *testing.T) {
 			want:   resGranted(101, 5),
 			events: []Event{granted("x", s2, 1, 5, 101, 5)},
 			check: func(t *testing.T, s *State) {
-				assert.Equal(t, map[string]uint64{"x": 101}, floorsOf(s), "the used floor becomes the token")
+				assert.Equal(t, uint64(101), tokenFloorOf(s), "the used floor becomes the token")
 				li := s.Lock("x")
 				assert.Equal(t, uint64(101), li.Token)
 				assert.Equal(t, uint64(5), li.Generation)
@@ -65,8 +56,18 @@ func TestState_ApplyFloorToken(t *testing.T) {
 			cmd:    cmdAcquire(s1, 2, "x"),
 			want:   resGranted(102, 7),
 			events: []Event{granted("x", s1, 2, 7, 102, 7)},
+			check:  func(t *testing.T, s *State) { assert.Equal(t, uint64(102), tokenFloorOf(s)) },
+		},
+		{
+			name:   "a floor raises the grants of every name",
+			setup:  opens4(2, cmdFloor(s1, 1, "x", 100)),
+			cmd:    cmdAcquire(s2, 1, "y"),
+			want:   resGranted(101, 5),
+			events: []Event{granted("y", s2, 1, 5, 101, 5)},
 			check: func(t *testing.T, s *State) {
-				assert.Equal(t, map[string]uint64{"x": 102}, floorsOf(s))
+				assert.Equal(t, uint64(101), tokenFloorOf(s))
+				res, _ := applyOK(t, s, 6, cmdAcquire(s1, 2, "x"))
+				assertResult(t, resGranted(102, 6), res) // the floored name's own grant comes after
 			},
 		},
 		{
@@ -76,18 +77,18 @@ func TestState_ApplyFloorToken(t *testing.T) {
 			want:           resOK(),
 			locksUnchanged: true,
 			check: func(t *testing.T, s *State) {
-				assert.Equal(t, map[string]uint64{"x": 100}, floorsOf(s))
+				assert.Equal(t, uint64(100), tokenFloorOf(s))
 				assert.False(t, s.Lock("x").Held, "a floor holds nothing")
 			},
 		},
 		{
-			name:           "a floor below the index is a no-op leaving no entry",
+			name:           "a floor below the index is a no-op leaving no floor",
 			setup:          opens4(2),
 			cmd:            cmdFloor(s1, 1, "x", 3),
 			want:           resOK(),
 			locksUnchanged: true,
 			check: func(t *testing.T, s *State) {
-				assert.Nil(t, floorsOf(s))
+				assert.Zero(t, tokenFloorOf(s))
 				res, _ := applyOK(t, s, 5, cmdAcquire(s2, 1, "x"))
 				assertResult(t, resGranted(5, 5), res)
 			},
@@ -97,22 +98,25 @@ func TestState_ApplyFloorToken(t *testing.T) {
 			setup: opens4(2),
 			cmd:   cmdFloor(s1, 1, "x", 4),
 			want:  resOK(),
-			check: func(t *testing.T, s *State) { assert.Nil(t, floorsOf(s)) },
+			check: func(t *testing.T, s *State) { assert.Zero(t, tokenFloorOf(s)) },
 		},
 		{
-			name:  "a lower floor never lowers one",
+			name:  "a lower floor never lowers one, whatever its name",
 			setup: opens4(2, cmdFloor(s1, 1, "x", 100)),
-			cmd:   cmdFloor(s1, 2, "x", 50),
+			cmd:   cmdFloor(s1, 2, "y", 50),
 			want:  resOK(),
-			check: func(t *testing.T, s *State) { assert.Equal(t, map[string]uint64{"x": 100}, floorsOf(s)) },
+			check: func(t *testing.T, s *State) { assert.Equal(t, uint64(100), tokenFloorOf(s)) },
 		},
 		{
-			name:   "a floor is per name",
-			setup:  opens4(2, cmdFloor(s1, 1, "x", 100)),
-			cmd:    cmdAcquire(s2, 1, "y"),
-			want:   resGranted(5, 5),
-			events: []Event{granted("y", s2, 1, 5, 5, 5)},
-			check:  func(t *testing.T, s *State) { assert.Equal(t, map[string]uint64{"x": 100}, floorsOf(s)) },
+			name:  "a higher floor of another name raises it",
+			setup: opens4(2, cmdFloor(s1, 1, "x", 100)),
+			cmd:   cmdFloor(s1, 2, "y", 200),
+			want:  resOK(),
+			check: func(t *testing.T, s *State) {
+				assert.Equal(t, uint64(200), tokenFloorOf(s))
+				res, _ := applyOK(t, s, 6, cmdAcquire(s2, 1, "x"))
+				assertResult(t, resGranted(201, 6), res)
+			},
 		},
 		{
 			name:           "a floor leaves the current lease and queue alone",
@@ -133,7 +137,7 @@ func TestState_ApplyFloorToken(t *testing.T) {
 			setup: opens4(2),
 			cmd:   cmdFloor(s1, 1, "x", MaxTokenFloor+1),
 			want:  res(fsmpb.Code_CODE_INVALID),
-			check: func(t *testing.T, s *State) { assert.Nil(t, floorsOf(s)) },
+			check: func(t *testing.T, s *State) { assert.Zero(t, tokenFloorOf(s)) },
 		},
 		{
 			name:  "MaxTokenFloor itself is accepted",
@@ -141,22 +145,23 @@ func TestState_ApplyFloorToken(t *testing.T) {
 			cmd:   cmdFloor(s1, 1, "x", MaxTokenFloor),
 			want:  resOK(),
 			check: func(t *testing.T, s *State) {
-				res, _ := applyOK(t, s, 5, cmdAcquire(s2, 1, "x"))
+				res, _ := applyOK(t, s, 5, cmdAcquire(s2, 1, "y"))
 				assertResult(t, resGranted(MaxTokenFloor+1, 5), res)
 			},
 		},
 		{
-			name:  "a bad name: INVALID",
+			name:  "a bad name: INVALID, and no floor",
 			setup: opens4(2),
 			cmd:   cmdFloor(s1, 1, "bad\x00", 100),
 			want:  res(fsmpb.Code_CODE_INVALID),
+			check: func(t *testing.T, s *State) { assert.Zero(t, tokenFloorOf(s)) },
 		},
 		{
 			name:  "an unknown session",
 			setup: opens4(2),
 			cmd:   cmdFloor(9, 1, "x", 100),
 			want:  res(fsmpb.Code_CODE_UNKNOWN_SESSION),
-			check: func(t *testing.T, s *State) { assert.Nil(t, floorsOf(s)) },
+			check: func(t *testing.T, s *State) { assert.Zero(t, tokenFloorOf(s)) },
 		},
 		{
 			name:      "level 3: UNSUPPORTED, nothing changes, not even the cache",
@@ -165,43 +170,76 @@ func TestState_ApplyFloorToken(t *testing.T) {
 			want:      res(fsmpb.Code_CODE_UNSUPPORTED),
 			unchanged: true,
 			check: func(t *testing.T, s *State) {
-				assert.Nil(t, floorsOf(s))
-				res, _ := applyOK(t, s, 5, cmdAcquire(s2, 1, "x"))
+				assert.Zero(t, tokenFloorOf(s))
+				res, _ := applyOK(t, s, 5, cmdAcquire(s2, 1, "y"))
 				assertResult(t, resGranted(5, 5), res)
 			},
 		},
 	})
 }
 
-// TestState_FloorDroppedOnceIndexPasses: a floor stays while a later grant
-// could use it, counts for a grant at its own index, and is gone once the
-// index has passed it (at the end of an entry that is not ignorable: those
-// change nothing at all).
+// TestState_FloorChainsAcrossNames: while the floor is in use, grants of
+// different names take the tokens above it one after the other, within
+// one entry too (the end of a session hands over several names).
+func TestState_FloorChainsAcrossNames(t *testing.T) {
+	s := mustApply(t, opens4(3,
+		cmdAcquire(s1, 1, "a"), // 5
+		cmdAcquire(s1, 2, "b"), // 6
+		cmdAcquire(s2, 1, "a"), // 7: queued
+		cmdAcquire(s3, 1, "b"), // 8: queued
+		cmdFloor(s3, 2, "z", 100),
+	)...)
+	_, ev := applyOK(t, s, 10, cmdClose(s1, 3)) // hands a to s2, b to s3
+	var got []Event
+	for _, e := range ev {
+		if e.Kind == EventGranted {
+			got = append(got, e)
+		}
+	}
+	assert.Equal(t, []Event{granted("a", s2, 1, 7, 101, 10), granted("b", s3, 1, 8, 102, 10)}, got)
+	assert.Equal(t, uint64(102), tokenFloorOf(s))
+	res, _ := applyOK(t, s, 11, cmdAcquire(s2, 2, "c"))
+	assertResult(t, resGranted(103, 11), res)
+	res, _ = applyOK(t, s, 12, cmdRelease(s2, 3, "a", 101))
+	assertResult(t, resOK(), res)
+	res, _ = applyOK(t, s, 13, cmdAcquire(s3, 3, "a"))
+	assertResult(t, resGranted(104, 13), res)
+	requireInvariants(t, s)
+}
+
+// TestState_FloorDroppedOnceIndexPasses: the floor stays while a later
+// grant could use it, counts for a grant at its own index, and is gone
+// once the index has passed it (at the end of an entry that is not
+// ignorable: those change nothing at all).
 func TestState_FloorDroppedOnceIndexPasses(t *testing.T) {
+	// Entries that grant nothing, to move the index: sessions 10, 11, ...
+	filler := func(i uint64) *fsmpb.Command { return cmdOpen(i+10, sessTTL, "n") }
 	s := mustApply(t, opens4(2, cmdFloor(s1, 1, "x", 10))...) // floor at index 4
 	for i := uint64(5); i < 10; i++ {
-		applyOK(t, s, i, cmdAcquire(s1, i, "other"))
+		applyOK(t, s, i, filler(i))
 	}
 	applyOK(t, s, 10, &fsmpb.Command{Ignorable: true})
 	applyOK(t, s, 11, &fsmpb.Command{Ignorable: true})
-	assert.Equal(t, map[string]uint64{"x": 10}, floorsOf(s), "ignorable entries change nothing")
+	assert.Equal(t, uint64(10), tokenFloorOf(s), "ignorable entries change nothing")
 	s = mustApply(t, opens4(2, cmdFloor(s1, 1, "x", 10))...)
 	for i := uint64(5); i < 10; i++ {
-		applyOK(t, s, i, cmdAcquire(s1, i, "other"))
+		applyOK(t, s, i, filler(i))
 	}
-	assert.Equal(t, map[string]uint64{"x": 10}, floorsOf(s), "index 9: a grant at 10 still needs it")
+	assert.Equal(t, uint64(10), tokenFloorOf(s), "index 9: a grant at 10 still needs it")
 	twin, err := Restore(mustSnapshot(t, s))
 	require.NoError(t, err)
 
-	res, ev := applyOK(t, s, 10, cmdAcquire(s2, 1, "x"))
+	res, ev := applyOK(t, s, 10, cmdAcquire(s2, 1, "y"))
 	assertResult(t, resGranted(11, 10), res)
-	assert.Equal(t, []Event{granted("x", s2, 1, 10, 11, 10)}, ev)
-	assert.Equal(t, map[string]uint64{"x": 11}, floorsOf(s))
-	applyOK(t, s, 11, cmdAcquire(s1, 11, "other"))
-	assert.Nil(t, floorsOf(s), "index 11 passed the floor 11")
+	assert.Equal(t, []Event{granted("y", s2, 1, 10, 11, 10)}, ev)
+	assert.Equal(t, uint64(11), tokenFloorOf(s))
+	applyOK(t, s, 11, filler(11))
+	assert.Zero(t, tokenFloorOf(s), "index 11 passed the floor 11")
+	res, _ = applyOK(t, s, 12, cmdAcquire(s2, 2, "x"))
+	assertResult(t, resGranted(12, 12), res)
 
-	applyOK(t, twin, 10, cmdAcquire(s1, 10, "other"))
-	assert.Nil(t, floorsOf(twin), "index 10 passed the floor 10")
+	applyOK(t, twin, 10, filler(10))
+	assert.Zero(t, tokenFloorOf(twin), "index 10 passed the floor 10")
 	res, _ = applyOK(t, twin, 11, cmdAcquire(s2, 1, "x"))
 	assertResult(t, resGranted(11, 11), res)
 }
@@ -252,20 +290,19 @@ func TestState_FloorOnHandOff(t *testing.T) {
 	}
 }
 
-// TestState_FloorSnapshot: floors travel in the snapshot, sorted, and a
+// TestState_FloorSnapshot: the floor travels in the snapshot, and a
 // restored state goes on exactly like the one it was taken from.
 func TestState_FloorSnapshot(t *testing.T) {
 	s := mustApply(t, opens4(2,
 		cmdFloor(s1, 1, "z", 300),
-		cmdFloor(s1, 2, "a", 200),
-		cmdFloor(s1, 3, "m", 5), // below its index, 6: nothing
-		cmdAcquire(s2, 1, "z"),  // 7: token 301
+		cmdFloor(s1, 2, "a", 200), // lower: nothing
+		cmdFloor(s1, 3, "m", 5),   // below its index, 6: nothing
+		cmdAcquire(s2, 1, "z"),    // 7: token 301
 	)...)
 	snap := decodeSnapshot(t, s)
 	assert.Equal(t, uint32(4), snap.GetProtocol())
-	require.Len(t, snap.GetFloors(), 2)
-	assert.True(t, proto.Equal(&fsmpb.Floor{Name: "a", Floor: 200}, snap.GetFloors()[0]), "sorted by name: %v", snap.GetFloors())
-	assert.True(t, proto.Equal(&fsmpb.Floor{Name: "z", Floor: 301}, snap.GetFloors()[1]), "%v", snap.GetFloors())
+	assert.Equal(t, uint64(301), snap.GetTokenFloor())
+	assert.Empty(t, snap.ProtoReflect().GetUnknown(), "no field of the per-name draft")
 	assert.Equal(t, uint64(301), snap.GetLocks()[0].GetHolder().GetToken())
 	assert.Equal(t, uint64(7), snap.GetLocks()[0].GetHolder().GetGeneration())
 
@@ -273,12 +310,12 @@ func TestState_FloorSnapshot(t *testing.T) {
 	r, err := Restore(b)
 	require.NoError(t, err)
 	assert.Equal(t, b, mustSnapshot(t, r), "restore and snapshot give the same bytes")
-	assert.Equal(t, floorsOf(s), floorsOf(r))
+	assert.Equal(t, tokenFloorOf(s), tokenFloorOf(r))
 	requireInvariants(t, r)
 	for i, cmd := range []*fsmpb.Command{
-		cmdAcquire(s1, 4, "a"),      // 8: token 201
+		cmdAcquire(s1, 4, "a"),      // 8: token 302
 		cmdRelease(s2, 2, "z", 301), // 9
-		cmdAcquire(s1, 5, "z"),      // 10: token 302
+		cmdAcquire(s1, 5, "z"),      // 10: token 303
 		cmdFloor(s2, 3, "q", 11),    // 11: equal to the index: nothing
 		cmdFloor(s2, 4, "q", 12),    // 12: the same
 	} {
@@ -289,15 +326,48 @@ func TestState_FloorSnapshot(t *testing.T) {
 		assert.Equal(t, e1, e2, "index %d", index)
 		assert.Equal(t, mustSnapshot(t, s), mustSnapshot(t, r), "index %d", index)
 	}
-	assert.Equal(t, uint64(201), s.Lock("a").Token)
-	assert.Equal(t, uint64(302), s.Lock("z").Token)
-	assert.Equal(t, map[string]uint64{"a": 201, "z": 302}, floorsOf(r))
+	assert.Equal(t, uint64(302), s.Lock("a").Token)
+	assert.Equal(t, uint64(303), s.Lock("z").Token)
+	assert.Equal(t, uint64(303), tokenFloorOf(r))
 }
 
-func TestRestore_BadFloors(t *testing.T) {
+// TestState_FloorsOfManyNamesStayO1: FloorToken of 10,000 distinct names
+// with floors far above the index (ZooKeeper's zxids start at 2^32) keeps
+// one number: the snapshot does not grow with the names, and nothing
+// caps them (a floor per name grew one entry a name, dropped none, and
+// was refused for good once the cap was reached).
+func TestState_FloorsOfManyNamesStayO1(t *testing.T) {
+	const names = 10_000
+	zxid := uint64(1) << 33
+	s := mustApply(t, opens4(1)...)
+	const seq0 = 1 << 20 // seqs of one varint length, like the floors
+	floor := func(i int) *fsmpb.Command {
+		// acked_below = seq: the request cache keeps one answer.
+		return withAcked(cmdFloor(s1, seq0+uint64(i), fmt.Sprintf("name-%05d", i), zxid+uint64(i)), seq0+uint64(i))
+	}
+	index := uint64(3)
+	var first []byte
+	for i := range names {
+		index++
+		require.NoError(t, s.Admit(floor(i), Limits{Sessions: 1, SessionsPerNode: 1, Names: 1, NamesPerSession: 1, WaitersPerName: 1}),
+			"no cap refuses a floor")
+		res, _ := applyOK(t, s, index, floor(i))
+		require.Equal(t, fsmpb.Code_CODE_OK, res.GetCode(), "name %d", i)
+		if i == 0 {
+			first = mustSnapshot(t, s)
+		}
+	}
+	last := mustSnapshot(t, s)
+	assert.Equal(t, len(first), len(last), "the snapshot after %d names is the size of the one after 1", names)
+	assert.Equal(t, zxid+names-1, tokenFloorOf(s))
+	res, _ := applyOK(t, s, index+1, cmdAcquire(s1, seq0+names, "fresh"))
+	assertResult(t, resGranted(zxid+names, index+1), res)
+}
+
+func TestRestore_BadTokenFloor(t *testing.T) {
 	base := func(t *testing.T) *fsmpb.Snapshot {
 		t.Helper()
-		return decodeSnapshot(t, mustApply(t, opens4(2, cmdFloor(s1, 1, "a", 100), cmdFloor(s1, 2, "b", 200), cmdAcquire(s2, 1, "a"))...))
+		return decodeSnapshot(t, mustApply(t, opens4(2, cmdFloor(s1, 1, "a", 100), cmdAcquire(s2, 1, "a"))...))
 	}
 	restore := func(t *testing.T, p *fsmpb.Snapshot) error {
 		t.Helper()
@@ -306,41 +376,44 @@ func TestRestore_BadFloors(t *testing.T) {
 		_, err = Restore(b)
 		return err
 	}
+	require.Equal(t, uint64(101), base(t).GetTokenFloor())
 	require.NoError(t, restore(t, base(t)), "the base restores")
 	for _, c := range []struct {
 		what string
 		edit func(p *fsmpb.Snapshot)
-		want error
 	}{
-		{"floors at level 3", func(p *fsmpb.Snapshot) {
+		{"a floor at level 3", func(p *fsmpb.Snapshot) {
 			p.Protocol = 3
 			p.Locks = nil
-		}, ErrCorrupt},
-		{"a bad name", func(p *fsmpb.Snapshot) { p.Floors[0].Name = "bad\x00" }, ErrCorrupt},
-		{"an empty name", func(p *fsmpb.Snapshot) { p.Floors[0].Name = "" }, ErrCorrupt},
-		{"a long name", func(p *fsmpb.Snapshot) { p.Floors[0].Name = strings.Repeat("x", MaxNameLen+1) }, ErrCorrupt},
-		{"a duplicate name", func(p *fsmpb.Snapshot) { p.Floors[1].Name = p.Floors[0].Name }, ErrCorrupt},
-		{"floor 0", func(p *fsmpb.Snapshot) { p.Floors[0].Floor = 0 }, ErrCorrupt},
-		{"a floor beyond any token", func(p *fsmpb.Snapshot) { p.Floors[0].Floor = 2*MaxTokenFloor + 1 }, ErrCorrupt},
+		}},
+		{"a floor at level 2", func(p *fsmpb.Snapshot) {
+			p.Protocol = 2
+			p.Locks = nil
+		}},
+		{"a floor beyond any token", func(p *fsmpb.Snapshot) { p.TokenFloor = 2*MaxTokenFloor + 1 }},
 		{"a token above its generation at level 3", func(p *fsmpb.Snapshot) {
-			p.Protocol, p.Floors = 3, nil
-		}, ErrCorrupt},
+			p.Protocol, p.TokenFloor = 3, 0
+		}},
 	} {
 		t.Run(c.what, func(t *testing.T) {
 			p := base(t)
 			c.edit(p)
-			assert.ErrorIs(t, restore(t, p), c.want)
+			assert.ErrorIs(t, restore(t, p), ErrCorrupt)
 		})
 	}
 	t.Run("a token above its generation at level 4", func(t *testing.T) {
 		p := base(t)
-		p.Floors = nil // the floor went with the index passing it; the lease stays
+		p.TokenFloor = 0 // the floor went with the index passing it; the lease stays
 		assert.NoError(t, restore(t, p))
 	})
 	t.Run("the largest floor a grant can leave", func(t *testing.T) {
 		p := base(t)
-		p.Floors[1].Floor = 2 * MaxTokenFloor
-		assert.NoError(t, restore(t, p))
+		p.TokenFloor = 2 * MaxTokenFloor
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+		require.NoError(t, err)
+		r, err := Restore(b)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(2*MaxTokenFloor), tokenFloorOf(r))
 	})
 }
 
@@ -355,14 +428,4 @@ func TestValidate_FloorToken(t *testing.T) {
 	assert.ErrorIs(t, Validate(noReq), ErrInvalid)
 	assert.Equal(t, 4, Needs(cmdFloor(s1, 1, "x", 5)))
 	assert.Equal(t, uint64(lock.MaxTokenFloor), uint64(MaxTokenFloor), "fsm repeats lock's bound")
-}
-
-func TestState_AdmitFloors(t *testing.T) {
-	s := mustApply(t, opens4(2, cmdFloor(s1, 1, "a", 100), cmdFloor(s1, 2, "b", 100))...)
-	assert.NoError(t, s.Admit(cmdFloor(s1, 3, "c", 100), Limits{Floors: 3}))
-	assert.ErrorIs(t, s.Admit(cmdFloor(s1, 3, "c", 100), Limits{Floors: 2}), ErrLimit, "a new name when full")
-	assert.NoError(t, s.Admit(cmdFloor(s1, 3, "a", 500), Limits{Floors: 2}), "raising a floor that exists")
-	assert.NoError(t, s.Admit(cmdFloor(s1, 2, "c", 100), Limits{Floors: 2}), "a repeat of a cached request")
-	assert.NoError(t, s.Admit(cmdFloor(9, 1, "c", 100), Limits{Floors: 2}), "an unknown session")
-	assert.NoError(t, s.Admit(cmdFloor(s1, 3, "c", 100), Limits{}), "no cap")
 }

@@ -9,7 +9,7 @@ import (
 // Protocol is the command set this build proposes and applies: 4, the
 // commands of wire v1, the term barrier, SetProtocol, Revoke, EndRevoked
 // and Adopt (DESIGN.md, "Protocol 2"), and client sessions and lease keys
-// (DESIGN.md, "Protocol 3"), and token floors (DESIGN.md, "Protocol 4").
+// (DESIGN.md, "Protocol 3"), and the token floor (DESIGN.md, "Protocol 4").
 // A new command type or field raises it.
 const Protocol = 4
 

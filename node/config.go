@@ -167,7 +167,6 @@ type Limits struct {
 	Names           int // names held or waited for
 	NamesPerSession int // names one Locker holds or waits for
 	WaitersPerName  int // Acquire calls queued on one name
-	Floors          int // names with a token floor (FloorToken)
 }
 
 // DefaultLimits are the caps a zero Limits field takes.
@@ -177,7 +176,6 @@ var DefaultLimits = Limits{
 	Names:           100_000,
 	NamesPerSession: 1_000,
 	WaitersPerName:  1_000,
-	Floors:          100_000,
 }
 
 // withDefaults fills zero fields from DefaultLimits and refuses negative
@@ -193,7 +191,6 @@ func (l Limits) withDefaults() (Limits, error) {
 		{&l.Names, DefaultLimits.Names, "Names"},
 		{&l.NamesPerSession, DefaultLimits.NamesPerSession, "NamesPerSession"},
 		{&l.WaitersPerName, DefaultLimits.WaitersPerName, "WaitersPerName"},
-		{&l.Floors, DefaultLimits.Floors, "Floors"},
 	} {
 		if *f.v < 0 {
 			return l, fmt.Errorf("%w: Limits.%s %d is negative", ErrInvalidConfig, f.name, *f.v)
@@ -208,7 +205,7 @@ func (l Limits) withDefaults() (Limits, error) {
 func (l Limits) fsm() fsm.Limits {
 	return fsm.Limits{
 		Sessions: l.Sessions, SessionsPerNode: l.SessionsPerNode, Names: l.Names,
-		NamesPerSession: l.NamesPerSession, WaitersPerName: l.WaitersPerName, Floors: l.Floors,
+		NamesPerSession: l.NamesPerSession, WaitersPerName: l.WaitersPerName,
 	}
 }
 

@@ -22,7 +22,7 @@
 // lock.Revoker and lock.Adopter (DESIGN.md, "Operating a lock"); Revoke
 // and Adopt need every voter on a build of protocol 2. Fencing tokens are the Raft log
 // index of the entry that granted the lease, or, after lock.TokenFloorer's
-// FloorToken (protocol 4, DESIGN.md "Token floors"), one above the name's
-// floor if that is larger. See DESIGN.md for how expiry,
+// FloorToken (protocol 4, DESIGN.md "Token floors"), one above the
+// store's floor if that is larger (one floor for all names). See DESIGN.md for how expiry,
 // hand-off and durability work and why.
 package node

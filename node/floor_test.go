@@ -10,13 +10,13 @@ import (
 	"github.com/quorumlock/quorumlock/fsm"
 )
 
-// TestAges_TokensPerName: from protocol 4 two names can carry one token
-// (fsm/DESIGN.md, "Protocol 4"); the end of one grant must not drop the
-// age of the other.
+// TestAges_TokensPerName: two names can carry one token (one entry, the
+// end of a session, hands both over at its index: fsm/DESIGN.md,
+// "Protocol 4"); the end of one grant must not drop the age of the other.
 func TestAges_TokensPerName(t *testing.T) {
 	a := newAges()
 	t0 := time.Now()
-	a.note([]fsm.Event{{Kind: fsm.EventGranted, Name: "a", Claim: 3, Token: 7, Generation: 3}}, t0, true)
+	a.note([]fsm.Event{{Kind: fsm.EventGranted, Name: "a", Claim: 3, Token: 7, Generation: 7}}, t0, true)
 	a.note([]fsm.Event{{Kind: fsm.EventGranted, Name: "b", Claim: 7, Token: 7, Generation: 7}}, t0.Add(time.Second), true)
 	a.note([]fsm.Event{{Kind: fsm.EventEnded, Name: "b", Claim: 7, Token: 7, Generation: 7}}, t0.Add(2*time.Second), true)
 	now := t0.Add(5 * time.Second)

@@ -315,6 +315,8 @@ func (n *Node) Adopt(ctx context.Context, name string, token uint64) (lock.Lease
 }
 
 // FloorToken implements lock.TokenFloorer with the node's default client.
+// It raises the tokens of every name, not only name's (DESIGN.md, "Token
+// floors"): the store keeps one floor.
 func (n *Node) FloorToken(ctx context.Context, name string, floor uint64) error {
 	return n.def.FloorToken(ctx, name, floor)
 }

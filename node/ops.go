@@ -113,7 +113,9 @@ func (c *client) adopted(op, name string, token, session uint64, ttl time.Durati
 // FloorToken implements lock.TokenFloorer: it proposes FloorToken{name,
 // floor} under the client's session (DESIGN.md, "Token floors"). When it
 // returns nil the entry has applied, and every later grant of name, at a
-// later index, has a token above floor.
+// later index, has a token above floor. The store keeps one floor for all
+// names, so the grants of every other name are raised too, as the
+// contract allows; tokens of each name still strictly increase.
 func (c *client) FloorToken(ctx context.Context, name string, floor uint64) error {
 	if err := lock.ValidateName(name); err != nil {
 		return err

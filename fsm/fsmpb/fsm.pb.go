@@ -1218,9 +1218,10 @@ func (x *Adopt) GetKey() []byte {
 	return nil
 }
 
-// FloorToken (protocol 4) makes the next grant of name carry a token
-// greater than floor (fsm/DESIGN.md, "Protocol 4"). It touches no lease or
-// queue; a floor at or below the entry's index changes nothing.
+// FloorToken (protocol 4) makes every later grant carry a token greater
+// than floor: of name, and of every other name too, since the state keeps
+// one floor for the whole store (fsm/DESIGN.md, "Protocol 4"). It touches
+// no lease or queue; a floor at or below the entry's index changes nothing.
 type FloorToken struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
@@ -1368,11 +1369,11 @@ func (x *Result) GetKey() []byte {
 // Snapshot is the whole state, in a deterministic order.
 type Snapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`   // 1, or 2 at protocol level 2 and above
-	Sessions      []*Session             `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`  // sorted by id
-	Locks         []*Lock                `protobuf:"bytes,3,rep,name=locks,proto3" json:"locks,omitempty"`        // sorted by name
-	Protocol      uint32                 `protobuf:"varint,4,opt,name=protocol,proto3" json:"protocol,omitempty"` // version 2: the protocol level (>= 2); fields marked "level 3" only from 3
-	Floors        []*Floor               `protobuf:"bytes,5,rep,name=floors,proto3" json:"floors,omitempty"`      // level 4: token floors, sorted by name
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`                         // 1, or 2 at protocol level 2 and above
+	Sessions      []*Session             `protobuf:"bytes,2,rep,name=sessions,proto3" json:"sessions,omitempty"`                        // sorted by id
+	Locks         []*Lock                `protobuf:"bytes,3,rep,name=locks,proto3" json:"locks,omitempty"`                              // sorted by name
+	Protocol      uint32                 `protobuf:"varint,4,opt,name=protocol,proto3" json:"protocol,omitempty"`                       // version 2: the protocol level (>= 2); fields marked "level 3" only from 3
+	TokenFloor    uint64                 `protobuf:"varint,6,opt,name=token_floor,json=tokenFloor,proto3" json:"token_floor,omitempty"` // level 4: every later grant gets a token > token_floor (0: none)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1435,62 +1436,9 @@ func (x *Snapshot) GetProtocol() uint32 {
 	return 0
 }
 
-func (x *Snapshot) GetFloors() []*Floor {
+func (x *Snapshot) GetTokenFloor() uint64 {
 	if x != nil {
-		return x.Floors
-	}
-	return nil
-}
-
-// Floor is one name's token floor: its next grant gets a token > floor.
-type Floor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Floor         uint64                 `protobuf:"varint,2,opt,name=floor,proto3" json:"floor,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *Floor) Reset() {
-	*x = Floor{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Floor) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Floor) ProtoMessage() {}
-
-func (x *Floor) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Floor.ProtoReflect.Descriptor instead.
-func (*Floor) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
-}
-
-func (x *Floor) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-func (x *Floor) GetFloor() uint64 {
-	if x != nil {
-		return x.Floor
+		return x.TokenFloor
 	}
 	return 0
 }
@@ -1510,7 +1458,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1470,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1483,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Session) GetId() uint64 {
@@ -1597,7 +1545,7 @@ type CachedResult struct {
 
 func (x *CachedResult) Reset() {
 	*x = CachedResult{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1557,7 @@ func (x *CachedResult) String() string {
 func (*CachedResult) ProtoMessage() {}
 
 func (x *CachedResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1570,7 @@ func (x *CachedResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedResult.ProtoReflect.Descriptor instead.
 func (*CachedResult) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CachedResult) GetSeq() uint64 {
@@ -1655,7 +1603,7 @@ type Claim struct {
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1615,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1628,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Claim) GetId() uint64 {
@@ -1753,7 +1701,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1713,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1726,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Lease) GetClaim() *Claim {
@@ -1834,7 +1782,7 @@ type Lock struct {
 
 func (x *Lock) Reset() {
 	*x = Lock{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1794,7 @@ func (x *Lock) String() string {
 func (*Lock) ProtoMessage() {}
 
 func (x *Lock) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[22]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +1807,7 @@ func (x *Lock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lock.ProtoReflect.Descriptor instead.
 func (*Lock) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Lock) GetName() string {
@@ -1984,16 +1932,14 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12\x15\n" +
 	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\x12\x10\n" +
-	"\x03key\x18\x06 \x01(\fR\x03key\"\xd9\x01\n" +
+	"\x03key\x18\x06 \x01(\fR\x03key\"\xd6\x01\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
 	"\bsessions\x18\x02 \x03(\v2\x1a.quorumlock.fsm.v1.SessionR\bsessions\x12-\n" +
 	"\x05locks\x18\x03 \x03(\v2\x17.quorumlock.fsm.v1.LockR\x05locks\x12\x1a\n" +
-	"\bprotocol\x18\x04 \x01(\rR\bprotocol\x120\n" +
-	"\x06floors\x18\x05 \x03(\v2\x18.quorumlock.fsm.v1.FloorR\x06floors\"1\n" +
-	"\x05Floor\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05floor\x18\x02 \x01(\x04R\x05floor\"\xce\x01\n" +
+	"\bprotocol\x18\x04 \x01(\rR\bprotocol\x12\x1f\n" +
+	"\vtoken_floor\x18\x06 \x01(\x04R\n" +
+	"tokenFloorJ\x04\b\x05\x10\x06R\x06floors\"\xce\x01\n" +
 	"\aSession\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ns\x18\x02 \x01(\x03R\x05ttlNs\x12\x12\n" +
@@ -2053,7 +1999,7 @@ func file_fsm_fsmpb_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_fsm_fsmpb_fsm_proto_goTypes = []any{
 	(Code)(0),             // 0: quorumlock.fsm.v1.Code
 	(*Command)(nil),       // 1: quorumlock.fsm.v1.Command
@@ -2073,12 +2019,11 @@ var file_fsm_fsmpb_fsm_proto_goTypes = []any{
 	(*FloorToken)(nil),    // 15: quorumlock.fsm.v1.FloorToken
 	(*Result)(nil),        // 16: quorumlock.fsm.v1.Result
 	(*Snapshot)(nil),      // 17: quorumlock.fsm.v1.Snapshot
-	(*Floor)(nil),         // 18: quorumlock.fsm.v1.Floor
-	(*Session)(nil),       // 19: quorumlock.fsm.v1.Session
-	(*CachedResult)(nil),  // 20: quorumlock.fsm.v1.CachedResult
-	(*Claim)(nil),         // 21: quorumlock.fsm.v1.Claim
-	(*Lease)(nil),         // 22: quorumlock.fsm.v1.Lease
-	(*Lock)(nil),          // 23: quorumlock.fsm.v1.Lock
+	(*Session)(nil),       // 18: quorumlock.fsm.v1.Session
+	(*CachedResult)(nil),  // 19: quorumlock.fsm.v1.CachedResult
+	(*Claim)(nil),         // 20: quorumlock.fsm.v1.Claim
+	(*Lease)(nil),         // 21: quorumlock.fsm.v1.Lease
+	(*Lock)(nil),          // 22: quorumlock.fsm.v1.Lock
 }
 var file_fsm_fsmpb_fsm_proto_depIdxs = []int32{
 	3,  // 0: quorumlock.fsm.v1.Command.open_session:type_name -> quorumlock.fsm.v1.OpenSession
@@ -2104,19 +2049,18 @@ var file_fsm_fsmpb_fsm_proto_depIdxs = []int32{
 	2,  // 20: quorumlock.fsm.v1.Adopt.req:type_name -> quorumlock.fsm.v1.Request
 	2,  // 21: quorumlock.fsm.v1.FloorToken.req:type_name -> quorumlock.fsm.v1.Request
 	0,  // 22: quorumlock.fsm.v1.Result.code:type_name -> quorumlock.fsm.v1.Code
-	19, // 23: quorumlock.fsm.v1.Snapshot.sessions:type_name -> quorumlock.fsm.v1.Session
-	23, // 24: quorumlock.fsm.v1.Snapshot.locks:type_name -> quorumlock.fsm.v1.Lock
-	18, // 25: quorumlock.fsm.v1.Snapshot.floors:type_name -> quorumlock.fsm.v1.Floor
-	20, // 26: quorumlock.fsm.v1.Session.results:type_name -> quorumlock.fsm.v1.CachedResult
-	16, // 27: quorumlock.fsm.v1.CachedResult.result:type_name -> quorumlock.fsm.v1.Result
-	21, // 28: quorumlock.fsm.v1.Lease.claim:type_name -> quorumlock.fsm.v1.Claim
-	22, // 29: quorumlock.fsm.v1.Lock.holder:type_name -> quorumlock.fsm.v1.Lease
-	21, // 30: quorumlock.fsm.v1.Lock.queue:type_name -> quorumlock.fsm.v1.Claim
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	18, // 23: quorumlock.fsm.v1.Snapshot.sessions:type_name -> quorumlock.fsm.v1.Session
+	22, // 24: quorumlock.fsm.v1.Snapshot.locks:type_name -> quorumlock.fsm.v1.Lock
+	19, // 25: quorumlock.fsm.v1.Session.results:type_name -> quorumlock.fsm.v1.CachedResult
+	16, // 26: quorumlock.fsm.v1.CachedResult.result:type_name -> quorumlock.fsm.v1.Result
+	20, // 27: quorumlock.fsm.v1.Lease.claim:type_name -> quorumlock.fsm.v1.Claim
+	21, // 28: quorumlock.fsm.v1.Lock.holder:type_name -> quorumlock.fsm.v1.Lease
+	20, // 29: quorumlock.fsm.v1.Lock.queue:type_name -> quorumlock.fsm.v1.Claim
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_fsm_fsmpb_fsm_proto_init() }
@@ -2145,7 +2089,7 @@ func file_fsm_fsmpb_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_fsmpb_fsm_proto_rawDesc), len(file_fsm_fsmpb_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
