@@ -157,3 +157,59 @@ func testFloorTokenNoQuorum(t *testing.T, z *testserver.ZooKeeper) {
 	require.NoError(t, l.Close())
 	assert.ErrorIs(t, l.FloorToken(ctx, "floor-nq", 1), lock.ErrClosed)
 }
+
+// testFloorTokenClaimDuringCatchUp: a claim queued while FloorToken is
+// writing the zxid up to the floor gets a czxid at or below the floor,
+// and would be granted with it after FloorToken returned: FloorToken must
+// then answer lock.ErrTokensBehind, never nil (the waiter check must see
+// every claim created before the write that reached the floor). The
+// waiter's Acquire starts once FloorToken's second write has committed
+// (the root's mzxid tells), so its claim lands among the catch-up writes;
+// an attempt whose claim landed after them (czxid above the floor) proves
+// nothing, and another is made.
+func testFloorTokenClaimDuringCatchUp(t *testing.T, servers []string) {
+	holder := newLocker(t, servers, stableTimeout)
+	waiter := newLocker(t, servers, stableTimeout)
+	observer := zookeeper.Conn(newLocker(t, servers, stableTimeout))
+	ctx := ctxFor(t, 2*time.Minute)
+	const root = "/quorumlock-test"
+	for attempt := 1; attempt <= 5; attempt++ {
+		name := "floor-token-catch-up-" + strconv.Itoa(attempt)
+		held, err := holder.Acquire(ctx, name)
+		require.NoError(t, err)
+		start, err := observer.Set(root, []byte{}, -1)
+		require.NoError(t, err)
+		floor := uint64(start.Mzxid) + zookeeper.MaxFloorCatchUp - 16
+		floored := make(chan error, 1)
+		go func() { floored <- holder.FloorToken(ctx, name, floor) }()
+		eventually(t, time.Minute, "FloorToken's first catch-up write", func() bool {
+			_, stat, err := observer.Get(root)
+			return err == nil && stat.Mzxid >= start.Mzxid+2
+		})
+		out := goAcquire(ctx, waiter, name)
+		eventually(t, time.Minute, "the waiter's claim is queued", func() bool { return len(children(t, holder, name)) == 2 })
+		kids := children(t, holder, name)
+		waiting := zookeeper.Dir(holder, name) + "/" + kids[1]
+		if zookeeper.Dir(holder, name)+"/"+kids[0] != zookeeper.LeasePath(held) {
+			waiting = zookeeper.Dir(holder, name) + "/" + kids[0]
+		}
+		_, stat, err := observer.Exists(waiting)
+		require.NoError(t, err)
+		czxid := uint64(stat.Czxid)
+		ferr := <-floored
+
+		require.NoError(t, held.Release(ctx))
+		g := <-out
+		require.NoError(t, g.err)
+		assert.Equal(t, czxid, g.lease.Token(), "the waiter's grant carries its claim's czxid")
+		require.NoError(t, g.lease.Release(ctx))
+		if czxid > floor {
+			continue // the claim came after the catch-up: try again
+		}
+		require.ErrorIs(t, ferr, lock.ErrTokensBehind,
+			"a claim queued at czxid %d during the catch-up to floor %d is granted after FloorToken returned", czxid, floor)
+		assert.Contains(t, ferr.Error(), strconv.FormatUint(czxid, 10))
+		return
+	}
+	t.Skip("no claim landed among FloorToken's catch-up writes in 5 attempts (a very slow machine)")
+}

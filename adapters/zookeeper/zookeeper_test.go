@@ -84,6 +84,7 @@ func TestStandalone(t *testing.T) {
 	// Raising tokens (issue 15).
 	t.Run("FloorToken", func(t *testing.T) { testFloorToken(t, servers) })
 	t.Run("FloorTokenQueuedWaiter", func(t *testing.T) { testFloorTokenQueuedWaiter(t, servers) })
+	t.Run("FloorTokenClaimDuringCatchUp", func(t *testing.T) { testFloorTokenClaimDuringCatchUp(t, servers) })
 	t.Run("FloorTokenInvalid", testFloorTokenInvalid)
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
