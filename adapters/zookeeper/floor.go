@@ -25,7 +25,7 @@ const (
 // SetData of the root), and as many more as the zxid is short of floor, at
 // most MaxFloorCatchUp, if it is not hopelessly short (a later call goes
 // on from there). If the zxid is still below floor, or a
-// claim of name queued before the first write has a czxid at or below
+// claim of name queued before the last write has a czxid at or below
 // floor (it would be granted with that token), the error wraps
 // lock.ErrUnsupported and names both numbers. Errors of an unreachable
 // store and of ctx follow R5.
@@ -49,19 +49,18 @@ func (l *Locker) FloorToken(ctx context.Context, name string, floor uint64) erro
 			return err
 		}
 		zxid = stat.Mzxid
-		if queued, err = l.firstWaiter(opCtx, name); err != nil {
-			return err
-		}
-		if short := int64(floor) - zxid; short > floorCatchUpGap {
-			return nil
-		}
-		for writes := 0; zxid < int64(floor) && writes < MaxFloorCatchUp; writes++ {
-			if stat, err = l.touchRoot(opCtx); err != nil {
-				return err
+		if short := int64(floor) - zxid; short <= floorCatchUpGap {
+			for writes := 0; zxid < int64(floor) && writes < MaxFloorCatchUp; writes++ {
+				if stat, err = l.touchRoot(opCtx); err != nil {
+					return err
+				}
+				zxid = stat.Mzxid
 			}
-			zxid = stat.Mzxid
 		}
-		return nil
+		// After the last write: a claim created during the catch-up has
+		// a czxid below it, maybe at or below floor.
+		queued, err = l.firstWaiter(opCtx, name)
+		return err
 	})
 	if err != nil {
 		return l.fail(ctx, opCtx, what, err)
