@@ -160,6 +160,11 @@ func Restore(data []byte) (*State, error) {
 		if h.GetToken() == 0 || s.protocol < 4 && h.GetGeneration() < h.GetToken() {
 			return nil, corrupt("lock %q: token %d, generation %d", name, h.GetToken(), h.GetGeneration())
 		}
+		// While a floor is in use it is at least every lease's token
+		// (DESIGN.md, "Protocol 4": it moves up to each floored token).
+		if s.tokenFloor != 0 && h.GetToken() > s.tokenFloor {
+			return nil, corrupt("lock %q: token %d above the token floor %d", name, h.GetToken(), s.tokenFloor)
+		}
 		if (cl.ttl == 0 || h.GetRevoked()) && s.sessions[cl.session] == nil {
 			return nil, corrupt("lock %q: session or revoked lease of unknown session %d", name, cl.session)
 		}

@@ -391,6 +391,7 @@ func TestRestore_BadTokenFloor(t *testing.T) {
 			p.Locks = nil
 		}},
 		{"a floor beyond any token", func(p *fsmpb.Snapshot) { p.TokenFloor = 2*MaxTokenFloor + 1 }},
+		{"a floor below a lease's token", func(p *fsmpb.Snapshot) { p.TokenFloor = 100 }},
 		{"a token above its generation at level 3", func(p *fsmpb.Snapshot) {
 			p.Protocol, p.TokenFloor = 3, 0
 		}},
