@@ -320,6 +320,29 @@ func checkInvariants(s *State) error {
 			return fmt.Errorf("session %d names index %v, claims say %v", id, got, w)
 		}
 	}
+	return checkOrphans(s)
+}
+
+// checkOrphans checks the orphans index against the locks: exactly the
+// leases whose session is gone, by that session.
+func checkOrphans(s *State) error {
+	want := map[uint64]map[string]struct{}{}
+	for name, l := range s.locks {
+		if id := l.holder.claim.session; s.sessions[id] == nil {
+			if want[id] == nil {
+				want[id] = map[string]struct{}{}
+			}
+			want[id][name] = struct{}{}
+		}
+	}
+	if len(want) != len(s.orphans) {
+		return fmt.Errorf("orphans index %v, locks say %v", s.orphans, want)
+	}
+	for id, names := range want {
+		if !maps.Equal(names, s.orphans[id]) {
+			return fmt.Errorf("orphans of session %d: index %v, locks say %v", id, s.orphans[id], names)
+		}
+	}
 	return nil
 }
 

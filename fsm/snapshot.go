@@ -189,6 +189,9 @@ func Restore(data []byte) (*State, error) {
 			return nil, corrupt("%v", err)
 		}
 		s.locks[name] = l
+		if s.sessions[cl.session] == nil {
+			s.orphan(cl.session, name) // a lease that outlived its session
+		}
 	}
 	return s, nil
 }

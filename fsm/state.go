@@ -127,6 +127,12 @@ type State struct {
 	sessions map[uint64]*session
 	locks    map[string]*lockState
 	protocol int // the level the log has committed to (SetProtocol); 1 at first
+	// orphans indexes the leases that outlived their session (a TTL lease
+	// whose session expired or was closed): the names they hold, by that
+	// session's ID. Derived, not snapshotted: Restore rebuilds it. It makes
+	// OpenSession's look for what a re-opened ID still owns cost what that
+	// ID owns instead of a scan of every lock (DESIGN.md, "Cost").
+	orphans map[uint64]map[string]struct{}
 	// tokenFloor (level 4): every later grant, of any name, gets a token
 	// above it; 0 or above the index after every entry that is not
 	// ignorable (DESIGN.md, "Protocol 4").
@@ -135,7 +141,7 @@ type State struct {
 
 // New returns an empty state at protocol level 1.
 func New() *State {
-	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}, protocol: 1}
+	return &State{sessions: map[uint64]*session{}, locks: map[string]*lockState{}, protocol: 1, orphans: map[uint64]map[string]struct{}{}}
 }
 
 // Protocol is the protocol level the state has committed to: 1 until a
@@ -347,21 +353,40 @@ func (a *applier) openSession(c *fsmpb.OpenSession) *fsmpb.Result {
 	for _, name := range owned {
 		sess.names[name]++
 	}
+	delete(a.s.orphans, id) // its leases have a session again
 	a.s.sessions[id] = sess
 	a.events = append(a.events, Event{Kind: EventSessionOpened, Session: id, TTL: time.Duration(c.GetTtlNs())})
 	return ok()
 }
 
-// owned lists the names whose holder is a claim of session id. Only the
-// counts and the emptiness are used, so the map order does not matter.
+// owned lists the names whose holder is a claim of session id, a session
+// that does not exist (OpenSession's check): the leases that outlived it,
+// from the orphans index. Only the count and the emptiness are used, so
+// the map order does not matter.
 func (s *State) owned(id uint64) []string {
 	var names []string
-	for name, l := range s.locks {
-		if l.holder != nil && l.holder.claim.session == id {
-			names = append(names, name)
-		}
+	for name := range s.orphans[id] {
+		names = append(names, name)
 	}
 	return names
+}
+
+// orphan records that the lease of name outlived its session id.
+func (s *State) orphan(id uint64, name string) {
+	if s.orphans[id] == nil {
+		s.orphans[id] = map[string]struct{}{}
+	}
+	s.orphans[id][name] = struct{}{}
+}
+
+// unorphan drops name from the leases that outlived session id.
+func (s *State) unorphan(id uint64, name string) {
+	if names := s.orphans[id]; names != nil {
+		delete(names, name)
+		if len(names) == 0 {
+			delete(s.orphans, id)
+		}
+	}
 }
 
 // acquire runs an Acquire of req's session stream: for that session, or
@@ -494,10 +519,13 @@ func (a *applier) end(name string, l *lockState, why EndReason) {
 	}
 }
 
-// forget drops one reference of session id to name.
+// forget drops one reference of session id to name: a claim or lease of
+// id on name has gone. If id is gone itself, that was a lease that
+// outlived it.
 func (a *applier) forget(id uint64, name string) {
 	sess := a.s.sessions[id]
 	if sess == nil {
+		a.s.unorphan(id, name)
 		return
 	}
 	if sess.names[name]--; sess.names[name] <= 0 {
@@ -649,6 +677,11 @@ func (a *applier) endSession(sess *session, why EndReason) {
 		}
 		if h := l.holder; h != nil && h.claim.session == sess.id && a.endsWith(h, sess, why) {
 			a.end(name, l, why)
+		}
+	}
+	for _, name := range names {
+		if l := a.s.locks[name]; l != nil && l.holder != nil && l.holder.claim.session == sess.id {
+			a.s.orphan(sess.id, name) // a lease that outlives its session
 		}
 	}
 	delete(a.s.sessions, sess.id)
