@@ -2,12 +2,14 @@ package main
 
 // cell is the result of one workload on one backend.
 type cell struct {
-	Backend  string  `json:"backend"`
-	Workload string  `json:"workload"`
-	Workers  int     `json:"workers"`
-	Idle     int     `json:"idle_locks,omitempty"`
-	Seconds  float64 `json:"seconds"`
-	Ops      int     `json:"ops"`
+	Backend  string `json:"backend"`
+	Workload string `json:"workload"`
+	Workers  int    `json:"workers"`
+	Idle     int    `json:"idle_locks,omitempty"`
+	// Seconds is the measured span: from the end of the warm-up to the
+	// last measured op's completion (at least -duration).
+	Seconds float64 `json:"seconds"`
+	Ops     int     `json:"ops"`
 	// OpsPerSec is acquire+release pairs per second; in W3 every one is a
 	// hand-off. Zero for the failover probe.
 	OpsPerSec float64 `json:"ops_per_sec"`

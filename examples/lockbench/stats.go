@@ -44,6 +44,7 @@ type tally struct {
 	latency    []time.Duration // Acquire call to Release return
 	wait       []time.Duration // Acquire call to grant
 	firstErr   error
+	last       time.Time // the last measured completion
 }
 
 func (t *tally) fail(err error) {
@@ -61,5 +62,8 @@ func (t *tally) merge(o *tally) {
 	t.wait = append(t.wait, o.wait...)
 	if t.firstErr == nil {
 		t.firstErr = o.firstErr
+	}
+	if o.last.After(t.last) {
+		t.last = o.last
 	}
 }

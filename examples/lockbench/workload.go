@@ -36,15 +36,24 @@ const (
 	errorPause = 10 * time.Millisecond
 )
 
-// window is the time frame of a cell: workers start at once and run until
-// end; ops that start before from (the warm-up) or end after end are not
-// measured.
+// window is the time frame of a cell: workers start at once and start
+// ops until end. Ops started before from (the warm-up) are not measured;
+// those started by end are, to their completion, and the measured span
+// runs from from to the last completion (at least to end): so every worker
+// that starts an op in the window contributes it, however loaded the
+// machine.
 type window struct {
 	from, end time.Time
 }
 
-func (w window) measured(start, stop time.Time) bool {
-	return !start.Before(w.from) && !stop.After(w.end)
+func (w window) measured(start time.Time) bool { return !start.Before(w.from) }
+
+// span is the measured time, given the last measured completion.
+func (w window) span(last time.Time) time.Duration {
+	if last.Before(w.end) {
+		last = w.end
+	}
+	return last.Sub(w.from)
 }
 
 // runCell runs w on Lockers from b for warmup+duration and measures it.
@@ -85,14 +94,15 @@ func runCell(ctx context.Context, b backend, backendName string, w workload, cfg
 	for i := range tallies {
 		all.merge(&tallies[i])
 	}
-	return newCell(backendName, w, cfg.duration, &all), ctx.Err()
+	return newCell(backendName, w, win.span(all.last), &all), ctx.Err()
 }
 
-// worker loops acquire+release on name until win ends. guard counts the
-// holders of name in this process: more than one inside the critical
-// section is a mutual-exclusion violation.
+// worker loops acquire+release on name until win ends, at least once
+// (a worker scheduled late on a loaded machine still measures one op).
+// guard counts the holders of name in this process: more than one inside
+// the critical section is a mutual-exclusion violation.
 func worker(ctx context.Context, l lock.Locker, name string, guard *atomic.Int32, win window, t *tally) {
-	for ctx.Err() == nil && time.Now().Before(win.end) {
+	for first := true; ctx.Err() == nil && (first || time.Now().Before(win.end)); first = false {
 		begin := time.Now()
 		lease, err := l.Acquire(ctx, name)
 		if err != nil {
@@ -103,21 +113,29 @@ func worker(ctx context.Context, l lock.Locker, name string, guard *atomic.Int32
 			continue
 		}
 		granted := time.Now()
-		if guard.Add(1) > 1 {
+		if !exclusive(guard) {
 			t.violations++
 		}
-		guard.Add(-1)
 		if err := lease.Release(ctx); err != nil {
 			t.fail(err)
 			continue
 		}
 		done := time.Now()
-		if win.measured(begin, done) {
+		if win.measured(begin) {
 			t.ops++
+			t.last = done
 			t.latency = append(t.latency, done.Sub(begin))
 			t.wait = append(t.wait, granted.Sub(begin))
 		}
 	}
+}
+
+// exclusive is the critical section: it enters guard (the holders of a
+// name in this process) and leaves it, and reports whether it was alone.
+func exclusive(guard *atomic.Int32) bool {
+	alone := guard.Add(1) == 1
+	guard.Add(-1)
+	return alone
 }
 
 // pause waits errorPause; false if ctx ended first.
