@@ -42,7 +42,7 @@ func renderSVG(cells []cell) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14">lockbench: acquire+release ops/s (bars) and op latency p50–p99 (ms, log scale)</text>`+"\n", chartLeft)
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14">ops/s (bars); op latency p50 to p99, ms, log scale</text>`+"\n", chartLeft)
 	opsPanel(&b, slots, width)
 	latencyPanel(&b, slots, width)
 	for _, g := range groups {
