@@ -183,20 +183,8 @@ func run(args []string, out io.Writer) error {
 			defer wg.Done()
 			defer func() { _ = buyer.Close() }()
 			<-start
-			err := lock.Do(ctx, buyer, "seckill/tickets", func(ctx context.Context) error {
-				token, _ := lock.TokenFromContext(ctx)
-				ticket, ok, err := st.sale(token)
-				switch {
-				case err != nil:
-					return err
-				case ok:
-					lines[i] = fmt.Sprintf("buyer %02d token=%d bought ticket %d", i+1, token, ticket)
-				default:
-					lines[i] = fmt.Sprintf("buyer %02d token=%d sold out", i+1, token)
-				}
-				return nil
-			}, lock.WithOwner(fmt.Sprintf("buyer-%02d", i+1)))
-			if err != nil {
+			var err error
+			if lines[i], err = buy(ctx, st, buyer, i); err != nil {
 				errs <- fmt.Errorf("buyer %02d: %w", i+1, err)
 			}
 		}()
@@ -207,15 +195,38 @@ func run(args []string, out io.Writer) error {
 	for err := range errs {
 		return err
 	}
-	// Print in grant order (by token), the order the sales happened.
-	sort.SliceStable(lines, func(a, b int) bool { return tokenOf(lines[a]) < tokenOf(lines[b]) })
 	var report strings.Builder
-	for _, l := range lines {
-		report.WriteString(l + "\n")
-	}
+	report.WriteString(inTokenOrder(lines))
 	fmt.Fprintf(&report, "SUMMARY tickets=%d sold=%d buyers=%d oversold=%d\n", cfg.tickets, st.sold, cfg.buyers, st.oversold(cfg.tickets))
 	_, err = io.WriteString(out, report.String())
 	return err
+}
+
+// buy is buyer i's one attempt: under the lock, a sale at the counter;
+// its line says the token and what it got.
+func buy(ctx context.Context, st *store, l lock.Locker, i int) (line string, err error) {
+	err = lock.Do(ctx, l, "seckill/tickets", func(ctx context.Context) error {
+		token, _ := lock.TokenFromContext(ctx)
+		ticket, ok, err := st.sale(token)
+		switch {
+		case err != nil:
+			return err
+		case ok:
+			line = fmt.Sprintf("buyer %02d token=%d bought ticket %d", i+1, token, ticket)
+		default:
+			line = fmt.Sprintf("buyer %02d token=%d sold out", i+1, token)
+		}
+		return nil
+	}, lock.WithOwner(fmt.Sprintf("buyer-%02d", i+1)))
+	return line, err
+}
+
+// inTokenOrder is lines, one per line, in grant order (by token): the
+// order the sales happened.
+func inTokenOrder(lines []string) string {
+	lines = slices.Clone(lines)
+	sort.SliceStable(lines, func(a, b int) bool { return tokenOf(lines[a]) < tokenOf(lines[b]) })
+	return strings.Join(lines, "\n") + "\n"
 }
 
 // newBuyers makes one lock.Locker (one session) per buyer on the chosen

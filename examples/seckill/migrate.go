@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 
@@ -102,21 +101,10 @@ func saleStage(ctx context.Context, st *store, buyers []replica, kind func(i int
 		k := kind(i)
 		l := b.lockers[k]
 		wg.Go(func() {
-			errs[i] = lock.Do(ctx, l, "seckill/tickets", func(ctx context.Context) error {
-				token, _ := lock.TokenFromContext(ctx)
-				ticket, ok, err := st.sale(token)
-				switch {
-				case err != nil:
-					return err
-				case ok:
-					lines[i] = fmt.Sprintf("buyer %02d token=%d bought ticket %d (%v)", i+1, token, ticket, k)
-				default:
-					lines[i] = fmt.Sprintf("buyer %02d token=%d sold out (%v)", i+1, token, k)
-				}
-				return nil
-			}, lock.WithOwner(fmt.Sprintf("buyer-%02d", i+1)))
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("buyer %02d (%v): %w", i+1, k, errs[i])
+			line, err := buy(ctx, st, l, i)
+			lines[i] = fmt.Sprintf("%s (%v)", line, k)
+			if err != nil {
+				errs[i] = fmt.Errorf("buyer %02d (%v): %w", i+1, k, err)
 			}
 		})
 	}
@@ -126,8 +114,7 @@ func saleStage(ctx context.Context, st *store, buyers []replica, kind func(i int
 			return "", err
 		}
 	}
-	sort.SliceStable(lines, func(a, b int) bool { return tokenOf(lines[a]) < tokenOf(lines[b]) })
-	return strings.Join(lines, "\n") + "\n", nil
+	return inTokenOrder(lines), nil
 }
 
 // replica is one buyer's Lockers: one on each backend and a Dual Locker
