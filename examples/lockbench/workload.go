@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quorumlock/quorumlock/internal/leasecore"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -107,7 +108,7 @@ func worker(ctx context.Context, l lock.Locker, name string, guard *atomic.Int32
 		lease, err := l.Acquire(ctx, name)
 		if err != nil {
 			t.fail(err)
-			if errors.Is(err, lock.ErrClosed) || !pause(ctx) {
+			if errors.Is(err, lock.ErrClosed) || leasecore.Sleep(ctx, errorPause) != nil {
 				return
 			}
 			continue
@@ -136,18 +137,6 @@ func exclusive(guard *atomic.Int32) bool {
 	alone := guard.Add(1) == 1
 	guard.Add(-1)
 	return alone
-}
-
-// pause waits errorPause; false if ctx ended first.
-func pause(ctx context.Context) bool {
-	timer := time.NewTimer(errorPause)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func newCell(backendName string, w workload, d time.Duration, t *tally) cell {
