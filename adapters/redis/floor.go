@@ -31,19 +31,31 @@ func checkFloor(name string, floor uint64) error {
 	return nil
 }
 
-// FloorToken implements lock.TokenFloorer on one primary: the floor
-// script raises the name's fence counter to floor if it is below.
-func (c *instance) FloorToken(ctx context.Context, name string, floor uint64) error {
+// openFloor is the common start of FloorToken in both modes: the
+// arguments checked before any I/O, the call registered, and ctx's error
+// alone if it had ended (nothing is sent). On success the caller calls
+// g.leave when the call ends.
+func (g *gate) openFloor(ctx context.Context, name string, floor uint64) error {
 	if err := checkFloor(name, floor); err != nil {
 		return err
 	}
-	if err := c.enter(); err != nil {
+	if err := g.enter(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		g.leave()
+		return fmt.Errorf("redis lock: %s %q: %w", opFloor, name, err)
+	}
+	return nil
+}
+
+// FloorToken implements lock.TokenFloorer on one primary: the floor
+// script raises the name's fence counter to floor if it is below.
+func (c *instance) FloorToken(ctx context.Context, name string, floor uint64) error {
+	if err := c.openFloor(ctx, name, floor); err != nil {
 		return err
 	}
 	defer c.leave()
-	if err := ctx.Err(); err != nil { // nothing sent
-		return fmt.Errorf("redis lock: %s %q: %w", opFloor, name, err)
-	}
 	return c.floor(ctx, name, floor)
 }
 
@@ -64,16 +76,10 @@ func (c *instance) floor(ctx context.Context, name string, floor uint64) error {
 // it, since every later grant's majority shares a primary with that one
 // and its token is the largest of its majority's (DESIGN.md).
 func (r *redlock) FloorToken(ctx context.Context, name string, floor uint64) error {
-	if err := checkFloor(name, floor); err != nil {
-		return err
-	}
-	if err := r.enter(); err != nil {
+	if err := r.openFloor(ctx, name, floor); err != nil {
 		return err
 	}
 	defer r.leave()
-	if err := ctx.Err(); err != nil { // nothing sent
-		return fmt.Errorf("redis lock: %s %q: %w", opFloor, name, err)
-	}
 	errs := make([]error, len(r.subs))
 	var acks atomic.Int32
 	r.each(func(i int, c *instance) {
