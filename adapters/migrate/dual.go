@@ -77,8 +77,7 @@ func (l *Locker) dualOnce(ctx context.Context, name string, opts []lock.Option, 
 		// Equal tokens need no raise: from's next grant is above its own.
 		if token > fromLease.Token() {
 			if err := l.from.(lock.TokenFloorer).FloorToken(ctx, name, token); err != nil {
-				_ = l.giveBack(toLease)
-				_ = l.giveBack(fromLease)
+				l.giveBackBoth(fromLease, toLease)
 				return nil, fmt.Errorf("migrate: %q: raising from's tokens above to's %d: %w", name, token, behind(err))
 			}
 		}
@@ -87,12 +86,18 @@ func (l *Locker) dualOnce(ctx context.Context, name string, opts []lock.Option, 
 	// was held and no other lease was granted in either store meanwhile.
 	for _, half := range []lock.Lease{fromLease, toLease} {
 		if cause := half.Err(); cause != nil {
-			_ = l.giveBack(toLease)
-			_ = l.giveBack(fromLease)
+			l.giveBackBoth(fromLease, toLease)
 			return nil, fmt.Errorf("migrate: %q: %w: %w", name, errHalfEnded, cause)
 		}
 	}
 	return l.newDualLease(fromLease, toLease, token), nil
+}
+
+// giveBackBoth releases the two halves of a Dual attempt that will not
+// be handed out, in the Release order: to, then from.
+func (l *Locker) giveBackBoth(fromLease, toLease lock.Lease) {
+	_ = l.giveBack(toLease)
+	_ = l.giveBack(fromLease)
 }
 
 // dualLease is a lease held in both stores. It ends when either half ends;
@@ -139,9 +144,8 @@ func (d *dualLease) Refresh(ctx context.Context) error {
 	if d.Ended() {
 		return d.NotHeld("migrate")
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := d.untilEnd(ctx)
 	defer cancel()
-	defer context.AfterFunc(d.Context(), cancel)()
 	err := d.from.Refresh(ctx)
 	side := "from"
 	if err == nil {
@@ -154,6 +158,17 @@ func (d *dualLease) Refresh(ctx context.Context) error {
 		return fmt.Errorf("migrate: refresh %q in %s: %w", d.Name(), side, err)
 	}
 	return nil
+}
+
+// untilEnd is ctx, also ended when the lease ends: a half's call made
+// with it returns once the Dual lease has ended (R4).
+func (d *dualLease) untilEnd(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(d.Context(), cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // endedBy reports whether the lease has ended, waiting for the watcher
@@ -173,9 +188,8 @@ func (d *dualLease) Release(ctx context.Context) error {
 	if d.Ended() {
 		return d.NotHeld("migrate")
 	}
-	rctx, cancel := context.WithCancel(ctx)
+	rctx, cancel := d.untilEnd(ctx)
 	defer cancel()
-	defer context.AfterFunc(d.Context(), cancel)()
 	if err := d.to.Release(rctx); err != nil && d.to.Err() == nil {
 		if d.Ended() { // from's half ended while to's release waited (R4)
 			return d.NotHeld("migrate")
