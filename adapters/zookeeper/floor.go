@@ -44,21 +44,21 @@ func (l *Locker) FloorToken(ctx context.Context, name string, floor uint64) erro
 	defer end()
 	var zxid, queued int64
 	err = retry(opCtx, func() error {
-		stat, err := l.touchRoot(opCtx)
-		if err != nil {
-			return err
-		}
-		zxid = stat.Mzxid
-		if short := int64(floor) - zxid; short <= floorCatchUpGap {
-			for writes := 0; zxid < int64(floor) && writes < MaxFloorCatchUp; writes++ {
-				if stat, err = l.touchRoot(opCtx); err != nil {
-					return err
-				}
-				zxid = stat.Mzxid
+		// The barrier's write, then up to MaxFloorCatchUp more while the
+		// zxid is short of floor, but not hopelessly.
+		for writes := 0; ; writes++ {
+			stat, err := l.touchRoot(opCtx)
+			if err != nil {
+				return err
+			}
+			zxid = stat.Mzxid
+			if zxid >= int64(floor) || writes == MaxFloorCatchUp || hopeless(floor, zxid) {
+				break
 			}
 		}
 		// After the last write: a claim created during the catch-up has
 		// a czxid below it, maybe at or below floor.
+		var err error
 		queued, err = l.firstWaiter(opCtx, name)
 		return err
 	})
@@ -104,8 +104,14 @@ func (l *Locker) firstWaiter(ctx context.Context, name string) (int64, error) {
 // floorErr is ErrTokensBehind for a zxid that later calls can write up to
 // floor, ErrUnsupported for one hopelessly short of it.
 func floorErr(floor uint64, zxid int64) error {
-	if int64(floor)-zxid > floorCatchUpGap {
+	if hopeless(floor, zxid) {
 		return lock.ErrUnsupported
 	}
 	return lock.ErrTokensBehind
+}
+
+// hopeless reports whether zxid is too far short of floor for writes to
+// close the gap (floorCatchUpGap).
+func hopeless(floor uint64, zxid int64) bool {
+	return int64(floor)-zxid > floorCatchUpGap
 }
