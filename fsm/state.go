@@ -162,8 +162,9 @@ type applier struct {
 // above Protocol; the state is then unchanged.
 func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event, error) {
 	a := &applier{s: s, index: index, stamp: cmd.GetStampUnixNano()}
-	if needs3(cmd) && s.protocol < 3 {
-		// Like a protocol-2 command below level 2: nothing changes, not
+	if _, raise := cmd.GetOp().(*fsmpb.Command_SetProtocol); !raise && Needs(cmd) > s.protocol {
+		// A command type or field of a protocol the log has not committed
+		// to (a leader that proposed it too early): nothing changes, not
 		// even the request cache.
 		return code(fsmpb.Code_CODE_UNSUPPORTED), nil, nil
 	}
@@ -217,21 +218,14 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		res = ok()
 	case *fsmpb.Command_Revoke:
 		c := op.Revoke
-		res = a.v2(func() *fsmpb.Result {
-			return a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.revoke(c.GetName(), c.GetToken()) })
-		})
+		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.revoke(c.GetName(), c.GetToken()) })
 	case *fsmpb.Command_EndRevoked:
-		res = a.v2(func() *fsmpb.Result { return a.endRevoked(op.EndRevoked) })
+		res = a.endRevoked(op.EndRevoked)
 	case *fsmpb.Command_Adopt:
 		c := op.Adopt
-		res = a.v2(func() *fsmpb.Result {
-			return a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.adopt(sess, c) })
-		})
+		res = a.request(c.GetReq(), func(sess *session) *fsmpb.Result { return a.adopt(sess, c) })
 	case *fsmpb.Command_FloorToken:
 		c := op.FloorToken
-		if s.protocol < 4 {
-			return code(fsmpb.Code_CODE_UNSUPPORTED), nil, nil // changes nothing, as below level 2
-		}
 		res = a.request(c.GetReq(), func(*session) *fsmpb.Result { return a.floorToken(c.GetName(), c.GetFloor()) })
 	default:
 		if cmd.GetIgnorable() {
@@ -258,15 +252,6 @@ func (a *applier) floorToken(name string, floor uint64) *fsmpb.Result {
 		a.s.tokenFloor = max(a.s.tokenFloor, floor)
 	}
 	return ok()
-}
-
-// v2 runs fn at protocol level 2 and above; below, the command answers
-// UNSUPPORTED and changes nothing (not even the request cache).
-func (a *applier) v2(fn func() *fsmpb.Result) *fsmpb.Result {
-	if a.s.protocol < 2 {
-		return code(fsmpb.Code_CODE_UNSUPPORTED)
-	}
-	return fn()
 }
 
 // v2Stamp is the leader stamp to record at level 2 and above, else 0.
