@@ -234,3 +234,22 @@ func TestDual_FromBehindRetries(t *testing.T) {
 	assert.Greater(t, next.Token(), lease.Token(), "the old code's next grant is above the Dual lease's token")
 	require.NoError(t, next.Release(ctx))
 }
+
+// TestDual_UnsupportedFloorEndsAcquire: a floor that a store refuses for
+// good (ErrUnsupported without ErrTokensBehind: here a Redis floor above
+// 2^52) ends a Dual Acquire at once with that error, leaving nothing
+// held; only ErrTokensBehind is worth another attempt.
+func TestDual_UnsupportedFloorEndsAcquire(t *testing.T) {
+	p := newDualPair(t, migrate.FencedTokens)
+	ctx := ctxFor(t, time.Minute)
+	// The embedded store's next token is above 2^53: raising Redis (from)
+	// above it is more than its Lua numbers can carry.
+	require.NoError(t, p.to.(lock.TokenFloorer).FloorToken(ctx, "job", 1<<53))
+
+	_, err := p.l.Acquire(ctx, "job")
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	assert.NotErrorIs(t, err, lock.ErrTokensBehind)
+	assert.NoError(t, ctx.Err(), "returned at once, not by retrying until ctx ended")
+	assert.True(t, free(t, p.from, "job"), "nothing held in from")
+	assert.True(t, free(t, p.to, "job"), "nothing held in to")
+}
