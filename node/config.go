@@ -37,6 +37,36 @@ const (
 	TimingConservative
 )
 
+// LogStore is the format of a DataDir's Raft log and stable store
+// (node/DESIGN.md, "Durability"). A DataDir keeps the format it was made
+// in.
+type LogStore int
+
+const (
+	// LogStoreAuto (the default): LogStoreLog for a new DataDir, the
+	// format it holds for an existing one.
+	LogStoreAuto LogStore = iota
+	// LogStoreLog: append-only segment files in DataDir/log, one fdatasync
+	// per batch of entries.
+	LogStoreLog
+	// LogStoreBolt: raft-boltdb in DataDir/raft.db, a B+tree committed with
+	// two fdatasyncs per batch; the format of DataDirs made before
+	// LogStoreLog existed.
+	LogStoreBolt
+)
+
+func (f LogStore) String() string {
+	switch f {
+	case LogStoreAuto:
+		return "LogStoreAuto"
+	case LogStoreLog:
+		return "LogStoreLog"
+	case LogStoreBolt:
+		return "LogStoreBolt"
+	}
+	return fmt.Sprintf("LogStore(%d)", int(f))
+}
+
 // Peer is one founding member of a cluster.
 type Peer struct {
 	ID   string
@@ -56,10 +86,12 @@ type Config struct {
 	ID string
 
 	// DataDir, when set, makes the node durable: the Raft log and stable
-	// store (raft-boltdb) and snapshots live there, and a node restarted on
-	// the same DataDir keeps every lease, queue and token counter. Empty
-	// means in memory.
-	DataDir string
+	// store and snapshots live there, and a node restarted on the same
+	// DataDir keeps every lease, queue and token counter. Empty means in
+	// memory. LogStore picks the format of a new DataDir's log; naming
+	// the format an existing DataDir does not hold is an error.
+	DataDir  string
+	LogStore LogStore
 
 	// SessionTTL is how long a Locker's session survives without a
 	// keep-alive: the time until a crashed holder's session leases pass to
@@ -241,6 +273,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Timing != TimingFastLAN && c.Timing != TimingConservative {
 		return bad("Timing %d unknown", c.Timing)
+	}
+	if c.LogStore < LogStoreAuto || c.LogStore > LogStoreBolt {
+		return bad("%v unknown", c.LogStore)
 	}
 	limits, err := c.Limits.withDefaults()
 	if err != nil {

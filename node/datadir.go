@@ -18,6 +18,7 @@ import (
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/internal/boltcheck"
+	"github.com/quorumlock/quorumlock/internal/raftlog"
 )
 
 // ErrCorruptData is wrapped by New's errors about a damaged DataDir: a file
@@ -26,7 +27,8 @@ import (
 var ErrCorruptData = errors.New("node: corrupt data in DataDir")
 
 const (
-	logFile = "raft.db"
+	logFile = "raft.db" // LogStoreBolt's
+	logDir  = "log"     // LogStoreLog's
 	// snapshotDir is where raft's FileSnapshotStore keeps its snapshots,
 	// one directory each; a name ending in tmpSuffix is one it did not
 	// finish, which it ignores.
@@ -45,21 +47,18 @@ func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raf
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, nil, fmt.Errorf("node: DataDir: %w", err)
 	}
-	if err := checkLogFile(dir); err != nil {
+	format, err := dataDirFormat(dir, n.cfg.LogStore)
+	if err != nil {
 		return nil, nil, nil, err
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(dir, logFile),
-		BoltOptions: &bbolt.Options{
-			Timeout:        time.Second, // another process holds the file: fail, don't hang
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("node: open log store in DataDir: %w", err)
+	open := n.openLog
+	if format == LogStoreBolt {
+		open = n.openBolt
 	}
-	n.closers = append(n.closers, store.Close)
+	logs, stable, path, err := open(dir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, rc.Logger)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("node: snapshot store in DataDir: %w", err)
@@ -68,35 +67,117 @@ func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raf
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := checkLog(store, newest, filepath.Join(dir, logFile)); err != nil {
+	if err := checkLog(logs, newest, path); err != nil {
 		return nil, nil, nil, err
 	}
-	cached, err := raft.NewLogCache(512, store)
+	cached, err := raft.NewLogCache(512, logs)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return cached, store, newestSnapshot{snaps}, nil
+	return cached, stable, newestSnapshot{snaps}, nil
 }
 
-// checkLogFile checks raft.db before bbolt maps it read-write, which it
-// does trusting every byte: an empty file or one missing beside snapshots,
-// then its whole page structure (internal/boltcheck) and raft-boltdb's
-// layout (raftLayout). Meanwhile a read-only bbolt handle holds the file's
-// shared lock, so that nobody writes it under the check and a DataDir in
-// use still fails as such.
-func checkLogFile(dir string) error {
+// dataDirFormat is the format of dir's log: the one it holds, or want's
+// for a new DataDir (LogStoreLog for LogStoreAuto). A DataDir holding the
+// other format than want names is ErrInvalidConfig; one holding both, or
+// neither beside snapshots, ErrCorruptData.
+func dataDirFormat(dir string, want LogStore) (LogStore, error) {
+	bolt, err := exists(filepath.Join(dir, logFile))
+	if err != nil {
+		return 0, err
+	}
+	segs, err := exists(filepath.Join(dir, logDir))
+	if err != nil {
+		return 0, err
+	}
+	have := LogStoreLog
+	switch {
+	case bolt && segs:
+		return 0, fmt.Errorf("%w: %s and %s both exist: which is the log?", ErrCorruptData, filepath.Join(dir, logFile), filepath.Join(dir, logDir))
+	case bolt:
+		have = LogStoreBolt
+	case !segs:
+		names, err := snapshotNames(dir)
+		if err != nil {
+			return 0, err
+		}
+		if len(names) > 0 {
+			return 0, fmt.Errorf("%w: %s and %s are missing, but the DataDir holds snapshots", ErrCorruptData, filepath.Join(dir, logFile), filepath.Join(dir, logDir))
+		}
+		if want == LogStoreAuto {
+			return LogStoreLog, nil
+		}
+		return want, nil // a new node
+	}
+	if want != LogStoreAuto && want != have {
+		return 0, fmt.Errorf("%w: LogStore %v, but DataDir %s holds a %v log; to change the format, empty the DataDir and join the cluster again, or restore a backup into a new DataDir", ErrInvalidConfig, want, dir, have)
+	}
+	return have, nil
+}
+
+func exists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("node: DataDir: %w", err)
+	}
+	return true, nil
+}
+
+// openLog opens LogStoreLog's store, which checks every frame as it opens
+// and cuts the torn tail a crash left (logged at Warn).
+func (n *Node) openLog(dir string) (raft.LogStore, raft.StableStore, string, error) {
+	path := filepath.Join(dir, logDir)
+	store, err := raftlog.Open(path, raftlog.Options{})
+	switch {
+	case errors.Is(err, raftlog.ErrCorrupt):
+		return nil, nil, "", fmt.Errorf("%w: %w", ErrCorruptData, err)
+	case errors.Is(err, raftlog.ErrInUse):
+		return nil, nil, "", fmt.Errorf("node: open log store in DataDir: %s is in use: %w", path, err)
+	case err != nil:
+		return nil, nil, "", fmt.Errorf("node: open log store in DataDir: %w", err)
+	}
+	n.closers = append(n.closers, store.Close)
+	if bytes, file := store.Dropped(); bytes > 0 {
+		n.cfg.Logger.Warn("log store: cut the torn tail of a write a crash interrupted", "file", file, "bytes", bytes)
+	}
+	return store, store, path, nil
+}
+
+// openBolt opens LogStoreBolt's raft.db once checkLogFile passed it.
+func (n *Node) openBolt(dir string) (raft.LogStore, raft.StableStore, string, error) {
 	path := filepath.Join(dir, logFile)
+	if err := checkLogFile(path); err != nil {
+		return nil, nil, "", err
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: path,
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second, // another process holds the file: fail, don't hang
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("node: open log store in DataDir: %w", err)
+	}
+	n.closers = append(n.closers, store.Close)
+	return store, store, path, nil
+}
+
+// checkLogFile checks raft.db at path before bbolt maps it read-write,
+// which it does trusting every byte: an empty file, then its whole page
+// structure (internal/boltcheck) and raft-boltdb's layout (raftLayout).
+// Meanwhile a read-only bbolt handle holds the file's shared lock, so that
+// nobody writes it under the check and a DataDir in use still fails as
+// such. A new DataDir has no raft.db yet: nothing to check.
+func checkLogFile(path string) error {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		names, err := snapshotNames(dir)
-		if err != nil {
-			return err
-		}
-		if len(names) > 0 {
-			return fmt.Errorf("%w: %s is missing, but the DataDir holds snapshots", ErrCorruptData, path)
-		}
-		return nil // a new node
+		return nil
 	case err != nil:
 		return fmt.Errorf("node: DataDir: %w", err)
 	case fi.Size() == 0:

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quorumlock/quorumlock/internal/raftlog"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -25,8 +29,9 @@ import (
 func TestNew_DamagedDataDir(t *testing.T) {
 	cases := []struct {
 		what      string
-		snapshots int    // taken while writing the DataDir
-		trailing  uint64 // Config.TrailingLogs (1: the log is compacted up to each snapshot)
+		format    LogStore // of the DataDir written; LogStoreAuto: LogStoreLog
+		snapshots int      // taken while writing the DataDir
+		trailing  uint64   // Config.TrailingLogs (1: the log is compacted up to each snapshot)
 		damage    func(t *testing.T, dir string) string
 		want      string // in the error, besides the file damage returned
 	}{{
@@ -57,7 +62,7 @@ func TestNew_DamagedDataDir(t *testing.T) {
 		what: "the newest snapshot deleted, the log compacted past the older", snapshots: 2, trailing: 1,
 		damage: func(t *testing.T, dir string) string {
 			require.NoError(t, os.RemoveAll(snapshotPaths(t, dir)[0]))
-			return filepath.Join(dir, "raft.db")
+			return filepath.Join(dir, "log")
 		},
 		want: "are missing",
 	}, {
@@ -71,7 +76,7 @@ func TestNew_DamagedDataDir(t *testing.T) {
 		want: "fsm: corrupt data",
 	}, {
 		// Before: bbolt made a new database and the node started empty.
-		what: "raft.db truncated to nothing",
+		what: "raft.db truncated to nothing", format: LogStoreBolt,
 		damage: func(t *testing.T, dir string) string {
 			path := filepath.Join(dir, "raft.db")
 			require.NoError(t, os.Truncate(path, 0))
@@ -81,23 +86,23 @@ func TestNew_DamagedDataDir(t *testing.T) {
 	}, {
 		// Before: the node started from the snapshot alone, its log and
 		// vote gone.
-		what: "raft.db deleted beside a snapshot", snapshots: 1,
+		what: "raft.db deleted beside a snapshot", format: LogStoreBolt, snapshots: 1,
 		damage: func(t *testing.T, dir string) string {
 			path := filepath.Join(dir, "raft.db")
 			require.NoError(t, os.Remove(path))
 			return path
 		},
-		want: "is missing",
+		want: "are missing",
 	}, {
 		// Before: SIGBUS, the process killed.
-		what: "raft.db cut in half",
+		what: "raft.db cut in half", format: LogStoreBolt,
 		damage: func(t *testing.T, dir string) string {
 			return truncateHalf(t, filepath.Join(dir, "raft.db"))
 		},
 		want: "cut short",
 	}, {
 		// Before: bbolt's assertion panicked in New.
-		what: "raft.db's root page naming another page",
+		what: "raft.db's root page naming another page", format: LogStoreBolt,
 		damage: func(t *testing.T, dir string) string {
 			path := filepath.Join(dir, "raft.db")
 			pageSize, root := boltRoot(t, path)
@@ -107,16 +112,55 @@ func TestNew_DamagedDataDir(t *testing.T) {
 	}, {
 		// Before: the replay reached it and the bridge panicked on Raft's
 		// FSM goroutine, killing the process.
-		what: "a command in the log that does not decode",
+		what: "a command in raft.db that does not decode", format: LogStoreBolt,
 		damage: func(t *testing.T, dir string) string {
-			return appendEntry(t, dir, raft.Log{Type: raft.LogCommand, Data: []byte{0xff, 0xff}})
+			return appendEntry(t, dir, LogStoreBolt, raft.Log{Type: raft.LogCommand, Data: []byte{0xff, 0xff}})
 		},
 		want: "fsm: corrupt data: command",
+	}, {
+		what: "a command in log/ that does not decode",
+		damage: func(t *testing.T, dir string) string {
+			return appendEntry(t, dir, LogStoreLog, raft.Log{Type: raft.LogCommand, Data: []byte{0xff, 0xff}})
+		},
+		want: "fsm: corrupt data: command",
+	}, {
+		what: "log/ deleted beside a snapshot", snapshots: 1,
+		damage: func(t *testing.T, dir string) string {
+			path := filepath.Join(dir, "log")
+			require.NoError(t, os.RemoveAll(path))
+			return path
+		},
+		want: "are missing",
+	}, {
+		what: "log/'s stable file (term and vote) deleted",
+		damage: func(t *testing.T, dir string) string {
+			path := filepath.Join(dir, "log", "stable")
+			require.NoError(t, os.Remove(path))
+			return path
+		},
+		want: "is missing",
+	}, {
+		what: "an entry in log/ damaged, later writes after it",
+		damage: func(t *testing.T, dir string) string {
+			segs, err := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
+			require.NoError(t, err)
+			require.NotEmpty(t, segs)
+			return flipByte(t, segs[0], 40) // inside the body of the first entry
+		},
+		want: "written after it by a later call",
+	}, {
+		what: "both raft.db and log/",
+		damage: func(t *testing.T, dir string) string {
+			path := filepath.Join(dir, "raft.db")
+			require.NoError(t, os.WriteFile(path, []byte("x"), 0o600))
+			return path
+		},
+		want: "both exist",
 	}}
 	for _, c := range cases {
 		t.Run(c.what, func(t *testing.T) {
 			dir := t.TempDir()
-			writeDataDir(t, dir, c.snapshots, c.trailing)
+			writeDataDir(t, dir, c.format, c.snapshots, c.trailing)
 			file := c.damage(t, dir)
 			n, err := New(Config{DataDir: dir})
 			if err == nil {
@@ -150,12 +194,12 @@ func TestNew_DataDirChecksPassHealthyState(t *testing.T) {
 	}
 
 	intact := t.TempDir()
-	token := writeDataDir(t, intact, 2, 1)
+	token := writeDataDir(t, intact, LogStoreAuto, 2, 1)
 	require.NoError(t, os.Mkdir(filepath.Join(intact, "snapshots", "1-99-123"+tmpSuffix), 0o700))
 	requireKept(intact, token)
 
 	movedAside := t.TempDir()
-	token = writeDataDir(t, movedAside, 2, 0)
+	token = writeDataDir(t, movedAside, LogStoreAuto, 2, 0)
 	newest := snapshotPaths(t, movedAside)[0]
 	flipByte(t, filepath.Join(newest, "state.bin"), 20)
 	_, err := New(Config{DataDir: movedAside})
@@ -168,7 +212,7 @@ func TestNew_DataDirChecksPassHealthyState(t *testing.T) {
 // only the newer one, so it cannot fall back to the older as it starts.
 func TestNewestSnapshot_ListsOnlyTheNewest(t *testing.T) {
 	dir := t.TempDir()
-	writeDataDir(t, dir, 2, 0)
+	writeDataDir(t, dir, LogStoreAuto, 2, 0)
 	store, err := raft.NewFileSnapshotStore(dir, 2, io.Discard)
 	require.NoError(t, err)
 	all, err := store.List()
@@ -181,13 +225,14 @@ func TestNewestSnapshot_ListsOnlyTheNewest(t *testing.T) {
 	assert.Greater(t, shown[0].Index, all[1].Index)
 }
 
-// writeDataDir runs a node on dir that takes a TTL lease on "kept" (which
-// outlives the node) and snapshots times with commands between and after
-// them, then crashes it. It returns the lease's token.
-func writeDataDir(t *testing.T, dir string, snapshots int, trailing uint64) uint64 {
+// writeDataDir runs a node on dir, its log in format, that takes a TTL
+// lease on "kept" (which outlives the node) and snapshots times with
+// commands between and after them, then crashes it. It returns the
+// lease's token.
+func writeDataDir(t *testing.T, dir string, format LogStore, snapshots int, trailing uint64) uint64 {
 	t.Helper()
 	ctx := testCtx(t)
-	n, err := New(Config{DataDir: dir, TrailingLogs: trailing})
+	n, err := New(Config{DataDir: dir, LogStore: format, TrailingLogs: trailing})
 	require.NoError(t, err)
 	kept, err := n.Acquire(ctx, "kept", lock.WithTTL(time.Hour))
 	require.NoError(t, err)
@@ -241,13 +286,25 @@ func writeSnapshot(t *testing.T, dir string, data []byte) string {
 	return filepath.Join(dir, "snapshots", sink.ID())
 }
 
-// appendEntry appends l to dir's log as the entry after its last one, and
-// returns raft.db's path.
-func appendEntry(t *testing.T, dir string, l raft.Log) string {
+// appendEntry appends l to dir's log, in format, as the entry after its
+// last one, and returns the log's path.
+func appendEntry(t *testing.T, dir string, format LogStore, l raft.Log) string {
 	t.Helper()
-	path := filepath.Join(dir, "raft.db")
-	store, err := raftboltdb.NewBoltStore(path)
-	require.NoError(t, err)
+	var store interface {
+		raft.LogStore
+		Close() error
+	}
+	path := filepath.Join(dir, "log")
+	if format == LogStoreBolt {
+		path = filepath.Join(dir, "raft.db")
+		bolt, err := raftboltdb.NewBoltStore(path)
+		require.NoError(t, err)
+		store = bolt
+	} else {
+		segs, err := raftlog.Open(path, raftlog.Options{})
+		require.NoError(t, err)
+		store = segs
+	}
 	defer func() { require.NoError(t, store.Close()) }()
 	last, err := store.LastIndex()
 	require.NoError(t, err)
@@ -294,4 +351,83 @@ func flipByte(t *testing.T, path string, off int64) string {
 	_, err = f.WriteAt(b, off)
 	require.NoError(t, err)
 	return path
+}
+
+// TestNew_TornLogTail: a write a crash cut short at the end of log/ is
+// cut off at start-up and logged at Warn, and the node starts with
+// everything before it.
+func TestNew_TornLogTail(t *testing.T) {
+	dir := t.TempDir()
+	token := writeDataDir(t, dir, LogStoreAuto, 0, 0)
+	segs, err := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
+	require.NoError(t, err)
+	last := segs[len(segs)-1]
+	fi, err := os.Stat(last)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(last, fi.Size()-5))
+
+	var logs syncBuffer
+	n := newNode(t, Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	info, err := n.Inspect(testCtx(t), "kept")
+	require.NoError(t, err)
+	assert.True(t, info.Held)
+	assert.Equal(t, token, info.Token)
+	require.NoError(t, n.Close())
+	assert.Contains(t, logs.String(), "level=WARN msg=\"log store: cut the torn tail")
+	assert.Contains(t, logs.String(), last)
+}
+
+// TestNew_LogStoreFormat: a new DataDir gets the format asked for
+// (LogStoreLog by default); an existing one keeps its own under
+// LogStoreAuto and refuses the other by name.
+func TestNew_LogStoreFormat(t *testing.T) {
+	for _, c := range []struct {
+		made, other LogStore
+		file        string
+	}{{LogStoreAuto, LogStoreBolt, "log"}, {LogStoreBolt, LogStoreLog, "raft.db"}} {
+		t.Run(c.file, func(t *testing.T) {
+			dir := t.TempDir()
+			token := writeDataDir(t, dir, c.made, 0, 0)
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			assert.ElementsMatch(t, []string{c.file, "snapshots"}, names)
+
+			_, err = New(Config{DataDir: dir, LogStore: c.other})
+			require.ErrorIs(t, err, ErrInvalidConfig)
+			assert.Contains(t, err.Error(), c.other.String())
+			assert.NoError(t, noFileOpenUnder(dir))
+
+			n := newNode(t, Config{DataDir: dir})
+			info, err := n.Inspect(testCtx(t), "kept")
+			require.NoError(t, err)
+			assert.Equal(t, token, info.Token)
+			require.NoError(t, n.Close())
+			_, err = os.Stat(filepath.Join(dir, map[string]string{"log": "raft.db", "raft.db": "log"}[c.file]))
+			require.ErrorIs(t, err, os.ErrNotExist, "the other format was not created")
+		})
+	}
+	_, err := New(Config{DataDir: t.TempDir(), LogStore: LogStoreBolt + 1})
+	require.ErrorIs(t, err, ErrInvalidConfig)
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,0 +1,234 @@
+package raftlog
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// writeBatches writes entries 1–90 in calls of 10 into segments of 2 KiB
+// (a call starts a new one once the last passed 2 KiB: three calls each),
+// and a term, and returns the directory and its segment files, oldest
+// first.
+func writeBatches(t *testing.T) (string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{SegmentSize: 2048})
+	require.NoError(t, err)
+	require.NoError(t, s.SetUint64([]byte("CurrentTerm"), 3))
+	for from := uint64(1); from <= 90; from += 10 {
+		require.NoError(t, s.StoreLogs(entries(from, from+9)))
+	}
+	require.NoError(t, s.Close())
+	files := segFiles(t, dir)
+	require.Len(t, files, 3)
+	return dir, files
+}
+
+// frameAt returns the offset of the frame of entry index in the segment
+// file path whose first entry is base.
+func frameAt(t *testing.T, path string, base, index uint64) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	sc, err := scanSegment(path, b, base, true)
+	require.NoError(t, err)
+	return sc.offsets[index-base]
+}
+
+func baseOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	bases, err := listSegments(filepath.Dir(path))
+	require.NoError(t, err)
+	for _, b := range bases {
+		if filepath.Join(filepath.Dir(path), segName(b)) == path {
+			return b
+		}
+	}
+	t.Fatalf("%s is not a segment", path)
+	return 0
+}
+
+func flip(t *testing.T, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, f.Close()) }()
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	require.NoError(t, err)
+	b[0] ^= 0x5a
+	_, err = f.WriteAt(b, off)
+	require.NoError(t, err)
+}
+
+// TestOpen_TornTail: what a crash can leave of the last call — cut short,
+// padded with zeros, a damaged frame with later frames of the same call
+// intact — is cut off at the first damaged frame and reported; the entries
+// before it stay, and appends continue from there.
+func TestOpen_TornTail(t *testing.T) {
+	cases := []struct {
+		what   string
+		damage func(t *testing.T, path string, base uint64)
+		last   uint64
+	}{{
+		what: "cut inside the last frame",
+		damage: func(t *testing.T, path string, base uint64) {
+			fi, err := os.Stat(path)
+			require.NoError(t, err)
+			require.NoError(t, os.Truncate(path, fi.Size()-3))
+		},
+		last: 89,
+	}, {
+		what: "cut inside the last call's first frame",
+		damage: func(t *testing.T, path string, base uint64) {
+			require.NoError(t, os.Truncate(path, frameAt(t, path, base, 81)+5))
+		},
+		last: 80,
+	}, {
+		what: "the last call's pages zeros, its size kept",
+		damage: func(t *testing.T, path string, base uint64) {
+			off := frameAt(t, path, base, 81)
+			fi, err := os.Stat(path)
+			require.NoError(t, err)
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			require.NoError(t, err)
+			_, err = f.WriteAt(make([]byte, fi.Size()-off), off)
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+		},
+		last: 80,
+	}, {
+		what: "a frame of the last call damaged, later ones of that call intact",
+		damage: func(t *testing.T, path string, base uint64) {
+			flip(t, path, frameAt(t, path, base, 85)+headerLen+3)
+		},
+		last: 84,
+	}}
+	for _, c := range cases {
+		t.Run(c.what, func(t *testing.T) {
+			dir, files := writeBatches(t)
+			path := files[len(files)-1]
+			base := baseOf(t, path)
+			require.Equal(t, uint64(61), base)
+			c.damage(t, path, base)
+
+			s := open(t, dir, 2048)
+			requireLog(t, s, 1, c.last)
+			n, file := s.Dropped()
+			assert.Positive(t, n)
+			assert.Equal(t, path, file)
+			require.NoError(t, s.StoreLogs(entries(c.last+1, c.last+5)))
+			require.NoError(t, s.Close())
+			s = open(t, dir, 2048)
+			requireLog(t, s, 1, c.last+5)
+			n, _ = s.Dropped()
+			assert.Zero(t, n, "the cut was made durable")
+		})
+	}
+}
+
+// TestOpen_Corrupt: damage to what the store had synced is refused with
+// ErrCorrupt naming the file, never cut away or read as entries.
+func TestOpen_Corrupt(t *testing.T) {
+	cases := []struct {
+		what   string
+		damage func(t *testing.T, dir string, files []string) string
+		want   string
+	}{{
+		what: "a frame of an earlier call in the last segment, a later call after it",
+		damage: func(t *testing.T, dir string, files []string) string {
+			path := files[len(files)-1]
+			base := baseOf(t, path)
+			require.Equal(t, uint64(61), base)
+			flip(t, path, frameAt(t, path, base, base)+headerLen+1)
+			return path
+		},
+		want: "written after it by a later call",
+	}, {
+		what: "a frame in a segment that is not the last",
+		damage: func(t *testing.T, dir string, files []string) string {
+			flip(t, files[0], frameAt(t, files[0], 1, 3)+2)
+			return files[0]
+		},
+		want: "offset",
+	}, {
+		what: "a segment that is not the last cut short",
+		damage: func(t *testing.T, dir string, files []string) string {
+			require.NoError(t, os.Truncate(files[0], frameAt(t, files[0], 1, 5)+7))
+			return files[0]
+		},
+		want: "a header is 20",
+	}, {
+		what: "a segment in the middle deleted",
+		damage: func(t *testing.T, dir string, files []string) string {
+			require.NoError(t, os.Remove(files[1]))
+			return files[2]
+		},
+		want: "the segment before it ends at",
+	}, {
+		what: "the stable file deleted",
+		damage: func(t *testing.T, dir string, files []string) string {
+			path := filepath.Join(dir, stableFile)
+			require.NoError(t, os.Remove(path))
+			return path
+		},
+		want: "is missing",
+	}, {
+		what: "the stable file damaged",
+		damage: func(t *testing.T, dir string, files []string) string {
+			path := filepath.Join(dir, stableFile)
+			flip(t, path, 9)
+			return path
+		},
+		want: "CRC mismatch",
+	}, {
+		what: "a file named like a segment that is not one",
+		damage: func(t *testing.T, dir string, files []string) string {
+			path := filepath.Join(dir, "12"+segSuffix)
+			require.NoError(t, os.WriteFile(path, nil, 0o600))
+			return path
+		},
+		want: "not a segment file's name",
+	}, {
+		what: "a segment renamed to another first index",
+		damage: func(t *testing.T, dir string, files []string) string {
+			to := filepath.Join(dir, segName(1000))
+			require.NoError(t, os.Rename(files[len(files)-1], to))
+			return to
+		},
+		want: "starts at entry 1000",
+	}}
+	for _, c := range cases {
+		t.Run(c.what, func(t *testing.T) {
+			dir, files := writeBatches(t)
+			file := c.damage(t, dir, files)
+			s, err := Open(dir, Options{SegmentSize: 2048})
+			if err == nil {
+				_ = s.Close()
+				t.Fatal("opened a damaged directory")
+			}
+			require.ErrorIs(t, err, ErrCorrupt)
+			assert.Contains(t, err.Error(), file)
+			assert.Contains(t, err.Error(), c.want)
+			s, err = Open(dir, Options{LockTimeout: 1}) // the failed Open let go of the lock
+			require.ErrorIs(t, err, ErrCorrupt)
+			assert.Nil(t, s)
+		})
+	}
+}
+
+// TestGetLog_ChecksCRC: a byte flipped under an open store is an error on
+// read, never a wrong entry.
+func TestGetLog_ChecksCRC(t *testing.T) {
+	dir, files := writeBatches(t)
+	s := open(t, dir, 2048)
+	flip(t, files[0], frameAt(t, files[0], 1, 2)+headerLen+fixedBody+1)
+	var l raft.Log
+	require.ErrorIs(t, s.GetLog(2, &l), ErrCorrupt)
+	require.NoError(t, s.GetLog(3, &l))
+}

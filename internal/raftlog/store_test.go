@@ -1,0 +1,266 @@
+package raftlog
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// entry is the log entry the tests store at index i.
+func entry(i uint64) *raft.Log {
+	return &raft.Log{
+		Index: i, Term: i/10 + 1, Type: raft.LogCommand,
+		Data:       fmt.Appendf(nil, "command %d %s", i, make([]byte, i%50)),
+		Extensions: fmt.Appendf(nil, "ext%d", i%3),
+		AppendedAt: time.Unix(1_700_000_000, int64(i)),
+	}
+}
+
+func entries(from, to uint64) []*raft.Log {
+	var ls []*raft.Log
+	for i := from; i <= to; i++ {
+		ls = append(ls, entry(i))
+	}
+	return ls
+}
+
+func open(t *testing.T, dir string, segSize int64) *Store {
+	t.Helper()
+	s, err := Open(dir, Options{SegmentSize: segSize})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// requireLog checks that s holds exactly entries first to last, each as
+// entry() made it.
+func requireLog(t *testing.T, s *Store, first, last uint64) {
+	t.Helper()
+	f, err := s.FirstIndex()
+	require.NoError(t, err)
+	l, err := s.LastIndex()
+	require.NoError(t, err)
+	require.Equal(t, [2]uint64{first, last}, [2]uint64{f, l}, "first and last index")
+	for i := first; i <= last && i != 0; i++ {
+		var got raft.Log
+		require.NoError(t, s.GetLog(i, &got), "entry %d", i)
+		want := entry(i)
+		require.Equal(t, want.Index, got.Index)
+		require.Equal(t, want.Term, got.Term)
+		require.Equal(t, want.Data, got.Data)
+		require.Equal(t, want.Extensions, got.Extensions)
+		require.True(t, want.AppendedAt.Equal(got.AppendedAt))
+	}
+	var got raft.Log
+	require.ErrorIs(t, s.GetLog(last+1, &got), raft.ErrLogNotFound)
+	if first > 1 {
+		require.ErrorIs(t, s.GetLog(first-1, &got), raft.ErrLogNotFound)
+	}
+}
+
+func segFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "*"+segSuffix))
+	require.NoError(t, err)
+	return paths
+}
+
+// TestStore_AppendsRotatesAndReopens: batches land across several segments
+// and read back the same before and after a reopen.
+func TestStore_AppendsRotatesAndReopens(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1024)
+	requireLog(t, s, 0, 0)
+	for from := uint64(1); from <= 200; from += 20 {
+		require.NoError(t, s.StoreLogs(entries(from, from+19)))
+	}
+	require.NoError(t, s.StoreLog(entry(201)))
+	requireLog(t, s, 1, 201)
+	assert.Greater(t, len(segFiles(t, dir)), 3, "rotated")
+	require.NoError(t, s.Close())
+
+	s = open(t, dir, 1024)
+	requireLog(t, s, 1, 201)
+	n, file := s.Dropped()
+	assert.Zero(t, n)
+	assert.Empty(t, file)
+}
+
+// TestStore_RefusesOutOfOrder: an append must follow the last entry, with
+// consecutive indexes; an empty log takes any start.
+func TestStore_RefusesOutOfOrder(t *testing.T) {
+	s := open(t, t.TempDir(), 0)
+	require.NoError(t, s.StoreLogs(entries(50, 52)))
+	require.Error(t, s.StoreLogs(entries(54, 55)), "a gap")
+	require.Error(t, s.StoreLogs(entries(52, 53)), "an overlap")
+	require.Error(t, s.StoreLogs([]*raft.Log{entry(53), entry(55)}), "a gap inside the call")
+	require.Error(t, s.StoreLog(&raft.Log{Index: 53, Data: make([]byte, MaxEntry)}), "too large")
+	requireLog(t, s, 50, 52)
+	require.NoError(t, s.StoreLogs(entries(53, 53)))
+	requireLog(t, s, 50, 53)
+}
+
+// TestStore_DeleteRange: heads, tails and the whole log, each surviving a
+// reopen; a range inside the log is refused.
+func TestStore_DeleteRange(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 512)
+	for from := uint64(1); from <= 100; from += 10 {
+		require.NoError(t, s.StoreLogs(entries(from, from+9)))
+	}
+	files := len(segFiles(t, dir))
+
+	require.NoError(t, s.DeleteRange(1, 40))
+	requireLog(t, s, 41, 100)
+	assert.Less(t, len(segFiles(t, dir)), files, "emptied segments deleted")
+
+	require.NoError(t, s.DeleteRange(71, 100))
+	requireLog(t, s, 41, 70)
+	require.Error(t, s.DeleteRange(50, 60), "inside the log")
+	require.NoError(t, s.StoreLogs(entries(71, 80)), "appends after a tail cut")
+	requireLog(t, s, 41, 80)
+	require.NoError(t, s.Close())
+
+	s = open(t, dir, 512)
+	requireLog(t, s, 41, 80)
+
+	require.NoError(t, s.DeleteRange(41, 80))
+	requireLog(t, s, 0, 0)
+	assert.Empty(t, segFiles(t, dir))
+	require.NoError(t, s.StoreLogs(entries(500, 510)), "an empty log starts anywhere")
+	require.NoError(t, s.Close())
+	s = open(t, dir, 512)
+	requireLog(t, s, 500, 510)
+}
+
+// TestStore_Model runs random appends, cuts and reopens against a model
+// of the log.
+func TestStore_Model(t *testing.T) {
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			dir := t.TempDir()
+			s := open(t, dir, 700)
+			first, last := uint64(0), uint64(0)
+			for range 200 {
+				switch op := rng.IntN(10); {
+				case op < 6:
+					next := last + 1
+					if first == 0 {
+						next = rng.Uint64N(1000) + 1
+						first = next
+					}
+					n := rng.Uint64N(8) + 1
+					require.NoError(t, s.StoreLogs(entries(next, next+n-1)))
+					last = next + n - 1
+				case op < 7 && first != 0:
+					max := first + rng.Uint64N(last-first+1)
+					require.NoError(t, s.DeleteRange(first, max))
+					if max == last {
+						first, last = 0, 0
+					} else {
+						first = max + 1
+					}
+				case op < 8 && first != 0:
+					min := first + rng.Uint64N(last-first+1)
+					require.NoError(t, s.DeleteRange(min, last))
+					if min == first {
+						first, last = 0, 0
+					} else {
+						last = min - 1
+					}
+				case op < 9:
+					require.NoError(t, s.Close())
+					s = open(t, dir, 700)
+				}
+				requireLog(t, s, first, last)
+			}
+		})
+	}
+}
+
+// TestStore_InUse: a second Open of the directory fails with ErrInUse
+// while the first holds it, and succeeds after Close.
+func TestStore_InUse(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	_, err := Open(dir, Options{LockTimeout: 50 * time.Millisecond})
+	require.ErrorIs(t, err, ErrInUse)
+	require.NoError(t, s.Close())
+	s2, err := Open(dir, Options{})
+	require.NoError(t, err)
+	require.NoError(t, s2.Close())
+}
+
+// TestStore_Stable: keys survive a reopen; a key never set is "not
+// found", the text raft looks for.
+func TestStore_Stable(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	_, err := s.GetUint64([]byte("CurrentTerm"))
+	require.EqualError(t, err, "not found")
+	_, err = s.Get([]byte("LastVoteCand"))
+	require.EqualError(t, err, "not found")
+	require.NoError(t, s.SetUint64([]byte("CurrentTerm"), 7))
+	require.NoError(t, s.Set([]byte("LastVoteCand"), []byte("node-2")))
+	require.NoError(t, s.SetUint64([]byte("CurrentTerm"), 8))
+	require.NoError(t, s.Close())
+
+	s = open(t, dir, 0)
+	term, err := s.GetUint64([]byte("CurrentTerm"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(8), term)
+	cand, err := s.Get([]byte("LastVoteCand"))
+	require.NoError(t, err)
+	assert.Equal(t, "node-2", string(cand))
+	require.Error(t, s.Set([]byte("big"), make([]byte, maxStable)), "above the cap")
+	_, err = s.Get([]byte("big"))
+	require.EqualError(t, err, "not found", "a refused Set leaves nothing")
+}
+
+// TestStore_ReadsWhileAppending: readers see every entry LastIndex
+// reports, whole, while appends and rotations go on (run with -race).
+func TestStore_ReadsWhileAppending(t *testing.T) {
+	s := open(t, t.TempDir(), 2048)
+	require.NoError(t, s.StoreLog(entry(1)))
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for r := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(r), 2))
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				last, _ := s.LastIndex()
+				i := rng.Uint64N(last) + 1
+				var l raft.Log
+				if err := s.GetLog(i, &l); err != nil || l.Index != i || string(l.Data) != string(entry(i).Data) {
+					errs <- fmt.Errorf("entry %d: %w (got %d)", i, err, l.Index)
+					return
+				}
+			}
+		}()
+	}
+	for from := uint64(2); from < 400; from += 7 {
+		require.NoError(t, s.StoreLogs(entries(from, from+6)))
+	}
+	close(done)
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+}
