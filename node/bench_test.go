@@ -11,23 +11,28 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
+// benchStores are the stores the benchmarks compare: in memory, and a
+// DataDir in each log format.
+var benchStores = []struct {
+	name    string
+	durable bool
+	format  LogStore
+}{{"mem", false, LogStoreAuto}, {"disk", true, LogStoreLog}, {"bolt", true, LogStoreBolt}}
+
 // BenchmarkNode measures acquire+release per op on one node, in memory and
-// durable: W1 one worker, W2 16 workers on their own names, W3 16 workers
-// on one name (every op a hand-off).
+// durable (disk: the log store, bolt: raft-boltdb): W1 one worker, W2 16
+// workers on their own names, W3 16 workers on one name (every op a
+// hand-off).
 func BenchmarkNode(b *testing.B) {
-	for _, durable := range []bool{false, true} {
+	for _, st := range benchStores {
 		for _, w := range []struct {
 			name    string
 			workers int
 			shared  bool
 		}{{"W1", 1, false}, {"W2", 16, false}, {"W3", 16, true}} {
-			store := "mem"
-			if durable {
-				store = "disk"
-			}
-			b.Run(store+"/"+w.name, func(b *testing.B) {
-				cfg := Config{}
-				if durable {
+			b.Run(st.name+"/"+w.name, func(b *testing.B) {
+				cfg := Config{LogStore: st.format}
+				if st.durable {
 					cfg.DataDir = b.TempDir()
 				}
 				n, err := New(cfg)
@@ -46,40 +51,43 @@ func BenchmarkNode(b *testing.B) {
 }
 
 // BenchmarkCluster is BenchmarkNode on a durable 3-node cluster in one
-// process (real TCP on loopback), workers spread over all nodes.
+// process (real TCP on loopback), workers spread over all nodes; the log
+// store, then raft-boltdb.
 func BenchmarkCluster(b *testing.B) {
-	for _, w := range []struct {
-		name    string
-		workers int
-		shared  bool
-	}{{"W1", 1, false}, {"W2", 16, false}, {"W3", 16, true}} {
-		b.Run(w.name, func(b *testing.B) {
-			var nodes []*Node
-			defer func() {
-				for _, n := range nodes {
-					_ = n.Abort()
+	for _, st := range benchStores[1:] {
+		for _, w := range []struct {
+			name    string
+			workers int
+			shared  bool
+		}{{"W1", 1, false}, {"W2", 16, false}, {"W3", 16, true}} {
+			b.Run(st.name+"/"+w.name, func(b *testing.B) {
+				var nodes []*Node
+				defer func() {
+					for _, n := range nodes {
+						_ = n.Abort()
+					}
+				}()
+				for i := range 3 {
+					cfg := Config{ID: fmt.Sprintf("n%d", i+1), Addr: "127.0.0.1:0", DataDir: b.TempDir(), LogStore: st.format}
+					if i == 0 {
+						cfg.Peers = []Peer{{ID: cfg.ID}}
+					} else {
+						cfg.Join = nodes[0].Addr()
+					}
+					n, err := New(cfg)
+					require.NoError(b, err)
+					nodes = append(nodes, n)
 				}
-			}()
-			for i := range 3 {
-				cfg := Config{ID: fmt.Sprintf("n%d", i+1), Addr: "127.0.0.1:0", DataDir: b.TempDir()}
-				if i == 0 {
-					cfg.Peers = []Peer{{ID: cfg.ID}}
-				} else {
-					cfg.Join = nodes[0].Addr()
+				ctx := context.Background()
+				lockers := make([]lock.Locker, w.workers)
+				for i := range lockers {
+					var err error
+					lockers[i], err = nodes[i%3].NewLocker(ctx)
+					require.NoError(b, err)
 				}
-				n, err := New(cfg)
-				require.NoError(b, err)
-				nodes = append(nodes, n)
-			}
-			ctx := context.Background()
-			lockers := make([]lock.Locker, w.workers)
-			for i := range lockers {
-				var err error
-				lockers[i], err = nodes[i%3].NewLocker(ctx)
-				require.NoError(b, err)
-			}
-			runWorkers(b, lockers, w.shared)
-		})
+				runWorkers(b, lockers, w.shared)
+			})
+		}
 	}
 }
 
