@@ -40,6 +40,10 @@ func openBackend(ctx context.Context, cfg config, name string) (backend, error) 
 		return connect(ctx, fmt.Sprintf("zookeeper at %v", cfg.zk), func() (lock.Locker, error) {
 			return zookeeper.New(zookeeper.Config{Servers: cfg.zk})
 		})
+	case "zookeeper3":
+		return connect(ctx, fmt.Sprintf("zookeeper ensemble at %v", cfg.zk3), func() (lock.Locker, error) {
+			return zookeeper.New(zookeeper.Config{Servers: cfg.zk3})
+		})
 	}
 	return nil, fmt.Errorf("%w: unknown backend %q", errUsage, name)
 }

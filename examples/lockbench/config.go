@@ -12,7 +12,7 @@ import (
 
 // Names of the backends and workloads the flags accept.
 var (
-	backendNames  = []string{"embedded1", "embedded3", "redis", "zookeeper"}
+	backendNames  = []string{"embedded1", "embedded3", "redis", "zookeeper", "zookeeper3"}
 	workloadNames = []string{"W1", "W2", "W3"}
 )
 
@@ -30,6 +30,7 @@ type config struct {
 	idle      int           // idle locks held during the scale probe; 0: no probe
 	redis     string
 	zk        []string
+	zk3       []string
 	jsonPath  string
 	svgPath   string
 }
@@ -42,7 +43,7 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	var c config
-	var backends, workloads, zk string
+	var backends, workloads, zk, zk3 string
 	fs.StringVar(&backends, "backends", "embedded1,embedded3", "comma list of "+strings.Join(backendNames, ", "))
 	fs.StringVar(&workloads, "workloads", "W1,W2,W3", "comma list of "+strings.Join(workloadNames, ", "))
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured time per cell")
@@ -51,6 +52,7 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	fs.IntVar(&c.idle, "idle", 0, "scale probe: W2 while this many idle locks are held; 0: none")
 	fs.StringVar(&c.redis, "redis", "127.0.0.1:6379", "Redis server host:port (backend redis)")
 	fs.StringVar(&zk, "zk", "127.0.0.1:2181", "ZooKeeper servers host:port,... (backend zookeeper)")
+	fs.StringVar(&zk3, "zk3", "127.0.0.1:2182,127.0.0.1:2183,127.0.0.1:2184", "the servers of a ZooKeeper ensemble host:port,... (backend zookeeper3)")
 	fs.StringVar(&c.jsonPath, "json", "", "write every result to this JSON file")
 	fs.StringVar(&c.svgPath, "svg", "", "write a chart of the results to this SVG file")
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +61,7 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	c.backends = splitList(backends)
 	c.workloads = splitList(workloads)
 	c.zk = splitList(zk)
+	c.zk3 = splitList(zk3)
 	bad := func(format string, a ...any) (config, error) {
 		return c, fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
 	}

@@ -6,6 +6,8 @@
 //	go run ./examples/lockbench -backends embedded3 -failovers 5 # and the failover probe
 //	go run ./examples/lockbench -backends embedded1 -idle 100000 # and the scale probe
 //	go run ./examples/lockbench -backends redis,zookeeper -redis 127.0.0.1:6379 -zk 127.0.0.1:2181
+//	go run ./examples/lockbench -backends zookeeper3 -zk3 127.0.0.1:2182,127.0.0.1:2183,127.0.0.1:2184
+//	bash examples/lockbench/servers.sh  # those servers, on this machine (Debian redis-server, zookeeper)
 //	go run ./examples/lockbench -json out.json -svg out.svg
 //
 // Workloads (workload.go), each a cell of -duration after -warmup, every

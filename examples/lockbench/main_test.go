@@ -122,12 +122,14 @@ func TestRun_Embedded(t *testing.T) {
 
 // TestRun_Adapters runs the same workloads over the adapters against real
 // servers: a redis-server with appendfsync always and a one-member
-// ZooKeeper ensemble.
+// ZooKeeper ensemble, given to zookeeper3 as well (the same adapter on
+// -zk3's list: a second ensemble would only add JVMs to the test).
 func TestRun_Adapters(t *testing.T) {
 	redisSrv := testserver.StartRedis(t, testserver.RedisOptions{AppendFsyncAlways: true})
 	zkSrv := testserver.StartEnsemble(t, 1, testserver.ZKOptions{})
-	table, res := runBench(t, "-backends", "redis,zookeeper", "-redis", redisSrv.Addr(), "-zk", strings.Join(zkSrv.Servers(), ","))
-	assertCells(t, table, res, []string{"redis", "zookeeper"}, []string{"W1", "W2", "W3"})
+	servers := strings.Join(zkSrv.Servers(), ",")
+	table, res := runBench(t, "-backends", "redis,zookeeper,zookeeper3", "-redis", redisSrv.Addr(), "-zk", servers, "-zk3", servers)
+	assertCells(t, table, res, []string{"redis", "zookeeper", "zookeeper3"}, []string{"W1", "W2", "W3"})
 }
 
 func TestRun_RejectsBadFlags(t *testing.T) {
