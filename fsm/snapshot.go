@@ -83,10 +83,11 @@ func Restore(data []byte) (*State, error) {
 	corrupt := func(format string, args ...any) error {
 		return fmt.Errorf("%w: snapshot: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
-	if hasUnknown(snap.ProtoReflect()) {
+	if snapshotHasUnknown(&snap) {
 		return nil, corrupt("fields unknown to version %d", version)
 	}
 	s := New()
+	s.locks = make(map[string]*lockState, len(snap.GetLocks()))
 	switch level := snap.GetProtocol(); {
 	case version == snapshotV1 && hasV2Fields(&snap):
 		return nil, corrupt("version 1 with fields of version 2")
@@ -130,7 +131,7 @@ func Restore(data []byte) (*State, error) {
 		}
 		s.sessions[id] = sess
 	}
-	claims := map[uint64]bool{} // claim IDs are Acquire indexes: unique
+	claims := make(map[uint64]bool, len(snap.GetLocks())) // claim IDs are Acquire indexes: unique
 	unique := func(c claim) error {
 		if claims[c.id] {
 			return fmt.Errorf("claim %d appears twice", c.id)
@@ -204,6 +205,9 @@ const maxStoredFloor = 2 * MaxTokenFloor
 // oneClaimPerClient checks that no live client session has two claims on
 // lock l of name.
 func oneClaimPerClient(s *State, name string, l *lockState) error {
+	if len(l.queue) == 0 {
+		return nil // one claim
+	}
 	seen := map[uint64]bool{}
 	claims := append([]claim{l.holder.claim}, l.queue...)
 	for _, cl := range claims {
@@ -293,6 +297,42 @@ func restoreClaim(s *State, name string, c *fsmpb.Claim) (claim, error) {
 		sess.names[name]++
 	}
 	return claimFromPB(c), nil
+}
+
+// snapshotHasUnknown is hasUnknown for a snapshot, walking its message
+// types by name rather than by reflection: Restore of a million locks spent
+// a sixth of its time in the reflective walk.
+// TestSnapshotHasUnknown_EveryMessage keeps it in step with the schema.
+func snapshotHasUnknown(snap *fsmpb.Snapshot) bool {
+	unknown := func(m protoreflect.ProtoMessage) bool { return len(m.ProtoReflect().GetUnknown()) > 0 }
+	claim := func(c *fsmpb.Claim) bool { return c != nil && unknown(c) }
+	if unknown(snap) {
+		return true
+	}
+	for _, ps := range snap.GetSessions() {
+		if unknown(ps) {
+			return true
+		}
+		for _, r := range ps.GetResults() {
+			if unknown(r) || r.GetResult() != nil && unknown(r.GetResult()) {
+				return true
+			}
+		}
+	}
+	for _, pl := range snap.GetLocks() {
+		if unknown(pl) {
+			return true
+		}
+		if h := pl.GetHolder(); h != nil && (unknown(h) || claim(h.GetClaim())) {
+			return true
+		}
+		for _, c := range pl.GetQueue() {
+			if claim(c) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hasUnknown reports whether m, or a message inside it, carries fields this
