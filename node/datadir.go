@@ -70,6 +70,9 @@ func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raf
 	if err := checkLog(logs, newest, path); err != nil {
 		return nil, nil, nil, err
 	}
+	if err := n.dropLogBelow(logs, newest, path); err != nil {
+		return nil, nil, nil, err
+	}
 	cached, err := raft.NewLogCache(512, logs)
 	if err != nil {
 		return nil, nil, nil, err
@@ -351,6 +354,36 @@ func checkEntry(l *raft.Log, index uint64) (err error) {
 		raft.DecodeConfiguration(l.Data)
 	}
 	return err
+}
+
+// dropLogBelow empties a monotonic log that ends below the newest
+// snapshot (at index snapshot). Raft persists a snapshot it restores or
+// installs and then empties such a log (removeOldLogs); a crash between
+// the two leaves entries the snapshot covers, and Raft, which numbers the
+// next entry after the snapshot, would find every append refused (the
+// store takes only the entry after its last), so that a single node could
+// never commit again. Raft replays nothing from those entries.
+func (n *Node) dropLogBelow(logs raft.LogStore, snapshot uint64, path string) error {
+	if m, ok := logs.(raft.MonotonicLogStore); !ok || !m.IsMonotonic() {
+		return nil // gaps are allowed: raft appends after the snapshot
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("node: %s: first index: %w", path, err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("node: %s: last index: %w", path, err)
+	}
+	if last == 0 || last >= snapshot {
+		return nil
+	}
+	n.cfg.Logger.Warn("log store: the log ends below the newest snapshot (a crash interrupted its removal after a restore or a snapshot install): removing it",
+		"file", path, "first", first, "last", last, "snapshot", snapshot)
+	if err := logs.DeleteRange(first, last); err != nil {
+		return fmt.Errorf("node: %s: remove the log below the snapshot: %w", path, err)
+	}
+	return nil
 }
 
 // newestSnapshot shows Raft only the newest snapshot. As it starts, Raft
