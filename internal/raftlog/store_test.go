@@ -264,3 +264,23 @@ func TestStore_ReadsWhileAppending(t *testing.T) {
 		require.NoError(t, <-errs)
 	}
 }
+
+// TestStore_AfterClose: every call on a closed store is an error, never a
+// panic (LastIndex indexed the released segment list).
+func TestStore_AfterClose(t *testing.T) {
+	s := open(t, t.TempDir(), 0)
+	require.NoError(t, s.StoreLogs(entries(1, 3)))
+	require.NoError(t, s.Close())
+	_, err := s.LastIndex()
+	require.ErrorIs(t, err, errClosed)
+	_, err = s.FirstIndex()
+	require.ErrorIs(t, err, errClosed)
+	var l raft.Log
+	require.ErrorIs(t, s.GetLog(2, &l), errClosed)
+	require.ErrorIs(t, s.StoreLogs(entries(4, 4)), errClosed)
+	require.ErrorIs(t, s.DeleteRange(1, 3), errClosed)
+	require.ErrorIs(t, s.Set([]byte("k"), []byte("v")), errClosed)
+	_, err = s.Get([]byte("CurrentTerm"))
+	require.ErrorIs(t, err, errClosed)
+	require.NoError(t, s.Close(), "a second Close")
+}
