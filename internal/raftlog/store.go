@@ -158,6 +158,9 @@ func (s *Store) IsMonotonic() bool { return true }
 func (s *Store) FirstIndex() (uint64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, errClosed
+	}
 	return s.first, nil
 }
 
@@ -165,6 +168,9 @@ func (s *Store) FirstIndex() (uint64, error) {
 func (s *Store) LastIndex() (uint64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, errClosed
+	}
 	return s.lastLocked(), nil
 }
 
