@@ -232,3 +232,31 @@ func TestGetLog_ChecksCRC(t *testing.T) {
 	require.ErrorIs(t, s.GetLog(2, &l), ErrCorrupt)
 	require.NoError(t, s.GetLog(3, &l))
 }
+
+// TestOpen_TornTailWithFrameInData: a torn write is a torn write whatever
+// the entries carry. An entry's data is what a client sent (a lease's
+// owner is up to 64 KiB of any bytes), so it can hold the image of an
+// intact frame with a later batchFirst; a crash that cuts the call short
+// after that image must still be cut as a torn tail, not refused as
+// damage to synced data (the node would not start again).
+func TestOpen_TornTailWithFrameInData(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	require.NoError(t, s.StoreLogs(entries(1, 3)))
+	forged, err := appendFrame(nil, &raft.Log{Index: 1 << 40, Term: 1, Type: raft.LogCommand}, 1<<40)
+	require.NoError(t, err)
+	data := append(append([]byte("owner:"), forged...), make([]byte, 100)...)
+	require.NoError(t, s.StoreLogs([]*raft.Log{{Index: 4, Term: 1, Type: raft.LogCommand, Data: data}}))
+	require.NoError(t, s.Close())
+
+	// The crash: the call's last bytes did not reach the disk.
+	path := segFiles(t, dir)[0]
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(path, fi.Size()-50))
+
+	s, err = Open(dir, Options{})
+	require.NoError(t, err, "a torn write whose entry holds a frame's image")
+	t.Cleanup(func() { _ = s.Close() })
+	requireLog(t, s, 1, 3)
+}
