@@ -140,6 +140,20 @@ func TestNew_DamagedDataDir(t *testing.T) {
 		},
 		want: "is missing",
 	}, {
+		// The node started from the snapshot alone, its log, term and
+		// vote gone: the store wrote a new stable file into the empty
+		// directory.
+		what: "log/ emptied beside a snapshot", snapshots: 1,
+		damage: func(t *testing.T, dir string) string {
+			entries, err := os.ReadDir(filepath.Join(dir, "log"))
+			require.NoError(t, err)
+			for _, e := range entries {
+				require.NoError(t, os.Remove(filepath.Join(dir, "log", e.Name())))
+			}
+			return filepath.Join(dir, "log", "stable")
+		},
+		want: "is missing",
+	}, {
 		what: "an entry in log/ damaged, later writes after it",
 		damage: func(t *testing.T, dir string) string {
 			segs, err := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
