@@ -133,6 +133,9 @@ func exists(path string) (bool, error) {
 // and cuts the torn tail a crash left (logged at Warn).
 func (n *Node) openLog(dir string) (raft.LogStore, raft.StableStore, string, error) {
 	path := filepath.Join(dir, logDir)
+	if err := checkLogDir(dir, path); err != nil {
+		return nil, nil, "", err
+	}
 	store, err := raftlog.Open(path, raftlog.Options{})
 	switch {
 	case errors.Is(err, raftlog.ErrCorrupt):
@@ -147,6 +150,25 @@ func (n *Node) openLog(dir string) (raft.LogStore, raft.StableStore, string, err
 		n.cfg.Logger.Warn("log store: cut the torn tail of a write a crash interrupted", "file", file, "bytes", bytes)
 	}
 	return store, store, path, nil
+}
+
+// checkLogDir refuses a log/ that lost its store (no stable file, which
+// the store writes first) beside snapshots: Open would make a new, empty
+// one, and the node would start from the snapshot alone, its log, term
+// and vote gone.
+func checkLogDir(dir, path string) error {
+	names, err := snapshotNames(dir)
+	if err != nil || len(names) == 0 {
+		return err
+	}
+	ok, err := raftlog.Exists(path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("node: DataDir: %w", err)
+	case !ok:
+		return fmt.Errorf("%w: %s is missing, but the DataDir holds snapshots", ErrCorruptData, filepath.Join(path, "stable"))
+	}
+	return nil
 }
 
 // openBolt opens LogStoreBolt's raft.db once checkLogFile passed it.

@@ -186,6 +186,11 @@ func TestNew_DamagedDataDir(t *testing.T) {
 			assert.Contains(t, err.Error(), file)
 			assert.Contains(t, err.Error(), c.want)
 			assert.NoError(t, noFileOpenUnder(dir), "the failed New closed what it opened")
+			n, err = New(Config{DataDir: dir})
+			if err == nil {
+				_ = n.Close()
+			}
+			require.ErrorIs(t, err, ErrCorruptData, "a second New: the failed one repaired nothing on its way")
 		})
 	}
 }

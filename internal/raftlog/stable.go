@@ -54,6 +54,18 @@ func openStable(dir string, withLog bool) (*stable, error) {
 	return st, nil
 }
 
+// Exists reports whether dir holds a store: its stable file, which Open
+// writes before anything else. It changes nothing, so that a caller who
+// knows a store should be there (snapshots beside it) can refuse a lost
+// one before Open would make a new, empty one.
+func Exists(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, stableFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // decode reads the file's layout: magic, CRC-32C of the rest, then per key
 // its length, the key, the value's length and the value.
 func (st *stable) decode(b []byte) error {
