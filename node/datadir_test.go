@@ -161,7 +161,7 @@ func TestNew_DamagedDataDir(t *testing.T) {
 			require.NotEmpty(t, segs)
 			return flipByte(t, segs[0], 40) // inside the body of the first entry
 		},
-		want: "written after it by a later call",
+		want: "a later call was written after it",
 	}, {
 		what: "both raft.db and log/",
 		damage: func(t *testing.T, dir string) string {

@@ -35,9 +35,17 @@ func frameAt(t *testing.T, path string, base, index uint64) int64 {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
-	sc, err := scanSegment(path, b, base, true)
+	sc, err := scanSegment(path, b, base, true, saltOf(t, filepath.Dir(path)))
 	require.NoError(t, err)
 	return sc.offsets[index-base]
+}
+
+// saltOf reads the salt of the store in dir.
+func saltOf(t *testing.T, dir string) uint32 {
+	t.Helper()
+	st, err := openStable(dir, true)
+	require.NoError(t, err)
+	return st.salt
 }
 
 func baseOf(t *testing.T, path string) uint64 {
@@ -68,8 +76,8 @@ func flip(t *testing.T, path string, off int64) {
 
 // TestOpen_TornTail: what a crash can leave of the last call — cut short,
 // padded with zeros, a damaged frame with later frames of the same call
-// intact — is cut off at the first damaged frame and reported; the entries
-// before it stay, and appends continue from there.
+// intact — is cut off whole (raft was told none of it was stored) and
+// reported; the entries before it stay, and appends continue from there.
 func TestOpen_TornTail(t *testing.T) {
 	cases := []struct {
 		what   string
@@ -82,7 +90,7 @@ func TestOpen_TornTail(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, os.Truncate(path, fi.Size()-3))
 		},
-		last: 89,
+		last: 80,
 	}, {
 		what: "cut inside the last call's first frame",
 		damage: func(t *testing.T, path string, base uint64) {
@@ -107,7 +115,7 @@ func TestOpen_TornTail(t *testing.T) {
 		damage: func(t *testing.T, path string, base uint64) {
 			flip(t, path, frameAt(t, path, base, 85)+headerLen+3)
 		},
-		last: 84,
+		last: 80,
 	}}
 	for _, c := range cases {
 		t.Run(c.what, func(t *testing.T) {
@@ -148,7 +156,7 @@ func TestOpen_Corrupt(t *testing.T) {
 			flip(t, path, frameAt(t, path, base, base)+headerLen+1)
 			return path
 		},
-		want: "written after it by a later call",
+		want: "a later call was written after it",
 	}, {
 		what: "a frame in a segment that is not the last",
 		damage: func(t *testing.T, dir string, files []string) string {
@@ -162,7 +170,7 @@ func TestOpen_Corrupt(t *testing.T) {
 			require.NoError(t, os.Truncate(files[0], frameAt(t, files[0], 1, 5)+7))
 			return files[0]
 		},
-		want: "a header is 20",
+		want: "a header is 12",
 	}, {
 		what: "a segment in the middle deleted",
 		damage: func(t *testing.T, dir string, files []string) string {
@@ -235,15 +243,17 @@ func TestGetLog_ChecksCRC(t *testing.T) {
 
 // TestOpen_TornTailWithFrameInData: a torn write is a torn write whatever
 // the entries carry. An entry's data is what a client sent (a lease's
-// owner is up to 64 KiB of any bytes), so it can hold the image of an
-// intact frame with a later batchFirst; a crash that cuts the call short
-// after that image must still be cut as a torn tail, not refused as
-// damage to synced data (the node would not start again).
+// owner is up to 64 KiB of any bytes), so it can hold the image of a whole
+// call — here even one made with the directory's own salt, which a client
+// does not know; a crash that cuts the call short after that image must
+// still be cut as a torn tail, not refused as damage to synced data (the
+// node would not start again). Before call headers, Open looked for a
+// later call by trying every byte after the tear and found the image.
 func TestOpen_TornTailWithFrameInData(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, 0)
 	require.NoError(t, s.StoreLogs(entries(1, 3)))
-	forged, err := appendFrame(nil, &raft.Log{Index: 1 << 40, Term: 1, Type: raft.LogCommand}, 1<<40)
+	forged, _, err := appendCall(nil, nil, []*raft.Log{{Index: 1 << 40, Term: 1, Type: raft.LogCommand}}, s.salt)
 	require.NoError(t, err)
 	data := append(append([]byte("owner:"), forged...), make([]byte, 100)...)
 	require.NoError(t, s.StoreLogs([]*raft.Log{{Index: 4, Term: 1, Type: raft.LogCommand, Data: data}}))
@@ -256,7 +266,28 @@ func TestOpen_TornTailWithFrameInData(t *testing.T) {
 	require.NoError(t, os.Truncate(path, fi.Size()-50))
 
 	s, err = Open(dir, Options{})
-	require.NoError(t, err, "a torn write whose entry holds a frame's image")
+	require.NoError(t, err, "a torn write whose entry holds a call's image")
 	t.Cleanup(func() { _ = s.Close() })
 	requireLog(t, s, 1, 3)
+}
+
+// TestOpen_DamagedCallHeader: a call header that does not decode is a torn
+// tail when nothing intact follows it, and damage when a later call does.
+func TestOpen_DamagedCallHeader(t *testing.T) {
+	dir, files := writeBatches(t)
+	path := files[len(files)-1]
+	base := baseOf(t, path)
+	// The header of the call of 81–90, the last one, sits just before
+	// entry 81's frame; of 71–80 before 71's.
+	flip(t, path, frameAt(t, path, base, 81)-callHeaderLen+10)
+	s := open(t, dir, 2048)
+	requireLog(t, s, 1, 80)
+	require.NoError(t, s.Close())
+
+	dir, files = writeBatches(t)
+	path = files[len(files)-1]
+	flip(t, path, frameAt(t, path, base, 71)-callHeaderLen+10)
+	_, err := Open(dir, Options{})
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "a later call was written after it")
 }

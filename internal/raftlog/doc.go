@@ -1,38 +1,49 @@
 // Package raftlog is a hashicorp/raft LogStore and StableStore on
 // append-only segment files: each StoreLogs call is one write and one
 // fdatasync, where raft-boltdb's B+tree commits with two fdatasyncs and
-// rewrites its pages (node/DESIGN.md, "The log store").
+// rewrites its pages (node/DESIGN.md, "Durability").
 //
 // A directory holds:
 //
-//   - segment files, "<first index, 20 digits>.seg", each a run of frames,
-//     one frame per log entry, in index order, every segment beginning
-//     where the one before it ends;
-//   - "stable", the StableStore's keys, replaced whole (write, fsync,
-//     rename, fsync of the directory) on every Set;
+//   - segment files, "<first index, 20 digits>.seg", each a run of calls,
+//     one per StoreLogs, in index order, every segment beginning where the
+//     one before it ends;
+//   - "stable", the StableStore's keys and the store's own (its salt, and
+//     the first index after a head truncation), replaced whole (write,
+//     fsync, rename, fsync of the directory) on every change, and written
+//     before any segment;
 //   - "lock", held with flock while the Store is open.
 //
-// A frame is a 20-byte header — magic, CRC-32C of everything after the
-// CRC, body length, and the index of the first entry of the StoreLogs call
-// that wrote it — and a body: index, term, type, append time, data and
-// extensions.
+// A call is a 24-byte header — magic, CRC, the length of its frames, their
+// count and the first entry's index — and one frame per entry: a 12-byte
+// header (magic, CRC, body length) and a body (index, term, type, append
+// time, data, extensions). Every CRC is CRC-32C seeded with the
+// directory's salt, a random number drawn when the store was made: bytes
+// a client put into an entry cannot pass for a header of this directory.
 //
-// Open reads every frame and checks its CRC and index. Damage in any
-// segment but the last, a gap between segments, a frame whose CRC holds
-// but whose index is not the next one, or a damaged frame in the last
-// segment followed by an intact frame of a later StoreLogs call is
-// ErrCorrupt: bytes the store had synced are not what it wrote. A damaged
-// frame in the last segment with nothing intact from a later call after it
-// is the torn tail of a call that a crash interrupted before its fdatasync
-// returned: Open cuts the file there (Dropped reports it), since raft was
-// never told those entries were stored. The one loss this rule cannot tell
-// from a torn write is damage to the last synced call when nothing was
-// written after it. GetLog checks the CRC of the frame it reads.
+// Open reads every call and frame and checks CRCs and indexes. Calls are
+// serialised and each is synced before the next is written, so a crash
+// can only damage the last call in the directory. Damage there — nothing
+// intact after it: after a damaged frame, no call header where the
+// frame's own call header says the next call begins; after a damaged call
+// header, no intact call header anywhere after it — is a torn tail: Open
+// cuts that call off whole (raft was never told it was stored; Dropped
+// reports it). Any other damage is ErrCorrupt: in a segment that is not
+// the last, followed by a later call, a gap between segments, an intact
+// frame or call under the wrong index, a missing or damaged stable file.
+// The one loss this rule cannot tell from a torn write is damage to the
+// last synced call with nothing written after it. GetLog checks the CRC
+// of the frame it reads.
 //
 // Head truncation (DeleteRange from the first index) deletes the segments
 // it empties and, when the new first index falls inside a segment,
 // records it in the stable file. Tail truncation deletes later segments,
-// newest first, then cuts the file and syncs it. The store is monotonic
-// (raft.MonotonicLogStore): StoreLogs refuses an index that does not
-// follow the last one, except into an empty log.
+// newest first, then cuts the last one at a call's start and syncs it;
+// when the cut falls inside a call, the segment is rewritten with the
+// call's kept entries as a call of their own into a new file that
+// replaces it by rename. A crash thus leaves a prefix or a suffix of the
+// log it was cutting, never a log without entries raft was told were
+// stored. The store is monotonic (raft.MonotonicLogStore): StoreLogs
+// refuses an index that does not follow the last one, except into an
+// empty log.
 package raftlog

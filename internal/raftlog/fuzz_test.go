@@ -10,17 +10,16 @@ import (
 // never panics, and every entry it keeps is an intact frame under its own
 // index, in order, before any torn tail it reports.
 func FuzzScanSegment(f *testing.F) {
-	var seed []byte
-	for i := uint64(1); i <= 6; i++ {
-		var err error
-		seed, err = appendFrame(seed, entry(i), 1+(i-1)/3*3)
-		require.NoError(f, err)
-	}
+	const salt = 0x5eed
+	seed, _, err := appendCall(nil, nil, entries(1, 3), salt)
+	require.NoError(f, err)
+	seed, _, err = appendCall(seed, nil, entries(4, 6), salt)
+	require.NoError(f, err)
 	f.Add(seed, true)
 	f.Add(seed[:len(seed)-4], true)
 	f.Add(append(seed[:30:30], seed[40:]...), false)
 	f.Fuzz(func(t *testing.T, b []byte, last bool) {
-		sc, err := scanSegment("seg", b, 1, last)
+		sc, err := scanSegment("seg", b, 1, last, salt)
 		if err != nil {
 			require.ErrorIs(t, err, ErrCorrupt)
 			return
@@ -32,13 +31,13 @@ func FuzzScanSegment(f *testing.F) {
 			end = sc.torn
 		}
 		for i, off := range sc.offsets {
-			fr, err := parseFrame(b[off:end])
+			fr, err := parseFrame(b[off:end], salt)
 			require.NoError(t, err)
 			require.Equal(t, uint64(i+1), fr.log.Index)
 			if i+1 < len(sc.offsets) {
-				require.Equal(t, off+int64(fr.size), sc.offsets[i+1])
+				require.LessOrEqual(t, off+int64(fr.size), sc.offsets[i+1], "frames do not overlap")
 			} else {
-				require.Equal(t, end, off+int64(fr.size), "the kept frames end where the tail begins")
+				require.LessOrEqual(t, off+int64(fr.size), end, "the kept frames end before the tail begins")
 			}
 		}
 	})

@@ -19,7 +19,8 @@ type segment struct {
 	path    string
 	file    *os.File
 	offsets []int64 // offsets[i]: the frame of entry base+i
-	size    int64   // where the next frame goes
+	calls   []int   // the positions in offsets where a call begins, its header just before
+	size    int64   // where the next call goes
 }
 
 func (s *segment) last() uint64 { return s.base + uint64(len(s.offsets)) - 1 }
@@ -52,55 +53,81 @@ func listSegments(dir string) ([]uint64, error) {
 // scan is what reading a segment file found.
 type scan struct {
 	offsets []int64
-	// torn, when >= 0, is where the damaged tail of the file begins: a
-	// frame that does not decode with no intact frame of a later
-	// StoreLogs call after it.
+	calls   []int
+	// torn, when >= 0, is where the damaged tail of the file begins: the
+	// rest of the last StoreLogs call in the file, which a crash cut short
+	// (see the package comment).
 	torn int64
 }
 
-// scanSegment reads the frames of b, a segment whose first entry is base,
-// checking each one's CRC and index. A damaged frame is ErrCorrupt unless
-// it is the torn tail of the last call (see the package comment), which
-// only the last segment may have (last).
-func scanSegment(path string, b []byte, base uint64, last bool) (scan, error) {
+// scanSegment reads b, a segment whose first entry is base, call by call:
+// every call header and frame intact under the directory's salt, the
+// entries consecutive. Damage is ErrCorrupt unless it lies in the last
+// call of the last segment (last), which is a torn tail: after a damaged
+// frame the next call header, whose place the damaged frame's own call
+// header gives, is not there; after a damaged call header, no intact call
+// header follows anywhere in the file.
+func scanSegment(path string, b []byte, base uint64, last bool, salt uint32) (scan, error) {
 	s := scan{torn: -1}
 	next := base
+	// bad judges damage at off inside the call that starts at start
+	// (inCall: its header was intact and counted). A torn call is cut
+	// whole: raft was told none of it was stored.
+	bad := func(start, off int, what error, later, inCall bool) (scan, error) {
+		switch {
+		case !last:
+			return s, fmt.Errorf("%w: %s at offset %d (entry %d): %w", ErrCorrupt, path, off, next, what)
+		case later:
+			return s, fmt.Errorf("%w: %s at offset %d (entry %d): %w, and a later call was written after it", ErrCorrupt, path, off, next, what)
+		}
+		if n := len(s.calls); inCall {
+			s.offsets, s.calls = s.offsets[:s.calls[n-1]], s.calls[:n-1]
+		}
+		s.torn = int64(start)
+		return s, nil
+	}
 	for off := 0; off < len(b); {
-		f, err := parseFrame(b[off:])
-		if err == nil && f.log.Index != next {
-			return s, fmt.Errorf("%w: %s at offset %d: entry %d where %d belongs", ErrCorrupt, path, off, f.log.Index, next)
-		}
+		c, err := parseCall(b[off:], salt)
 		if err != nil {
-			if !last {
-				return s, fmt.Errorf("%w: %s at offset %d (entry %d): %w", ErrCorrupt, path, off, next, err)
-			}
-			if later, ok := laterCall(b[off+1:], next); ok {
-				return s, fmt.Errorf("%w: %s at offset %d (entry %d): %w, and entry %d was written after it by a later call", ErrCorrupt, path, off, next, err, later)
-			}
-			s.torn = int64(off)
-			return s, nil
+			return bad(off, off, err, callAfter(b[off+1:], salt), false)
 		}
-		s.offsets = append(s.offsets, int64(off))
-		next++
-		off += f.size
+		if c.first != next {
+			return s, fmt.Errorf("%w: %s at offset %d: a call of entry %d where %d belongs", ErrCorrupt, path, off, c.first, next)
+		}
+		end := off + callHeaderLen + c.length
+		p := off + callHeaderLen
+		s.calls = append(s.calls, len(s.offsets))
+		for range c.count {
+			f, err := parseFrame(b[p:min(end, len(b))], salt)
+			if err == nil && f.log.Index != next {
+				return s, fmt.Errorf("%w: %s at offset %d: entry %d where %d belongs", ErrCorrupt, path, p, f.log.Index, next)
+			}
+			if err != nil {
+				_, nerr := parseCall(b[min(end, len(b)):], salt)
+				return bad(off, p, err, nerr == nil, true)
+			}
+			s.offsets = append(s.offsets, int64(p))
+			next++
+			p += f.size
+		}
+		if p != end {
+			return s, fmt.Errorf("%w: %s at offset %d: a call of %d bytes whose %d entries take %d", ErrCorrupt, path, off, c.length, c.count, p-off-callHeaderLen)
+		}
+		off = end
 	}
 	return s, nil
 }
 
-// laterCall looks in b, byte by byte, for an intact frame written by a
-// StoreLogs call later than the one that wrote entry next (its batchFirst
-// above next), and returns that frame's index.
-func laterCall(b []byte, next uint64) (uint64, bool) {
-	for i := range b {
-		if len(b)-i < headerLen {
-			return 0, false
-		}
-		f, err := parseFrame(b[i:])
-		if err == nil && f.batchFirst > next {
-			return f.log.Index, true
+// callAfter reports whether b holds an intact call header anywhere, byte
+// by byte: a later call, written after the damage before it was synced.
+// Each candidate costs one CRC of 16 bytes.
+func callAfter(b []byte, salt uint32) bool {
+	for i := 0; i+callHeaderLen <= len(b); i++ {
+		if _, err := parseCall(b[i:], salt); err == nil {
+			return true
 		}
 	}
-	return 0, false
+	return false
 }
 
 // ErrCorrupt is wrapped by Open's errors about a directory whose files are

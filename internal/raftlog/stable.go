@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 const (
@@ -17,6 +19,10 @@ const (
 	stableMagic = 0x74734c51 // "QLst", little endian
 	maxStable   = 1 << 20    // raft keeps three small keys
 )
+
+// saltKey holds the directory's salt (frame.go), drawn when the stable
+// file is first written.
+const saltKey = "raftlog:salt"
 
 // firstKey holds the first index after a head truncation inside a
 // segment (Store.truncateHead).
@@ -31,6 +37,7 @@ var ErrKeyNotFound = errors.New("not found")
 type stable struct {
 	dir  string
 	keys map[string][]byte
+	salt uint32 // saltKey's value
 }
 
 // openStable reads dir's stable file. Missing, it is written empty, unless
@@ -44,6 +51,12 @@ func openStable(dir string, withLog bool) (*stable, error) {
 	case errors.Is(err, fs.ErrNotExist) && withLog:
 		return nil, fmt.Errorf("%w: %s is missing, but the directory holds log segments", ErrCorrupt, path)
 	case errors.Is(err, fs.ErrNotExist):
+		var salt [8]byte
+		if _, err := rand.Read(salt[:]); err != nil {
+			return nil, err
+		}
+		st.keys[saltKey] = salt[:]
+		st.salt = binary.BigEndian.Uint32(salt[4:])
 		return st, st.write(st.encode())
 	case err != nil:
 		return nil, err
@@ -51,6 +64,11 @@ func openStable(dir string, withLog bool) (*stable, error) {
 	if err := st.decode(b); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
 	}
+	salt, ok := st.uint64(saltKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: no salt", ErrCorrupt, path)
+	}
+	st.salt = uint32(salt)
 	return st, nil
 }
 
@@ -87,7 +105,7 @@ func (st *stable) decode(b []byte) error {
 		}
 		st.keys[string(k)] = v
 	}
-	for _, k := range []string{"CurrentTerm", "LastVoteTerm", firstKey} { // the uint64 keys
+	for _, k := range []string{"CurrentTerm", "LastVoteTerm", firstKey, saltKey} { // the uint64 keys
 		if v, ok := st.keys[k]; ok && len(v) != 8 {
 			return fmt.Errorf("%s holds %d bytes, not 8", k, len(v))
 		}
@@ -192,6 +210,9 @@ func (st *stable) write(b []byte) error {
 
 // Set stores val under key (raft.StableStore).
 func (s *Store) Set(key, val []byte) error {
+	if strings.HasPrefix(string(key), "raftlog:") {
+		return fmt.Errorf("raftlog: key %q is the store's own", key)
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()

@@ -53,6 +53,7 @@ type Store struct {
 	first  uint64     // 0: empty
 	buf    []byte     // StoreLogs' frames, reused
 	rel    []int64    // and their offsets in buf
+	salt   uint32     // seeds every CRC (frame.go)
 	stable *stable
 	closed bool
 
@@ -69,6 +70,9 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 		opts.LockTimeout = time.Second
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil { // the directory itself, if new
 		return nil, err
 	}
 	unlock, err := lockDir(filepath.Join(dir, "lock"), opts.LockTimeout)
@@ -88,6 +92,7 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	if s.stable, err = openStable(dir, len(bases) > 0); err != nil {
 		return nil, err
 	}
+	s.salt = s.stable.salt
 	for i, base := range bases {
 		if err := s.load(base, i == len(bases)-1); err != nil {
 			return nil, err
@@ -126,11 +131,11 @@ func (s *Store) load(base uint64, last bool) error {
 	if err != nil {
 		return fmt.Errorf("raftlog: read %s: %w", path, err)
 	}
-	sc, err := scanSegment(path, b, base, last)
+	sc, err := scanSegment(path, b, base, last, s.salt)
 	if err != nil {
 		return err
 	}
-	seg.offsets, seg.size = sc.offsets, int64(len(b))
+	seg.offsets, seg.calls, seg.size = sc.offsets, sc.calls, int64(len(b))
 	if len(sc.offsets) == 0 && !last {
 		return fmt.Errorf("%w: %s: no entry in a segment that is not the last", ErrCorrupt, path)
 	}
@@ -202,7 +207,7 @@ func (s *Store) GetLog(index uint64, l *raft.Log) error {
 	if _, err := seg.file.ReadAt(b, off); err != nil {
 		return fmt.Errorf("raftlog: read entry %d from %s: %w", index, seg.path, err)
 	}
-	f, err := parseFrame(b)
+	f, err := parseFrame(b, s.salt)
 	if err == nil && f.log.Index != index {
 		err = fmt.Errorf("entry %d where %d belongs", f.log.Index, index)
 	}
@@ -250,16 +255,14 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if next == 0 {
 		return errors.New("raftlog: entry 0")
 	}
-	buf, rel := s.buf[:0], s.rel[:0]
 	for i, l := range logs {
 		if l.Index != next+uint64(i) {
 			return fmt.Errorf("raftlog: entry %d where %d belongs", l.Index, next+uint64(i))
 		}
-		rel = append(rel, int64(len(buf)))
-		var err error
-		if buf, err = appendFrame(buf, l, next); err != nil {
-			return err
-		}
+	}
+	buf, rel, err := appendCall(s.buf[:0], s.rel[:0], logs, s.salt)
+	if err != nil {
+		return err
 	}
 	s.buf, s.rel = buf, rel
 	seg, err := s.tail(next)
@@ -274,6 +277,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	seg.calls = append(seg.calls, len(seg.offsets))
 	for _, r := range rel {
 		seg.offsets = append(seg.offsets, seg.size+r)
 	}
@@ -290,7 +294,9 @@ func (s *Store) failedWrite(seg *segment, err error) error {
 	if terr := seg.file.Truncate(seg.size); terr != nil {
 		return errors.Join(err, terr)
 	}
-	return err
+	// Synced, so that a crash cannot bring back a write raft was told
+	// failed.
+	return errors.Join(err, seg.file.Sync())
 }
 
 // tail returns the segment to append entry next to, starting a new one
@@ -394,29 +400,105 @@ func (s *Store) truncateTail(min uint64) error {
 		return nil
 	}
 	seg := s.segs[len(s.segs)-1]
-	keep := min - seg.base
-	if keep >= uint64(len(seg.offsets)) {
+	keep := int(min - seg.base)
+	if keep >= len(seg.offsets) {
 		return nil
 	}
-	size := seg.offsets[keep]
+	c := len(seg.calls) - 1
+	for seg.calls[c] > keep {
+		c--
+	}
+	if seg.calls[c] == keep {
+		return s.cutAt(seg, keep, c)
+	}
+	return s.rewriteCall(seg, keep, c)
+}
+
+// cutAt cuts seg where call c, which begins with entry position keep,
+// begins, and syncs it: a crash leaves the segment whole or cut.
+func (s *Store) cutAt(seg *segment, keep, c int) error {
+	size := seg.offsets[keep] - callHeaderLen
 	if err := seg.file.Truncate(size); err != nil {
 		return err
 	}
 	if err := seg.file.Sync(); err != nil {
 		return err
 	}
-	seg.offsets, seg.size = seg.offsets[:keep], size
+	seg.offsets, seg.calls, seg.size = seg.offsets[:keep], seg.calls[:c], size
 	return nil
+}
+
+// rewriteCall keeps the entries of seg before position keep, which falls
+// inside call c: a call header counts its entries, so the kept part of
+// call c is written again as a call of its own. The segment is rewritten
+// into a new file that replaces it by rename, so that a crash leaves the
+// old segment or the new one, never one without the kept entries (which
+// raft may have counted for a commit).
+func (s *Store) rewriteCall(seg *segment, keep, c int) error {
+	start := seg.offsets[seg.calls[c]] - callHeaderLen
+	b := make([]byte, seg.size)
+	if _, err := seg.file.ReadAt(b, 0); err != nil {
+		return fmt.Errorf("raftlog: read %s: %w", seg.path, err)
+	}
+	var kept []*raft.Log
+	for i := seg.calls[c]; i < keep; i++ {
+		f, err := parseFrame(b[seg.offsets[i]:], s.salt)
+		if err != nil {
+			return fmt.Errorf("%w: %s at offset %d: %w", ErrCorrupt, seg.path, seg.offsets[i], err)
+		}
+		kept = append(kept, &f.log)
+	}
+	out, rel, err := appendCall(b[:start:start], nil, kept, s.salt)
+	if err != nil {
+		return err
+	}
+	f, err := replaceFile(seg.path, out)
+	if err != nil {
+		return err
+	}
+	_ = seg.file.Close() // replaced: nothing written through it is lost
+	seg.file = f
+	seg.offsets = seg.offsets[:seg.calls[c]]
+	seg.offsets = append(seg.offsets, rel...) // offsets in out, which begins with the segment's kept calls
+	seg.calls, seg.size = seg.calls[:c+1], int64(len(out))
+	return nil
+}
+
+// replaceFile writes b to a new file, syncs it, renames it over path,
+// syncs the directory and returns the new file open for reading and
+// writing.
+func replaceFile(path string, b []byte) (*os.File, error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	return f, nil
 }
 
 // dropSegment closes and deletes s.segs[i], the first or the last; mu is
 // held.
 func (s *Store) dropSegment(i int) error {
 	seg := s.segs[i]
-	cerr := seg.file.Close()
 	if err := os.Remove(seg.path); err != nil {
-		return errors.Join(err, cerr)
+		return err // still open and listed: the store stays usable
 	}
+	_ = seg.file.Close() // removed: nothing to lose
 	s.segs = append(s.segs[:i], s.segs[i+1:]...)
 	return syncDir(s.dir)
 }

@@ -284,3 +284,30 @@ func TestStore_AfterClose(t *testing.T) {
 	require.ErrorIs(t, err, errClosed)
 	require.NoError(t, s.Close(), "a second Close")
 }
+
+// TestStore_TailCutInsideCall: a tail cut inside what one StoreLogs call
+// wrote keeps the entries before it across reopens and appends (a call's
+// header counts its entries, so the kept part is written again as a call
+// of its own), and leaves no temporary file.
+func TestStore_TailCutInsideCall(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	require.NoError(t, s.StoreLogs(entries(1, 4)))
+	require.NoError(t, s.StoreLogs(entries(5, 10)))
+	require.NoError(t, s.DeleteRange(8, 10))
+	requireLog(t, s, 1, 7)
+	require.NoError(t, s.Close())
+	s = open(t, dir, 0)
+	requireLog(t, s, 1, 7)
+	require.NoError(t, s.StoreLogs(entries(8, 9)))
+	require.NoError(t, s.DeleteRange(3, 9)) // inside the first call
+	require.NoError(t, s.StoreLogs(entries(3, 5)))
+	require.NoError(t, s.Close())
+	s = open(t, dir, 0)
+	requireLog(t, s, 1, 5)
+	tmp, err := filepath.Glob(filepath.Join(dir, "*.tmp"))
+	require.NoError(t, err)
+	assert.Empty(t, tmp)
+	n, _ := s.Dropped()
+	assert.Zero(t, n)
+}
