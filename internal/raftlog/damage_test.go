@@ -195,6 +195,21 @@ func TestOpen_Corrupt(t *testing.T) {
 		},
 		want: "CRC mismatch",
 	}, {
+		// Every header then fails its CRC: with one segment, a torn-tail
+		// rule alone would have cut the whole log.
+		what: "the stable file of another store",
+		damage: func(t *testing.T, dir string, files []string) string {
+			other, _ := writeBatches(t)
+			b, err := os.ReadFile(filepath.Join(other, stableFile))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, stableFile), b, 0o600))
+			for _, f := range files[:2] { // one segment left: the last
+				require.NoError(t, os.Remove(f))
+			}
+			return files[2]
+		},
+		want: "the stable file is another store's",
+	}, {
 		what: "a file named like a segment that is not one",
 		damage: func(t *testing.T, dir string, files []string) string {
 			path := filepath.Join(dir, "12"+segSuffix)
@@ -228,6 +243,19 @@ func TestOpen_Corrupt(t *testing.T) {
 			assert.Nil(t, s)
 		})
 	}
+}
+
+// TestOpen_TornSegmentHeader: a crash while a new segment's header was
+// being written leaves a last segment of at most a header's bytes, which
+// Open drops; the log before it stays and appends go on.
+func TestOpen_TornSegmentHeader(t *testing.T) {
+	dir, _ := writeBatches(t)
+	path := filepath.Join(dir, segName(91))
+	require.NoError(t, os.WriteFile(path, segHeader(91, 0)[:10], 0o600))
+	s := open(t, dir, 2048)
+	requireLog(t, s, 1, 90)
+	require.NoError(t, s.StoreLogs(entries(91, 95)))
+	requireLog(t, s, 1, 95)
 }
 
 // TestGetLog_ChecksCRC: a byte flipped under an open store is an error on

@@ -14,12 +14,16 @@
 //     before any segment;
 //   - "lock", held with flock while the Store is open.
 //
-// A call is a 24-byte header — magic, CRC, the length of its frames, their
+// A segment starts with a 16-byte header (magic, CRC, first index),
+// written and synced when the file is made, before any call. A call is a
+// 24-byte header — magic, CRC, the length of its frames, their
 // count and the first entry's index — and one frame per entry: a 12-byte
 // header (magic, CRC, body length) and a body (index, term, type, append
 // time, data, extensions). Every CRC is CRC-32C seeded with the
 // directory's salt, a random number drawn when the store was made: bytes
-// a client put into an entry cannot pass for a header of this directory.
+// a client put into an entry cannot pass for a header of this directory,
+// and a segment header that fails its CRC (a stable file of another
+// store) is damage, never a torn write.
 //
 // Open reads every call and frame and checks CRCs and indexes. Calls are
 // serialised and each is synced before the next is written, so a crash

@@ -10,9 +10,11 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// The layout of a segment: calls, one per StoreLogs, each a call header
-// and the frames of its entries.
+// The layout of a segment: a segment header, written and synced when the
+// file is made, then calls, one per StoreLogs, each a call header and the
+// frames of its entries.
 //
+//	segment      magic "QLsg" | crc | first index
 //	call header  magic "QLcl" | crc | length of its frames | count | first index
 //	frame        magic "QLlg" | crc | body length | body
 //	body         index | term | type | appended at | data length | data | extensions
@@ -22,9 +24,12 @@ import (
 // client put into an entry cannot pass for a header or a frame of this
 // directory without it.
 const (
+	segMagic  = 0x67734c51 // "QLsg", little endian
 	callMagic = 0x6c634c51 // "QLcl", little endian
 	magic     = 0x676c4c51 // "QLlg", little endian
 
+	// segHeaderLen is magic(4) crc(4) first(8).
+	segHeaderLen = 16
 	// callHeaderLen is magic(4) crc(4) length(4) count(4) first(8).
 	callHeaderLen = 24
 	// headerLen is magic(4) crc(4) bodyLen(4).
@@ -42,6 +47,33 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func checksum(salt uint32, b []byte) uint32 { return crc32.Update(salt, castagnoli, b) }
 
 var errFrame = errors.New("damaged frame")
+
+// segHeader returns the header of a segment whose first entry is base.
+func segHeader(base uint64, salt uint32) []byte {
+	le := binary.LittleEndian
+	h := le.AppendUint32(nil, segMagic)
+	h = le.AppendUint32(h, 0)
+	h = le.AppendUint64(h, base)
+	le.PutUint32(h[4:], checksum(salt, h[8:]))
+	return h
+}
+
+// checkSegHeader checks the segment header at the start of b: intact under
+// salt, and naming base.
+func checkSegHeader(b []byte, base uint64, salt uint32) error {
+	le := binary.LittleEndian
+	switch {
+	case len(b) < segHeaderLen:
+		return fmt.Errorf("%w: %d bytes, a segment header is %d", errFrame, len(b), segHeaderLen)
+	case le.Uint32(b) != segMagic:
+		return fmt.Errorf("%w: segment magic %#x", errFrame, le.Uint32(b))
+	case checksum(salt, b[8:segHeaderLen]) != le.Uint32(b[4:]):
+		return fmt.Errorf("%w: segment header CRC mismatch (damaged, or the stable file is another store's)", errFrame)
+	case le.Uint64(b[8:]) != base:
+		return fmt.Errorf("%w: the segment header says entry %d", errFrame, le.Uint64(b[8:]))
+	}
+	return nil
+}
 
 // appendCall appends the call header and frames of logs, which the caller
 // checked are consecutive, to buf, and the offset in buf of each frame to

@@ -11,7 +11,7 @@ import (
 // index, in order, before any torn tail it reports.
 func FuzzScanSegment(f *testing.F) {
 	const salt = 0x5eed
-	seed, _, err := appendCall(nil, nil, entries(1, 3), salt)
+	seed, _, err := appendCall(segHeader(1, salt), nil, entries(1, 3), salt)
 	require.NoError(f, err)
 	seed, _, err = appendCall(seed, nil, entries(4, 6), salt)
 	require.NoError(f, err)

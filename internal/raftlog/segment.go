@@ -60,7 +60,8 @@ type scan struct {
 	torn int64
 }
 
-// scanSegment reads b, a segment whose first entry is base, call by call:
+// scanSegment reads b, a segment whose first entry is base, its header,
+// then call by call:
 // every call header and frame intact under the directory's salt, the
 // entries consecutive. Damage is ErrCorrupt unless it lies in the last
 // call of the last segment (last), which is a torn tail: after a damaged
@@ -70,6 +71,15 @@ type scan struct {
 func scanSegment(path string, b []byte, base uint64, last bool, salt uint32) (scan, error) {
 	s := scan{torn: -1}
 	next := base
+	// The header was synced before any call was written: damaged, it is
+	// the tear of the file's making only if nothing follows it.
+	if err := checkSegHeader(b, base, salt); err != nil {
+		if !last || len(b) > segHeaderLen {
+			return s, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+		}
+		s.torn = 0
+		return s, nil
+	}
 	// bad judges damage at off inside the call that starts at start
 	// (inCall: its header was intact and counted). A torn call is cut
 	// whole: raft was told none of it was stored.
@@ -86,7 +96,7 @@ func scanSegment(path string, b []byte, base uint64, last bool, salt uint32) (sc
 		s.torn = int64(start)
 		return s, nil
 	}
-	for off := 0; off < len(b); {
+	for off := segHeaderLen; off < len(b); {
 		c, err := parseCall(b[off:], salt)
 		if err != nil {
 			return bad(off, off, err, callAfter(b[off+1:], salt), false)

@@ -322,12 +322,21 @@ func (s *Store) tail(next uint64) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syncDir(s.dir); err != nil {
+	// The header, synced before any call, binds the file to this store's
+	// salt: damage to it is never taken for a torn write (scanSegment).
+	_, err = f.Write(segHeader(next, s.salt))
+	if err == nil {
+		err = fdatasync(f)
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
 		_ = f.Close()
 		_ = os.Remove(path)
 		return nil, err
 	}
-	seg := &segment{base: next, path: path, file: f}
+	seg := &segment{base: next, path: path, file: f, size: segHeaderLen}
 	s.mu.Lock()
 	s.segs = append(s.segs, seg)
 	s.mu.Unlock()
