@@ -38,7 +38,11 @@ func writeSVG(path string, cells []cell) error {
 
 func renderSVG(cells []cell) string {
 	slots, groups, backends, width := layout(cells)
-	height := chartTop + 2*panelHeight + panelGap + 60
+	// The legend: 130 px per backend, as many rows as the width needs.
+	perRow := max(1, int((width-chartLeft)/130))
+	rows := max(1, (len(backends)+perRow-1)/perRow)
+	legendY := chartTop + 2*panelHeight + panelGap + 40
+	height := legendY + float64(rows-1)*18 + 20
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
@@ -49,8 +53,8 @@ func renderSVG(cells []cell) string {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", g.x, chartTop+panelHeight+16, esc(g.name))
 	}
 	for i, name := range backends {
-		x := chartLeft + float64(i)*130
-		y := height - 20
+		x := chartLeft + float64(i%perRow)*130
+		y := legendY + float64(i/perRow)*18
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="12" height="12" fill="%s"/>`+"\n", x, y-10, palette[i%len(palette)])
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">%s</text>`+"\n", x+16, y, esc(name))
 	}
