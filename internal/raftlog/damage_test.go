@@ -319,3 +319,37 @@ func TestOpen_DamagedCallHeader(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "a later call was written after it")
 }
+
+// TestOpen_DamageAcrossCallBoundary: 512 bytes of zeros (a bad sector)
+// over the end of one synced call and the header of the next, with more
+// calls after them in the same segment, is ErrCorrupt and leaves the file
+// as it was — not a torn tail that cuts every call after the damage.
+func TestOpen_DamageAcrossCallBoundary(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 0)
+	for from := uint64(1); from <= 50; from += 5 {
+		require.NoError(t, s.StoreLogs(entries(from, from+4)))
+	}
+	require.NoError(t, s.Close())
+	path := segFiles(t, dir)[0]
+	boundary := frameAt(t, path, 1, 11) - callHeaderLen // where the call of 11–15 begins
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(make([]byte, 512), boundary-200)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	s, err = Open(dir, Options{})
+	if err == nil {
+		last, _ := s.LastIndex()
+		_ = s.Close()
+		t.Fatalf("opened with entries up to %d of 50", last)
+	}
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), path)
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the refused segment is left as it was")
+}
