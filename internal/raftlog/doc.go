@@ -28,9 +28,9 @@
 // Open reads every call and frame and checks CRCs and indexes. Calls are
 // serialised and each is synced before the next is written, so a crash
 // can only damage the last call in the directory. Damage there — nothing
-// intact after it: after a damaged frame, no call header where the
-// frame's own call header says the next call begins; after a damaged call
-// header, no intact call header anywhere after it — is a torn tail: Open
+// after it: after a damaged frame, no byte past the end the frame's own
+// call header gives; after a damaged call header, no intact call header
+// anywhere after it — is a torn tail: Open
 // cuts that call off whole (raft was never told it was stored; Dropped
 // reports it). Any other damage is ErrCorrupt: in a segment that is not
 // the last, followed by a later call, a gap between segments, an intact

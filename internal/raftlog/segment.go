@@ -65,9 +65,9 @@ type scan struct {
 // every call header and frame intact under the directory's salt, the
 // entries consecutive. Damage is ErrCorrupt unless it lies in the last
 // call of the last segment (last), which is a torn tail: after a damaged
-// frame the next call header, whose place the damaged frame's own call
-// header gives, is not there; after a damaged call header, no intact call
-// header follows anywhere in the file.
+// frame the file ends where the frame's own call header says the call
+// ends (or before); after a damaged call header, no intact call header
+// follows anywhere in the file.
 func scanSegment(path string, b []byte, base uint64, last bool, salt uint32) (scan, error) {
 	s := scan{torn: -1}
 	next := base
@@ -113,8 +113,12 @@ func scanSegment(path string, b []byte, base uint64, last bool, salt uint32) (sc
 				return s, fmt.Errorf("%w: %s at offset %d: entry %d where %d belongs", ErrCorrupt, path, p, f.log.Index, next)
 			}
 			if err != nil {
-				_, nerr := parseCall(b[min(end, len(b)):], salt)
-				return bad(off, p, err, nerr == nil, true)
+				// The call's header is intact, so end is where it ends:
+				// a torn call was the last write, and nothing can be
+				// in the file past it. Anything there, even with its
+				// own header damaged too, was written after this call
+				// was synced.
+				return bad(off, p, err, len(b) > end, true)
 			}
 			s.offsets = append(s.offsets, int64(p))
 			next++
