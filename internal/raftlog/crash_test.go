@@ -10,13 +10,15 @@ import (
 
 const testSalt = 0x1234567
 
-// callImage returns a segment of five calls under testSalt, entries 1–15,
+// callImage returns a segment (its header, then five calls) under
+// testSalt, entries 1–15,
 // the calls of sizes that put call boundaries at odd places inside 4 KiB
 // pages and the last call across three pages; and where each call starts,
 // and how many entries each holds.
 func callImage(t *testing.T) (img []byte, starts, counts []int) {
 	t.Helper()
 	next := uint64(1)
+	img = segHeader(1, testSalt)
 	for _, c := range []struct{ n, size int }{{3, 100}, {1, 5000}, {4, 700}, {2, 3000}, {5, 1500}} {
 		var logs []*raft.Log
 		for i := range c.n {
