@@ -1,6 +1,7 @@
 package raftlog
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -352,4 +353,45 @@ func TestOpen_DamageAcrossCallBoundary(t *testing.T) {
 	after, err := os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, before, after, "the refused segment is left as it was")
+}
+
+// TestOpen_StableFileOfAnotherDirectory: a stable file from another
+// directory (its salt another) beside the segments makes every call look
+// damaged. That is ErrCorrupt, naming the cause, and the segments stay:
+// a wrong salt must never pass for a torn tail, or Open would cut — and
+// delete — the whole log. With the directory's own stable file back, the
+// log is all there.
+func TestOpen_StableFileOfAnotherDirectory(t *testing.T) {
+	for _, segSize := range []int64{0, 1024} { // one segment; several
+		t.Run(fmt.Sprint(segSize), func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, segSize)
+			for from := uint64(1); from <= 50; from += 5 {
+				require.NoError(t, s.StoreLogs(entries(from, from+4)))
+			}
+			require.NoError(t, s.Close())
+			other := t.TempDir()
+			require.NoError(t, open(t, other, 0).Close())
+			own, err := os.ReadFile(filepath.Join(dir, stableFile))
+			require.NoError(t, err)
+			foreign, err := os.ReadFile(filepath.Join(other, stableFile))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, stableFile), foreign, 0o600))
+			segs := segFiles(t, dir)
+
+			s, err = Open(dir, Options{SegmentSize: segSize})
+			if err == nil {
+				last, _ := s.LastIndex()
+				n, _ := s.Dropped()
+				_ = s.Close()
+				t.Fatalf("opened under another directory's salt: %d entries left, %d bytes cut", last, n)
+			}
+			require.ErrorIs(t, err, ErrCorrupt)
+			assert.Equal(t, segs, segFiles(t, dir), "no segment removed")
+
+			require.NoError(t, os.WriteFile(filepath.Join(dir, stableFile), own, 0o600))
+			s = open(t, dir, segSize)
+			requireLog(t, s, 1, 50)
+		})
+	}
 }
