@@ -107,7 +107,9 @@ func TestNode_SessionExpiryEndsLeaseFirst(t *testing.T) {
 // already have expired (found by cluster_test's TestRandomPartitions as a
 // lease reported held 2.6 s after its grant, TTL 2 s).
 func TestClient_RenewalNeverOutlastsDeadline(t *testing.T) {
-	const ttl = time.Second
+	// Renewals tick every TTL/3; 3 s leaves room for a loaded machine's
+	// late ticks before the deadline (1 s once saw only one).
+	const ttl = 3 * time.Second
 	ctx := testCtx(t)
 	n := newNode(t, Config{SessionTTL: ttl})
 	c, err := n.newClient(ctx)

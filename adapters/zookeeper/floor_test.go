@@ -60,7 +60,9 @@ func testFloorToken(t *testing.T, servers []string) {
 	require.NoError(t, again.Refresh(ctx))
 	rootAfter, _, err := zookeeper.Conn(a).Children("/quorumlock-test")
 	require.NoError(t, err)
-	assert.ElementsMatch(t, rootBefore, rootAfter, "FloorToken creates no node under the root")
+	// Other tests' names may vanish meanwhile (TTL and container nodes
+	// are reaped by the server): what matters is that none appeared.
+	assert.Subset(t, rootBefore, rootAfter, "FloorToken creates no node under the root")
 	assert.Equal(t, []string{children(t, a, name)[0]}, children(t, a, name), "only the holder's claim in the name's directory")
 	require.NoError(t, again.Release(ctx))
 
