@@ -54,6 +54,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzServerConn$$' -fuzztime=$(FUZZTIME) ./transport
 	$(GO) test -run='^$$' -fuzz='^FuzzCheckReader$$' -fuzztime=$(FUZZTIME) ./internal/boltcheck
 	$(GO) test -run='^$$' -fuzz='^FuzzScanSegment$$' -fuzztime=$(FUZZTIME) ./internal/raftlog
+	$(GO) test -run='^$$' -fuzz='^FuzzScanSegment_Damage$$' -fuzztime=$(FUZZTIME) ./internal/raftlog
+	$(GO) test -run='^$$' -fuzz='^FuzzScanSegment_CallHeader$$' -fuzztime=$(FUZZTIME) ./internal/raftlog
 	$(GO) test -run='^$$' -fuzz='^FuzzEscapeName$$' -fuzztime=$(FUZZTIME) ./adapters/zookeeper
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeData$$' -fuzztime=$(FUZZTIME) ./adapters/zookeeper
 	$(GO) test -run='^$$' -fuzz='^FuzzHandleRPC$$' -fuzztime=$(FUZZTIME) ./node

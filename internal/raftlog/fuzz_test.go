@@ -57,7 +57,7 @@ func FuzzScanSegment_Damage(f *testing.F) {
 		if len(layout) == 0 || len(layout) > 16 || len(junk) == 0 {
 			return
 		}
-		var img []byte
+		img := segHeader(1, testSalt)
 		var starts []int
 		next := uint64(1)
 		for _, l := range layout {
@@ -120,7 +120,7 @@ func FuzzScanSegment_CallHeader(f *testing.F) {
 		le.PutUint32(h[12:], count)
 		le.PutUint64(h[16:], first)
 		le.PutUint32(h[4:], checksum(testSalt, h[8:]))
-		b := append(h, rest...)
+		b := append(append(segHeader(1, testSalt), h...), rest...)
 		sc, err := scanSegment("seg", b, 1, last, testSalt)
 		if err != nil {
 			require.ErrorIs(t, err, ErrCorrupt)
