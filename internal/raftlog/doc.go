@@ -34,10 +34,15 @@
 // cuts that call off whole (raft was never told it was stored; Dropped
 // reports it). Any other damage is ErrCorrupt: in a segment that is not
 // the last, followed by a later call, a gap between segments, an intact
-// frame or call under the wrong index, a missing or damaged stable file.
-// The one loss this rule cannot tell from a torn write is damage to the
-// last synced call with nothing written after it. GetLog checks the CRC
-// of the frame it reads.
+// frame or call under the wrong index, a missing or damaged stable file,
+// a segment header that fails its CRC (with a stable file of another
+// directory every call would look damaged, and the log of one segment
+// would pass for a torn tail, cut whole).
+// The losses this rule cannot tell from a torn write: damage to the last
+// synced call with nothing written after it, and damage that begins at a
+// call header and leaves no call header after it intact (zeros from a
+// call boundary to the end of the file): the calls from there on are cut
+// as one torn call. GetLog checks the CRC of the frame it reads.
 //
 // Head truncation (DeleteRange from the first index) deletes the segments
 // it empties and, when the new first index falls inside a segment,
