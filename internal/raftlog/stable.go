@@ -213,10 +213,7 @@ func (s *Store) Set(key, val []byte) error {
 	if strings.HasPrefix(string(key), "raftlog:") {
 		return fmt.Errorf("raftlog: key %q is the store's own", key)
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.changing()()
 	if s.closed {
 		return errClosed
 	}

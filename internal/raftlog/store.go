@@ -346,10 +346,7 @@ func (s *Store) tail(next uint64) (*segment, error) {
 // DeleteRange deletes entries min to max: a head of the log (min at or
 // below the first entry) or its tail (max at or above the last).
 func (s *Store) DeleteRange(min, max uint64) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.changing()()
 	if s.closed {
 		return errClosed
 	}
@@ -512,12 +509,20 @@ func (s *Store) dropSegment(i int) error {
 	return syncDir(s.dir)
 }
 
+// changing takes both locks for a change made in one go (DeleteRange,
+// Set, Close), and returns their release.
+func (s *Store) changing() (unlock func()) {
+	s.wmu.Lock()
+	s.mu.Lock()
+	return func() {
+		s.mu.Unlock()
+		s.wmu.Unlock()
+	}
+}
+
 // Close closes the files and releases the directory.
 func (s *Store) Close() error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.changing()()
 	if s.closed {
 		return nil
 	}
