@@ -60,14 +60,13 @@ type scan struct {
 	torn int64
 }
 
-// scanSegment reads b, a segment whose first entry is base, its header,
-// then call by call:
-// every call header and frame intact under the directory's salt, the
-// entries consecutive. Damage is ErrCorrupt unless it lies in the last
-// call of the last segment (last), which is a torn tail: after a damaged
-// frame the file ends where the frame's own call header says the call
-// ends (or before); after a damaged call header, no intact call header
-// follows anywhere in the file.
+// scanSegment reads b, a segment whose first entry is base: its header,
+// then call by call, every call header and frame intact under the
+// directory's salt, the entries consecutive. Damage is ErrCorrupt unless
+// it lies in the last call of the last segment (last), which is a torn
+// tail: after a damaged frame the file ends where the frame's own call
+// header says the call ends (or before); after a damaged call header, no
+// intact call header follows anywhere in the file.
 func scanSegment(path string, b []byte, base uint64, last bool, salt uint32) (scan, error) {
 	s := scan{torn: -1}
 	next := base
