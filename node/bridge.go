@@ -77,6 +77,9 @@ type bridge struct {
 	// metrics gets each entry's apply time and each snapshot installed
 	// once the node is live; set before Raft starts.
 	metrics metrics.Sink
+	// preloaded is the newest snapshot as the start-up checks decoded it,
+	// for raft.NewRaft's restore of it (preload); nil otherwise.
+	preloaded *decodedSnapshot
 	// ownRestores is how many Restores to come are of the node's own
 	// snapshot at start-up (1 if its store holds one), not installs.
 	ownRestores int
@@ -173,6 +176,32 @@ func (b *bridge) halt(err error) {
 // Apply implements raft.FSM for completeness; raft uses ApplyBatch.
 func (b *bridge) Apply(l *raft.Log) any { return b.ApplyBatch([]*raft.Log{l})[0] }
 
+// preload hands the bridge the newest snapshot as the start-up checks
+// decoded it (nil: none, or drop it). raft.NewRaft restores exactly that
+// snapshot first (newestSnapshot shows it only that one, and the checks
+// passed its CRC), so its Restore takes the decoded state instead of
+// decoding the same bytes again: start-up with a million locks decoded
+// the snapshot twice. Any other Restore (an install, a backup) decodes
+// what it is given.
+func (b *bridge) preload(d *decodedSnapshot) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.preloaded = d
+}
+
+// takePreloaded returns the preloaded state for the node's own restore,
+// once; nil for any other Restore.
+func (b *bridge) takePreloaded() (*fsm.State, uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d := b.preloaded
+	b.preloaded = nil
+	if d == nil || b.ownRestores == 0 {
+		return nil, 0
+	}
+	return d.state, d.applied
+}
+
 // ownRestore says that the next Restore is raft.NewRaft restoring the
 // node's own latest snapshot, not an install from the leader (metrics).
 func (b *bridge) ownRestore() {
@@ -258,9 +287,12 @@ func (b *bridge) Snapshot() (raft.FSMSnapshot, error) {
 // write lock, or not at all.
 func (b *bridge) Restore(rc io.ReadCloser) error {
 	defer func() { _ = rc.Close() }()
-	st, applied, err := readSnapshot(rc)
-	if err != nil {
-		return err
+	st, applied := b.takePreloaded()
+	if st == nil {
+		var err error
+		if st, applied, err = readSnapshot(rc); err != nil {
+			return err
+		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

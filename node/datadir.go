@@ -63,10 +63,11 @@ func (n *Node) openStores(rc *raft.Config) (raft.LogStore, raft.StableStore, raf
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("node: snapshot store in DataDir: %w", err)
 	}
-	newest, err := checkSnapshots(dir, rc.Logger)
+	newest, decoded, err := checkSnapshots(dir, rc.Logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	n.bridge.preload(decoded)
 	if err := checkLog(logs, newest, path); err != nil {
 		return nil, nil, nil, err
 	}
@@ -271,53 +272,69 @@ func snapshotNames(dir string) ([]string, error) {
 // checkSnapshots checks every snapshot in dir: it lists (its meta.json
 // decodes, of a version raft knows) and opens (the CRC of its state.bin
 // matches); the newest also restores. It returns the newest one's index, 0
-// if there is none.
-func checkSnapshots(dir string, logger hclog.Logger) (uint64, error) {
+// if there is none, and what it decoded (nil if none), which raft.NewRaft's
+// restore of it then takes instead of decoding it again (bridge.preload).
+func checkSnapshots(dir string, logger hclog.Logger) (uint64, *decodedSnapshot, error) {
 	// A store that lists them all: the node's keeps 2, and a failed reap
 	// leaves more.
 	all, err := raft.NewFileSnapshotStoreWithLogger(dir, math.MaxInt32, logger)
 	if err != nil {
-		return 0, fmt.Errorf("node: snapshot store in DataDir: %w", err)
+		return 0, nil, fmt.Errorf("node: snapshot store in DataDir: %w", err)
 	}
 	metas, err := all.List()
 	if err != nil {
-		return 0, fmt.Errorf("node: list snapshots: %w", err)
+		return 0, nil, fmt.Errorf("node: list snapshots: %w", err)
 	}
 	names, err := snapshotNames(dir)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	listed := map[string]bool{}
 	for _, m := range metas {
 		listed[m.ID] = true
 	}
+	var newest *decodedSnapshot
 	for _, name := range names {
 		path := filepath.Join(dir, snapshotDir, name)
 		if !listed[name] {
-			return 0, fmt.Errorf("%w: snapshot %s: meta.json unreadable, or of a version this node does not know", ErrCorruptData, path)
+			return 0, nil, fmt.Errorf("%w: snapshot %s: meta.json unreadable, or of a version this node does not know", ErrCorruptData, path)
 		}
-		if err := checkSnapshot(all, name, name == metas[0].ID); err != nil {
-			return 0, fmt.Errorf("%w: snapshot %s: %w", ErrCorruptData, path, err)
+		d, err := checkSnapshot(all, name, name == metas[0].ID)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: snapshot %s: %w", ErrCorruptData, path, err)
+		}
+		if d != nil {
+			newest = d
 		}
 	}
 	if len(metas) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
-	return metas[0].Index, nil
+	return metas[0].Index, newest, nil
+}
+
+// decodedSnapshot is a snapshot's state and the index it was applied up to.
+type decodedSnapshot struct {
+	state   *fsm.State
+	applied uint64
 }
 
 // checkSnapshot opens snapshot id, which checks its CRC, and with restore
-// also decodes it.
-func checkSnapshot(store raft.SnapshotStore, id string, restore bool) error {
+// also decodes it and returns what it decoded.
+func checkSnapshot(store raft.SnapshotStore, id string, restore bool) (*decodedSnapshot, error) {
 	_, rc, err := store.Open(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = rc.Close() }()
-	if restore {
-		_, _, err = readSnapshot(rc)
+	if !restore {
+		return nil, nil
 	}
-	return err
+	st, applied, err := readSnapshot(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &decodedSnapshot{st, applied}, nil
 }
 
 // checkLog reads the log back from the entry after the newest snapshot (at

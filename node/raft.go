@@ -29,6 +29,7 @@ func (n *Node) startRaft() error {
 		n.bridge.ownRestore() // NewRaft restores one of them first: not an install
 	}
 	r, err := raft.NewRaft(rc, n.bridge, logs, stable, snaps, trans)
+	n.bridge.preload(nil) // restored from it, or not: no longer needed
 	if err != nil {
 		return fmt.Errorf("node: start raft: %w", err)
 	}
