@@ -19,17 +19,21 @@ var benchStores = []struct {
 	format  LogStore
 }{{"mem", false, LogStoreAuto}, {"disk", true, LogStoreLog}, {"bolt", true, LogStoreBolt}}
 
+// benchWorkloads are lockbench's: W1 one worker, W2 16 workers on their
+// own names, W3 16 workers on one name.
+var benchWorkloads = []struct {
+	name    string
+	workers int
+	shared  bool
+}{{"W1", 1, false}, {"W2", 16, false}, {"W3", 16, true}}
+
 // BenchmarkNode measures acquire+release per op on one node, in memory and
 // durable (disk: the log store, bolt: raft-boltdb): W1 one worker, W2 16
 // workers on their own names, W3 16 workers on one name (every op a
 // hand-off).
 func BenchmarkNode(b *testing.B) {
 	for _, st := range benchStores {
-		for _, w := range []struct {
-			name    string
-			workers int
-			shared  bool
-		}{{"W1", 1, false}, {"W2", 16, false}, {"W3", 16, true}} {
+		for _, w := range benchWorkloads {
 			b.Run(st.name+"/"+w.name, func(b *testing.B) {
 				cfg := Config{LogStore: st.format}
 				if st.durable {
@@ -55,11 +59,7 @@ func BenchmarkNode(b *testing.B) {
 // store, then raft-boltdb.
 func BenchmarkCluster(b *testing.B) {
 	for _, st := range benchStores[1:] {
-		for _, w := range []struct {
-			name    string
-			workers int
-			shared  bool
-		}{{"W1", 1, false}, {"W2", 16, false}, {"W3", 16, true}} {
+		for _, w := range benchWorkloads {
 			b.Run(st.name+"/"+w.name, func(b *testing.B) {
 				var nodes []*Node
 				defer func() {
