@@ -46,7 +46,9 @@ func saltOf(t *testing.T, dir string) uint32 {
 	t.Helper()
 	st, err := openStable(dir, true)
 	require.NoError(t, err)
-	return st.salt
+	salt, ok := st.uint64(saltKey)
+	require.True(t, ok)
+	return uint32(salt)
 }
 
 func baseOf(t *testing.T, path string) uint64 {

@@ -37,12 +37,12 @@ var ErrKeyNotFound = errors.New("not found")
 type stable struct {
 	dir  string
 	keys map[string][]byte
-	salt uint32 // saltKey's value
 }
 
-// openStable reads dir's stable file. Missing, it is written empty, unless
-// the directory holds segments (withLog): the file is written before any
-// segment, so that is a lost file.
+// openStable reads dir's stable file, which must hold a salt. Missing, it
+// is written with a new salt and nothing else, unless the directory holds
+// segments (withLog): the file is written before any segment, so that is
+// a lost file.
 func openStable(dir string, withLog bool) (*stable, error) {
 	st := &stable{dir: dir, keys: map[string][]byte{}}
 	path := filepath.Join(dir, stableFile)
@@ -56,7 +56,6 @@ func openStable(dir string, withLog bool) (*stable, error) {
 			return nil, err
 		}
 		st.keys[saltKey] = salt[:]
-		st.salt = binary.BigEndian.Uint32(salt[4:])
 		return st, st.write(st.encode())
 	case err != nil:
 		return nil, err
@@ -64,11 +63,9 @@ func openStable(dir string, withLog bool) (*stable, error) {
 	if err := st.decode(b); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
 	}
-	salt, ok := st.uint64(saltKey)
-	if !ok {
+	if _, ok := st.uint64(saltKey); !ok {
 		return nil, fmt.Errorf("%w: %s: no salt", ErrCorrupt, path)
 	}
-	st.salt = uint32(salt)
 	return st, nil
 }
 

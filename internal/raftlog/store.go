@@ -92,7 +92,8 @@ func Open(dir string, opts Options) (_ *Store, err error) {
 	if s.stable, err = openStable(dir, len(bases) > 0); err != nil {
 		return nil, err
 	}
-	s.salt = s.stable.salt
+	salt, _ := s.stable.uint64(saltKey) // openStable checked it is there
+	s.salt = uint32(salt)
 	for i, base := range bases {
 		if err := s.load(base, i == len(bases)-1); err != nil {
 			return nil, err
