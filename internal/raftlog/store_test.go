@@ -224,6 +224,8 @@ func TestStore_Stable(t *testing.T) {
 	cand, err := s.Get([]byte("LastVoteCand"))
 	require.NoError(t, err)
 	assert.Equal(t, "node-2", string(cand))
+	require.Error(t, s.Set([]byte(saltKey), []byte("12345678")), "the store's own key")
+	require.Error(t, s.Set([]byte(firstKey), []byte("12345678")), "the store's own key")
 	require.Error(t, s.Set([]byte("big"), make([]byte, maxStable)), "above the cap")
 	_, err = s.Get([]byte("big"))
 	require.EqualError(t, err, "not found", "a refused Set leaves nothing")
