@@ -1,6 +1,9 @@
 # quorumlock — build and test entry points. `make test` is what CI runs.
 GO ?= go
 PKGS := ./...
+# The benchmark program is a module of its own: it needs etcd's client and
+# server as peers, which the library's go.mod should not carry.
+BENCH := examples/lockbench
 
 .PHONY: test servers tidy-check vet fmt-check race lint generate fuzz
 .PHONY: fuzz-smoke
@@ -16,9 +19,11 @@ servers:
 # the diff otherwise.
 tidy-check:
 	$(GO) mod tidy -diff
+	cd $(BENCH) && $(GO) mod tidy -diff
 
 vet:
 	$(GO) vet $(PKGS)
+	cd $(BENCH) && $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -28,6 +33,7 @@ fmt-check:
 # of skipping, when the server is missing.
 race:
 	QUORUMLOCK_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	cd $(BENCH) && QUORUMLOCK_REQUIRE_SERVERS=1 $(GO) test -race -count=1 -timeout 10m ./...
 
 # golangci-lint with depguard (the dependency direction of DESIGN.md),
 # forbidigo (no clocks in fsm/, no printing) and errorlint; see .golangci.yml.
@@ -39,6 +45,7 @@ lint:
 		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION); \
 	fi
 	$(GOBIN_DIR)/golangci-lint run ./...
+	cd $(BENCH) && $(GOBIN_DIR)/golangci-lint run ./...
 
 # Regenerate fsm/fsmpb and node/nodepb from their .proto files (needs Debian's protobuf-compiler).
 generate:

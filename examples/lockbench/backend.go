@@ -32,6 +32,8 @@ func openBackend(ctx context.Context, cfg config, name string) (backend, error) 
 		return startEmbedded(1, cfg.idle)
 	case "embedded3":
 		return startEmbedded(3, cfg.idle)
+	case "lockd3":
+		return startLockd(ctx, cfg.lockd)
 	case "redis":
 		return connect(ctx, "redis at "+cfg.redis, func() (lock.Locker, error) {
 			return redis.New(redis.Config{Addr: cfg.redis})
@@ -43,6 +45,14 @@ func openBackend(ctx context.Context, cfg config, name string) (backend, error) 
 	case "zookeeper3":
 		return connect(ctx, fmt.Sprintf("zookeeper ensemble at %v", cfg.zk3), func() (lock.Locker, error) {
 			return zookeeper.New(zookeeper.Config{Servers: cfg.zk3})
+		})
+	case "etcd":
+		return connect(ctx, fmt.Sprintf("etcd at %v", cfg.etcd), func() (lock.Locker, error) {
+			return newEtcdLocker(cfg.etcd)
+		})
+	case "etcd3":
+		return connect(ctx, fmt.Sprintf("etcd cluster at %v", cfg.etcd3), func() (lock.Locker, error) {
+			return newEtcdLocker(cfg.etcd3)
 		})
 	}
 	return nil, fmt.Errorf("%w: unknown backend %q", errUsage, name)

@@ -12,7 +12,7 @@ import (
 
 // Names of the backends and workloads the flags accept.
 var (
-	backendNames  = []string{"embedded1", "embedded3", "redis", "zookeeper", "zookeeper3"}
+	backendNames  = []string{"embedded1", "embedded3", "lockd3", "redis", "zookeeper", "zookeeper3", "etcd", "etcd3"}
 	workloadNames = []string{"W1", "W2", "W3"}
 )
 
@@ -31,6 +31,9 @@ type config struct {
 	redis     string
 	zk        []string
 	zk3       []string
+	etcd      []string
+	etcd3     []string
+	lockd     string // lockd binary for lockd3; "": build it
 	jsonPath  string
 	svgPath   string
 }
@@ -43,7 +46,7 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	fs := flag.NewFlagSet("lockbench", flag.ContinueOnError)
 	fs.SetOutput(usage)
 	var c config
-	var backends, workloads, zk, zk3 string
+	var backends, workloads, zk, zk3, etcd, etcd3 string
 	fs.StringVar(&backends, "backends", "embedded1,embedded3", "comma list of "+strings.Join(backendNames, ", "))
 	fs.StringVar(&workloads, "workloads", "W1,W2,W3", "comma list of "+strings.Join(workloadNames, ", "))
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured time per cell")
@@ -53,6 +56,9 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	fs.StringVar(&c.redis, "redis", "127.0.0.1:6379", "Redis server host:port (backend redis)")
 	fs.StringVar(&zk, "zk", "127.0.0.1:2181", "ZooKeeper servers host:port,... (backend zookeeper)")
 	fs.StringVar(&zk3, "zk3", "127.0.0.1:2182,127.0.0.1:2183,127.0.0.1:2184", "the servers of a ZooKeeper ensemble host:port,... (backend zookeeper3)")
+	fs.StringVar(&etcd, "etcd", "127.0.0.1:2379", "etcd server host:port (backend etcd)")
+	fs.StringVar(&etcd3, "etcd3", "127.0.0.1:2479,127.0.0.1:2579,127.0.0.1:2679", "the members of an etcd cluster host:port,... (backend etcd3)")
+	fs.StringVar(&c.lockd, "lockd", "", "lockd binary for backend lockd3 (default: build examples/lockd)")
 	fs.StringVar(&c.jsonPath, "json", "", "write every result to this JSON file")
 	fs.StringVar(&c.svgPath, "svg", "", "write a chart of the results to this SVG file")
 	if err := fs.Parse(args); err != nil {
@@ -62,6 +68,8 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	c.workloads = splitList(workloads)
 	c.zk = splitList(zk)
 	c.zk3 = splitList(zk3)
+	c.etcd = splitList(etcd)
+	c.etcd3 = splitList(etcd3)
 	bad := func(format string, a ...any) (config, error) {
 		return c, fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
 	}

@@ -7,7 +7,9 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -132,9 +134,69 @@ func TestRun_Adapters(t *testing.T) {
 	assertCells(t, table, res, []string{"redis", "zookeeper", "zookeeper3"}, []string{"W1", "W2", "W3"})
 }
 
+// TestRun_Lockd runs the workloads on three lockd processes the program
+// builds and starts, through HTTP client sessions.
+func TestRun_Lockd(t *testing.T) {
+	table, res := runBench(t, "-backends", "lockd3")
+	assertCells(t, table, res, []string{"lockd3"}, []string{"W1", "W2", "W3"})
+}
+
+// TestRun_Etcd runs the workloads over etcd's concurrency package against
+// a real etcd server (built from this module's etcd), given to etcd3 as
+// well (as for zookeeper3).
+func TestRun_Etcd(t *testing.T) {
+	endpoint := startEtcd(t)
+	table, res := runBench(t, "-backends", "etcd,etcd3", "-etcd", endpoint, "-etcd3", endpoint)
+	assertCells(t, table, res, []string{"etcd", "etcd3"}, []string{"W1", "W2", "W3"})
+}
+
+// startEtcd builds ./etcdserver, starts one member on free loopback ports
+// and returns its client address once it reports healthy.
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "etcd")
+	out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./etcdserver").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	client, peer := mustFreePort(t), mustFreePort(t)
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "--name", "e1", "--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
+		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
+		"--initial-cluster", "e1=http://"+peer, "--log-level", "error")
+	cmd.Stderr = &log
+	cmd.WaitDelay = 5 * time.Second
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("etcd's log:\n%s", log.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		res, err := http.Get("http://" + client + "/health")
+		if err != nil {
+			return false
+		}
+		_ = res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	}, time.Minute, 20*time.Millisecond, "etcd healthy")
+	return client
+}
+
+func mustFreePort(t *testing.T) string {
+	t.Helper()
+	addr, err := freePort()
+	require.NoError(t, err)
+	return addr
+}
+
 func TestRun_RejectsBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"-backends", ""}, {"-backends", "etcd"}, {"-backends", "embedded1,embedded1"},
+		{"-backends", ""}, {"-backends", "consul"}, {"-backends", "embedded1,embedded1"},
 		{"-workloads", "W4"}, {"-workloads", "", "-failovers", "0"},
 		{"-duration", "0s"}, {"-warmup", "-1s"}, {"-failovers", "-1"},
 		{"-idle", "-1"}, {"-idle", "1000001"}, {"extra"},

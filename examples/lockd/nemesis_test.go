@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumlock/quorumlock/internal/httplocker"
 	"github.com/stretchr/testify/assert"
 
 	"github.com/quorumlock/quorumlock/internal/history"
@@ -62,13 +63,13 @@ func TestLockd_Nemesis(t *testing.T) {
 	fence := history.NewFence(rec, history.FenceConfig{})
 	const workers = 6
 	hw := &httpWorkload{rec: rec, fence: fence, acquired: make(chan int, 1024), holding: make([]atomic.Bool, workers)}
-	apis := make([]api, len(c.procs))
+	replicas := make([]httplocker.Replica, len(c.procs))
 	for i, p := range c.procs {
-		apis[i] = api{base: "http://" + p.http, client: &http.Client{Timeout: 20 * time.Second}}
-		defer apis[i].client.CloseIdleConnections()
+		replicas[i] = httplocker.Replica{Base: "http://" + p.http, Client: &http.Client{Timeout: 20 * time.Second}}
+		defer replicas[i].Client.CloseIdleConnections()
 	}
 	for range workers {
-		hw.lockers = append(hw.lockers, newHTTPLocker(apis, nemesisTTL))
+		hw.lockers = append(hw.lockers, httplocker.New(replicas, nemesisTTL))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -138,7 +139,7 @@ func runNemesis(t *testing.T, c *procCluster, bin string, hw *httpWorkload, rng 
 		case act == 1 || n.crashes == 0 && n.kills > 0:
 			if w := hw.holder(rng); w >= 0 {
 				t.Logf("client %d crashes holding a lease", w)
-				hw.lockers[w].crash()
+				hw.lockers[w].Crash()
 				n.crashes++
 			}
 		default:
@@ -194,7 +195,7 @@ func requireHTTPHistory(t *testing.T, rec *history.Recorder) {
 type httpWorkload struct {
 	rec                *history.Recorder
 	fence              *history.Fence
-	lockers            []*httpLocker
+	lockers            []*httplocker.Locker
 	holding            []atomic.Bool // per client: holds a lease now
 	accepted, rejected atomic.Int64
 	grants             atomic.Int64
@@ -249,7 +250,7 @@ func (hw *httpWorkload) worker(ctx context.Context, w int, name string) {
 			default:
 			}
 		}
-		session := l.currentSessionNow()
+		session := l.CurrentSession()
 		hw.holding[w].Store(true)
 		hw.write(ctx, w, name, lease.Token())
 		rctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
@@ -257,7 +258,7 @@ func (hw *httpWorkload) worker(ctx context.Context, w int, name string) {
 			hw.write(ctx, w, name, lease.Token())
 		}
 		hw.holding[w].Store(false)
-		if l.currentSessionNow() == session { // not crashed meanwhile
+		if l.CurrentSession() == session { // not crashed meanwhile
 			if err := hw.rec.Release(rctx, w, lease); err != nil && !errors.Is(err, lock.ErrNotHeld) {
 				// Unknown outcome: the lease may still be held. An acquire
 				// with the same session would answer that same lease
@@ -265,7 +266,7 @@ func (hw *httpWorkload) worker(ctx context.Context, w int, name string) {
 				// history would take for a second grant of its token:
 				// give the session up instead, as a client unsure of its
 				// state should; its leases pass on when it expires.
-				l.crash()
+				l.Crash()
 			}
 		}
 		cancel()

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumlock/quorumlock/internal/httplocker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -89,10 +90,10 @@ func (p *proc) start(t *testing.T, bin string) {
 		p.err = cmd.Wait()
 		close(exited)
 	}()
-	p.api = api{base: "http://" + p.http, client: &http.Client{Timeout: 15 * time.Second}, token: p.token}
+	p.api = api{httplocker.Replica{Base: "http://" + p.http, Client: &http.Client{Timeout: 15 * time.Second}, Token: p.token}}
 	if p.tlsClient != nil {
-		p.base = "https://" + p.http
-		p.client.Transport = &http.Transport{TLSClientConfig: p.tlsClient}
+		p.Base = "https://" + p.http
+		p.Client.Transport = &http.Transport{TLSClientConfig: p.tlsClient}
 	}
 }
 
@@ -115,7 +116,7 @@ func (p *proc) kill() {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}
-	p.client.CloseIdleConnections()
+	p.Client.CloseIdleConnections()
 }
 
 // terminate sends SIGTERM and returns the exit status.
@@ -124,7 +125,7 @@ func (p *proc) terminate(timeout time.Duration) error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
-		p.client.CloseIdleConnections()
+		p.Client.CloseIdleConnections()
 		return p.err
 	case <-time.After(timeout):
 		p.kill()

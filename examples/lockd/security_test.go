@@ -37,16 +37,16 @@ func TestLockd_Security(t *testing.T) {
 	})
 	p := c.procs[0]
 	anon, client := p.api, p.api
-	anon.token, client.token = "", "client-token-0123456789"
+	anon.Token, client.Token = "", "client-token-0123456789"
 
 	r := anon.must(t, "POST", "/v1/locks/x?ttl=1m", 401)
 	assert.Equal(t, "unauthenticated", r.Error)
 	wrong := anon
-	wrong.token = "client-token-012345678X"
+	wrong.Token = "client-token-012345678X"
 	wrong.must(t, "GET", "/v1/locks", 401)
 	anon.must(t, "GET", "/healthz", 200)
 	anon.must(t, "GET", "/readyz", 200)
-	res, err := anon.client.Get(anon.base + "/metrics")
+	res, err := anon.Client.Get(anon.Base + "/metrics")
 	require.NoError(t, err)
 	metrics, err := io.ReadAll(res.Body)
 	require.NoError(t, res.Body.Close())
@@ -75,7 +75,7 @@ func TestLockd_Security(t *testing.T) {
 		code, _, err := client.call(t.Context(), "GET", "/v1/locks")
 		return err == nil && code == http.StatusUnauthorized
 	}, 10*time.Second, 10*time.Millisecond, "the old client token is refused after SIGHUP")
-	client.token = "client-token-abcdefghij"
+	client.Token = "client-token-abcdefghij"
 	client.must(t, "GET", "/v1/locks", 200)
 
 	// A replica whose certificate another CA issued cannot join.
@@ -124,18 +124,18 @@ func TestLockd_HTTPS(t *testing.T) {
 	assert.NotEmpty(t, r.Lease)
 	p.must(t, "POST", "/v1/leader/transfer", 403)
 	admin := p.api
-	admin.token = "admin-token-0123456789"
+	admin.Token = "admin-token-0123456789"
 	admin.must(t, "GET", "/v1/status", 200)
 
 	noCert := p.api
-	noCert.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	noCert.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: serverCA.pool(), MinVersion: tls.VersionTLS12},
 	}}
 	_, _, err := noCert.call(t.Context(), "GET", "/v1/locks")
 	require.Error(t, err, "no client certificate: refused in the handshake")
 	plain := p.api
-	plain.base = strings.Replace(plain.base, "https://", "http://", 1)
-	plain.client = &http.Client{Timeout: 5 * time.Second}
+	plain.Base = strings.Replace(plain.Base, "https://", "http://", 1)
+	plain.Client = &http.Client{Timeout: 5 * time.Second}
 	code, _, _ := plain.call(t.Context(), "GET", "/v1/locks")
 	assert.NotEqual(t, http.StatusOK, code, "plain HTTP is not served")
 }

@@ -1,0 +1,212 @@
+package httplocker_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/quorumlock/quorumlock/internal/httplocker"
+	"github.com/quorumlock/quorumlock/internal/testcluster"
+	"github.com/quorumlock/quorumlock/lock"
+	"github.com/quorumlock/quorumlock/lockhttp"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// serveCluster starts a 3-node cluster with a lockhttp handler per node,
+// each behind wrap (nil: none), and returns the replicas, whose HTTP
+// clients time out after timeout.
+func serveCluster(t *testing.T, timeout time.Duration, wrap func(http.Handler) http.Handler) []httplocker.Replica {
+	t.Helper()
+	c := testcluster.Start(t, testcluster.Options{Size: 3})
+	require.Eventually(t, func() bool {
+		for i := range c.Size() {
+			if c.Node(i).Stats().Protocol < 3 {
+				return false
+			}
+		}
+		return true
+	}, 15*time.Second, 10*time.Millisecond)
+	var replicas []httplocker.Replica
+	for i := range c.Size() {
+		h, err := lockhttp.New(lockhttp.Config{Locker: c.Node(i), OpTimeout: 10 * time.Second})
+		require.NoError(t, err)
+		var hh http.Handler = h
+		if wrap != nil {
+			hh = wrap(h)
+		}
+		srv := httptest.NewServer(hh)
+		client := &http.Client{Timeout: timeout}
+		t.Cleanup(func() {
+			client.CloseIdleConnections()
+			srv.Close()
+			require.NoError(t, h.Close())
+		})
+		replicas = append(replicas, httplocker.Replica{Base: srv.URL, Client: client})
+	}
+	return replicas
+}
+
+func newLocker(t *testing.T, replicas []httplocker.Replica) *httplocker.Locker {
+	t.Helper()
+	l := httplocker.New(replicas, 5*time.Second)
+	t.Cleanup(func() { _ = l.Close() })
+	return l
+}
+
+// waiters polls name's queue length until it is n.
+func waiters(t *testing.T, l lock.Locker, name string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		info, err := l.Inspect(t.Context(), name)
+		return err == nil && info.Waiters == n
+	}, 15*time.Second, 5*time.Millisecond, "%s: want %d waiters", name, n)
+}
+
+func TestLocker_AcquireRelease(t *testing.T) {
+	replicas := serveCluster(t, 15*time.Second, nil)
+	a, b := newLocker(t, replicas), newLocker(t, replicas)
+
+	l1, err := a.Acquire(t.Context(), "job")
+	require.NoError(t, err)
+	info, err := b.Inspect(t.Context(), "job")
+	require.NoError(t, err)
+	assert.True(t, info.Held)
+	assert.Equal(t, l1.Token(), info.Token)
+	_, err = b.TryAcquire(t.Context(), "job")
+	require.ErrorIs(t, err, lock.ErrHeld)
+
+	require.NoError(t, l1.Release(t.Context()))
+	require.ErrorIs(t, l1.Err(), lock.ErrReleased)
+	l2, err := b.TryAcquire(t.Context(), "job")
+	require.NoError(t, err)
+	assert.Greater(t, l2.Token(), l1.Token())
+	require.ErrorIs(t, l1.Release(t.Context()), lock.ErrNotHeld, "a released lease is not held")
+	require.NoError(t, l2.Refresh(t.Context()))
+}
+
+func TestLocker_OptionsRefused(t *testing.T) {
+	l := httplocker.New([]httplocker.Replica{{Base: "http://127.0.0.1:1", Client: http.DefaultClient}}, time.Second)
+	defer func() { _ = l.Close() }()
+	_, err := l.Acquire(t.Context(), "x", lock.WithTTL(time.Minute))
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	_, err = l.TryAcquire(t.Context(), "x", lock.WithTTL(time.Minute))
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	_, err = l.Inspect(t.Context(), "x", lock.WithQueueLimit(1))
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+}
+
+// An acquire whose request's wait runs out (the HTTP client's timeout
+// bounds it) asks again: Acquire blocks until the grant.
+func TestLocker_AcquireOutlastsOneRequest(t *testing.T) {
+	var acquires atomic.Int32
+	second := make(chan struct{})
+	count := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.Contains(r.URL.RawQuery, "wait=") && acquires.Add(1) == 2 {
+				close(second)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	// Client timeout 1.2 s: each request waits 200 ms.
+	replicas := serveCluster(t, 1200*time.Millisecond, count)
+	a, b := newLocker(t, replicas), newLocker(t, replicas)
+	held, err := a.Acquire(t.Context(), "slow")
+	require.NoError(t, err) // the first counted request
+	got := make(chan error, 1)
+	go func() {
+		l, err := b.Acquire(t.Context(), "slow")
+		if err == nil {
+			err = l.Release(t.Context())
+		}
+		got <- err
+	}()
+	select {
+	case <-second: // the waiter's first request ran out; this is its second
+	case err := <-got:
+		t.Fatalf("Acquire returned %v before the lock was released", err)
+	}
+	require.NoError(t, held.Release(t.Context()))
+	require.NoError(t, <-got)
+}
+
+// Close ends the session: its leases are released at once, and every
+// later call (and a release of its leases) returns ErrClosed.
+func TestLocker_CloseReleasesLeases(t *testing.T) {
+	replicas := serveCluster(t, 15*time.Second, nil)
+	a, b := newLocker(t, replicas), newLocker(t, replicas)
+	la, err := a.Acquire(t.Context(), "c")
+	require.NoError(t, err)
+	require.NoError(t, a.Close())
+	require.NoError(t, a.Close(), "Close is idempotent")
+
+	lb, err := b.TryAcquire(t.Context(), "c")
+	require.NoError(t, err, "the closed Locker's lease was released")
+	assert.Greater(t, lb.Token(), la.Token())
+	_, err = a.Acquire(t.Context(), "d")
+	require.ErrorIs(t, err, lock.ErrClosed)
+	_, err = a.TryAcquire(t.Context(), "d")
+	require.ErrorIs(t, err, lock.ErrClosed)
+	_, err = a.Inspect(t.Context(), "d")
+	require.ErrorIs(t, err, lock.ErrClosed)
+	require.ErrorIs(t, la.Release(t.Context()), lock.ErrClosed)
+}
+
+// Close ends a blocked Acquire with ErrClosed and its claim is withdrawn;
+// a cancelled Acquire returns ctx's error and withdraws its claim.
+func TestLocker_BlockedAcquireEnds(t *testing.T) {
+	replicas := serveCluster(t, 15*time.Second, nil)
+	holder, observer := newLocker(t, replicas), newLocker(t, replicas)
+	_, err := holder.Acquire(t.Context(), "q")
+	require.NoError(t, err)
+
+	closing := newLocker(t, replicas)
+	got := make(chan error, 1)
+	go func() { _, err := closing.Acquire(context.Background(), "q"); got <- err }()
+	waiters(t, observer, "q", 1)
+	require.NoError(t, closing.Close())
+	require.ErrorIs(t, <-got, lock.ErrClosed)
+	waiters(t, observer, "q", 0)
+
+	cancelled := newLocker(t, replicas)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { _, err := cancelled.Acquire(ctx, "q"); got <- err }()
+	waiters(t, observer, "q", 1)
+	cancel()
+	require.ErrorIs(t, <-got, context.Canceled)
+	waiters(t, observer, "q", 0)
+}
+
+// With no replica answering, opening the session retries until ctx ends,
+// and Close ends it at once.
+func TestLocker_NoReplicaNoHang(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	l := httplocker.New([]httplocker.Replica{{Base: dead, Client: client}}, time.Second)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	_, err = l.Acquire(ctx, "x")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	got := make(chan error, 1)
+	go func() { _, err := l.Acquire(context.Background(), "x"); got <- err }()
+	require.NoError(t, l.Close())
+	require.ErrorIs(t, <-got, lock.ErrClosed)
+}
