@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -61,34 +62,79 @@ func BenchmarkCluster(b *testing.B) {
 	for _, st := range benchStores[1:] {
 		for _, w := range benchWorkloads {
 			b.Run(st.name+"/"+w.name, func(b *testing.B) {
-				var nodes []*Node
-				defer func() {
-					for _, n := range nodes {
-						_ = n.Abort()
-					}
-				}()
-				for i := range 3 {
-					cfg := Config{ID: fmt.Sprintf("n%d", i+1), Addr: "127.0.0.1:0", DataDir: b.TempDir(), LogStore: st.format}
-					if i == 0 {
-						cfg.Peers = []Peer{{ID: cfg.ID}}
-					} else {
-						cfg.Join = nodes[0].Addr()
-					}
-					n, err := New(cfg)
-					require.NoError(b, err)
-					nodes = append(nodes, n)
-				}
-				ctx := context.Background()
+				nodes := benchCluster(b, st.format)
 				lockers := make([]lock.Locker, w.workers)
 				for i := range lockers {
 					var err error
-					lockers[i], err = nodes[i%3].NewLocker(ctx)
+					lockers[i], err = nodes[i%3].NewLocker(context.Background())
 					require.NoError(b, err)
 				}
 				runWorkers(b, lockers, w.shared)
 			})
 		}
 	}
+}
+
+// BenchmarkHandOffPlacement splits the 3-node hand-off (W3 on the log
+// store) by where its workers lock: all through the leader, all through
+// the followers, or spread over the three (BenchmarkCluster's W3). The
+// difference between leader and followers is what a follower adds to
+// each hand-off: forwarding the calls, and learning of the commit and
+// applying it before its waiter hears of the grant.
+func BenchmarkHandOffPlacement(b *testing.B) {
+	w := benchWorkloads[2]
+	for _, place := range []string{"leader", "followers", "spread"} {
+		b.Run(place, func(b *testing.B) {
+			nodes := benchCluster(b, LogStoreLog)
+			leader := -1
+			require.Eventually(b, func() bool {
+				id, _ := nodes[0].Leader()
+				for i, n := range nodes {
+					if id != "" && n.Stats().ID == id {
+						leader = i
+					}
+				}
+				return leader >= 0
+			}, 30*time.Second, 10*time.Millisecond)
+			var on []*Node
+			for i, n := range nodes {
+				if place == "spread" || (place == "leader") == (i == leader) {
+					on = append(on, n)
+				}
+			}
+			lockers := make([]lock.Locker, w.workers)
+			for i := range lockers {
+				var err error
+				lockers[i], err = on[i%len(on)].NewLocker(context.Background())
+				require.NoError(b, err)
+			}
+			runWorkers(b, lockers, w.shared)
+		})
+	}
+}
+
+// benchCluster starts a durable 3-node cluster in this process (real TCP
+// on loopback), founded by the first node; b's cleanup stops it.
+func benchCluster(b *testing.B, format LogStore) []*Node {
+	dirs := []string{b.TempDir(), b.TempDir(), b.TempDir()} // removed after the Abort below
+	var nodes []*Node
+	b.Cleanup(func() {
+		for _, n := range nodes {
+			_ = n.Abort()
+		}
+	})
+	for i := range 3 {
+		cfg := Config{ID: fmt.Sprintf("n%d", i+1), Addr: "127.0.0.1:0", DataDir: dirs[i], LogStore: format}
+		if i == 0 {
+			cfg.Peers = []Peer{{ID: cfg.ID}}
+		} else {
+			cfg.Join = nodes[0].Addr()
+		}
+		n, err := New(cfg)
+		require.NoError(b, err)
+		nodes = append(nodes, n)
+	}
+	return nodes
 }
 
 // runWorkers runs acquire+release loops, one worker per locker, each on its

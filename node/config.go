@@ -339,7 +339,7 @@ func (c Config) timers() raftTimers {
 	case c.Timing == TimingConservative:
 		return raftTimers{time.Second, time.Second, 500 * time.Millisecond, 5 * time.Millisecond}
 	default:
-		return raftTimers{500 * time.Millisecond, 500 * time.Millisecond, 250 * time.Millisecond, 2 * time.Millisecond}
+		return raftTimers{500 * time.Millisecond, 500 * time.Millisecond, 250 * time.Millisecond, time.Millisecond}
 	}
 }
 
