@@ -240,3 +240,9 @@ func TestSummarize(t *testing.T) {
 func TestRenderSVG_NoCells(t *testing.T) {
 	assertWellFormedSVG(t, strings.NewReader(renderSVG(nil)))
 }
+
+// Every backend has a color of its own in the chart.
+func TestPalette_OneColorPerBackend(t *testing.T) {
+	assert.GreaterOrEqual(t, len(palette), len(backendNames))
+	assert.False(t, hasDup(palette))
+}

@@ -20,7 +20,8 @@ const (
 	groupGap    = 30.0
 )
 
-var palette = []string{"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948"}
+// palette has a color per backend (backendNames), in their order.
+var palette = []string{"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"}
 
 // slot is one cell's place on the x axis.
 type slot struct {
