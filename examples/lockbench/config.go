@@ -36,6 +36,7 @@ type config struct {
 	lockd     string // lockd binary for lockd3; "": build it
 	jsonPath  string
 	svgPath   string
+	cpuPath   string // CPU profile of the whole run
 }
 
 var errUsage = errors.New("bad usage")
@@ -61,6 +62,7 @@ func parseFlags(args []string, usage io.Writer) (config, error) {
 	fs.StringVar(&c.lockd, "lockd", "", "lockd binary for backend lockd3 (default: build examples/lockd)")
 	fs.StringVar(&c.jsonPath, "json", "", "write every result to this JSON file")
 	fs.StringVar(&c.svgPath, "svg", "", "write a chart of the results to this SVG file")
+	fs.StringVar(&c.cpuPath, "cpuprofile", "", "write a CPU profile of the whole run (this process: the embedded nodes and every client) to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -16,6 +16,7 @@
 //	go run . -backends etcd,etcd3 -etcd 127.0.0.1:2379 -etcd3 127.0.0.1:2479,127.0.0.1:2579,127.0.0.1:2679
 //	bash servers.sh  # those servers, on this machine (Debian redis-server, zookeeper; etcd built here)
 //	go run . -json out.json -svg out.svg
+//	go run . -backends embedded1 -workloads W2 -idle 1000000 -cpuprofile cpu.pprof  # then go tool pprof
 //
 // Backends: embedded1 and embedded3 are durable nodes in this process
 // (three over TCP on loopback, workers spread over them); lockd3 is three

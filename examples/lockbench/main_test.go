@@ -102,7 +102,12 @@ func assertCells(t *testing.T, table string, res results, backends, workloads []
 }
 
 func TestRun_Embedded(t *testing.T) {
-	table, res := runBench(t, "-backends", "embedded1,embedded3", "-idle", "40", "-failovers", "1")
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	table, res := runBench(t, "-backends", "embedded1,embedded3", "-idle", "40", "-failovers", "1", "-cpuprofile", profile)
+	b, err := os.ReadFile(profile)
+	require.NoError(t, err)
+	require.Greater(t, len(b), 2)
+	assert.Equal(t, []byte{0x1f, 0x8b}, b[:2], "a pprof profile is gzipped")
 	assertCells(t, table, res, []string{"embedded1", "embedded3"}, []string{"W1", "W2", "W3", "W2+idle40"})
 	// The failover probe runs on the cluster only, once.
 	var failovers []cell
