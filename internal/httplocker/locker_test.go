@@ -29,6 +29,13 @@ func TestMain(m *testing.M) {
 // clients time out after timeout.
 func serveCluster(t *testing.T, timeout time.Duration, wrap func(http.Handler) http.Handler) []httplocker.Replica {
 	t.Helper()
+	_, replicas := serveClusterOf(t, timeout, wrap)
+	return replicas
+}
+
+// serveClusterOf is serveCluster that also returns the cluster.
+func serveClusterOf(t *testing.T, timeout time.Duration, wrap func(http.Handler) http.Handler) (*testcluster.Cluster, []httplocker.Replica) {
+	t.Helper()
 	c := testcluster.Start(t, testcluster.Options{Size: 3})
 	require.Eventually(t, func() bool {
 		for i := range c.Size() {
@@ -55,7 +62,7 @@ func serveCluster(t *testing.T, timeout time.Duration, wrap func(http.Handler) h
 		})
 		replicas = append(replicas, httplocker.Replica{Base: srv.URL, Client: client})
 	}
-	return replicas
+	return c, replicas
 }
 
 func newLocker(t *testing.T, replicas []httplocker.Replica) *httplocker.Locker {
@@ -161,7 +168,170 @@ func TestLocker_CloseReleasesLeases(t *testing.T) {
 	require.ErrorIs(t, err, lock.ErrClosed)
 	_, err = a.Inspect(t.Context(), "d")
 	require.ErrorIs(t, err, lock.ErrClosed)
-	require.ErrorIs(t, la.Release(t.Context()), lock.ErrClosed)
+
+	// Close ended the lease: Done is closed, and Release and Refresh
+	// answer ErrNotHeld with the cause (lock.Lease).
+	select {
+	case <-la.Done():
+	default:
+		t.Fatal("Close did not end the lease: Done is open")
+	}
+	require.ErrorIs(t, la.Err(), lock.ErrReleased)
+	err = la.Release(t.Context())
+	require.ErrorIs(t, err, lock.ErrNotHeld)
+	require.ErrorIs(t, err, lock.ErrReleased)
+	require.ErrorIs(t, la.Refresh(t.Context()), lock.ErrNotHeld)
+}
+
+// One session serves all of a Locker's calls and the API answers a
+// session's second acquire of a name with its first lease: the Locker
+// itself must make a second Acquire wait and a TryAcquire answer ErrHeld
+// (leases are not reentrant, lock.Locker).
+func TestLocker_NotReentrant(t *testing.T) {
+	replicas := serveCluster(t, 15*time.Second, nil)
+	a := newLocker(t, replicas)
+	l1, err := a.Acquire(t.Context(), "re")
+	require.NoError(t, err)
+
+	_, err = a.TryAcquire(t.Context(), "re")
+	require.ErrorIs(t, err, lock.ErrHeld, "TryAcquire of a name this Locker holds")
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	_, err = a.Acquire(ctx, "re")
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a second Acquire waits while the first lease is held")
+
+	got := make(chan lock.Lease, 1)
+	errs := make(chan error, 1)
+	go func() {
+		l, err := a.Acquire(t.Context(), "re")
+		if err != nil {
+			errs <- err
+			return
+		}
+		got <- l
+	}()
+	require.NoError(t, l1.Release(t.Context()))
+	select {
+	case l2 := <-got:
+		assert.Greater(t, l2.Token(), l1.Token(), "a new grant, not the first lease again")
+		require.NoError(t, l2.Release(t.Context()))
+	case err := <-errs:
+		t.Fatalf("the waiting Acquire failed: %v", err)
+	}
+}
+
+// Crash gives the session up: its leases end with ErrLost here, and the
+// Locker's claim on their names goes with them.
+func TestLocker_CrashEndsLeases(t *testing.T) {
+	replicas := serveCluster(t, 15*time.Second, nil)
+	a := newLocker(t, replicas)
+	l, err := a.Acquire(t.Context(), "crash")
+	require.NoError(t, err)
+	a.Crash()
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Crash did not end the session's lease: Done is open")
+	}
+	require.ErrorIs(t, l.Err(), lock.ErrLost)
+	require.ErrorIs(t, l.Release(t.Context()), lock.ErrNotHeld)
+	_, err = a.TryAcquire(t.Context(), "crash")
+	require.ErrorIs(t, err, lock.ErrHeld, "the store holds the crashed session's lease until it expires")
+	require.NotContains(t, err.Error(), "by this Locker")
+}
+
+// A replica answering 503 (no quorum) maps to lock.ErrNoQuorum.
+func TestLocker_NoQuorumMapped(t *testing.T) {
+	c, replicas := serveClusterOf(t, 30*time.Second, nil)
+	c.Kill(1)
+	c.Kill(2)
+	a := newLocker(t, replicas[:1])
+	_, err := a.Inspect(t.Context(), "nq")
+	require.ErrorIs(t, err, lock.ErrNoQuorum)
+}
+
+// blackHole is a TCP listener that accepts connections and answers
+// nothing (hold: keeps them open) or closes them at once; accepted counts
+// them.
+func blackHole(t *testing.T, hold bool) (base string, accepted *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	accepted = new(atomic.Int32)
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			if hold {
+				conns = append(conns, conn)
+			} else {
+				_ = conn.Close()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String(), accepted
+}
+
+// While one call is opening the session (its replica does not answer),
+// another call's ctx still bounds it.
+func TestLocker_OpeningHonorsCtx(t *testing.T) {
+	base, accepted := blackHole(t, true)
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	l := httplocker.New([]httplocker.Replica{{Base: base, Client: client}}, time.Minute)
+	first := make(chan error, 1)
+	go func() { _, err := l.Acquire(context.Background(), "a"); first <- err }()
+	require.Eventually(t, func() bool { return accepted.Load() > 0 }, 15*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() { _, err := l.Acquire(ctx, "b"); second <- err }()
+	hang := time.NewTimer(20 * time.Second) // only a hang reaches it
+	defer hang.Stop()
+	hung := false
+	select {
+	case err := <-second:
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-hang.C:
+		hung = true
+		t.Error("Acquire outlived its ctx while another call opened the session")
+	}
+	require.NoError(t, l.Close())
+	require.ErrorIs(t, <-first, lock.ErrClosed)
+	if hung {
+		assert.Error(t, <-second, "Close ends it")
+	}
+}
+
+// Opening a session at a replica that fails at once backs off between
+// attempts instead of spinning.
+func TestLocker_OpeningBacksOff(t *testing.T) {
+	base, accepted := blackHole(t, false)
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	l := httplocker.New([]httplocker.Replica{{Base: base, Client: client}}, time.Second)
+	defer func() { _ = l.Close() }()
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	_, err := l.Acquire(ctx, "x")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// With pauses of 10 ms doubling (±25 %), 500 ms hold about 6 attempts;
+	// a load can only make fewer.
+	assert.LessOrEqual(t, accepted.Load(), int32(60), "attempts in 500 ms")
 }
 
 // Close ends a blocked Acquire with ErrClosed and its claim is withdrawn;
