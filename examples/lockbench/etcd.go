@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -27,6 +28,7 @@ const etcdSessionTTL = 10
 type etcdLocker struct {
 	client  *clientv3.Client
 	session *concurrency.Session
+	closed  atomic.Bool
 }
 
 // newEtcdLocker connects to endpoints and opens a session.
@@ -52,9 +54,12 @@ func (e *etcdLocker) Acquire(ctx context.Context, name string, opts ...lock.Opti
 	if len(opts) > 0 {
 		return nil, fmt.Errorf("%w: the etcd peer takes no options", lock.ErrInvalidOption)
 	}
+	if e.closed.Load() {
+		return nil, lock.ErrClosed
+	}
 	m := concurrency.NewMutex(e.session, prefix(name))
 	if err := m.Lock(ctx); err != nil {
-		return nil, err
+		return nil, e.closedErr(err)
 	}
 	return e.lease(name, m), nil
 }
@@ -63,21 +68,40 @@ func (e *etcdLocker) TryAcquire(ctx context.Context, name string, opts ...lock.O
 	if len(opts) > 0 {
 		return nil, fmt.Errorf("%w: the etcd peer takes no options", lock.ErrInvalidOption)
 	}
+	if e.closed.Load() {
+		return nil, lock.ErrClosed
+	}
 	m := concurrency.NewMutex(e.session, prefix(name))
 	if err := m.TryLock(ctx); err != nil {
 		if errors.Is(err, concurrency.ErrLocked) {
 			return nil, lock.ErrHeld
 		}
-		return nil, err
+		return nil, e.closedErr(err)
 	}
 	return e.lease(name, m), nil
 }
 
-// lease wraps a locked Mutex; it ends with ErrLost if the session ends.
+// closedErr is lock.ErrClosed once Close was called (it ends the calls in
+// flight with errors of its own), else err.
+func (e *etcdLocker) closedErr(err error) error {
+	if e.closed.Load() {
+		return lock.ErrClosed
+	}
+	return err
+}
+
+// lease wraps a locked Mutex; it ends when the session ends: ErrReleased
+// by Close, else ErrLost.
 func (e *etcdLocker) lease(name string, m *concurrency.Mutex) *etcdLease {
 	l := &etcdLease{m: m}
 	l.Core, l.ender = leasecore.New(name, uint64(m.Header().Revision)) //nolint:gosec // revisions are positive
-	l.stop = context.AfterFunc(e.session.Ctx(), func() { l.ender.End(lock.ErrLost) })
+	l.stop = context.AfterFunc(e.session.Ctx(), func() {
+		if e.closed.Load() {
+			l.ender.End(lock.ErrReleased)
+		} else {
+			l.ender.End(lock.ErrLost)
+		}
+	})
 	return l
 }
 
@@ -86,16 +110,23 @@ func (e *etcdLocker) Inspect(ctx context.Context, name string, opts ...lock.Insp
 	if len(opts) > 0 {
 		return lock.Info{}, fmt.Errorf("%w: the etcd peer takes no options", lock.ErrInvalidOption)
 	}
+	if e.closed.Load() {
+		return lock.Info{}, lock.ErrClosed
+	}
 	resp, err := e.client.Get(ctx, prefix(name), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
-		return lock.Info{}, err
+		return lock.Info{}, e.closedErr(err)
 	}
 	return lock.Info{Name: name, Held: resp.Count > 0, Waiters: int(max(resp.Count-1, 0))}, nil
 }
 
 // Close ends the session (etcd deletes its keys: leases released, claims
-// withdrawn) and the connection.
+// withdrawn) and the connection; the leases end with ErrReleased. Only the
+// first call acts.
 func (e *etcdLocker) Close() error {
+	if e.closed.Swap(true) {
+		return nil
+	}
 	return errors.Join(e.session.Close(), e.client.Close())
 }
 
@@ -107,14 +138,17 @@ type etcdLease struct {
 }
 
 // Refresh reports whether the session still lives (etcd's client keeps it
-// alive on its own).
+// alive on its own): once the lease ended, ErrNotHeld with the cause.
 func (l *etcdLease) Refresh(context.Context) error {
-	return l.Err()
+	if l.Ended() {
+		return l.NotHeld("etcd")
+	}
+	return nil
 }
 
 func (l *etcdLease) Release(ctx context.Context) error {
-	if err := l.Err(); err != nil {
-		return err
+	if l.Ended() {
+		return l.NotHeld("etcd")
 	}
 	if err := l.m.Unlock(ctx); err != nil {
 		return err
