@@ -44,7 +44,11 @@ func TestRun_TermStopsLockd(t *testing.T) {
 		return len(logs) == 1
 	}, 5*time.Minute, 20*time.Millisecond, "lockd n3 started")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	<-exited
+	select {
+	case <-exited:
+	case <-time.After(2 * time.Minute): // lockd's own stop is bounded by 10 s
+		t.Fatal("lockbench did not exit within 2 min of SIGTERM")
+	}
 
 	left, err := filepath.Glob(filepath.Join(tmp, "lockbench-lockd-*"))
 	require.NoError(t, err)
