@@ -312,7 +312,8 @@ func (h *Locker) CurrentSession() string {
 
 // Acquire queues for name until it is granted or ctx ends, asking again
 // each time one request's wait (at most maxWait, and ending half a second
-// before ctx's deadline) runs out.
+// before ctx's deadline) runs out, and on a new session when the store
+// no longer has this Locker's (its claims ended with it).
 func (h *Locker) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
 	if len(opts) > 0 {
 		return nil, fmt.Errorf("%w: httplocker takes no options", lock.ErrInvalidOption)
@@ -324,9 +325,12 @@ func (h *Locker) Acquire(ctx context.Context, name string, opts ...lock.Option) 
 	if err != nil {
 		return nil, err
 	}
-	for {
-		l, code, err := h.acquire(ctx, name, gate, "&wait="+h.wait(ctx).String())
-		if code != http.StatusRequestTimeout || ctx.Err() != nil {
+	for gone := 0; ; {
+		l, again, err := h.acquire(ctx, name, gate, "&wait="+h.wait(ctx).String())
+		if again == sessionGone {
+			gone++
+		}
+		if again == none || gone == maxSessionRetries || ctx.Err() != nil {
 			if err != nil {
 				h.letGo(name, gate)
 				return nil, err
@@ -335,6 +339,19 @@ func (h *Locker) Acquire(ctx context.Context, name string, opts ...lock.Option) 
 		}
 	}
 }
+
+// again says why an acquire request that failed may be made again.
+type again int
+
+const (
+	none        again = iota
+	waitRanOut        // 408: the request's wait ran out, the claim was withdrawn
+	sessionGone       // the store no longer has the session: a new one is opened
+)
+
+// maxSessionRetries bounds the acquire requests one call makes on new
+// sessions after the store dropped the last one.
+const maxSessionRetries = 3
 
 // wait is the wait of one acquire request: maxWait, but ending a second
 // before the HTTP client's timeout and half a second before ctx's deadline.
@@ -361,39 +378,50 @@ func (h *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Optio
 	if err != nil {
 		return nil, err
 	}
-	l, _, err := h.acquire(ctx, name, gate, "")
-	if err != nil {
-		h.letGo(name, gate)
-		return nil, err
+	for try := 1; ; try++ {
+		l, again, err := h.acquire(ctx, name, gate, "")
+		if err == nil {
+			return l, nil
+		}
+		if again != sessionGone || try == maxSessionRetries || ctx.Err() != nil {
+			h.letGo(name, gate)
+			return nil, err
+		}
 	}
-	return l, nil
 }
 
 // acquire makes one acquire request for name, claimed here with gate,
-// which the lease it returns lets go when it ends.
-func (h *Locker) acquire(ctx context.Context, name string, gate chan struct{}, query string) (lock.Lease, int, error) {
+// which the lease it returns lets go when it ends. A failed request says
+// whether it may be made again.
+func (h *Locker) acquire(ctx context.Context, name string, gate chan struct{}, query string) (lock.Lease, again, error) {
 	ctx, cancel := h.bind(ctx)
 	defer cancel()
 	s, err := h.currentSession(ctx)
 	if err != nil {
-		return nil, 0, h.closedErr(err)
+		return nil, none, h.closedErr(err)
 	}
 	code, r, err := h.pick().Call(ctx, http.MethodPost, "/v1/locks/"+url.PathEscape(name)+"?session="+s+query)
-	if code == http.StatusNotFound && r.Error == "session_expired" {
-		h.drop(s)
-	}
 	if err != nil || code != http.StatusOK {
+		why := none
+		switch {
+		case err != nil:
+		case code == http.StatusRequestTimeout:
+			why = waitRanOut
+		case code == http.StatusNotFound && r.Error == "session_expired":
+			h.drop(s)
+			why = sessionGone
+		}
 		if cerr := ctx.Err(); cerr != nil && err == nil {
 			err = cerr
 		}
-		return nil, code, h.closedErr(replyError(code, r, err))
+		return nil, why, h.closedErr(replyError(code, r, err))
 	}
 	l := &lease{h: h, key: r.Lease, session: s, gate: gate}
 	l.Core, l.ender = leasecore.New(name, r.Token)
 	if !h.track(l) {
-		return nil, code, lock.ErrClosed // Close ends the session, and so the lease
+		return nil, none, lock.ErrClosed // Close ends the session, and so the lease
 	}
-	return l, code, nil
+	return l, none, nil
 }
 
 // track records l as held, unless Close began.

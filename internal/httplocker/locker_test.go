@@ -240,6 +240,34 @@ func TestLocker_CrashEndsLeases(t *testing.T) {
 	require.NotContains(t, err.Error(), "by this Locker")
 }
 
+// A session the store no longer has (ended behind the Locker's back, as
+// an expiry would) is replaced: Acquire and TryAcquire succeed on a new
+// session, and the old one's leases end as lost.
+func TestLocker_SessionGoneRetried(t *testing.T) {
+	replicas := serveCluster(t, 15*time.Second, nil)
+	a := newLocker(t, replicas)
+	old, err := a.Acquire(t.Context(), "first")
+	require.NoError(t, err)
+	session := a.CurrentSession()
+	code, _, err := replicas[0].Call(t.Context(), http.MethodDelete, "/v1/sessions/"+session)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+
+	l, err := a.Acquire(t.Context(), "second")
+	require.NoError(t, err, "Acquire opens a new session when the store dropped the old one")
+	assert.NotEqual(t, session, a.CurrentSession())
+	require.ErrorIs(t, old.Err(), lock.ErrLost, "the dropped session's lease ended")
+	require.NoError(t, l.Release(t.Context()))
+
+	session = a.CurrentSession()
+	code, _, err = replicas[1].Call(t.Context(), http.MethodDelete, "/v1/sessions/"+session)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	l, err = a.TryAcquire(t.Context(), "third")
+	require.NoError(t, err, "TryAcquire too")
+	require.NoError(t, l.Release(t.Context()))
+}
+
 // A replica answering 503 (no quorum) maps to lock.ErrNoQuorum. The
 // survivor may answer from its leader lease for a moment after its peers
 // die: the test asks until it fails.
