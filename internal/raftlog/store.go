@@ -428,12 +428,17 @@ func (s *Store) cutAt(seg *segment, keep, c int) error {
 	if err := seg.file.Truncate(size); err != nil {
 		return err
 	}
-	if err := seg.file.Sync(); err != nil {
-		return err
-	}
+	// The file is cut now, in the page cache at least: the segment must
+	// say so even if the sync fails, or the next append would write past
+	// a hole of zeros that Open refuses. (Until a sync succeeds, a crash
+	// may bring the cut entries back: as if the failed DeleteRange had
+	// not been made, which is what its error told raft.)
 	seg.offsets, seg.calls, seg.size = seg.offsets[:keep], seg.calls[:c], size
-	return nil
+	return syncFile(seg.file)
 }
+
+// syncFile syncs a cut segment; a test replaces it to make it fail.
+var syncFile = (*os.File).Sync
 
 // rewriteCall keeps the entries of seg before position keep, which falls
 // inside call c: a call header counts its entries, so the kept part of
@@ -460,20 +465,28 @@ func (s *Store) rewriteCall(seg *segment, keep, c int) error {
 		return err
 	}
 	f, err := replaceFile(seg.path, out)
-	if err != nil {
-		return err
+	if f == nil {
+		return err // the old segment is still in place
 	}
+	// Renamed: the path is the new file now, whether or not the directory
+	// sync after it failed (err), so the segment must use it; appends
+	// through the old, unlinked file would be lost at the next Open.
 	_ = seg.file.Close() // replaced: nothing written through it is lost
 	seg.file = f
 	seg.offsets = seg.offsets[:seg.calls[c]]
 	seg.offsets = append(seg.offsets, rel...) // offsets in out, which begins with the segment's kept calls
 	seg.calls, seg.size = seg.calls[:c+1], int64(len(out))
-	return nil
+	return err
 }
+
+// syncParent syncs a directory after a rename; a test replaces it to make
+// it fail.
+var syncParent = syncDir
 
 // replaceFile writes b to a new file, syncs it, renames it over path,
 // syncs the directory and returns the new file open for reading and
-// writing.
+// writing. Once the rename is made it returns the new file even if the
+// directory sync fails (with that error): the path names it either way.
 func replaceFile(path string, b []byte) (*os.File, error) {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -487,15 +500,12 @@ func replaceFile(path string, b []byte) (*os.File, error) {
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
 	if err != nil {
 		_ = f.Close()
 		_ = os.Remove(tmp)
 		return nil, err
 	}
-	return f, nil
+	return f, syncParent(filepath.Dir(path))
 }
 
 // dropSegment closes and deletes s.segs[i], the first or the last; mu is

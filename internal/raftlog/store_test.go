@@ -1,8 +1,10 @@
 package raftlog
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -312,4 +314,48 @@ func TestStore_TailCutInsideCall(t *testing.T) {
 	assert.Empty(t, tmp)
 	n, _ := s.Dropped()
 	assert.Zero(t, n)
+}
+
+// A tail cut at a call boundary whose sync fails still leaves the store
+// where the file ends: the next append follows the kept entries, and the
+// directory opens again with them (before, the store kept the old size and
+// appended past a hole, or refused the append).
+func TestStore_CutSyncFails(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1<<20)
+	require.NoError(t, s.StoreLogs(entries(1, 3)))
+	require.NoError(t, s.StoreLogs(entries(4, 6)))
+
+	failed := errors.New("injected sync failure")
+	syncFile = func(*os.File) error { return failed }
+	err := s.DeleteRange(4, 6)
+	syncFile = (*os.File).Sync
+	require.ErrorIs(t, err, failed)
+
+	requireLog(t, s, 1, 3)
+	require.NoError(t, s.StoreLogs(entries(4, 5)))
+	requireLog(t, s, 1, 5)
+	require.NoError(t, s.Close())
+	requireLog(t, open(t, dir, 1<<20), 1, 5)
+}
+
+// A tail cut inside a call rewrites the segment by rename; if the
+// directory sync after the rename fails, the store still uses the new
+// file: later appends reach the path that Open reads (before, they went
+// to the old, unlinked file and were lost at the next Open).
+func TestStore_RewriteDirSyncFails(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 1<<20)
+	require.NoError(t, s.StoreLogs(entries(1, 6)))
+
+	failed := errors.New("injected directory sync failure")
+	syncParent = func(string) error { return failed }
+	err := s.DeleteRange(4, 6)
+	syncParent = syncDir
+	require.ErrorIs(t, err, failed)
+
+	requireLog(t, s, 1, 3)
+	require.NoError(t, s.StoreLogs(entries(4, 5)))
+	require.NoError(t, s.Close())
+	requireLog(t, open(t, dir, 1<<20), 1, 5)
 }
