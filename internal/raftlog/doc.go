@@ -52,7 +52,11 @@
 // call's kept entries as a call of their own into a new file that
 // replaces it by rename. A crash thus leaves a prefix or a suffix of the
 // log it was cutting, never a log without entries raft was told were
-// stored. The store is monotonic (raft.MonotonicLogStore): StoreLogs
+// stored. When the directory sync after a segment's removal or rename
+// fails, the store goes on with the files as they are (the first index
+// inside the log) and the next StoreLogs syncs the directory before it
+// writes: an append is never acknowledged into a segment whose name a
+// crash could still undo. The store is monotonic (raft.MonotonicLogStore): StoreLogs
 // refuses an index that does not follow the last one, except into an
 // empty log.
 package raftlog

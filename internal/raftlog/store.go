@@ -56,6 +56,13 @@ type Store struct {
 	salt   uint32     // seeds every CRC (frame.go)
 	stable *stable
 	closed bool
+	// unsynced: a segment was renamed or removed, and the directory
+	// sync after it failed. The next StoreLogs syncs the directory
+	// before it writes: fdatasync of a segment does not make its name
+	// durable, and a crash could bring back the old segment without the
+	// entries appended since, or a deleted one that no longer follows
+	// the log.
+	unsynced bool
 
 	dropped int64 // bytes of a torn tail Open cut
 	torn    string
@@ -266,6 +273,12 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		return err
 	}
 	s.buf, s.rel = buf, rel
+	if s.unsynced {
+		if err := syncParent(s.dir); err != nil {
+			return err
+		}
+		s.unsynced = false
+	}
 	seg, err := s.tail(next)
 	if err != nil {
 		return err
@@ -468,6 +481,7 @@ func (s *Store) rewriteCall(seg *segment, keep, c int) error {
 	if f == nil {
 		return err // the old segment is still in place
 	}
+	s.unsynced = err != nil
 	// Renamed: the path is the new file now, whether or not the directory
 	// sync after it failed (err), so the segment must use it; appends
 	// through the old, unlinked file would be lost at the next Open.
@@ -479,8 +493,8 @@ func (s *Store) rewriteCall(seg *segment, keep, c int) error {
 	return err
 }
 
-// syncParent syncs a directory after a rename; a test replaces it to make
-// it fail.
+// syncParent syncs a directory after a rename or a removal; a test
+// replaces it to make it fail.
 var syncParent = syncDir
 
 // replaceFile writes b to a new file, syncs it, renames it over path,
@@ -509,7 +523,9 @@ func replaceFile(path string, b []byte) (*os.File, error) {
 }
 
 // dropSegment closes and deletes s.segs[i], the first or the last; mu is
-// held.
+// held. Once the file is removed the store goes on without it, even if
+// the directory sync after the removal fails (then StoreLogs syncs it
+// first): the first index stays inside the log.
 func (s *Store) dropSegment(i int) error {
 	seg := s.segs[i]
 	if err := os.Remove(seg.path); err != nil {
@@ -517,7 +533,17 @@ func (s *Store) dropSegment(i int) error {
 	}
 	_ = seg.file.Close() // removed: nothing to lose
 	s.segs = append(s.segs[:i], s.segs[i+1:]...)
-	return syncDir(s.dir)
+	switch {
+	case len(s.segs) == 0:
+		s.first = 0
+	case i == 0:
+		s.first = max(s.first, s.segs[0].base)
+	}
+	if err := syncParent(s.dir); err != nil {
+		s.unsynced = true
+		return err
+	}
+	return nil
 }
 
 // changing takes both locks for a change made in one go (DeleteRange,
