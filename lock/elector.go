@@ -15,7 +15,8 @@ import (
 // method of it. A name lives as one type at a time (mutex, semaphore,
 // read-write lock, election): a call of another type, or a permit call
 // with another limit, fails with an error wrapping ErrInvalidOption that
-// names both.
+// names both; Observe alone reports such a name's seat as empty until it
+// is an election.
 
 // Elector runs leader elections.
 type Elector interface {

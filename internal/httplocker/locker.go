@@ -349,8 +349,9 @@ const (
 	sessionGone       // the store no longer has the session: a new one is opened
 )
 
-// maxSessionRetries bounds the acquire requests one call makes on new
-// sessions after the store dropped the last one.
+// maxSessionRetries bounds the acquire requests one call makes that the
+// store answers session_expired: the first such answer and at most two
+// more on new sessions, so the request is made again at most twice.
 const maxSessionRetries = 3
 
 // wait is the wait of one acquire request: maxWait, but ending a second
