@@ -245,7 +245,10 @@ func TestLocker_CrashEndsLeases(t *testing.T) {
 // session, and the old one's leases end as lost.
 func TestLocker_SessionGoneRetried(t *testing.T) {
 	replicas := serveCluster(t, 15*time.Second, nil)
-	a := newLocker(t, replicas)
+	// A session TTL of a minute: the renewer (every 20 s) does not find the
+	// session gone first; the acquire does.
+	a := httplocker.New(replicas, time.Minute)
+	t.Cleanup(func() { _ = a.Close() })
 	old, err := a.Acquire(t.Context(), "first")
 	require.NoError(t, err)
 	session := a.CurrentSession()
