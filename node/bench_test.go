@@ -86,16 +86,7 @@ func BenchmarkHandOffPlacement(b *testing.B) {
 	for _, place := range []string{"leader", "followers", "spread"} {
 		b.Run(place, func(b *testing.B) {
 			nodes := benchCluster(b, LogStoreLog)
-			leader := -1
-			require.Eventually(b, func() bool {
-				id, _ := nodes[0].Leader()
-				for i, n := range nodes {
-					if id != "" && n.Stats().ID == id {
-						leader = i
-					}
-				}
-				return leader >= 0
-			}, 30*time.Second, 10*time.Millisecond)
+			leader := benchLeader(b, nodes)
 			var on []*Node
 			for i, n := range nodes {
 				if place == "spread" || (place == "leader") == (i == leader) {
@@ -111,6 +102,41 @@ func BenchmarkHandOffPlacement(b *testing.B) {
 			runWorkers(b, lockers, w.shared)
 		})
 	}
+}
+
+// BenchmarkOpPlacement is W1 (one worker, acquire+release) on a durable
+// 3-node cluster through the leader or through a follower: what a
+// follower adds to an op that waits for no one (forwarding both entries,
+// and waiting to apply each before answering).
+func BenchmarkOpPlacement(b *testing.B) {
+	for _, place := range []string{"leader", "follower"} {
+		b.Run(place, func(b *testing.B) {
+			nodes := benchCluster(b, LogStoreLog)
+			leader := benchLeader(b, nodes)
+			on := nodes[leader]
+			if place == "follower" {
+				on = nodes[(leader+1)%len(nodes)]
+			}
+			l, err := on.NewLocker(context.Background())
+			require.NoError(b, err)
+			runWorkers(b, []lock.Locker{l}, false)
+		})
+	}
+}
+
+// benchLeader waits for the cluster's leader and returns its index.
+func benchLeader(b *testing.B, nodes []*Node) int {
+	leader := -1
+	require.Eventually(b, func() bool {
+		id, _ := nodes[0].Leader()
+		for i, n := range nodes {
+			if id != "" && n.Stats().ID == id {
+				leader = i
+			}
+		}
+		return leader >= 0
+	}, 30*time.Second, 10*time.Millisecond)
+	return leader
 }
 
 // benchCluster starts a durable 3-node cluster in this process (real TCP
