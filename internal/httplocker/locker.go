@@ -315,18 +315,37 @@ func (h *Locker) CurrentSession() string {
 // before ctx's deadline) runs out, and on a new session when the store
 // no longer has this Locker's (its claims ended with it).
 func (h *Locker) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return h.take(ctx, name, true, opts)
+}
+
+// TryAcquire makes one attempt: ErrHeld if name is held. It too asks again
+// on a new session when the store no longer has this Locker's.
+func (h *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return h.take(ctx, name, false, opts)
+}
+
+// take claims name here (waiting for this Locker's own claim on it, or
+// ErrHeld, as wait says) and makes acquire requests, queueing in the store
+// if wait, until one is answered for good: one whose wait ran out is made
+// again while ctx lives, one whose session the store no longer has on a
+// new session, up to maxSessionRetries such answers.
+func (h *Locker) take(ctx context.Context, name string, wait bool, opts []lock.Option) (lock.Lease, error) {
 	if len(opts) > 0 {
 		return nil, fmt.Errorf("%w: httplocker takes no options", lock.ErrInvalidOption)
 	}
 	if h.closing.Err() != nil {
 		return nil, lock.ErrClosed
 	}
-	gate, err := h.claim(ctx, name, true)
+	gate, err := h.claim(ctx, name, wait)
 	if err != nil {
 		return nil, err
 	}
 	for gone := 0; ; {
-		l, again, err := h.acquire(ctx, name, gate, "&wait="+h.wait(ctx).String())
+		query := ""
+		if wait {
+			query = "&wait=" + h.wait(ctx).String()
+		}
+		l, again, err := h.acquire(ctx, name, gate, query)
 		if again == sessionGone {
 			gone++
 		}
@@ -365,30 +384,6 @@ func (h *Locker) wait(ctx context.Context) time.Duration {
 		w = min(w, time.Until(dl)-500*time.Millisecond)
 	}
 	return max(w, 10*time.Millisecond)
-}
-
-// TryAcquire makes one attempt: ErrHeld if name is held.
-func (h *Locker) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	if len(opts) > 0 {
-		return nil, fmt.Errorf("%w: httplocker takes no options", lock.ErrInvalidOption)
-	}
-	if h.closing.Err() != nil {
-		return nil, lock.ErrClosed
-	}
-	gate, err := h.claim(ctx, name, false)
-	if err != nil {
-		return nil, err
-	}
-	for try := 1; ; try++ {
-		l, again, err := h.acquire(ctx, name, gate, "")
-		if err == nil {
-			return l, nil
-		}
-		if again != sessionGone || try == maxSessionRetries || ctx.Err() != nil {
-			h.letGo(name, gate)
-			return nil, err
-		}
-	}
 }
 
 // acquire makes one acquire request for name, claimed here with gate,
