@@ -57,21 +57,9 @@ func TestStore_ModelWithCrashesAndFailedWrites(t *testing.T) {
 					err = withFileSizeLimit(t, limit, func() error { return s.StoreLogs(logs) })
 					require.Error(t, err, "a write past the file size limit")
 				case op < 14 && first != 0: // head
-					max := first + rng.Uint64N(last-first+1)
-					require.NoError(t, s.DeleteRange(first, max))
-					if max == last {
-						first, last = 0, 0
-					} else {
-						first = max + 1
-					}
+					first, last = cutHead(t, s, rng, first, last)
 				case op < 16 && first != 0: // tail
-					min := first + rng.Uint64N(last-first+1)
-					require.NoError(t, s.DeleteRange(min, last))
-					if min == first {
-						first, last = 0, 0
-					} else {
-						last = min - 1
-					}
+					first, last = cutTail(t, s, rng, first, last)
 				case op < 18:
 					require.NoError(t, s.Close())
 					s = open(t, dir, segSize)

@@ -146,6 +146,30 @@ func TestStore_DeleteRange(t *testing.T) {
 	requireLog(t, s, 500, 510)
 }
 
+// cutHead deletes the head of s, the model's log first..last, up to a
+// random index, and returns the model's bounds after it (0, 0: empty).
+func cutHead(t *testing.T, s *Store, rng *rand.Rand, first, last uint64) (uint64, uint64) {
+	t.Helper()
+	max := first + rng.Uint64N(last-first+1)
+	require.NoError(t, s.DeleteRange(first, max))
+	if max == last {
+		return 0, 0
+	}
+	return max + 1, last
+}
+
+// cutTail deletes the tail of s, the model's log first..last, from a
+// random index, and returns the model's bounds after it (0, 0: empty).
+func cutTail(t *testing.T, s *Store, rng *rand.Rand, first, last uint64) (uint64, uint64) {
+	t.Helper()
+	min := first + rng.Uint64N(last-first+1)
+	require.NoError(t, s.DeleteRange(min, last))
+	if min == first {
+		return 0, 0
+	}
+	return first, min - 1
+}
+
 // TestStore_Model runs random appends, cuts and reopens against a model
 // of the log.
 func TestStore_Model(t *testing.T) {
@@ -167,21 +191,9 @@ func TestStore_Model(t *testing.T) {
 					require.NoError(t, s.StoreLogs(entries(next, next+n-1)))
 					last = next + n - 1
 				case op < 7 && first != 0:
-					max := first + rng.Uint64N(last-first+1)
-					require.NoError(t, s.DeleteRange(first, max))
-					if max == last {
-						first, last = 0, 0
-					} else {
-						first = max + 1
-					}
+					first, last = cutHead(t, s, rng, first, last)
 				case op < 8 && first != 0:
-					min := first + rng.Uint64N(last-first+1)
-					require.NoError(t, s.DeleteRange(min, last))
-					if min == first {
-						first, last = 0, 0
-					} else {
-						last = min - 1
-					}
+					first, last = cutTail(t, s, rng, first, last)
 				case op < 9:
 					require.NoError(t, s.Close())
 					s = open(t, dir, 700)
