@@ -98,14 +98,7 @@ func serve(t *testing.T, cfg lockhttp.Config) (api, *lockhttp.Handler) {
 func cluster(t *testing.T) (*testcluster.Cluster, []api) {
 	t.Helper()
 	c := testcluster.Start(t, testcluster.Options{Size: 3})
-	require.Eventually(t, func() bool {
-		for i := range c.Size() {
-			if c.Node(i).Stats().Protocol < 3 {
-				return false
-			}
-		}
-		return true
-	}, 15*time.Second, 10*time.Millisecond)
+	c.WaitProtocol(3)
 	apis := make([]api, c.Size())
 	for i := range c.Size() {
 		apis[i], _ = serve(t, lockhttp.Config{Locker: c.Node(i), OpTimeout: 10 * time.Second})

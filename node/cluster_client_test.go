@@ -22,7 +22,7 @@ import (
 func startLevel3(t *testing.T, size int, durable bool) *testcluster.Cluster {
 	t.Helper()
 	c := startCluster(t, size, durable)
-	waitFor3(t, c)
+	c.WaitProtocol(3)
 	return c
 }
 
@@ -30,18 +30,6 @@ func startLevel3(t *testing.T, size int, durable bool) *testcluster.Cluster {
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	require.Eventually(t, cond, 15*time.Second, 10*time.Millisecond)
-}
-
-func waitFor3(t *testing.T, c *testcluster.Cluster) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		for _, i := range c.Live() {
-			if c.Node(i).Stats().Protocol < 3 {
-				return false
-			}
-		}
-		return true
-	}, 15*time.Second, 10*time.Millisecond, "the cluster reaches protocol level 3")
 }
 
 func TestClientSession_UsedAtEveryNode(t *testing.T) {
@@ -342,7 +330,7 @@ func TestKeyedLease_OutlivesItsNode(t *testing.T) {
 	assert.Equal(t, time.Minute, r.TTL)
 
 	c.Restart(at)
-	waitFor3(t, c)
+	c.WaitProtocol(3)
 	_, err = c.Node(at).RenewClientSession(ctx, s)
 	require.NoError(t, err)
 	r, err = c.Node(at).RefreshKey(ctx, "ticket", g.Key)
@@ -414,7 +402,7 @@ func TestClientSession_CutShortForwardToDeadLeader(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Size: 3, Net: cut, Edit: func(_ int, cfg *node.Config) {
 		cfg.SessionTTL = 10 * time.Second
 	}})
-	waitFor3(t, c)
+	c.WaitProtocol(3)
 	li := c.Leader()
 	fi := (li + 1) % 3
 	s, err := c.Node(fi).OpenClientSession(ctx, time.Hour, "") // through the leader: a connection exists

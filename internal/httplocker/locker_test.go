@@ -37,14 +37,7 @@ func serveCluster(t *testing.T, timeout time.Duration, wrap func(http.Handler) h
 func serveClusterOf(t *testing.T, timeout time.Duration, wrap func(http.Handler) http.Handler) (*testcluster.Cluster, []httplocker.Replica) {
 	t.Helper()
 	c := testcluster.Start(t, testcluster.Options{Size: 3})
-	require.Eventually(t, func() bool {
-		for i := range c.Size() {
-			if c.Node(i).Stats().Protocol < 3 {
-				return false
-			}
-		}
-		return true
-	}, 15*time.Second, 10*time.Millisecond)
+	c.WaitProtocol(3)
 	var replicas []httplocker.Replica
 	for i := range c.Size() {
 		h, err := lockhttp.New(lockhttp.Config{Locker: c.Node(i), OpTimeout: 10 * time.Second})

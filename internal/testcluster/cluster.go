@@ -299,3 +299,18 @@ func (c *Cluster) NewLocker(ctx context.Context, i int) (lock.Locker, error) {
 	c.lockers[i]++
 	return l, nil
 }
+
+// WaitProtocol waits until every live node has committed to protocol
+// level at least level (a fresh cluster raises it on its own), failing the
+// test after 15 s.
+func (c *Cluster) WaitProtocol(level int) {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		for _, i := range c.Live() {
+			if c.Node(i).Stats().Protocol < level {
+				return false
+			}
+		}
+		return true
+	}, 15*time.Second, 10*time.Millisecond, "the cluster reaches protocol level %d", level)
+}
