@@ -149,7 +149,7 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultTwoLeaders, "Election/OneLeader", `leaders at once \(I1\)`},
 		{faultNoEmptySeat, "Election/Observe", "the empty seat"},
 		{faultLateResign, "Election/Handover", `the old term's Done must be closed before the next term's Campaign returns \(I3\)`},
-		{faultLimitPlusOne, "Semaphore/Limit", `4 permits held at once, limit 3 \(I1\)`},
+		{faultLimitPlusOne, "Semaphore/Limit", `4 permits held at once, limit 3 \(I1\)|slot 3 outside \[0, 3\)`},
 		{faultLimitPlusOne, "Semaphore/TryAcquire", `TryAcquirePermit with every permit held`},
 		{faultDuplicateSlot, "Semaphore/TryAcquire", "the released slot is the only free one"},
 		{faultDuplicateSlot, "Semaphore/Limit", "held twice at once"},

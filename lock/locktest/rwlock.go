@@ -116,17 +116,18 @@ func testRWExclusion(e *env) {
 		maxToken         uint64     // of every grant so far
 		maxWrite         uint64     // of every write grant so far
 		grants           int
-		violations       []string
+		exclusion        []string // up to 10 violations of I1
+		fencing          []string // up to 10 violations of I2
 		errs             = make(chan error, workers)
 		lockers          = []lock.Locker{e.a, e.b}
 	)
 	ctx, cancel := context.WithTimeout(e.t.Context(), 3*e.cfg.wait)
 	defer cancel()
-	violation := func(format string, args ...any) {
+	violation := func(list *[]string, format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(violations) < 10 {
-			violations = append(violations, fmt.Sprintf(format, args...))
+		if len(*list) < 10 {
+			*list = append(*list, fmt.Sprintf(format, args...))
 		}
 	}
 	var wg sync.WaitGroup
@@ -146,10 +147,10 @@ func testRWExclusion(e *env) {
 				}
 				n := mine.Add(1)
 				if write && n != 1 {
-					violation("worker %d round %d: %d writers at once (I1)", w, r, n)
+					violation(&exclusion, "worker %d round %d: %d writers at once (I1)", w, r, n)
 				}
 				if o := others.Load(); o != 0 {
-					violation("worker %d round %d (write %v): inside with %d of the other mode (I1)", w, r, write, o)
+					violation(&exclusion, "worker %d round %d (write %v): inside with %d of the other mode (I1)", w, r, write, o)
 				}
 				tok := lease.Token()
 				mu.Lock()
@@ -162,11 +163,11 @@ func testRWExclusion(e *env) {
 				grants++
 				mu.Unlock()
 				if tok <= floor {
-					violation("worker %d round %d (write %v): token %d not above %d granted before it (I2)", w, r, write, tok, floor)
+					violation(&fencing, "worker %d round %d (write %v): token %d not above %d granted before it (I2)", w, r, write, tok, floor)
 				}
 				runtime.Gosched()
 				if o := others.Load(); o != 0 {
-					violation("worker %d round %d (write %v): inside with %d of the other mode (I1)", w, r, write, o)
+					violation(&exclusion, "worker %d round %d (write %v): inside with %d of the other mode (I1)", w, r, write, o)
 				}
 				mine.Add(-1)
 				if err := lease.Release(ctx); err != nil {
@@ -181,7 +182,8 @@ func testRWExclusion(e *env) {
 	for err := range errs {
 		assert.NoError(e.t, err)
 	}
-	assert.Empty(e.t, violations, "many readers or one writer; tokens")
+	assert.Empty(e.t, exclusion, "many readers or one writer")
+	assert.Empty(e.t, fencing, "a writer's token above every earlier grant's, a reader's above every earlier writer's")
 	assert.Equal(e.t, workers*rounds, grants, "grants")
 	e.requireFree(e.a, name, "after every worker released")
 }

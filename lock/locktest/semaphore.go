@@ -82,19 +82,21 @@ func testSemaphoreLimit(e *env) {
 	const limit, workers, rounds = 3, 9, 5
 	name := e.name("sem-limit")
 	var (
-		inside     atomic.Int32
-		mu         sync.Mutex // guards the fields below
-		slots      [limit]bool
-		tokens     = make(map[uint64]bool)
-		violations []string
-		errs       = make(chan error, workers)
-		lockers    = []lock.Locker{e.a, e.b}
+		inside    atomic.Int32
+		mu        sync.Mutex // guards the fields below
+		slots     [limit]bool
+		tokens    = make(map[uint64]bool)
+		overLimit []string // each list holds up to 10 violations of one kind
+		badSlots  []string
+		badTokens []string
+		errs      = make(chan error, workers)
+		lockers   = []lock.Locker{e.a, e.b}
 	)
 	ctx, cancel := context.WithTimeout(e.t.Context(), 3*e.cfg.wait)
 	defer cancel()
-	violation := func(format string, args ...any) {
-		if len(violations) < 10 {
-			violations = append(violations, fmt.Sprintf(format, args...))
+	violation := func(list *[]string, format string, args ...any) { // with mu held
+		if len(*list) < 10 {
+			*list = append(*list, fmt.Sprintf(format, args...))
 		}
 	}
 	var wg sync.WaitGroup
@@ -111,18 +113,18 @@ func testSemaphoreLimit(e *env) {
 				slot := p.Slot()
 				mu.Lock()
 				if n > limit {
-					violation("worker %d round %d: %d permits held at once, limit %d (I1)", w, r, n, limit)
+					violation(&overLimit, "worker %d round %d: %d permits held at once, limit %d (I1)", w, r, n, limit)
 				}
 				switch {
 				case slot < 0 || slot >= limit:
-					violation("worker %d round %d: slot %d outside [0, %d)", w, r, slot, limit)
+					violation(&badSlots, "worker %d round %d: slot %d outside [0, %d)", w, r, slot, limit)
 				case slots[slot]:
-					violation("worker %d round %d: slot %d held twice at once", w, r, slot)
+					violation(&badSlots, "worker %d round %d: slot %d held twice at once", w, r, slot)
 				default:
 					slots[slot] = true
 				}
 				if tokens[p.Token()] {
-					violation("worker %d round %d: token %d granted twice (I2)", w, r, p.Token())
+					violation(&badTokens, "worker %d round %d: token %d granted twice (I2)", w, r, p.Token())
 				}
 				tokens[p.Token()] = true
 				mu.Unlock()
@@ -145,7 +147,9 @@ func testSemaphoreLimit(e *env) {
 	for err := range errs {
 		assert.NoError(e.t, err)
 	}
-	assert.Empty(e.t, violations, "at most limit permits, on distinct slots")
+	assert.Empty(e.t, overLimit, "at most limit permits held at once")
+	assert.Empty(e.t, badSlots, "permits held at once on distinct slots below the limit")
+	assert.Empty(e.t, badTokens, "a token per grant")
 	assert.Len(e.t, tokens, workers*rounds, "grants")
 	e.requireFree(e.a, name, "after every worker released")
 }
