@@ -82,6 +82,18 @@ const (
 	faultAdoptNewToken     fault = "adopt-new-token"     // Adopt gives the lease a new token
 	faultAdoptSession      fault = "adopt-session"       // Adopt takes session leases too
 	faultAdoptSilent       fault = "adopt-silent"        // the previous holder never learns of an adoption
+
+	faultTwoLeaders         fault = "two-leaders"          // an election seats two terms at once
+	faultNoEmptySeat        fault = "no-empty-seat"        // Observe never reports the empty seat
+	faultLateResign         fault = "late-resign"          // a term's Done closes after the next term is elected
+	faultLimitPlusOne       fault = "limit-plus-one"       // a semaphore grants limit+1 permits
+	faultDuplicateSlot      fault = "duplicate-slot"       // a permit's slot is the number of holders, not a free slot
+	faultPermitLIFO         fault = "permit-lifo"          // a released permit goes to the newest waiter
+	faultLimitIgnored       fault = "limit-ignored"        // a permit call with another limit is accepted
+	faultReaderBesideWriter fault = "reader-beside-writer" // a read is granted while a write lease is held
+	faultNoWriterPreference fault = "no-writer-preference" // a read is granted at once past a queued writer
+	faultWithdrawStuck      fault = "withdraw-stuck"       // a withdrawn waiter does not let those behind it in
+	faultWriteCounter       fault = "write-counter"        // write tokens count writes only, below readers' tokens
 )
 
 // TestRun_detectsFaults runs the suite against the reference store with one
@@ -134,6 +146,21 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultAdoptNewToken, "Adopt", "an adopted lease keeps its token"},
 		{faultAdoptSession, "Adopt", "Adopt of a session lease"},
 		{faultAdoptSilent, "Adopt", "the previous holder's Done after the adoption"},
+		{faultTwoLeaders, "Election/OneLeader", `leaders at once \(I1\)`},
+		{faultNoEmptySeat, "Election/Observe", "the empty seat"},
+		{faultLateResign, "Election/Handover", `the old term's Done must be closed before the next term's Campaign returns \(I3\)`},
+		{faultLimitPlusOne, "Semaphore/Limit", `4 permits held at once, limit 3 \(I1\)|slot 3 outside \[0, 3\)`},
+		{faultLimitPlusOne, "Semaphore/TryAcquire", `TryAcquirePermit with every permit held`},
+		{faultDuplicateSlot, "Semaphore/TryAcquire", "the released slot is the only free one"},
+		{faultDuplicateSlot, "Semaphore/Limit", "held twice at once"},
+		{faultPermitLIFO, "Semaphore/FIFO", "waiters must be served in queue order"},
+		{faultLimitIgnored, "Semaphore/InvalidInput", "AcquirePermit with limit 11 of a semaphore of limit 7"},
+		{faultReaderBesideWriter, "ReadWrite/ReadersTogether", "TryAcquireRead while a write lease is held"},
+		{faultReaderBesideWriter, "ReadWrite/Exclusion", `inside with \d+ of the other mode \(I1\)`},
+		{faultNoWriterPreference, "ReadWrite/WriterPreference", "a queued writer holds back later readers"},
+		{faultWithdrawStuck, "ReadWrite/WithdrawnWriter", `behind a withdrawn writer must be granted while the first reader holds \(I4\)`},
+		{faultWriteCounter, "ReadWrite/WriterToken", `a writer's token must be above every earlier reader's \(I2\)`},
+		{faultWriteCounter, "ReadWrite/Exclusion", `not above \d+ granted before it \(I2\)`},
 	} {
 		t.Run(string(c.fault)+"/"+c.subtest, func(t *testing.T) {
 			t.Parallel()
