@@ -17,7 +17,8 @@ var (
 )
 
 // Record is a claim node's data, decoded (DESIGN.md, "Node data, format
-// 2"); Format is what DecodeRecord read (EncodeRecord writes format 2).
+// 2"); Format is what DecodeRecord read (EncodeRecord writes format 2, or
+// 3 for an election).
 type Record struct {
 	Format    int
 	TTL       time.Duration
@@ -28,6 +29,7 @@ type Record struct {
 	Holder    string
 	Node      string
 	Owner     string
+	Election  bool // the name's type: an election (format 3), else a mutex
 }
 
 // Claim states of a Record.
@@ -40,7 +42,7 @@ const (
 func EncodeRecord(r Record) []byte {
 	return encodeData(nodeData{
 		ttl: r.TTL, state: claimState(r.State), granted: r.Granted, adoptions: r.Adoptions,
-		timeout: r.Timeout, holder: r.Holder, node: r.Node, owner: r.Owner,
+		timeout: r.Timeout, holder: r.Holder, node: r.Node, owner: r.Owner, typ: typeOf(r.Election),
 	})
 }
 
@@ -48,13 +50,20 @@ func DecodeRecord(b []byte) (Record, error) {
 	d, err := decodeData(b)
 	return Record{
 		Format: int(d.format), TTL: d.ttl, State: int(d.state), Granted: d.granted, Adoptions: d.adoptions,
-		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner,
+		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner, Election: d.typ == typeElection,
 	}, err
+}
+
+func typeOf(election bool) nameType {
+	if election {
+		return typeElection
+	}
+	return typeMutex
 }
 
 // ClaimData is the data l writes into the node of a new claim.
 func ClaimData(l *Locker, ttl time.Duration, owner string) []byte {
-	c, err := l.newClaim("x", lock.Options{TTL: ttl, Owner: owner})
+	c, err := l.newClaim("x", typeMutex, lock.Options{TTL: ttl, Owner: owner})
 	if err != nil {
 		panic(err)
 	}
@@ -95,7 +104,7 @@ func AcquireAfterLostCreate(ctx context.Context, l *Locker, name, guid string, s
 		return nil, err
 	}
 	defer end()
-	c, err := l.newClaim(name, o)
+	c, err := l.newClaim(name, typeMutex, o)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +149,7 @@ func AcquireAfterRequeue(ctx context.Context, l *Locker, name, guid string, opts
 		return nil, err
 	}
 	defer end()
-	c, err := l.newClaim(name, o)
+	c, err := l.newClaim(name, typeMutex, o)
 	if err != nil {
 		return nil, err
 	}
