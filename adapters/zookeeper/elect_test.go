@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -175,8 +176,20 @@ func testElectionObserve(t *testing.T, servers []string) {
 	gb := elected(t, wb, "the waiting candidate")
 	assertTerm(t, nextState(t, ch, "the hand-off"), gb.term, "b:1", b)
 
+	// A child that is no claim keeps the directory from being reaped: the
+	// observer of its empty seat must watch its children (an exists watch
+	// on the directory would not fire when a candidate's child appears).
+	keep := zookeeper.Dir(o, election) + "/keep"
+	_, err = zookeeper.Conn(o).Create(keep, nil, 0, zk.WorldACL(zk.PermAll))
+	require.NoError(t, err)
 	require.NoError(t, gb.term.Release(ctx))
 	assertEmpty(t, nextState(t, ch, "the resign with nobody waiting"), election)
+	tk, err := a.Campaign(ctx, election, "a:kept")
+	require.NoError(t, err)
+	assertTerm(t, nextState(t, ch, "a term in a directory that was empty"), tk, "a:kept", a)
+	require.NoError(t, tk.Release(ctx))
+	assertEmpty(t, nextState(t, ch, "empty again"), election)
+	require.NoError(t, zookeeper.Conn(o).Delete(keep, -1))
 
 	// The seat after the directory was reaped (an empty container goes
 	// within the reaper interval): the observer watches for its creation.
@@ -344,16 +357,7 @@ func testElectionTypeMismatch(t *testing.T, servers []string) {
 	require.ErrorIs(t, err, lock.ErrInvalidOption)
 	assert.Contains(t, err.Error(), "a mutex")
 
-	// A mutex waiter behind an election candidate behind the mutex: the
-	// candidate checks both children ahead, not only the lowest.
-	waiting := goAcquire(ctx, l, name)
-	waitWaiters(t, o, name, 1)
-	_, err = o.Campaign(ctx, name, "v")
-	require.ErrorIs(t, err, lock.ErrInvalidOption)
 	require.NoError(t, held.Release(ctx))
-	g := await(t, waiting, "the mutex waiter")
-	require.NoError(t, g.lease.Release(ctx))
-
 	// The other way: an election lives; a mutex is refused.
 	term, err := o.Campaign(ctx, name, "v")
 	require.NoError(t, err)
@@ -374,15 +378,23 @@ func testElectionTypeMismatch(t *testing.T, servers []string) {
 	require.NoError(t, term.Release(ctx))
 	assertEmpty(t, nextState(t, ch, "the resign"), name)
 
-	// An older version's claim (format 1 or 2, no type) is a mutex.
+	// An older version's claim (format 1 or 2, no type) is a mutex, and
+	// every child ahead is checked, not only the lowest: behind a term, an
+	// older Locker's mutex claim (which does not check) makes the next
+	// candidate fail.
 	old := rawConn(t, servers)
 	for _, data := range [][]byte{
 		{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'o'},
 		zookeeper.EncodeRecord(zookeeper.Record{Holder: "older", Owner: "o"}),
 	} {
+		term, err := o.Campaign(ctx, name, "v")
+		require.NoError(t, err)
 		path, _ := plant(t, old, zookeeper.Dir(l, name), data, 0)
-		_, err = o.Campaign(ctx, name, "v")
-		require.ErrorIs(t, err, lock.ErrInvalidOption, "format %d", data[0])
+		_, err = l.Campaign(ctx, name, "w")
+		require.ErrorIs(t, err, lock.ErrInvalidOption, "format %d behind a term", data[0])
+		require.NoError(t, term.Release(ctx))
+		_, err = l.Campaign(ctx, name, "w")
+		require.ErrorIs(t, err, lock.ErrInvalidOption, "format %d alone", data[0])
 		require.NoError(t, old.Delete(path, -1))
 	}
 	term, err = o.Campaign(ctx, name, "v2")
