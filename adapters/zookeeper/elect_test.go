@@ -197,6 +197,11 @@ func testElectionObserve(t *testing.T, servers []string) {
 		ok, _, err := zookeeper.Conn(o).Exists(zookeeper.Dir(o, election))
 		return err == nil && !ok
 	})
+	// The observer waits on an exists watch on the directory's path (a
+	// children watch cannot be set on a missing node): it does not poll.
+	eventually(t, 20*time.Second, "the observer's exists watch is set", func() bool {
+		return watchChannels(t, zookeeper.Conn(o)) == 1
+	})
 	tc, err := a.Campaign(ctx, election, "a:3")
 	require.NoError(t, err)
 	assertTerm(t, nextState(t, ch, "a term after the directory was reaped"), tc, "a:3", a)
