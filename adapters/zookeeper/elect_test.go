@@ -164,7 +164,7 @@ func testElectionObserve(t *testing.T, servers []string) {
 	require.NoError(t, err)
 	assertTerm(t, nextState(t, ch, "the first term"), ta, "a:1", a)
 	require.NoError(t, ta.Refresh(ctx), "a TTL term's Refresh")
-	require.NoError(t, ta.(lock.Term).Proclaim(ctx, "a:2"))
+	require.NoError(t, ta.Proclaim(ctx, "a:2"))
 	assertTerm(t, nextState(t, ch, "the Proclaim"), ta, "a:2", a)
 	info, err := b.Leader(ctx, election)
 	require.NoError(t, err)
@@ -267,7 +267,7 @@ func testElectionSessionExpiry(t *testing.T, z *testserver.ZooKeeper) {
 	assert.True(t, time.Now().After(lostAt))
 	assertTerm(t, nextState(t, ch, "the next term"), gb.term, "b", b)
 	g.Heal()
-	require.ErrorIs(t, ta.(lock.Term).Proclaim(ctx, "late"), lock.ErrNotHeld, "Proclaim of a lost term")
+	require.ErrorIs(t, ta.Proclaim(ctx, "late"), lock.ErrNotHeld, "Proclaim of a lost term")
 	require.NoError(t, gb.term.Release(ctx))
 	assertEmpty(t, nextState(t, ch, "the resign"), election)
 }
@@ -321,10 +321,10 @@ func testObserveSlowReader(t *testing.T, servers []string) {
 	require.NoError(t, err)
 	eventually(t, 20*time.Second, "the initial state is delivered", func() bool { return len(ch) == 1 })
 	for i := 1; i < 64; i++ { // one state at a time: each is delivered, none coalesced
-		require.NoError(t, ta.(lock.Term).Proclaim(ctx, fmt.Sprintf("v%d", i)))
+		require.NoError(t, ta.Proclaim(ctx, fmt.Sprintf("v%d", i)))
 		eventually(t, 20*time.Second, fmt.Sprintf("Proclaim %d is delivered", i), func() bool { return len(ch) == i+1 })
 	}
-	require.NoError(t, ta.(lock.Term).Proclaim(ctx, "v64"))
+	require.NoError(t, ta.Proclaim(ctx, "v64"))
 	eventually(t, 20*time.Second, "the full buffer collapses to the latest state", func() bool { return len(ch) == 1 })
 	info := nextState(t, ch, "the collapsed state")
 	assert.Equal(t, "v64", info.Value, "the latest state")
