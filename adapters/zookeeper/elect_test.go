@@ -440,3 +440,63 @@ func testElectionBadInputs(t *testing.T, servers []string) {
 	_, err = l.Leader(ctx, "elect-bad")
 	assert.ErrorIs(t, err, lock.ErrClosed)
 }
+
+// testObserveAcrossExpiry: the observer's own session expires while the
+// leader resigns to a waiting candidate. Nothing is delivered while its
+// connection is cut (no guess); once it is back, on a new session, the
+// observer reads again and delivers the new term.
+func testObserveAcrossExpiry(t *testing.T, z *testserver.ZooKeeper) {
+	servers := []string{z.Addr()}
+	a := newLocker(t, servers, stableTimeout)
+	b := newLocker(t, servers, stableTimeout)
+	gl, g := newGatedLocker(t, servers, faultTimeout)
+	ctx := ctxFor(t, 2*time.Minute)
+	const election, marker = "observe-expiry", "observe-expiry-marker"
+	ta, err := a.Campaign(ctx, election, "a")
+	require.NoError(t, err)
+	ch, err := gl.Observe(ctx, election)
+	require.NoError(t, err)
+	assertTerm(t, nextState(t, ch, "the term"), ta, "a", a)
+	// A session lease of the observer's Locker tells when the server has
+	// expired its session: its node goes.
+	_, err = gl.Acquire(ctx, marker)
+	require.NoError(t, err)
+	wb := goCampaign(ctx, b, election, "b", ta)
+	waitWaiters(t, a, election, 1)
+
+	g.Cut()
+	require.NoError(t, ta.Release(ctx))
+	gb := elected(t, wb, "the waiting candidate")
+	eventually(t, 20*time.Second, "the server expired the observer's session", func() bool {
+		return len(children(t, a, marker)) == 0
+	})
+	select {
+	case info := <-ch:
+		t.Fatalf("delivered while the observer's connection was cut: %+v", info)
+	default:
+	}
+	g.Heal()
+	assertTerm(t, nextState(t, ch, "the term that began while the observer's session expired"), gb.term, "b", b)
+	require.NoError(t, gb.term.Release(ctx))
+	assertEmpty(t, nextState(t, ch, "the resign, on the observer's new session"), election)
+}
+
+// testObserveSince: a state's Since is the age of the term on the
+// server's clock, also for an observer that starts long after the term
+// began.
+func testObserveSince(t *testing.T, servers []string) {
+	l := newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, time.Minute)
+	const election, age = "observe-since", 500 * time.Millisecond
+	before := time.Now()
+	term, err := l.Campaign(ctx, election, "v")
+	require.NoError(t, err)
+	elected := time.Now()
+	waitPast(t, elected, age)
+	ch, err := l.Observe(ctx, election)
+	require.NoError(t, err)
+	info := nextState(t, ch, "the term")
+	assertTerm(t, info, term, "v", l)
+	within(t, info.Since, age, time.Since(before), "Since of a term observed late")
+	require.NoError(t, term.Release(ctx))
+}

@@ -94,11 +94,13 @@ func TestStandalone(t *testing.T) {
 	t.Run("ObserveSlowReader", func(t *testing.T) { testObserveSlowReader(t, servers) })
 	t.Run("ElectionTypeMismatch", func(t *testing.T) { testElectionTypeMismatch(t, servers) })
 	t.Run("ElectionBadInputs", func(t *testing.T) { testElectionBadInputs(t, servers) })
+	t.Run("ObserveSince", func(t *testing.T) { testObserveSince(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
 	t.Run("ExpiryWhileWaiting", func(t *testing.T) { testExpiryWhileWaiting(t, z) })
 	t.Run("ElectionSessionExpiry", func(t *testing.T) { testElectionSessionExpiry(t, z) })
+	t.Run("ObserveAcrossExpiry", func(t *testing.T) { testObserveAcrossExpiry(t, z) })
 	t.Run("RestartWhileHolding", func(t *testing.T) { testRestartWhileHolding(t, z) })
 	t.Run("ReleaseWhileUnreachable", func(t *testing.T) { testReleaseWhileUnreachable(t, z) })
 	t.Run("NoQuorum", func(t *testing.T) { testNoQuorum(t, z) })
