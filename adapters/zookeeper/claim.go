@@ -2,8 +2,6 @@ package zookeeper
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -21,8 +19,8 @@ import (
 //  1. create: make a sequential child in the name's directory, protected
 //     by the claim's GUID (create.go);
 //  2. queue: list the children; at the first listing of a node, check
-//     the type of every child ahead (a mutex behind an election, or the
-//     reverse, fails); the lowest one holds the lock; a waiter watches
+//     the type of every child ahead, in its name (a mutex behind an
+//     election, or the reverse, fails); the lowest one holds the lock; a waiter watches
 //     its predecessor only, and lists again when the watch fires;
 //  3. grant: the lowest claim becomes a lease (a TTL claim's TTL starts
 //     now; a session claim needs a confirmed session);
@@ -105,7 +103,8 @@ func (l *Locker) grantClaim(ctx, opCtx context.Context, c *claim, wait bool, wha
 type claim struct {
 	name    string
 	dir     string
-	guid    string
+	guid    string   // the id in the node's name: a GUID, after the type token of a type other than a mutex
+	typ     nameType // the type the claim asks the name as (its id's token)
 	ttl     time.Duration
 	queued  time.Time // when the claim first waited for a predecessor (zero: never)
 	meta    nodeData  // the record the claim writes to its node
@@ -128,7 +127,7 @@ type claim struct {
 // newClaim makes the claim of name, of type typ (its value, for an
 // election, is o.Owner), with a fresh GUID; nothing is sent yet.
 func (l *Locker) newClaim(name string, typ nameType, o lock.Options) (*claim, error) {
-	guid, err := newGUID()
+	guid, err := newID(typ)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +135,7 @@ func (l *Locker) newClaim(name string, typ nameType, o lock.Options) (*claim, er
 		name: name,
 		dir:  l.dir(name),
 		guid: guid,
+		typ:  typ,
 		ttl:  o.TTL,
 		meta: nodeData{
 			format:  formatV2,
@@ -144,7 +144,6 @@ func (l *Locker) newClaim(name string, typ nameType, o lock.Options) (*claim, er
 			holder:  l.id,
 			node:    l.cfg.Node,
 			owner:   o.Owner,
-			typ:     typ,
 		},
 	}, nil
 }
@@ -153,15 +152,6 @@ func (l *Locker) newClaim(name string, typ nameType, o lock.Options) (*claim, er
 // (a granted one can be adopted).
 func (c *claim) orphan() orphan {
 	return orphan{path: c.path, session: c.sess, checked: c.ttl > 0, version: c.version}
-}
-
-// newGUID is a random 128-bit claim GUID in hex.
-func newGUID() (string, error) {
-	var g [16]byte
-	if _, err := rand.Read(g[:]); err != nil {
-		return "", fmt.Errorf("zookeeper: GUID: %w", err)
-	}
-	return hex.EncodeToString(g[:]), nil
 }
 
 // errRequeue: the claim's node is gone (session expired, TTL reaped, or
@@ -197,7 +187,7 @@ func (l *Locker) requeue(c *claim) error {
 	if c.ambiguous {
 		l.addOrphan(orphan{dir: c.dir, guid: c.guid, checked: c.ttl > 0})
 	}
-	guid, err := newGUID()
+	guid, err := newID(c.typ)
 	if err != nil {
 		return err
 	}
@@ -218,7 +208,7 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 			return err
 		}
 		if !c.checked {
-			if err := l.checkTypes(ctx, c, ahead); err != nil {
+			if err := checkTypes(c, ahead); err != nil {
 				return err
 			}
 			c.checked = true
@@ -279,23 +269,18 @@ func (l *Locker) ahead(ctx context.Context, c *claim) ([]child, error) {
 	return kids[:idx], nil
 }
 
-// checkTypes reads every child ahead of the claim's node: one of another
-// type than the claim's (or whose record does not decode: its type is
-// unknown) fails the claim with ErrInvalidOption naming both types; one
-// that went meanwhile is skipped (DESIGN.md, "The type check against
-// every child ahead").
-func (l *Locker) checkTypes(ctx context.Context, c *claim, ahead []child) error {
+// checkTypes looks at the type of every child ahead of the claim's node,
+// in its name: one of another type than the claim's (or of a type this
+// version does not know) fails the claim with ErrInvalidOption naming
+// both types. No read: the listing has the names (DESIGN.md, "The type
+// check against every child ahead").
+func checkTypes(c *claim, ahead []child) error {
 	for _, k := range ahead {
-		d, _, err := l.readData(ctx, c.dir+"/"+k.name)
 		switch {
-		case errors.Is(err, zk.ErrNoNode):
-			continue
-		case errors.Is(err, errBadData):
-			return fmt.Errorf("%w: %q has a claim this version cannot read (%w), asked as %s", lock.ErrInvalidOption, c.name, err, c.meta.typ)
-		case err != nil:
-			return err
-		case d.typ != c.meta.typ:
-			return fmt.Errorf("%w: %q lives as %s, asked as %s", lock.ErrInvalidOption, c.name, d.typ, c.meta.typ)
+		case k.typ == typeUnknown:
+			return fmt.Errorf("%w: %q lives as %s (id %q), asked as %s", lock.ErrInvalidOption, c.name, k.typ, k.guid, c.typ)
+		case k.typ != c.typ:
+			return fmt.Errorf("%w: %q lives as %s, asked as %s", lock.ErrInvalidOption, c.name, k.typ, c.typ)
 		}
 	}
 	return nil

@@ -8,42 +8,18 @@ import (
 	"time"
 )
 
-// Node data (DESIGN.md, "Node data, format 2", and "The type in the
-// child's data: node data format 3"). A mutex claim is written in format
-// 2, a claim of another type in format 3 (format 2 with the type and its
-// parameter after the fixed part); format 1, the earlier one (version,
-// kind, TTL, owner), still decodes, as a mutex.
+// Node data (DESIGN.md, "Node data, format 2"). Format 2 is written;
+// format 1, the earlier one (version, kind, TTL, owner), still decodes.
 const (
 	formatV1     = 1
 	formatV2     = 2
-	formatV3     = 3
 	kindSession  = 0
 	kindTTL      = 1
 	v1HeaderSize = 10 // version, kind, TTL
 	v2FixedSize  = 27 // version, kind, state, TTL, granted, adoptions, timeout
-	v3FixedSize  = 30 // format 2's, then type and parameter
 	maxHolderLen = 64
 	maxNodeLen   = 255
 )
-
-// nameType is the type a name lives as (lock/DESIGN.md, "One namespace,
-// one type per live name").
-type nameType uint8
-
-const (
-	typeMutex    nameType = iota // formats 1 and 2: no type in the record
-	typeElection                 // format 3
-)
-
-func (t nameType) String() string {
-	switch t {
-	case typeMutex:
-		return "a mutex"
-	case typeElection:
-		return "an election"
-	}
-	return fmt.Sprintf("type %d", uint8(t))
-}
 
 // claimState is a claim's state in its node data.
 type claimState uint8
@@ -65,30 +41,21 @@ type nodeData struct {
 	holder    string        // the holding Locker's ID
 	node      string        // the holder's Config.Node
 	owner     string        // an election's: the term's value
-	typ       nameType      // the type the claim's name lives as
 }
 
-// encodeData writes d in format 2 (a mutex) or 3 (another type). holder
-// and node must fit their length bytes (New and the Config validation see
-// to it).
+// encodeData writes d in format 2. holder and node must fit their length
+// bytes (New and the Config validation see to it).
 func encodeData(d nodeData) []byte {
-	b := make([]byte, 0, v3FixedSize+2+len(d.holder)+len(d.node)+len(d.owner))
+	b := make([]byte, 0, v2FixedSize+2+len(d.holder)+len(d.node)+len(d.owner))
 	kind := byte(kindSession)
 	if d.ttl > 0 {
 		kind = kindTTL
 	}
-	format := byte(formatV2)
-	if d.typ != typeMutex {
-		format = formatV3
-	}
-	b = append(b, format, kind, byte(d.state))
+	b = append(b, formatV2, kind, byte(d.state))
 	b = binary.BigEndian.AppendUint64(b, uint64(d.ttl.Milliseconds()))
 	b = binary.BigEndian.AppendUint64(b, uint64(d.granted))
 	b = binary.BigEndian.AppendUint32(b, d.adoptions)
 	b = binary.BigEndian.AppendUint32(b, uint32(min(d.timeout.Milliseconds(), math.MaxUint32)))
-	if format == formatV3 {
-		b = append(b, byte(d.typ), 0, 0) // the parameter: 0 for an election
-	}
 	b = append(b, byte(len(d.holder)))
 	b = append(b, d.holder...)
 	b = append(b, byte(len(d.node)))
@@ -99,7 +66,7 @@ func encodeData(d nodeData) []byte {
 // errBadData: a node's data is not in a format this version understands.
 var errBadData = errors.New("zookeeper: unrecognised lock node data")
 
-// decodeData decodes format 1, 2 or 3; anything else is errBadData.
+// decodeData decodes format 1 or 2; anything else is errBadData.
 func decodeData(b []byte) (nodeData, error) {
 	if len(b) == 0 {
 		return nodeData{}, fmt.Errorf("%w: empty", errBadData)
@@ -107,7 +74,7 @@ func decodeData(b []byte) (nodeData, error) {
 	switch b[0] {
 	case formatV1:
 		return decodeV1(b)
-	case formatV2, formatV3:
+	case formatV2:
 		return decodeV2(b)
 	}
 	return nodeData{}, fmt.Errorf("%w: version %d", errBadData, b[0])
@@ -124,28 +91,15 @@ func decodeV1(b []byte) (nodeData, error) {
 	return nodeData{format: formatV1, ttl: ttl, owner: string(b[v1HeaderSize:])}, nil
 }
 
-// decodeV2 decodes format 2, and format 3, which is format 2 with the
-// type and its parameter after the fixed part.
 func decodeV2(b []byte) (nodeData, error) {
-	fixed := v2FixedSize
-	if b[0] == formatV3 {
-		fixed = v3FixedSize
-	}
-	if len(b) < fixed+2 {
+	if len(b) < v2FixedSize+2 {
 		return nodeData{}, fmt.Errorf("%w: %d bytes", errBadData, len(b))
 	}
 	ttl, err := decodeKind(b[1], binary.BigEndian.Uint64(b[3:]))
 	if err != nil {
 		return nodeData{}, err
 	}
-	d := nodeData{format: b[0], ttl: ttl, state: claimState(b[2])}
-	if b[0] == formatV3 {
-		// Only an election is written in format 3 so far, with parameter 0.
-		d.typ = nameType(b[v2FixedSize])
-		if d.typ != typeElection || binary.BigEndian.Uint16(b[v2FixedSize+1:]) != 0 {
-			return nodeData{}, fmt.Errorf("%w: type %d, parameter %d", errBadData, d.typ, binary.BigEndian.Uint16(b[v2FixedSize+1:]))
-		}
-	}
+	d := nodeData{format: formatV2, ttl: ttl, state: claimState(b[2])}
 	granted := binary.BigEndian.Uint64(b[11:])
 	if d.state > stateRevoked || granted > math.MaxInt64 {
 		return nodeData{}, fmt.Errorf("%w: state %d, granted %d", errBadData, b[2], granted)
@@ -153,7 +107,7 @@ func decodeV2(b []byte) (nodeData, error) {
 	d.granted = int64(granted)
 	d.adoptions = binary.BigEndian.Uint32(b[19:])
 	d.timeout = time.Duration(binary.BigEndian.Uint32(b[23:])) * time.Millisecond
-	rest := b[fixed:]
+	rest := b[v2FixedSize:]
 	d.holder, rest, err = cutField(rest, maxHolderLen, "holder")
 	if err != nil {
 		return nodeData{}, err

@@ -47,41 +47,6 @@ func TestNodeData_Format2(t *testing.T) {
 	assert.Equal(t, golden, zookeeper.EncodeRecord(want))
 }
 
-// TestNodeData_Format3: an election's claim is written in format 3,
-// format 2 with the type (1, election) and a 16-bit parameter (0) after
-// the fixed part; a mutex's stays format 2, which older versions read
-// (DESIGN.md, "The type in the child's data").
-func TestNodeData_Format3(t *testing.T) {
-	golden := []byte{
-		3, 0, 0, // format, kind session, state queued
-		0, 0, 0, 0, 0, 0, 0, 0, // TTL 0
-		0, 0, 0, 0, 0, 0, 0, 0, // granted 0
-		0, 0, 0, 0, // adoptions
-		0, 0, 0x27, 0x10, // holder's session timeout 10000 ms
-		1, 0, 0, // type election, parameter 0
-		2, 'h', '1', // holder
-		0,             // node
-		'v', 'a', 'l', // the term's value
-	}
-	want := zookeeper.Record{Format: 3, Timeout: 10 * time.Second, Holder: "h1", Owner: "val", Election: true}
-	got, err := zookeeper.DecodeRecord(golden)
-	require.NoError(t, err)
-	assert.Equal(t, want, got)
-	assert.Equal(t, golden, zookeeper.EncodeRecord(want))
-
-	mutex := zookeeper.EncodeRecord(zookeeper.Record{Holder: "h1", Owner: "val"})
-	assert.Equal(t, byte(2), mutex[0], "a mutex claim stays format 2")
-	for i, bad := range [][]byte{
-		append(append([]byte{}, golden[:27]...), append([]byte{0, 0, 0}, golden[30:]...)...), // type mutex in format 3
-		append(append([]byte{}, golden[:27]...), append([]byte{9, 0, 0}, golden[30:]...)...), // unknown type
-		append(append([]byte{}, golden[:27]...), append([]byte{1, 0, 5}, golden[30:]...)...), // an election's parameter is 0
-		golden[:31], // no node length
-	} {
-		_, err := zookeeper.DecodeRecord(bad)
-		assert.Error(t, err, "case %d: %v", i, bad)
-	}
-}
-
 // TestNodeData_Format1: the nodes of Lockers of the earlier version still
 // decode: a queued claim without holder, node or grant time.
 func TestNodeData_Format1(t *testing.T) {
@@ -127,7 +92,6 @@ func FuzzDecodeData(f *testing.F) {
 	f.Add(zookeeper.EncodeRecord(zookeeper.Record{TTL: time.Second, State: zookeeper.StateRevoked, Granted: 7}))
 	f.Add([]byte{1, 1, 255, 255, 255, 255, 255, 255, 255, 255})
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'x'})
-	f.Add(zookeeper.EncodeRecord(zookeeper.Record{TTL: time.Second, Owner: "v", Holder: "h", Election: true}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := zookeeper.DecodeRecord(b)
 		if err != nil {

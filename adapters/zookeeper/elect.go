@@ -10,8 +10,8 @@ import (
 )
 
 // Elections (DESIGN.md, "Elections"): a Campaign is a claim of type
-// election whose record's owner is the term's value; the lowest child
-// leads. A term is the claim's lease, with Proclaim.
+// election (its child's id starts with electionTag) whose record's owner
+// is the term's value; the lowest child leads. A term is the claim's lease, with Proclaim.
 
 // Campaign implements lock.Elector: it blocks until this call's claim is
 // the lowest child of election's directory (FIFO), ctx ends or an error
@@ -77,12 +77,12 @@ func (l *Locker) Leader(ctx context.Context, election string) (lock.LeaderInfo, 
 		}
 		kids, d, stat, err := l.head(opCtx, l.dir(election))
 		switch {
+		case len(kids) > 0 && kids[0].typ != typeElection: // by its name
+			return fmt.Errorf("%w: %q lives as %s, asked as %s", lock.ErrInvalidOption, election, kids[0].typ, typeElection)
 		case err != nil:
 			return err
 		case len(kids) == 0:
 			return lock.ErrNoLeader
-		case d.typ != typeElection:
-			return fmt.Errorf("%w: %q lives as %s, asked as %s", lock.ErrInvalidOption, election, d.typ, typeElection)
 		}
 		info = leaderInfo(election, d, stat, now)
 		return nil

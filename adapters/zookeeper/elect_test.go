@@ -383,10 +383,10 @@ func testElectionTypeMismatch(t *testing.T, servers []string) {
 	require.NoError(t, term.Release(ctx))
 	assertEmpty(t, nextState(t, ch, "the resign"), name)
 
-	// An older version's claim (format 1 or 2, no type) is a mutex, and
-	// every child ahead is checked, not only the lowest: behind a term, an
-	// older Locker's mutex claim (which does not check) makes the next
-	// candidate fail.
+	// An older version's claim (no type token in its name; data format 1
+	// or 2) is a mutex, and every child ahead is checked, not only the
+	// lowest: behind a term, an older Locker's mutex claim (which does not
+	// check) makes the next candidate fail.
 	old := rawConn(t, servers)
 	for _, data := range [][]byte{
 		{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'o'},

@@ -17,8 +17,7 @@ var (
 )
 
 // Record is a claim node's data, decoded (DESIGN.md, "Node data, format
-// 2"); Format is what DecodeRecord read (EncodeRecord writes format 2, or
-// 3 for an election).
+// 2"); Format is what DecodeRecord read (EncodeRecord writes format 2).
 type Record struct {
 	Format    int
 	TTL       time.Duration
@@ -29,7 +28,6 @@ type Record struct {
 	Holder    string
 	Node      string
 	Owner     string
-	Election  bool // the name's type: an election (format 3), else a mutex
 }
 
 // Claim states of a Record.
@@ -42,7 +40,7 @@ const (
 func EncodeRecord(r Record) []byte {
 	return encodeData(nodeData{
 		ttl: r.TTL, state: claimState(r.State), granted: r.Granted, adoptions: r.Adoptions,
-		timeout: r.Timeout, holder: r.Holder, node: r.Node, owner: r.Owner, typ: typeOf(r.Election),
+		timeout: r.Timeout, holder: r.Holder, node: r.Node, owner: r.Owner,
 	})
 }
 
@@ -50,15 +48,8 @@ func DecodeRecord(b []byte) (Record, error) {
 	d, err := decodeData(b)
 	return Record{
 		Format: int(d.format), TTL: d.ttl, State: int(d.state), Granted: d.granted, Adoptions: d.adoptions,
-		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner, Election: d.typ == typeElection,
+		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner,
 	}, err
-}
-
-func typeOf(election bool) nameType {
-	if election {
-		return typeElection
-	}
-	return typeMutex
 }
 
 // ClaimData is the data l writes into the node of a new claim.

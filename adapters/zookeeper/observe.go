@@ -122,8 +122,8 @@ func (l *Locker) readSeat(ctx context.Context, election string) (seat, error) {
 		s.want = watchKey{watchData, dir + "/" + kids[0].name}
 	}
 	switch {
-	case errors.Is(err, errBadData) || err == nil && len(kids) > 0 && d.typ != typeElection:
-		return s, nil // another type: the seat is empty until it is an election
+	case len(kids) > 0 && kids[0].typ != typeElection || errors.Is(err, errBadData):
+		return s, nil // another type (by its name), or no record: the seat is empty until it is an election
 	case err != nil || len(kids) == 0:
 		return s, err
 	}

@@ -94,6 +94,9 @@ func TestStandalone(t *testing.T) {
 	t.Run("ObserveSlowReader", func(t *testing.T) { testObserveSlowReader(t, servers) })
 	t.Run("ElectionTypeMismatch", func(t *testing.T) { testElectionTypeMismatch(t, servers) })
 	t.Run("ElectionBadInputs", func(t *testing.T) { testElectionBadInputs(t, servers) })
+	t.Run("ElectionChildNames", func(t *testing.T) { testElectionChildNames(t, servers) })
+	t.Run("ChildTypeInterop", func(t *testing.T) { testChildTypeInterop(t, servers) })
+	t.Run("MutexCheckReadsNothing", func(t *testing.T) { testMutexCheckReadsNothing(t, servers) })
 	t.Run("ObserveSince", func(t *testing.T) { testObserveSince(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
