@@ -75,6 +75,14 @@ func Conn(l *Locker) *zk.Conn { return l.conn }
 // Dir is the directory of a lock name.
 func Dir(l *Locker, name string) string { return l.dir(name) }
 
+// ChildType parses a child's name: whether it is a claim, and the type
+// its id carries ("a mutex", "an election", "a type this version does
+// not know").
+func ChildType(name string) (string, bool) {
+	c, ok := parseChild(name)
+	return c.typ.String(), ok
+}
+
 // ChildPrefix is the name prefix (without the sequence) of a claim node
 // with the given GUID.
 func ChildPrefix(guid string) string { return protectedPrefix + guid + lockMarker }
