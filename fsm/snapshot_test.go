@@ -184,7 +184,7 @@ func TestRestore_InvalidV2(t *testing.T) {
 		{"not revoked", func(p *fsmpb.Snapshot) { lockA(p).Holder.Revoked = false }, nil},
 		{"no stamps", func(p *fsmpb.Snapshot) { lockA(p).Holder.GrantedUnixNano, lockA(p).Queue[0].QueuedUnixNano = 0, 0 }, nil},
 		{"unknown field in a lease", func(p *fsmpb.Snapshot) {
-			lockA(p).Holder.ProtoReflect().SetUnknown([]byte{0x48, 0x01})
+			lockA(p).Holder.ProtoReflect().SetUnknown([]byte{0x98, 0x06, 0x01}) // field 99
 		}, ErrCorrupt},
 	}
 	for _, tc := range cases {
@@ -241,7 +241,7 @@ func snapshotWithUnknownInClaim(t *testing.T) []byte {
 	t.Helper()
 	var p fsmpb.Snapshot
 	require.NoError(t, proto.Unmarshal(goldenSnapshot(t), &p))
-	p.Locks[0].Queue[0].ProtoReflect().SetUnknown([]byte{0x48, 0x01})
+	p.Locks[0].Queue[0].ProtoReflect().SetUnknown([]byte{0x98, 0x06, 0x01}) // field 99
 	b, err := proto.Marshal(&p)
 	require.NoError(t, err)
 	return b
@@ -251,7 +251,7 @@ func snapshotWithUnknownInResult(t *testing.T) []byte {
 	t.Helper()
 	var p fsmpb.Snapshot
 	require.NoError(t, proto.Unmarshal(goldenSnapshot(t), &p))
-	p.Sessions[1].Results[2].Result.ProtoReflect().SetUnknown([]byte{0x48, 0x01})
+	p.Sessions[1].Results[2].Result.ProtoReflect().SetUnknown([]byte{0x98, 0x06, 0x01}) // field 99
 	b, err := proto.Marshal(&p)
 	require.NoError(t, err)
 	return b

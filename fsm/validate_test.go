@@ -139,7 +139,7 @@ func TestValidate_acceptsWhatApplyActsOn(t *testing.T) {
 			cmds = append(cmds, cmd)
 		}
 	}
-	base := fuzzBase(t)
+	base := fuzzBase5(t)
 	accepted := 0
 	for _, cmd := range cmds {
 		if Validate(cmd) != nil {

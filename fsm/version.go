@@ -6,18 +6,23 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
-// Protocol is the command set this build proposes and applies: 4, the
-// commands of wire v1, the term barrier, SetProtocol, Revoke, EndRevoked
-// and Adopt (DESIGN.md, "Protocol 2"), and client sessions and lease keys
-// (DESIGN.md, "Protocol 3"), and the token floor (DESIGN.md, "Protocol 4").
-// A new command type or field raises it.
-const Protocol = 4
+// Protocol is the command set this build applies: 5, the commands of
+// wire v1, the term barrier, SetProtocol, Revoke, EndRevoked and Adopt
+// (DESIGN.md, "Protocol 2"), client sessions and lease keys (DESIGN.md,
+// "Protocol 3"), the token floor (DESIGN.md, "Protocol 4"), and lock
+// types: semaphores, read-write locks and elections (DESIGN.md, "Protocol
+// 5"). A new command type or field raises it. (A node announces what it
+// proposes, which may be lower: node/DESIGN.md.)
+const Protocol = 5
 
 // Needs is the protocol that introduced cmd's type or a field it sets: a
 // leader proposes cmd only once every voter speaks at least that. For
 // SetProtocol it is the level set (at least 2, the protocol that
 // introduced SetProtocol).
 func Needs(cmd *fsmpb.Command) int {
+	if needs5(cmd) {
+		return 5
+	}
 	if needs3(cmd) {
 		return 3
 	}
@@ -30,6 +35,19 @@ func Needs(cmd *fsmpb.Command) int {
 		return max(2, int(min(op.SetProtocol.GetLevel(), math.MaxInt32)))
 	}
 	return 1
+}
+
+// needs5 reports whether cmd is a Proclaim or an Acquire that sets a
+// field of protocol 5.
+func needs5(cmd *fsmpb.Command) bool {
+	switch op := cmd.GetOp().(type) {
+	case *fsmpb.Command_Proclaim:
+		return true
+	case *fsmpb.Command_Acquire:
+		c := op.Acquire
+		return c.GetType() != 0 || c.GetLimit() != 0 || c.GetMode() != 0 || c.GetValue() != ""
+	}
+	return false
 }
 
 // needs3 reports whether cmd sets a field of protocol 3.

@@ -42,7 +42,7 @@ func TestNode_StopsOnEntryItCannotApply(t *testing.T) {
 }
 
 // TestNode_ProposesOnlyWhatEveryVoterSpeaks: a single node playing this
-// build refuses a command that a newer one (fsm.Protocol+1) introduced,
+// build refuses a command that a newer one (Protocol+1) introduced,
 // before the log; once it speaks the newer protocol the command goes
 // through.
 func TestNode_ProposesOnlyWhatEveryVoterSpeaks(t *testing.T) {
@@ -50,18 +50,18 @@ func TestNode_ProposesOnlyWhatEveryVoterSpeaks(t *testing.T) {
 	n := newNode(t, Config{})
 	needs := func(cmd *fsmpb.Command) int {
 		if cmd.GetAcquire() != nil {
-			return fsm.Protocol + 1
+			return Protocol + 1
 		}
 		return fsm.Needs(cmd)
 	}
-	PlayProtocol(n, fsm.Protocol, needs)
+	PlayProtocol(n, Protocol, needs)
 	_, err := n.TryAcquire(ctx, "x")
 	require.ErrorIs(t, err, ErrUnsupported)
 	info, err := n.Inspect(ctx, "x")
 	require.NoError(t, err)
 	assert.False(t, info.Held)
 
-	PlayProtocol(n, fsm.Protocol+1, needs)
+	PlayProtocol(n, Protocol+1, needs)
 	l, err := n.TryAcquire(context.Background(), "x")
 	require.NoError(t, err)
 	require.NoError(t, l.Release(ctx))
