@@ -246,7 +246,7 @@ func (h *history) gen() *fsmpb.Command {
 	case n < 110: // a newer version's command that must not be skipped: refused
 		return unknownCommand(false)
 	case n < 112: // a stale, lowering or (refused) too high SetProtocol
-		return cmdSetProtocol([]uint32{0, 1, uint32(h.s.Protocol()), Protocol + 1}[r.IntN(4)])
+		return cmdSetProtocol([]uint32{0, 1, uint32(h.s.Protocol()), uint32(applies) + 1}[r.IntN(4)])
 	case n < 120: // revoke
 		name := h.name()
 		return &fsmpb.Command{Op: &fsmpb.Command_Revoke{Revoke: &fsmpb.Revoke{
@@ -420,6 +420,18 @@ func (m *eventModel) floored(cmd *fsmpb.Command, res *fsmpb.Result) {
 }
 
 func (m *eventModel) apply(index uint64, events []Event) error {
+	// A session that ends in an entry is granted nothing in it: its
+	// queued claims are withdrawn before anything is handed on.
+	for _, end := range events {
+		if end.Kind != EventSessionEnded {
+			continue
+		}
+		for _, ev := range events {
+			if ev.Kind == EventGranted && ev.Session == end.Session {
+				return fmt.Errorf("session %d granted %q token %d in the entry that ends it", ev.Session, ev.Name, ev.Token)
+			}
+		}
+	}
 	for _, ev := range events {
 		held := m.holders[ev.Name]
 		h, isHeld := held[ev.Token]

@@ -269,15 +269,18 @@ func (s *State) RoutedClaim(name string, session, seq uint64) uint64 {
 func (s *State) TTLLeases() []LockInfo {
 	var out []LockInfo
 	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
-		for i := range s.locks[name].holders {
-			h := &s.locks[name].holders[i]
+		l := s.locks[name]
+		var first LockInfo // built once per name: its Holders list is shared
+		for i := range l.holders {
+			h := &l.holders[i]
 			if h.claim.ttl == 0 {
 				continue
 			}
-			info := s.Lock(name)
-			if i > 0 {
-				s.describe(&info, h)
+			if first.Name == "" {
+				first = s.Lock(name)
 			}
+			info := first
+			s.describe(&info, h)
 			out = append(out, info)
 		}
 	}

@@ -103,8 +103,8 @@ func Restore(data []byte) (*State, error) {
 	case version == snapshotV1 && hasV2Fields(&snap):
 		return nil, corrupt("version 1 with fields of version 2")
 	case version == snapshotV1:
-	case level > Protocol:
-		return nil, fmt.Errorf("%w: protocol level %d (this build speaks %d)", ErrSnapshotVersion, level, Protocol)
+	case level > uint32(applies):
+		return nil, fmt.Errorf("%w: protocol level %d (this build speaks %d)", ErrSnapshotVersion, level, applies)
 	case level < 2:
 		return nil, corrupt("version %d at protocol level %d", version, level)
 	default:
@@ -203,6 +203,9 @@ func restoreLock(s *State, pl *fsmpb.Lock, unique func(claim) error) (*lockState
 		if err := checkShape(l, h.claim); err != nil {
 			return nil, err
 		}
+		if h.slot != 0 && l.typ != fsmpb.LockType_LOCK_TYPE_SEMAPHORE {
+			return nil, fmt.Errorf("holder %d: slot %d on a %s", h.token, h.slot, l.typ)
+		}
 		l.holders = append(l.holders, *h)
 	}
 	if len(l.holders) == 0 {
@@ -292,6 +295,8 @@ func checkShape(l *lockState, cl claim) error {
 		return fmt.Errorf("claim %d: mode %s on a %s", cl.id, cl.mode, l.typ)
 	case cl.value != "" && l.typ != fsmpb.LockType_LOCK_TYPE_ELECTION:
 		return fmt.Errorf("claim %d: a value on a %s", cl.id, l.typ)
+	case len(cl.value) > MaxOwnerLen:
+		return fmt.Errorf("claim %d: a value of %d bytes", cl.id, len(cl.value))
 	}
 	return nil
 }

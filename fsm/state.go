@@ -155,13 +155,17 @@ func (l *lockState) admits(cl claim) bool {
 	}
 }
 
-// freeSlot is the lowest slot no holder of a semaphore has.
+// freeSlot is the lowest slot no holder of a semaphore has: one pass
+// over the holders, whose slots are distinct, so one of the first
+// len(holders)+1 is free.
 func (l *lockState) freeSlot() int {
-	for slot := 0; ; slot++ {
-		if !slices.ContainsFunc(l.holders, func(h lease) bool { return h.slot == slot }) {
-			return slot
+	used := make([]bool, len(l.holders)+1)
+	for _, h := range l.holders {
+		if h.slot < len(used) {
+			used[h.slot] = true
 		}
 	}
+	return slices.Index(used, false)
 }
 
 type session struct {
@@ -267,8 +271,8 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		res = a.expireLease(op.ExpireLease)
 	case *fsmpb.Command_SetProtocol:
 		level := op.SetProtocol.GetLevel()
-		if level > Protocol {
-			return nil, nil, fmt.Errorf("%w at index %d: protocol %d, this build speaks %d", ErrUnknownCommand, index, level, Protocol)
+		if level > uint32(applies) {
+			return nil, nil, fmt.Errorf("%w at index %d: protocol %d, this build speaks %d", ErrUnknownCommand, index, level, applies)
 		}
 		s.protocol = max(s.protocol, int(level))
 		res = ok()
@@ -758,13 +762,19 @@ func (a *applier) cancel(name string, id uint64) *fsmpb.Result {
 // lock on: from level 5 the claims behind a withdrawn head may be
 // admissible (readers behind a writer).
 func (a *applier) withdraw(name string, l *lockState, i int, why EndReason) {
+	a.takeOut(name, l, i, why)
+	a.handOff(name, l)
+}
+
+// takeOut removes the claim at position i of l's queue, without the
+// hand-off that withdraw makes after it.
+func (a *applier) takeOut(name string, l *lockState, i int, why EndReason) {
 	cl := l.queue[i]
 	l.queue = slices.Delete(l.queue, i, i+1)
 	a.forget(cl.session, name)
 	ev := cl.event(EventWithdrawn, name)
 	ev.Reason, ev.Type = why, l.typ
 	a.events = append(a.events, ev)
-	a.handOff(name, l)
 }
 
 func (a *applier) expireLease(c *fsmpb.ExpireLease) *fsmpb.Result {
@@ -788,11 +798,13 @@ func (a *applier) endSession(sess *session, why EndReason) {
 	names := slices.Sorted(maps.Keys(sess.names))
 	for _, name := range names {
 		l := a.s.locks[name]
-		// Withdraw queued claims first so that ending a lease cannot hand
-		// the lock to a claim of this same session.
+		// Take every queued claim of the session out before anything is
+		// handed on, so that neither a withdrawal (from level 5 a claim
+		// behind a withdrawn one may be admissible) nor a lease's end can
+		// hand the lock to a claim of this same session.
 		for i := 0; i < len(l.queue); {
 			if l.queue[i].session == sess.id {
-				a.withdraw(name, l, i, why)
+				a.takeOut(name, l, i, why)
 				continue
 			}
 			i++
@@ -804,6 +816,7 @@ func (a *applier) endSession(sess *session, why EndReason) {
 			}
 			i++
 		}
+		a.handOff(name, l) // after withdrawals alone; a no-op after an end, which handed on
 	}
 	for _, name := range names {
 		if l := a.s.locks[name]; l != nil {

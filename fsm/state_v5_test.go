@@ -255,6 +255,21 @@ func TestState_ReadWriteHandOffs(t *testing.T) {
 	assert.Len(t, v.s.Lock("rw").Holders, 3)
 }
 
+func TestState_SessionEndGrantsNoClaimOfItsOwn(t *testing.T) {
+	// s2 queues a writer and, behind it, a TTL reader. Its session's end
+	// takes both out before handing anything on: withdrawing the writer
+	// first would have admitted s2's own reader beside s1's, a lease
+	// nobody holds once the session is gone.
+	v := newV5(t, 2)
+	v.acquire(s1, "rw", read)
+	w, _ := v.acquire(s2, "rw", write)
+	r, _ := v.acquire(s2, "rw", read, withTTL(time.Minute))
+	_, ev := v.apply(cmdExpireSession(s2))
+	assert.Equal(t, []string{fmt.Sprintf("withdrawn rw %d", w.GetClaim()), fmt.Sprintf("withdrawn rw %d", r.GetClaim())}, kinds(ev))
+	assert.Len(t, v.s.Lock("rw").Holders, 1)
+	assert.Empty(t, v.s.orphans)
+}
+
 func TestState_ReadWriteSessionEnds(t *testing.T) {
 	// The writer's session ends while readers wait: every reader is
 	// granted in the expiring entry, in queue order.
@@ -388,47 +403,60 @@ func TestRestore_V5(t *testing.T) {
 	assert.Equal(t, data, mustSnapshot(t, r))
 	requireInvariants(t, r)
 
-	// Each way a snapshot can break protocol 5's rules is corrupt.
-	edits := map[string]func(p *fsmpb.Snapshot){
-		"two holders of an election": func(p *fsmpb.Snapshot) {
+	// Each way a snapshot can break protocol 5's rules is corrupt, for its
+	// own reason.
+	edits := []struct {
+		name, why string
+		edit      func(p *fsmpb.Snapshot)
+	}{
+		{"two holders of an election", "does not fit a LOCK_TYPE_ELECTION", func(p *fsmpb.Snapshot) {
 			l := lockNamed(p, "e")
 			l.Holders = append(l.Holders, leaseFrom(l.Queue[0], 100000))
 			l.Queue = nil
-		},
-		"a third permit of limit 2": func(p *fsmpb.Snapshot) {
+		}},
+		{"a third permit of limit 2", "holder 100000 does not fit", func(p *fsmpb.Snapshot) {
 			l := lockNamed(p, "s")
 			h := leaseFrom(l.Queue[0], 100000)
 			h.Slot = 2
 			l.Holders, l.Queue = append(l.Holders, h), nil
-		},
-		"two permits on one slot": func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders[1].Slot = 0 },
-		"a slot above the limit":  func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders[1].Slot = 2 },
-		"a writer beside readers": func(p *fsmpb.Snapshot) { lockNamed(p, "rw").Holders[1].Claim.Mode = fsmpb.Mode_MODE_WRITE },
-		"tokens out of order": func(p *fsmpb.Snapshot) {
+		}},
+		{"two permits on one slot", "does not fit a LOCK_TYPE_SEMAPHORE", func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders[1].Slot = 0 }},
+		{"a slot above the limit", "does not fit a LOCK_TYPE_SEMAPHORE", func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders[1].Slot = 2 }},
+		{"a slot on a reader", "slot 1 on a LOCK_TYPE_READ_WRITE", func(p *fsmpb.Snapshot) { lockNamed(p, "rw").Holders[1].Slot = 1 }},
+		{"a writer beside readers", "does not fit a LOCK_TYPE_READ_WRITE", func(p *fsmpb.Snapshot) {
+			lockNamed(p, "rw").Holders[1].Claim.Mode = fsmpb.Mode_MODE_WRITE
+		}},
+		{"tokens out of order", "not increasing", func(p *fsmpb.Snapshot) {
 			l := lockNamed(p, "rw")
 			l.Holders[0], l.Holders[1] = l.Holders[1], l.Holders[0]
-		},
-		"an admissible queue head": func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders = lockNamed(p, "s").Holders[:1] },
-		"a mode on a semaphore":    func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders[0].Claim.Mode = fsmpb.Mode_MODE_READ },
-		"a value on a semaphore":   func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders[0].Claim.Value = "v" },
-		"a limit on an election":   func(p *fsmpb.Snapshot) { lockNamed(p, "e").Limit = 1 },
-		"a semaphore of limit 0":   func(p *fsmpb.Snapshot) { lockNamed(p, "s").Limit = 0 },
-		"an unknown type":          func(p *fsmpb.Snapshot) { lockNamed(p, "e").Type = 7 },
-		"a single holder at level 5": func(p *fsmpb.Snapshot) {
+		}},
+		{"an admissible queue head", "is admissible", func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders = lockNamed(p, "s").Holders[:1] }},
+		{"a mode on a semaphore", "mode MODE_READ on a LOCK_TYPE_SEMAPHORE", func(p *fsmpb.Snapshot) {
+			lockNamed(p, "s").Holders[0].Claim.Mode = fsmpb.Mode_MODE_READ
+		}},
+		{"a value on a semaphore", "a value on a LOCK_TYPE_SEMAPHORE", func(p *fsmpb.Snapshot) { lockNamed(p, "s").Holders[0].Claim.Value = "v" }},
+		{"a value too long", "a value of", func(p *fsmpb.Snapshot) {
+			lockNamed(p, "e").Holders[0].Claim.Value = string(make([]byte, MaxOwnerLen+1))
+		}},
+		{"a limit on an election", "LOCK_TYPE_ELECTION of limit 1", func(p *fsmpb.Snapshot) { lockNamed(p, "e").Limit = 1 }},
+		{"a semaphore of limit 0", "LOCK_TYPE_SEMAPHORE of limit 0", func(p *fsmpb.Snapshot) { lockNamed(p, "s").Limit = 0 }},
+		{"an unknown type", "unknown type 7", func(p *fsmpb.Snapshot) { lockNamed(p, "e").Type = 7 }},
+		{"a single holder at level 5", "a single holder at level 5", func(p *fsmpb.Snapshot) {
 			l := lockNamed(p, "e")
 			l.Holder, l.Holders = l.Holders[0], nil
-		},
-		"level-5 fields at level 4": func(p *fsmpb.Snapshot) { p.Protocol = 4; p.TokenFloor = 0 },
-		"no holders":                func(p *fsmpb.Snapshot) { lockNamed(p, "e").Holders = nil },
+		}},
+		{"level-5 fields at level 4", "fields of level 5 at level 4", func(p *fsmpb.Snapshot) { p.Protocol = 4; p.TokenFloor = 0 }},
+		{"no holders", "no holder", func(p *fsmpb.Snapshot) { lockNamed(p, "e").Holders = nil }},
 	}
-	for name, edit := range edits {
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range edits {
+		t.Run(tc.name, func(t *testing.T) {
 			p := decodeSnapshot(t, v.s)
-			edit(p)
+			tc.edit(p)
 			b, err := marshalOpts.Marshal(p)
 			require.NoError(t, err)
 			_, err = Restore(b)
 			assert.ErrorIs(t, err, ErrCorrupt)
+			assert.ErrorContains(t, err, tc.why)
 		})
 	}
 }

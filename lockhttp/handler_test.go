@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/lockhttp"
-	"github.com/quorumlock/quorumlock/node"
 )
 
 // A client session and its leases used through every replica's handler.
@@ -262,7 +262,7 @@ func TestHandler_OperatorEndpoints(t *testing.T) {
 	r := apis[leader].do("GET", "/v1/status", nil)
 	require.Equal(t, http.StatusOK, r.code)
 	assert.Equal(t, "leader", r.str("state"))
-	assert.Equal(t, uint64(node.Protocol), r.num("protocol"), "a new cluster runs at this build's level")
+	assert.Equal(t, uint64(fsm.Protocol), r.num("protocol"), "a new cluster runs at this build's level")
 	require.Len(t, r.body["members"], 3)
 
 	r = apis[leader].do("GET", "/v1/snapshot", nil)

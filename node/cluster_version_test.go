@@ -63,7 +63,7 @@ func TestCluster_UnsupportedThroughFollower(t *testing.T) {
 }
 
 // next is the protocol of a build newer than this one.
-const next = node.Protocol + 1
+const next = fsm.Protocol + 1
 
 // acquireNeedsNext plays a newer build in which Acquire needs protocol
 // next. It plays the build after this one, not this one against protocol
@@ -83,7 +83,7 @@ func playOneOldVoter(c *testcluster.Cluster, old int) {
 	for i := range c.Size() {
 		v := next
 		if i == old {
-			v = node.Protocol
+			v = fsm.Protocol
 		}
 		node.PlayProtocol(c.Node(i), v, acquireNeedsNext)
 	}

@@ -33,7 +33,7 @@ type Node struct {
 	isLeader atomic.Bool  // as last reported to metrics
 	raft     *raft.Raft
 	logs     raft.LogStore // raft's; read only by tests (export_test.go)
-	// protocol is what this node announces (Protocol);
+	// protocol is what this node announces and applies (fsm.Protocol);
 	// needs is fsm.Needs. Both are fields so tests can play an older or
 	// newer build (export_test.go).
 	protocol   atomic.Int32
@@ -125,7 +125,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.stop = n.ctx.Done()
-	n.protocol.Store(Protocol)
+	n.protocol.Store(fsm.Protocol)
 	needs := fsm.Needs
 	n.needs.Store(&needs)
 	if p := cfg.played; p != nil { // tests only (export_test.go)

@@ -460,7 +460,7 @@ func TestNode_AdoptAfterRestart(t *testing.T) {
 func TestNode_AtProtocol2WhenReady(t *testing.T) {
 	ctx := testCtx(t)
 	n := newNode(t, Config{})
-	assert.Equal(t, Protocol, n.Stats().Protocol)
+	assert.Equal(t, fsm.Protocol, n.Stats().Protocol)
 	l, err := n.Acquire(ctx, "fresh")
 	require.NoError(t, err)
 	require.NoError(t, n.Revoke(ctx, "fresh", l.Token()))

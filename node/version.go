@@ -12,16 +12,6 @@ import (
 	"github.com/quorumlock/quorumlock/lock"
 )
 
-// Protocol is the protocol this build's node announces to its peers and
-// raises its cluster to: 4. The state machine applies protocol 5 already
-// (fsm.Protocol; fsm/DESIGN.md, "Protocol 5"), but the node's half of it,
-// the calls that propose its commands and the handling of its events
-// (DESIGN.md, "Elections, semaphores and read-write locks"), is not built
-// yet, so no cluster of this build commits to 5 and every command of
-// protocol 5 is refused before the log (supported) or, from a peer,
-// answered UNSUPPORTED by the state.
-const Protocol = 4
-
 // ErrUnsupported: a command of a protocol that not every voter speaks yet
 // (DESIGN.md, "Versions and rolling upgrades"). It never entered the log.
 // It wraps lock.ErrUnsupported.
@@ -141,11 +131,11 @@ func (n *Node) runUpgrades() {
 // next wake-up.
 func (n *Node) raiseProtocol() {
 	level := n.committedProtocol()
-	if level >= Protocol {
+	if level >= fsm.Protocol {
 		return // nothing this build could raise it to
 	}
 	lowest, _, err := n.lowestVoter()
-	target := min(lowest, Protocol)
+	target := min(lowest, fsm.Protocol)
 	if err != nil || target <= level {
 		return
 	}
