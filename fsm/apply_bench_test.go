@@ -77,11 +77,11 @@ func benchHandoff(b *testing.B, st *benchState, q int) {
 	l := st.s.locks[name]
 	b.ReportAllocs()
 	for b.Loop() {
-		h := l.holder
+		h := l.holders[0]
 		rel := releases[h.claim.session]
 		rel.GetRelease().Token = h.token
 		st.request(b, rel, fsmpb.Code_CODE_OK)
-		if l.holder == nil || l.holder == h || len(l.queue) != q-1 {
+		if len(l.holders) != 1 || l.holders[0].token == h.token || len(l.queue) != q-1 {
 			b.Fatalf("release at %d did not hand %q over", st.index, name)
 		}
 		st.request(b, acquires[h.claim.session], fsmpb.Code_CODE_QUEUED)

@@ -31,6 +31,9 @@ const (
 	// MaxTokenFloor bounds FloorToken's floor (protocol 4): lock's
 	// MaxTokenFloor, 2^62, so that a raised token can never wrap around.
 	MaxTokenFloor = 1 << 62
+	// MaxPermits bounds a semaphore's limit (protocol 5): lock's
+	// MaxPermits.
+	MaxPermits = 1024
 )
 
 var (

@@ -42,6 +42,18 @@ func withTTL(d time.Duration) acqOpt { return func(a *fsmpb.Acquire) { a.TtlNs =
 func withOwner(o string) acqOpt      { return func(a *fsmpb.Acquire) { a.Owner = o } }
 func withTry() acqOpt                { return func(a *fsmpb.Acquire) { a.Try = true } }
 
+// Protocol 5: a semaphore of limit n, a read-write lock in mode m, an
+// election with value v.
+func withSemaphore(n uint32) acqOpt {
+	return func(a *fsmpb.Acquire) { a.Type, a.Limit = fsmpb.LockType_LOCK_TYPE_SEMAPHORE, n }
+}
+func withMode(m fsmpb.Mode) acqOpt {
+	return func(a *fsmpb.Acquire) { a.Type, a.Mode = fsmpb.LockType_LOCK_TYPE_READ_WRITE, m }
+}
+func withValue(v string) acqOpt {
+	return func(a *fsmpb.Acquire) { a.Type, a.Value = fsmpb.LockType_LOCK_TYPE_ELECTION, v }
+}
+
 func cmdAcquire(session, seq uint64, name string, opts ...acqOpt) *fsmpb.Command {
 	a := &fsmpb.Acquire{Req: rq(session, seq), Name: name}
 	for _, o := range opts {
@@ -202,7 +214,7 @@ func checkInvariants(s *State) error {
 	// The protocol level: format 1 at level 1 with nothing of format 2 in
 	// it, format 2 above.
 	switch level := s.Protocol(); {
-	case level < 1 || level > Protocol:
+	case level < 1 || level > applies:
 		return fmt.Errorf("protocol level %d", level)
 	case level == 1 && (snap.GetVersion() != 1 || hasV2Fields(&snap)):
 		return fmt.Errorf("level 1 snapshot: version %d, format-2 fields %v", snap.GetVersion(), hasV2Fields(&snap))
@@ -255,7 +267,11 @@ func checkInvariants(s *State) error {
 		// Protocol 3: one claim per live client session and name; a claim's
 		// stream is never its own session.
 		mine := map[uint64]bool{}
-		for _, c := range append([]*fsmpb.Claim{pl.GetHolder().GetClaim()}, pl.GetQueue()...) {
+		var claims []*fsmpb.Claim
+		for _, h := range leasesOf(pl) {
+			claims = append(claims, h.GetClaim())
+		}
+		for _, c := range append(claims, pl.GetQueue()...) {
 			if clients[c.GetSession()] && mine[c.GetSession()] {
 				return fmt.Errorf("lock %q: client session %d has two claims", pl.GetName(), c.GetSession())
 			}
@@ -264,8 +280,10 @@ func checkInvariants(s *State) error {
 				return fmt.Errorf("lock %q: claim %d is its own stream", pl.GetName(), c.GetId())
 			}
 		}
-		if err := unique(pl.GetName(), pl.GetHolder().GetClaim()); err != nil {
-			return err
+		for _, h := range leasesOf(pl) {
+			if err := unique(pl.GetName(), h.GetClaim()); err != nil {
+				return err
+			}
 		}
 		for _, qc := range pl.GetQueue() {
 			if err := unique(pl.GetName(), qc); err != nil {
@@ -275,24 +293,28 @@ func checkInvariants(s *State) error {
 	}
 	for _, pl := range snap.GetLocks() {
 		name := pl.GetName()
-		h := pl.GetHolder()
-		if h == nil {
+		if len(leasesOf(pl)) == 0 {
 			// No holder: either an empty lock that should have been deleted,
 			// or waiters nobody will wake (I4).
 			return fmt.Errorf("lock %q has no holder (queue %d)", name, len(pl.GetQueue()))
 		}
-		// From level 4 a floored grant's token is above its generation.
-		if h.GetToken() == 0 || s.Protocol() < 4 && h.GetGeneration() < h.GetToken() {
-			return fmt.Errorf("lock %q: token %d generation %d", name, h.GetToken(), h.GetGeneration())
+		for _, h := range leasesOf(pl) {
+			// From level 4 a floored grant's token is above its generation.
+			if h.GetToken() == 0 || s.Protocol() < 4 && h.GetGeneration() < h.GetToken() {
+				return fmt.Errorf("lock %q: token %d generation %d", name, h.GetToken(), h.GetGeneration())
+			}
+			hc := h.GetClaim()
+			if hc.GetTtlNs() == 0 && !sessions[hc.GetSession()] {
+				return fmt.Errorf("lock %q: session lease of dead session %d", name, hc.GetSession())
+			}
+			if h.GetRevoked() && !sessions[hc.GetSession()] {
+				return fmt.Errorf("lock %q: revoked lease of dead session %d", name, hc.GetSession())
+			}
+			count(hc.GetSession(), name)
 		}
-		hc := h.GetClaim()
-		if hc.GetTtlNs() == 0 && !sessions[hc.GetSession()] {
-			return fmt.Errorf("lock %q: session lease of dead session %d", name, hc.GetSession())
+		if err := checkHolders(pl); err != nil {
+			return fmt.Errorf("lock %q: %w", name, err)
 		}
-		if h.GetRevoked() && !sessions[hc.GetSession()] {
-			return fmt.Errorf("lock %q: revoked lease of dead session %d", name, hc.GetSession())
-		}
-		count(hc.GetSession(), name)
 		for _, qc := range pl.GetQueue() {
 			if !sessions[qc.GetSession()] {
 				return fmt.Errorf("lock %q: queued claim %d of dead session %d", name, qc.GetId(), qc.GetSession())
@@ -323,16 +345,109 @@ func checkInvariants(s *State) error {
 	return checkOrphans(s)
 }
 
+// leasesOf is the held leases of a snapshot's lock: its holders from
+// level 5, its one holder below.
+func leasesOf(pl *fsmpb.Lock) []*fsmpb.Lease {
+	if pl.GetHolder() != nil {
+		return []*fsmpb.Lease{pl.GetHolder()}
+	}
+	return pl.GetHolders()
+}
+
+// checkHolders checks a lock's holders and queue head against its type
+// (fsm/DESIGN.md, "Protocol 5"), written out apart from the state's own
+// admits so that a mistake there is not checked against itself: at most
+// one holder of a mutex or an election; at most limit permits on
+// distinct slots below it; readers only or one writer; tokens increasing;
+// modes on read-write claims only, values on election claims only; and
+// a queue head that could not be granted.
+func checkHolders(pl *fsmpb.Lock) error {
+	hs, limit := leasesOf(pl), int(pl.GetLimit())
+	writers, readers, slots := 0, 0, map[uint32]bool{}
+	for i, h := range hs {
+		if i > 0 && h.GetToken() <= hs[i-1].GetToken() {
+			return fmt.Errorf("holder tokens %d then %d", hs[i-1].GetToken(), h.GetToken())
+		}
+		switch h.GetClaim().GetMode() {
+		case fsmpb.Mode_MODE_WRITE:
+			writers++
+		case fsmpb.Mode_MODE_READ:
+			readers++
+		}
+		if slots[h.GetSlot()] {
+			return fmt.Errorf("two permits on slot %d", h.GetSlot())
+		}
+		if pl.GetType() == fsmpb.LockType_LOCK_TYPE_SEMAPHORE {
+			slots[h.GetSlot()] = true
+		}
+	}
+	claims := pl.GetQueue()
+	for _, h := range hs {
+		claims = append(claims, h.GetClaim())
+	}
+	for _, c := range claims {
+		rw := pl.GetType() == fsmpb.LockType_LOCK_TYPE_READ_WRITE
+		if rw != (c.GetMode() != fsmpb.Mode_MODE_UNSPECIFIED) || c.GetValue() != "" && pl.GetType() != fsmpb.LockType_LOCK_TYPE_ELECTION {
+			return fmt.Errorf("claim %d: mode %s, value %q on a %s", c.GetId(), c.GetMode(), c.GetValue(), pl.GetType())
+		}
+	}
+	var headFits bool
+	switch pl.GetType() {
+	case fsmpb.LockType_LOCK_TYPE_MUTEX, fsmpb.LockType_LOCK_TYPE_ELECTION:
+		if len(hs) > 1 || limit != 0 {
+			return fmt.Errorf("%d holders, limit %d", len(hs), limit)
+		}
+		headFits = len(hs) == 0
+	case fsmpb.LockType_LOCK_TYPE_SEMAPHORE:
+		if limit < 1 || limit > MaxPermits || len(hs) > limit {
+			return fmt.Errorf("%d permits of limit %d", len(hs), limit)
+		}
+		for slot := range slots {
+			if int(slot) >= limit {
+				return fmt.Errorf("slot %d of limit %d", slot, limit)
+			}
+		}
+		headFits = len(hs) < limit
+	case fsmpb.LockType_LOCK_TYPE_READ_WRITE:
+		if limit != 0 || writers > 1 || writers == 1 && readers > 0 {
+			return fmt.Errorf("%d writers beside %d readers, limit %d", writers, readers, limit)
+		}
+		if q := pl.GetQueue(); len(q) > 0 && q[0].GetMode() == fsmpb.Mode_MODE_READ {
+			headFits = writers == 0
+		} else {
+			headFits = len(hs) == 0
+		}
+	default:
+		return fmt.Errorf("type %d", pl.GetType())
+	}
+	if len(pl.GetQueue()) > 0 && headFits {
+		return fmt.Errorf("the head of the queue, claim %d, could be granted", pl.GetQueue()[0].GetId())
+	}
+	return nil
+}
+
+// claimsOf is every claim of l: its holders' in token order, then its
+// queue.
+func claimsOf(l *lockState) []claim {
+	out := make([]claim, 0, len(l.holders)+len(l.queue))
+	for _, h := range l.holders {
+		out = append(out, h.claim)
+	}
+	return append(out, l.queue...)
+}
+
 // checkOrphans checks the orphans index against the locks: exactly the
 // leases whose session is gone, by that session.
 func checkOrphans(s *State) error {
-	want := map[uint64]map[string]struct{}{}
+	want := map[uint64]map[string]int{}
 	for name, l := range s.locks {
-		if id := l.holder.claim.session; s.sessions[id] == nil {
-			if want[id] == nil {
-				want[id] = map[string]struct{}{}
+		for _, h := range l.holders {
+			if id := h.claim.session; s.sessions[id] == nil {
+				if want[id] == nil {
+					want[id] = map[string]int{}
+				}
+				want[id][name]++
 			}
-			want[id][name] = struct{}{}
 		}
 	}
 	if len(want) != len(s.orphans) {

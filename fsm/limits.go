@@ -78,10 +78,22 @@ func (s *State) admitAcquire(c *fsmpb.Acquire, lim Limits) error {
 		return limitErr("names", lim.Names)
 	case sess.names[name] == 0 && full(len(sess.names), lim.NamesPerSession):
 		return limitErr("names of one session", lim.NamesPerSession)
-	case l != nil && l.holder != nil && !c.GetTry() && full(len(l.queue), lim.WaitersPerName):
+	case l != nil && len(l.holders) > 0 && !c.GetTry() && full(waiting(l), lim.WaitersPerName):
 		return limitErr(fmt.Sprintf("waiters on %q", name), lim.WaitersPerName)
 	}
 	return nil
+}
+
+// waiting is what WaitersPerName counts on l: its queue, and the read
+// leases of a read-write lock beyond the first, the one kind of holder
+// with no bound of its own (DESIGN.md, "Protocol 5"; a semaphore's
+// holders are bounded by its limit).
+func waiting(l *lockState) int {
+	n := len(l.queue)
+	if l.typ == fsmpb.LockType_LOCK_TYPE_READ_WRITE && len(l.holders) > 1 {
+		n += len(l.holders) - 1
+	}
+	return n
 }
 
 // repeats reports whether req is one the session has answered already:

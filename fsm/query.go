@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
 // LockInfo is the state of one name.
@@ -23,6 +25,32 @@ type LockInfo struct {
 	Node              string // node of the holder's session; "" if the session is gone
 	Revoked           bool   // revoked: it ends when its holder lets go or its grace is over
 	GrantedUnixNano   int64  // leader stamp of the grant; 0 if granted below protocol level 2
+	// Protocol 5: the type and a semaphore's limit; the first holder's
+	// mode, slot and value; and, for every type but a mutex, Holders: each
+	// held lease in token order (the top-level fields describe the first).
+	Type    fsmpb.LockType
+	Limit   int
+	Mode    fsmpb.Mode
+	Slot    int
+	Value   string
+	Holders []HolderInfo
+}
+
+// HolderInfo is one held lease of a name (protocol 5).
+type HolderInfo struct {
+	Token             uint64
+	Generation        uint64
+	Claim             uint64
+	Session           uint64
+	Owner             string
+	TTL               time.Duration
+	RefreshedUnixNano int64
+	Node              string
+	Revoked           bool
+	GrantedUnixNano   int64
+	Mode              fsmpb.Mode
+	Slot              int
+	Value             string
 }
 
 // Lock reports the state of name; Held is false for an unknown name.
@@ -31,18 +59,40 @@ func (s *State) Lock(name string) LockInfo {
 	if l == nil {
 		return LockInfo{Name: name}
 	}
-	info := LockInfo{Name: name, Waiters: len(l.queue)}
-	if h := l.holder; h != nil {
-		info.Held = true
-		info.Token, info.Generation, info.Claim = h.token, h.gen, h.claim.id
-		info.Session, info.Owner, info.TTL = h.claim.session, h.claim.owner, time.Duration(h.claim.ttl)
-		info.RefreshedUnixNano = h.refreshed
-		info.Revoked, info.GrantedUnixNano = h.revoked, h.granted
-		if sess := s.sessions[h.claim.session]; sess != nil {
-			info.Node = sess.node
+	info := LockInfo{Name: name, Waiters: len(l.queue), Type: l.typ, Limit: l.limit}
+	if len(l.holders) == 0 {
+		return info
+	}
+	info.Held = true
+	s.describe(&info, &l.holders[0])
+	if l.typ != fsmpb.LockType_LOCK_TYPE_MUTEX {
+		info.Holders = make([]HolderInfo, len(l.holders))
+		for i := range l.holders {
+			s.holderInfo(&info.Holders[i], &l.holders[i])
 		}
 	}
 	return info
+}
+
+// describe fills info's top-level fields from lease h.
+func (s *State) describe(info *LockInfo, h *lease) {
+	var hi HolderInfo
+	s.holderInfo(&hi, h)
+	info.Token, info.Generation, info.Claim, info.Session = hi.Token, hi.Generation, hi.Claim, hi.Session
+	info.Owner, info.TTL, info.RefreshedUnixNano, info.Node = hi.Owner, hi.TTL, hi.RefreshedUnixNano, hi.Node
+	info.Revoked, info.GrantedUnixNano, info.Mode, info.Slot, info.Value = hi.Revoked, hi.GrantedUnixNano, hi.Mode, hi.Slot, hi.Value
+}
+
+// holderInfo fills hi from lease h.
+func (s *State) holderInfo(hi *HolderInfo, h *lease) {
+	*hi = HolderInfo{
+		Token: h.token, Generation: h.gen, Claim: h.claim.id, Session: h.claim.session, Owner: h.claim.owner,
+		TTL: time.Duration(h.claim.ttl), RefreshedUnixNano: h.refreshed, Revoked: h.revoked, GrantedUnixNano: h.granted,
+		Mode: h.claim.mode, Slot: h.slot, Value: h.claim.value,
+	}
+	if sess := s.sessions[h.claim.session]; sess != nil {
+		hi.Node = sess.node
+	}
 }
 
 // ClaimInfo is one claim waiting in a queue.
@@ -53,6 +103,8 @@ type ClaimInfo struct {
 	Owner          string
 	TTL            time.Duration // 0: session lease
 	QueuedUnixNano int64         // leader stamp of its Acquire; 0 if queued below protocol level 2
+	Mode           fsmpb.Mode    // protocol 5: a read-write lock claim's mode
+	Value          string        // protocol 5: an election candidate's value
 }
 
 // Queue lists the first limit claims waiting for name, in queue order
@@ -70,7 +122,7 @@ func (s *State) Queue(name string, limit int) []ClaimInfo {
 	for _, cl := range q {
 		ci := ClaimInfo{
 			Claim: cl.id, Session: cl.session, Owner: cl.owner,
-			TTL: time.Duration(cl.ttl), QueuedUnixNano: cl.queued,
+			TTL: time.Duration(cl.ttl), QueuedUnixNano: cl.queued, Mode: cl.mode, Value: cl.value,
 		}
 		if sess := s.sessions[cl.session]; sess != nil {
 			ci.Node = sess.node
@@ -86,7 +138,7 @@ func (s *State) Queue(name string, limit int) []ClaimInfo {
 func (s *State) List(prefix, after string, limit int) []LockInfo {
 	var names []string
 	for name, l := range s.locks {
-		if l.holder != nil && strings.HasPrefix(name, prefix) && name > after {
+		if len(l.holders) > 0 && strings.HasPrefix(name, prefix) && name > after {
 			names = append(names, name)
 		}
 	}
@@ -109,20 +161,21 @@ type RevokedLease struct {
 	Grace   time.Duration // the holder session's TTL; 0 if the session is gone
 }
 
-// Revoked lists the revoked leases, sorted by name: a new leader arms
-// their grace timers from it.
+// Revoked lists the revoked leases, sorted by name and token: a new
+// leader arms their grace timers from it.
 func (s *State) Revoked() []RevokedLease {
 	var out []RevokedLease
 	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
-		h := s.locks[name].holder
-		if h == nil || !h.revoked {
-			continue
+		for _, h := range s.locks[name].holders {
+			if !h.revoked {
+				continue
+			}
+			rl := RevokedLease{Name: name, Token: h.token, Session: h.claim.session}
+			if sess := s.sessions[h.claim.session]; sess != nil {
+				rl.Grace = time.Duration(sess.ttl)
+			}
+			out = append(out, rl)
 		}
-		rl := RevokedLease{Name: name, Token: h.token, Session: h.claim.session}
-		if sess := s.sessions[h.claim.session]; sess != nil {
-			rl.Grace = time.Duration(sess.ttl)
-		}
-		out = append(out, rl)
 	}
 	return out
 }
@@ -195,7 +248,11 @@ func (s *State) RoutedClaim(name string, session, seq uint64) uint64 {
 	if l == nil || session == 0 {
 		return 0
 	}
-	for _, cl := range append([]claim{l.holder.claim}, l.queue...) {
+	claims := make([]claim, 0, len(l.holders)+len(l.queue))
+	for _, h := range l.holders {
+		claims = append(claims, h.claim)
+	}
+	for _, cl := range append(claims, l.queue...) {
 		route := cl.stream
 		if route == 0 {
 			route = cl.session
@@ -207,12 +264,24 @@ func (s *State) RoutedClaim(name string, session, seq uint64) uint64 {
 	return 0
 }
 
-// TTLLeases lists every held TTL lease, sorted by name.
+// TTLLeases lists every held TTL lease, sorted by name and token: the
+// top-level fields of each entry describe that lease.
 func (s *State) TTLLeases() []LockInfo {
 	var out []LockInfo
 	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
-		if h := s.locks[name].holder; h != nil && h.claim.ttl > 0 {
-			out = append(out, s.Lock(name))
+		l := s.locks[name]
+		var first LockInfo // built once per name: its Holders list is shared
+		for i := range l.holders {
+			h := &l.holders[i]
+			if h.claim.ttl == 0 {
+				continue
+			}
+			if first.Name == "" {
+				first = s.Lock(name)
+			}
+			info := first
+			s.describe(&info, h)
+			out = append(out, info)
 		}
 	}
 	return out

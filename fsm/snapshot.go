@@ -35,11 +35,13 @@ func (s *State) Snapshot() ([]byte, error) {
 	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
 		l := s.locks[name]
 		pl := &fsmpb.Lock{Name: name}
-		if h := l.holder; h != nil {
-			pl.Holder = &fsmpb.Lease{
-				Claim: claimPB(h.claim), Token: h.token, Generation: h.gen, RefreshedUnixNano: h.refreshed,
-				GrantedUnixNano: h.granted, Revoked: h.revoked,
+		if s.protocol >= 5 {
+			pl.Type, pl.Limit = l.typ, uint32(l.limit)
+			for i := range l.holders {
+				pl.Holders = append(pl.Holders, leasePB(&l.holders[i]))
 			}
+		} else {
+			pl.Holder = leasePB(&l.holders[0]) // below level 5: a mutex, held
 		}
 		for _, cl := range l.queue {
 			pl.Queue = append(pl.Queue, claimPB(cl))
@@ -54,9 +56,17 @@ func (s *State) Snapshot() ([]byte, error) {
 	return b, nil
 }
 
+func leasePB(h *lease) *fsmpb.Lease {
+	return &fsmpb.Lease{
+		Claim: claimPB(h.claim), Token: h.token, Generation: h.gen, RefreshedUnixNano: h.refreshed,
+		GrantedUnixNano: h.granted, Revoked: h.revoked, Slot: uint32(h.slot),
+	}
+}
+
 func claimPB(c claim) *fsmpb.Claim {
 	return &fsmpb.Claim{
 		Id: c.id, Session: c.session, Seq: c.seq, Owner: c.owner, TtlNs: c.ttl, QueuedUnixNano: c.queued, Key: c.key, Stream: c.stream,
+		Mode: c.mode, Value: c.value,
 	}
 }
 
@@ -64,6 +74,7 @@ func claimFromPB(c *fsmpb.Claim) claim {
 	return claim{
 		id: c.GetId(), session: c.GetSession(), seq: c.GetSeq(), owner: c.GetOwner(), ttl: c.GetTtlNs(),
 		queued: c.GetQueuedUnixNano(), key: nonEmpty(c.GetKey()), stream: c.GetStream(),
+		mode: c.GetMode(), value: c.GetValue(),
 	}
 }
 
@@ -92,8 +103,8 @@ func Restore(data []byte) (*State, error) {
 	case version == snapshotV1 && hasV2Fields(&snap):
 		return nil, corrupt("version 1 with fields of version 2")
 	case version == snapshotV1:
-	case level > Protocol:
-		return nil, fmt.Errorf("%w: protocol level %d (this build speaks %d)", ErrSnapshotVersion, level, Protocol)
+	case level > uint32(applies):
+		return nil, fmt.Errorf("%w: protocol level %d (this build speaks %d)", ErrSnapshotVersion, level, applies)
 	case level < 2:
 		return nil, corrupt("version %d at protocol level %d", version, level)
 	default:
@@ -144,57 +155,150 @@ func Restore(data []byte) (*State, error) {
 		if !validName(name) || s.locks[name] != nil {
 			return nil, corrupt("bad or duplicate lock %q", name)
 		}
-		if pl.GetHolder() == nil {
-			return nil, corrupt("lock %q has no holder", name)
-		}
-		l := &lockState{}
-		h := pl.GetHolder()
-		cl, err := restoreClaim(s, name, h.GetClaim())
-		if err == nil {
-			err = unique(cl)
-		}
+		l, err := restoreLock(s, pl, unique)
 		if err != nil {
-			return nil, corrupt("lock %q holder: %v", name, err)
-		}
-		// From level 4 a floored grant's token is above its index, the
-		// generation it starts with (DESIGN.md, "Protocol 4").
-		if h.GetToken() == 0 || s.protocol < 4 && h.GetGeneration() < h.GetToken() {
-			return nil, corrupt("lock %q: token %d, generation %d", name, h.GetToken(), h.GetGeneration())
-		}
-		// While a floor is in use it is at least every lease's token
-		// (DESIGN.md, "Protocol 4": it moves up to each floored token).
-		if s.tokenFloor != 0 && h.GetToken() > s.tokenFloor {
-			return nil, corrupt("lock %q: token %d above the token floor %d", name, h.GetToken(), s.tokenFloor)
-		}
-		if (cl.ttl == 0 || h.GetRevoked()) && s.sessions[cl.session] == nil {
-			return nil, corrupt("lock %q: session or revoked lease of unknown session %d", name, cl.session)
-		}
-		l.holder = &lease{
-			claim: cl, token: h.GetToken(), gen: h.GetGeneration(), refreshed: h.GetRefreshedUnixNano(),
-			granted: h.GetGrantedUnixNano(), revoked: h.GetRevoked(),
-		}
-		for _, pc := range pl.GetQueue() {
-			qc, err := restoreClaim(s, name, pc)
-			if err == nil {
-				err = unique(qc)
-			}
-			if err != nil {
-				return nil, corrupt("lock %q queue: %v", name, err)
-			}
-			if s.sessions[qc.session] == nil {
-				return nil, corrupt("lock %q: queued claim %d of unknown session %d", name, qc.id, qc.session)
-			}
-			l.queue = append(l.queue, qc)
-		}
-		if err := oneClaimPerClient(s, name, l); err != nil {
-			return nil, corrupt("%v", err)
+			return nil, corrupt("lock %q: %v", name, err)
 		}
 		s.locks[name] = l
-		if s.sessions[cl.session] == nil {
-			s.orphan(cl.session, name) // a lease that outlived its session
+		for _, h := range l.holders {
+			if s.sessions[h.claim.session] == nil {
+				s.orphan(h.claim.session, name) // a lease that outlived its session
+			}
 		}
 	}
 	return s, nil
+}
+
+// restoreLock decodes and checks lock pl (DESIGN.md, "Protocol 5",
+// Snapshot): below level 5 a mutex with one holder; from level 5 a type,
+// a limit that fits it and holders that fit both, in token order, with a
+// queue whose head the holders do not admit. unique checks claim IDs
+// across the snapshot.
+func restoreLock(s *State, pl *fsmpb.Lock, unique func(claim) error) (*lockState, error) {
+	name := pl.GetName()
+	l := &lockState{typ: pl.GetType(), limit: int(pl.GetLimit())}
+	leases := pl.GetHolders()
+	switch {
+	case s.protocol < 5 && (len(leases) > 0 || l.typ != 0 || l.limit != 0):
+		return nil, fmt.Errorf("fields of level 5 at level %d", s.protocol)
+	case s.protocol < 5:
+		leases = []*fsmpb.Lease{pl.GetHolder()}
+	case pl.GetHolder() != nil:
+		return nil, fmt.Errorf("a single holder at level %d", s.protocol)
+	}
+	if err := checkType(l); err != nil {
+		return nil, err
+	}
+	for _, pb := range leases {
+		h, err := restoreLease(s, name, pb, unique)
+		if err != nil {
+			return nil, err
+		}
+		if n := len(l.holders); n > 0 && h.token <= l.holders[n-1].token {
+			return nil, fmt.Errorf("holder tokens %d then %d: not increasing", l.holders[n-1].token, h.token)
+		}
+		if !l.admits(h.claim) || l.typ == fsmpb.LockType_LOCK_TYPE_SEMAPHORE && (h.slot >= l.limit || slices.ContainsFunc(l.holders, func(o lease) bool { return o.slot == h.slot })) {
+			return nil, fmt.Errorf("holder %d does not fit a %s beside the holders before it", h.token, l.typ)
+		}
+		if err := checkShape(l, h.claim); err != nil {
+			return nil, err
+		}
+		if h.slot != 0 && l.typ != fsmpb.LockType_LOCK_TYPE_SEMAPHORE {
+			return nil, fmt.Errorf("holder %d: slot %d on a %s", h.token, h.slot, l.typ)
+		}
+		l.holders = append(l.holders, *h)
+	}
+	if len(l.holders) == 0 {
+		return nil, fmt.Errorf("no holder")
+	}
+	for _, pc := range pl.GetQueue() {
+		qc, err := restoreClaim(s, name, pc)
+		if err == nil {
+			err = unique(qc)
+		}
+		if err == nil {
+			err = checkShape(l, qc)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+		if s.sessions[qc.session] == nil {
+			return nil, fmt.Errorf("queued claim %d of unknown session %d", qc.id, qc.session)
+		}
+		l.queue = append(l.queue, qc)
+	}
+	if len(l.queue) > 0 && l.admits(l.queue[0]) {
+		return nil, fmt.Errorf("the head of the queue, claim %d, is admissible", l.queue[0].id)
+	}
+	return l, oneClaimPerClient(s, name, l)
+}
+
+// restoreLease decodes and checks one held lease of name.
+func restoreLease(s *State, name string, pb *fsmpb.Lease, unique func(claim) error) (*lease, error) {
+	if pb == nil {
+		return nil, fmt.Errorf("no holder")
+	}
+	cl, err := restoreClaim(s, name, pb.GetClaim())
+	if err == nil {
+		err = unique(cl)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("holder: %w", err)
+	}
+	// From level 4 a floored grant's token is above its index, the
+	// generation it starts with (DESIGN.md, "Protocol 4").
+	if pb.GetToken() == 0 || s.protocol < 4 && pb.GetGeneration() < pb.GetToken() {
+		return nil, fmt.Errorf("token %d, generation %d", pb.GetToken(), pb.GetGeneration())
+	}
+	// While a floor is in use it is at least every lease's token
+	// (DESIGN.md, "Protocol 4": it moves up to each floored token).
+	if s.tokenFloor != 0 && pb.GetToken() > s.tokenFloor {
+		return nil, fmt.Errorf("token %d above the token floor %d", pb.GetToken(), s.tokenFloor)
+	}
+	if (cl.ttl == 0 || pb.GetRevoked()) && s.sessions[cl.session] == nil {
+		return nil, fmt.Errorf("session or revoked lease of unknown session %d", cl.session)
+	}
+	if pb.GetSlot() != 0 && s.protocol < 5 {
+		return nil, fmt.Errorf("a slot at level %d", s.protocol)
+	}
+	return &lease{
+		claim: cl, token: pb.GetToken(), gen: pb.GetGeneration(), refreshed: pb.GetRefreshedUnixNano(),
+		granted: pb.GetGrantedUnixNano(), revoked: pb.GetRevoked(), slot: int(pb.GetSlot()),
+	}, nil
+}
+
+// checkType checks a lock's type and limit: a known type, and a limit of
+// 1 to MaxPermits on a semaphore, 0 elsewhere.
+func checkType(l *lockState) error {
+	switch l.typ {
+	case fsmpb.LockType_LOCK_TYPE_SEMAPHORE:
+		if l.limit >= 1 && l.limit <= MaxPermits {
+			return nil
+		}
+	case fsmpb.LockType_LOCK_TYPE_MUTEX, fsmpb.LockType_LOCK_TYPE_READ_WRITE, fsmpb.LockType_LOCK_TYPE_ELECTION:
+		if l.limit == 0 {
+			return nil
+		}
+	default:
+		return fmt.Errorf("unknown type %d", l.typ)
+	}
+	return fmt.Errorf("a %s of limit %d", l.typ, l.limit)
+}
+
+// checkShape checks a claim's mode and value against its lock's type: a
+// mode (read or write) on every claim of a read-write lock and none
+// elsewhere, a value only on an election.
+func checkShape(l *lockState, cl claim) error {
+	rw := l.typ == fsmpb.LockType_LOCK_TYPE_READ_WRITE
+	switch {
+	case rw != (cl.mode == fsmpb.Mode_MODE_READ || cl.mode == fsmpb.Mode_MODE_WRITE) || !rw && cl.mode != 0:
+		return fmt.Errorf("claim %d: mode %s on a %s", cl.id, cl.mode, l.typ)
+	case cl.value != "" && l.typ != fsmpb.LockType_LOCK_TYPE_ELECTION:
+		return fmt.Errorf("claim %d: a value on a %s", cl.id, l.typ)
+	case len(cl.value) > MaxOwnerLen:
+		return fmt.Errorf("claim %d: a value of %d bytes", cl.id, len(cl.value))
+	}
+	return nil
 }
 
 // maxStoredFloor bounds the token floor in a snapshot: it is a FloorToken
@@ -205,12 +309,15 @@ const maxStoredFloor = 2 * MaxTokenFloor
 // oneClaimPerClient checks that no live client session has two claims on
 // lock l of name.
 func oneClaimPerClient(s *State, name string, l *lockState) error {
-	if len(l.queue) == 0 {
+	if len(l.queue)+len(l.holders) <= 1 {
 		return nil // one claim
 	}
 	seen := map[uint64]bool{}
-	claims := append([]claim{l.holder.claim}, l.queue...)
-	for _, cl := range claims {
+	claims := make([]claim, 0, len(l.holders)+len(l.queue))
+	for _, h := range l.holders {
+		claims = append(claims, h.claim)
+	}
+	for _, cl := range append(claims, l.queue...) {
 		if sess := s.sessions[cl.session]; sess != nil && sess.secret != nil {
 			if seen[cl.session] {
 				return fmt.Errorf("lock %q: client session %d has two claims", name, cl.session)
@@ -243,7 +350,8 @@ func hasV3Fields(snap *fsmpb.Snapshot) bool {
 	}
 	v3 := func(c *fsmpb.Claim) bool { return len(c.GetKey()) != 0 || c.GetStream() != 0 }
 	for _, pl := range snap.GetLocks() {
-		if v3(pl.GetHolder().GetClaim()) || slices.ContainsFunc(pl.GetQueue(), v3) {
+		if v3(pl.GetHolder().GetClaim()) || slices.ContainsFunc(pl.GetQueue(), v3) ||
+			slices.ContainsFunc(pl.GetHolders(), func(h *fsmpb.Lease) bool { return v3(h.GetClaim()) }) {
 			return true
 		}
 	}
@@ -325,6 +433,11 @@ func snapshotHasUnknown(snap *fsmpb.Snapshot) bool {
 		}
 		if h := pl.GetHolder(); h != nil && (unknown(h) || claim(h.GetClaim())) {
 			return true
+		}
+		for _, h := range pl.GetHolders() {
+			if unknown(h) || claim(h.GetClaim()) {
+				return true
+			}
 		}
 		for _, c := range pl.GetQueue() {
 			if claim(c) {

@@ -174,7 +174,7 @@ func TestRestore_InvalidV2(t *testing.T) {
 		{"unchanged", func(*fsmpb.Snapshot) {}, nil},
 		{"protocol 0", func(p *fsmpb.Snapshot) { p.Protocol = 0 }, ErrCorrupt},
 		{"protocol 1", func(p *fsmpb.Snapshot) { p.Protocol = 1 }, ErrCorrupt},
-		{"protocol above this build", func(p *fsmpb.Snapshot) { p.Protocol = Protocol + 1 }, ErrSnapshotVersion},
+		{"protocol above this build", func(p *fsmpb.Snapshot) { p.Protocol = uint32(applies) + 1 }, ErrSnapshotVersion},
 		{"as version 1", func(p *fsmpb.Snapshot) { p.Version = 1 }, ErrCorrupt},
 		{"as version 1 at level 0", func(p *fsmpb.Snapshot) { p.Version, p.Protocol = 1, 0 }, ErrCorrupt},
 		{"revoked TTL lease of an unknown session", func(p *fsmpb.Snapshot) { lockT(p).Holder.Claim.Session = 99 }, ErrCorrupt},
@@ -184,7 +184,7 @@ func TestRestore_InvalidV2(t *testing.T) {
 		{"not revoked", func(p *fsmpb.Snapshot) { lockA(p).Holder.Revoked = false }, nil},
 		{"no stamps", func(p *fsmpb.Snapshot) { lockA(p).Holder.GrantedUnixNano, lockA(p).Queue[0].QueuedUnixNano = 0, 0 }, nil},
 		{"unknown field in a lease", func(p *fsmpb.Snapshot) {
-			lockA(p).Holder.ProtoReflect().SetUnknown([]byte{0x48, 0x01})
+			lockA(p).Holder.ProtoReflect().SetUnknown([]byte{0x98, 0x06, 0x01}) // field 99
 		}, ErrCorrupt},
 	}
 	for _, tc := range cases {
@@ -241,7 +241,7 @@ func snapshotWithUnknownInClaim(t *testing.T) []byte {
 	t.Helper()
 	var p fsmpb.Snapshot
 	require.NoError(t, proto.Unmarshal(goldenSnapshot(t), &p))
-	p.Locks[0].Queue[0].ProtoReflect().SetUnknown([]byte{0x48, 0x01})
+	p.Locks[0].Queue[0].ProtoReflect().SetUnknown([]byte{0x98, 0x06, 0x01}) // field 99
 	b, err := proto.Marshal(&p)
 	require.NoError(t, err)
 	return b
@@ -251,7 +251,7 @@ func snapshotWithUnknownInResult(t *testing.T) []byte {
 	t.Helper()
 	var p fsmpb.Snapshot
 	require.NoError(t, proto.Unmarshal(goldenSnapshot(t), &p))
-	p.Sessions[1].Results[2].Result.ProtoReflect().SetUnknown([]byte{0x48, 0x01})
+	p.Sessions[1].Results[2].Result.ProtoReflect().SetUnknown([]byte{0x98, 0x06, 0x01}) // field 99
 	b, err := proto.Marshal(&p)
 	require.NoError(t, err)
 	return b

@@ -356,7 +356,7 @@ func (h *p3History) observe(res *fsmpb.Result, events []Event) {
 	if key := res.GetKey(); len(key) > 0 {
 		for _, name := range p3Names {
 			if l := h.s.locks[name]; l != nil {
-				for _, cl := range append([]claim{l.holder.claim}, l.queue...) {
+				for _, cl := range claimsOf(l) {
 					if cl.id == res.GetClaim() {
 						h.keys[name] = append(h.keys[name], key)
 					}
@@ -374,7 +374,7 @@ func checkP3(s *State, cmd *fsmpb.Command, res *fsmpb.Result, fresh bool) error 
 	seen := map[route]uint64{}
 	for _, name := range slices.Sorted(maps.Keys(s.locks)) {
 		l := s.locks[name]
-		for _, cl := range append([]claim{l.holder.claim}, l.queue...) {
+		for _, cl := range claimsOf(l) {
 			rt := route{cl.session, cl.seq}
 			if cl.stream != 0 {
 				rt.session = cl.stream

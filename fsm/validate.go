@@ -26,6 +26,11 @@ func Validate(cmd *fsmpb.Command) error {
 	if size := proto.Size(cmd); size > MaxCommandSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxCommandSize)
 	}
+	if need := Needs(cmd); need > applies {
+		// A command of a protocol this build does not apply (a draft's):
+		// what a newer build's command is to it.
+		return fmt.Errorf("%w: it needs protocol %d, this build speaks %d", ErrUnknownCommand, need, applies)
+	}
 	err := validateOp(cmd)
 	var why invalid
 	if errors.As(err, &why) {
@@ -81,7 +86,8 @@ func validateOp(cmd *fsmpb.Command) error {
 		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), validOwner(c.GetOwner()),
 			check(validLeaseTTL(c.GetTtlNs()), fmt.Sprintf("TTL %v: 0 or [%v, %v]", time.Duration(c.GetTtlNs()), MinTTL, MaxTTL)),
 			validClient(c.GetForSession(), c.GetSecret()), validKey(c.GetKey(), "key"),
-			check(c.GetForSession() == 0 || c.GetKey() != nil, "a claim for a client session needs a key"))
+			check(c.GetForSession() == 0 || c.GetKey() != nil, "a claim for a client session needs a key"),
+			validShapeErr(c))
 	case *fsmpb.Command_Release:
 		c := op.Release
 		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), validKey(c.GetKey(), "key"),
@@ -98,10 +104,10 @@ func validateOp(cmd *fsmpb.Command) error {
 		return first(validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"), check(c.GetGeneration() != 0, "generation 0"))
 	case *fsmpb.Command_SetProtocol:
 		level := op.SetProtocol.GetLevel()
-		if level > Protocol {
-			return fmt.Errorf("%w: protocol %d, this build speaks %d", ErrUnknownCommand, level, Protocol)
+		if level > uint32(applies) {
+			return fmt.Errorf("%w: protocol %d, this build speaks %d", ErrUnknownCommand, level, applies)
 		}
-		return check(level >= 2, fmt.Sprintf("protocol %d: 2 to %d", level, Protocol))
+		return check(level >= 2, fmt.Sprintf("protocol %d: 2 to %d", level, applies))
 	case *fsmpb.Command_Revoke:
 		c := op.Revoke
 		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))
@@ -115,6 +121,10 @@ func validateOp(cmd *fsmpb.Command) error {
 		c := op.FloorToken
 		return first(validRequest(c.GetReq()), validNameErr(c.GetName()),
 			check(c.GetFloor() <= MaxTokenFloor, fmt.Sprintf("token floor %d above %d", c.GetFloor(), uint64(MaxTokenFloor))))
+	case *fsmpb.Command_Proclaim:
+		c := op.Proclaim
+		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"),
+			validValue(c.GetValue()), validKey(c.GetKey(), "key"))
 	default:
 		return fmt.Errorf("%w: %T", ErrUnknownCommand, op)
 	}
@@ -133,6 +143,28 @@ func validRequest(r *fsmpb.Request) error {
 // validKey: a secret or a key is absent or exactly KeyLen bytes.
 func validKey(b []byte, what string) error {
 	return check(b == nil || len(b) == KeyLen, fmt.Sprintf("%s of %d bytes: %d", what, len(b), KeyLen))
+}
+
+// validShapeErr checks an Acquire's protocol-5 fields against its type
+// (validShape), and that a value is UTF-8.
+func validShapeErr(c *fsmpb.Acquire) error {
+	if _, known := fsmpb.LockType_name[int32(c.GetType())]; !known {
+		return invalid(fmt.Sprintf("unknown lock type %d", c.GetType()))
+	}
+	if _, known := fsmpb.Mode_name[int32(c.GetMode())]; !known {
+		return invalid(fmt.Sprintf("unknown mode %d", c.GetMode()))
+	}
+	if err := validValue(c.GetValue()); err != nil {
+		return err
+	}
+	return check(validShape(c), fmt.Sprintf("%s with limit %d, mode %s and a value of %d bytes",
+		c.GetType(), c.GetLimit(), c.GetMode(), len(c.GetValue())))
+}
+
+// validValue: an election's value follows an owner's rules.
+func validValue(v string) error {
+	return first(check(len(v) <= MaxOwnerLen, fmt.Sprintf("value of %d bytes, limit %d", len(v), MaxOwnerLen)),
+		check(utf8.ValidString(v), "value is not UTF-8"))
 }
 
 func validOwner(owner string) error {

@@ -26,34 +26,140 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// LockType is what a name is used as while it lives (lock/DESIGN.md,
+// "One namespace, one type per live name").
+type LockType int32
+
+const (
+	LockType_LOCK_TYPE_MUTEX      LockType = 0
+	LockType_LOCK_TYPE_SEMAPHORE  LockType = 1
+	LockType_LOCK_TYPE_READ_WRITE LockType = 2
+	LockType_LOCK_TYPE_ELECTION   LockType = 3
+)
+
+// Enum value maps for LockType.
+var (
+	LockType_name = map[int32]string{
+		0: "LOCK_TYPE_MUTEX",
+		1: "LOCK_TYPE_SEMAPHORE",
+		2: "LOCK_TYPE_READ_WRITE",
+		3: "LOCK_TYPE_ELECTION",
+	}
+	LockType_value = map[string]int32{
+		"LOCK_TYPE_MUTEX":      0,
+		"LOCK_TYPE_SEMAPHORE":  1,
+		"LOCK_TYPE_READ_WRITE": 2,
+		"LOCK_TYPE_ELECTION":   3,
+	}
+)
+
+func (x LockType) Enum() *LockType {
+	p := new(LockType)
+	*p = x
+	return p
+}
+
+func (x LockType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LockType) Descriptor() protoreflect.EnumDescriptor {
+	return file_fsm_fsmpb_fsm_proto_enumTypes[0].Descriptor()
+}
+
+func (LockType) Type() protoreflect.EnumType {
+	return &file_fsm_fsmpb_fsm_proto_enumTypes[0]
+}
+
+func (x LockType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LockType.Descriptor instead.
+func (LockType) EnumDescriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{0}
+}
+
+// Mode is a read-write lock claim's mode.
+type Mode int32
+
+const (
+	Mode_MODE_UNSPECIFIED Mode = 0
+	Mode_MODE_READ        Mode = 1
+	Mode_MODE_WRITE       Mode = 2
+)
+
+// Enum value maps for Mode.
+var (
+	Mode_name = map[int32]string{
+		0: "MODE_UNSPECIFIED",
+		1: "MODE_READ",
+		2: "MODE_WRITE",
+	}
+	Mode_value = map[string]int32{
+		"MODE_UNSPECIFIED": 0,
+		"MODE_READ":        1,
+		"MODE_WRITE":       2,
+	}
+)
+
+func (x Mode) Enum() *Mode {
+	p := new(Mode)
+	*p = x
+	return p
+}
+
+func (x Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_fsm_fsmpb_fsm_proto_enumTypes[1].Descriptor()
+}
+
+func (Mode) Type() protoreflect.EnumType {
+	return &file_fsm_fsmpb_fsm_proto_enumTypes[1]
+}
+
+func (x Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Mode.Descriptor instead.
+func (Mode) EnumDescriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{1}
+}
+
 type Code int32
 
 const (
 	Code_CODE_UNSPECIFIED     Code = 0
 	Code_CODE_OK              Code = 1
-	Code_CODE_GRANTED         Code = 2 // token, claim set
-	Code_CODE_QUEUED          Code = 3 // claim set
-	Code_CODE_HELD            Code = 4 // try-acquire found the name held
-	Code_CODE_NOT_HELD        Code = 5 // the named lease or claim no longer exists
-	Code_CODE_UNKNOWN_SESSION Code = 6 // the request's session does not exist
-	Code_CODE_FORGOTTEN       Code = 7 // duplicate of a request whose result was pruned
-	Code_CODE_INVALID         Code = 8 // malformed command (bad name, owner, TTL)
-	Code_CODE_UNSUPPORTED     Code = 9 // a command above the state's protocol level
+	Code_CODE_GRANTED         Code = 2  // token, claim set
+	Code_CODE_QUEUED          Code = 3  // claim set
+	Code_CODE_HELD            Code = 4  // try-acquire found the name held
+	Code_CODE_NOT_HELD        Code = 5  // the named lease or claim no longer exists
+	Code_CODE_UNKNOWN_SESSION Code = 6  // the request's session does not exist
+	Code_CODE_FORGOTTEN       Code = 7  // duplicate of a request whose result was pruned
+	Code_CODE_INVALID         Code = 8  // malformed command (bad name, owner, TTL)
+	Code_CODE_UNSUPPORTED     Code = 9  // a command above the state's protocol level
+	Code_CODE_MISMATCH        Code = 10 // protocol 5: the name lives as another type or limit (type, limit set), or a client session's re-attach asked another mode (mode set)
 )
 
 // Enum value maps for Code.
 var (
 	Code_name = map[int32]string{
-		0: "CODE_UNSPECIFIED",
-		1: "CODE_OK",
-		2: "CODE_GRANTED",
-		3: "CODE_QUEUED",
-		4: "CODE_HELD",
-		5: "CODE_NOT_HELD",
-		6: "CODE_UNKNOWN_SESSION",
-		7: "CODE_FORGOTTEN",
-		8: "CODE_INVALID",
-		9: "CODE_UNSUPPORTED",
+		0:  "CODE_UNSPECIFIED",
+		1:  "CODE_OK",
+		2:  "CODE_GRANTED",
+		3:  "CODE_QUEUED",
+		4:  "CODE_HELD",
+		5:  "CODE_NOT_HELD",
+		6:  "CODE_UNKNOWN_SESSION",
+		7:  "CODE_FORGOTTEN",
+		8:  "CODE_INVALID",
+		9:  "CODE_UNSUPPORTED",
+		10: "CODE_MISMATCH",
 	}
 	Code_value = map[string]int32{
 		"CODE_UNSPECIFIED":     0,
@@ -66,6 +172,7 @@ var (
 		"CODE_FORGOTTEN":       7,
 		"CODE_INVALID":         8,
 		"CODE_UNSUPPORTED":     9,
+		"CODE_MISMATCH":        10,
 	}
 )
 
@@ -80,11 +187,11 @@ func (x Code) String() string {
 }
 
 func (Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_fsm_fsmpb_fsm_proto_enumTypes[0].Descriptor()
+	return file_fsm_fsmpb_fsm_proto_enumTypes[2].Descriptor()
 }
 
 func (Code) Type() protoreflect.EnumType {
-	return &file_fsm_fsmpb_fsm_proto_enumTypes[0]
+	return &file_fsm_fsmpb_fsm_proto_enumTypes[2]
 }
 
 func (x Code) Number() protoreflect.EnumNumber {
@@ -93,7 +200,7 @@ func (x Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Code.Descriptor instead.
 func (Code) EnumDescriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{0}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{2}
 }
 
 // Command is one Raft log entry of type LogCommand.
@@ -120,6 +227,7 @@ type Command struct {
 	//	*Command_EndRevoked
 	//	*Command_Adopt
 	//	*Command_FloorToken
+	//	*Command_Proclaim
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -293,6 +401,15 @@ func (x *Command) GetFloorToken() *FloorToken {
 	return nil
 }
 
+func (x *Command) GetProclaim() *Proclaim {
+	if x != nil {
+		if x, ok := x.Op.(*Command_Proclaim); ok {
+			return x.Proclaim
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -352,6 +469,11 @@ type Command_FloorToken struct {
 	FloorToken *FloorToken `protobuf:"bytes,22,opt,name=floor_token,json=floorToken,proto3,oneof"`
 }
 
+type Command_Proclaim struct {
+	// Protocol 5. A replica below level 5 answers UNSUPPORTED.
+	Proclaim *Proclaim `protobuf:"bytes,23,opt,name=proclaim,proto3,oneof"`
+}
+
 func (*Command_OpenSession) isCommand_Op() {}
 
 func (*Command_CloseSession) isCommand_Op() {}
@@ -377,6 +499,8 @@ func (*Command_EndRevoked) isCommand_Op() {}
 func (*Command_Adopt) isCommand_Op() {}
 
 func (*Command_FloorToken) isCommand_Op() {}
+
+func (*Command_Proclaim) isCommand_Op() {}
 
 // Request identifies a client request for de-duplication: a retried
 // forward carries the same (session, seq) and applies once.
@@ -636,9 +760,17 @@ type Acquire struct {
 	// Protocol 3. for_session: the client session the claim belongs to
 	// (req is the proposer's stream), with its secret. key: 16 random bytes
 	// from the proposer naming the lease (required with for_session).
-	ForSession    uint64 `protobuf:"varint,6,opt,name=for_session,json=forSession,proto3" json:"for_session,omitempty"`
-	Secret        []byte `protobuf:"bytes,7,opt,name=secret,proto3" json:"secret,omitempty"`
-	Key           []byte `protobuf:"bytes,8,opt,name=key,proto3" json:"key,omitempty"`
+	ForSession uint64 `protobuf:"varint,6,opt,name=for_session,json=forSession,proto3" json:"for_session,omitempty"`
+	Secret     []byte `protobuf:"bytes,7,opt,name=secret,proto3" json:"secret,omitempty"`
+	Key        []byte `protobuf:"bytes,8,opt,name=key,proto3" json:"key,omitempty"`
+	// Protocol 5 (fsm/DESIGN.md, "Protocol 5"): the type the name is used
+	// as, a semaphore's limit (1 to MaxPermits; 0 for the other types), a
+	// read-write lock's mode (unspecified for the other types), and an
+	// election candidate's value (elections only).
+	Type          LockType `protobuf:"varint,9,opt,name=type,proto3,enum=quorumlock.fsm.v1.LockType" json:"type,omitempty"`
+	Limit         uint32   `protobuf:"varint,10,opt,name=limit,proto3" json:"limit,omitempty"`
+	Mode          Mode     `protobuf:"varint,11,opt,name=mode,proto3,enum=quorumlock.fsm.v1.Mode" json:"mode,omitempty"`
+	Value         string   `protobuf:"bytes,12,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -727,6 +859,34 @@ func (x *Acquire) GetKey() []byte {
 		return x.Key
 	}
 	return nil
+}
+
+func (x *Acquire) GetType() LockType {
+	if x != nil {
+		return x.Type
+	}
+	return LockType_LOCK_TYPE_MUTEX
+}
+
+func (x *Acquire) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *Acquire) GetMode() Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Mode_MODE_UNSPECIFIED
+}
+
+func (x *Acquire) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
 }
 
 type Release struct {
@@ -1282,21 +1442,105 @@ func (x *FloorToken) GetFloor() uint64 {
 	return 0
 }
 
-type Result struct {
+// Proclaim (protocol 5) changes the value of an election's term (name,
+// token), held by req's session or, with key, by the lease's key.
+type Proclaim struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=quorumlock.fsm.v1.Code" json:"code,omitempty"`
-	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
-	Claim         uint64                 `protobuf:"varint,3,opt,name=claim,proto3" json:"claim,omitempty"`
-	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`    // Adopt: the lease's new generation
-	TtlNs         int64                  `protobuf:"varint,5,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"` // Adopt: the lease's TTL
-	Key           []byte                 `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`                   // protocol 3: Acquire for a client session: the claim's key
+	Req           *Request               `protobuf:"bytes,1,opt,name=req,proto3" json:"req,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Token         uint64                 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
+	Value         string                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Key           []byte                 `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proclaim) Reset() {
+	*x = Proclaim{}
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proclaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proclaim) ProtoMessage() {}
+
+func (x *Proclaim) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proclaim.ProtoReflect.Descriptor instead.
+func (*Proclaim) Descriptor() ([]byte, []int) {
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Proclaim) GetReq() *Request {
+	if x != nil {
+		return x.Req
+	}
+	return nil
+}
+
+func (x *Proclaim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Proclaim) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *Proclaim) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Proclaim) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type Result struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Code       Code                   `protobuf:"varint,1,opt,name=code,proto3,enum=quorumlock.fsm.v1.Code" json:"code,omitempty"`
+	Token      uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Claim      uint64                 `protobuf:"varint,3,opt,name=claim,proto3" json:"claim,omitempty"`
+	Generation uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`    // Adopt: the lease's new generation
+	TtlNs      int64                  `protobuf:"varint,5,opt,name=ttl_ns,json=ttlNs,proto3" json:"ttl_ns,omitempty"` // Adopt: the lease's TTL
+	Key        []byte                 `protobuf:"bytes,6,opt,name=key,proto3" json:"key,omitempty"`                   // protocol 3: Acquire for a client session: the claim's key
+	// Protocol 5: MISMATCH: the lock's type and limit (and, for a client
+	// session's re-attach, the mode of its claim); GRANTED: a permit's slot.
+	Type          LockType `protobuf:"varint,7,opt,name=type,proto3,enum=quorumlock.fsm.v1.LockType" json:"type,omitempty"`
+	Limit         uint32   `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
+	Mode          Mode     `protobuf:"varint,9,opt,name=mode,proto3,enum=quorumlock.fsm.v1.Mode" json:"mode,omitempty"`
+	Slot          uint32   `protobuf:"varint,10,opt,name=slot,proto3" json:"slot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1552,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[15]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1565,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{15}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Result) GetCode() Code {
@@ -1366,6 +1610,34 @@ func (x *Result) GetKey() []byte {
 	return nil
 }
 
+func (x *Result) GetType() LockType {
+	if x != nil {
+		return x.Type
+	}
+	return LockType_LOCK_TYPE_MUTEX
+}
+
+func (x *Result) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *Result) GetMode() Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Mode_MODE_UNSPECIFIED
+}
+
+func (x *Result) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
 // Snapshot is the whole state, in a deterministic order.
 type Snapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1380,7 +1652,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1664,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[16]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1677,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{16}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -1458,7 +1730,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1742,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[17]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1755,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{17}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Session) GetId() uint64 {
@@ -1545,7 +1817,7 @@ type CachedResult struct {
 
 func (x *CachedResult) Reset() {
 	*x = CachedResult{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1829,7 @@ func (x *CachedResult) String() string {
 func (*CachedResult) ProtoMessage() {}
 
 func (x *CachedResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[18]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1842,7 @@ func (x *CachedResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedResult.ProtoReflect.Descriptor instead.
 func (*CachedResult) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{18}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CachedResult) GetSeq() uint64 {
@@ -1597,13 +1869,15 @@ type Claim struct {
 	QueuedUnixNano int64                  `protobuf:"varint,6,opt,name=queued_unix_nano,json=queuedUnixNano,proto3" json:"queued_unix_nano,omitempty"` // version 2: leader stamp of the Acquire, if it queued
 	Key            []byte                 `protobuf:"bytes,7,opt,name=key,proto3" json:"key,omitempty"`                                                // level 3: the lease key
 	Stream         uint64                 `protobuf:"varint,8,opt,name=stream,proto3" json:"stream,omitempty"`                                         // level 3: the session whose request made (or re-attached) a client session's claim
+	Mode           Mode                   `protobuf:"varint,9,opt,name=mode,proto3,enum=quorumlock.fsm.v1.Mode" json:"mode,omitempty"`                 // level 5: a read-write lock claim's mode
+	Value          string                 `protobuf:"bytes,10,opt,name=value,proto3" json:"value,omitempty"`                                           // level 5: an election claim's value (Proclaim changes a term's)
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1889,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[19]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1902,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{19}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Claim) GetId() uint64 {
@@ -1687,6 +1961,20 @@ func (x *Claim) GetStream() uint64 {
 	return 0
 }
 
+func (x *Claim) GetMode() Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return Mode_MODE_UNSPECIFIED
+}
+
+func (x *Claim) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 type Lease struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Claim             *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
@@ -1695,13 +1983,14 @@ type Lease struct {
 	RefreshedUnixNano int64                  `protobuf:"varint,4,opt,name=refreshed_unix_nano,json=refreshedUnixNano,proto3" json:"refreshed_unix_nano,omitempty"` // leader stamp of the generation entry
 	GrantedUnixNano   int64                  `protobuf:"varint,5,opt,name=granted_unix_nano,json=grantedUnixNano,proto3" json:"granted_unix_nano,omitempty"`       // version 2: leader stamp of the granting entry
 	Revoked           bool                   `protobuf:"varint,6,opt,name=revoked,proto3" json:"revoked,omitempty"`                                                // version 2: revoked, ending after its grace
+	Slot              uint32                 `protobuf:"varint,7,opt,name=slot,proto3" json:"slot,omitempty"`                                                      // level 5: a semaphore permit's slot
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +2002,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[20]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +2015,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{20}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Lease) GetClaim() *Claim {
@@ -1771,18 +2060,28 @@ func (x *Lease) GetRevoked() bool {
 	return false
 }
 
+func (x *Lease) GetSlot() uint32 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
 type Lock struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Holder        *Lease                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
-	Queue         []*Claim               `protobuf:"bytes,3,rep,name=queue,proto3" json:"queue,omitempty"` // FIFO
+	Holder        *Lease                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`                              // below level 5: the one holder
+	Queue         []*Claim               `protobuf:"bytes,3,rep,name=queue,proto3" json:"queue,omitempty"`                                // FIFO
+	Type          LockType               `protobuf:"varint,4,opt,name=type,proto3,enum=quorumlock.fsm.v1.LockType" json:"type,omitempty"` // level 5
+	Limit         uint32                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`                               // level 5: a semaphore's limit
+	Holders       []*Lease               `protobuf:"bytes,6,rep,name=holders,proto3" json:"holders,omitempty"`                            // level 5, in place of holder: the held leases in token order
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Lock) Reset() {
 	*x = Lock{}
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +2093,7 @@ func (x *Lock) String() string {
 func (*Lock) ProtoMessage() {}
 
 func (x *Lock) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[21]
+	mi := &file_fsm_fsmpb_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +2106,7 @@ func (x *Lock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lock.ProtoReflect.Descriptor instead.
 func (*Lock) Descriptor() ([]byte, []int) {
-	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{21}
+	return file_fsm_fsmpb_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Lock) GetName() string {
@@ -1831,11 +2130,32 @@ func (x *Lock) GetQueue() []*Claim {
 	return nil
 }
 
+func (x *Lock) GetType() LockType {
+	if x != nil {
+		return x.Type
+	}
+	return LockType_LOCK_TYPE_MUTEX
+}
+
+func (x *Lock) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *Lock) GetHolders() []*Lease {
+	if x != nil {
+		return x.Holders
+	}
+	return nil
+}
+
 var File_fsm_fsmpb_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\n" +
-	"\x13fsm/fsmpb/fsm.proto\x12\x11quorumlock.fsm.v1\"\xff\x06\n" +
+	"\x13fsm/fsmpb/fsm.proto\x12\x11quorumlock.fsm.v1\"\xba\a\n" +
 	"\aCommand\x12&\n" +
 	"\x0fstamp_unix_nano\x18\x01 \x01(\x03R\rstampUnixNano\x12\x1c\n" +
 	"\tignorable\x18\x02 \x01(\bR\tignorable\x12C\n" +
@@ -1854,7 +2174,8 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"endRevoked\x120\n" +
 	"\x05adopt\x18\x15 \x01(\v2\x18.quorumlock.fsm.v1.AdoptH\x00R\x05adopt\x12@\n" +
 	"\vfloor_token\x18\x16 \x01(\v2\x1d.quorumlock.fsm.v1.FloorTokenH\x00R\n" +
-	"floorTokenB\x04\n" +
+	"floorToken\x129\n" +
+	"\bproclaim\x18\x17 \x01(\v2\x1b.quorumlock.fsm.v1.ProclaimH\x00R\bproclaimB\x04\n" +
 	"\x02op\"V\n" +
 	"\aRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\x04R\asession\x12\x10\n" +
@@ -1873,7 +2194,7 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"forSession\x12\x16\n" +
 	"\x06secret\x18\x03 \x01(\fR\x06secret\")\n" +
 	"\rExpireSession\x12\x18\n" +
-	"\asession\x18\x01 \x01(\x04R\asession\"\xd5\x01\n" +
+	"\asession\x18\x01 \x01(\x04R\asession\"\xdf\x02\n" +
 	"\aAcquire\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1883,7 +2204,12 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\vfor_session\x18\x06 \x01(\x04R\n" +
 	"forSession\x12\x16\n" +
 	"\x06secret\x18\a \x01(\fR\x06secret\x12\x10\n" +
-	"\x03key\x18\b \x01(\fR\x03key\"s\n" +
+	"\x03key\x18\b \x01(\fR\x03key\x12/\n" +
+	"\x04type\x18\t \x01(\x0e2\x1b.quorumlock.fsm.v1.LockTypeR\x04type\x12\x14\n" +
+	"\x05limit\x18\n" +
+	" \x01(\rR\x05limit\x12+\n" +
+	"\x04mode\x18\v \x01(\x0e2\x17.quorumlock.fsm.v1.ModeR\x04mode\x12\x14\n" +
+	"\x05value\x18\f \x01(\tR\x05value\"s\n" +
 	"\aRelease\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1923,7 +2249,13 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"FloorToken\x12,\n" +
 	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05floor\x18\x03 \x01(\x04R\x05floor\"\xaa\x01\n" +
+	"\x05floor\x18\x03 \x01(\x04R\x05floor\"\x8a\x01\n" +
+	"\bProclaim\x12,\n" +
+	"\x03req\x18\x01 \x01(\v2\x1a.quorumlock.fsm.v1.RequestR\x03req\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\tR\x05value\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\fR\x03key\"\xb2\x02\n" +
 	"\x06Result\x12+\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x17.quorumlock.fsm.v1.CodeR\x04code\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x14\n" +
@@ -1932,7 +2264,12 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12\x15\n" +
 	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\x12\x10\n" +
-	"\x03key\x18\x06 \x01(\fR\x03key\"\xd6\x01\n" +
+	"\x03key\x18\x06 \x01(\fR\x03key\x12/\n" +
+	"\x04type\x18\a \x01(\x0e2\x1b.quorumlock.fsm.v1.LockTypeR\x04type\x12\x14\n" +
+	"\x05limit\x18\b \x01(\rR\x05limit\x12+\n" +
+	"\x04mode\x18\t \x01(\x0e2\x17.quorumlock.fsm.v1.ModeR\x04mode\x12\x12\n" +
+	"\x04slot\x18\n" +
+	" \x01(\rR\x04slot\"\xd6\x01\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x126\n" +
 	"\bsessions\x18\x02 \x03(\v2\x1a.quorumlock.fsm.v1.SessionR\bsessions\x12-\n" +
@@ -1951,7 +2288,7 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\x05owner\x18\a \x01(\tR\x05owner\"S\n" +
 	"\fCachedResult\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x121\n" +
-	"\x06result\x18\x02 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\"\xc4\x01\n" +
+	"\x06result\x18\x02 \x01(\v2\x19.quorumlock.fsm.v1.ResultR\x06result\"\x87\x02\n" +
 	"\x05Claim\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
 	"\asession\x18\x02 \x01(\x04R\asession\x12\x10\n" +
@@ -1960,7 +2297,10 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\x06ttl_ns\x18\x05 \x01(\x03R\x05ttlNs\x12(\n" +
 	"\x10queued_unix_nano\x18\x06 \x01(\x03R\x0equeuedUnixNano\x12\x10\n" +
 	"\x03key\x18\a \x01(\fR\x03key\x12\x16\n" +
-	"\x06stream\x18\b \x01(\x04R\x06stream\"\xe3\x01\n" +
+	"\x06stream\x18\b \x01(\x04R\x06stream\x12+\n" +
+	"\x04mode\x18\t \x01(\x0e2\x17.quorumlock.fsm.v1.ModeR\x04mode\x12\x14\n" +
+	"\x05value\x18\n" +
+	" \x01(\tR\x05value\"\xf7\x01\n" +
 	"\x05Lease\x12.\n" +
 	"\x05claim\x18\x01 \x01(\v2\x18.quorumlock.fsm.v1.ClaimR\x05claim\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x1e\n" +
@@ -1969,11 +2309,25 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"generation\x12.\n" +
 	"\x13refreshed_unix_nano\x18\x04 \x01(\x03R\x11refreshedUnixNano\x12*\n" +
 	"\x11granted_unix_nano\x18\x05 \x01(\x03R\x0fgrantedUnixNano\x12\x18\n" +
-	"\arevoked\x18\x06 \x01(\bR\arevoked\"|\n" +
+	"\arevoked\x18\x06 \x01(\bR\arevoked\x12\x12\n" +
+	"\x04slot\x18\a \x01(\rR\x04slot\"\xf7\x01\n" +
 	"\x04Lock\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\x06holder\x18\x02 \x01(\v2\x18.quorumlock.fsm.v1.LeaseR\x06holder\x12.\n" +
-	"\x05queue\x18\x03 \x03(\v2\x18.quorumlock.fsm.v1.ClaimR\x05queue*\xc4\x01\n" +
+	"\x05queue\x18\x03 \x03(\v2\x18.quorumlock.fsm.v1.ClaimR\x05queue\x12/\n" +
+	"\x04type\x18\x04 \x01(\x0e2\x1b.quorumlock.fsm.v1.LockTypeR\x04type\x12\x14\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\x122\n" +
+	"\aholders\x18\x06 \x03(\v2\x18.quorumlock.fsm.v1.LeaseR\aholders*j\n" +
+	"\bLockType\x12\x13\n" +
+	"\x0fLOCK_TYPE_MUTEX\x10\x00\x12\x17\n" +
+	"\x13LOCK_TYPE_SEMAPHORE\x10\x01\x12\x18\n" +
+	"\x14LOCK_TYPE_READ_WRITE\x10\x02\x12\x16\n" +
+	"\x12LOCK_TYPE_ELECTION\x10\x03*;\n" +
+	"\x04Mode\x12\x14\n" +
+	"\x10MODE_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tMODE_READ\x10\x01\x12\x0e\n" +
+	"\n" +
+	"MODE_WRITE\x10\x02*\xd7\x01\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCODE_OK\x10\x01\x12\x10\n" +
@@ -1984,7 +2338,9 @@ const file_fsm_fsmpb_fsm_proto_rawDesc = "" +
 	"\x14CODE_UNKNOWN_SESSION\x10\x06\x12\x12\n" +
 	"\x0eCODE_FORGOTTEN\x10\a\x12\x10\n" +
 	"\fCODE_INVALID\x10\b\x12\x14\n" +
-	"\x10CODE_UNSUPPORTED\x10\tB,Z*github.com/quorumlock/quorumlock/fsm/fsmpbb\x06proto3"
+	"\x10CODE_UNSUPPORTED\x10\t\x12\x11\n" +
+	"\rCODE_MISMATCH\x10\n" +
+	"B,Z*github.com/quorumlock/quorumlock/fsm/fsmpbb\x06proto3"
 
 var (
 	file_fsm_fsmpb_fsm_proto_rawDescOnce sync.Once
@@ -1998,69 +2354,81 @@ func file_fsm_fsmpb_fsm_proto_rawDescGZIP() []byte {
 	return file_fsm_fsmpb_fsm_proto_rawDescData
 }
 
-var file_fsm_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_fsm_fsmpb_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_fsm_fsmpb_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_fsm_fsmpb_fsm_proto_goTypes = []any{
-	(Code)(0),             // 0: quorumlock.fsm.v1.Code
-	(*Command)(nil),       // 1: quorumlock.fsm.v1.Command
-	(*Request)(nil),       // 2: quorumlock.fsm.v1.Request
-	(*OpenSession)(nil),   // 3: quorumlock.fsm.v1.OpenSession
-	(*CloseSession)(nil),  // 4: quorumlock.fsm.v1.CloseSession
-	(*ExpireSession)(nil), // 5: quorumlock.fsm.v1.ExpireSession
-	(*Acquire)(nil),       // 6: quorumlock.fsm.v1.Acquire
-	(*Release)(nil),       // 7: quorumlock.fsm.v1.Release
-	(*Refresh)(nil),       // 8: quorumlock.fsm.v1.Refresh
-	(*Cancel)(nil),        // 9: quorumlock.fsm.v1.Cancel
-	(*ExpireLease)(nil),   // 10: quorumlock.fsm.v1.ExpireLease
-	(*SetProtocol)(nil),   // 11: quorumlock.fsm.v1.SetProtocol
-	(*Revoke)(nil),        // 12: quorumlock.fsm.v1.Revoke
-	(*EndRevoked)(nil),    // 13: quorumlock.fsm.v1.EndRevoked
-	(*Adopt)(nil),         // 14: quorumlock.fsm.v1.Adopt
-	(*FloorToken)(nil),    // 15: quorumlock.fsm.v1.FloorToken
-	(*Result)(nil),        // 16: quorumlock.fsm.v1.Result
-	(*Snapshot)(nil),      // 17: quorumlock.fsm.v1.Snapshot
-	(*Session)(nil),       // 18: quorumlock.fsm.v1.Session
-	(*CachedResult)(nil),  // 19: quorumlock.fsm.v1.CachedResult
-	(*Claim)(nil),         // 20: quorumlock.fsm.v1.Claim
-	(*Lease)(nil),         // 21: quorumlock.fsm.v1.Lease
-	(*Lock)(nil),          // 22: quorumlock.fsm.v1.Lock
+	(LockType)(0),         // 0: quorumlock.fsm.v1.LockType
+	(Mode)(0),             // 1: quorumlock.fsm.v1.Mode
+	(Code)(0),             // 2: quorumlock.fsm.v1.Code
+	(*Command)(nil),       // 3: quorumlock.fsm.v1.Command
+	(*Request)(nil),       // 4: quorumlock.fsm.v1.Request
+	(*OpenSession)(nil),   // 5: quorumlock.fsm.v1.OpenSession
+	(*CloseSession)(nil),  // 6: quorumlock.fsm.v1.CloseSession
+	(*ExpireSession)(nil), // 7: quorumlock.fsm.v1.ExpireSession
+	(*Acquire)(nil),       // 8: quorumlock.fsm.v1.Acquire
+	(*Release)(nil),       // 9: quorumlock.fsm.v1.Release
+	(*Refresh)(nil),       // 10: quorumlock.fsm.v1.Refresh
+	(*Cancel)(nil),        // 11: quorumlock.fsm.v1.Cancel
+	(*ExpireLease)(nil),   // 12: quorumlock.fsm.v1.ExpireLease
+	(*SetProtocol)(nil),   // 13: quorumlock.fsm.v1.SetProtocol
+	(*Revoke)(nil),        // 14: quorumlock.fsm.v1.Revoke
+	(*EndRevoked)(nil),    // 15: quorumlock.fsm.v1.EndRevoked
+	(*Adopt)(nil),         // 16: quorumlock.fsm.v1.Adopt
+	(*FloorToken)(nil),    // 17: quorumlock.fsm.v1.FloorToken
+	(*Proclaim)(nil),      // 18: quorumlock.fsm.v1.Proclaim
+	(*Result)(nil),        // 19: quorumlock.fsm.v1.Result
+	(*Snapshot)(nil),      // 20: quorumlock.fsm.v1.Snapshot
+	(*Session)(nil),       // 21: quorumlock.fsm.v1.Session
+	(*CachedResult)(nil),  // 22: quorumlock.fsm.v1.CachedResult
+	(*Claim)(nil),         // 23: quorumlock.fsm.v1.Claim
+	(*Lease)(nil),         // 24: quorumlock.fsm.v1.Lease
+	(*Lock)(nil),          // 25: quorumlock.fsm.v1.Lock
 }
 var file_fsm_fsmpb_fsm_proto_depIdxs = []int32{
-	3,  // 0: quorumlock.fsm.v1.Command.open_session:type_name -> quorumlock.fsm.v1.OpenSession
-	4,  // 1: quorumlock.fsm.v1.Command.close_session:type_name -> quorumlock.fsm.v1.CloseSession
-	5,  // 2: quorumlock.fsm.v1.Command.expire_session:type_name -> quorumlock.fsm.v1.ExpireSession
-	6,  // 3: quorumlock.fsm.v1.Command.acquire:type_name -> quorumlock.fsm.v1.Acquire
-	7,  // 4: quorumlock.fsm.v1.Command.release:type_name -> quorumlock.fsm.v1.Release
-	8,  // 5: quorumlock.fsm.v1.Command.refresh:type_name -> quorumlock.fsm.v1.Refresh
-	9,  // 6: quorumlock.fsm.v1.Command.cancel:type_name -> quorumlock.fsm.v1.Cancel
-	10, // 7: quorumlock.fsm.v1.Command.expire_lease:type_name -> quorumlock.fsm.v1.ExpireLease
-	11, // 8: quorumlock.fsm.v1.Command.set_protocol:type_name -> quorumlock.fsm.v1.SetProtocol
-	12, // 9: quorumlock.fsm.v1.Command.revoke:type_name -> quorumlock.fsm.v1.Revoke
-	13, // 10: quorumlock.fsm.v1.Command.end_revoked:type_name -> quorumlock.fsm.v1.EndRevoked
-	14, // 11: quorumlock.fsm.v1.Command.adopt:type_name -> quorumlock.fsm.v1.Adopt
-	15, // 12: quorumlock.fsm.v1.Command.floor_token:type_name -> quorumlock.fsm.v1.FloorToken
-	2,  // 13: quorumlock.fsm.v1.OpenSession.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 14: quorumlock.fsm.v1.CloseSession.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 15: quorumlock.fsm.v1.Acquire.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 16: quorumlock.fsm.v1.Release.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 17: quorumlock.fsm.v1.Refresh.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 18: quorumlock.fsm.v1.Cancel.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 19: quorumlock.fsm.v1.Revoke.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 20: quorumlock.fsm.v1.Adopt.req:type_name -> quorumlock.fsm.v1.Request
-	2,  // 21: quorumlock.fsm.v1.FloorToken.req:type_name -> quorumlock.fsm.v1.Request
-	0,  // 22: quorumlock.fsm.v1.Result.code:type_name -> quorumlock.fsm.v1.Code
-	18, // 23: quorumlock.fsm.v1.Snapshot.sessions:type_name -> quorumlock.fsm.v1.Session
-	22, // 24: quorumlock.fsm.v1.Snapshot.locks:type_name -> quorumlock.fsm.v1.Lock
-	19, // 25: quorumlock.fsm.v1.Session.results:type_name -> quorumlock.fsm.v1.CachedResult
-	16, // 26: quorumlock.fsm.v1.CachedResult.result:type_name -> quorumlock.fsm.v1.Result
-	20, // 27: quorumlock.fsm.v1.Lease.claim:type_name -> quorumlock.fsm.v1.Claim
-	21, // 28: quorumlock.fsm.v1.Lock.holder:type_name -> quorumlock.fsm.v1.Lease
-	20, // 29: quorumlock.fsm.v1.Lock.queue:type_name -> quorumlock.fsm.v1.Claim
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	5,  // 0: quorumlock.fsm.v1.Command.open_session:type_name -> quorumlock.fsm.v1.OpenSession
+	6,  // 1: quorumlock.fsm.v1.Command.close_session:type_name -> quorumlock.fsm.v1.CloseSession
+	7,  // 2: quorumlock.fsm.v1.Command.expire_session:type_name -> quorumlock.fsm.v1.ExpireSession
+	8,  // 3: quorumlock.fsm.v1.Command.acquire:type_name -> quorumlock.fsm.v1.Acquire
+	9,  // 4: quorumlock.fsm.v1.Command.release:type_name -> quorumlock.fsm.v1.Release
+	10, // 5: quorumlock.fsm.v1.Command.refresh:type_name -> quorumlock.fsm.v1.Refresh
+	11, // 6: quorumlock.fsm.v1.Command.cancel:type_name -> quorumlock.fsm.v1.Cancel
+	12, // 7: quorumlock.fsm.v1.Command.expire_lease:type_name -> quorumlock.fsm.v1.ExpireLease
+	13, // 8: quorumlock.fsm.v1.Command.set_protocol:type_name -> quorumlock.fsm.v1.SetProtocol
+	14, // 9: quorumlock.fsm.v1.Command.revoke:type_name -> quorumlock.fsm.v1.Revoke
+	15, // 10: quorumlock.fsm.v1.Command.end_revoked:type_name -> quorumlock.fsm.v1.EndRevoked
+	16, // 11: quorumlock.fsm.v1.Command.adopt:type_name -> quorumlock.fsm.v1.Adopt
+	17, // 12: quorumlock.fsm.v1.Command.floor_token:type_name -> quorumlock.fsm.v1.FloorToken
+	18, // 13: quorumlock.fsm.v1.Command.proclaim:type_name -> quorumlock.fsm.v1.Proclaim
+	4,  // 14: quorumlock.fsm.v1.OpenSession.req:type_name -> quorumlock.fsm.v1.Request
+	4,  // 15: quorumlock.fsm.v1.CloseSession.req:type_name -> quorumlock.fsm.v1.Request
+	4,  // 16: quorumlock.fsm.v1.Acquire.req:type_name -> quorumlock.fsm.v1.Request
+	0,  // 17: quorumlock.fsm.v1.Acquire.type:type_name -> quorumlock.fsm.v1.LockType
+	1,  // 18: quorumlock.fsm.v1.Acquire.mode:type_name -> quorumlock.fsm.v1.Mode
+	4,  // 19: quorumlock.fsm.v1.Release.req:type_name -> quorumlock.fsm.v1.Request
+	4,  // 20: quorumlock.fsm.v1.Refresh.req:type_name -> quorumlock.fsm.v1.Request
+	4,  // 21: quorumlock.fsm.v1.Cancel.req:type_name -> quorumlock.fsm.v1.Request
+	4,  // 22: quorumlock.fsm.v1.Revoke.req:type_name -> quorumlock.fsm.v1.Request
+	4,  // 23: quorumlock.fsm.v1.Adopt.req:type_name -> quorumlock.fsm.v1.Request
+	4,  // 24: quorumlock.fsm.v1.FloorToken.req:type_name -> quorumlock.fsm.v1.Request
+	4,  // 25: quorumlock.fsm.v1.Proclaim.req:type_name -> quorumlock.fsm.v1.Request
+	2,  // 26: quorumlock.fsm.v1.Result.code:type_name -> quorumlock.fsm.v1.Code
+	0,  // 27: quorumlock.fsm.v1.Result.type:type_name -> quorumlock.fsm.v1.LockType
+	1,  // 28: quorumlock.fsm.v1.Result.mode:type_name -> quorumlock.fsm.v1.Mode
+	21, // 29: quorumlock.fsm.v1.Snapshot.sessions:type_name -> quorumlock.fsm.v1.Session
+	25, // 30: quorumlock.fsm.v1.Snapshot.locks:type_name -> quorumlock.fsm.v1.Lock
+	22, // 31: quorumlock.fsm.v1.Session.results:type_name -> quorumlock.fsm.v1.CachedResult
+	19, // 32: quorumlock.fsm.v1.CachedResult.result:type_name -> quorumlock.fsm.v1.Result
+	1,  // 33: quorumlock.fsm.v1.Claim.mode:type_name -> quorumlock.fsm.v1.Mode
+	23, // 34: quorumlock.fsm.v1.Lease.claim:type_name -> quorumlock.fsm.v1.Claim
+	24, // 35: quorumlock.fsm.v1.Lock.holder:type_name -> quorumlock.fsm.v1.Lease
+	23, // 36: quorumlock.fsm.v1.Lock.queue:type_name -> quorumlock.fsm.v1.Claim
+	0,  // 37: quorumlock.fsm.v1.Lock.type:type_name -> quorumlock.fsm.v1.LockType
+	24, // 38: quorumlock.fsm.v1.Lock.holders:type_name -> quorumlock.fsm.v1.Lease
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_fsm_fsmpb_fsm_proto_init() }
@@ -2082,14 +2450,15 @@ func file_fsm_fsmpb_fsm_proto_init() {
 		(*Command_EndRevoked)(nil),
 		(*Command_Adopt)(nil),
 		(*Command_FloorToken)(nil),
+		(*Command_Proclaim)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_fsmpb_fsm_proto_rawDesc), len(file_fsm_fsmpb_fsm_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   22,
+			NumEnums:      3,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
