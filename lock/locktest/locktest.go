@@ -34,6 +34,8 @@ type config struct {
 	listUnordered bool
 	// waiterIDsPerStore: see WaiterIDsPerStore.
 	waiterIDsPerStore bool
+	// observeEvery: see ObserveEvery.
+	observeEvery bool
 }
 
 // maxPrefixLen leaves room in a 512-byte name for the suite's own suffixes.
@@ -61,6 +63,18 @@ func ListUnordered() Option {
 // the waiters' Holders are set and distinct.
 func WaiterIDsPerStore() Option {
 	return func(c *config) { c.waiterIDsPerStore = true }
+}
+
+// ObserveEvery declares that the backend's Observe delivers every change
+// of an election while its reader keeps up (lock.Elector's promise), as
+// an embedded store's events or a stream of the store's own messages can.
+// Run then requires every state of a sequence of changes made while the
+// observer read nothing. Without it, Run requires the states delivered to
+// be some of those, in the store's order, ending with the latest: what a
+// store whose watches fire once and are read again (ZooKeeper) can give
+// when changes come faster than a watch round trip.
+func ObserveEvery() Option {
+	return func(c *config) { c.observeEvery = true }
 }
 
 // NamePrefix makes every lock name the suite uses start with p. By default

@@ -24,7 +24,7 @@ const faultEnv = "LOCKTEST_REFERENCE_FAULT"
 func TestRun_reference(t *testing.T) {
 	f := fault(os.Getenv(faultEnv))
 	s := newRefStore(f)
-	opts := []Option{FIFO(), s.outage()}
+	opts := []Option{FIFO(), ObserveEvery(), s.outage()}
 	if f != "" {
 		// The suite is expected to fail: fail fast.
 		opts = append(opts, func(c *config) { c.wait = 2 * time.Second })
