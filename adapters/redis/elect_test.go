@@ -1,0 +1,369 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/adapters/redis"
+	"github.com/quorumlock/quorumlock/internal/testserver"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// observe starts an Observe of election on e, ended when the test ends.
+func observe(t *testing.T, e lock.Elector, election string) <-chan lock.LeaderInfo {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	ch, err := e.Observe(ctx, election)
+	require.NoError(t, err)
+	return ch
+}
+
+// nextState returns the next state delivered on ch.
+func nextState(t *testing.T, ch <-chan lock.LeaderInfo) lock.LeaderInfo {
+	t.Helper()
+	select {
+	case info, ok := <-ch:
+		require.True(t, ok, "Observe's channel closed")
+		return info
+	case <-time.After(10 * time.Second):
+		t.Fatal("no state observed within 10s")
+	}
+	panic("unreachable")
+}
+
+// campaignAsync campaigns in the background; the result arrives on the
+// returned channel.
+func campaignAsync(ctx context.Context, e lock.Elector, election, value string, opts ...lock.Option) <-chan termResult {
+	out := make(chan termResult, 1)
+	go func() {
+		term, err := e.Campaign(ctx, election, value, opts...)
+		out <- termResult{term, err}
+	}()
+	return out
+}
+
+type termResult struct {
+	term lock.Term
+	err  error
+}
+
+func wonTerm(t *testing.T, ch <-chan termResult) lock.Term {
+	t.Helper()
+	select {
+	case r := <-ch:
+		require.NoError(t, r.err)
+		return r.term
+	case <-time.After(10 * time.Second):
+		t.Fatal("Campaign not elected within 10s")
+	}
+	panic("unreachable")
+}
+
+// TestElection_Story: elected, a second candidate waits, the resign hands
+// the seat over without an empty moment and closes the old Done before
+// the new Campaign returns, Leader and Observe follow, and the last
+// resign empties the seat.
+func TestElection_Story(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	a := newLocker(t, srv.Addr(), 2*time.Second)
+	b := newLocker(t, srv.Addr(), 2*time.Second)
+	watcher := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+
+	_, err := watcher.Leader(ctx, "e")
+	require.ErrorIs(t, err, lock.ErrNoLeader)
+	states := observe(t, watcher, "e")
+	assert.Equal(t, lock.LeaderInfo{Election: "e"}, nextState(t, states), "the empty seat first")
+
+	t1, err := a.Campaign(ctx, "e", "a:1")
+	require.NoError(t, err)
+	s := nextState(t, states)
+	assert.Equal(t, t1.Token(), s.Token)
+	assert.Equal(t, "a:1", s.Value)
+	assert.Equal(t, holderOf(t, a, "e"), s.Holder)
+	lead, err := watcher.Leader(ctx, "e")
+	require.NoError(t, err)
+	assert.Equal(t, t1.Token(), lead.Token)
+	assert.Equal(t, "a:1", lead.Value)
+	assert.Equal(t, s.Holder, lead.Holder)
+	assert.True(t, lead.Elected())
+
+	second := campaignAsync(ctx, b, "e", "b:1")
+	waitWaiters(t, watcher, "e", 1)
+	select {
+	case r := <-second:
+		t.Fatalf("second candidate elected while the first leads: %v", r.err)
+	default:
+	}
+
+	require.NoError(t, t1.Release(ctx))
+	t2 := wonTerm(t, second)
+	assert.True(t, isClosed(t1.Done()), "the old term's Done closes before the next Campaign returns")
+	require.ErrorIs(t, t1.Err(), lock.ErrReleased)
+	assert.Greater(t, t2.Token(), t1.Token())
+
+	s = nextState(t, states)
+	assert.Equal(t, t2.Token(), s.Token, "from one term straight to the next: no empty seat in between")
+	assert.Equal(t, "b:1", s.Value)
+	assert.NotEqual(t, lead.Holder, s.Holder)
+
+	require.NoError(t, t2.Release(ctx))
+	assert.Equal(t, lock.LeaderInfo{Election: "e"}, nextState(t, states), "the empty seat after the last resign")
+	_, err = watcher.Leader(ctx, "e")
+	require.ErrorIs(t, err, lock.ErrNoLeader)
+	require.ErrorIs(t, t2.Release(ctx), lock.ErrNotHeld)
+}
+
+// TestElection_FIFO: queued candidates are elected in arrival order.
+func TestElection_FIFO(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	ls := []*redis.Locker{
+		newLocker(t, srv.Addr(), 2*time.Second), newLocker(t, srv.Addr(), 2*time.Second),
+		newLocker(t, srv.Addr(), 2*time.Second), newLocker(t, srv.Addr(), 2*time.Second),
+	}
+	ctx := testCtx(t)
+	term, err := ls[0].Campaign(ctx, "fifo", "0")
+	require.NoError(t, err)
+	var queued []<-chan termResult
+	for i := 1; i < len(ls); i++ {
+		queued = append(queued, campaignAsync(ctx, ls[i], "fifo", fmt.Sprint(i)))
+		waitWaiters(t, ls[0], "fifo", i)
+	}
+	for i, ch := range queued {
+		require.NoError(t, term.Release(ctx))
+		next := wonTerm(t, ch)
+		lead, err := ls[0].Leader(ctx, "fifo")
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprint(i+1), lead.Value, "elected in arrival order")
+		assert.Greater(t, next.Token(), term.Token())
+		for _, later := range queued[i+1:] {
+			assert.Empty(t, later, "a later candidate is still waiting")
+		}
+		term = next
+	}
+	require.NoError(t, term.Release(ctx))
+}
+
+// TestElection_Proclaim: a new value, same token, observed and read; an
+// ended term's Proclaim answers ErrNotHeld.
+func TestElection_Proclaim(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	term, err := l.Campaign(ctx, "p", "before")
+	require.NoError(t, err)
+	states := observe(t, l, "p")
+	assert.Equal(t, "before", nextState(t, states).Value)
+
+	require.NoError(t, term.Proclaim(ctx, "after"))
+	s := nextState(t, states)
+	assert.Equal(t, term.Token(), s.Token, "Proclaim keeps the token")
+	assert.Equal(t, "after", s.Value)
+	lead, err := l.Leader(ctx, "p")
+	require.NoError(t, err)
+	assert.Equal(t, "after", lead.Value)
+	assert.Equal(t, term.Token(), lead.Token)
+
+	require.ErrorIs(t, term.Proclaim(ctx, strings.Repeat("v", lock.MaxOwnerLen+1)), lock.ErrInvalidOption)
+	require.ErrorIs(t, term.Proclaim(ctx, "a\xffb"), lock.ErrInvalidOption)
+	require.NoError(t, term.Release(ctx))
+	require.ErrorIs(t, term.Proclaim(ctx, "late"), lock.ErrNotHeld)
+	assert.Equal(t, lock.LeaderInfo{Election: "p"}, nextState(t, states))
+}
+
+// TestElection_Expiry: a term that ends without any script — a TTL term
+// not refreshed, a session whose Locker stopped renewing — is observed as
+// the empty seat (the observer's timer at the term's PTTL + 1 ms); with a
+// candidate waiting, as the candidate's term.
+func TestElection_Expiry(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	watcher := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+
+	t.Run("TTL", func(t *testing.T) {
+		l := newLocker(t, srv.Addr(), 2*time.Second)
+		states := observe(t, watcher, "ttl")
+		require.False(t, nextState(t, states).Elected())
+		term, err := l.Campaign(ctx, "ttl", "short", lock.WithTTL(300*time.Millisecond))
+		require.NoError(t, err)
+		assert.Equal(t, term.Token(), nextState(t, states).Token)
+		waitDone(t, term, 10*time.Second, "TTL term")
+		require.ErrorIs(t, term.Err(), lock.ErrExpired)
+		assert.Equal(t, lock.LeaderInfo{Election: "ttl"}, nextState(t, states))
+	})
+	t.Run("SessionLost", func(t *testing.T) {
+		l := newLocker(t, srv.Addr(), 500*time.Millisecond)
+		states := observe(t, watcher, "session")
+		require.False(t, nextState(t, states).Elected())
+		term, err := l.Campaign(ctx, "session", "doomed")
+		require.NoError(t, err)
+		assert.Equal(t, term.Token(), nextState(t, states).Token)
+		redis.StopRenewals(l)
+		waitDone(t, term, 10*time.Second, "session term")
+		assert.Equal(t, lock.LeaderInfo{Election: "session"}, nextState(t, states))
+	})
+	t.Run("CandidateWaiting", func(t *testing.T) {
+		l := newLocker(t, srv.Addr(), 500*time.Millisecond)
+		next := newLocker(t, srv.Addr(), 2*time.Second)
+		states := observe(t, watcher, "handover")
+		require.False(t, nextState(t, states).Elected())
+		term, err := l.Campaign(ctx, "handover", "doomed")
+		require.NoError(t, err)
+		assert.Equal(t, term.Token(), nextState(t, states).Token)
+		second := campaignAsync(ctx, next, "handover", "next")
+		waitWaiters(t, watcher, "handover", 1)
+		redis.StopRenewals(l)
+		t2 := wonTerm(t, second)
+		assert.True(t, isClosed(term.Done()), "the dead leader's Done closed before the next term")
+		for s := nextState(t, states); s.Token != t2.Token(); s = nextState(t, states) {
+			assert.False(t, s.Elected(), "between the terms only the empty seat, got %+v", s)
+		}
+		require.NoError(t, t2.Release(ctx))
+	})
+}
+
+// TestObserve_CtxEndClosesChannel: the channel closes when ctx ends, and
+// when the Locker closes.
+func TestObserve_CtxEndClosesChannel(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	ch, err := l.Observe(ctx, "o")
+	require.NoError(t, err)
+	require.False(t, nextState(t, ch).Elected())
+	cancel()
+	requireClosed(t, ch)
+
+	ch, err = l.Observe(testCtx(t), "o")
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	requireClosed(t, ch)
+	_, err = l.Observe(testCtx(t), "o")
+	require.ErrorIs(t, err, lock.ErrClosed)
+}
+
+// requireClosed drains ch until it closes.
+func requireClosed(t *testing.T, ch <-chan lock.LeaderInfo) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatal("Observe's channel still open after 10s")
+		}
+	}
+}
+
+// TestObserve_SlowReader: a reader that does not read while 1000 changes
+// happen gets states in order, the latest last, some with Skipped > 0,
+// and every change accounted for (delivered or skipped).
+func TestObserve_SlowReader(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	term, err := l.Campaign(ctx, "slow", "v0")
+	require.NoError(t, err)
+	states := observe(t, l, "slow")
+	require.Equal(t, "v0", nextState(t, states).Value)
+	const changes = 1000
+	for i := 1; i <= changes; i++ {
+		require.NoError(t, term.Proclaim(ctx, fmt.Sprintf("v%d", i)))
+	}
+	seen, skipped, last := 0, 0, 0
+	for last != changes {
+		s := nextState(t, states)
+		require.Equal(t, term.Token(), s.Token)
+		var n int
+		_, err := fmt.Sscanf(s.Value, "v%d", &n)
+		require.NoError(t, err)
+		require.Greater(t, n, last, "states in the store's order")
+		require.Equal(t, n-last-1, s.Skipped, "Skipped counts exactly the states replaced")
+		seen, skipped, last = seen+1, skipped+s.Skipped, n
+	}
+	assert.Equal(t, changes, seen+skipped, "every change delivered or counted as skipped")
+	assert.Positive(t, skipped, "a reader 1000 changes behind gets collapsed states")
+	assert.Less(t, seen, changes)
+}
+
+// TestElection_TypeMismatch: a name lives as one type; a call of the
+// other fails with ErrInvalidOption naming both, both ways; a lease of an
+// older version (no type) counts as a mutex.
+func TestElection_TypeMismatch(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	both := func(err error, live, asked string) {
+		t.Helper()
+		require.ErrorIs(t, err, lock.ErrInvalidOption)
+		assert.Contains(t, err.Error(), "lives as "+live)
+		assert.Contains(t, err.Error(), "asked as "+asked)
+	}
+
+	mutex, err := l.Acquire(ctx, "m")
+	require.NoError(t, err)
+	_, err = l.Campaign(ctx, "m", "v")
+	both(err, "a mutex", "an election")
+	_, err = l.Leader(ctx, "m")
+	both(err, "a mutex", "an election")
+	states := observe(t, l, "m")
+	assert.False(t, nextState(t, states).Elected(), "Observe shows a mutex's name as an empty seat")
+	require.NoError(t, mutex.Release(ctx))
+
+	term, err := l.Campaign(ctx, "e", "v")
+	require.NoError(t, err)
+	_, err = l.Acquire(ctx, "e")
+	both(err, "an election", "a mutex")
+	_, err = l.TryAcquire(ctx, "e")
+	both(err, "an election", "a mutex")
+	require.NoError(t, term.Release(ctx))
+	again, err := l.Acquire(ctx, "e")
+	require.NoError(t, err, "a free name may be used as any type")
+	require.NoError(t, again.Release(ctx))
+
+	raw := rawClient(t, srv.Addr())
+	require.NoError(t, raw.HSet(ctx, redis.DefaultPrefix+"lease:old", "token", "7", "owner", "", "ttl", "0",
+		"claim", "olderversion/1", "since", "0", "node", "").Err())
+	require.NoError(t, raw.PExpire(ctx, redis.DefaultPrefix+"lease:old", time.Minute).Err())
+	_, err = l.Campaign(ctx, "old", "v")
+	both(err, "a mutex", "an election")
+}
+
+// TestElection_BadInputs: invalid names and values before any I/O, and
+// Redlock mode's ErrUnsupported.
+func TestElection_BadInputs(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	_, err := l.Campaign(ctx, "", "v")
+	require.ErrorIs(t, err, lock.ErrInvalidName)
+	_, err = l.Campaign(ctx, "e", strings.Repeat("v", lock.MaxOwnerLen+1))
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	_, err = l.Campaign(ctx, "e", "a\xffb")
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	_, err = l.Campaign(ctx, "e", "v", lock.WithTTL(-time.Second))
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	_, err = l.Leader(ctx, "bad\x00name")
+	require.ErrorIs(t, err, lock.ErrInvalidName)
+	_, err = l.Observe(ctx, "")
+	require.ErrorIs(t, err, lock.ErrInvalidName)
+
+	_, addrs := startRedlock(t, 3, testserver.RedisOptions{})
+	r := newRedlock(t, addrs, 2*time.Second)
+	_, err = r.Campaign(ctx, "e", "v")
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	_, err = r.Leader(ctx, "e")
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	_, err = r.Observe(ctx, "e")
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+}
