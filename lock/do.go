@@ -26,6 +26,57 @@ func Do(ctx context.Context, l Locker, name string, fn func(ctx context.Context)
 	if err != nil {
 		return err
 	}
+	return under(ctx, "lock", lease, func(ctx context.Context) error { return fn(ctx) })
+}
+
+// Lead campaigns in election with value, runs fn as the leader, and then
+// resigns, with the error rules of Do: fn's ctx is cancelled when ctx ends
+// or the term ends (its cause is the term's Err), and if the term ended
+// before fn returned, Lead returns the term's Err. fn's ctx carries the
+// term's token (TokenFromContext); fn may Proclaim through t.
+func Lead(ctx context.Context, e Elector, election, value string, fn func(ctx context.Context, t Term) error, opts ...Option) error {
+	term, err := e.Campaign(ctx, election, value, opts...)
+	if err != nil {
+		return err
+	}
+	return under(ctx, "term of election", term, func(ctx context.Context) error { return fn(ctx, term) })
+}
+
+// DoPermit acquires a permit of the semaphore name of limit, runs fn
+// holding it, and then releases it, with the error rules of Do. fn gets
+// the permit for its slot (Permit.Slot), which a resource fenced per slot
+// needs besides the token.
+func DoPermit(ctx context.Context, s Semaphores, name string, limit int, fn func(ctx context.Context, p Permit) error, opts ...Option) error {
+	permit, err := s.AcquirePermit(ctx, name, limit, opts...)
+	if err != nil {
+		return err
+	}
+	return under(ctx, "permit of semaphore", permit, func(ctx context.Context) error { return fn(ctx, permit) })
+}
+
+// DoRead runs fn holding a read lease of name, with the error rules of Do.
+func DoRead(ctx context.Context, rw RWLockers, name string, fn func(ctx context.Context) error, opts ...Option) error {
+	lease, err := rw.AcquireRead(ctx, name, opts...)
+	if err != nil {
+		return err
+	}
+	return under(ctx, "read lock", lease, fn)
+}
+
+// DoWrite runs fn holding the write lease of name, with the error rules of
+// Do.
+func DoWrite(ctx context.Context, rw RWLockers, name string, fn func(ctx context.Context) error, opts ...Option) error {
+	lease, err := rw.AcquireWrite(ctx, name, opts...)
+	if err != nil {
+		return err
+	}
+	return under(ctx, "write lock", lease, fn)
+}
+
+// under runs fn under lease and releases it: the body of Do and of the
+// helpers above. what names the lease in the error of one that ended
+// while fn ran.
+func under(ctx context.Context, what string, lease Lease, fn func(ctx context.Context) error) error {
 	fnCtx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(lease.Context(), func() { cancel(context.Cause(lease.Context())) })
 	returned := false
@@ -53,7 +104,7 @@ func Do(ctx context.Context, l Locker, name string, fn func(ctx context.Context)
 	case fnErr != nil:
 		return fnErr
 	case lostErr != nil:
-		return fmt.Errorf("lock %q ended while fn ran: %w", name, lostErr)
+		return fmt.Errorf("%s %q ended while fn ran: %w", what, lease.Name(), lostErr)
 	case relErr != nil && !errors.Is(relErr, ErrNotHeld):
 		return relErr
 	}
@@ -66,8 +117,8 @@ func withToken(ctx context.Context, token uint64) context.Context {
 	return context.WithValue(ctx, tokenKey{}, token)
 }
 
-// TokenFromContext returns the fencing token of the lease under which Do runs
-// fn, and false outside Do.
+// TokenFromContext returns the fencing token of the lease under which Do
+// (or Lead, DoPermit, DoRead, DoWrite) runs fn, and false outside them.
 func TokenFromContext(ctx context.Context) (uint64, bool) {
 	t, ok := ctx.Value(tokenKey{}).(uint64)
 	return t, ok

@@ -3,6 +3,7 @@ package locktest
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -165,6 +166,38 @@ func Run(t *testing.T, newLocker func(t *testing.T) lock.Locker, opts ...Option)
 			st.fn(s.outageEnv(t))
 		})
 	}
+	s.group(t, "Election", "lock.Elector", probeElector, electionTests)
+}
+
+// subtest is one property of a group.
+type subtest struct {
+	name string
+	fn   func(*env)
+}
+
+// group runs the subtests of one optional interface under one parent test
+// (lock/DESIGN.md, "Checking them"). probe makes the group's first call:
+// it reports whether the Locker implements the interface and the call's
+// error. A Locker that does not implement it, or whose first call answers
+// ErrUnsupported, skips the group with that reason: a backend cannot pass
+// by omission, it has to say so.
+func (s *suite) group(t *testing.T, name, iface string, probe func(*env) (bool, error), tests []subtest) (skipped bool) {
+	t.Run(name, func(t *testing.T) {
+		defer func() { skipped = t.Skipped() }()
+		e := s.env(t)
+		implements, err := probe(e)
+		if !implements {
+			t.Skipf("%T does not implement %s", e.a, iface)
+		}
+		if errors.Is(err, lock.ErrUnsupported) {
+			t.Skipf("the first call of %s: %v", iface, err)
+		}
+		require.NoError(t, err, "the first call of %s", iface)
+		for _, st := range tests {
+			t.Run(st.name, func(t *testing.T) { st.fn(s.env(t)) })
+		}
+	})
+	return skipped
 }
 
 func randomPrefix() string {

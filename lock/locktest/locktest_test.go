@@ -82,6 +82,18 @@ const (
 	faultAdoptNewToken     fault = "adopt-new-token"     // Adopt gives the lease a new token
 	faultAdoptSession      fault = "adopt-session"       // Adopt takes session leases too
 	faultAdoptSilent       fault = "adopt-silent"        // the previous holder never learns of an adoption
+
+	faultTwoLeaders         fault = "two-leaders"          // an election seats two terms at once
+	faultNoEmptySeat        fault = "no-empty-seat"        // Observe never reports the empty seat
+	faultLateResign         fault = "late-resign"          // a term's Done closes after the next term is elected
+	faultLimitPlusOne       fault = "limit-plus-one"       // a semaphore grants limit+1 permits
+	faultDuplicateSlot      fault = "duplicate-slot"       // a permit's slot is the number of holders, not a free slot
+	faultPermitLIFO         fault = "permit-lifo"          // a released permit goes to the newest waiter
+	faultLimitIgnored       fault = "limit-ignored"        // a permit call with another limit is accepted
+	faultReaderBesideWriter fault = "reader-beside-writer" // a read is granted while a write lease is held
+	faultNoWriterPreference fault = "no-writer-preference" // a read is granted at once past a queued writer
+	faultWithdrawStuck      fault = "withdraw-stuck"       // a withdrawn waiter does not let those behind it in
+	faultWriteCounter       fault = "write-counter"        // write tokens count writes only, below readers' tokens
 )
 
 // TestRun_detectsFaults runs the suite against the reference store with one
@@ -134,6 +146,9 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultAdoptNewToken, "Adopt", "an adopted lease keeps its token"},
 		{faultAdoptSession, "Adopt", "Adopt of a session lease"},
 		{faultAdoptSilent, "Adopt", "the previous holder's Done after the adoption"},
+		{faultTwoLeaders, "Election/OneLeader", `leaders at once \(I1\)`},
+		{faultNoEmptySeat, "Election/Observe", "the empty seat"},
+		{faultLateResign, "Election/Handover", `the old term's Done must be closed before the next term's Campaign returns \(I3\)`},
 	} {
 		t.Run(string(c.fault)+"/"+c.subtest, func(t *testing.T) {
 			t.Parallel()

@@ -28,9 +28,14 @@ type refStore struct {
 	last    uint64              // the last token granted, of any name
 	lockers int                 // Lockers made, for their IDs
 	names   map[string]*refName // names with a holder or waiters
-	cut     bool                // unreachable (reference_outage_test.go)
-	healed  chan struct{}       // closed when a cut ends
-	lapsed  bool                // the sessions lapsed during the current cut
+	// multi holds the names held or queued as elections, semaphores or
+	// read-write locks, observers the elections' observers by key
+	// (reference_multi_test.go).
+	multi     map[string]*refMulti
+	observers map[string][]*refObserver
+	cut       bool          // unreachable (reference_outage_test.go)
+	healed    chan struct{} // closed when a cut ends
+	lapsed    bool          // the sessions lapsed during the current cut
 }
 
 type refName struct {
@@ -44,6 +49,8 @@ type refWaiter struct {
 	key    string
 	name   string
 	opts   lock.Options
+	mode   string         // "" for a mutex; else reference_multi_test.go's
+	req    refRequest     // the call of a multi-holder waiter
 	since  time.Time      // when it queued
 	queued bool           // in its name's queue
 	res    chan refResult // receives one result, sent under mu, when queued turns false
@@ -55,11 +62,12 @@ type refResult struct {
 }
 
 type refLocker struct {
-	s       *refStore
-	id      string // Info.Holder of its leases and waiters
-	closed  bool   // the fields of refLocker are guarded by s.mu
-	leases  map[*refLease]bool
-	waiters map[*refWaiter]bool
+	s         *refStore
+	id        string // Info.Holder of its leases and waiters
+	closed    bool   // the fields of refLocker are guarded by s.mu
+	leases    map[*refLease]bool
+	waiters   map[*refWaiter]bool
+	observers map[*refObserver]bool
 }
 
 type refLease struct {
@@ -77,10 +85,13 @@ type refLease struct {
 	timer    *time.Timer // TTL leases
 	gen      uint64      // bumped when the timer is re-armed: a stale timer does nothing
 	err      error       // nil while held
+	mode     string      // "" for a mutex; else reference_multi_test.go's
+	slot     int         // a permit's
+	value    string      // a term's; guarded by s.mu
 }
 
 func newRefStore(f fault) *refStore {
-	return &refStore{fault: f, names: make(map[string]*refName)}
+	return &refStore{fault: f, names: make(map[string]*refName), multi: make(map[string]*refMulti), observers: make(map[string][]*refObserver)}
 }
 
 // newLocker has the signature Run wants.
@@ -89,7 +100,7 @@ func (s *refStore) newLocker(t *testing.T) lock.Locker {
 	s.lockers++
 	id := fmt.Sprintf("ref-%d", s.lockers)
 	s.mu.Unlock()
-	l := &refLocker{s: s, id: id, leases: make(map[*refLease]bool), waiters: make(map[*refWaiter]bool)}
+	l := &refLocker{s: s, id: id, leases: make(map[*refLease]bool), waiters: make(map[*refWaiter]bool), observers: make(map[*refObserver]bool)}
 	t.Cleanup(func() { _ = l.Close() })
 	return l
 }
@@ -127,12 +138,18 @@ func (s *refStore) grant(l *refLocker, key, name string, o lock.Options) *refLea
 	if s.fault == faultTokenReset {
 		token = n.count
 	}
+	lease := s.newLease(l, key, name, token, o)
+	n.holder = lease
+	return lease
+}
+
+// newLease makes a lease of l and starts its TTL.
+func (s *refStore) newLease(l *refLocker, key, name string, token uint64, o lock.Options) *refLease {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	lease := &refLease{
 		locker: l, key: key, name: name, token: token, owner: o.Owner, ttl: o.TTL,
 		granted: time.Now(), done: make(chan struct{}), ctx: ctx, cancel: cancel,
 	}
-	n.holder = lease
 	l.leases[lease] = true
 	if lease.ttl > 0 {
 		s.arm(lease)
@@ -167,6 +184,7 @@ func (s *refStore) arm(l *refLease) {
 // expireDue ends the TTL lease on key if its deadline has passed and its
 // timer has not fired yet, so that no call sees a lease past its deadline.
 func (s *refStore) expireDue(key string, now time.Time) {
+	s.expireDueMulti(key, now)
 	if n := s.names[key]; n != nil && n.holder != nil {
 		if h := n.holder; !h.deadline.IsZero() && !now.Before(h.deadline) {
 			s.end(h, lock.ErrExpired)
@@ -194,6 +212,10 @@ func (s *refStore) end(l *refLease, err error) {
 		l.cancel(err)
 	}
 	delete(l.locker.leases, l)
+	if l.mode != "" {
+		s.endMulti(l)
+		return
+	}
 	n := s.names[l.key]
 	if n == nil { // only with faultReentrant
 		return
@@ -214,6 +236,8 @@ func (s *refStore) lateEnd(l *refLease, err error) time.Duration {
 	case s.fault == faultLateHolder && errors.Is(err, lock.ErrExpired):
 		return l.ttl / 2
 	case s.fault == faultRevokeGrantsFirst && errors.Is(err, lock.ErrRevoked):
+		return 200 * time.Millisecond
+	case s.fault == faultLateResign && l.mode == modeTerm:
 		return 200 * time.Millisecond
 	}
 	return 0
@@ -283,6 +307,10 @@ func (l *refLocker) Acquire(ctx context.Context, name string, opts ...lock.Optio
 	}
 	key := s.key(name)
 	s.expireDue(key, time.Now())
+	if err := s.mismatch(key, name, typeMutex, 0); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
 	if s.free(key, l) {
 		lease := s.grant(l, key, name, o)
 		s.mu.Unlock()
@@ -347,6 +375,9 @@ func (l *refLocker) TryAcquire(ctx context.Context, name string, opts ...lock.Op
 	}
 	key := s.key(name)
 	s.expireDue(key, time.Now())
+	if err := s.mismatch(key, name, typeMutex, 0); err != nil {
+		return nil, err
+	}
 	if !s.free(key, l) {
 		return nil, fmt.Errorf("%w: %q", lock.ErrHeld, name)
 	}
@@ -389,6 +420,9 @@ func (l *refLocker) open(ctx context.Context) error {
 
 func (s *refStore) info(name, key string, now time.Time, queueLimit int) lock.Info {
 	info := lock.Info{Name: name}
+	if m := s.multi[key]; m != nil {
+		return s.infoMulti(info, m, now, queueLimit)
+	}
 	n := s.names[key]
 	if n == nil {
 		return info
@@ -533,7 +567,16 @@ func (l *refLocker) Close() error {
 		return nil
 	}
 	l.closed = true
+	for o := range l.observers {
+		close(o.stop)
+		delete(l.observers, o)
+	}
 	for w := range l.waiters {
+		if w.mode != "" {
+			s.withdraw(w)
+			w.res <- refResult{err: lock.ErrClosed}
+			continue
+		}
 		n := s.names[w.key]
 		s.dequeue(n, w)
 		s.gc(w.key, n)
