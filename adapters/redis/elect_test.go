@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -366,4 +368,89 @@ func TestElection_BadInputs(t *testing.T) {
 	require.ErrorIs(t, err, lock.ErrUnsupported)
 	_, err = r.Observe(ctx, "e")
 	require.ErrorIs(t, err, lock.ErrUnsupported)
+}
+
+// TestObserve_ReadsAfterReconnect: a change whose message the observer
+// cannot get (its connection is killed in the same transaction, before
+// the change) is delivered by the read after go-redis reconnects.
+func TestObserve_ReadsAfterReconnect(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	// A TTL term far longer than the wait below: the observer's timer at
+	// its expiry cannot be what reads the change.
+	term, err := l.Campaign(ctx, "r", "before", lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+	states := observe(t, l, "r")
+	require.Equal(t, "before", nextState(t, states).Value)
+
+	raw := rawClient(t, srv.Addr())
+	key := redis.DefaultPrefix + "lease:r"
+	_, err = raw.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.ClientKillByFilter(ctx, "TYPE", "pubsub")
+		p.HSet(ctx, key, "value", "unannounced")
+		p.HIncrBy(ctx, key, "ver", 1)
+		return nil
+	})
+	require.NoError(t, err)
+	s := nextState(t, states)
+	assert.Equal(t, "unannounced", s.Value, "the state read after the reconnect")
+	assert.Equal(t, term.Token(), s.Token)
+}
+
+// holdReplies is a go-redis hook that holds the reply of every EVALSHA of
+// the script sha that ran (not a NOSCRIPT) until release is closed: the
+// store has run the script, the caller has not heard.
+type holdReplies struct {
+	sha     string
+	release chan struct{}
+}
+
+func (h holdReplies) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h holdReplies) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+func (h holdReplies) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		err := next(ctx, cmd)
+		if args := cmd.Args(); err == nil && len(args) > 1 && args[0] == "evalsha" && args[1] == h.sha {
+			<-h.release
+		}
+		return err
+	}
+}
+
+// TestElection_ResignEndsTermFirst: the resigning term's Done is closed
+// before its release reaches the store, so it is closed when the next
+// candidate, handed the seat by that release, returns from Campaign —
+// even though the resigner has not yet heard the store's reply.
+func TestElection_ResignEndsTermFirst(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	hold := holdReplies{sha: redis.ReleaseScriptHash, release: make(chan struct{})}
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	client.AddHook(hold)
+	t.Cleanup(func() { _ = client.Close() })
+	a, err := redis.New(redis.Config{Client: client, SessionTTL: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(hold.release) }) }
+	t.Cleanup(letGo) // before a.Close, whatever fails
+	b := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+
+	warm, err := a.Campaign(ctx, "warm", "a") // its release loads the script: EVAL, not held
+	require.NoError(t, err)
+	require.NoError(t, warm.Release(ctx))
+	first, err := a.Campaign(ctx, "first", "a")
+	require.NoError(t, err)
+	second := campaignAsync(ctx, b, "first", "b")
+	waitWaiters(t, b, "first", 1)
+	resigned := make(chan error, 1)
+	go func() { resigned <- first.Release(ctx) }()
+	next := wonTerm(t, second)
+	assert.True(t, isClosed(first.Done()), "the resigned term's Done is closed when the next term begins")
+	letGo()
+	require.NoError(t, <-resigned)
+	require.NoError(t, next.Release(ctx))
 }

@@ -33,3 +33,6 @@ func Deafen(l *Locker) error {
 	<-l.one.subReady
 	return l.one.ps.Unsubscribe(l.one.bgCtx, l.one.wakePrefix+l.one.id)
 }
+
+// ReleaseScriptHash is the SHA1 that EVALSHA names the release script by.
+var ReleaseScriptHash = releaseScript.Hash()
