@@ -64,6 +64,17 @@
 // cause even with context.Background(), a queued Acquire whose ctx ended
 // returns the ctx's error alone, and, with Outage, the checks above.
 //
+// For a Locker that implements lock.Elector, lock.Semaphores or
+// lock.RWLockers, Run adds a group of subtests per interface (Election,
+// Semaphore, ReadWrite; lock/DESIGN.md, "Checking them"): one leader at a
+// time, Leader and Observe (including the empty seat, and the old term's
+// Done closed before the next term's Campaign returns); at most limit
+// permits on distinct slots, served in order; many readers or one writer,
+// writer preference, readers behind a withdrawn writer, writer tokens
+// above readers'; type and limit mismatches; lock.Lead, DoPermit, DoRead
+// and DoWrite. A group whose first call answers lock.ErrUnsupported is
+// skipped with that reason, as is one whose interface the Locker lacks.
+//
 // Beyond the letter of package lock, the suite expects what its
 // documentation implies: when Release or Close returns nil the lease has
 // ended (Done is closed, Err is ErrReleased) and the name is free in the

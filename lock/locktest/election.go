@@ -127,19 +127,21 @@ func testElectionOneLeader(e *env) {
 		mu         sync.Mutex
 		last       uint64
 		terms      int
-		violations []string
+		violations []string // one leader at a time, increasing tokens
+		answers    []string // Leader's answers during a term
 		errs       = make(chan error, candidates)
 		lockers    = []lock.Locker{e.a, e.b}
 	)
 	ctx, cancel := context.WithTimeout(e.t.Context(), 3*e.cfg.wait)
 	defer cancel()
-	violation := func(format string, args ...any) {
+	record := func(list *[]string, format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(violations) < 10 {
-			violations = append(violations, fmt.Sprintf(format, args...))
+		if len(*list) < 10 {
+			*list = append(*list, fmt.Sprintf(format, args...))
 		}
 	}
+	violation := func(format string, args ...any) { record(&violations, format, args...) }
 	var wg sync.WaitGroup
 	for c := range candidates {
 		el, other := e.elector(lockers[c%2]), e.elector(lockers[(c+1)%2])
@@ -164,7 +166,7 @@ func testElectionOneLeader(e *env) {
 				}
 				info, err := other.Leader(ctx, election)
 				if err != nil || info.Token != tok || info.Value != value {
-					violation("candidate %d round %d: Leader during term %d (%q) = %+v, %v", c, r, tok, value, info, err)
+					record(&answers, "candidate %d round %d: Leader during term %d (%q) = %+v, %v", c, r, tok, value, info, err)
 				}
 				runtime.Gosched()
 				if n := inside.Load(); n != 1 {
@@ -184,6 +186,7 @@ func testElectionOneLeader(e *env) {
 		assert.NoError(e.t, err)
 	}
 	assert.Empty(e.t, violations, "one leader at a time, increasing tokens")
+	assert.Empty(e.t, answers, "Leader, asked during a term, must answer that term")
 	assert.Equal(e.t, candidates*rounds, terms, "terms")
 	_, err := e.elector(e.a).Leader(e.ctx(), election)
 	assert.ErrorIs(e.t, err, lock.ErrNoLeader, "Leader after every candidate resigned")

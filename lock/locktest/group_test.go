@@ -40,6 +40,30 @@ func (u unsupported) Observe(context.Context, string) (<-chan lock.LeaderInfo, e
 	return nil, u.err()
 }
 
+func (u unsupported) AcquirePermit(context.Context, string, int, ...lock.Option) (lock.Permit, error) {
+	return nil, u.err()
+}
+
+func (u unsupported) TryAcquirePermit(context.Context, string, int, ...lock.Option) (lock.Permit, error) {
+	return nil, u.err()
+}
+
+func (u unsupported) AcquireRead(context.Context, string, ...lock.Option) (lock.Lease, error) {
+	return nil, u.err()
+}
+
+func (u unsupported) TryAcquireRead(context.Context, string, ...lock.Option) (lock.Lease, error) {
+	return nil, u.err()
+}
+
+func (u unsupported) AcquireWrite(context.Context, string, ...lock.Option) (lock.Lease, error) {
+	return nil, u.err()
+}
+
+func (u unsupported) TryAcquireWrite(context.Context, string, ...lock.Option) (lock.Lease, error) {
+	return nil, u.err()
+}
+
 // TestRun_groups: the group of an optional interface is skipped for a
 // Locker that does not implement it, and for one whose first call answers
 // ErrUnsupported, after that one call; it runs for one that implements it.
@@ -64,6 +88,8 @@ func TestRun_groups(t *testing.T) {
 				probe       func(*env) (bool, error)
 			}{
 				{"Election", "lock.Elector", probeElector},
+				{"Semaphore", "lock.Semaphores", probeSemaphores},
+				{"ReadWrite", "lock.RWLockers", probeRWLockers},
 			} {
 				ran := false
 				skipped := su.group(t, g.name, g.iface, g.probe, []subtest{{"Ran", func(*env) { ran = true }}})

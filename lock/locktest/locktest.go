@@ -167,6 +167,8 @@ func Run(t *testing.T, newLocker func(t *testing.T) lock.Locker, opts ...Option)
 		})
 	}
 	s.group(t, "Election", "lock.Elector", probeElector, electionTests)
+	s.group(t, "Semaphore", "lock.Semaphores", probeSemaphores, semaphoreTests)
+	s.group(t, "ReadWrite", "lock.RWLockers", probeRWLockers, rwTests)
 }
 
 // subtest is one property of a group.

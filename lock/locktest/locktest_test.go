@@ -149,6 +149,18 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultTwoLeaders, "Election/OneLeader", `leaders at once \(I1\)`},
 		{faultNoEmptySeat, "Election/Observe", "the empty seat"},
 		{faultLateResign, "Election/Handover", `the old term's Done must be closed before the next term's Campaign returns \(I3\)`},
+		{faultLimitPlusOne, "Semaphore/Limit", `4 permits held at once, limit 3 \(I1\)|slot 3 outside \[0, 3\)`},
+		{faultLimitPlusOne, "Semaphore/TryAcquire", `TryAcquirePermit with every permit held`},
+		{faultDuplicateSlot, "Semaphore/TryAcquire", "the released slot is the only free one"},
+		{faultDuplicateSlot, "Semaphore/Limit", "held twice at once"},
+		{faultPermitLIFO, "Semaphore/FIFO", "waiters must be served in queue order"},
+		{faultLimitIgnored, "Semaphore/InvalidInput", "AcquirePermit with limit 11 of a semaphore of limit 7"},
+		{faultReaderBesideWriter, "ReadWrite/ReadersTogether", "TryAcquireRead while a write lease is held"},
+		{faultReaderBesideWriter, "ReadWrite/Exclusion", `inside with \d+ of the other mode \(I1\)`},
+		{faultNoWriterPreference, "ReadWrite/WriterPreference", "a queued writer holds back later readers"},
+		{faultWithdrawStuck, "ReadWrite/WithdrawnWriter", `behind a withdrawn writer must be granted while the first reader holds \(I4\)`},
+		{faultWriteCounter, "ReadWrite/WriterToken", `a writer's token must be above every earlier reader's \(I2\)`},
+		{faultWriteCounter, "ReadWrite/Exclusion", `not above \d+ granted before it \(I2\)`},
 	} {
 		t.Run(string(c.fault)+"/"+c.subtest, func(t *testing.T) {
 			t.Parallel()
