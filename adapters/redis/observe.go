@@ -123,12 +123,13 @@ func (o *observer) read(ctx context.Context, bo *leasecore.Backoff) time.Duratio
 
 // expiry is when to look at the state s again: 1 ms after its term's
 // expiry in the store, or never (an hour) for the empty seat, whose
-// changes all run a script.
+// changes all run a script, and for a term without an expiry (PTTL −1:
+// not one this adapter wrote).
 func expiry(s seat) time.Duration {
-	if !s.Elected() {
+	if !s.Elected() || s.pttl < 0 {
 		return time.Hour
 	}
-	return max(s.pttl, 0) + time.Millisecond
+	return s.pttl + time.Millisecond
 }
 
 // queue adds s to the states to deliver; a full buffer collapses to s,
