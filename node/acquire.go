@@ -261,6 +261,7 @@ func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.
 	default:
 		if res.GetCode() == fsmpb.Code_CODE_GRANTED { // queued checked the state: unreachable
 			c.dropWaiter(seq, w)
+			c.grantNotSeen(name, seq, w, res)
 			c.cancelClaim(w.gaveUp())
 			return nil, fmt.Errorf("node: grant of %q at %d without its event", name, res.GetToken())
 		}
@@ -292,6 +293,28 @@ func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.
 	// (a short TTL on a slow commit) is the caller's all the same: its
 	// Done is closed, and the store expires it on its own timer.
 	return l, nil
+}
+
+// grantNotSeen logs, at Warn, an Acquire the store answered GRANTED whose
+// grant this node applied without an event or a state that shows it: this
+// replica's state disagrees with the leader's answer, or the event did
+// not reach the client. It should never happen; the record says what the
+// local state shows, so that the cause can be found.
+func (c *client) grantNotSeen(name string, seq uint64, w *waiter, res *fsmpb.Result) {
+	var li fsm.LockInfo
+	var queued bool
+	var applied uint64
+	c.n.bridge.readApplied(func(index uint64, st *fsm.State) {
+		li, queued, applied = st.Lock(name), st.Queued(name, res.GetClaim()), index
+	})
+	c.n.mu.RLock()
+	routed := c.n.clients[w.session] == c
+	c.n.mu.RUnlock()
+	c.n.log.Warn("acquire granted by the store without a grant here (a bug: please report it)",
+		"name", name, "token", res.GetToken(), "claim", res.GetClaim(), "seq", seq,
+		"session", holderID(w.session), "routed", routed, "applied", applied,
+		"here_held", li.Held, "here_token", li.Token, "here_claim", li.Claim,
+		"here_session", holderID(li.Session), "here_waiters", li.Waiters, "here_queued", queued)
 }
 
 // dropWaiter forgets waiter w of seq: its Acquire has its answer, or has

@@ -257,6 +257,14 @@ func (b *bridge) read(fn func(*fsm.State)) {
 	fn(b.state)
 }
 
+// readApplied runs fn on the applied index and the state under the read
+// lock.
+func (b *bridge) readApplied(fn func(applied uint64, st *fsm.State)) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	fn(b.applied, b.state)
+}
+
 // readAges runs fn on the state and its ages under the read lock.
 func (b *bridge) readAges(fn func(*fsm.State, *ages)) {
 	b.mu.RLock()

@@ -65,7 +65,7 @@ func (l *Locker) adopt(ctx context.Context, name string, token uint64) (*lease, 
 		timeout:   l.sessionTimeout(),
 		holder:    l.id,
 		node:      l.cfg.Node,
-		owner:     d.owner,
+		owner:     d.owner, // an adopted term stays the leader: its node's name keeps the type
 	}
 	sent := time.Now()
 	st, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(path, encodeData(meta), stat.Version) }, nil)

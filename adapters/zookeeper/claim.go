@@ -2,8 +2,6 @@ package zookeeper
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -14,13 +12,16 @@ import (
 	"github.com/quorumlock/quorumlock/metrics"
 )
 
-// The claim recipe. Every Acquire and TryAcquire is one claim, which
+// The claim recipe. Every Acquire, TryAcquire and Campaign is one claim,
+// which
 // goes through these steps in order:
 //
 //  1. create: make a sequential child in the name's directory, protected
 //     by the claim's GUID (create.go);
-//  2. queue: list the children; the lowest one holds the lock; a waiter
-//     watches its predecessor only, and lists again when the watch fires;
+//  2. queue: list the children; at the first listing of a node, check
+//     the type of every child ahead, in its name (a mutex behind an
+//     election, or the reverse, fails); the lowest one holds the lock; a waiter watches
+//     its predecessor only, and lists again when the watch fires;
 //  3. grant: the lowest claim becomes a lease (a TTL claim's TTL starts
 //     now; a session claim needs a confirmed session);
 //  4. withdraw: a claim that does not become a lease deletes its node
@@ -61,22 +62,13 @@ func (l *Locker) claimLease(ctx context.Context, name string, wait bool, opts []
 		return nil, fmt.Errorf("zookeeper: acquire %q: %w", name, err)
 	}
 	defer end()
-	c, err := l.newClaim(name, o)
+	c, err := l.newClaim(name, typeMutex, o)
 	if err != nil {
 		return nil, err
 	}
-	le, err := l.runClaim(opCtx, c, wait)
+	le, err := l.grantClaim(ctx, opCtx, c, wait, "acquire")
 	if err != nil {
-		if c.path != "" {
-			l.withdraw(c)
-		}
-		if errors.Is(err, lock.ErrHeld) || errors.Is(err, ErrTTLUnsupported) {
-			return nil, err
-		}
-		return nil, l.fail(ctx, opCtx, fmt.Sprintf("acquire %q", name), err)
-	}
-	if err := l.unlessClosed(le); err != nil {
-		return nil, fmt.Errorf("zookeeper: acquire %q: %w", name, err)
+		return nil, err
 	}
 	var waited time.Duration
 	if !c.queued.IsZero() {
@@ -86,11 +78,33 @@ func (l *Locker) claimLease(ctx context.Context, name string, wait bool, opts []
 	return le, nil
 }
 
+// grantClaim runs claim c of a public call (what: "acquire", "campaign")
+// made under opCtx (from begin) with the caller's ctx, until it is a
+// lease; a claim that did not become one is withdrawn, and its error made
+// the caller's (fail).
+func (l *Locker) grantClaim(ctx, opCtx context.Context, c *claim, wait bool, what string) (*lease, error) {
+	le, err := l.runClaim(opCtx, c, wait)
+	if err != nil {
+		if c.path != "" {
+			l.withdraw(c)
+		}
+		if errors.Is(err, lock.ErrHeld) || errors.Is(err, ErrTTLUnsupported) || errors.Is(err, lock.ErrInvalidOption) {
+			return nil, err
+		}
+		return nil, l.fail(ctx, opCtx, fmt.Sprintf("%s %q", what, c.name), err)
+	}
+	if err := l.unlessClosed(le); err != nil {
+		return nil, fmt.Errorf("zookeeper: %s %q: %w", what, c.name, err)
+	}
+	return le, nil
+}
+
 // claim is one Acquire or TryAcquire: one node in the name's directory.
 type claim struct {
 	name    string
 	dir     string
-	guid    string
+	guid    string   // the id in the node's name: a GUID, after the type token of a type other than a mutex
+	typ     nameType // the type the claim asks the name as (its id's token)
 	ttl     time.Duration
 	queued  time.Time // when the claim first waited for a predecessor (zero: never)
 	meta    nodeData  // the record the claim writes to its node
@@ -105,11 +119,15 @@ type claim struct {
 	// grant time is not its creation time (DESIGN.md, "Durations on the
 	// server's clock").
 	waited bool
+	// checked: the type check against every child ahead of the node was
+	// passed (DESIGN.md, "The type check against every child ahead").
+	checked bool
 }
 
-// newClaim makes the claim of name with a fresh GUID; nothing is sent yet.
-func (l *Locker) newClaim(name string, o lock.Options) (*claim, error) {
-	guid, err := newGUID()
+// newClaim makes the claim of name, of type typ (its value, for an
+// election, is o.Owner), with a fresh GUID; nothing is sent yet.
+func (l *Locker) newClaim(name string, typ nameType, o lock.Options) (*claim, error) {
+	guid, err := newID(typ)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +135,7 @@ func (l *Locker) newClaim(name string, o lock.Options) (*claim, error) {
 		name: name,
 		dir:  l.dir(name),
 		guid: guid,
+		typ:  typ,
 		ttl:  o.TTL,
 		meta: nodeData{
 			format:  formatV2,
@@ -133,15 +152,6 @@ func (l *Locker) newClaim(name string, o lock.Options) (*claim, error) {
 // (a granted one can be adopted).
 func (c *claim) orphan() orphan {
 	return orphan{path: c.path, session: c.sess, checked: c.ttl > 0, version: c.version}
-}
-
-// newGUID is a random 128-bit claim GUID in hex.
-func newGUID() (string, error) {
-	var g [16]byte
-	if _, err := rand.Read(g[:]); err != nil {
-		return "", fmt.Errorf("zookeeper: GUID: %w", err)
-	}
-	return hex.EncodeToString(g[:]), nil
 }
 
 // errRequeue: the claim's node is gone (session expired, TTL reaped, or
@@ -177,12 +187,12 @@ func (l *Locker) requeue(c *claim) error {
 	if c.ambiguous {
 		l.addOrphan(orphan{dir: c.dir, guid: c.guid, checked: c.ttl > 0})
 	}
-	guid, err := newGUID()
+	guid, err := newID(c.typ)
 	if err != nil {
 		return err
 	}
 	c.guid, c.path, c.sess, c.ambiguous = guid, "", 0, false
-	c.version, c.waited = 0, false
+	c.version, c.waited, c.checked = 0, false, false
 	return nil
 }
 
@@ -193,10 +203,21 @@ func (l *Locker) requeue(c *claim) error {
 func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error) {
 	var le *lease
 	err := retry(ctx, func() error {
-		pred, err := l.predecessor(ctx, c)
-		switch {
-		case err != nil:
+		ahead, err := l.ahead(ctx, c)
+		if err != nil {
 			return err
+		}
+		if !c.checked {
+			if err := checkTypes(c, ahead); err != nil {
+				return err
+			}
+			c.checked = true
+		}
+		var pred string
+		if len(ahead) > 0 {
+			pred = c.dir + "/" + ahead[len(ahead)-1].name
+		}
+		switch {
 		case pred == "": // the lowest child
 			le, err = l.grant(ctx, c)
 			return err
@@ -222,16 +243,17 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 	return le, err
 }
 
-// predecessor lists the claim's directory and returns the path of the
-// child just below the claim's node, or "" if the claim's node is the
-// lowest. It deletes duplicates of the claim's node on the way.
-func (l *Locker) predecessor(ctx context.Context, c *claim) (string, error) {
+// ahead lists the claim's directory and returns the children ahead of
+// the claim's node, in order (none: the claim's node is the lowest; the
+// last: its predecessor). It deletes duplicates of the claim's node on
+// the way.
+func (l *Locker) ahead(ctx context.Context, c *claim) ([]child, error) {
 	kids, err := l.children(ctx, c.dir)
 	if errors.Is(err, zk.ErrNoNode) {
-		return "", errRequeue
+		return nil, errRequeue
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	kids, idx, dups := position(c, kids, c.path[len(c.dir)+1:])
 	for _, d := range dups {
@@ -241,13 +263,27 @@ func (l *Locker) predecessor(ctx context.Context, c *claim) (string, error) {
 			l.addOrphan(o)
 		}
 	}
-	switch {
-	case idx < 0:
-		return "", errRequeue
-	case idx == 0:
-		return "", nil
+	if idx < 0 {
+		return nil, errRequeue
 	}
-	return c.dir + "/" + kids[idx-1].name, nil
+	return kids[:idx], nil
+}
+
+// checkTypes looks at the type of every child ahead of the claim's node,
+// in its name: one of another type than the claim's (or of a type this
+// version does not know) fails the claim with ErrInvalidOption naming
+// both types. No read: the listing has the names (DESIGN.md, "The type
+// check against every child ahead").
+func checkTypes(c *claim, ahead []child) error {
+	for _, k := range ahead {
+		switch {
+		case k.typ == typeUnknown:
+			return fmt.Errorf("%w: %q lives as %s (id %q), asked as %s", lock.ErrInvalidOption, c.name, k.typ, k.guid, c.typ)
+		case k.typ != c.typ:
+			return fmt.Errorf("%w: %q lives as %s, asked as %s", lock.ErrInvalidOption, c.name, k.typ, c.typ)
+		}
+	}
+	return nil
 }
 
 // position finds the claim's node among kids. It returns the claims other

@@ -40,7 +40,7 @@ type nodeData struct {
 	timeout   time.Duration // the holder's session timeout: the revoke's grace
 	holder    string        // the holding Locker's ID
 	node      string        // the holder's Config.Node
-	owner     string
+	owner     string        // an election's: the term's value
 }
 
 // encodeData writes d in format 2. holder and node must fit their length

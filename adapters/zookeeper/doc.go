@@ -30,6 +30,14 @@
 // lease whose holder does not let go is deleted by the revoker after a
 // grace, a session lease goes with its holder's session.
 //
+// The Locker is a lock.Elector too: a Campaign is a claim like an Acquire,
+// on a name that lives as an election (a mutex's claim and a candidate's
+// never share a name: the later one fails with lock.ErrInvalidOption).
+// The lowest child leads; observers watch it and deliver the latest state
+// they read (a change that lasts less than a watch round trip may be
+// coalesced into the next one). It does not implement lock.Semaphores or
+// lock.RWLockers yet.
+//
 // Shutdown(ctx) stops a Locker within ctx: it withdraws its queued claims,
 // ends its leases and deletes their nodes; when ctx ends first it returns
 // ctx's error anyway: the session's nodes go with its own connection's

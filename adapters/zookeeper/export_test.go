@@ -54,7 +54,7 @@ func DecodeRecord(b []byte) (Record, error) {
 
 // ClaimData is the data l writes into the node of a new claim.
 func ClaimData(l *Locker, ttl time.Duration, owner string) []byte {
-	c, err := l.newClaim("x", lock.Options{TTL: ttl, Owner: owner})
+	c, err := l.newClaim("x", typeMutex, lock.Options{TTL: ttl, Owner: owner})
 	if err != nil {
 		panic(err)
 	}
@@ -74,6 +74,14 @@ func Conn(l *Locker) *zk.Conn { return l.conn }
 
 // Dir is the directory of a lock name.
 func Dir(l *Locker, name string) string { return l.dir(name) }
+
+// ChildType parses a child's name: whether it is a claim, and the type
+// its id carries ("a mutex", "an election", "a type this version does
+// not know").
+func ChildType(name string) (string, bool) {
+	c, ok := parseChild(name)
+	return c.typ.String(), ok
+}
 
 // ChildPrefix is the name prefix (without the sequence) of a claim node
 // with the given GUID.
@@ -95,7 +103,7 @@ func AcquireAfterLostCreate(ctx context.Context, l *Locker, name, guid string, s
 		return nil, err
 	}
 	defer end()
-	c, err := l.newClaim(name, o)
+	c, err := l.newClaim(name, typeMutex, o)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +148,7 @@ func AcquireAfterRequeue(ctx context.Context, l *Locker, name, guid string, opts
 		return nil, err
 	}
 	defer end()
-	c, err := l.newClaim(name, o)
+	c, err := l.newClaim(name, typeMutex, o)
 	if err != nil {
 		return nil, err
 	}

@@ -48,40 +48,52 @@ func (l *Locker) Inspect(ctx context.Context, name string, opts ...lock.InspectO
 // again if it went meanwhile) and one read per reported waiter.
 func (l *Locker) describe(ctx context.Context, name string, now int64, queue int) (lock.Info, error) {
 	dir := l.dir(name)
+	kids, d, stat, err := l.head(ctx, dir)
+	switch {
+	case err != nil:
+		return lock.Info{}, err
+	case len(kids) == 0:
+		return lock.Info{Name: name}, nil
+	}
+	info := lock.Info{
+		Name:    name,
+		Held:    true,
+		Token:   uint64(stat.Czxid),
+		Owner:   d.owner,
+		Waiters: len(kids) - 1,
+		Kind:    lock.KindSession,
+		Since:   since(now, grantTime(d, stat)),
+		Holder:  holderOf(d, stat),
+		Node:    d.node,
+	}
+	if d.ttl > 0 {
+		info.Kind = lock.KindTTL
+		info.ExpiresIn = min(max(d.ttl-since(now, stat.Mtime), time.Nanosecond), d.ttl)
+	}
+	info.Queue, err = l.waiters(ctx, dir, kids[1:min(len(kids), 1+queue)], now)
+	return info, err
+}
+
+// head lists dir and reads its lowest child, listing again if that child
+// went meanwhile. With no claim, or no directory, kids is empty. A record
+// that does not decode answers an error wrapping errBadData, with kids.
+func (l *Locker) head(ctx context.Context, dir string) (kids []child, d nodeData, stat *zk.Stat, err error) {
 	for {
-		kids, err := l.children(ctx, dir)
+		kids, err = l.children(ctx, dir)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
-			return lock.Info{Name: name}, nil
-		case err != nil:
-			return lock.Info{}, err
-		case len(kids) == 0:
-			return lock.Info{Name: name}, nil
+			return nil, nodeData{}, nil, nil
+		case err != nil || len(kids) == 0:
+			return nil, nodeData{}, nil, err
 		}
-		d, stat, err := l.readData(ctx, dir+"/"+kids[0].name)
+		d, stat, err = l.readData(ctx, dir+"/"+kids[0].name)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			continue // released meanwhile: look again
 		case err != nil:
-			return lock.Info{}, fmt.Errorf("node %s: %w", kids[0].name, err)
+			return kids, nodeData{}, nil, fmt.Errorf("node %s: %w", kids[0].name, err)
 		}
-		info := lock.Info{
-			Name:    name,
-			Held:    true,
-			Token:   uint64(stat.Czxid),
-			Owner:   d.owner,
-			Waiters: len(kids) - 1,
-			Kind:    lock.KindSession,
-			Since:   since(now, grantTime(d, stat)),
-			Holder:  holderOf(d, stat),
-			Node:    d.node,
-		}
-		if d.ttl > 0 {
-			info.Kind = lock.KindTTL
-			info.ExpiresIn = min(max(d.ttl-since(now, stat.Mtime), time.Nanosecond), d.ttl)
-		}
-		info.Queue, err = l.waiters(ctx, dir, kids[1:min(len(kids), 1+queue)], now)
-		return info, err
+		return kids, d, stat, nil
 	}
 }
 

@@ -246,11 +246,18 @@ var errLeaseEnded = errors.New("zookeeper: the lease ended")
 // (R2, R4); a TTL lease's node then goes to the orphans, as the SetData may
 // still restart its TTL on the server.
 func (le *lease) Refresh(ctx context.Context) error {
+	return le.update(ctx, "refresh", nil)
+}
+
+// update is Refresh (edit nil) or, with edit, a change of the lease's
+// record written to its node (a term's Proclaim): a version-checked
+// SetData, which also refreshes a TTL lease. It answers as Refresh does.
+func (le *lease) update(ctx context.Context, what string, edit func(*nodeData)) error {
 	l := le.l
 	if le.Ended() {
 		return le.notHeld()
 	}
-	opCtx, end, err := le.begin(ctx, "refresh")
+	opCtx, end, err := le.begin(ctx, what)
 	if err != nil {
 		return err
 	}
@@ -259,8 +266,8 @@ func (le *lease) Refresh(ctx context.Context) error {
 	defer cancel(nil)
 	stop := context.AfterFunc(le.Context(), func() { cancel(errLeaseEnded) })
 	defer stop()
-	if le.ttl > 0 {
-		err = le.refreshTTL(rctx)
+	if le.ttl > 0 || edit != nil {
+		err = le.write(rctx, edit)
 	} else {
 		err = le.confirm(rctx)
 	}
@@ -270,24 +277,28 @@ func (le *lease) Refresh(ctx context.Context) error {
 		return le.endedLocked(le.ttl > 0)
 	}
 	if err != nil {
-		return l.fail(ctx, opCtx, fmt.Sprintf("refresh %q", le.Name()), err)
+		return l.fail(ctx, opCtx, fmt.Sprintf("%s %q", what, le.Name()), err)
 	}
 	return nil
 }
 
-// refreshTTL restarts the TTL of a TTL lease's node with a version-checked
-// SetData of its record (which also carries the grant time the grant's
-// reply told). A BadVersion is looked at (look): revoked or adopted ends
-// the lease; a write of ours whose reply was lost is taken and the
-// SetData sent again. A reply that arrives after the local deadline does
-// not extend it: the reaper may already have chosen the node, so the
+// write is a version-checked SetData of the lease's record, changed by
+// edit if not nil; for a TTL lease it is the Refresh, which restarts the
+// TTL and (if the record has it) carries the grant time the grant's reply
+// told. A BadVersion is looked at (look): revoked or adopted ends the
+// lease; a write of ours whose reply was lost is taken and the SetData
+// sent again. A TTL lease's reply that arrives after the local deadline
+// does not extend it: the reaper may already have chosen the node, so the
 // lease ends.
-func (le *lease) refreshTTL(ctx context.Context) error {
+func (le *lease) write(ctx context.Context, edit func(*nodeData)) error {
 	l := le.l
 	for {
 		l.mu.Lock()
 		d, version := le.meta, le.version
 		l.mu.Unlock()
+		if edit != nil {
+			edit(&d)
+		}
 		sent := time.Now()
 		stat, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(le.path, encodeData(d), version) }, nil)
 		switch {
@@ -302,20 +313,22 @@ func (le *lease) refreshTTL(ctx context.Context) error {
 		case err != nil:
 			return err
 		}
-		return le.refreshed(sent, stat)
+		return le.written(d, sent, stat)
 	}
 }
 
-// refreshed moves a TTL lease's deadline after a Refresh sent at sent was
-// acknowledged with stat, unless the old deadline passed first.
-func (le *lease) refreshed(sent time.Time, stat *zk.Stat) error {
+// written records that the lease's record d, sent at sent, was
+// acknowledged with stat, and moves a TTL lease's deadline, unless the
+// old deadline passed first.
+func (le *lease) written(d nodeData, sent time.Time, stat *zk.Stat) error {
 	le.l.mu.Lock()
 	defer le.l.mu.Unlock()
 	le.version = max(le.version, stat.Version)
 	if le.Ended() {
 		return le.notHeld()
 	}
-	if !le.deadline.Extend(sent.Add(le.ttl - ttlMargin(le.ttl))) {
+	le.meta = d
+	if le.ttl > 0 && !le.deadline.Extend(sent.Add(le.ttl-ttlMargin(le.ttl))) {
 		le.endLocked(fmt.Errorf("%w: the Refresh was confirmed only after the TTL had passed", lock.ErrExpired))
 		return le.notHeld()
 	}

@@ -3,8 +3,10 @@ package zookeeper_test
 import (
 	"context"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/go-zookeeper/zk"
 	"github.com/stretchr/testify/assert"
@@ -112,15 +114,21 @@ func testCancelledWaitsShareWatch(t *testing.T, servers []string) {
 
 // watchChannels counts the watches registered on conn. go-zookeeper has
 // no API for it, so this reads its watcher table by reflection (tested
-// with v1.0.4). The Sync before orders the read after every reply and
+// with v1.0.4), under the table's own lock (an observer may be setting a
+// watch meanwhile). The Sync before orders the read after every reply and
 // event go-zookeeper's receive loop handled before it (the reply reaches
 // us through a channel from that loop).
 func watchChannels(t *testing.T, conn *zk.Conn) int {
 	t.Helper()
 	_, err := conn.Sync("/")
 	require.NoError(t, err)
-	table := reflect.ValueOf(conn).Elem().FieldByName("watchers")
-	require.True(t, table.IsValid() && table.Kind() == reflect.Map, "go-zookeeper's Conn has no watcher table any more: update this test")
+	c := reflect.ValueOf(conn).Elem()
+	table, lockField := c.FieldByName("watchers"), c.FieldByName("watchersLock")
+	require.True(t, table.IsValid() && table.Kind() == reflect.Map && lockField.IsValid() && lockField.Type() == reflect.TypeFor[sync.Mutex](),
+		"go-zookeeper's Conn has no watcher table any more: update this test")
+	mu := (*sync.Mutex)(unsafe.Pointer(lockField.UnsafeAddr()))
+	mu.Lock()
+	defer mu.Unlock()
 	n := 0
 	for it := table.MapRange(); it.Next(); {
 		n += it.Value().Len()

@@ -47,7 +47,7 @@ type Locker struct {
 	fresh     chan struct{}
 	leases    map[*lease]struct{}
 	orphans   map[string]orphan
-	watches   map[string]<-chan zk.Event // armed watches by watched path (watch.go)
+	watches   map[watchKey]<-chan zk.Event // armed watches by watched path and kind (watch.go)
 	// lastAck is the send time of the last write the store acknowledged
 	// (any session); lastCause the last connection-level failure. They say
 	// whether a call that ran out of time met an unreachable store (R5).
@@ -69,6 +69,7 @@ var (
 	_ lock.Adopter = (*Locker)(nil)
 
 	_ lock.TokenFloorer = (*Locker)(nil)
+	_ lock.Elector      = (*Locker)(nil)
 )
 
 // New validates cfg and returns a Locker. With Servers it connects (in the
@@ -92,7 +93,7 @@ func New(cfg Config) (*Locker, error) {
 		fresh:     make(chan struct{}),
 		leases:    make(map[*lease]struct{}),
 		orphans:   make(map[string]orphan),
-		watches:   make(map[string]<-chan zk.Event),
+		watches:   make(map[watchKey]<-chan zk.Event),
 	}
 	l.base, l.cancel = context.WithCancelCause(context.Background())
 	l.stopped, l.stop = context.WithCancel(context.Background())

@@ -33,6 +33,35 @@ func TestEscapeName(t *testing.T) {
 	}
 }
 
+// TestChildType: the grammar of child names (DESIGN.md, "The type in the
+// child's name"): the id's type token, and names that are no claim.
+func TestChildType(t *testing.T) {
+	hex32 := strings.Repeat("0123456789abcdef", 2)
+	const seq = "-lock-0000000042"
+	for _, c := range []struct {
+		name, want string
+		claim      bool
+	}{
+		{"_c_" + hex32 + seq, "a mutex", true},
+		{"_c_E_" + hex32[:30] + seq, "an election", true},
+		{"_c_E_" + strings.ToUpper(hex32[:30]) + seq, "a type this version does not know", true},
+		{"_c_S3_" + hex32[:29] + seq, "a type this version does not know", true},
+		{"_c_Rw_" + hex32[:29] + seq, "a type this version does not know", true},
+		{"_c_" + strings.ToUpper(hex32) + seq, "a type this version does not know", true},
+		{"_c_" + hex32 + "-lock-12345678901", "a mutex", true},
+		{"_c_" + hex32 + "-elect-0000000042", "", false},
+		{"_c_" + hex32[:31] + seq, "", false},
+		{"c_" + hex32 + seq, "", false},
+		{"_c_" + hex32 + "-lock-", "", false},
+	} {
+		got, ok := zookeeper.ChildType(c.name)
+		assert.Equal(t, c.claim, ok, "%s is a claim", c.name)
+		if ok {
+			assert.Equal(t, c.want, got, "%s", c.name)
+		}
+	}
+}
+
 func FuzzEscapeName(f *testing.F) {
 	for _, s := range []string{"", "a", "a/b", "..", "%2F", "é🔒", "\xff"} {
 		f.Add(s)

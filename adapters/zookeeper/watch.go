@@ -20,15 +20,57 @@ import (
 // that does not exist (ExistsW would leave a creation watch on a path that
 // never comes back).
 
+// watchKind is what a watch is set for. A waiter watches its
+// predecessor's data; an observer of an election the head's data, or,
+// with no head, the directory's children, or, with no directory, its
+// creation (DESIGN.md, "Observe: observers watch the head").
+type watchKind uint8
+
+const (
+	watchData     watchKind = iota // GetW: the node's data changes or it is deleted
+	watchChildren                  // ChildrenW: a child is created or deleted, or the node is deleted
+	watchExists                    // ExistsW: the node is created, changed or deleted
+)
+
+// watchKey names one shared watch.
+type watchKey struct {
+	kind watchKind
+	path string
+}
+
+// set sets k's watch with one go-zookeeper call.
+func (k watchKey) set(conn *zk.Conn) (<-chan zk.Event, error) {
+	var (
+		ch  <-chan zk.Event
+		err error
+	)
+	switch k.kind {
+	case watchChildren:
+		_, _, ch, err = conn.ChildrenW(k.path)
+	case watchExists:
+		_, _, ch, err = conn.ExistsW(k.path)
+	default:
+		_, _, ch, err = conn.GetW(k.path)
+	}
+	return ch, err
+}
+
 // watch returns a channel that fires when pred's node changes or is
 // deleted, sharing an armed watch if there is one. It returns errAgain if
 // pred is gone already (list again at once: waiting would be the classic
 // recipe's deadlock).
 func (l *Locker) watch(ctx context.Context, pred string) (<-chan zk.Event, error) {
+	return l.watchOn(ctx, watchKey{watchData, pred})
+}
+
+// watchOn returns a channel that fires when k's watch does, sharing an
+// armed watch if there is one. A data or children watch on a node that
+// does not exist answers errAgain.
+func (l *Locker) watchOn(ctx context.Context, k watchKey) (<-chan zk.Event, error) {
 	l.mu.Lock()
-	ch, ok := l.watches[pred]
+	ch, ok := l.watches[k]
 	if ok && fired(ch) {
-		delete(l.watches, pred)
+		delete(l.watches, k)
 		ok = false
 	}
 	l.mu.Unlock()
@@ -38,11 +80,11 @@ func (l *Locker) watch(ctx context.Context, pred string) (<-chan zk.Event, error
 	// The watch is recorded in the call's goroutine, so that one set by a
 	// wait that gave up while the request was in flight is shared too.
 	ch, err := callFor(ctx, l, 0, ackNone, func() (<-chan zk.Event, error) {
-		_, _, wch, err := l.conn.GetW(pred)
+		wch, err := k.set(l.conn)
 		if err == nil {
 			l.mu.Lock()
-			if old, ok := l.watches[pred]; !ok || fired(old) {
-				l.watches[pred] = wch
+			if old, ok := l.watches[k]; !ok || fired(old) {
+				l.watches[k] = wch
 			}
 			l.mu.Unlock()
 		}
@@ -74,9 +116,9 @@ func fired(ch <-chan zk.Event) bool {
 func (l *Locker) pruneWatches() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for path, ch := range l.watches {
+	for k, ch := range l.watches {
 		if fired(ch) {
-			delete(l.watches, path)
+			delete(l.watches, k)
 		}
 	}
 }

@@ -67,12 +67,15 @@
 // For a Locker that implements lock.Elector, lock.Semaphores or
 // lock.RWLockers, Run adds a group of subtests per interface (Election,
 // Semaphore, ReadWrite; lock/DESIGN.md, "Checking them"): one leader at a
-// time, Leader and Observe (including the empty seat, and the old term's
+// time, candidates served in order, Leader and Observe (including the
+// empty seat, pending states in the store's order, and the old term's
 // Done closed before the next term's Campaign returns); at most limit
 // permits on distinct slots, served in order; many readers or one writer,
-// writer preference, readers behind a withdrawn writer, writer tokens
-// above readers'; type and limit mismatches; lock.Lead, DoPermit, DoRead
-// and DoWrite. A group whose first call answers lock.ErrUnsupported is
+// writer preference, the readers at the head of the queue granted
+// together with their own tokens, readers behind a withdrawn writer,
+// writer tokens above readers'; for permits and read-write leases, TTL
+// expiry (the holder learns first) and Close; type and limit mismatches;
+// lock.Lead, DoPermit, DoRead and DoWrite. A group whose first call answers lock.ErrUnsupported is
 // skipped with that reason, as is one whose interface the Locker lacks.
 //
 // Beyond the letter of package lock, the suite expects what its

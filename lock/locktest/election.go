@@ -22,6 +22,8 @@ var electionTests = []subtest{
 	{"OneLeader", testElectionOneLeader},
 	{"Leader", testElectionLeader},
 	{"Observe", testElectionObserve},
+	{"ObserveOrder", testElectionObserveOrder},
+	{"FIFO", testElectionFIFO},
 	{"Handover", testElectionHandover},
 	{"InvalidInput", testElectionInvalidInput},
 	{"Lead", testLead},
@@ -297,7 +299,11 @@ func testElectionObserve(e *env) {
 	c, d := e.newLocker(), e.newLocker()
 	third := e.campaign(c, election, "three")
 	e.requireState(e.nextState(ch, "the third term"), election, third.Token(), "three", "observed third term")
-	late := e.observe(e.ctx(), d, election)
+	// The late observer's ctx does not end by itself: only d's Close can
+	// close its channel below.
+	lateCtx, stopLate := context.WithCancel(e.t.Context())
+	e.t.Cleanup(stopLate)
+	late := e.observe(lateCtx, d, election)
 	e.requireState(e.nextState(late, "a late observer's first state"), election, third.Token(), "three", "a late observer's first state: the current one")
 	require.NoError(e.t, c.Close(), "Close of the leader's Locker")
 	e.waitClosed(third.Done(), "the Done of a term whose Locker closed")
@@ -310,6 +316,95 @@ func testElectionObserve(e *env) {
 	e.waitObserveClosed(late, "after its Locker closed")
 	assert.Greater(e.t, r.term.Token(), first.Token(), "tokens of successive terms")
 	assert.Greater(e.t, third.Token(), r.term.Token(), "tokens of successive terms")
+}
+
+// testElectionObserveOrder: changes made while the observer reads nothing
+// (a term, its Proclaim, the next term after a resign with a candidate
+// waiting, the empty seat) are all delivered once it reads, in the
+// store's order, none collapsed: four pending states are far below any
+// observer's buffer (Skipped is allowed only when that overflows).
+func testElectionObserveOrder(e *env) {
+	election := e.name("observe-order")
+	ctx, stop := e.cancelable()
+	ch := e.observe(ctx, e.b, election)
+
+	first := e.campaign(e.a, election, "one")
+	require.NoError(e.t, first.Proclaim(e.ctx(), "one, proclaimed"))
+	out := make(chan campaigned, 1)
+	e.goCampaign(e.ctx(), out, e.b, election, "two")
+	e.waitWaiters(e.a, election, 1)
+	e.release(first)
+	r := e.recvTerm(out, "the waiting candidate's term")
+	require.NoError(e.t, r.err, "the waiting candidate's Campaign")
+	e.release(r.term)
+
+	want := []lock.LeaderInfo{
+		{Election: election},
+		{Election: election, Token: first.Token(), Value: "one"},
+		{Election: election, Token: first.Token(), Value: "one, proclaimed"},
+		{Election: election, Token: r.term.Token(), Value: "two"},
+		{Election: election},
+	}
+	var got []string
+	for i := range want {
+		info := e.nextState(ch, fmt.Sprintf("pending state %d of %d", i+1, len(want)))
+		got = append(got, fmt.Sprintf("(%d %q)", info.Token, info.Value))
+	}
+	var wanted []string
+	for _, w := range want {
+		wanted = append(wanted, fmt.Sprintf("(%d %q)", w.Token, w.Value))
+	}
+	require.Equal(e.t, wanted, got, "pending states must be delivered in the store's order, each once: (token value) as observed")
+	stop()
+	e.waitObserveClosed(ch, "after its ctx ended")
+}
+
+// testElectionFIFO: with FIFO(), candidates are elected in the order they
+// campaigned (the Elector promises first come, first served).
+func testElectionFIFO(e *env) {
+	if !e.cfg.fifo {
+		e.t.Skip("the backend does not promise FIFO waiters (pass locktest.FIFO() if it does)")
+	}
+	const candidates = 3
+	election := e.name("election-fifo")
+	holder := e.campaign(e.a, election, "holder")
+	type elected struct {
+		id   int
+		term lock.Term
+		err  error
+	}
+	ctx := e.ctx()
+	out := make(chan elected, candidates)
+	for i := range candidates {
+		e.waitWaiters(e.a, election, i)
+		el := e.elector([]lock.Locker{e.b, e.a}[i%2])
+		e.wg.Go(func() {
+			term, err := el.Campaign(ctx, election, fmt.Sprintf("candidate-%d", i))
+			out <- elected{id: i, term: term, err: err}
+		})
+	}
+	e.waitWaiters(e.b, election, candidates)
+
+	prev := holder
+	for n := range candidates {
+		e.release(prev)
+		var r elected
+		select {
+		case r = <-out:
+		case <-time.After(e.endBound()):
+			e.t.Fatalf("timed out after %v waiting for term %d (a Campaign that ignored its ctx?)", e.endBound(), n)
+		}
+		require.NoError(e.t, r.err, "term %d: candidate %d's Campaign failed; a waiting candidate must be elected when the term resigns (I4)", n, r.id)
+		if r.id != n {
+			_ = r.term.Release(e.ctx())
+			e.t.Fatalf("term %d went to candidate %d: candidates must be elected in the order they campaigned (FIFO)", n, r.id)
+		}
+		assert.Greater(e.t, r.term.Token(), prev.Token(), "token of term %d (I2)", n)
+		prev = r.term
+	}
+	e.release(prev)
+	_, err := e.elector(e.b).Leader(e.ctx(), election)
+	assert.ErrorIs(e.t, err, lock.ErrNoLeader, "Leader after every candidate resigned")
 }
 
 // testElectionHandover (I3 for terms): the old term's Done is closed by

@@ -473,3 +473,48 @@ func testClose(e *env) {
 	assert.NoError(e.t, a.Close(), "second Close")
 	e.release(other)
 }
+
+// handedOn is the outcome of a call, made in a goroutine, that waits for
+// old to end: what it got, when, and whether old's Done was closed then.
+type handedOn struct {
+	lease   lock.Lease
+	err     error
+	at      time.Time
+	oldDone bool
+}
+
+// expiryHandoff checks I3 and I2 at the end of a TTL: holder, a TTL lease
+// of ttl granted no earlier than start, holds back call, made on another
+// Locker. call must be granted once the TTL ran out and not before, the
+// holder's Done closed by then (within the timer lateness stalls saw),
+// with a larger token; the holder must have ended with ErrExpired. It
+// returns the lease call got.
+func expiryHandoff(e *env, holder lock.Lease, ttl time.Duration, start time.Time, stalls *stallWatch, what string,
+	call func(context.Context) (lock.Lease, error),
+) lock.Lease {
+	e.t.Helper()
+	ctx := e.ctx()
+	out := make(chan handedOn, 1)
+	e.wg.Go(func() {
+		lease, err := call(ctx)
+		out <- handedOn{lease, err, time.Now(), isClosed(holder.Done())}
+	})
+	var g handedOn
+	select {
+	case g = <-out:
+	case <-time.After(e.endBound()):
+		e.t.Fatalf("%s: waiter not granted within %v of a %v TTL lease's grant, and its call ignored its ctx", what, e.endBound(), ttl)
+	}
+	if g.err != nil && ctx.Err() != nil {
+		e.t.Fatalf("%s: waiter not granted within %v of a %v TTL lease's grant: %v", what, e.cfg.wait, ttl, g.err)
+	}
+	require.NoError(e.t, g.err, "%s: the waiter's call", what)
+	require.NotNil(e.t, g.lease, "%s: the waiter's call returned neither a lease nor an error", what)
+	assert.GreaterOrEqual(e.t, g.at.Sub(start), ttl-ttlSlack, "%s: the waiter was granted before the holder's TTL ran out", what)
+	assertLearnedFirst(e, holder, g.at, g.oldDone, stalls)
+	assertEnded(e, holder, lock.ErrExpired, what+": the holder after its TTL")
+	assert.Greater(e.t, g.lease.Token(), holder.Token(), "%s: token of the grant after expiry (I2)", what)
+	assert.ErrorIs(e.t, holder.Release(e.ctx()), lock.ErrNotHeld, "%s: Release of the expired lease", what)
+	assertHeld(e, g.lease, what+": the lease granted after expiry")
+	return g.lease
+}

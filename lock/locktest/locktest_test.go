@@ -31,10 +31,24 @@ func TestRun_reference(t *testing.T) {
 	}
 	Run(t, s.newLocker, opts...)
 	if f == "" {
+		assertStoreEmpty(t, s)
+	}
+}
+
+// assertStoreEmpty checks that a clean run left nothing in the store: no
+// name held or queued, of any type, and no observer. An observer whose ctx
+// ended leaves the store from its own goroutine, so that map is polled.
+func assertStoreEmpty(t *testing.T, s *refStore) {
+	t.Helper()
+	s.mu.Lock()
+	assert.Empty(t, s.names, "names left held or queued in the store after a clean run")
+	assert.Empty(t, s.multi, "elections, semaphores or read-write locks left held or queued in the store after a clean run")
+	s.mu.Unlock()
+	assert.Eventually(t, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		assert.Empty(t, s.names, "names left held or queued in the store after a clean run")
-	}
+		return len(s.observers) == 0
+	}, 10*time.Second, 5*time.Millisecond, "observers left in the store after a clean run")
 }
 
 func TestRun_options(t *testing.T) {
@@ -42,9 +56,7 @@ func TestRun_options(t *testing.T) {
 	// A clean run leaves nothing behind in the store.
 	s := newRefStore("")
 	Run(t, s.newLocker, NamePrefix("explicit-prefix/"))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	assert.Empty(t, s.names, "names left held or queued in the store after a clean run")
+	assertStoreEmpty(t, s)
 }
 
 // A fault is one bug planted in the reference store.
@@ -94,6 +106,16 @@ const (
 	faultNoWriterPreference fault = "no-writer-preference" // a read is granted at once past a queued writer
 	faultWithdrawStuck      fault = "withdraw-stuck"       // a withdrawn waiter does not let those behind it in
 	faultWriteCounter       fault = "write-counter"        // write tokens count writes only, below readers' tokens
+
+	faultMultiNoExpiry       fault = "multi-no-expiry"       // permits and read-write leases never expire
+	faultCloseKeepsMulti     fault = "close-keeps-multi"     // Close keeps the Locker's permits and read-write leases
+	faultLateMulti           fault = "late-multi"            // a permit's or read-write lease's Done closes 200 ms after the hand-off
+	faultSharedReadToken     fault = "shared-read-token"     // the readers of one hand-off share a token
+	faultReadersPastWriter   fault = "readers-past-writer"   // a hand-off grants readers queued behind a writer
+	faultObserveReversed     fault = "observe-reversed"      // an observer gets its pending states newest first
+	faultCloseKeepsObservers fault = "close-keeps-observers" // Close leaves the Locker's observers open
+	faultElectionLIFO        fault = "election-lifo"         // a resign seats the newest candidate
+	faultCloseGrantsOwn      fault = "close-grants-own"      // Close hands on after each waiter it withdraws, to its own next waiter too
 )
 
 // TestRun_detectsFaults runs the suite against the reference store with one
@@ -161,6 +183,20 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultWithdrawStuck, "ReadWrite/WithdrawnWriter", `behind a withdrawn writer must be granted while the first reader holds \(I4\)`},
 		{faultWriteCounter, "ReadWrite/WriterToken", `a writer's token must be above every earlier reader's \(I2\)`},
 		{faultWriteCounter, "ReadWrite/Exclusion", `not above \d+ granted before it \(I2\)`},
+		{faultMultiNoExpiry, "Semaphore/TTLExpiry", "waiter not granted within"},
+		{faultMultiNoExpiry, "ReadWrite/TTLExpiry", "waiter not granted within"},
+		{faultCloseKeepsMulti, "Semaphore/Close", "when its Locker's Close returns: Done must be closed"},
+		{faultCloseKeepsMulti, "ReadWrite/Close", "when its Locker's Close returns: Done must be closed"},
+		{faultLateMulti, "Semaphore/FIFO", "permit when Release returns: Done must be closed"},
+		{faultLateMulti, "Semaphore/TTLExpiry", `the holder's Done must close before the name is granted elsewhere \(I3\)`},
+		{faultLateMulti, "ReadWrite/WriterPreference", "lease when Release returns: Done must be closed"},
+		{faultLateMulti, "ReadWrite/TTLExpiry", `the holder's Done must close before the name is granted elsewhere \(I3\)`},
+		{faultSharedReadToken, "ReadWrite/HandoffReaders", `readers granted in one hand-off must have distinct tokens \(I2\)`},
+		{faultReadersPastWriter, "ReadWrite/HandoffReaders", "a hand-off must not grant readers queued behind a writer"},
+		{faultObserveReversed, "Election/ObserveOrder", "pending states must be delivered in the store's order"},
+		{faultCloseKeepsObservers, "Election/Observe", "waiting for the Observe channel to close after its Locker closed"},
+		{faultElectionLIFO, "Election/FIFO", "candidates must be elected in the order they campaigned"},
+		{faultCloseGrantsOwn, "ReadWrite/Close", "a queued call of a closing Locker must fail with ErrClosed, never be granted"},
 	} {
 		t.Run(string(c.fault)+"/"+c.subtest, func(t *testing.T) {
 			t.Parallel()

@@ -119,8 +119,8 @@ func (s *refStore) grantMulti(l *refLocker, key string, m *refMulti, r refReques
 		m.writes++
 		token = m.writes
 	}
-	lease := s.newLease(l, key, r.name, token, r.opts)
-	lease.mode, lease.value, lease.slot = r.mode, r.value, s.freeSlot(m)
+	lease := s.newLease(l, key, r.name, token, r.opts, r.mode)
+	lease.value, lease.slot = r.value, s.freeSlot(m)
 	m.holders = append(m.holders, lease)
 	if m.typ == typeElection {
 		s.publish(key)
@@ -144,16 +144,34 @@ func (s *refStore) freeSlot(m *refMulti) int {
 // admissible: one permit per free slot, a term, a writer, or every reader
 // up to the next writer.
 func (s *refStore) handoffMulti(key string, m *refMulti) {
+	var shared uint64 // faultSharedReadToken: the token of this hand-off's first reader
 	for len(m.queue) > 0 {
 		w := m.queue[0]
-		if s.fault == faultPermitLIFO && m.typ == typeSemaphore {
+		if (s.fault == faultPermitLIFO && m.typ == typeSemaphore) || (s.fault == faultElectionLIFO && m.typ == typeElection) {
 			w = m.queue[len(m.queue)-1]
 		}
 		if !s.admits(m, w.mode) {
-			return
+			break
 		}
 		s.dequeueMulti(m, w)
-		w.res <- refResult{lease: s.grantMulti(w.locker, key, m, w.req)}
+		lease := s.grantMulti(w.locker, key, m, w.req)
+		if s.fault == faultSharedReadToken && lease.mode == modeRead {
+			if shared == 0 {
+				shared = lease.token
+			} else {
+				lease.token = shared
+				s.last--
+			}
+		}
+		w.res <- refResult{lease: lease}
+	}
+	if s.fault == faultReadersPastWriter {
+		for _, w := range slices.Clone(m.queue) {
+			if w.mode == modeRead && s.admits(m, modeRead) {
+				s.dequeueMulti(m, w)
+				w.res <- refResult{lease: s.grantMulti(w.locker, key, m, w.req)}
+			}
+		}
 	}
 }
 
@@ -498,6 +516,9 @@ func (o *refObserver) run(ctx context.Context) {
 		batch := o.pending
 		o.pending = nil
 		s.mu.Unlock()
+		if s.fault == faultObserveReversed {
+			slices.Reverse(batch)
+		}
 		for _, info := range batch {
 			select {
 			case o.out <- info:

@@ -138,17 +138,18 @@ func (s *refStore) grant(l *refLocker, key, name string, o lock.Options) *refLea
 	if s.fault == faultTokenReset {
 		token = n.count
 	}
-	lease := s.newLease(l, key, name, token, o)
+	lease := s.newLease(l, key, name, token, o, "")
 	n.holder = lease
 	return lease
 }
 
-// newLease makes a lease of l and starts its TTL.
-func (s *refStore) newLease(l *refLocker, key, name string, token uint64, o lock.Options) *refLease {
+// newLease makes a lease of l, of mode ("" for a mutex), and starts its
+// TTL.
+func (s *refStore) newLease(l *refLocker, key, name string, token uint64, o lock.Options, mode string) *refLease {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	lease := &refLease{
 		locker: l, key: key, name: name, token: token, owner: o.Owner, ttl: o.TTL,
-		granted: time.Now(), done: make(chan struct{}), ctx: ctx, cancel: cancel,
+		granted: time.Now(), done: make(chan struct{}), ctx: ctx, cancel: cancel, mode: mode,
 	}
 	l.leases[lease] = true
 	if lease.ttl > 0 {
@@ -165,6 +166,10 @@ func (s *refStore) arm(l *refLease) {
 		return
 	case faultEarlyExpiry:
 		ttl /= 2
+	case faultMultiNoExpiry:
+		if l.mode == modePermit || l.mode == modeRead || l.mode == modeWrite {
+			return
+		}
 	}
 	l.gen++
 	gen := l.gen
@@ -238,6 +243,8 @@ func (s *refStore) lateEnd(l *refLease, err error) time.Duration {
 	case s.fault == faultRevokeGrantsFirst && errors.Is(err, lock.ErrRevoked):
 		return 200 * time.Millisecond
 	case s.fault == faultLateResign && l.mode == modeTerm:
+		return 200 * time.Millisecond
+	case s.fault == faultLateMulti && (l.mode == modePermit || l.mode == modeRead || l.mode == modeWrite):
 		return 200 * time.Millisecond
 	}
 	return 0
@@ -559,6 +566,9 @@ func (l *refLocker) Adopt(ctx context.Context, name string, token uint64) (lock.
 	return lease, nil
 }
 
+// Close takes every waiter of the Locker out of its queue first, and only
+// then hands on what they held back and what its leases held: a closing
+// Locker is never granted anything.
 func (l *refLocker) Close() error {
 	s := l.s
 	s.mu.Lock()
@@ -567,25 +577,39 @@ func (l *refLocker) Close() error {
 		return nil
 	}
 	l.closed = true
-	for o := range l.observers {
-		close(o.stop)
-		delete(l.observers, o)
-	}
-	for w := range l.waiters {
-		if w.mode != "" {
-			s.withdraw(w)
-			w.res <- refResult{err: lock.ErrClosed}
-			continue
+	if s.fault != faultCloseKeepsObservers {
+		for o := range l.observers {
+			close(o.stop)
+			delete(l.observers, o)
 		}
-		n := s.names[w.key]
-		s.dequeue(n, w)
-		s.gc(w.key, n)
+	}
+	withdrawn := make(map[string]*refMulti) // the multi-holder names that lost a waiter
+	for w := range l.waiters {
+		switch {
+		case w.mode != "" && s.fault == faultCloseGrantsOwn:
+			s.withdraw(w) // hands on at once, maybe to this Locker's next waiter
+		case w.mode != "":
+			m := s.multi[w.key]
+			s.dequeueMulti(m, w)
+			withdrawn[w.key] = m
+		default:
+			n := s.names[w.key]
+			s.dequeue(n, w)
+			s.gc(w.key, n)
+		}
 		w.res <- refResult{err: lock.ErrClosed}
 	}
-	if s.fault == faultCloseKeepsLeases {
-		return nil
+	for key, m := range withdrawn {
+		if s.fault != faultWithdrawStuck {
+			s.handoffMulti(key, m)
+		}
+		s.gcMulti(key, m)
 	}
 	for lease := range l.leases {
+		if (s.fault == faultCloseKeepsLeases && lease.mode == "") ||
+			(s.fault == faultCloseKeepsMulti && (lease.mode == modePermit || lease.mode == modeRead || lease.mode == modeWrite)) {
+			continue
+		}
 		s.end(lease, lock.ErrReleased)
 	}
 	return nil

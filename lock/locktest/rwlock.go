@@ -22,6 +22,9 @@ var rwTests = []subtest{
 	{"ReadersTogether", testRWReadersTogether},
 	{"WriterPreference", testRWWriterPreference},
 	{"WithdrawnWriter", testRWWithdrawnWriter},
+	{"HandoffReaders", testRWHandoffReaders},
+	{"TTLExpiry", testRWTTLExpiry},
+	{"Close", testRWClose},
 	{"WriterToken", testRWWriterToken},
 	{"NoUpgrade", testRWNoUpgrade},
 	{"InvalidInput", testRWInvalidInput},
@@ -243,6 +246,7 @@ func testRWWriterPreference(e *env) {
 	})
 
 	e.release(r1)
+	assertEnded(e, r1, lock.ErrReleased, "read lease when Release returns")
 	w := e.recv(out, "the writer after the reader released")
 	require.NoError(e.t, w.err, "the queued writer's AcquireWrite")
 	require.Equal(e.t, 0, w.id, "the writer queued first must be granted first")
@@ -287,6 +291,152 @@ func testRWWithdrawnWriter(e *env) {
 	assert.NoError(e.t, r1.Err(), "the first reader's Err")
 	assert.Zero(e.t, e.inspect(e.b, name).Waiters, "waiters after the readers were granted")
 	e.release(r1)
+}
+
+// testRWHandoffReaders (I2, I4, writer preference): with a writer holding
+// and the queue reader, reader, writer, reader, the writer's release grants
+// the two head readers in one hand-off, each with its own token above the
+// writer's, and leaves the writer and the reader behind it queued; the
+// readers' releases grant the writer, and its release the last reader.
+func testRWHandoffReaders(e *env) {
+	name := e.name("rw-handoff")
+	writer := e.tryWrite(e.a, name)
+	ctx := e.ctx()
+	out := make(chan acquired, 4)
+	for i, write := range []bool{false, false, true, false} {
+		e.waitWaiters(e.a, name, i)
+		e.goRW(ctx, out, i, []lock.Locker{e.b, e.a}[i%2], name, write)
+	}
+	e.waitWaiters(e.b, name, 4)
+	e.noneReturned(out, "while a write lease was held (I1)")
+
+	e.release(writer)
+	var readers []lock.Lease
+	for range 2 {
+		r := e.recv(out, "a head reader after the writer released")
+		require.NoError(e.t, r.err, "call %d after the writer released", r.id)
+		if r.id > 1 {
+			_ = r.lease.Release(e.ctx())
+			e.t.Fatalf("call %d was granted: a hand-off must not grant readers queued behind a writer, and the two head readers must be granted together (I4)", r.id)
+		}
+		assert.Greater(e.t, r.lease.Token(), writer.Token(), "reader %d's token after the writer (I2)", r.id)
+		readers = append(readers, r.lease)
+	}
+	assert.NotEqual(e.t, readers[0].Token(), readers[1].Token(), "readers granted in one hand-off must have distinct tokens (I2)")
+	info := e.inspect(e.b, name)
+	assert.True(e.t, info.Held, "Inspect after the readers were granted: %+v", info)
+	assert.Equal(e.t, 2, info.Waiters, "Inspect.Waiters after the readers were granted: the writer and the reader behind it stay queued; a hand-off must not grant readers queued behind a writer")
+	e.noneReturned(out, "while two read leases were held and a writer queued before it: a hand-off must not grant readers queued behind a writer")
+
+	for _, r := range readers {
+		e.release(r)
+	}
+	w := e.recv(out, "the queued writer after the readers released")
+	require.NoError(e.t, w.err, "the queued writer's AcquireWrite")
+	require.Equal(e.t, 2, w.id, "the writer, queued before the last reader, must be granted first")
+	assert.Greater(e.t, w.lease.Token(), max(readers[0].Token(), readers[1].Token()), "the writer's token above the readers' (I2)")
+	assert.Equal(e.t, 1, e.inspect(e.b, name).Waiters, "the last reader stays queued while the writer holds")
+	e.noneReturned(out, "while the write lease was held (I1)")
+	e.release(w.lease)
+	last := e.recv(out, "the last reader after the writer released")
+	require.NoError(e.t, last.err, "the last reader's AcquireRead")
+	assert.Greater(e.t, last.lease.Token(), w.lease.Token(), "the last reader's token (I2)")
+	e.release(last.lease)
+	e.requireFree(e.a, name, "after everyone released")
+}
+
+// testRWTTLExpiry (I3, I2): a TTL read lease that is not refreshed expires
+// and a writer waiting on the other Locker gets the lock once the TTL ran
+// out, the reader learning first; the same for a TTL write lease and a
+// waiting reader.
+func testRWTTLExpiry(e *env) {
+	const ttl = 300 * time.Millisecond
+	for _, c := range []struct {
+		what        string
+		holderWrite bool
+	}{
+		{"a TTL read lease, a writer waiting", false},
+		{"a TTL write lease, a reader waiting", true},
+	} {
+		name := e.name("rw-ttl")
+		hold, wait := e.rw(e.a).AcquireRead, e.rw(e.b).AcquireWrite
+		if c.holderWrite {
+			hold, wait = e.rw(e.a).AcquireWrite, e.rw(e.b).AcquireRead
+		}
+		stalls := watchStalls()
+		start := time.Now()
+		lease, err := hold(e.ctx(), name, lock.WithTTL(ttl))
+		holder := e.checkRW(lease, err, name, c.what)
+		next := expiryHandoff(e, holder, ttl, start, stalls, c.what, func(ctx context.Context) (lock.Lease, error) {
+			return wait(ctx, name)
+		})
+		stalls.end()
+		e.release(next)
+		e.requireFree(e.a, name, c.what+": after the waiter released")
+	}
+}
+
+// testRWClose: Close ends every read and write lease of the Locker and
+// fails its queued calls with ErrClosed, the reader queued behind its own
+// withdrawn writer included (a closing Locker is never granted); the other
+// Lockers' waiters are granted what it held or held back, with larger
+// tokens; later calls on the closed Locker fail with ErrClosed.
+func testRWClose(e *env) {
+	c := e.newLocker()
+	n1, n2, n3 := e.name("rw-close-write"), e.name("rw-close-read"), e.name("rw-close-queued")
+	write := e.tryWrite(c, n1)
+	read := e.read(c, n2)
+	lease, err := e.rw(c).AcquireRead(e.ctx(), n2, lock.WithTTL(time.Minute))
+	ttlRead := e.checkRW(lease, err, n2, "AcquireRead with WithTTL(1m)")
+	other := e.read(e.b, n3)
+
+	ctx := e.ctx()
+	out := make(chan acquired, 3)
+	e.goRW(ctx, out, 0, e.b, n1, false) // a reader behind c's writer
+	e.goRW(ctx, out, 1, e.b, n2, true)  // a writer behind c's readers
+	e.waitWaiters(e.a, n1, 1)
+	e.waitWaiters(e.a, n2, 1)
+	own := make(chan acquired, 2)
+	e.goRW(ctx, own, 10, c, n3, true) // c's writer behind other's reader
+	e.waitWaiters(e.a, n3, 1)
+	e.goRW(ctx, own, 11, c, n3, false) // c's reader behind its own writer
+	e.waitWaiters(e.a, n3, 2)
+	e.goRW(ctx, out, 2, e.a, n3, false) // a reader behind both
+	e.waitWaiters(e.a, n3, 3)
+
+	require.NoError(e.t, c.Close(), "Close")
+	assertEnded(e, write, lock.ErrReleased, "write lease when its Locker's Close returns")
+	assertEnded(e, read, lock.ErrReleased, "read lease when its Locker's Close returns")
+	assertEnded(e, ttlRead, lock.ErrReleased, "TTL read lease when its Locker's Close returns")
+	for range 2 {
+		r := e.recv(own, "a queued call of the closed Locker")
+		e.assertRejected(r.lease, r.err, lock.ErrClosed, "call %d: a queued call of a closing Locker must fail with ErrClosed, never be granted", r.id)
+	}
+
+	floor := map[int]uint64{0: write.Token(), 1: max(read.Token(), ttlRead.Token()), 2: other.Token()}
+	var granted []lock.Lease
+	for range 3 {
+		r := e.recv(out, "a waiter of another Locker after Close")
+		require.NoError(e.t, r.err, "waiter %d: what a closed Locker held or held back must go to the waiters (I4)", r.id)
+		assert.Greater(e.t, r.lease.Token(), floor[r.id], "waiter %d's token (I2)", r.id)
+		granted = append(granted, r.lease)
+	}
+	assertHeld(e, other, "the other Locker's read lease after Close")
+	for _, name := range []string{n1, n2, n3} {
+		assert.Zero(e.t, e.inspect(e.b, name).Waiters, "waiters of %q after Close and the grants", name)
+	}
+
+	rw := e.rw(c)
+	lease, err = rw.AcquireRead(e.ctx(), n3)
+	e.assertRejected(lease, err, lock.ErrClosed, "AcquireRead after Close")
+	lease, err = rw.TryAcquireWrite(e.ctx(), e.name("rw-close-after"))
+	e.assertRejected(lease, err, lock.ErrClosed, "TryAcquireWrite after Close")
+	for _, l := range append(granted, other) {
+		e.release(l)
+	}
+	for _, name := range []string{n1, n2, n3} {
+		e.requireFree(e.b, name, "after everyone released")
+	}
 }
 
 // testRWWriterToken (I2): a writer queued behind three readers, and a

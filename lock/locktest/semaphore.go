@@ -25,6 +25,8 @@ var semaphoreTests = []subtest{
 	{"FIFO", testSemaphoreFIFO},
 	{"Tokens", testSemaphoreTokens},
 	{"TryAcquire", testSemaphoreTry},
+	{"TTLExpiry", testSemaphoreTTLExpiry},
+	{"Close", testSemaphoreClose},
 	{"InvalidInput", testSemaphoreInvalidInput},
 	{"DoPermit", testDoPermit},
 }
@@ -180,6 +182,7 @@ func testSemaphoreFIFO(e *env) {
 	for n := range waiters {
 		gone := held[0]
 		e.release(gone)
+		assertEnded(e, gone, lock.ErrReleased, "permit when Release returns")
 		r := e.recvPermit(out, fmt.Sprintf("grant %d after a Release", n))
 		require.NoError(e.t, r.err, "grant %d: waiter %d's AcquirePermit failed; a released permit must go to a waiter (I4)", n, r.id)
 		if e.cfg.fifo {
@@ -258,6 +261,88 @@ func testSemaphoreTokens(e *env) {
 		e.release(p)
 	}
 	e.requireFree(e.a, name, "after every permit was released")
+}
+
+// testSemaphoreTTLExpiry (I3, I2): a TTL permit that is not refreshed
+// expires; a waiter on the other Locker then gets its slot, once the TTL
+// ran out, with a larger token, and the old holder learns first. The other
+// permit stays held.
+func testSemaphoreTTLExpiry(e *env) {
+	const limit, ttl = 2, 300 * time.Millisecond
+	name := e.name("sem-ttl")
+	other := e.permit(e.a, name, limit)
+	stalls := watchStalls()
+	defer stalls.end()
+	start := time.Now()
+	holder := e.permit(e.a, name, limit, lock.WithTTL(ttl))
+	s := e.semaphores(e.b)
+	next := expiryHandoff(e, holder, ttl, start, stalls, "a TTL permit", func(ctx context.Context) (lock.Lease, error) {
+		p, err := s.AcquirePermit(ctx, name, limit)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	})
+	p, ok := next.(lock.Permit)
+	require.Truef(e.t, ok, "AcquirePermit returned a %T, not a lock.Permit", next)
+	assert.Equal(e.t, holder.Slot(), p.Slot(), "the expired permit's slot is the only free one")
+	assertHeld(e, other, "the other permit, after the TTL permit expired")
+	e.release(p)
+	e.release(other)
+	e.requireFree(e.b, name, "after every permit was released")
+}
+
+// testSemaphoreClose: Close ends every permit of the Locker, session and
+// TTL, fails its queued calls with ErrClosed, and the waiters of the other
+// Locker are granted the freed slots with larger tokens; later calls on the
+// closed Locker fail with ErrClosed.
+func testSemaphoreClose(e *env) {
+	const limit = 3
+	name := e.name("sem-close")
+	c := e.newLocker()
+	session := e.permit(c, name, limit)
+	ttl := e.permit(c, name, limit, lock.WithTTL(time.Minute))
+	other := e.permit(e.b, name, limit)
+
+	ctx := e.ctx()
+	own := make(chan permitted, 1)
+	e.goPermit(ctx, own, 0, c, name, limit)
+	e.waitWaiters(e.b, name, 1)
+	out := make(chan permitted, 2)
+	for i := 1; i <= 2; i++ {
+		e.goPermit(ctx, out, i, e.b, name, limit)
+	}
+	e.waitWaiters(e.b, name, 3)
+
+	require.NoError(e.t, c.Close(), "Close")
+	assertEnded(e, session, lock.ErrReleased, "session permit when its Locker's Close returns")
+	assertEnded(e, ttl, lock.ErrReleased, "TTL permit when its Locker's Close returns")
+	r := e.recvPermit(own, "the closed Locker's queued AcquirePermit")
+	e.assertRejected(r.permit, r.err, lock.ErrClosed, "a queued AcquirePermit of a closing Locker")
+
+	freed := map[int]bool{session.Slot(): true, ttl.Slot(): true}
+	last := max(session.Token(), ttl.Token(), other.Token())
+	var granted []lock.Permit
+	for range 2 {
+		r := e.recvPermit(out, "a waiter of the other Locker after Close")
+		require.NoError(e.t, r.err, "waiter %d: the permits of a closed Locker must go to the waiters (I4)", r.id)
+		assert.True(e.t, freed[r.permit.Slot()], "waiter %d got slot %d; the closed Locker's slots %v were the free ones", r.id, r.permit.Slot(), freed)
+		delete(freed, r.permit.Slot())
+		assert.Greater(e.t, r.permit.Token(), last, "waiter %d's token (I2)", r.id)
+		granted = append(granted, r.permit)
+	}
+	assertHeld(e, other, "the other Locker's permit after Close")
+	assert.Zero(e.t, e.inspect(e.b, name).Waiters, "waiters after Close and the grants")
+
+	sc := e.semaphores(c)
+	p, err := sc.AcquirePermit(e.ctx(), name, limit)
+	e.assertRejected(p, err, lock.ErrClosed, "AcquirePermit after Close")
+	p, err = sc.TryAcquirePermit(e.ctx(), e.name("sem-close-after"), limit)
+	e.assertRejected(p, err, lock.ErrClosed, "TryAcquirePermit after Close")
+	for _, p := range append(granted, other) {
+		e.release(p)
+	}
+	e.requireFree(e.b, name, "after every permit was released")
 }
 
 // testSemaphoreTry: TryAcquirePermit grants while permits are free, on
