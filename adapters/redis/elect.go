@@ -104,7 +104,7 @@ func (c *instance) Leader(ctx context.Context, election string) (lock.LeaderInfo
 	if err := ctx.Err(); err != nil { // nothing sent
 		return lock.LeaderInfo{}, fmt.Errorf("redis lock: leader %q: %w", election, err)
 	}
-	s, live, err := c.readSeat(ctx, election)
+	s, live, err := c.readSeat(ctx, election, "")
 	switch {
 	case err != nil:
 		return lock.LeaderInfo{}, c.cutErr(ctx, "leader", election, err)
@@ -117,9 +117,10 @@ func (c *instance) Leader(ctx context.Context, election string) (lock.LeaderInfo
 }
 
 // readSeat runs leaderScript: the election's state and the type the name
-// lives as ("" if free).
-func (c *instance) readSeat(ctx context.Context, election string) (seat, string, error) {
-	v, err := c.run(ctx, leaderScript, election)
+// lives as ("" if free); the script publishes the state on an observer's
+// marker channel ("": none).
+func (c *instance) readSeat(ctx context.Context, election, marker string) (seat, string, error) {
+	v, err := c.run(ctx, leaderScript, election, marker)
 	if err != nil {
 		return seat{}, "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,9 +371,12 @@ func TestElection_BadInputs(t *testing.T) {
 	require.ErrorIs(t, err, lock.ErrUnsupported)
 }
 
-// TestObserve_ReadsAfterReconnect: a change whose message the observer
+// TestObserve_ReadsAfterReconnect: changes whose messages the observer
 // cannot get (its connection is killed in the same transaction, before
-// the change) is delivered by the read after go-redis reconnects.
+// the changes) are replaced by the read after go-redis reconnects, which
+// counts them: two changes of the term (ver + 2), one delivered, one
+// skipped. Then a jump to another term, whose count is unknown, carries
+// Skipped 1.
 func TestObserve_ReadsAfterReconnect(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{})
 	l := newLocker(t, srv.Addr(), 2*time.Second)
@@ -389,13 +393,89 @@ func TestObserve_ReadsAfterReconnect(t *testing.T) {
 	_, err = raw.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		p.ClientKillByFilter(ctx, "TYPE", "pubsub")
 		p.HSet(ctx, key, "value", "unannounced")
-		p.HIncrBy(ctx, key, "ver", 1)
+		p.HIncrBy(ctx, key, "ver", 2)
 		return nil
 	})
 	require.NoError(t, err)
 	s := nextState(t, states)
 	assert.Equal(t, "unannounced", s.Value, "the state read after the reconnect")
 	assert.Equal(t, term.Token(), s.Token)
+	assert.Equal(t, 1, s.Skipped, "two changes unannounced, one delivered")
+
+	_, err = raw.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.ClientKillByFilter(ctx, "TYPE", "pubsub")
+		p.HSet(ctx, key, "token", term.Token()+5, "value", "another term")
+		return nil
+	})
+	require.NoError(t, err)
+	s = nextState(t, states)
+	assert.Equal(t, "another term", s.Value, "the state read after the reconnect")
+	assert.Equal(t, 1, s.Skipped, "a jump to another term: at least one state may be lost")
+}
+
+// holdReads is a go-redis hook that, once armed, holds the next EVALSHA of
+// the script sha before it is sent, tells entered, and sends it when
+// release is closed.
+type holdReads struct {
+	sha     string
+	armed   *atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h holdReads) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (h holdReads) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
+func (h holdReads) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if args := cmd.Args(); len(args) > 1 && args[0] == "evalsha" && args[1] == h.sha && h.armed.CompareAndSwap(true, false) {
+			close(h.entered)
+			<-h.release
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestObserve_ChangesDuringRead: changes published after the observer
+// resubscribed but before its read runs are delivered each, in order,
+// before the read's state is weighed (at its marker): the read does not
+// replace them unseen.
+func TestObserve_ChangesDuringRead(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	hold := holdReads{sha: redis.LeaderScriptHash, armed: new(atomic.Bool),
+		entered: make(chan struct{}), release: make(chan struct{})}
+	client := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
+	client.AddHook(hold)
+	t.Cleanup(func() { _ = client.Close() })
+	watcher, err := redis.New(redis.Config{Client: client, SessionTTL: 2 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = watcher.Close() })
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(hold.release) }) }
+	t.Cleanup(letGo) // before watcher.Close, whatever fails
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	term, err := l.Campaign(ctx, "during", "v0", lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+	states := observe(t, watcher, "during")
+	require.Equal(t, "v0", nextState(t, states).Value)
+
+	hold.armed.Store(true)
+	require.NoError(t, rawClient(t, srv.Addr()).ClientKillByFilter(ctx, "TYPE", "pubsub").Err())
+	select {
+	case <-hold.entered: // resubscribed; its read is held
+	case <-time.After(10 * time.Second):
+		t.Fatal("the observer did not read within 10s of its reconnect")
+	}
+	require.NoError(t, term.Proclaim(ctx, "v1"))
+	require.NoError(t, term.Proclaim(ctx, "v2"))
+	letGo()
+	for _, want := range []string{"v1", "v2"} {
+		s := nextState(t, states)
+		assert.Equal(t, want, s.Value)
+		assert.Zero(t, s.Skipped)
+	}
 }
 
 // holdReplies is a go-redis hook that holds the reply of every EVALSHA of
@@ -453,4 +533,25 @@ func TestElection_ResignEndsTermFirst(t *testing.T) {
 	letGo()
 	require.NoError(t, <-resigned)
 	require.NoError(t, next.Release(ctx))
+}
+
+// TestObserve_StoreDown: Observe subscribes and reads the first state
+// before it returns; a store that does not answer meanwhile fails it
+// (bounded by the adapter's op timeout) with an error wrapping
+// lock.ErrNoQuorum, rather than handing out a channel whose first state is
+// not the state at the call.
+func TestObserve_StoreDown(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	_, err := l.Leader(ctx, "down") // the eviction policy is checked: the next call is the script's
+	require.ErrorIs(t, err, lock.ErrNoLeader)
+	srv.Pause()
+	defer srv.Resume()
+	ch, err := l.Observe(ctx, "down")
+	srv.Resume()
+	require.ErrorIs(t, err, lock.ErrNoQuorum)
+	assert.Nil(t, ch)
+	states := observe(t, l, "down")
+	assert.False(t, nextState(t, states).Elected(), "answered again: the empty seat")
 }

@@ -36,3 +36,6 @@ func Deafen(l *Locker) error {
 
 // ReleaseScriptHash is the SHA1 that EVALSHA names the release script by.
 var ReleaseScriptHash = releaseScript.Hash()
+
+// LeaderScriptHash is the SHA1 that EVALSHA names the leader script by.
+var LeaderScriptHash = leaderScript.Hash()

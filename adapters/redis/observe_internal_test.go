@@ -17,7 +17,7 @@ func TestObserver_Collapse(t *testing.T) {
 	o := &observer{}
 	const states = 200
 	for i := 1; i <= states; i++ {
-		o.queue(seat{LeaderInfo: lock.LeaderInfo{Election: "e", Token: 1, Value: fmt.Sprint(i)}, ver: uint64(i)})
+		o.take(seat{LeaderInfo: lock.LeaderInfo{Election: "e", Token: 1, Value: fmt.Sprint(i)}, ver: uint64(i)}, 0)
 	}
 	// Collapses at the 65th, 129th and 193rd state; 194..200 follow.
 	require.Len(t, o.pending, 8)
