@@ -555,3 +555,42 @@ func TestObserve_StoreDown(t *testing.T) {
 	states := observe(t, l, "down")
 	assert.False(t, nextState(t, states).Elected(), "answered again: the empty seat")
 }
+
+// TestElection_DeadCandidateHandOff: a candidate that died while queued
+// (its heartbeat runs out in 5 s; it asked for a TTL of an hour) is
+// elected by the hand-off, but its term expires when its heartbeat would
+// have, as a dead mutex waiter is pruned: the seat empties by itself.
+func TestElection_DeadCandidateHandOff(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	term, err := l.Campaign(ctx, "dead", "alive")
+	require.NoError(t, err)
+	states := observe(t, l, "dead")
+	require.Equal(t, term.Token(), nextState(t, states).Token)
+
+	raw := rawClient(t, srv.Addr())
+	now, err := raw.Time(ctx).Result()
+	require.NoError(t, err)
+	nowMs := now.UnixMilli()
+	const ghost = "ghostlocker/1"
+	p := redis.DefaultPrefix
+	_, err = raw.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
+		pipe.Set(ctx, p+"qseq:dead", 1, 0)
+		pipe.ZAdd(ctx, p+"queue:dead", goredis.Z{Score: 1, Member: ghost})
+		pipe.ZAdd(ctx, p+"beats:dead", goredis.Z{Score: float64(nowMs + 5000), Member: ghost})
+		pipe.HSet(ctx, p+"claims:dead", ghost, fmt.Sprintf("%d\nnode\nowner", nowMs),
+			"e:"+ghost, fmt.Sprintf("%d\n%d\nghost", time.Hour.Milliseconds(), time.Hour.Milliseconds()))
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, term.Release(ctx))
+
+	elected := nextState(t, states)
+	require.Equal(t, "ghost", elected.Value, "the hand-off elects the queued candidate")
+	pttl, err := raw.PTTL(ctx, p+"lease:dead").Result()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, pttl, 5*time.Second, "the term lasts no longer than the candidate's heartbeat")
+	assert.Positive(t, pttl)
+	assert.False(t, nextState(t, states).Elected(), "the dead candidate's term expired: the empty seat")
+}

@@ -138,7 +138,11 @@ end
 -- wake tells the head waiter that the name is free. If the head is an
 -- election's candidate it is elected in this step (the hand-off: no empty
 -- seat while a candidate waits) and told so; wake then reports true, and
--- the caller announces the new term.
+-- the caller announces the new term. The term expires when the head's
+-- heartbeat would have (if sooner than its TTL): a candidate that died
+-- while queued holds the seat no longer than it would have stayed queued,
+-- and a live one extends it by its renewal when its acquire finds the
+-- grant (firstDeadline renews a grant with less than half its TTL left).
 local function wake()
   if redis.call('EXISTS', KEYS[2]) == 1 then return false end
   local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
@@ -147,8 +151,12 @@ local function wake()
   local px, kind, value = nil, nil, nil
   if cand then px, kind, value = split3(cand) end
   if px then
+    local now = now_ms()
+    local beat = tonumber(redis.call('ZSCORE', KEYS[5], head) or '')
+    px = tonumber(px)
+    if beat then px = math.max(1, math.min(px, beat - now)) end
     local _, node, owner = split3(redis.call('HGET', KEYS[7], head) or '')
-    grant(head, owner or '', px, kind, node or '', 'election', value, now_ms())
+    grant(head, owner or '', string.format('%.0f', px), kind, node or '', 'election', value, now)
     dequeue(head)
   end
   tell(head, head)
