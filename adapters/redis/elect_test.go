@@ -594,3 +594,23 @@ func TestElection_DeadCandidateHandOff(t *testing.T) {
 	assert.Positive(t, pttl)
 	assert.False(t, nextState(t, states).Elected(), "the dead candidate's term expired: the empty seat")
 }
+
+// TestObserve_RevokedTerm: a revoke shortens a term's expiry to the grace
+// and is announced, so that an observer's timer follows it: a revoked
+// term whose holder is gone (it neither hears nor answers) is observed
+// ending, as the empty seat, instead of shown until its old expiry.
+func TestObserve_RevokedTerm(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	holder := newLocker(t, srv.Addr(), 2*time.Second)
+	watcher := newLocker(t, srv.Addr(), time.Second) // its Revoke's grace: 1 s
+	ctx := testCtx(t)
+	term, err := holder.Campaign(ctx, "rv", "gone soon", lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+	require.NoError(t, redis.Deafen(holder))
+	redis.StopRenewals(holder)
+	states := observe(t, watcher, "rv")
+	require.Equal(t, term.Token(), nextState(t, states).Token)
+	require.NoError(t, watcher.Revoke(ctx, "rv", term.Token()))
+	assert.Equal(t, lock.LeaderInfo{Election: "rv"}, nextState(t, states),
+		"the revoked term expired: the empty seat, and nothing in between")
+}
