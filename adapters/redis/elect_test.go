@@ -614,3 +614,32 @@ func TestObserve_RevokedTerm(t *testing.T) {
 	assert.Equal(t, lock.LeaderInfo{Election: "rv"}, nextState(t, states),
 		"the revoked term expired: the empty seat, and nothing in between")
 }
+
+// TestElection_AdoptedTerm: Adopt of an election's term returns a
+// lock.Term: Proclaim works on it, and its Release resigns, closing its
+// Done before the store hands the seat on.
+func TestElection_AdoptedTerm(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	a := newLocker(t, srv.Addr(), 2*time.Second)
+	b := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	first, err := a.Campaign(ctx, "ad", "a's", lock.WithTTL(time.Hour))
+	require.NoError(t, err)
+	lease, err := b.Adopt(ctx, "ad", first.Token())
+	require.NoError(t, err)
+	adopted, ok := lease.(lock.Term)
+	require.Truef(t, ok, "Adopt of a term returned a %T, not a lock.Term", lease)
+	require.NoError(t, adopted.Proclaim(ctx, "b's"))
+	info, err := b.Leader(ctx, "ad")
+	require.NoError(t, err)
+	assert.Equal(t, "b's", info.Value)
+	assert.Equal(t, first.Token(), info.Token, "Adopt keeps the token")
+
+	next := campaignAsync(ctx, a, "ad", "next")
+	waitWaiters(t, b, "ad", 1)
+	require.NoError(t, adopted.Release(ctx))
+	t2 := wonTerm(t, next)
+	assert.True(t, isClosed(adopted.Done()), "the adopted term's Done closed before the next term")
+	require.ErrorIs(t, adopted.Err(), lock.ErrReleased)
+	require.NoError(t, t2.Release(ctx))
+}

@@ -12,7 +12,8 @@
 -- ARGV[5] the adopter's new claim ID
 -- ARGV[6] the adopter's node (Config.Node)
 --
--- Returns {'adopted', ttl ms}, or {'gone'} (the token does not hold the
+-- Returns {'adopted', ttl ms, type} (type: the lease's, 'mutex' if it has
+-- none), or {'gone'} (the token does not hold the
 -- name), {'session'} (a session lease) or {'revoked'}.
 
 local e = check_epoch()
@@ -29,4 +30,4 @@ if h[5] == 'election' then -- a new holder: a change for the observers
   redis.call('HINCRBY', KEYS[2], 'ver', 1)
   announce()
 end
-return {'adopted', ttl}
+return {'adopted', ttl, h[5] or 'mutex'}
