@@ -41,33 +41,42 @@ var _ lock.Term = (*term)(nil)
 // not answer, the renewer deletes it later (a stale lease) and the error
 // wraps lock.ErrNoQuorum.
 func (t *term) Release(ctx context.Context) error {
-	c := t.c
-	if err := c.openLease(&t.Core); err != nil {
+	if err := t.c.openLease(&t.Core); err != nil {
 		return err
 	}
+	return t.resign(ctx)
+}
+
+// resign is Release once the call is registered (openLease). A term that
+// ended meanwhile (its local deadline, a revoke or an adoption, between
+// openLease and here) is not resigned: the error wraps lock.ErrNotHeld and
+// its end cause, as a lease's Release after its end.
+func (t *term) resign(ctx context.Context) error {
+	c := t.c
 	defer c.leave()
 	if err := ctx.Err(); err != nil { // nothing done, as a lease's Release
 		return fmt.Errorf("redis lock: resign %q: %w", t.Name(), err)
 	}
 	c.mu.Lock()
+	if t.Ended() {
+		c.mu.Unlock()
+		return t.NotHeld("")
+	}
 	t.end(fmt.Errorf("%w: %q resigned", lock.ErrReleased, t.Name()))
 	c.mu.Unlock()
 	callCtx, cancel := context.WithTimeout(ctx, c.opTimeout)
 	defer cancel()
 	defer context.AfterFunc(c.haltCtx, cancel)()
 	v, err := c.run(callCtx, releaseScript, t.Name(), t.Token(), t.claim)
-	switch {
-	case err != nil:
+	if err != nil {
 		c.mu.Lock()
 		c.stale = append(c.stale, t.staleEntry())
 		c.mu.Unlock()
 		return c.cutErr(ctx, "resign", t.Name(), err)
-	case v[0] == "ok":
-		return nil
-	case v[0] == "gone" || v[0] == "adopted": // it had ended in the store already
-		return fmt.Errorf("redis lock: resign %q: %w: the store no longer held token %d (%s)", t.Name(), lock.ErrNotHeld, t.Token(), v[0])
 	}
-	return fmt.Errorf("%w: release answered %v", ErrUnexpectedReply, v)
+	out := make(chan error, 1)
+	t.settleRelease(v, nil, out) // the term has ended: only the outcome
+	return <-out
 }
 
 // Proclaim implements lock.Term: proclaimScript, checked on the token and

@@ -643,3 +643,37 @@ func TestElection_AdoptedTerm(t *testing.T) {
 	require.ErrorIs(t, adopted.Err(), lock.ErrReleased)
 	require.NoError(t, t2.Release(ctx))
 }
+
+// TestElection_GiveBackPrunesFirst: a giveback that frees the name with a
+// dead candidate at the head of the queue (its heartbeat passed, not yet
+// pruned) prunes it before the hand-off: the first term observed is the
+// live candidate's.
+func TestElection_GiveBackPrunesFirst(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	ctx := testCtx(t)
+	states := observe(t, l, "gb")
+	require.False(t, nextState(t, states).Elected())
+
+	raw := rawClient(t, srv.Addr())
+	now, err := raw.Time(ctx).Result()
+	require.NoError(t, err)
+	nowMs := now.UnixMilli()
+	const ghost = "ghostlocker/1"
+	p := redis.DefaultPrefix
+	_, err = raw.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
+		pipe.Set(ctx, p+"qseq:gb", 1, 0)
+		pipe.ZAdd(ctx, p+"queue:gb", goredis.Z{Score: 1, Member: ghost})
+		pipe.ZAdd(ctx, p+"beats:gb", goredis.Z{Score: float64(nowMs - 1000), Member: ghost})
+		pipe.HSet(ctx, p+"claims:gb", ghost, fmt.Sprintf("%d\nnode\nowner", nowMs-5000),
+			"e:"+ghost, fmt.Sprintf("%d\n%d\nghost", time.Hour.Milliseconds(), time.Hour.Milliseconds()))
+		return nil
+	})
+	require.NoError(t, err)
+	redis.GiveBack(l, "gb", "nobody/1")
+	term, err := l.Campaign(ctx, "gb", "live")
+	require.NoError(t, err)
+	s := nextState(t, states)
+	assert.Equal(t, "live", s.Value, "the first term is the live candidate's, not the dead head's")
+	assert.Equal(t, term.Token(), s.Token)
+}

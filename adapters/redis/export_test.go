@@ -1,5 +1,7 @@
 package redis
 
+import "context"
+
 // StopRenewals makes l behave like a holder process that stopped renewing:
 // every later renewal, Release and Refresh fails (its background contexts
 // are cancelled), while
@@ -39,3 +41,9 @@ var ReleaseScriptHash = releaseScript.Hash()
 
 // LeaderScriptHash is the SHA1 that EVALSHA names the leader script by.
 var LeaderScriptHash = leaderScript.Hash()
+
+// GiveBack runs the giveback script for claim on name without requeueing
+// it, as a Redlock vote lost on the majority does.
+func GiveBack(l *Locker, name, claim string) {
+	l.one.giveBack(context.Background(), name, claim, 0)
+}

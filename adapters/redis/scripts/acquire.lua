@@ -45,7 +45,7 @@ local function enqueue()
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), claim)
   redis.call('HSETNX', KEYS[7], claim, details(now, ARGV[10], ARGV[5]))
   if typ == 'election' then -- what wake() needs to elect it
-    redis.call('HSET', KEYS[7], 'e:' .. claim, ARGV[6] .. '\n' .. ARGV[7] .. '\n' .. ARGV[12])
+    redis.call('HSET', KEYS[7], 'e:' .. claim, candidate(ARGV[6], ARGV[7], ARGV[12]))
   end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -60,7 +60,7 @@ end
 local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
 if fifo and head and head ~= claim then
   enqueue()
-  if wake() then announce() end
+  announce_if(nil, wake())
   return {'queued', 0, redis.call('ZCARD', KEYS[4])}
 end
 local token = grant(claim, ARGV[5], ARGV[6], ARGV[7], ARGV[10], typ, ARGV[12], now)
@@ -68,5 +68,5 @@ if mode ~= 'any' then -- in Redlock mode fenceScript dequeues the winner
   dequeue(claim)
   tidy()
 end
-if typ == 'election' then announce() end
+announce_if(typ)
 return {'granted', token, tonumber(ARGV[6])}

@@ -26,8 +26,5 @@ if h[4] then return {'revoked'} end
 redis.call('HSET', KEYS[2], 'claim', ARGV[5], 'node', ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ttl)
 tell(h[2] or '', 'adopted ' .. (h[2] or ''))
-if h[5] == 'election' then -- a new holder: a change for the observers
-  redis.call('HINCRBY', KEYS[2], 'ver', 1)
-  announce()
-end
+count_change(h[5]) -- a new holder: a change for an election's observers
 return {'adopted', ttl, h[5] or 'mutex'}

@@ -37,9 +37,10 @@ if hb > 0 and not redis.call('ZSCORE', KEYS[4], claim) then
     local kind = tonumber(h[5] or '0')
     local px = hb -- a session lease's TTL is the SessionTTL of the claim's Locker, as hb
     if kind > 0 then px = kind end
-    redis.call('HSET', KEYS[7], 'e:' .. claim,
-      string.format('%.0f', px) .. '\n' .. string.format('%.0f', kind) .. '\n' .. (h[6] or ''))
+    redis.call('HSET', KEYS[7], 'e:' .. claim, candidate(px, kind, h[6] or ''))
   end
 end
-if wake() or (h[1] == claim and h[4] == 'election') then announce() end
+local deleted = nil -- the type of the lease deleted here
+if h[1] == claim then deleted = h[4] end
+announce_if(deleted, wake()) -- wake() prunes first: it never elects a dead head
 return {'ok'}

@@ -17,7 +17,7 @@
 local e = check_epoch()
 if e then return {'epoch', e} end
 local now = now_ms()
-if prune(now) > 0 and wake() then announce() end
+if prune(now) > 0 then announce_if(nil, wake()) end
 tidy()
 local n = redis.call('ZCARD', KEYS[4])
 local queue = {}

@@ -16,7 +16,7 @@
 
 local e = check_epoch()
 if e then return {'epoch', e} end
-if prune(now_ms()) > 0 and wake() then announce() end
+if prune(now_ms()) > 0 then announce_if(nil, wake()) end
 tidy()
 local state = seat(now_ms())
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], state) end

@@ -81,6 +81,13 @@ local function details(queued_at, node, owner)
   return string.format('%.0f', queued_at) .. '\n' .. node .. '\n' .. owner
 end
 
+-- candidate encodes an election's candidate entry for KEYS[7] ('e:' ..
+-- claim ID): what wake() needs to elect it — the lease TTL in ms (its
+-- PEXPIRE), its kind (its TTL in ms, 0 for a session) and its value.
+local function candidate(px, kind, value)
+  return string.format('%.0f', tonumber(px)) .. '\n' .. string.format('%.0f', tonumber(kind)) .. '\n' .. value
+end
+
 -- split3 splits a string of three fields at its first two newlines (the
 -- last field may hold newlines); nil if it has fewer.
 local function split3(d)
@@ -135,7 +142,23 @@ local function announce()
   redis.call('PUBLISH', KEYS[2], seat(now_ms()))
 end
 
--- wake tells the head waiter that the name is free. If the head is an
+-- announce_if tells the election's observers its state if this step
+-- changed it: it granted, deleted or changed a lease of type typ
+-- ('election'), or wake() elected a candidate (elected).
+local function announce_if(typ, elected)
+  if elected or typ == 'election' then announce() end
+end
+
+-- count_change counts a change of a live term (ver) and tells the
+-- observers, if the lease is an election's (typ).
+local function count_change(typ)
+  if typ ~= 'election' then return end
+  redis.call('HINCRBY', KEYS[2], 'ver', 1)
+  announce()
+end
+
+-- wake prunes dead waiters, then tells the head waiter that the name is
+-- free. If the head is an
 -- election's candidate it is elected in this step (the hand-off: no empty
 -- seat while a candidate waits) and told so; wake then reports true, and
 -- the caller announces the new term. The term expires when the head's
@@ -144,6 +167,7 @@ end
 -- and a live one extends it by its renewal when its acquire finds the
 -- grant (firstDeadline renews a grant with less than half its TTL left).
 local function wake()
+  prune(now_ms())
   if redis.call('EXISTS', KEYS[2]) == 1 then return false end
   local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
   if not head then return false end

@@ -19,6 +19,5 @@ if h[1] ~= ARGV[4] then return {'gone'} end
 if h[2] ~= ARGV[5] then return {'adopted'} end
 if h[3] then return {'revoked'} end
 redis.call('HSET', KEYS[2], 'value', ARGV[6])
-redis.call('HINCRBY', KEYS[2], 'ver', 1)
-announce()
+count_change('election')
 return {'ok'}

@@ -18,8 +18,7 @@ local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'type')
 if h[1] ~= ARGV[4] then return {'gone'} end
 if h[2] ~= ARGV[5] then return {'adopted'} end
 redis.call('DEL', KEYS[2])
-prune(now_ms())
-wake()
+local elected = wake()
 tidy()
-if h[3] == 'election' then announce() end -- the next term, or the empty seat
+announce_if(h[3], elected) -- the next term, or the empty seat
 return {'ok'}

@@ -30,8 +30,5 @@ if tonumber(h[3] or '0') > 0 then
   if pttl < 0 or pttl > tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
 end
 tell(h[2] or '', 'revoked ' .. (h[2] or ''))
-if h[5] == 'election' then
-  redis.call('HINCRBY', KEYS[2], 'ver', 1)
-  announce()
-end
+count_change(h[5])
 return {'revoked', redis.call('PTTL', KEYS[2])}

@@ -22,7 +22,8 @@ if h[1] == claim then
   redis.call('DEL', KEYS[2])
   released = 1
 end
-prune(now_ms())
-if wake() or (released == 1 and h[2] == 'election') then announce() end
+local deleted = nil -- the type of the lease deleted here
+if released == 1 then deleted = h[2] end
+announce_if(deleted, wake())
 tidy()
 return {'ok', released}
