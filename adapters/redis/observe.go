@@ -66,15 +66,19 @@ func (o *observer) start(ctx context.Context) (*goredis.PubSub, error) {
 	ps := c.rdb.Subscribe(ctx) // no channel yet: no I/O
 	err := ps.Subscribe(callCtx, o.channel, o.marker)
 	for confirmed := 0; err == nil && confirmed < 2; {
+		left := time.Until(deadlineOf(callCtx))
+		if err = callCtx.Err(); err == nil && left <= 0 {
+			err = context.DeadlineExceeded
+		}
+		if err != nil {
+			break
+		}
 		var m any
 		// ReceiveTimeout, not Receive(callCtx): the PubSub keeps the
 		// context of its first receive for good.
-		m, err = ps.ReceiveTimeout(ctx, time.Until(deadlineOf(callCtx)))
+		m, err = ps.ReceiveTimeout(ctx, left)
 		if s, ok := m.(*goredis.Subscription); ok && s.Kind == "subscribe" {
 			confirmed++
-		}
-		if err == nil && callCtx.Err() != nil {
-			err = callCtx.Err()
 		}
 	}
 	var s seat
