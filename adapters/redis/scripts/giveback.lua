@@ -42,5 +42,7 @@ if hb > 0 and not redis.call('ZSCORE', KEYS[4], claim) then
 end
 local deleted = nil -- the type of the lease deleted here
 if h[1] == claim then deleted = h[4] end
-announce_if(deleted, wake()) -- wake() prunes first: it never elects a dead head
+local elected = wake() -- it prunes first: it never elects a dead head
+tidy() -- the queue keys go once nobody waits (the prune may have emptied it)
+announce_if(deleted, elected)
 return {'ok'}
