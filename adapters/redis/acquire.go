@@ -20,14 +20,18 @@ type attempt struct {
 	holder  string        // held: the holder's claim
 }
 
-// tryOnce runs acquireScript once for claim in mode m.
-func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, m mode) (attempt, error) {
+// tryOnce runs acquireScript once for claim in mode m, asking for b.
+func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, m mode, b ballot) (attempt, error) {
 	px := c.cfg.leaseTTL(o)
-	// ARGV[4..10]: claim, owner, lease TTL, lease kind, mode, heartbeat TTL, node.
+	// ARGV[4..12]: claim, owner, lease TTL, lease kind, mode, heartbeat TTL, node, type, value.
 	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), string(m),
-		c.cfg.SessionTTL.Milliseconds(), c.cfg.Node)
+		c.cfg.SessionTTL.Milliseconds(), c.cfg.Node, b.typ, b.value)
 	if err != nil {
 		return attempt{}, err
+	}
+	if v[0] == "type" && len(v) == 2 { // the name lives as another type
+		live, _ := v[1].(string)
+		return attempt{}, typeErr(live, b.typ)
 	}
 	if len(v) < 3 {
 		return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
@@ -54,20 +58,20 @@ func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Optio
 
 // Acquire implements lock.Locker: first come, first served.
 func (c *instance) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return c.acquire(ctx, "acquire", name, opts, c.queue)
+	return c.acquire(ctx, "acquire", name, opts, asMutex, c.queue)
 }
 
 // TryAcquire implements lock.Locker. It returns lock.ErrHeld also when the
 // name is momentarily free but another claim is queued ahead.
 func (c *instance) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return c.acquire(ctx, "try-acquire", name, opts, c.try)
+	return c.acquire(ctx, "try-acquire", name, opts, asMutex, c.try)
 }
 
-// acquire is the common start of Acquire and TryAcquire (op names it in
-// errors): it opens the call and hands a new claim to how. The call is
-// measured once, when it returns.
-func (c *instance) acquire(ctx context.Context, op, name string, opts []lock.Option,
-	how func(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error),
+// acquire is the common start of Acquire, TryAcquire and Campaign (op
+// names it in errors): it opens the call and hands a new claim, asking
+// for b, to how. The call is measured once, when it returns.
+func (c *instance) acquire(ctx context.Context, op, name string, opts []lock.Option, b ballot,
+	how func(ctx context.Context, name, claim string, o lock.Options, b ballot) (lock.Lease, error),
 ) (_ lock.Lease, err error) {
 	defer measureAcquire(c.sink, op, time.Now(), &err)
 	o, err := c.openAcquire(ctx, op, name, opts)
@@ -75,7 +79,7 @@ func (c *instance) acquire(ctx context.Context, op, name string, opts []lock.Opt
 		return nil, err
 	}
 	defer c.leave()
-	return how(ctx, name, c.newClaim(), o)
+	return how(ctx, name, c.newClaim(), o, b)
 }
 
 // measureAcquire reports an Acquire or TryAcquire (op) that began at start
@@ -121,9 +125,10 @@ func (w *waitGauge) done() {
 	}
 }
 
-// queue is Acquire's claim: it queues the claim and retries, on wake-ups
-// and on a backoff, until the claim is granted, ctx ends or Close begins.
-func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error) {
+// queue is the claim of Acquire or Campaign (b): it queues the claim and
+// retries, on wake-ups and on a backoff, until the claim is granted, ctx
+// ends or Close begins.
+func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options, b ballot) (lock.Lease, error) {
 	wake := make(chan struct{}, 1)
 	c.setWaiter(claim, wake)
 	defer c.setWaiter(claim, nil)
@@ -142,7 +147,7 @@ func (c *instance) queue(ctx context.Context, name, claim string, o lock.Options
 		}
 		sent := time.Now()
 		callCtx, cancel := c.detached(ctx)
-		res, err := c.tryOnce(callCtx, name, claim, o, modeWait)
+		res, err := c.tryOnce(callCtx, name, claim, o, modeWait, b)
 		cancel()
 		queued, failed = true, nil
 		switch {
@@ -262,10 +267,10 @@ func (c *instance) giveBackLate(ctx context.Context, name, claim string, m mode)
 }
 
 // try is TryAcquire's claim: one acquire script that does not queue.
-func (c *instance) try(ctx context.Context, name, claim string, o lock.Options) (lock.Lease, error) {
+func (c *instance) try(ctx context.Context, name, claim string, o lock.Options, b ballot) (lock.Lease, error) {
 	sent := time.Now()
 	callCtx, cancel := c.detached(ctx)
-	res, err := c.tryOnce(callCtx, name, claim, o, modeTry)
+	res, err := c.tryOnce(callCtx, name, claim, o, modeTry, b)
 	cancel()
 	switch {
 	case err != nil:

@@ -13,9 +13,11 @@ import (
 // script gives the TTL lease of token a new claim of this Locker and a
 // full TTL, and tells the previous holder's Locker, whose lease ends with
 // lock.ErrAdopted. The returned lease's deadline counts from the send time
-// of the script (I3). The script runs detached from ctx (bounded by
-// opTimeout), like a grant; an adoption whose caller's ctx ended
-// meanwhile, or that raced Close, is released again.
+// of the script (I3); an election's term is adopted as a lock.Term (its
+// Release resigns: Done closes before the release is sent). The script
+// runs detached from ctx (bounded by opTimeout), like a grant; an
+// adoption whose caller's ctx ended meanwhile, or that raced Close, is
+// released again.
 func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.Lease, error) {
 	if err := lock.ValidateName(name); err != nil {
 		return nil, err
@@ -39,11 +41,15 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 		return nil, callErr(ctx, "adopt", name, err)
 	}
 	var px time.Duration
+	var typ string
 	switch v[0] {
 	case "adopted":
-		ms, ok := int64(0), len(v) > 1
+		ms, ok := int64(0), len(v) > 2
 		if ok {
 			ms, ok = v[1].(int64)
+		}
+		if ok {
+			typ, ok = v[2].(string)
 		}
 		if !ok || ms <= 0 {
 			return nil, fmt.Errorf("%w: adopt answered %v", ErrUnexpectedReply, v)
@@ -76,5 +82,8 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 	c.leases[l] = struct{}{}
 	c.mu.Unlock()
 	c.sink.Granted(lock.KindTTL, 0)
+	if typ == typeElection { // a term: its Release resigns, Proclaim works
+		return &term{lease: l}, nil
+	}
 	return l, nil
 }

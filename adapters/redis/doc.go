@@ -20,6 +20,22 @@
 // dead waiters are pruned, and only the head of the queue is granted. Releases wake the head
 // waiter by pub/sub; a jittered, capped backoff covers lost messages.
 //
+// # Elections
+//
+// On one primary the Locker is a lock.Elector: a term is the mutex's lease
+// of the election's name with its value beside it; candidates queue first
+// come, first served, and the step that ends a term elects the first live
+// candidate (no empty seat while one waits). A resigning term's Done
+// closes before its release is sent. Observe subscribes to a channel per
+// election that every state change publishes to and reads the first state
+// before it returns (a store that does not answer within the op timeout
+// fails it with lock.ErrNoQuorum); it reads the state again after a
+// reconnect and when a term's expiry is due (an expiry runs no script),
+// each read weighed at a marker it publishes on the observer's own
+// connection, so that no change is replaced unseen. A name lives as one type at a time: Campaign on a mutex's name,
+// or Acquire on an election's, fails with lock.ErrInvalidOption. In
+// Redlock mode the Elector's methods return lock.ErrUnsupported.
+//
 // # Operating
 //
 // Inspect reports the kind, age, holder (the Locker's ID), node

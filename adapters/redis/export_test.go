@@ -1,5 +1,7 @@
 package redis
 
+import "context"
+
 // StopRenewals makes l behave like a holder process that stopped renewing:
 // every later renewal, Release and Refresh fails (its background contexts
 // are cancelled), while
@@ -32,4 +34,16 @@ func Rounds(l *Locker) int64 {
 func Deafen(l *Locker) error {
 	<-l.one.subReady
 	return l.one.ps.Unsubscribe(l.one.bgCtx, l.one.wakePrefix+l.one.id)
+}
+
+// ReleaseScriptHash is the SHA1 that EVALSHA names the release script by.
+var ReleaseScriptHash = releaseScript.Hash()
+
+// LeaderScriptHash is the SHA1 that EVALSHA names the leader script by.
+var LeaderScriptHash = leaderScript.Hash()
+
+// GiveBack runs the giveback script for claim on name without requeueing
+// it, as a Redlock vote lost on the majority does.
+func GiveBack(l *Locker, name, claim string) {
+	l.one.giveBack(context.Background(), name, claim, 0)
 }

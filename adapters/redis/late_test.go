@@ -28,10 +28,10 @@ func TestLateGrant_KeepsItsPlace(t *testing.T) {
 	const name = "late"
 	first, second := c.newClaim(), c.newClaim()
 
-	granted, err := c.tryOnce(ctx, name, first, lock.Options{}, modeWait)
+	granted, err := c.tryOnce(ctx, name, first, lock.Options{}, modeWait, asMutex)
 	require.NoError(t, err)
 	require.True(t, granted.granted)
-	queued, err := c.tryOnce(ctx, name, second, lock.Options{}, modeWait)
+	queued, err := c.tryOnce(ctx, name, second, lock.Options{}, modeWait, asMutex)
 	require.NoError(t, err)
 	require.True(t, queued.held, "the second claim queues behind the first")
 
@@ -44,7 +44,7 @@ func TestLateGrant_KeepsItsPlace(t *testing.T) {
 	queue, err := raw.ZRange(ctx, cfg.Prefix+"queue:"+name, 0, -1).Result()
 	require.NoError(t, err)
 	assert.Equal(t, []string{first, second}, queue, "the late claim keeps its place at the head")
-	again, err := c.tryOnce(ctx, name, first, lock.Options{}, modeWait)
+	again, err := c.tryOnce(ctx, name, first, lock.Options{}, modeWait, asMutex)
 	require.NoError(t, err)
 	assert.True(t, again.granted, "the head is granted again")
 }

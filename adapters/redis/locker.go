@@ -25,6 +25,7 @@ var (
 	_ lock.Adopter = (*Locker)(nil)
 
 	_ lock.TokenFloorer = (*Locker)(nil)
+	_ lock.Elector      = (*Locker)(nil)
 )
 
 // New validates cfg and returns a Locker. It does not wait for a server
@@ -125,3 +126,38 @@ func (l *Locker) Shutdown(ctx context.Context) error { return l.shutdown(ctx) }
 
 // Close implements lock.Locker: Shutdown bounded by CloseTimeout.
 func (l *Locker) Close() error { return l.impl.Close() }
+
+// errRedlockElection is the answer of the Elector's methods in Redlock
+// mode (DESIGN.md, "Redlock mode: ErrUnsupported").
+var errRedlockElection = fmt.Errorf("redis lock: elections in Redlock mode (not FIFO; no single order of states or hand-off across primaries): %w", lock.ErrUnsupported)
+
+// Campaign implements lock.Elector on a single primary: candidates are
+// served first come, first served, and a resigning or expired term hands
+// the seat to the first live candidate. The Term's Release closes Done
+// before it is sent. In Redlock mode it returns an error wrapping
+// lock.ErrUnsupported.
+func (l *Locker) Campaign(ctx context.Context, election, value string, opts ...lock.Option) (lock.Term, error) {
+	if l.one == nil {
+		return nil, errRedlockElection
+	}
+	return l.one.Campaign(ctx, election, value, opts...)
+}
+
+// Leader implements lock.Elector on a single primary; in Redlock mode it
+// returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) Leader(ctx context.Context, election string) (lock.LeaderInfo, error) {
+	if l.one == nil {
+		return lock.LeaderInfo{}, errRedlockElection
+	}
+	return l.one.Leader(ctx, election)
+}
+
+// Observe implements lock.Elector on a single primary, with one
+// connection of its own per call (a subscription); in Redlock mode it
+// returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) Observe(ctx context.Context, election string) (<-chan lock.LeaderInfo, error) {
+	if l.one == nil {
+		return nil, errRedlockElection
+	}
+	return l.one.Observe(ctx, election)
+}

@@ -2,8 +2,12 @@ package redis
 
 import (
 	_ "embed" // the Lua scripts
+	"fmt"
+	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // Every state change is one Lua script, in scripts/*.lua: each file starts
@@ -39,6 +43,10 @@ var (
 	listLua string
 	//go:embed scripts/floor.lua
 	floorLua string
+	//go:embed scripts/proclaim.lua
+	proclaimLua string
+	//go:embed scripts/leader.lua
+	leaderLua string
 )
 
 var (
@@ -70,7 +78,42 @@ var (
 	floorScript = goredis.NewScript(preludeLua + floorLua)
 	// givebackScript (Redlock) gives back a vote won on a minority.
 	givebackScript = goredis.NewScript(preludeLua + givebackLua)
+	// proclaimScript sets the value of an election's term by token and
+	// claim and tells the observers.
+	proclaimScript = goredis.NewScript(preludeLua + proclaimLua)
+	// leaderScript reads an election's state (Leader, Observe).
+	leaderScript = goredis.NewScript(preludeLua + leaderLua)
 )
+
+// ballot is what a claim asks to hold (lock/DESIGN.md, "One namespace,
+// one type per live name"): acquireScript's ARGV[11] and ARGV[12].
+type ballot struct {
+	typ   string // typeMutex or typeElection
+	value string // an election's value
+}
+
+// The types a name lives as, as the scripts store them.
+const (
+	typeMutex    = "mutex"
+	typeElection = "election"
+)
+
+// asMutex is the ballot of Acquire and TryAcquire.
+var asMutex = ballot{typ: typeMutex}
+
+// typeErr is the error of a call asking for type asked on a name that
+// lives as type live.
+func typeErr(live, asked string) error {
+	return fmt.Errorf("%w: the name lives as %s, asked as %s", lock.ErrInvalidOption, article(live), article(asked))
+}
+
+// article is a type with its indefinite article: "a mutex", "an election".
+func article(typ string) string {
+	if strings.HasPrefix(typ, "e") {
+		return "an " + typ
+	}
+	return "a " + typ
+}
 
 // mode is how acquireScript treats the queue; the script receives it as
 // ARGV[8], as the string it is.

@@ -111,7 +111,7 @@ func (a *acquisition) round() tally {
 	a.r.each(func(i int, c *instance) {
 		callCtx, cancel := c.detachedFor(a.ctx, callTimeout(a.px))
 		defer cancel()
-		t.res[i], t.errs[i] = c.tryOnce(callCtx, a.name, a.claim, a.o, a.m)
+		t.res[i], t.errs[i] = c.tryOnce(callCtx, a.name, a.claim, a.o, a.m, asMutex)
 	})
 	t.count(a.r.quorum)
 	return t

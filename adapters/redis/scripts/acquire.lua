@@ -13,6 +13,8 @@
 -- ARGV[8] mode: 'wait', 'try', 'any' or 'tryany'
 -- ARGV[9] waiter heartbeat TTL in ms
 -- ARGV[10] the caller's node (Config.Node)
+-- ARGV[11] the type asked for: 'mutex' or 'election'
+-- ARGV[12] an election's value ('' for a mutex)
 --
 -- Modes: 'wait' queues the claim and grants only to the head of the queue;
 -- 'try' does not queue and respects the queue; 'any' (Redlock) queues the
@@ -22,7 +24,8 @@
 -- costs no place; 'tryany' (Redlock) neither queues nor respects the queue.
 --
 -- Returns {'granted', token, pttl}, {'held', pttl, waiters, holder's
--- claim} or {'queued', 0, waiters} (free, but another claim is ahead).
+-- claim}, {'queued', 0, waiters} (free, but another claim is ahead) or
+-- {'type', live type} (the name lives as another type: nothing was done).
 
 local e = check_epoch()
 if e then return {'epoch', e} end
@@ -30,6 +33,9 @@ local now = now_ms()
 prune(now)
 local claim = ARGV[4]
 local mode = ARGV[8]
+local typ = ARGV[11]
+local live = live_type()
+if live and live ~= typ then return {'type', live} end
 local fifo = mode == 'wait' or mode == 'try'
 local function enqueue()
   if mode ~= 'wait' and mode ~= 'any' then return end
@@ -38,6 +44,9 @@ local function enqueue()
   end
   redis.call('ZADD', KEYS[5], now + tonumber(ARGV[9]), claim)
   redis.call('HSETNX', KEYS[7], claim, details(now, ARGV[10], ARGV[5]))
+  if typ == 'election' then -- what wake() needs to elect it
+    redis.call('HSET', KEYS[7], 'e:' .. claim, candidate(ARGV[6], ARGV[7], ARGV[12]))
+  end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
   local h = redis.call('HMGET', KEYS[2], 'claim', 'token')
@@ -51,15 +60,13 @@ end
 local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
 if fifo and head and head ~= claim then
   enqueue()
-  wake()
+  announce_if(nil, wake())
   return {'queued', 0, redis.call('ZCARD', KEYS[4])}
 end
-local token = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[2], 'token', token, 'owner', ARGV[5], 'ttl', ARGV[7], 'claim', claim,
-  'since', now, 'node', ARGV[10])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+local token = grant(claim, ARGV[5], ARGV[6], ARGV[7], ARGV[10], typ, ARGV[12], now)
 if mode ~= 'any' then -- in Redlock mode fenceScript dequeues the winner
   dequeue(claim)
   tidy()
 end
+announce_if(typ)
 return {'granted', token, tonumber(ARGV[6])}

@@ -1,7 +1,8 @@
 -- adopt.lua makes claim ARGV[5] the holder of the TTL lease of token
 -- ARGV[4] if it is not revoked: the claim and node change, the token,
 -- owner, TTL and age stay, the key expires a full TTL from now, and the
--- previous holder's Locker is told ("adopted <its claim>").
+-- previous holder's Locker is told ("adopted <its claim>"); an
+-- election's observers are told of the new holder.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
 -- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
@@ -11,12 +12,13 @@
 -- ARGV[5] the adopter's new claim ID
 -- ARGV[6] the adopter's node (Config.Node)
 --
--- Returns {'adopted', ttl ms}, or {'gone'} (the token does not hold the
+-- Returns {'adopted', ttl ms, type} (type: the lease's, 'mutex' if it has
+-- none), or {'gone'} (the token does not hold the
 -- name), {'session'} (a session lease) or {'revoked'}.
 
 local e = check_epoch()
 if e then return {'epoch', e} end
-local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'ttl', 'revoked')
+local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'ttl', 'revoked', 'type')
 if h[1] ~= ARGV[4] then return {'gone'} end
 local ttl = tonumber(h[3] or '0')
 if ttl <= 0 then return {'session'} end
@@ -24,4 +26,5 @@ if h[4] then return {'revoked'} end
 redis.call('HSET', KEYS[2], 'claim', ARGV[5], 'node', ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ttl)
 tell(h[2] or '', 'adopted ' .. (h[2] or ''))
-return {'adopted', ttl}
+count_change(h[5]) -- a new holder: a change for an election's observers
+return {'adopted', ttl, h[5] or 'mutex'}

@@ -3,7 +3,9 @@
 -- the claim's place in the queue, and wakes the head waiter. With ARGV[5]
 -- > 0, a claim that is no longer queued (its grant dequeued it) is put
 -- back at the head, where it was when it was granted, with a heartbeat and
--- its details (the lease's owner and node; queued from now).
+-- its details (the lease's owner and node; queued from now), and an
+-- election's candidate with its entry for wake() (ARGV[5] is its Locker's
+-- SessionTTL, a session lease's TTL).
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
 -- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
@@ -17,7 +19,7 @@
 local e = check_epoch()
 if e then return {'epoch', e} end
 local claim = ARGV[4]
-local h = redis.call('HMGET', KEYS[2], 'claim', 'owner', 'node')
+local h = redis.call('HMGET', KEYS[2], 'claim', 'owner', 'node', 'type', 'ttl', 'value')
 if h[1] == claim then
   redis.call('DEL', KEYS[2])
 end
@@ -31,6 +33,16 @@ if hb > 0 and not redis.call('ZSCORE', KEYS[4], claim) then
   if h[1] == claim then
     redis.call('HSET', KEYS[7], claim, details(now, h[3] or '', h[2] or ''))
   end
+  if h[1] == claim and h[4] == 'election' then -- a candidate again: its entry for wake()
+    local kind = tonumber(h[5] or '0')
+    local px = hb -- a session lease's TTL is the SessionTTL of the claim's Locker, as hb
+    if kind > 0 then px = kind end
+    redis.call('HSET', KEYS[7], 'e:' .. claim, candidate(px, kind, h[6] or ''))
+  end
 end
-wake()
+local deleted = nil -- the type of the lease deleted here
+if h[1] == claim then deleted = h[4] end
+local elected = wake() -- it prunes first: it never elects a dead head
+tidy() -- the queue keys go once nobody waits (the prune may have emptied it)
+announce_if(deleted, elected)
 return {'ok'}

@@ -17,7 +17,7 @@
 local e = check_epoch()
 if e then return {'epoch', e} end
 local now = now_ms()
-if prune(now) > 0 then wake() end
+if prune(now) > 0 then announce_if(nil, wake()) end
 tidy()
 local n = redis.call('ZCARD', KEYS[4])
 local queue = {}
@@ -26,14 +26,8 @@ if limit > 0 then
   for _, c in ipairs(redis.call('ZRANGE', KEYS[4], 0, limit - 1)) do
     local d = redis.call('HGET', KEYS[7], c)
     local w = {c, -1, '', ''}
-    if d then
-      local a = string.find(d, '\n', 1, true)
-      local b = a and string.find(d, '\n', a + 1, true)
-      local q = a and tonumber(string.sub(d, 1, a - 1))
-      if b and q then
-        w = {c, math.max(0, now - q), string.sub(d, a + 1, b - 1), string.sub(d, b + 1)}
-      end
-    end
+    local q, node, owner = split3(d or '')
+    if tonumber(q) then w = {c, math.max(0, now - tonumber(q)), node, owner} end
     queue[#queue + 1] = w
   end
 end

@@ -4,13 +4,17 @@
 --
 -- KEYS[1] epoch: the store's epoch, a random string
 -- KEYS[2] lease: the lease hash (token, owner, ttl, claim, since, node,
---                revoked once revoked; fence in Redlock mode)
+--                type; value and ver for an election; revoked once
+--                revoked; fence in Redlock mode). Its name is also the
+--                channel of an election's observers (announce).
 -- KEYS[3] fence: the name's token counter
 -- KEYS[4] queue: zset, claim ID -> arrival number
 -- KEYS[5] beats: zset, claim ID -> heartbeat deadline (server ms)
 -- KEYS[6] qseq:  the counter of arrival numbers
--- KEYS[7] claims: hash, claim ID -> "queued-at ms\nnode\nowner"; an entry
---                exists exactly while its claim is queued
+-- KEYS[7] claims: hash, claim ID -> "queued-at ms\nnode\nowner", and for
+--                an election's candidate 'e:' .. claim ID -> "lease TTL
+--                ms\nkind\nvalue"; an entry exists exactly while its
+--                claim is queued
 -- ARGV[1] the epoch the caller believes in ("" if it has none yet)
 -- ARGV[2] a fresh epoch value, stored if the epoch key is missing
 -- ARGV[3] the prefix of the wake-up channels ("<prefix>wake:")
@@ -43,7 +47,7 @@ end
 local function dequeue(c)
   redis.call('ZREM', KEYS[4], c)
   redis.call('ZREM', KEYS[5], c)
-  redis.call('HDEL', KEYS[7], c)
+  redis.call('HDEL', KEYS[7], c, 'e:' .. c)
 end
 
 -- prune drops every waiter whose heartbeat deadline has passed.
@@ -71,15 +75,114 @@ local function tell(claim, msg)
   if locker then redis.call('PUBLISH', ARGV[3] .. locker, msg) end
 end
 
--- wake tells the head waiter that the name is free.
-local function wake()
-  if redis.call('EXISTS', KEYS[2]) == 1 then return end
-  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
-  if head then tell(head, head) end
-end
-
 -- details encodes a waiter's details for KEYS[7]: the node has no control
 -- characters, so the first two newlines split the three fields.
 local function details(queued_at, node, owner)
   return string.format('%.0f', queued_at) .. '\n' .. node .. '\n' .. owner
+end
+
+-- candidate encodes an election's candidate entry for KEYS[7] ('e:' ..
+-- claim ID): what wake() needs to elect it — the lease TTL in ms (its
+-- PEXPIRE), its kind (its TTL in ms, 0 for a session) and its value.
+local function candidate(px, kind, value)
+  return string.format('%.0f', tonumber(px)) .. '\n' .. string.format('%.0f', tonumber(kind)) .. '\n' .. value
+end
+
+-- split3 splits a string of three fields at its first two newlines (the
+-- last field may hold newlines); nil if it has fewer.
+local function split3(d)
+  local a = string.find(d, '\n', 1, true)
+  local b = a and string.find(d, '\n', a + 1, true)
+  if not b then return nil end
+  return string.sub(d, 1, a - 1), string.sub(d, a + 1, b - 1), string.sub(d, b + 1)
+end
+
+-- grant makes claim the holder of the name: the next token of the fence
+-- counter, the lease hash and its expiry px ms; kind is the lease's TTL in
+-- ms (0: session), typ 'mutex' or 'election' (whose value is stored too).
+local function grant(claim, owner, px, kind, node, typ, value, now)
+  local token = redis.call('INCR', KEYS[3])
+  redis.call('HSET', KEYS[2], 'token', token, 'owner', owner, 'ttl', kind, 'claim', claim,
+    'since', now, 'node', node, 'type', typ)
+  if typ == 'election' then redis.call('HSET', KEYS[2], 'value', value) end
+  redis.call('PEXPIRE', KEYS[2], px)
+  return token
+end
+
+-- live_type is the type the name lives as: its lease's ('mutex' if the
+-- lease has none: an older version's), else its queue head's ('election'
+-- if the head has a candidate entry), else false (free, nobody queued).
+local function live_type()
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return redis.call('HGET', KEYS[2], 'type') or 'mutex'
+  end
+  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  if not head then return false end
+  if redis.call('HEXISTS', KEYS[7], 'e:' .. head) == 1 then return 'election' end
+  return 'mutex'
+end
+
+-- seat is the state of the name as an election's observers see it:
+-- "token\nver\nclaim\nage ms\npttl ms\nvalue" while an election's term
+-- holds it, else the empty seat "0\n<fence counter>".
+local function seat(now)
+  local h = redis.call('HMGET', KEYS[2], 'type', 'token', 'ver', 'claim', 'since', 'value')
+  if h[1] ~= 'election' then
+    return '0\n' .. (redis.call('GET', KEYS[3]) or '0')
+  end
+  local age = 0
+  if tonumber(h[5]) then age = math.max(0, now - tonumber(h[5])) end
+  return h[2] .. '\n' .. (h[3] or '0') .. '\n' .. h[4] .. '\n' .. string.format('%.0f', age) .. '\n' ..
+    string.format('%.0f', redis.call('PTTL', KEYS[2])) .. '\n' .. (h[6] or '')
+end
+
+-- announce tells the election's observers its state: on the channel
+-- named as the lease key.
+local function announce()
+  redis.call('PUBLISH', KEYS[2], seat(now_ms()))
+end
+
+-- announce_if tells the election's observers its state if this step
+-- changed it: it granted, deleted or changed a lease of type typ
+-- ('election'), or wake() elected a candidate (elected).
+local function announce_if(typ, elected)
+  if elected or typ == 'election' then announce() end
+end
+
+-- count_change counts a change of a live term (ver) and tells the
+-- observers, if the lease is an election's (typ).
+local function count_change(typ)
+  if typ ~= 'election' then return end
+  redis.call('HINCRBY', KEYS[2], 'ver', 1)
+  announce()
+end
+
+-- wake prunes dead waiters, then tells the head waiter that the name is
+-- free. If the head is an
+-- election's candidate it is elected in this step (the hand-off: no empty
+-- seat while a candidate waits) and told so; wake then reports true, and
+-- the caller announces the new term. The term expires when the head's
+-- heartbeat would have (if sooner than its TTL): a candidate that died
+-- while queued holds the seat no longer than it would have stayed queued,
+-- and a live one extends it by its renewal when its acquire finds the
+-- grant (firstDeadline renews a grant with less than half its TTL left).
+local function wake()
+  prune(now_ms())
+  if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  if not head then return false end
+  local cand = redis.call('HGET', KEYS[7], 'e:' .. head)
+  local px, kind, value = nil, nil, nil
+  if cand then px, kind, value = split3(cand) end
+  if px then
+    local now = now_ms()
+    local beat = tonumber(redis.call('ZSCORE', KEYS[5], head) or '')
+    px = tonumber(px)
+    if beat then px = math.max(1, math.min(px, beat - now)) end
+    local _, node, owner = split3(redis.call('HGET', KEYS[7], head) or '')
+    grant(head, owner or '', string.format('%.0f', px), kind, node or '', 'election', value, now)
+    dequeue(head)
+  end
+  tell(head, head)
+  return px ~= nil
 end

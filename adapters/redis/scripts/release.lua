@@ -1,5 +1,6 @@
 -- release.lua deletes the lease if its token is ARGV[4] and its claim
--- ARGV[5] (revoked or not), and wakes the head waiter.
+-- ARGV[5] (revoked or not), and wakes the head waiter (an election's
+-- candidate is elected: see wake); an election's observers are told.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
 -- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
@@ -13,11 +14,11 @@
 
 local e = check_epoch()
 if e then return {'epoch', e} end
-local h = redis.call('HMGET', KEYS[2], 'token', 'claim')
+local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'type')
 if h[1] ~= ARGV[4] then return {'gone'} end
 if h[2] ~= ARGV[5] then return {'adopted'} end
 redis.call('DEL', KEYS[2])
-prune(now_ms())
-wake()
+local elected = wake()
 tidy()
+announce_if(h[3], elected) -- the next term, or the empty seat
 return {'ok'}

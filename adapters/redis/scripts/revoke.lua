@@ -1,8 +1,9 @@
 -- revoke.lua marks the lease of token ARGV[4] revoked, lowers a TTL
 -- lease's expiry to at most the grace ARGV[5] ms (a session lease keeps
 -- its own: its holder cannot renew it any more), and tells the holder's
--- Locker ("revoked <claim>"); in mode 'check' it only reports whether that
--- revoked lease is still there.
+-- Locker ("revoked <claim>"); an election's observers are told (a new
+-- ver: the term's expiry changed, and an observer's timer follows it). In
+-- mode 'check' it only reports whether that revoked lease is still there.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
 -- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
@@ -17,7 +18,7 @@
 
 local e = check_epoch()
 if e then return {'epoch', e} end
-local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'ttl', 'revoked')
+local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'ttl', 'revoked', 'type')
 if h[1] ~= ARGV[4] then return {'gone'} end
 if ARGV[6] == 'check' then
   if not h[4] then return {'gone'} end -- another lease with that token (a reset)
@@ -29,4 +30,5 @@ if tonumber(h[3] or '0') > 0 then
   if pttl < 0 or pttl > tonumber(ARGV[5]) then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
 end
 tell(h[2] or '', 'revoked ' .. (h[2] or ''))
+count_change(h[5])
 return {'revoked', redis.call('PTTL', KEYS[2])}

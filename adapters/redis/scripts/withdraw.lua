@@ -1,6 +1,7 @@
 -- withdraw.lua removes claim ARGV[4] from the queue and deletes the lease
 -- if that claim holds it (a grant that raced a cancellation), then wakes
--- the head waiter.
+-- the head waiter (an election's candidate is elected: see wake); an
+-- election's observers are told of a change.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
 -- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
@@ -16,11 +17,13 @@ if e then return {'epoch', e} end
 local claim = ARGV[4]
 dequeue(claim)
 local released = 0
-if redis.call('HGET', KEYS[2], 'claim') == claim then
+local h = redis.call('HMGET', KEYS[2], 'claim', 'type')
+if h[1] == claim then
   redis.call('DEL', KEYS[2])
   released = 1
 end
-prune(now_ms())
-wake()
+local deleted = nil -- the type of the lease deleted here
+if released == 1 then deleted = h[2] end
+announce_if(deleted, wake())
 tidy()
 return {'ok', released}
