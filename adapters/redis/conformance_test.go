@@ -29,7 +29,7 @@ func TestConformance(t *testing.T) {
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = l.Close() })
 				return l
-			}, locktest.FIFO(), locktest.ListUnordered(), locktest.Outage(func(*testing.T) locktest.OutageStore {
+			}, locktest.FIFO(), locktest.ListUnordered(), locktest.ObserveEvery(), locktest.Outage(func(*testing.T) locktest.OutageStore {
 				// The shared server, paused (SIGSTOP): it keeps its
 				// connections and data but answers nothing until resumed.
 				return locktest.OutageStore{Cut: srv.Pause, Heal: srv.Resume}

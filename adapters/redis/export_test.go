@@ -1,6 +1,11 @@
 package redis
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"github.com/quorumlock/quorumlock/lock"
+)
 
 // StopRenewals makes l behave like a holder process that stopped renewing:
 // every later renewal, Release and Refresh fails (its background contexts
@@ -46,4 +51,21 @@ var LeaderScriptHash = leaderScript.Hash()
 // it, as a Redlock vote lost on the majority does.
 func GiveBack(l *Locker, name, claim string) {
 	l.one.giveBack(context.Background(), name, claim, 0)
+}
+
+// LocalDeadline is the holder's local deadline of a single primary's
+// lease (I3: its Done closes when it passes), as last extended.
+func LocalDeadline(l lock.Lease) time.Time { return l.(*lease).dl.At() }
+
+// PartDeadlines are the local deadlines of a Redlock lease's per-primary
+// parts, by primary (zero where the primary did not grant).
+func PartDeadlines(l lock.Lease) []time.Time {
+	ml := l.(*multiLease)
+	out := make([]time.Time, len(ml.subs))
+	for i, sub := range ml.subs {
+		if sub != nil {
+			out[i] = sub.dl.At()
+		}
+	}
+	return out
 }
