@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -126,16 +123,10 @@ func testElectionOneLeader(e *env) {
 	const candidates, rounds = 6, 5
 	election := e.name("election")
 	var (
-		inside     atomic.Int32
-		mu         sync.Mutex
-		last       uint64
-		terms      int
-		violations []string // one leader at a time, increasing tokens
-		answers    []string // Leader's answers during a term
-		electors   = []lock.Elector{e.elector(e.a), e.elector(e.b)}
+		turn     = turns{role: "candidate", crowd: "leaders at once", token: "term token"}
+		answers  []string // Leader's answers during a term, guarded by turn.mu
+		electors = []lock.Elector{e.elector(e.a), e.elector(e.b)}
 	)
-	record := noter(&mu)
-	violation := func(format string, args ...any) { record(&violations, format, args...) }
 	e.inRounds(candidates, rounds, func(ctx context.Context, c, r int) error {
 		el, other := electors[c%2], electors[(c+1)%2]
 		value := fmt.Sprintf("candidate-%d-round-%d", c, r)
@@ -143,34 +134,21 @@ func testElectionOneLeader(e *env) {
 		if err != nil {
 			return fmt.Errorf("candidate %d round %d: Campaign: %w", c, r, err)
 		}
-		if n := inside.Add(1); n != 1 {
-			violation("candidate %d round %d: %d leaders at once (I1)", c, r, n)
-		}
-		mu.Lock()
-		tok, prev := term.Token(), last
-		last = max(last, tok)
-		terms++
-		mu.Unlock()
-		if tok <= prev {
-			violation("candidate %d round %d: term token %d after token %d (I2)", c, r, tok, prev)
-		}
+		tok := term.Token()
+		turn.enter(c, r, tok)
 		info, err := other.Leader(ctx, election)
 		if err != nil || info.Token != tok || info.Value != value {
-			record(&answers, "candidate %d round %d: Leader during term %d (%q) = %+v, %v", c, r, tok, value, info, err)
+			noter(&turn.mu)(&answers, "candidate %d round %d: Leader during term %d (%q) = %+v, %v", c, r, tok, value, info, err)
 		}
-		runtime.Gosched()
-		if n := inside.Load(); n != 1 {
-			violation("candidate %d round %d: %d leaders at once (I1)", c, r, n)
-		}
-		inside.Add(-1)
+		turn.leave(c, r)
 		if err := term.Release(ctx); err != nil {
 			return fmt.Errorf("candidate %d round %d: Release: %w", c, r, err)
 		}
 		return nil
 	})
-	assert.Empty(e.t, violations, "one leader at a time, increasing tokens")
+	assert.Empty(e.t, turn.violations, "one leader at a time, increasing tokens")
 	assert.Empty(e.t, answers, "Leader, asked during a term, must answer that term")
-	assert.Equal(e.t, candidates*rounds, terms, "terms")
+	assert.Equal(e.t, candidates*rounds, turn.grants, "terms")
 	_, err := e.elector(e.a).Leader(e.ctx(), election)
 	assert.ErrorIs(e.t, err, lock.ErrNoLeader, "Leader after every candidate resigned")
 }

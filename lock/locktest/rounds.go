@@ -3,7 +3,9 @@ package locktest
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -72,4 +74,48 @@ func receive[T any](e *env, ch <-chan T, what, call string) T {
 		e.t.Fatalf("timed out after %v waiting for %s (%s that ignored its ctx?)", e.endBound(), what, call)
 	}
 	panic("unreachable")
+}
+
+// turns checks holders that take turns at one name, as inRounds' rounds
+// do: one inside at a time (I1), each with a token above every earlier
+// one's (I2). Its phrases name the holders in its messages.
+type turns struct {
+	role  string // who holds: "worker"
+	crowd string // more than one inside: "holders inside the critical section"
+	token string // the token's name: "token"
+
+	inside     atomic.Int32
+	mu         sync.Mutex // guards the fields below; taken inside the critical section
+	last       uint64
+	grants     int
+	violations []string
+}
+
+// enter records that round r of worker w came in with token tok.
+func (t *turns) enter(w, r int, tok uint64) {
+	if n := t.inside.Add(1); n != 1 {
+		t.violation("%s %d round %d: %d %s (I1)", t.role, w, r, n, t.crowd)
+	}
+	t.mu.Lock()
+	prev := t.last
+	t.last = max(t.last, tok)
+	t.grants++
+	t.mu.Unlock()
+	if tok <= prev {
+		t.violation("%s %d round %d: %s %d after token %d (I2)", t.role, w, r, t.token, tok, prev)
+	}
+}
+
+// leave gives an overlapping holder a chance to show up, checks that none
+// did, and records that round r of worker w left.
+func (t *turns) leave(w, r int) {
+	runtime.Gosched()
+	if n := t.inside.Load(); n != 1 {
+		t.violation("%s %d round %d: %d %s (I1)", t.role, w, r, n, t.crowd)
+	}
+	t.inside.Add(-1)
+}
+
+func (t *turns) violation(format string, args ...any) {
+	noter(&t.mu)(&t.violations, format, args...)
 }
