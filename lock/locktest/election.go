@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -126,71 +123,32 @@ func testElectionOneLeader(e *env) {
 	const candidates, rounds = 6, 5
 	election := e.name("election")
 	var (
-		inside     atomic.Int32
-		mu         sync.Mutex
-		last       uint64
-		terms      int
-		violations []string // one leader at a time, increasing tokens
-		answers    []string // Leader's answers during a term
-		errs       = make(chan error, candidates)
-		lockers    = []lock.Locker{e.a, e.b}
+		turn     = turns{role: "candidate", crowd: "leaders at once", token: "term token"}
+		answers  []string // Leader's answers during a term, guarded by turn.mu
+		electors = []lock.Elector{e.elector(e.a), e.elector(e.b)}
 	)
-	ctx, cancel := context.WithTimeout(e.t.Context(), 3*e.cfg.wait)
-	defer cancel()
-	record := func(list *[]string, format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(*list) < 10 {
-			*list = append(*list, fmt.Sprintf(format, args...))
+	e.inRounds(candidates, rounds, func(ctx context.Context, c, r int) error {
+		el, other := electors[c%2], electors[(c+1)%2]
+		value := fmt.Sprintf("candidate-%d-round-%d", c, r)
+		term, err := el.Campaign(ctx, election, value)
+		if err != nil {
+			return fmt.Errorf("candidate %d round %d: Campaign: %w", c, r, err)
 		}
-	}
-	violation := func(format string, args ...any) { record(&violations, format, args...) }
-	var wg sync.WaitGroup
-	for c := range candidates {
-		el, other := e.elector(lockers[c%2]), e.elector(lockers[(c+1)%2])
-		wg.Go(func() {
-			for r := range rounds {
-				value := fmt.Sprintf("candidate-%d-round-%d", c, r)
-				term, err := el.Campaign(ctx, election, value)
-				if err != nil {
-					errs <- fmt.Errorf("candidate %d round %d: Campaign: %w", c, r, err)
-					return
-				}
-				if n := inside.Add(1); n != 1 {
-					violation("candidate %d round %d: %d leaders at once (I1)", c, r, n)
-				}
-				mu.Lock()
-				tok, prev := term.Token(), last
-				last = max(last, tok)
-				terms++
-				mu.Unlock()
-				if tok <= prev {
-					violation("candidate %d round %d: term token %d after token %d (I2)", c, r, tok, prev)
-				}
-				info, err := other.Leader(ctx, election)
-				if err != nil || info.Token != tok || info.Value != value {
-					record(&answers, "candidate %d round %d: Leader during term %d (%q) = %+v, %v", c, r, tok, value, info, err)
-				}
-				runtime.Gosched()
-				if n := inside.Load(); n != 1 {
-					violation("candidate %d round %d: %d leaders at once (I1)", c, r, n)
-				}
-				inside.Add(-1)
-				if err := term.Release(ctx); err != nil {
-					errs <- fmt.Errorf("candidate %d round %d: Release: %w", c, r, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		assert.NoError(e.t, err)
-	}
-	assert.Empty(e.t, violations, "one leader at a time, increasing tokens")
+		tok := term.Token()
+		turn.enter(c, r, tok)
+		info, err := other.Leader(ctx, election)
+		if err != nil || info.Token != tok || info.Value != value {
+			noter(&turn.mu)(&answers, "candidate %d round %d: Leader during term %d (%q) = %+v, %v", c, r, tok, value, info, err)
+		}
+		turn.leave(c, r)
+		if err := term.Release(ctx); err != nil {
+			return fmt.Errorf("candidate %d round %d: Release: %w", c, r, err)
+		}
+		return nil
+	})
+	assert.Empty(e.t, turn.violations, "one leader at a time, increasing tokens")
 	assert.Empty(e.t, answers, "Leader, asked during a term, must answer that term")
-	assert.Equal(e.t, candidates*rounds, terms, "terms")
+	assert.Equal(e.t, candidates*rounds, turn.grants, "terms")
 	_, err := e.elector(e.a).Leader(e.ctx(), election)
 	assert.ErrorIs(e.t, err, lock.ErrNoLeader, "Leader after every candidate resigned")
 }
@@ -257,13 +215,7 @@ func (e *env) goCampaign(ctx context.Context, out chan<- campaigned, l lock.Lock
 
 func (e *env) recvTerm(ch <-chan campaigned, what string) campaigned {
 	e.t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(e.endBound()):
-		e.t.Fatalf("timed out after %v waiting for %s (a Campaign that ignored its ctx?)", e.endBound(), what)
-	}
-	panic("unreachable")
+	return receive(e, ch, what, "a Campaign")
 }
 
 // testElectionObserve: an observer gets the current state first, then
@@ -404,12 +356,7 @@ func testElectionFIFO(e *env) {
 	prev := holder
 	for n := range candidates {
 		e.release(prev)
-		var r elected
-		select {
-		case r = <-out:
-		case <-time.After(e.endBound()):
-			e.t.Fatalf("timed out after %v waiting for term %d (a Campaign that ignored its ctx?)", e.endBound(), n)
-		}
+		r := receive(e, out, fmt.Sprintf("term %d", n), "a Campaign")
 		require.NoError(e.t, r.err, "term %d: candidate %d's Campaign failed; a waiting candidate must be elected when the term resigns (I4)", n, r.id)
 		if r.id != n {
 			_ = r.term.Release(e.ctx())

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,65 +18,22 @@ func testMutualExclusion(e *env) {
 	const workers, rounds = 16, 10
 	name := e.name("mutex")
 
-	var (
-		inside     atomic.Int32
-		mu         sync.Mutex // guards the fields below; taken inside the critical section
-		last       uint64
-		grants     int
-		violations []string
-		errs       = make(chan error, workers)
-		lockers    = []lock.Locker{e.a, e.b}
-	)
-	// One deadline for all 160 hand-offs, generous for slow stores.
-	ctx, cancel := context.WithTimeout(e.t.Context(), 3*e.cfg.wait)
-	defer cancel()
-	violation := func(format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(violations) < 10 {
-			violations = append(violations, fmt.Sprintf(format, args...))
+	lockers := []lock.Locker{e.a, e.b}
+	turn := turns{role: "worker", crowd: "holders inside the critical section", token: "token"}
+	e.inRounds(workers, rounds, func(ctx context.Context, w, r int) error {
+		lease, err := lockers[w%2].Acquire(ctx, name)
+		if err != nil {
+			return fmt.Errorf("worker %d round %d: Acquire: %w", w, r, err)
 		}
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		l := lockers[w%2]
-		wg.Go(func() {
-			for r := range rounds {
-				lease, err := l.Acquire(ctx, name)
-				if err != nil {
-					errs <- fmt.Errorf("worker %d round %d: Acquire: %w", w, r, err)
-					return
-				}
-				if n := inside.Add(1); n != 1 {
-					violation("worker %d round %d: %d holders inside the critical section (I1)", w, r, n)
-				}
-				mu.Lock()
-				tok, prev := lease.Token(), last
-				last = max(last, tok)
-				grants++
-				mu.Unlock()
-				if tok <= prev {
-					violation("worker %d round %d: token %d after token %d (I2)", w, r, tok, prev)
-				}
-				runtime.Gosched() // give an overlapping holder a chance to show up
-				if n := inside.Load(); n != 1 {
-					violation("worker %d round %d: %d holders inside the critical section (I1)", w, r, n)
-				}
-				inside.Add(-1)
-				if err := lease.Release(ctx); err != nil {
-					errs <- fmt.Errorf("worker %d round %d: Release: %w", w, r, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		assert.NoError(e.t, err)
-	}
-	assert.Empty(e.t, violations, "mutual exclusion or fencing violated")
-	assert.Equal(e.t, workers*rounds, grants, "grants")
+		turn.enter(w, r, lease.Token())
+		turn.leave(w, r)
+		if err := lease.Release(ctx); err != nil {
+			return fmt.Errorf("worker %d round %d: Release: %w", w, r, err)
+		}
+		return nil
+	})
+	assert.Empty(e.t, turn.violations, "mutual exclusion or fencing violated")
+	assert.Equal(e.t, workers*rounds, turn.grants, "grants")
 	e.requireFree(e.a, name, "after every worker released")
 }
 

@@ -441,19 +441,10 @@ func (e *env) goAcquire(ctx context.Context, out chan<- acquired, id int, l lock
 	})
 }
 
-// recv waits for the next outcome on ch. The Acquire calls it waits for
-// are bounded by the wait timeout, so each reports through its outcome if
-// it was not granted in time; recv waits longer (endBound), so that a
-// failure reads the same however the machine's load orders the two timers.
+// recv waits for the next outcome of an Acquire made in a goroutine.
 func (e *env) recv(ch <-chan acquired, what string) acquired {
 	e.t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(e.endBound()):
-		e.t.Fatalf("timed out after %v waiting for %s (an Acquire that ignored its ctx?)", e.endBound(), what)
-	}
-	panic("unreachable")
+	return receive(e, ch, what, "an Acquire")
 }
 
 // waitClosed waits for ch to be closed.

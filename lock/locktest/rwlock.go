@@ -121,70 +121,50 @@ func testRWExclusion(e *env) {
 		grants           int
 		exclusion        []string // up to 10 violations of I1
 		fencing          []string // up to 10 violations of I2
-		errs             = make(chan error, workers)
-		lockers          = []lock.Locker{e.a, e.b}
+		rws              = []lock.RWLockers{e.rw(e.a), e.rw(e.b)}
 	)
-	ctx, cancel := context.WithTimeout(e.t.Context(), 3*e.cfg.wait)
-	defer cancel()
-	violation := func(list *[]string, format string, args ...any) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(*list) < 10 {
-			*list = append(*list, fmt.Sprintf(format, args...))
+	violation := noter(&mu)
+	e.inRounds(workers, rounds, func(ctx context.Context, w, r int) error {
+		rw := rws[w%2]
+		write := (w+r)%3 == 0
+		acquire, mine, others := rw.AcquireRead, &readers, &writers
+		if write {
+			acquire, mine, others = rw.AcquireWrite, &writers, &readers
 		}
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		rw := e.rw(lockers[w%2])
-		wg.Go(func() {
-			for r := range rounds {
-				write := (w+r)%3 == 0
-				acquire, mine, others := rw.AcquireRead, &readers, &writers
-				if write {
-					acquire, mine, others = rw.AcquireWrite, &writers, &readers
-				}
-				lease, err := acquire(ctx, name)
-				if err != nil {
-					errs <- fmt.Errorf("worker %d round %d (write %v): %w", w, r, write, err)
-					return
-				}
-				n := mine.Add(1)
-				if write && n != 1 {
-					violation(&exclusion, "worker %d round %d: %d writers at once (I1)", w, r, n)
-				}
-				if o := others.Load(); o != 0 {
-					violation(&exclusion, "worker %d round %d (write %v): inside with %d of the other mode (I1)", w, r, write, o)
-				}
-				tok := lease.Token()
-				mu.Lock()
-				floor := maxWrite
-				if write {
-					floor = maxToken
-					maxWrite = max(maxWrite, tok)
-				}
-				maxToken = max(maxToken, tok)
-				grants++
-				mu.Unlock()
-				if tok <= floor {
-					violation(&fencing, "worker %d round %d (write %v): token %d not above %d granted before it (I2)", w, r, write, tok, floor)
-				}
-				runtime.Gosched()
-				if o := others.Load(); o != 0 {
-					violation(&exclusion, "worker %d round %d (write %v): inside with %d of the other mode (I1)", w, r, write, o)
-				}
-				mine.Add(-1)
-				if err := lease.Release(ctx); err != nil {
-					errs <- fmt.Errorf("worker %d round %d: Release: %w", w, r, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		assert.NoError(e.t, err)
-	}
+		lease, err := acquire(ctx, name)
+		if err != nil {
+			return fmt.Errorf("worker %d round %d (write %v): %w", w, r, write, err)
+		}
+		n := mine.Add(1)
+		if write && n != 1 {
+			violation(&exclusion, "worker %d round %d: %d writers at once (I1)", w, r, n)
+		}
+		if o := others.Load(); o != 0 {
+			violation(&exclusion, "worker %d round %d (write %v): inside with %d of the other mode (I1)", w, r, write, o)
+		}
+		tok := lease.Token()
+		mu.Lock()
+		floor := maxWrite
+		if write {
+			floor = maxToken
+			maxWrite = max(maxWrite, tok)
+		}
+		maxToken = max(maxToken, tok)
+		grants++
+		mu.Unlock()
+		if tok <= floor {
+			violation(&fencing, "worker %d round %d (write %v): token %d not above %d granted before it (I2)", w, r, write, tok, floor)
+		}
+		runtime.Gosched()
+		if o := others.Load(); o != 0 {
+			violation(&exclusion, "worker %d round %d (write %v): inside with %d of the other mode (I1)", w, r, write, o)
+		}
+		mine.Add(-1)
+		if err := lease.Release(ctx); err != nil {
+			return fmt.Errorf("worker %d round %d: Release: %w", w, r, err)
+		}
+		return nil
+	})
 	assert.Empty(e.t, exclusion, "many readers or one writer")
 	assert.Empty(e.t, fencing, "a writer's token above every earlier grant's, a reader's above every earlier writer's")
 	assert.Equal(e.t, workers*rounds, grants, "grants")

@@ -91,64 +91,44 @@ func testSemaphoreLimit(e *env) {
 		overLimit []string // each list holds up to 10 violations of one kind
 		badSlots  []string
 		badTokens []string
-		errs      = make(chan error, workers)
-		lockers   = []lock.Locker{e.a, e.b}
+		sems      = []lock.Semaphores{e.semaphores(e.a), e.semaphores(e.b)}
 	)
-	ctx, cancel := context.WithTimeout(e.t.Context(), 3*e.cfg.wait)
-	defer cancel()
-	violation := func(list *[]string, format string, args ...any) { // with mu held
-		if len(*list) < 10 {
-			*list = append(*list, fmt.Sprintf(format, args...))
+	e.inRounds(workers, rounds, func(ctx context.Context, w, r int) error {
+		p, err := sems[w%2].AcquirePermit(ctx, name, limit)
+		if err != nil {
+			return fmt.Errorf("worker %d round %d: AcquirePermit: %w", w, r, err)
 		}
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		s := e.semaphores(lockers[w%2])
-		wg.Go(func() {
-			for r := range rounds {
-				p, err := s.AcquirePermit(ctx, name, limit)
-				if err != nil {
-					errs <- fmt.Errorf("worker %d round %d: AcquirePermit: %w", w, r, err)
-					return
-				}
-				n := inside.Add(1)
-				slot := p.Slot()
-				mu.Lock()
-				if n > limit {
-					violation(&overLimit, "worker %d round %d: %d permits held at once, limit %d (I1)", w, r, n, limit)
-				}
-				switch {
-				case slot < 0 || slot >= limit:
-					violation(&badSlots, "worker %d round %d: slot %d outside [0, %d)", w, r, slot, limit)
-				case slots[slot]:
-					violation(&badSlots, "worker %d round %d: slot %d held twice at once", w, r, slot)
-				default:
-					slots[slot] = true
-				}
-				if tokens[p.Token()] {
-					violation(&badTokens, "worker %d round %d: token %d granted twice (I2)", w, r, p.Token())
-				}
-				tokens[p.Token()] = true
-				mu.Unlock()
-				runtime.Gosched()
-				mu.Lock()
-				if slot >= 0 && slot < limit {
-					slots[slot] = false
-				}
-				mu.Unlock()
-				inside.Add(-1)
-				if err := p.Release(ctx); err != nil {
-					errs <- fmt.Errorf("worker %d round %d: Release: %w", w, r, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		assert.NoError(e.t, err)
-	}
+		n := inside.Add(1)
+		slot := p.Slot()
+		mu.Lock()
+		if n > limit {
+			note(&overLimit, "worker %d round %d: %d permits held at once, limit %d (I1)", w, r, n, limit)
+		}
+		switch {
+		case slot < 0 || slot >= limit:
+			note(&badSlots, "worker %d round %d: slot %d outside [0, %d)", w, r, slot, limit)
+		case slots[slot]:
+			note(&badSlots, "worker %d round %d: slot %d held twice at once", w, r, slot)
+		default:
+			slots[slot] = true
+		}
+		if tokens[p.Token()] {
+			note(&badTokens, "worker %d round %d: token %d granted twice (I2)", w, r, p.Token())
+		}
+		tokens[p.Token()] = true
+		mu.Unlock()
+		runtime.Gosched()
+		mu.Lock()
+		if slot >= 0 && slot < limit {
+			slots[slot] = false
+		}
+		mu.Unlock()
+		inside.Add(-1)
+		if err := p.Release(ctx); err != nil {
+			return fmt.Errorf("worker %d round %d: Release: %w", w, r, err)
+		}
+		return nil
+	})
 	assert.Empty(e.t, overLimit, "at most limit permits held at once")
 	assert.Empty(e.t, badSlots, "permits held at once on distinct slots below the limit")
 	assert.Empty(e.t, badTokens, "a token per grant")
@@ -220,13 +200,7 @@ func (e *env) goPermit(ctx context.Context, out chan<- permitted, id int, l lock
 
 func (e *env) recvPermit(ch <-chan permitted, what string) permitted {
 	e.t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(e.endBound()):
-		e.t.Fatalf("timed out after %v waiting for %s (an AcquirePermit that ignored its ctx?)", e.endBound(), what)
-	}
-	panic("unreachable")
+	return receive(e, ch, what, "an AcquirePermit")
 }
 
 // testSemaphoreTokens (I2): every permit's token exceeds every earlier
