@@ -168,7 +168,7 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultAdoptNewToken, "Adopt", "an adopted lease keeps its token"},
 		{faultAdoptSession, "Adopt", "Adopt of a session lease"},
 		{faultAdoptSilent, "Adopt", "the previous holder's Done after the adoption"},
-		{faultTwoLeaders, "Election/OneLeader", `leaders at once \(I1\)`},
+		{faultTwoLeaders, "Election/OneLeader", `leaders at once \(I1\)|term token \d+ after token \d+`}, // on a loaded machine a late Campaign shows the second term by its token
 		{faultNoEmptySeat, "Election/Observe", "the empty seat"},
 		{faultLateResign, "Election/Handover", `the old term's Done must be closed before the next term's Campaign returns \(I3\)`},
 		{faultLimitPlusOne, "Semaphore/Limit", `4 permits held at once, limit 3 \(I1\)|slot 3 outside \[0, 3\)`},
