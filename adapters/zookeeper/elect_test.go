@@ -198,10 +198,8 @@ func testElectionObserve(t *testing.T, servers []string) {
 		return err == nil && !ok
 	})
 	// The observer waits on an exists watch on the directory's path (a
-	// children watch cannot be set on a missing node): it does not poll.
-	eventually(t, 20*time.Second, "the observer's exists watch is set", func() bool {
-		return watchChannels(t, zookeeper.Conn(o)) == 1
-	})
+	// children watch cannot be set on a missing node).
+	assertWaits(t, o, "the observer of a reaped directory")
 	tc, err := a.Campaign(ctx, election, "a:3")
 	require.NoError(t, err)
 	assertTerm(t, nextState(t, ch, "a term after the directory was reaped"), tc, "a:3", a)
@@ -212,6 +210,50 @@ func testElectionObserve(t *testing.T, servers []string) {
 		t.Fatalf("a state nobody made: %+v", info)
 	default:
 	}
+}
+
+// testObserveWaits: an observer of an election with no directory, and
+// one with an empty directory, waits on a watch instead of reading again
+// and again; a candidate's child in the new, or the empty, directory is
+// seen.
+func testObserveWaits(t *testing.T, servers []string) {
+	a := newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, 2*time.Minute)
+	for _, dir := range []string{"missing", "empty"} {
+		t.Run(dir, func(t *testing.T) {
+			o := newLocker(t, servers, stableTimeout)
+			election := "elect-waits-" + dir
+			path := zookeeper.Dir(o, election)
+			if dir == "empty" { // a persistent one: no reaper takes it meanwhile
+				_, err := zookeeper.Conn(o).Create(path, nil, 0, zk.WorldACL(zk.PermAll))
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = zookeeper.Conn(a).Delete(path, -1) })
+			}
+			ch, err := o.Observe(ctx, election)
+			require.NoError(t, err)
+			assertEmpty(t, nextState(t, ch, "the initial state"), election)
+			assertWaits(t, o, "the observer of a directory that is "+dir)
+			term, err := a.Campaign(ctx, election, "a")
+			require.NoError(t, err)
+			assertTerm(t, nextState(t, ch, "a term in the directory that was "+dir), term, "a", a)
+			require.NoError(t, term.Release(ctx))
+			assertEmpty(t, nextState(t, ch, "the resign"), election)
+		})
+	}
+}
+
+// assertWaits checks that o's one observer, whose seat does not change,
+// waits: once its watch is set it reads the seat at most once more (the
+// read after arming) over a quiet second, where a polling observer reads
+// at network speed.
+func assertWaits(t *testing.T, o *zookeeper.Locker, what string) {
+	t.Helper()
+	eventually(t, 20*time.Second, what+": its watch is set", func() bool {
+		return watchChannels(t, zookeeper.Conn(o)) == 1
+	})
+	before := zookeeper.SeatReads(o)
+	<-time.After(time.Second) // the quiet period: nothing changes the seat
+	assert.LessOrEqual(t, zookeeper.SeatReads(o)-before, int64(1), "%s: reads of an unchanged seat", what)
 }
 
 // testElectionHolderClosed: the leader's Locker is closed; its term ends

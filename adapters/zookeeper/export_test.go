@@ -200,3 +200,6 @@ func HandOverAfterShutdownBegan(l *Locker, le lock.Lease) error {
 	l.cancel(lock.ErrClosed)
 	return l.unlessClosed(le.(*lease))
 }
+
+// SeatReads is the number of reads of an election l's observers made.
+func SeatReads(l *Locker) int64 { return l.seatReads.Load() }
