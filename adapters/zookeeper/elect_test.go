@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,6 +241,55 @@ func testObserveWaits(t *testing.T, servers []string) {
 			assertEmpty(t, nextState(t, ch, "the resign"), election)
 		})
 	}
+}
+
+// testProclaimRacesRefresh: a Refresh of a TTL term sent while its
+// Proclaim's SetData was acknowledged but not yet recorded by the lease
+// (a hook holds the Proclaim there) does not overwrite the Proclaim: the
+// node keeps the proclaimed value, and so does a later Refresh.
+func testProclaimRacesRefresh(t *testing.T, servers []string) {
+	a := newLocker(t, servers, stableTimeout)
+	o := newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, 2*time.Minute)
+	const election = "elect-proclaim-race"
+	term, err := a.Campaign(ctx, election, "a:1", lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+
+	var (
+		held      atomic.Bool
+		refreshed = make(chan error, 1)
+		waits     = make(chan struct{}, 1)
+	)
+	zookeeper.SetWriteHooks(a, func() {
+		if !held.CompareAndSwap(false, true) {
+			return // the Refresh's own write
+		}
+		// The Proclaim's SetData is acknowledged: refresh now, and let the
+		// Proclaim go on once the Refresh is done or waits for its turn.
+		go func() { refreshed <- term.Refresh(ctx) }()
+		select {
+		case err := <-refreshed:
+			refreshed <- err
+		case <-waits:
+		case <-ctx.Done():
+		}
+	}, func() {
+		select {
+		case waits <- struct{}{}:
+		default:
+		}
+	})
+	require.NoError(t, term.Proclaim(ctx, "a:2"))
+	require.NoError(t, <-refreshed, "the racing Refresh")
+	require.True(t, held.Load(), "the hook held the Proclaim")
+	info, err := o.Leader(ctx, election)
+	require.NoError(t, err)
+	assert.Equal(t, "a:2", info.Value, "the Proclaim that returned nil is in the node")
+	require.NoError(t, term.Refresh(ctx))
+	info, err = o.Leader(ctx, election)
+	require.NoError(t, err)
+	assert.Equal(t, "a:2", info.Value, "a later Refresh keeps the proclaimed value")
+	require.NoError(t, term.Release(ctx))
 }
 
 // assertWaits checks that o's one observer, whose seat does not change,

@@ -203,3 +203,10 @@ func HandOverAfterShutdownBegan(l *Locker, le lock.Lease) error {
 
 // SeatReads is the number of reads of an election l's observers made.
 func SeatReads(l *Locker) int64 { return l.seatReads.Load() }
+
+// SetWriteHooks sets functions a lease's writes call: acked after a
+// SetData was acknowledged and before the lease records it; waits when a
+// write finds another holding the lease's write turn. Either may be nil.
+func SetWriteHooks(l *Locker, acked, waits func()) {
+	l.hooks.p.Store(&hooks{writeAcked: acked, writeWaits: waits})
+}

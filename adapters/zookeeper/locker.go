@@ -62,6 +62,7 @@ type Locker struct {
 	// seatReads counts observers' reads of an election (tests check that
 	// an observer waits rather than polls).
 	seatReads atomic.Int64
+	hooks     hookSet        // tests only (hooks.go)
 	bg        sync.WaitGroup // prober and watchdog
 }
 
