@@ -292,6 +292,46 @@ func testProclaimRacesRefresh(t *testing.T, servers []string) {
 	require.NoError(t, term.Release(ctx))
 }
 
+// testAdoptTerm: an adopted TTL term is a lock.Term: the adopter can
+// Proclaim (the old term ends with ErrAdopted) and its Release resigns;
+// an adopted mutex lease is no Term.
+func testAdoptTerm(t *testing.T, servers []string) {
+	a := newLocker(t, servers, stableTimeout)
+	b := newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, 2*time.Minute)
+	const election = "elect-adopt"
+	old, err := a.Campaign(ctx, election, "a:1", lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	adopted, err := b.Adopt(ctx, election, old.Token())
+	require.NoError(t, err)
+	term, ok := adopted.(lock.Term)
+	require.True(t, ok, "an adopted term is a lock.Term, got %T", adopted)
+	waitDone(t, old, 30*time.Second, "the adopted term")
+	assert.ErrorIs(t, old.Err(), lock.ErrAdopted)
+
+	require.NoError(t, term.Proclaim(ctx, "b:2"))
+	info, err := a.Leader(ctx, election)
+	require.NoError(t, err)
+	assertTerm(t, info, term, "b:2", b)
+	require.NoError(t, term.Release(ctx))
+	select {
+	case <-term.Done():
+	default:
+		t.Fatal("Release returned with the term's Done open")
+	}
+	assert.ErrorIs(t, term.Err(), lock.ErrReleased)
+	_, err = a.Leader(ctx, election)
+	require.ErrorIs(t, err, lock.ErrNoLeader, "the adopter resigned")
+
+	held, err := a.Acquire(ctx, "elect-adopt-mutex", lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	le, err := b.Adopt(ctx, "elect-adopt-mutex", held.Token())
+	require.NoError(t, err)
+	_, ok = le.(lock.Term)
+	assert.False(t, ok, "an adopted mutex lease is no Term")
+	require.NoError(t, le.Release(ctx))
+}
+
 // assertWaits checks that o's one observer, whose seat does not change,
 // waits: once its watch is set it reads the seat at most once more (the
 // read after arming) over a quiet second, where a polling observer reads

@@ -93,6 +93,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("ObserveEnds", func(t *testing.T) { testObserveEnds(t, servers) })
 	t.Run("ObserveWaits", func(t *testing.T) { testObserveWaits(t, servers) })
 	t.Run("ProclaimRacesRefresh", func(t *testing.T) { testProclaimRacesRefresh(t, servers) })
+	t.Run("AdoptTerm", func(t *testing.T) { testAdoptTerm(t, servers) })
 	t.Run("ObserveSlowReader", func(t *testing.T) { testObserveSlowReader(t, servers) })
 	t.Run("ElectionTypeMismatch", func(t *testing.T) { testElectionTypeMismatch(t, servers) })
 	t.Run("ElectionBadInputs", func(t *testing.T) { testElectionBadInputs(t, servers) })
