@@ -392,11 +392,10 @@ func testElectionSessionExpiry(t *testing.T, z *testserver.ZooKeeper) {
 	waitWaiters(t, o, election, 1)
 
 	g.Cut()
-	lostAt := waitDone(t, ta, 10*time.Second, "leader after its connection was cut")
+	waitDone(t, ta, 10*time.Second, "leader after its connection was cut")
 	assert.ErrorIs(t, ta.Err(), lock.ErrLost)
 	gb := elected(t, wb, "the candidate, once the server expired the leader's session")
 	assert.True(t, gb.doneBefore, "the lost term's Done closed before the next term began (I3)")
-	assert.True(t, time.Now().After(lostAt))
 	assertTerm(t, nextState(t, ch, "the next term"), gb.term, "b", b)
 	g.Heal()
 	require.ErrorIs(t, ta.Proclaim(ctx, "late"), lock.ErrNotHeld, "Proclaim of a lost term")
