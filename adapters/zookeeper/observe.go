@@ -120,18 +120,20 @@ func (l *Locker) readSeat(ctx context.Context, election string) (seat, error) {
 	dir := l.dir(election)
 	kids, d, stat, err := l.head(ctx, dir)
 	s := seat{info: lock.LeaderInfo{Election: election}, want: watchKey{watchChildren, dir}}
-	otherType := len(kids) > 0 && kids[0].typ != typeElection // by its name
 	switch {
 	case errors.Is(err, errNoDir):
 		s.want.kind = watchExists
 		return s, nil
-	case len(kids) > 0:
-		s.want = watchKey{watchData, dir + "/" + kids[0].name}
+	case len(kids) == 0: // no claim (or the listing failed)
+		return s, err
 	}
+	s.want = watchKey{watchData, dir + "/" + kids[0].name}
 	switch {
-	case otherType || errors.Is(err, errBadData):
-		return s, nil // the seat is empty until its head is an election's claim with a record
-	case err != nil || len(kids) == 0:
+	case kids[0].typ != typeElection: // by its name
+		return s, nil // the seat is empty until the head is an election's claim
+	case errors.Is(err, errBadData):
+		return s, nil // no record to read a state from: the empty seat
+	case err != nil:
 		return s, err
 	}
 	s.info = leaderInfo(election, d, stat, 0)
