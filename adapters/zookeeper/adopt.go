@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -39,6 +40,9 @@ func (l *Locker) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 		return nil, fmt.Errorf("zookeeper: adopt %q: %w", name, err)
 	}
 	l.sink.Granted(lock.KindTTL, 0) // an adoption counts as a grant (metrics/DESIGN.md)
+	if c, ok := parseChild(path.Base(le.path)); ok && c.typ == typeElection {
+		return term{le}, nil // an election's term stays one: the adopter can Proclaim
+	}
 	return le, nil
 }
 

@@ -2,6 +2,7 @@ package zookeeper
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/go-zookeeper/zk"
@@ -79,10 +80,10 @@ func (l *Locker) Leader(ctx context.Context, election string) (lock.LeaderInfo, 
 		switch {
 		case len(kids) > 0 && kids[0].typ != typeElection: // by its name
 			return fmt.Errorf("%w: %q lives as %s, asked as %s", lock.ErrInvalidOption, election, kids[0].typ, typeElection)
+		case errors.Is(err, errNoDir), err == nil && len(kids) == 0:
+			return lock.ErrNoLeader
 		case err != nil:
 			return err
-		case len(kids) == 0:
-			return lock.ErrNoLeader
 		}
 		info = leaderInfo(election, d, stat, now)
 		return nil

@@ -122,7 +122,15 @@ func AcquireAfterLostCreate(ctx context.Context, l *Locker, name, guid string, s
 }
 
 // LeasePath is the node of a lease.
-func LeasePath(le lock.Lease) string { return le.(*lease).path }
+func LeasePath(le lock.Lease) string { return leaseOf(le).path }
+
+// leaseOf is the lease of a lease or a term.
+func leaseOf(le lock.Lease) *lease {
+	if t, ok := le.(term); ok {
+		return t.lease
+	}
+	return le.(*lease)
+}
 
 // Orphans is the number of nodes waiting for background deletion.
 func Orphans(l *Locker) int {
@@ -198,5 +206,15 @@ func CallsRunning(l *Locker) int64 { return l.running.Load() }
 // moment would (shutdown.go, unlessClosed).
 func HandOverAfterShutdownBegan(l *Locker, le lock.Lease) error {
 	l.cancel(lock.ErrClosed)
-	return l.unlessClosed(le.(*lease))
+	return l.unlessClosed(leaseOf(le))
+}
+
+// SeatReads is the number of reads of an election l's observers made.
+func SeatReads(l *Locker) int64 { return l.seatReads.Load() }
+
+// SetWriteHooks sets functions a lease's writes call: acked after a
+// SetData was acknowledged and before the lease records it; waits when a
+// write finds another holding the lease's write turn. Either may be nil.
+func SetWriteHooks(l *Locker, acked, waits func()) {
+	l.hooks.p.Store(&hooks{writeAcked: acked, writeWaits: waits})
 }

@@ -50,6 +50,8 @@ func (l *Locker) describe(ctx context.Context, name string, now int64, queue int
 	dir := l.dir(name)
 	kids, d, stat, err := l.head(ctx, dir)
 	switch {
+	case errors.Is(err, errNoDir):
+		return lock.Info{Name: name}, nil
 	case err != nil:
 		return lock.Info{}, err
 	case len(kids) == 0:
@@ -74,15 +76,19 @@ func (l *Locker) describe(ctx context.Context, name string, now int64, queue int
 	return info, err
 }
 
+// errNoDir: a lock's directory does not exist (never made, or reaped).
+var errNoDir = errors.New("zookeeper: no directory")
+
 // head lists dir and reads its lowest child, listing again if that child
-// went meanwhile. With no claim, or no directory, kids is empty. A record
+// went meanwhile. With no claim kids is empty; with no directory head
+// answers errNoDir. A record
 // that does not decode answers an error wrapping errBadData, with kids.
 func (l *Locker) head(ctx context.Context, dir string) (kids []child, d nodeData, stat *zk.Stat, err error) {
 	for {
 		kids, err = l.children(ctx, dir)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
-			return nil, nodeData{}, nil, nil
+			return nil, nodeData{}, nil, errNoDir
 		case err != nil || len(kids) == 0:
 			return nil, nodeData{}, nil, err
 		}

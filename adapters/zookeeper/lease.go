@@ -31,6 +31,12 @@ type lease struct {
 	version int32
 	stamp   int64
 
+	// writing holds the lease's write turn (a token in a one-slot
+	// channel): a write reads meta and version, sends its SetData and
+	// records what it wrote, all in its turn, so that no write is sent
+	// from a record that misses another's acknowledged change (turn).
+	writing chan struct{}
+
 	// deadline is a TTL lease's local deadline (I3); unused (never
 	// started) for a session lease, whose deadline is the session's.
 	deadline leasecore.Deadline
@@ -46,7 +52,7 @@ func ttlMargin(ttl time.Duration) time.Duration { return ttl/500 + 5*time.Millis
 // lease's deadline is the send time of the SetData that started its TTL
 // (c.marked) plus the TTL minus the margin.
 func (l *Locker) newLeaseLocked(c *claim, token uint64, session int64) *lease {
-	le := &lease{l: l, path: c.path, ttl: c.ttl, session: session, meta: c.meta, version: c.version}
+	le := &lease{l: l, path: c.path, ttl: c.ttl, session: session, meta: c.meta, version: c.version, writing: make(chan struct{}, 1)}
 	le.Core, le.ender = leasecore.NewMeasured(c.name, token, kindOf(c.ttl), l.sink)
 	if c.ttl > 0 {
 		le.deadline.Start(c.marked.Add(c.ttl-ttlMargin(c.ttl)), func() {
@@ -292,6 +298,11 @@ func (le *lease) update(ctx context.Context, what string, edit func(*nodeData)) 
 // lease ends.
 func (le *lease) write(ctx context.Context, edit func(*nodeData)) error {
 	l := le.l
+	done, err := le.turn(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
 	for {
 		l.mu.Lock()
 		d, version := le.meta, le.version
@@ -313,7 +324,38 @@ func (le *lease) write(ctx context.Context, edit func(*nodeData)) error {
 		case err != nil:
 			return err
 		}
+		l.hooks.call(func(h *hooks) func() { return h.writeAcked })
 		return le.written(d, sent, stat)
+	}
+}
+
+// turn waits for the lease's write turn (writing), until ctx ends, and
+// returns its release. Without it a write that met a BadVersion would
+// send again from meta as it was before a concurrent write recorded its
+// change — a Refresh, or the prober's grant-time stamp, overwriting a
+// Proclaim that returned nil.
+func (le *lease) turn(ctx context.Context) (func(), error) {
+	select {
+	case le.writing <- struct{}{}:
+	default:
+		le.l.hooks.call(func(h *hooks) func() { return h.writeWaits })
+		select {
+		case le.writing <- struct{}{}:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	return func() { <-le.writing }, nil
+}
+
+// tryTurn takes the lease's write turn if it is free, and returns its
+// release (nil: another write has it).
+func (le *lease) tryTurn() func() {
+	select {
+	case le.writing <- struct{}{}:
+		return func() { <-le.writing }
+	default:
+		return nil
 	}
 }
 

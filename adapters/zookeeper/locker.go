@@ -59,7 +59,11 @@ type Locker struct {
 	// running counts the goroutines of store calls too; unlike calls it
 	// can be read at any time (tests wait for abandoned calls with it).
 	running atomic.Int64
-	bg      sync.WaitGroup // prober and watchdog
+	// seatReads counts observers' reads of an election (tests check that
+	// an observer waits rather than polls).
+	seatReads atomic.Int64
+	hooks     hookSet        // tests only (hooks.go)
+	bg        sync.WaitGroup // prober and watchdog
 }
 
 var (

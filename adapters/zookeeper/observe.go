@@ -112,19 +112,28 @@ type seat struct {
 
 // readSeat reads election's head: the state is the head's if it is an
 // election's claim, else the empty seat (no claim, no directory, or a
-// head of another type); the watch is on the head's data, or on the
-// directory's children when there is no head.
+// head of another type); the watch is on the head's data, on the
+// directory's children when there is no head, or on the directory's
+// creation when there is no directory.
 func (l *Locker) readSeat(ctx context.Context, election string) (seat, error) {
+	l.seatReads.Add(1)
 	dir := l.dir(election)
 	kids, d, stat, err := l.head(ctx, dir)
 	s := seat{info: lock.LeaderInfo{Election: election}, want: watchKey{watchChildren, dir}}
-	if len(kids) > 0 {
-		s.want = watchKey{watchData, dir + "/" + kids[0].name}
-	}
 	switch {
-	case len(kids) > 0 && kids[0].typ != typeElection || errors.Is(err, errBadData):
-		return s, nil // another type (by its name), or no record: the seat is empty until it is an election
-	case err != nil || len(kids) == 0:
+	case errors.Is(err, errNoDir):
+		s.want.kind = watchExists
+		return s, nil
+	case len(kids) == 0: // no claim (or the listing failed)
+		return s, err
+	}
+	s.want = watchKey{watchData, dir + "/" + kids[0].name}
+	switch {
+	case kids[0].typ != typeElection: // by its name
+		return s, nil // the seat is empty until the head is an election's claim
+	case errors.Is(err, errBadData):
+		return s, nil // no record to read a state from: the empty seat
+	case err != nil:
 		return s, err
 	}
 	s.info = leaderInfo(election, d, stat, 0)
@@ -132,16 +141,11 @@ func (l *Locker) readSeat(ctx context.Context, election string) (seat, error) {
 	return s, nil
 }
 
-// armSeat sets (or shares) the watch k and returns the watch it armed: a
-// children watch on a directory that does not exist becomes an exists
-// watch on its path, which fires when it is created. errAgain: the node
-// went meanwhile (read again).
+// armSeat sets (or shares) the watch k and returns it. errAgain: the
+// node changed meanwhile (went, or, for an exists watch, was created):
+// read again.
 func (l *Locker) armSeat(ctx context.Context, k watchKey) (watchKey, <-chan zk.Event, error) {
 	ch, err := l.watchOn(ctx, k)
-	if errors.Is(err, errAgain) && k.kind == watchChildren {
-		k.kind = watchExists
-		ch, err = l.watchOn(ctx, k)
-	}
 	return k, ch, err
 }
 

@@ -252,9 +252,16 @@ func (le *lease) lookHeld(ctx context.Context) error {
 }
 
 // writeStamp writes the grant time of a session lease that waited into
-// its node (DESIGN.md, "Durations on the server's clock").
+// its node (DESIGN.md, "Durations on the server's clock"), in the
+// lease's write turn: if another write has it, the prober does not wait
+// for it (the stamp stays due, for its next round).
 func (le *lease) writeStamp(ctx context.Context) error {
 	l := le.l
+	done := le.tryTurn()
+	if done == nil {
+		return nil
+	}
+	defer done()
 	l.mu.Lock()
 	d, version := le.meta, le.version
 	d.state, d.granted = stateGranted, le.stamp

@@ -48,7 +48,11 @@ func (k watchKey) set(conn *zk.Conn) (<-chan zk.Event, error) {
 	case watchChildren:
 		_, _, ch, err = conn.ChildrenW(k.path)
 	case watchExists:
-		_, _, ch, err = conn.ExistsW(k.path)
+		var ok bool
+		ok, _, ch, err = conn.ExistsW(k.path)
+		if err == nil && ok {
+			err = errExists // it waits for the node's next change, not its creation
+		}
 	default:
 		_, _, ch, err = conn.GetW(k.path)
 	}
@@ -63,9 +67,15 @@ func (l *Locker) watch(ctx context.Context, pred string) (<-chan zk.Event, error
 	return l.watchOn(ctx, watchKey{watchData, pred})
 }
 
+// errExists: an exists watch found its node, so it is not the creation
+// watch that was asked for. It is not recorded (nobody shares it); it
+// stays registered until the node changes or goes.
+var errExists = errors.New("zookeeper: the node exists")
+
 // watchOn returns a channel that fires when k's watch does, sharing an
 // armed watch if there is one. A data or children watch on a node that
-// does not exist answers errAgain.
+// does not exist answers errAgain, and so does an exists watch on one
+// that does.
 func (l *Locker) watchOn(ctx context.Context, k watchKey) (<-chan zk.Event, error) {
 	l.mu.Lock()
 	ch, ok := l.watches[k]
@@ -91,7 +101,7 @@ func (l *Locker) watchOn(ctx context.Context, k watchKey) (<-chan zk.Event, erro
 		return wch, err
 	}, nil)
 	switch {
-	case errors.Is(err, zk.ErrNoNode):
+	case errors.Is(err, zk.ErrNoNode), errors.Is(err, errExists):
 		return nil, errAgain
 	case err != nil:
 		return nil, err
