@@ -57,7 +57,7 @@ func reuse[T any](st *benchState, key string, mk func() T) T {
 
 func newBenchState(tb testing.TB) *benchState {
 	st := &benchState{s: New(), seqs: map[uint64]uint64{}, own: ownBase - 1, fresh: freshBase, fixtures: map[string]any{}}
-	st.must(tb, cmdSetProtocol(uint32(applies)), fsmpb.Code_CODE_OK)
+	st.must(tb, cmdSetProtocol(uint32(Protocol)), fsmpb.Code_CODE_OK)
 	for id := range uint64(ownSessions) {
 		st.openSession(tb, ownBase+id)
 	}

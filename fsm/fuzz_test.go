@@ -174,7 +174,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			require.ErrorIs(t, err, ErrUnknownCommand)
 			if cmd.GetSetProtocol() != nil {
-				require.Greater(t, cmd.GetSetProtocol().GetLevel(), uint32(applies))
+				require.Greater(t, cmd.GetSetProtocol().GetLevel(), uint32(Protocol))
 			} else {
 				require.Nil(t, cmd.GetOp())
 				require.False(t, cmd.GetIgnorable())

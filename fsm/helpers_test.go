@@ -214,7 +214,7 @@ func checkInvariants(s *State) error {
 	// The protocol level: format 1 at level 1 with nothing of format 2 in
 	// it, format 2 above.
 	switch level := s.Protocol(); {
-	case level < 1 || level > applies:
+	case level < 1 || level > Protocol:
 		return fmt.Errorf("protocol level %d", level)
 	case level == 1 && (snap.GetVersion() != 1 || hasV2Fields(&snap)):
 		return fmt.Errorf("level 1 snapshot: version %d, format-2 fields %v", snap.GetVersion(), hasV2Fields(&snap))

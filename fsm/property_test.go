@@ -246,7 +246,7 @@ func (h *history) gen() *fsmpb.Command {
 	case n < 110: // a newer version's command that must not be skipped: refused
 		return unknownCommand(false)
 	case n < 112: // a stale, lowering or (refused) too high SetProtocol
-		return cmdSetProtocol([]uint32{0, 1, uint32(h.s.Protocol()), uint32(applies) + 1}[r.IntN(4)])
+		return cmdSetProtocol([]uint32{0, 1, uint32(h.s.Protocol()), uint32(Protocol) + 1}[r.IntN(4)])
 	case n < 120: // revoke
 		name := h.name()
 		return &fsmpb.Command{Op: &fsmpb.Command_Revoke{Revoke: &fsmpb.Revoke{

@@ -95,6 +95,42 @@ func (s *State) holderInfo(hi *HolderInfo, h *lease) {
 	}
 }
 
+// Leases is every held lease of the name in token order: Holders, or for
+// a mutex its one lease, from the top-level fields; nil when not held.
+func (i LockInfo) Leases() []HolderInfo {
+	switch {
+	case !i.Held:
+		return nil
+	case i.Holders != nil:
+		return i.Holders
+	}
+	return []HolderInfo{{
+		Token: i.Token, Generation: i.Generation, Claim: i.Claim, Session: i.Session, Owner: i.Owner,
+		TTL: i.TTL, RefreshedUnixNano: i.RefreshedUnixNano, Node: i.Node, Revoked: i.Revoked,
+		GrantedUnixNano: i.GrantedUnixNano, Mode: i.Mode, Slot: i.Slot, Value: i.Value,
+	}}
+}
+
+// Lease is the held lease of the name with token, if there is one.
+func (i LockInfo) Lease(token uint64) (HolderInfo, bool) {
+	for _, h := range i.Leases() {
+		if h.Token == token {
+			return h, true
+		}
+	}
+	return HolderInfo{}, false
+}
+
+// LeaseOfClaim is the held lease that claim became, if there is one.
+func (i LockInfo) LeaseOfClaim(claim uint64) (HolderInfo, bool) {
+	for _, h := range i.Leases() {
+		if h.Claim == claim {
+			return h, true
+		}
+	}
+	return HolderInfo{}, false
+}
+
 // ClaimInfo is one claim waiting in a queue.
 type ClaimInfo struct {
 	Claim          uint64

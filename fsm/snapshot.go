@@ -103,8 +103,8 @@ func Restore(data []byte) (*State, error) {
 	case version == snapshotV1 && hasV2Fields(&snap):
 		return nil, corrupt("version 1 with fields of version 2")
 	case version == snapshotV1:
-	case level > uint32(applies):
-		return nil, fmt.Errorf("%w: protocol level %d (this build speaks %d)", ErrSnapshotVersion, level, applies)
+	case level > uint32(Protocol):
+		return nil, fmt.Errorf("%w: protocol level %d (this build speaks %d)", ErrSnapshotVersion, level, Protocol)
 	case level < 2:
 		return nil, corrupt("version %d at protocol level %d", version, level)
 	default:

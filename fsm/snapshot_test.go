@@ -174,7 +174,7 @@ func TestRestore_InvalidV2(t *testing.T) {
 		{"unchanged", func(*fsmpb.Snapshot) {}, nil},
 		{"protocol 0", func(p *fsmpb.Snapshot) { p.Protocol = 0 }, ErrCorrupt},
 		{"protocol 1", func(p *fsmpb.Snapshot) { p.Protocol = 1 }, ErrCorrupt},
-		{"protocol above this build", func(p *fsmpb.Snapshot) { p.Protocol = uint32(applies) + 1 }, ErrSnapshotVersion},
+		{"protocol above this build", func(p *fsmpb.Snapshot) { p.Protocol = uint32(Protocol) + 1 }, ErrSnapshotVersion},
 		{"as version 1", func(p *fsmpb.Snapshot) { p.Version = 1 }, ErrCorrupt},
 		{"as version 1 at level 0", func(p *fsmpb.Snapshot) { p.Version, p.Protocol = 1, 0 }, ErrCorrupt},
 		{"revoked TTL lease of an unknown session", func(p *fsmpb.Snapshot) { lockT(p).Holder.Claim.Session = 99 }, ErrCorrupt},

@@ -271,8 +271,8 @@ func (s *State) Apply(index uint64, cmd *fsmpb.Command) (*fsmpb.Result, []Event,
 		res = a.expireLease(op.ExpireLease)
 	case *fsmpb.Command_SetProtocol:
 		level := op.SetProtocol.GetLevel()
-		if level > uint32(applies) {
-			return nil, nil, fmt.Errorf("%w at index %d: protocol %d, this build speaks %d", ErrUnknownCommand, index, level, applies)
+		if level > uint32(Protocol) {
+			return nil, nil, fmt.Errorf("%w at index %d: protocol %d, this build speaks %d", ErrUnknownCommand, index, level, Protocol)
 		}
 		s.protocol = max(s.protocol, int(level))
 		res = ok()

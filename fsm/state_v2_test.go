@@ -54,8 +54,8 @@ func TestState_ApplySetProtocolAboveBuild(t *testing.T) {
 		setup []*fsmpb.Command
 		level uint32
 	}{
-		{"3 at level 1", opens(1), uint32(applies) + 1},
-		{"3 at level 2", opens2(1), uint32(applies) + 1},
+		{"3 at level 1", opens(1), uint32(Protocol) + 1},
+		{"3 at level 2", opens2(1), uint32(Protocol) + 1},
 		{"max at level 2", opens2(1), math.MaxUint32},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,10 +26,10 @@ func Validate(cmd *fsmpb.Command) error {
 	if size := proto.Size(cmd); size > MaxCommandSize {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, MaxCommandSize)
 	}
-	if need := Needs(cmd); need > applies {
-		// A command of a protocol this build does not apply (a draft's):
-		// what a newer build's command is to it.
-		return fmt.Errorf("%w: it needs protocol %d, this build speaks %d", ErrUnknownCommand, need, applies)
+	if need := Needs(cmd); need > Protocol {
+		// A field of a protocol this build does not speak: what a newer
+		// build's command is to it.
+		return fmt.Errorf("%w: it needs protocol %d, this build speaks %d", ErrUnknownCommand, need, Protocol)
 	}
 	err := validateOp(cmd)
 	var why invalid
@@ -104,10 +104,10 @@ func validateOp(cmd *fsmpb.Command) error {
 		return first(validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"), check(c.GetGeneration() != 0, "generation 0"))
 	case *fsmpb.Command_SetProtocol:
 		level := op.SetProtocol.GetLevel()
-		if level > uint32(applies) {
-			return fmt.Errorf("%w: protocol %d, this build speaks %d", ErrUnknownCommand, level, applies)
+		if level > uint32(Protocol) {
+			return fmt.Errorf("%w: protocol %d, this build speaks %d", ErrUnknownCommand, level, Protocol)
 		}
-		return check(level >= 2, fmt.Sprintf("protocol %d: 2 to %d", level, applies))
+		return check(level >= 2, fmt.Sprintf("protocol %d: 2 to %d", level, Protocol))
 	case *fsmpb.Command_Revoke:
 		c := op.Revoke
 		return first(validRequest(c.GetReq()), validNameErr(c.GetName()), check(c.GetToken() != 0, "token 0"))

@@ -31,7 +31,7 @@ func TestValidate_accepts(t *testing.T) {
 		cmdCancel(7, 2, "a", 5),
 		cmdExpireLease("a", 5, 6),
 		cmdSetProtocol(2),
-		cmdSetProtocol(uint32(applies)),
+		cmdSetProtocol(uint32(Protocol)),
 		cmdRevoke(7, 2, "a", 5),
 		cmdEndRevoked("a", 5),
 		cmdAdopt(7, 2, strings.Repeat("x", MaxNameLen), 5),
@@ -90,7 +90,7 @@ func TestValidate_refuses(t *testing.T) {
 		{"expire lease: bad name", cmdExpireLease("", 5, 6), ErrInvalid},
 		{"set protocol 0", cmdSetProtocol(0), ErrInvalid},
 		{"set protocol 1", cmdSetProtocol(1), ErrInvalid},
-		{"set protocol above this build", cmdSetProtocol(uint32(applies) + 1), ErrUnknownCommand},
+		{"set protocol above this build", cmdSetProtocol(uint32(Protocol) + 1), ErrUnknownCommand},
 		{"revoke: token 0", cmdRevoke(7, 1, "a", 0), ErrInvalid},
 		{"revoke: bad name", cmdRevoke(7, 1, "a\x00", 5), ErrInvalid},
 		{"revoke: session 0", cmdRevoke(0, 1, "a", 5), ErrInvalid},
@@ -148,7 +148,7 @@ func TestValidate_acceptsWhatApplyActsOn(t *testing.T) {
 		accepted++
 		s, err := Restore(base)
 		require.NoError(t, err)
-		require.Equal(t, applies, s.Protocol())
+		require.Equal(t, Protocol, s.Protocol())
 		res, _, err := s.Apply(fuzzIndex, cmd)
 		require.NoError(t, err, "%v", cmd)
 		assert.NotEqual(t, fsmpb.Code_CODE_INVALID, res.GetCode(), "%v", cmd)

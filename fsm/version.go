@@ -6,26 +6,13 @@ import (
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 )
 
-// Protocol is the command set this build proposes and applies: 4, the
+// Protocol is the command set this build proposes and applies: 5, the
 // commands of wire v1, the term barrier, SetProtocol, Revoke, EndRevoked
-// and Adopt (DESIGN.md, "Protocol 2"), and client sessions and lease keys
-// (DESIGN.md, "Protocol 3"), and the token floor (DESIGN.md, "Protocol 4").
-// A new command type or field raises it.
-const Protocol = 4
-
-// draftProtocol is protocol 5 (DESIGN.md, "Protocol 5"): lock types,
-// built in the state machine and tested, but not released: its node half
-// is not built, and until it is, protocol 5 may still change. A build
-// must not apply a level it may later apply differently (replicas of two
-// builds would diverge silently), so this build applies Protocol only:
-// Validate refuses protocol 5's commands, SetProtocol{5} halts, and
-// Restore refuses a level-5 snapshot, as for any level above Protocol.
-// The package's tests raise applies to draftProtocol.
-const draftProtocol = 5
-
-// applies is the highest level this build applies: Protocol, or
-// draftProtocol in this package's tests (TestMain), never changed after.
-var applies = Protocol
+// and Adopt (DESIGN.md, "Protocol 2"), client sessions and lease keys
+// (DESIGN.md, "Protocol 3"), the token floor (DESIGN.md, "Protocol 4"),
+// and lock types: semaphores, read-write locks and elections (DESIGN.md,
+// "Protocol 5"). A new command type or field raises it.
+const Protocol = 5
 
 // Needs is the protocol that introduced cmd's type or a field it sets: a
 // leader proposes cmd only once every voter speaks at least that. For

@@ -40,22 +40,32 @@ func (w *waiter) fail(err error) {
 }
 
 func (c *client) Acquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return c.measured(ctx, name, false, opts)
+	return c.mutex(ctx, name, false, opts)
 }
 
 func (c *client) TryAcquire(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
-	return c.measured(ctx, name, true, opts)
+	return c.mutex(ctx, name, true, opts)
+}
+
+func (c *client) mutex(ctx context.Context, name string, try bool, opts []lock.Option) (lock.Lease, error) {
+	l, err := c.measured(ctx, name, try, shape{}, opts)
+	if err != nil {
+		return nil, err // not a nil *lease in a lock.Lease
+	}
+	return l, nil
 }
 
 // measured is acquire, reported to the node's metrics when it returns.
-func (c *client) measured(ctx context.Context, name string, try bool, opts []lock.Option) (lock.Lease, error) {
+func (c *client) measured(ctx context.Context, name string, try bool, sh shape, opts []lock.Option) (*lease, error) {
 	start := time.Now()
-	l, err := c.acquire(ctx, name, try, opts)
+	l, err := c.acquire(ctx, name, try, sh, opts)
 	c.n.metrics.Acquire(try, metrics.OutcomeOf(err), time.Since(start))
 	return l, err
 }
 
-func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock.Option) (lock.Lease, error) {
+// acquire claims name as sh (a mutex, a permit, a read or write lease, a
+// term) and waits for the grant.
+func (c *client) acquire(ctx context.Context, name string, try bool, sh shape, opts []lock.Option) (*lease, error) {
 	o, err := lock.ValidateRequest(name, opts...)
 	if err != nil {
 		return nil, err
@@ -69,7 +79,7 @@ func (c *client) acquire(ctx context.Context, name string, try bool, opts []lock
 		if err := c.ready.wait(ctx); err != nil {
 			return nil, fmt.Errorf("acquire %q: %w", name, c.noSession(err))
 		}
-		l, err := c.acquireOnce(ctx, name, try, o)
+		l, err := c.acquireOnce(ctx, name, try, sh, o)
 		if errors.Is(err, ErrSessionExpired) && c.isClosed() {
 			// The session was lost as the client closed: closed is the news.
 			return nil, fmt.Errorf("acquire %q: %w (its session was lost as it closed)", name, lock.ErrClosed)
@@ -98,13 +108,14 @@ func (c *client) noSession(err error) error {
 
 // acquireOnce makes one claim under the current session: it registers a
 // waiter, proposes the Acquire, and awaits the answer the events bring.
-func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.Options) (lock.Lease, error) {
+func (c *client) acquireOnce(ctx context.Context, name string, try bool, sh shape, o lock.Options) (*lease, error) {
 	req, w, err := c.addWaiter(ctx, name, o.TTL > 0)
 	if err != nil {
 		return nil, err
 	}
 	cmd := &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
 		Req: req, Name: name, Owner: o.Owner, TtlNs: int64(o.TTL), Try: try,
+		Type: sh.typ, Limit: sh.limit, Mode: sh.mode, Value: sh.value,
 	}}}
 	leader := c.n.leaderChanged.changed() // closed by the next leader change
 	res, err := c.n.propose(ctx, cmd)
@@ -118,7 +129,7 @@ func (c *client) acquireOnce(ctx context.Context, name string, try bool, o lock.
 		return nil, settledErr(ctx, name, err, settled, answered, leader)
 	}
 	c.endRequest(req.Seq)
-	return c.settle(ctx, name, req, w, res)
+	return c.settle(ctx, name, sh, req, w, res)
 }
 
 // settledErr is the caller's error of an Acquire whose proposal failed
@@ -155,7 +166,7 @@ func withdrawnErr(name string, why error, withdrawn bool) error {
 
 // settle turns the result res of the Acquire request req (waiter w) into
 // the caller's answer.
-func (c *client) settle(ctx context.Context, name string, req *fsmpb.Request, w *waiter, res *fsmpb.Result) (lock.Lease, error) {
+func (c *client) settle(ctx context.Context, name string, sh shape, req *fsmpb.Request, w *waiter, res *fsmpb.Result) (*lease, error) {
 	switch res.GetCode() {
 	case fsmpb.Code_CODE_GRANTED, fsmpb.Code_CODE_QUEUED:
 		c.queued(req.Seq, w, res.GetClaim())
@@ -166,6 +177,9 @@ func (c *client) settle(ctx context.Context, name string, req *fsmpb.Request, w 
 	case fsmpb.Code_CODE_HELD:
 		c.dropWaiter(req.Seq, w)
 		return nil, fmt.Errorf("%w: %q", lock.ErrHeld, name)
+	case fsmpb.Code_CODE_MISMATCH:
+		c.dropWaiter(req.Seq, w)
+		return nil, mismatchErr(name, sh, res)
 	default:
 		c.dropWaiter(req.Seq, w)
 		if res.GetCode() == fsmpb.Code_CODE_UNKNOWN_SESSION {
@@ -252,7 +266,7 @@ func (c *client) queued(seq uint64, w *waiter, claim uint64) {
 // already has. A claim the caller does not get is cancelled
 // (released if the grant won the race): one ctx gave up on, one whose
 // session was lost, one granted to a session the client declared lost.
-func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.Result, w *waiter) (lock.Lease, error) {
+func (c *client) await(ctx context.Context, name string, seq uint64, res *fsmpb.Result, w *waiter) (*lease, error) {
 	var l *lease
 	var err error
 	select {

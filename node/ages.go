@@ -62,7 +62,7 @@ func (a *ages) note(events []fsm.Event, now time.Time, live bool) {
 // prune drops what st, a state restored from a snapshot, no longer holds.
 func (a *ages) prune(st *fsm.State) {
 	for g := range a.granted {
-		if li := st.Lock(g.name); !li.Held || li.Token != g.token {
+		if _, held := st.Lock(g.name).Lease(g.token); !held {
 			delete(a.granted, g)
 		}
 	}

@@ -68,6 +68,9 @@ type bridge struct {
 	ages      *ages
 	liveAfter uint64
 	sink      func([]fsm.Event)
+	// observed gets every entry's events, and every restore, under mu
+	// (observe.go); nil: none.
+	observed *observers
 	restore   func(*fsm.State) // called after Restore, holding mu
 	// halted is why the bridge stopped applying: an entry it cannot apply.
 	// From then on it applies nothing and takes no snapshot; onHalt (called
@@ -129,6 +132,7 @@ func (b *bridge) ApplyBatch(logs []*raft.Log) []any {
 			}
 			events = append(events, evs...)
 			b.ages.note(evs, now, l.Index > b.liveAfter)
+			b.observed.entry(b.state, b.ages, evs, now)
 			out[i] = entryResult{res: res}
 		}
 		b.applied = l.Index
@@ -316,6 +320,7 @@ func (b *bridge) Restore(rc io.ReadCloser) error {
 		b.metrics.SnapshotInstalled()
 	}
 	b.ages.prune(st)
+	b.observed.restored(st, b.ages)
 	close(b.bump)
 	b.bump = make(chan struct{})
 	if b.restore != nil {

@@ -34,7 +34,7 @@ func TestClient_GrantInstalledBySnapshot(t *testing.T) {
 	res := installAfter(t, n, cmd)
 	require.Equal(t, fsmpb.Code_CODE_GRANTED, res.GetCode())
 
-	l, err := c.settle(ctx, "x", req, w, res)
+	l, err := c.settle(ctx, "x", shape{}, req, w, res)
 	require.NoError(t, err, "the grant reaches the caller")
 	assert.Equal(t, res.GetToken(), l.Token())
 	assert.NoError(t, l.Err())
@@ -131,7 +131,7 @@ func TestClient_TTLGrantExpiredBeforeReturn(t *testing.T) {
 	res, err := n.propose(ctx, cmd)
 	require.NoError(t, err)
 	c.endRequest(req.Seq)
-	l, err := c.settle(ctx, "short", req, w, res)
+	l, err := c.settle(ctx, "short", shape{}, req, w, res)
 	require.NoError(t, err)
 	assert.Equal(t, res.GetToken(), l.Token())
 	select {

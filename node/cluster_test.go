@@ -46,7 +46,7 @@ func TestCluster_Conformance(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = l.Close() })
 		return l
-	}, locktest.FIFO(), locktest.Outage(clusterOutage))
+	}, locktest.FIFO(), locktest.ObserveEvery(), locktest.Outage(clusterOutage))
 }
 
 // clusterOutage gives each outage subtest of the conformance suite a fresh

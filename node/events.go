@@ -114,6 +114,7 @@ func (c *client) handle(ev fsm.Event) {
 		}
 		c.n.metrics.Granted(kindOf(ev.TTL), waited)
 		l := c.newLease(ev.Name, ev.Token, ev.Session, ev.TTL, base)
+		l.slot = ev.Slot
 		if ev.TTL == 0 && c.lostSessions[ev.Session] {
 			// Granted to a session this client already gave up: nothing
 			// renews it, so the lease is over before it starts.
@@ -181,12 +182,12 @@ func (c *client) reconcile(st *fsm.State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for key, l := range c.leases {
-		switch li := st.Lock(key.name); {
-		case !li.Held || li.Token != key.token:
+		switch h, held := st.Lock(key.name).Lease(key.token); {
+		case !held:
 			l.end(fmt.Errorf("%w: ended while this node was catching up", lock.ErrLost))
-		case li.Session != l.session:
+		case h.Session != l.session:
 			c.adoptedAway(l)
-		case li.Revoked:
+		case h.Revoked:
 			c.revoked(l)
 		}
 	}
@@ -210,9 +211,9 @@ func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
 	if c.waiters[seq] != w {
 		return // already answered (granted, withdrawn, or its session lost)
 	}
-	li := st.Lock(w.name)
+	li, held := st.Lock(w.name).LeaseOfClaim(w.claim)
 	switch {
-	case li.Held && li.Claim == w.claim:
+	case held:
 		if c.leases[leaseKey{w.name, li.Token}] == nil && len(w.ch) == 0 {
 			base := time.Now() // a hand-off: the leader's first timer has a grace
 			if li.Token == w.claim || li.Generation == w.claim {
@@ -222,6 +223,7 @@ func (c *client) reconcileWaiter(st *fsm.State, seq uint64, w *waiter) {
 				base = w.sent
 			}
 			l := c.newLease(w.name, li.Token, li.Session, li.TTL, base)
+			l.slot = li.Slot
 			if li.TTL == 0 && c.lostSessions[li.Session] {
 				l.end(errSessionLost)
 			}

@@ -370,9 +370,10 @@ func (c *client) reconcileGrant(st *fsm.State, seq uint64, w *grantWaiter) {
 		return
 	}
 	li := st.Lock(w.name)
+	h, held := li.LeaseOfClaim(w.claim)
 	switch {
-	case li.Held && li.Claim == w.claim:
-		w.ch <- fsm.Event{Kind: fsm.EventGranted, Name: w.name, Claim: li.Claim, Token: li.Token, TTL: li.TTL}
+	case held:
+		w.ch <- fsm.Event{Kind: fsm.EventGranted, Name: w.name, Claim: h.Claim, Token: h.Token, TTL: h.TTL, Mode: h.Mode, Slot: h.Slot}
 	case !st.Queued(w.name, w.claim):
 		delete(c.grants, seq)
 		if w.client != 0 && hasClaim(st, w.name, w.client, li) {
@@ -387,8 +388,10 @@ func (c *client) reconcileGrant(st *fsm.State, seq uint64, w *grantWaiter) {
 // Lock): a client session's claim that is no longer this waiter's moved
 // to another request (one claim per client session and name).
 func hasClaim(st *fsm.State, name string, session uint64, li fsm.LockInfo) bool {
-	if li.Held && li.Session == session {
-		return true
+	for _, h := range li.Leases() {
+		if h.Session == session {
+			return true
+		}
 	}
 	for _, q := range st.Queue(name, 0) {
 		if q.Session == session {

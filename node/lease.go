@@ -31,6 +31,8 @@ type lease struct {
 	// session is the session that holds the lease in the store: the one it
 	// was granted to or adopted by.
 	session uint64
+	// slot is a permit's slot (a semaphore's lease), else 0.
+	slot int
 	// TTL leases: the holder's local deadline and its timer; c.mu.
 	deadline time.Time
 	timer    *time.Timer
@@ -337,8 +339,8 @@ var errOldSessionHolds = errors.New("node: the lease's earlier session still hol
 func (l *lease) stillOwn() bool {
 	var own bool
 	l.c.n.bridge.read(func(st *fsm.State) {
-		li := st.Lock(l.Name())
-		own = li.Held && li.Token == l.Token() && li.Session == l.session
+		h, held := st.Lock(l.Name()).Lease(l.Token())
+		own = held && h.Session == l.session
 	})
 	return own
 }

@@ -16,10 +16,10 @@ import (
 // the outage subtests.
 func TestNode_Conformance(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
-		locktest.Run(t, shared(newNode(t, Config{})), locktest.FIFO())
+		locktest.Run(t, shared(newNode(t, Config{})), locktest.FIFO(), locktest.ObserveEvery())
 	})
 	t.Run("durable", func(t *testing.T) {
-		locktest.Run(t, shared(newNode(t, Config{DataDir: t.TempDir()})), locktest.FIFO())
+		locktest.Run(t, shared(newNode(t, Config{DataDir: t.TempDir()})), locktest.FIFO(), locktest.ObserveEvery())
 	})
 }
 

@@ -41,6 +41,7 @@ type Node struct {
 	peers      protocols             // leader: what each member announced (version.go)
 	halted     atomic.Pointer[error] // why the bridge halted (version.go)
 	bridge     *bridge
+	observers  *observers // Observe calls, fed by the bridge (observe.go)
 	exp        *expirer
 	trans      *transport.Transport // nil for a single node without network
 	heartbeats *heartbeatGuard      // nil for a single node without network
@@ -134,6 +135,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.bridge = newBridge(n.dispatch, n.reconcile, n.halt)
 	n.bridge.metrics = n.metrics
+	n.observers = newObservers(n.wallNow)
+	n.bridge.observed = n.observers
 	fail := func(err error) (*Node, error) {
 		_ = n.shutdown(context.Background(), false)
 		return nil, err
@@ -319,6 +322,41 @@ func (n *Node) Adopt(ctx context.Context, name string, token uint64) (lock.Lease
 // floors"): the store keeps one floor.
 func (n *Node) FloorToken(ctx context.Context, name string, floor uint64) error {
 	return n.def.FloorToken(ctx, name, floor)
+}
+
+// Elector is the node's default client as a lock.Elector. The Node itself
+// is not one: its Leader method reports the Raft leader, not an
+// election's. Every Locker of NewLocker is a lock.Elector too.
+func (n *Node) Elector() lock.Elector { return n.def }
+
+// AcquirePermit implements lock.Semaphores with the node's default client.
+func (n *Node) AcquirePermit(ctx context.Context, name string, limit int, opts ...lock.Option) (lock.Permit, error) {
+	return n.def.AcquirePermit(ctx, name, limit, opts...)
+}
+
+// TryAcquirePermit implements lock.Semaphores with the node's default client.
+func (n *Node) TryAcquirePermit(ctx context.Context, name string, limit int, opts ...lock.Option) (lock.Permit, error) {
+	return n.def.TryAcquirePermit(ctx, name, limit, opts...)
+}
+
+// AcquireRead implements lock.RWLockers with the node's default client.
+func (n *Node) AcquireRead(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return n.def.AcquireRead(ctx, name, opts...)
+}
+
+// TryAcquireRead implements lock.RWLockers with the node's default client.
+func (n *Node) TryAcquireRead(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return n.def.TryAcquireRead(ctx, name, opts...)
+}
+
+// AcquireWrite implements lock.RWLockers with the node's default client.
+func (n *Node) AcquireWrite(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return n.def.AcquireWrite(ctx, name, opts...)
+}
+
+// TryAcquireWrite implements lock.RWLockers with the node's default client.
+func (n *Node) TryAcquireWrite(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	return n.def.TryAcquireWrite(ctx, name, opts...)
 }
 
 // Close is Shutdown bounded by 5 s (cleanupTimeout): what a node with a

@@ -35,8 +35,8 @@ func (c *client) Revoke(ctx context.Context, name string, token uint64) error {
 		return opErr(op, res.GetCode(), name, 2)
 	}
 	err = c.n.bridge.waitUntil(ctx, c.stop, func(_ uint64, st *fsm.State) bool {
-		li := st.Lock(name)
-		return !li.Held || li.Token != token
+		_, held := st.Lock(name).Lease(token)
+		return !held
 	})
 	switch {
 	case err == nil:
@@ -83,10 +83,12 @@ func (c *client) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 // ErrRevoked.
 func (c *client) adopted(op, name string, token, session uint64, ttl time.Duration, sent time.Time) (lock.Lease, error) {
 	var l *lease
+	var typ fsmpb.LockType
 	var err error
 	c.n.bridge.read(func(st *fsm.State) {
-		li := st.Lock(name)
-		if !li.Held || li.Token != token || li.Session != session {
+		named := st.Lock(name)
+		li, held := named.Lease(token)
+		if !held || li.Session != session {
 			err = fmt.Errorf("%s: %w: it ended or changed hands before Adopt returned", op, lock.ErrNotHeld)
 			return
 		}
@@ -97,6 +99,7 @@ func (c *client) adopted(op, name string, token, session uint64, ttl time.Durati
 			return
 		}
 		l = c.newLease(name, token, session, ttl, sent)
+		l.slot, typ = li.Slot, named.Type
 		if li.Revoked {
 			c.revoked(l)
 			l, err = nil, fmt.Errorf("%s: %w: %w: revoked before Adopt returned", op, lock.ErrNotHeld, lock.ErrRevoked)
@@ -107,7 +110,7 @@ func (c *client) adopted(op, name string, token, session uint64, ttl time.Durati
 	if err != nil {
 		return nil, err
 	}
-	return l, nil
+	return shaped(l, typ), nil
 }
 
 // FloorToken implements lock.TokenFloorer: it proposes FloorToken{name,

@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/quorumlock/quorumlock/fsm"
 	"github.com/quorumlock/quorumlock/fsm/fsmpb"
@@ -105,33 +104,4 @@ func TestNode_RevokeBelowLevel2(t *testing.T) {
 	require.ErrorIs(t, err, lock.ErrUnsupported)
 	assert.NoError(t, l.Err())
 	require.NoError(t, l.Release(ctx))
-}
-
-// TestFSM_DraftProtocolRefused: this build applies protocol 4, not the
-// draft of protocol 5 that the state machine's tests exercise
-// (fsm/DESIGN.md, "Protocol 5"): its commands are refused at the door, a
-// SetProtocol{5} in the log halts the state, and a level-5 snapshot is not
-// restored, so that a node of this build never applies a level that a
-// later build may apply differently.
-func TestFSM_DraftProtocolRefused(t *testing.T) {
-	require.Equal(t, 4, fsm.Protocol)
-	for _, cmd := range []*fsmpb.Command{
-		{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
-			Req: &fsmpb.Request{Session: 1, Seq: 1}, Name: "x", Type: fsmpb.LockType_LOCK_TYPE_SEMAPHORE, Limit: 2,
-		}}},
-		{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
-			Req: &fsmpb.Request{Session: 1, Seq: 1}, Name: "x", Type: fsmpb.LockType_LOCK_TYPE_ELECTION, Value: "v",
-		}}},
-		{Op: &fsmpb.Command_Proclaim{Proclaim: &fsmpb.Proclaim{Req: &fsmpb.Request{Session: 1, Seq: 1}, Name: "x", Token: 1}}},
-		{Op: &fsmpb.Command_SetProtocol{SetProtocol: &fsmpb.SetProtocol{Level: 5}}},
-	} {
-		assert.ErrorIs(t, fsm.Validate(cmd), fsm.ErrUnknownCommand, "%v", cmd)
-	}
-	st := fsm.New()
-	_, _, err := st.Apply(1, &fsmpb.Command{Op: &fsmpb.Command_SetProtocol{SetProtocol: &fsmpb.SetProtocol{Level: 5}}})
-	require.ErrorIs(t, err, fsm.ErrUnknownCommand)
-	snap, err := proto.Marshal(&fsmpb.Snapshot{Version: fsm.SnapshotVersion, Protocol: 5})
-	require.NoError(t, err)
-	_, err = fsm.Restore(snap)
-	require.ErrorIs(t, err, fsm.ErrSnapshotVersion)
 }
