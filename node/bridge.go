@@ -71,7 +71,7 @@ type bridge struct {
 	// observed gets every entry's events, and every restore, under mu
 	// (observe.go); nil: none.
 	observed *observers
-	restore   func(*fsm.State) // called after Restore, holding mu
+	restore  func(*fsm.State) // called after Restore, holding mu
 	// halted is why the bridge stopped applying: an entry it cannot apply.
 	// From then on it applies nothing and takes no snapshot; onHalt (called
 	// once, holding mu, must not block) stops the node.

@@ -104,6 +104,18 @@ func rpcSeeds(t *testing.T) map[string][]byte {
 		"keep-alive-wrong-secret":    {Op: &nodepb.Request_KeepAlive{KeepAlive: &nodepb.KeepAlive{Session: session, Secret: make([]byte, 16)}}},
 		"valid-floor-token":          propose(&fsmpb.Command{Op: &fsmpb.Command_FloorToken{FloorToken: &fsmpb.FloorToken{Req: rq(7), Name: name, Floor: 1 << 40}}}),
 		"floor-token-above-max":      propose(&fsmpb.Command{Op: &fsmpb.Command_FloorToken{FloorToken: &fsmpb.FloorToken{Req: rq(7), Name: name, Floor: fsm.MaxTokenFloor + 1}}}),
+
+		// Protocol 5: lock types.
+		"valid-acquire-permit":   acquire(&fsmpb.Acquire{Req: rq(8), Name: name, Type: fsmpb.LockType_LOCK_TYPE_SEMAPHORE, Limit: 3}),
+		"valid-acquire-read":     acquire(&fsmpb.Acquire{Req: rq(8), Name: name, Type: fsmpb.LockType_LOCK_TYPE_READ_WRITE, Mode: fsmpb.Mode_MODE_READ}),
+		"valid-campaign":         acquire(&fsmpb.Acquire{Req: rq(8), Name: name, Type: fsmpb.LockType_LOCK_TYPE_ELECTION, Value: "n1:8080"}),
+		"valid-proclaim":         propose(&fsmpb.Command{Op: &fsmpb.Command_Proclaim{Proclaim: &fsmpb.Proclaim{Req: rq(9), Name: name, Token: 1, Value: "n1:9090"}}}),
+		"permit-limit-0":         acquire(&fsmpb.Acquire{Req: rq(8), Name: name, Type: fsmpb.LockType_LOCK_TYPE_SEMAPHORE}),
+		"permit-limit-above-max": acquire(&fsmpb.Acquire{Req: rq(8), Name: name, Type: fsmpb.LockType_LOCK_TYPE_SEMAPHORE, Limit: fsm.MaxPermits + 1}),
+		"read-write-no-mode":     acquire(&fsmpb.Acquire{Req: rq(8), Name: name, Type: fsmpb.LockType_LOCK_TYPE_READ_WRITE}),
+		"mutex-with-value":       acquire(&fsmpb.Acquire{Req: rq(8), Name: name, Value: "v"}),
+		"unknown-lock-type":      acquire(&fsmpb.Acquire{Req: rq(8), Name: name, Type: fsmpb.LockType(99)}),
+		"proclaim-oversize":      propose(&fsmpb.Command{Op: &fsmpb.Command_Proclaim{Proclaim: &fsmpb.Proclaim{Req: rq(9), Name: name, Token: 1, Value: strings.Repeat("v", fsm.MaxOwnerLen+1)}}}),
 	}
 	seeds := map[string][]byte{
 		"garbage-empty": {},

@@ -56,7 +56,7 @@ func peerMayPropose(cmd *fsmpb.Command) error {
 	switch cmd.GetOp().(type) {
 	case *fsmpb.Command_OpenSession, *fsmpb.Command_CloseSession, *fsmpb.Command_Acquire,
 		*fsmpb.Command_Release, *fsmpb.Command_Refresh, *fsmpb.Command_Cancel,
-		*fsmpb.Command_Revoke, *fsmpb.Command_Adopt, *fsmpb.Command_FloorToken:
+		*fsmpb.Command_Revoke, *fsmpb.Command_Adopt, *fsmpb.Command_FloorToken, *fsmpb.Command_Proclaim:
 		return fsm.Validate(cmd) // again in proposeLocal; here so that followers refuse it alike
 	case *fsmpb.Command_ExpireSession, *fsmpb.Command_ExpireLease,
 		*fsmpb.Command_EndRevoked, *fsmpb.Command_SetProtocol:
