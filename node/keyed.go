@@ -213,6 +213,9 @@ func (c *client) acquireForOnce(ctx context.Context, s *ClientSession, name stri
 		}
 		c.signalLost(req.Session)
 		return Grant{}, errStreamLost
+	case fsmpb.Code_CODE_MISMATCH:
+		c.dropGrant(req.Seq, w)
+		return Grant{}, fmt.Errorf("acquire %q: %w", name, mismatchErr(name, shape{}, res))
 	default:
 		c.dropGrant(req.Seq, w)
 		return Grant{}, fmt.Errorf("acquire %q: %w", name, stateErr(res.GetCode()))

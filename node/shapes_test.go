@@ -1,0 +1,210 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
+	"github.com/quorumlock/quorumlock/lock"
+)
+
+// TestTerm_ResignClosesDoneFirst: a term's Release ends it here (Done
+// closed, ErrReleased) before the store applies the release, so the
+// holder stops trusting it before anyone else can be elected (lock.Term).
+// The node's applies are held back: the term's Done must close while the
+// state still shows it held.
+func TestTerm_ResignClosesDoneFirst(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	term, err := n.Elector().Campaign(ctx, "e", "v1")
+	require.NoError(t, err)
+
+	release := HoldApplies(n)
+	defer release()
+	resigned := make(chan error, 1)
+	go func() { resigned <- term.Release(ctx) }()
+	select {
+	case <-term.Done():
+	case <-ctx.Done():
+		t.Fatal("the term's Done did not close while its release was held back")
+	}
+	assert.ErrorIs(t, term.Err(), lock.ErrReleased)
+	held, err := n.InspectLocal("e")
+	require.NoError(t, err)
+	assert.True(t, held.Held, "the store has not applied the release yet")
+	release()
+	require.NoError(t, <-resigned)
+	_, err = n.Elector().Leader(ctx, "e")
+	assert.ErrorIs(t, err, lock.ErrNoLeader)
+	assert.ErrorIs(t, term.Release(ctx), lock.ErrNotHeld, "a second resign")
+}
+
+// TestObserve_SlowReaderCollapses: an observer whose reader takes nothing
+// while 100 values are proclaimed keeps at most observeRing states; what
+// it then delivers ends with the latest state, and every state offered is
+// either delivered or counted in a later state's Skipped.
+func TestObserve_SlowReaderCollapses(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	e := n.Elector()
+	term, err := e.Campaign(ctx, "e", "v-1")
+	require.NoError(t, err)
+	states, err := e.Observe(ctx, "e")
+	require.NoError(t, err)
+	const proclaims = 100
+	for i := range proclaims {
+		require.NoError(t, term.Proclaim(ctx, "v"+strconv.Itoa(i)))
+	}
+	accounted, skipped, last := 0, 0, lock.LeaderInfo{}
+	for last.Value != "v"+strconv.Itoa(proclaims-1) {
+		select {
+		case last = <-states:
+			accounted += 1 + last.Skipped
+			skipped += last.Skipped
+		case <-ctx.Done():
+			t.Fatalf("the latest state never came; last %+v", last)
+		}
+	}
+	assert.Equal(t, 1+proclaims, accounted, "the first state and every proclaim, delivered or skipped")
+	assert.Positive(t, skipped, "a reader behind the ring is told what it missed")
+	assert.Equal(t, term.Token(), last.Token)
+	require.NoError(t, term.Release(ctx))
+}
+
+// TestObserve_ClosesWithItsLocker: an Observe channel closes when its
+// Locker closes, and when the node stops (the default client's).
+func TestObserve_ClosesWithItsLocker(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	l, err := n.NewLocker(ctx)
+	require.NoError(t, err)
+	fromLocker, err := l.(lock.Elector).Observe(context.Background(), "e")
+	require.NoError(t, err)
+	fromNode, err := n.Elector().Observe(context.Background(), "e")
+	require.NoError(t, err)
+	first := <-fromLocker
+	assert.False(t, first.Elected(), "an empty seat first")
+	<-fromNode
+
+	require.NoError(t, l.Close())
+	drained(t, ctx, fromLocker)
+	_, err = l.(lock.Elector).Observe(ctx, "e")
+	assert.ErrorIs(t, err, lock.ErrClosed)
+	require.NoError(t, n.Close())
+	drained(t, ctx, fromNode)
+}
+
+// drained waits for ch to close.
+func drained(t *testing.T, ctx context.Context, ch <-chan lock.LeaderInfo) {
+	t.Helper()
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("the Observe channel did not close")
+		}
+	}
+}
+
+// TestObserve_SnapshotInstall: a restored state fires no events, so the
+// bridge hands every observed name's state to its observers after a
+// Restore: an observer of an empty seat learns of the term the snapshot
+// holds.
+func TestObserve_SnapshotInstall(t *testing.T) {
+	src := fsm.New()
+	cmds := []*fsmpb.Command{
+		{Op: &fsmpb.Command_SetProtocol{SetProtocol: &fsmpb.SetProtocol{Level: fsm.Protocol}}},
+		{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{Req: &fsmpb.Request{Session: 2, Seq: 1}, TtlNs: int64(time.Minute), Node: "n1"}}},
+		{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
+			Req: &fsmpb.Request{Session: 2, Seq: 2}, Name: "e", Type: fsmpb.LockType_LOCK_TYPE_ELECTION, Value: "leader-1",
+		}}},
+	}
+	for i, cmd := range cmds {
+		res, _, err := src.Apply(uint64(i+1), cmd)
+		require.NoError(t, err)
+		require.NotContains(t, []fsmpb.Code{fsmpb.Code_CODE_INVALID, fsmpb.Code_CODE_UNKNOWN_SESSION}, res.GetCode(), "command %d", i)
+	}
+	require.True(t, src.Lock("e").Held, "the source state holds the term")
+	data, err := src.Snapshot()
+	require.NoError(t, err)
+	framed := append(binary.BigEndian.AppendUint64(nil, uint64(len(cmds))), data...)
+
+	b := newBridge(func([]fsm.Event) {}, nil, func(error) {})
+	b.observed = newObservers(time.Now)
+	o := &observer{name: "e", wake: make(chan struct{}, 1)}
+	b.readAges(func(st *fsm.State, a *ages) { b.observed.add(o, st, a) })
+	require.NoError(t, b.Restore(io.NopCloser(strings.NewReader(string(framed)))))
+
+	first, ok := o.next()
+	require.True(t, ok)
+	assert.False(t, first.Elected(), "the seat before the install")
+	after, ok := o.next()
+	require.True(t, ok, "the install is observed")
+	assert.Equal(t, "leader-1", after.Value)
+	assert.Equal(t, src.Lock("e").Token, after.Token)
+	_, more := o.next()
+	assert.False(t, more)
+}
+
+// TestKeyed_MismatchIsInvalidOption: a client session's Acquire (a mutex)
+// of a name that lives as an election fails with ErrInvalidOption naming
+// both types, as a Locker's does.
+func TestKeyed_MismatchIsInvalidOption(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	term, err := n.Elector().Campaign(ctx, "e", "v")
+	require.NoError(t, err)
+	_, err = n.TryAcquireKeyed(ctx, "e", lock.WithTTL(time.Minute))
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	assert.Contains(t, err.Error(), "an election, asked as a mutex")
+	_, err = n.TryAcquire(ctx, "e")
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	assert.Contains(t, err.Error(), "an election, asked as a mutex")
+	require.NoError(t, term.Release(ctx))
+}
+
+// TestAdopt_KeepsTheType: an adopted term is a Term (it can proclaim), an
+// adopted permit a Permit with its slot.
+func TestAdopt_KeepsTheType(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	other, err := n.NewLocker(ctx)
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, other.Close()) }()
+
+	term, err := n.Elector().Campaign(ctx, "e", "v1", lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	adopted, err := other.(lock.Adopter).Adopt(ctx, "e", term.Token())
+	require.NoError(t, err)
+	require.Implements(t, (*lock.Term)(nil), adopted)
+	require.NoError(t, adopted.(lock.Term).Proclaim(ctx, "v2"))
+	info, err := n.Elector().Leader(ctx, "e")
+	require.NoError(t, err)
+	assert.Equal(t, "v2", info.Value)
+	require.NoError(t, adopted.Release(ctx))
+
+	sem := lock.Semaphores(n)
+	p0, err := sem.AcquirePermit(ctx, "s", 2, lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	p1, err := sem.AcquirePermit(ctx, "s", 2, lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	got, err := other.(lock.Adopter).Adopt(ctx, "s", p1.Token())
+	require.NoError(t, err)
+	require.Implements(t, (*lock.Permit)(nil), got)
+	assert.Equal(t, p1.Slot(), got.(lock.Permit).Slot())
+	assert.NotEqual(t, p0.Slot(), p1.Slot())
+	require.NoError(t, got.Release(ctx))
+	require.NoError(t, p0.Release(ctx))
+}
