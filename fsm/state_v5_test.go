@@ -474,3 +474,32 @@ func lockNamed(p *fsmpb.Snapshot, name string) *fsmpb.Lock {
 func leaseFrom(c *fsmpb.Claim, token uint64) *fsmpb.Lease {
 	return &fsmpb.Lease{Claim: c, Token: token, Generation: token}
 }
+
+// TestLockInfo_Leases: Leases, Lease and LeaseOfClaim see every holder of
+// a semaphore, and a mutex's one lease from the top-level fields.
+func TestLockInfo_Leases(t *testing.T) {
+	v := newV5(t, 3)
+	r1, _ := v.acquire(1, "s", withSemaphore(2))
+	r2, _ := v.acquire(2, "s", withSemaphore(2))
+	require.Equal(t, fsmpb.Code_CODE_GRANTED, r2.GetCode())
+	li := v.s.Lock("s")
+	require.Len(t, li.Leases(), 2)
+	h, ok := li.Lease(r2.GetToken())
+	require.True(t, ok, "the second permit by token")
+	assert.Equal(t, uint64(2), h.Session)
+	assert.Equal(t, int(r2.GetSlot()), h.Slot)
+	h, ok = li.LeaseOfClaim(r1.GetClaim())
+	require.True(t, ok, "the first permit by claim")
+	assert.Equal(t, r1.GetToken(), h.Token)
+	_, ok = li.Lease(r2.GetToken() + 100)
+	assert.False(t, ok)
+
+	m, _ := v.acquire(3, "m")
+	mi := v.s.Lock("m")
+	require.Nil(t, mi.Holders, "a mutex lists no Holders")
+	h, ok = mi.Lease(m.GetToken())
+	require.True(t, ok, "a mutex's lease from the top-level fields")
+	assert.Equal(t, uint64(3), h.Session)
+	assert.Equal(t, m.GetClaim(), h.Claim)
+	assert.Nil(t, v.s.Lock("free").Leases())
+}

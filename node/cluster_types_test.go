@@ -136,3 +136,24 @@ func receive(t *testing.T, ctx context.Context, states <-chan lock.LeaderInfo) l
 		return lock.LeaderInfo{}
 	}
 }
+
+// TestCluster_ObserveWithoutQuorum: Observe and Leader on a node cut off
+// from a quorum fail with ErrNoQuorum when ctx ends: the first state
+// needs a read index, and the node does not guess.
+func TestCluster_ObserveWithoutQuorum(t *testing.T) {
+	c := startCluster(t, 3, true)
+	ctx := clusterCtx(t)
+	l, err := c.NewLocker(ctx, 0)
+	require.NoError(t, err)
+	defer func() { _ = l.Close() }()
+	c.Kill(1)
+	c.Kill(2)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = l.(lock.Elector).Observe(short, "e")
+	require.ErrorIs(t, err, lock.ErrNoQuorum)
+	short2, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	_, err = l.(lock.Elector).Leader(short2, "e")
+	require.ErrorIs(t, err, lock.ErrNoQuorum)
+}
