@@ -110,6 +110,16 @@ type Info struct {
 	Node string
 	// Queue is the first waiters in position order (see WithQueueLimit).
 	Queue []Waiter
+	// Type is what the name is used as while it lives (DESIGN.md, "Beyond
+	// the mutex"); TypeNone when it is free or the backend does not say.
+	Type Type
+	// Limit is a semaphore's limit; 0 for every other type.
+	Limit int
+	// Holders lists every held lease in token order, for every type but a
+	// mutex (nil for a mutex, whose one lease is the top-level fields, and
+	// where the backend does not report them). The top-level fields
+	// describe the first.
+	Holders []Holder
 }
 
 // Errors returned by every backend. Backends wrap them with detail; test

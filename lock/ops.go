@@ -105,12 +105,78 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }
 
+// Type is what a name is used as: one type at a time while it lives.
+type Type uint8
+
+// Lock types.
+const (
+	TypeNone      Type = iota // free, or the backend does not report types
+	TypeMutex                 // Acquire
+	TypeSemaphore             // AcquirePermit
+	TypeReadWrite             // AcquireRead, AcquireWrite
+	TypeElection              // Campaign
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypeNone:
+		return "none"
+	case TypeMutex:
+		return "mutex"
+	case TypeSemaphore:
+		return "semaphore"
+	case TypeReadWrite:
+		return "read-write lock"
+	case TypeElection:
+		return "election"
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+// Mode is a read-write lock's lease or waiter mode.
+type Mode uint8
+
+// Modes.
+const (
+	ModeNone  Mode = iota // not a read-write lock
+	ModeRead              // AcquireRead
+	ModeWrite             // AcquireWrite
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeNone:
+		return "none"
+	case ModeRead:
+		return "read"
+	case ModeWrite:
+		return "write"
+	}
+	return fmt.Sprintf("Mode(%d)", uint8(m))
+}
+
+// Holder is one held lease of a name, as Inspect reports it in
+// Info.Holders; the fields mean what Info's top-level ones do.
+type Holder struct {
+	Token     uint64
+	Owner     string
+	Kind      Kind
+	ExpiresIn time.Duration
+	Since     time.Duration
+	Holder    string
+	Node      string
+	Mode      Mode   // a read-write lock's lease
+	Slot      int    // a semaphore's permit
+	Value     string // an election's term
+}
+
 // Waiter is one queued Acquire, as Inspect reports it.
 type Waiter struct {
 	Holder string        // the waiting session or client (see Info.Holder)
 	Node   string        // the replica it is attached to, where known
 	Owner  string        // its WithOwner value
 	Waited time.Duration // time since it queued, on the store's clock
+	Mode   Mode          // a read-write lock's waiter
 }
 
 // Queue limits of Inspect.

@@ -53,7 +53,7 @@ func TestCluster_ReplayedProposeAppliesOnce(t *testing.T) {
 			info.Since = 0 // the age of the grant, whatever it is
 			assert.Equal(t, lock.Info{
 				Name: "replayed", Held: true, Token: first.GetToken(), Owner: "replayer",
-				Kind: lock.KindSession, Holder: fmt.Sprintf("%016x", sess), Node: "replayer",
+				Kind: lock.KindSession, Holder: fmt.Sprintf("%016x", sess), Node: "replayer", Type: lock.TypeMutex,
 			}, info, "%s, n%d", when, i+1)
 		}
 	}

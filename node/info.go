@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/quorumlock/quorumlock/fsm"
+	"github.com/quorumlock/quorumlock/fsm/fsmpb"
 	"github.com/quorumlock/quorumlock/lock"
 )
 
@@ -39,21 +40,69 @@ func (n *Node) localInfo(name string, queueLimit int) lock.Info {
 // lockInfo is Info without its Queue. A TTL lease's time left is the
 // leader's stamp of its grant or last refresh plus the TTL, read against
 // the local wall clock, so clamped to (0, TTL]. Since counts from this
-// node's apply of the grant where it saw it (ages).
+// node's apply of the grant where it saw it (ages). The top-level fields
+// describe the first holder; Holders lists every one for all types but a
+// mutex.
 func lockInfo(li fsm.LockInfo, a *ages, now, wall time.Time) lock.Info {
-	info := lock.Info{Name: li.Name, Held: li.Held, Token: li.Token, Owner: li.Owner, Waiters: li.Waiters}
+	info := lock.Info{Name: li.Name, Held: li.Held, Waiters: li.Waiters}
+	if !li.Held && li.Waiters == 0 {
+		return info
+	}
+	info.Type, info.Limit = lockType(li.Type), li.Limit
 	if !li.Held {
 		return info
 	}
-	info.Kind = lock.KindSession
-	if li.TTL > 0 {
-		info.Kind = lock.KindTTL
-		left := time.Unix(0, li.RefreshedUnixNano).Add(li.TTL).Sub(wall)
-		info.ExpiresIn = min(max(left, time.Nanosecond), li.TTL) // ≤ 0: expiring, not yet committed
+	leases := li.Leases()
+	first := holder(li.Name, leases[0], a, now, wall)
+	info.Token, info.Owner, info.Kind, info.ExpiresIn = first.Token, first.Owner, first.Kind, first.ExpiresIn
+	info.Since, info.Holder, info.Node = first.Since, first.Holder, first.Node
+	if li.Holders != nil {
+		info.Holders = make([]lock.Holder, len(leases))
+		for i, h := range leases {
+			info.Holders[i] = holder(li.Name, h, a, now, wall)
+		}
 	}
-	info.Since = a.since(li.Name, li.Token, li.GrantedUnixNano, now, wall)
-	info.Holder, info.Node = holderID(li.Session), li.Node
 	return info
+}
+
+// holder is the held lease h of name as Inspect reports it.
+func holder(name string, h fsm.HolderInfo, a *ages, now, wall time.Time) lock.Holder {
+	out := lock.Holder{
+		Token: h.Token, Owner: h.Owner, Kind: kindOf(h.TTL), Holder: holderID(h.Session), Node: h.Node,
+		Mode: lockMode(h.Mode), Slot: h.Slot, Value: h.Value,
+		Since: a.since(name, h.Token, h.GrantedUnixNano, now, wall),
+	}
+	if h.TTL > 0 {
+		left := time.Unix(0, h.RefreshedUnixNano).Add(h.TTL).Sub(wall)
+		out.ExpiresIn = min(max(left, time.Nanosecond), h.TTL) // ≤ 0: expiring, not yet committed
+	}
+	return out
+}
+
+// lockType is the contract's name of a state machine's lock type.
+func lockType(t fsmpb.LockType) lock.Type {
+	switch t {
+	case fsmpb.LockType_LOCK_TYPE_MUTEX:
+		return lock.TypeMutex
+	case fsmpb.LockType_LOCK_TYPE_SEMAPHORE:
+		return lock.TypeSemaphore
+	case fsmpb.LockType_LOCK_TYPE_READ_WRITE:
+		return lock.TypeReadWrite
+	case fsmpb.LockType_LOCK_TYPE_ELECTION:
+		return lock.TypeElection
+	}
+	return lock.TypeNone
+}
+
+// lockMode is the contract's name of a claim's mode.
+func lockMode(m fsmpb.Mode) lock.Mode {
+	switch m {
+	case fsmpb.Mode_MODE_READ:
+		return lock.ModeRead
+	case fsmpb.Mode_MODE_WRITE:
+		return lock.ModeWrite
+	}
+	return lock.ModeNone
 }
 
 // waiters is Info.Queue: the claims q in queue order.
@@ -65,7 +114,7 @@ func waiters(q []fsm.ClaimInfo, a *ages, now, wall time.Time) []lock.Waiter {
 	for _, cl := range q {
 		out = append(out, lock.Waiter{
 			Holder: holderID(cl.Session), Node: cl.Node, Owner: cl.Owner,
-			Waited: a.waited(cl.Claim, cl.QueuedUnixNano, now, wall),
+			Waited: a.waited(cl.Claim, cl.QueuedUnixNano, now, wall), Mode: lockMode(cl.Mode),
 		})
 	}
 	return out

@@ -208,3 +208,68 @@ func TestAdopt_KeepsTheType(t *testing.T) {
 	require.NoError(t, got.Release(ctx))
 	require.NoError(t, p0.Release(ctx))
 }
+
+// TestInspect_ReportsEveryHolder: Inspect of a semaphore, a read-write
+// lock and an election reports the type, the limit and every held lease
+// (token, slot, mode, value), the top-level fields describing the first;
+// a mutex reports its type and no Holders list; a waiter its mode.
+func TestInspect_ReportsEveryHolder(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	p0, err := n.AcquirePermit(ctx, "s", 3, lock.WithOwner("a"))
+	require.NoError(t, err)
+	p1, err := n.AcquirePermit(ctx, "s", 3, lock.WithOwner("b"), lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	info, err := n.Inspect(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, lock.TypeSemaphore, info.Type)
+	assert.Equal(t, 3, info.Limit)
+	assert.Equal(t, p0.Token(), info.Token, "the top-level fields are the first holder's")
+	require.Len(t, info.Holders, 2)
+	assert.Equal(t, []uint64{p0.Token(), p1.Token()}, []uint64{info.Holders[0].Token, info.Holders[1].Token})
+	assert.Equal(t, []int{p0.Slot(), p1.Slot()}, []int{info.Holders[0].Slot, info.Holders[1].Slot})
+	assert.Equal(t, lock.KindSession, info.Holders[0].Kind)
+	assert.Equal(t, lock.KindTTL, info.Holders[1].Kind)
+	assert.Positive(t, info.Holders[1].ExpiresIn)
+	assert.Equal(t, "b", info.Holders[1].Owner)
+
+	r, err := n.AcquireRead(ctx, "rw")
+	require.NoError(t, err)
+	waiting := make(chan error, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _, err := n.AcquireWrite(wctx, "rw"); waiting <- err }()
+	waitFor(t, func() bool { i, _ := n.InspectLocal("rw", lock.WithQueueLimit(5)); return i.Waiters == 1 })
+	info, err = n.Inspect(ctx, "rw", lock.WithQueueLimit(5))
+	require.NoError(t, err)
+	assert.Equal(t, lock.TypeReadWrite, info.Type)
+	require.Len(t, info.Holders, 1)
+	assert.Equal(t, lock.ModeRead, info.Holders[0].Mode)
+	require.Len(t, info.Queue, 1)
+	assert.Equal(t, lock.ModeWrite, info.Queue[0].Mode)
+	cancel()
+	assert.ErrorIs(t, <-waiting, context.Canceled)
+
+	term, err := n.Elector().Campaign(ctx, "e", "here")
+	require.NoError(t, err)
+	info, err = n.Inspect(ctx, "e")
+	require.NoError(t, err)
+	assert.Equal(t, lock.TypeElection, info.Type)
+	require.Len(t, info.Holders, 1)
+	assert.Equal(t, "here", info.Holders[0].Value)
+	assert.Equal(t, term.Token(), info.Holders[0].Token)
+
+	m, err := n.Acquire(ctx, "m")
+	require.NoError(t, err)
+	info, err = n.Inspect(ctx, "m")
+	require.NoError(t, err)
+	assert.Equal(t, lock.TypeMutex, info.Type)
+	assert.Nil(t, info.Holders)
+	assert.Equal(t, m.Token(), info.Token)
+	for _, l := range []lock.Lease{p0, p1, r, term, m} {
+		require.NoError(t, l.Release(ctx))
+	}
+	info, err = n.Inspect(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, lock.Info{Name: "s"}, info, "a free name reports nothing")
+}
