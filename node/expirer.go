@@ -28,8 +28,8 @@ type expirer struct {
 	mu       sync.Mutex
 	leader   bool
 	sessions map[uint64]*sessionTimer
-	leases   map[string]*leaseTimer
-	revokes  map[string]*revokeTimer
+	leases   map[leaseKey]*leaseTimer // by (name, token): a name may have many holders
+	revokes  map[leaseKey]*revokeTimer
 	pending  []expiry
 	wake     chan struct{} // buffered 1: pending is not empty
 }
@@ -52,21 +52,20 @@ type sessionTimer struct {
 }
 
 type leaseTimer struct {
-	token, gen uint64
-	t          *time.Timer
+	gen uint64
+	t   *time.Timer
 }
 
 type revokeTimer struct {
-	token uint64
-	t     *time.Timer
+	t *time.Timer
 }
 
 func newExpirer(handoffGrace time.Duration) *expirer {
 	return &expirer{
 		handoffGrace: handoffGrace,
 		sessions:     map[uint64]*sessionTimer{},
-		leases:       map[string]*leaseTimer{},
-		revokes:      map[string]*revokeTimer{},
+		leases:       map[leaseKey]*leaseTimer{},
+		revokes:      map[leaseKey]*revokeTimer{},
 		wake:         make(chan struct{}, 1),
 	}
 }
@@ -99,13 +98,14 @@ func (e *expirer) handle(events []fsm.Event) {
 		case fsm.EventRevoking:
 			e.armRevoke(ev.Name, ev.Token, ev.TTL)
 		case fsm.EventEnded:
-			if lt := e.leases[ev.Name]; lt != nil && lt.token == ev.Token {
+			key := leaseKey{ev.Name, ev.Token}
+			if lt := e.leases[key]; lt != nil {
 				lt.t.Stop()
-				delete(e.leases, ev.Name)
+				delete(e.leases, key)
 			}
-			if rt := e.revokes[ev.Name]; rt != nil && rt.token == ev.Token {
+			if rt := e.revokes[key]; rt != nil {
 				rt.t.Stop()
-				delete(e.revokes, ev.Name)
+				delete(e.revokes, key)
 			}
 		}
 	}
@@ -132,43 +132,45 @@ func (e *expirer) armSession(id uint64, ttl time.Duration) {
 }
 
 func (e *expirer) armLease(name string, token, gen uint64, ttl time.Duration) {
-	if old := e.leases[name]; old != nil {
+	key := leaseKey{name, token}
+	if old := e.leases[key]; old != nil {
 		old.t.Stop()
 	}
-	lt := &leaseTimer{token: token, gen: gen}
+	lt := &leaseTimer{gen: gen}
 	lt.t = time.AfterFunc(ttl, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if e.leases[name] != lt || !e.leader {
+		if e.leases[key] != lt || !e.leader {
 			return
 		}
 		e.enqueue(expiry{
 			cmd: &fsmpb.Command{Op: &fsmpb.Command_ExpireLease{ExpireLease: &fsmpb.ExpireLease{Name: name, Token: token, Generation: gen}}},
-			due: func() bool { return e.leader && e.leases[name] == lt },
+			due: func() bool { return e.leader && e.leases[key] == lt },
 		})
 	})
-	e.leases[name] = lt
+	e.leases[key] = lt
 }
 
 // armRevoke arms the grace of the revoked lease (name, token): when it
 // passes, the leader ends the lease (EndRevoked).
 func (e *expirer) armRevoke(name string, token uint64, grace time.Duration) {
-	if old := e.revokes[name]; old != nil {
+	key := leaseKey{name, token}
+	if old := e.revokes[key]; old != nil {
 		old.t.Stop()
 	}
-	rt := &revokeTimer{token: token}
+	rt := &revokeTimer{}
 	rt.t = time.AfterFunc(grace, func() {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if e.revokes[name] != rt || !e.leader {
+		if e.revokes[key] != rt || !e.leader {
 			return
 		}
 		e.enqueue(expiry{
 			cmd: &fsmpb.Command{Op: &fsmpb.Command_EndRevoked{EndRevoked: &fsmpb.EndRevoked{Name: name, Token: token}}},
-			due: func() bool { return e.leader && e.revokes[name] == rt },
+			due: func() bool { return e.leader && e.revokes[key] == rt },
 		})
 	})
-	e.revokes[name] = rt
+	e.revokes[key] = rt
 }
 
 func (e *expirer) enqueue(x expiry) {
@@ -255,13 +257,13 @@ func (e *expirer) stopAll() {
 		st.t.Stop()
 		delete(e.sessions, id)
 	}
-	for name, lt := range e.leases {
+	for key, lt := range e.leases {
 		lt.t.Stop()
-		delete(e.leases, name)
+		delete(e.leases, key)
 	}
-	for name, rt := range e.revokes {
+	for key, rt := range e.revokes {
 		rt.t.Stop()
-		delete(e.revokes, name)
+		delete(e.revokes, key)
 	}
 }
 

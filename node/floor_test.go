@@ -47,5 +47,5 @@ func TestExpirer_FlooredGrantHasNoHandoffGrace(t *testing.T) {
 	assert.Equal(t, "x", exp.GetName())
 	assert.Equal(t, uint64(101), exp.GetToken())
 	assert.Equal(t, uint64(5), exp.GetGeneration())
-	e.leases["x"].t.Stop()
+	e.leases[leaseKey{"x", 101}].t.Stop()
 }

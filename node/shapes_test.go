@@ -273,3 +273,51 @@ func TestInspect_ReportsEveryHolder(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, lock.Info{Name: "s"}, info, "a free name reports nothing")
 }
+
+// TestExpirer_EveryTTLHolder: the leader keeps a timer per TTL lease, not
+// per name: two TTL permits of one semaphore and two TTL read leases of
+// one read-write lock, never refreshed, all expire in the store.
+func TestExpirer_EveryTTLHolder(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	const ttl = 200 * time.Millisecond
+	for range 2 {
+		_, err := n.AcquirePermit(ctx, "s", 2, lock.WithTTL(ttl))
+		require.NoError(t, err)
+		_, err = n.AcquireRead(ctx, "rw", lock.WithTTL(ttl))
+		require.NoError(t, err)
+	}
+	for _, name := range []string{"s", "rw"} {
+		waitFor(t, func() bool {
+			info, err := n.Inspect(ctx, name)
+			return err == nil && !info.Held
+		})
+	}
+}
+
+// TestExpirer_RevokeGracePerLease: two revoked leases of one name (two
+// permits) each get their grace timer, and each ends (EndRevoked) when it
+// passes; the end of one does not stop the other's.
+func TestExpirer_RevokeGracePerLease(t *testing.T) {
+	e := newExpirer(0)
+	e.mu.Lock()
+	e.leader = true
+	e.mu.Unlock()
+	defer func() { e.mu.Lock(); e.stopAll(); e.mu.Unlock() }()
+	e.handle([]fsm.Event{
+		{Kind: fsm.EventRevoking, Name: "s", Token: 7, TTL: time.Millisecond},
+		{Kind: fsm.EventRevoking, Name: "s", Token: 9, TTL: time.Millisecond},
+	})
+	ended := map[uint64]bool{}
+	for len(ended) < 2 {
+		select {
+		case <-e.wake:
+		case <-time.After(30 * time.Second):
+			require.Fail(t, "the graces' ends were not proposed", "ended %v", ended)
+		}
+		for _, x := range e.take() {
+			ended[x.cmd.GetEndRevoked().GetToken()] = true
+		}
+	}
+	assert.Equal(t, map[uint64]bool{7: true, 9: true}, ended)
+}
