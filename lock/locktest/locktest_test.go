@@ -108,6 +108,7 @@ const (
 	faultWriteCounter       fault = "write-counter"        // write tokens count writes only, below readers' tokens
 
 	faultMultiNoExpiry       fault = "multi-no-expiry"       // permits and read-write leases never expire
+	faultTTLPerName          fault = "ttl-per-name"          // one TTL timer per name: a second TTL holder's stops the first's
 	faultCloseKeepsMulti     fault = "close-keeps-multi"     // Close keeps the Locker's permits and read-write leases
 	faultLateMulti           fault = "late-multi"            // a permit's or read-write lease's Done closes 200 ms after the hand-off
 	faultSharedReadToken     fault = "shared-read-token"     // the readers of one hand-off share a token
@@ -185,6 +186,8 @@ func TestRun_detectsFaults(t *testing.T) {
 		{faultWriteCounter, "ReadWrite/Exclusion", `not above \d+ granted before it \(I2\)`},
 		{faultMultiNoExpiry, "Semaphore/TTLExpiry", "waiter not granted within"},
 		{faultMultiNoExpiry, "ReadWrite/TTLExpiry", "waiter not granted within"},
+		{faultTTLPerName, "Semaphore/TTLEach", "free after every TTL lease expired"},
+		{faultTTLPerName, "ReadWrite/TTLEach", "free after every TTL lease expired"},
 		{faultCloseKeepsMulti, "Semaphore/Close", "when its Locker's Close returns: Done must be closed"},
 		{faultCloseKeepsMulti, "ReadWrite/Close", "when its Locker's Close returns: Done must be closed"},
 		{faultLateMulti, "Semaphore/FIFO", "permit when Release returns: Done must be closed"},

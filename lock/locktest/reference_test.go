@@ -170,6 +170,15 @@ func (s *refStore) arm(l *refLease) {
 		if l.mode == modePermit || l.mode == modeRead || l.mode == modeWrite {
 			return
 		}
+	case faultTTLPerName:
+		if m := s.multi[l.key]; m != nil { // one timer per name: arming one stops the others'
+			for _, h := range m.holders {
+				if h != l && h.timer != nil {
+					h.timer.Stop()
+					h.deadline = time.Time{}
+				}
+			}
+		}
 	}
 	l.gen++
 	gen := l.gen

@@ -24,6 +24,7 @@ var rwTests = []subtest{
 	{"WithdrawnWriter", testRWWithdrawnWriter},
 	{"HandoffReaders", testRWHandoffReaders},
 	{"TTLExpiry", testRWTTLExpiry},
+	{"TTLEach", testRWTTLEach},
 	{"Close", testRWClose},
 	{"WriterToken", testRWWriterToken},
 	{"NoUpgrade", testRWNoUpgrade},
@@ -538,4 +539,17 @@ func testDoReadWrite(e *env) {
 	assert.ErrorIs(e.t, lock.DoRead(e.ctx(), rw, name, func(context.Context) error { return errFn }), errFn, "DoRead must return fn's error")
 	assert.ErrorIs(e.t, lock.DoWrite(e.ctx(), rw, name, func(context.Context) error { return errFn }), errFn, "DoWrite must return fn's error")
 	e.requireFree(e.b, name, "after fn failed")
+}
+
+// testRWTTLEach (I4): every TTL read lease of a name expires on its own
+// TTL: two unrefreshed TTL read leases both end in the store, which then
+// shows the name free.
+func testRWTTLEach(e *env) {
+	const ttl = 300 * time.Millisecond
+	name := e.name("rw-ttl-each")
+	for range 2 {
+		lease, err := e.rw(e.a).AcquireRead(e.ctx(), name, lock.WithTTL(ttl))
+		e.checkRW(lease, err, name, "AcquireRead")
+	}
+	e.waitFree(e.b, name, "after every TTL lease expired unrefreshed")
 }

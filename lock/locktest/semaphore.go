@@ -26,6 +26,7 @@ var semaphoreTests = []subtest{
 	{"Tokens", testSemaphoreTokens},
 	{"TryAcquire", testSemaphoreTry},
 	{"TTLExpiry", testSemaphoreTTLExpiry},
+	{"TTLEach", testSemaphoreTTLEach},
 	{"Close", testSemaphoreClose},
 	{"InvalidInput", testSemaphoreInvalidInput},
 	{"DoPermit", testDoPermit},
@@ -436,4 +437,16 @@ func testDoPermit(e *env) {
 
 	err = lock.DoPermit(e.ctx(), s, name, 0, func(context.Context, lock.Permit) error { return nil })
 	assert.ErrorIs(e.t, err, lock.ErrInvalidOption, "DoPermit with limit 0")
+}
+
+// testSemaphoreTTLEach (I4): every TTL permit of a name expires on its own
+// TTL: two unrefreshed TTL permits both end in the store, which then shows
+// the name free (a store that kept one expiry timer per name would hold
+// the first for ever).
+func testSemaphoreTTLEach(e *env) {
+	const limit, ttl = 3, 300 * time.Millisecond
+	name := e.name("sem-ttl-each")
+	e.permit(e.a, name, limit, lock.WithTTL(ttl))
+	e.permit(e.a, name, limit, lock.WithTTL(ttl))
+	e.waitFree(e.b, name, "after every TTL lease expired unrefreshed")
 }
