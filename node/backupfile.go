@@ -125,7 +125,9 @@ func readBackup(r io.Reader) (*backup, error) {
 func highestIndex(st *fsm.State) uint64 {
 	var top uint64
 	for _, li := range st.List("", "", 0) { // every name has a holder
-		top = max(top, li.Token, li.Generation, li.Claim)
+		for _, h := range li.Leases() { // every holder: a semaphore has many
+			top = max(top, h.Token, h.Generation, h.Claim)
+		}
 		for _, c := range st.Queue(li.Name, 0) {
 			top = max(top, c.Claim)
 		}

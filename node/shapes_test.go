@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"bytes"
 	"encoding/binary"
 	"io"
 	"strconv"
@@ -320,4 +321,38 @@ func TestExpirer_RevokeGracePerLease(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[uint64]bool{7: true, 9: true}, ended)
+}
+
+// TestBackup_HighestIndexSeesEveryHolder: a backup whose state holds a
+// token above the backup's index is corrupt (later grants would repeat
+// it, I2), also when that token is a semaphore's second permit: the check
+// looked at the first holder only.
+func TestBackup_HighestIndexSeesEveryHolder(t *testing.T) {
+	st := fsm.New()
+	sem := func(session, seq uint64) *fsmpb.Command {
+		return &fsmpb.Command{Op: &fsmpb.Command_Acquire{Acquire: &fsmpb.Acquire{
+			Req: &fsmpb.Request{Session: session, Seq: seq}, Name: "s", Type: fsmpb.LockType_LOCK_TYPE_SEMAPHORE, Limit: 2,
+		}}}
+	}
+	cmds := []*fsmpb.Command{
+		{Op: &fsmpb.Command_SetProtocol{SetProtocol: &fsmpb.SetProtocol{Level: fsm.Protocol}}},
+		{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{Req: &fsmpb.Request{Session: 2, Seq: 1}, TtlNs: int64(time.Minute)}}},
+		sem(2, 2),
+		{Op: &fsmpb.Command_OpenSession{OpenSession: &fsmpb.OpenSession{Req: &fsmpb.Request{Session: 4, Seq: 1}, TtlNs: int64(time.Minute)}}},
+		sem(4, 2),
+	}
+	for i, cmd := range cmds {
+		res, _, err := st.Apply(uint64(i+1), cmd)
+		require.NoError(t, err)
+		require.NotEqual(t, fsmpb.Code_CODE_INVALID, res.GetCode(), "command %d", i)
+	}
+	require.Len(t, st.Lock("s").Holders, 2)
+	body, err := st.Snapshot()
+	require.NoError(t, err)
+
+	_, err = readBackup(bytes.NewReader(encodeBackup(4, 1, body)))
+	require.ErrorIs(t, err, fsm.ErrCorrupt, "the second permit's token 5 is above index 4")
+	b, err := readBackup(bytes.NewReader(encodeBackup(5, 1, body)))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(5), highestIndex(b.state))
 }
