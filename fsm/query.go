@@ -323,6 +323,12 @@ func (s *State) TTLLeases() []LockInfo {
 	return out
 }
 
+// TokenFloor is the store's token floor (DESIGN.md, "Protocol 4"): every
+// later grant gets a token above it. It is 0, or above the index of the
+// last entry applied; from level 5 it is at least every token granted
+// above its entry's index.
+func (s *State) TokenFloor() uint64 { return s.tokenFloor }
+
 // LockCount is the number of names held or waited for.
 func (s *State) LockCount() int { return len(s.locks) }
 

@@ -67,9 +67,6 @@ func backupSum(header, body []byte) [sha256.Size]byte {
 // of r is returned as such. It allocates as the body arrives, never the
 // header's length up front.
 func readBackup(r io.Reader) (*backup, error) {
-	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("%w: backup: %s", fsm.ErrCorrupt, fmt.Sprintf(format, args...))
-	}
 	header := make([]byte, backupHeaderLen)
 	if n, err := io.ReadFull(r, header); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -112,25 +109,44 @@ func readBackup(r io.Reader) (*backup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: backup body: %w", fsm.ErrCorrupt, err)
 	}
-	if top := highestIndex(st); top > b.index {
-		return nil, corrupt("the state holds index %d, above the backup's index %d", top, b.index)
+	if err := checkIndexes(st, b.index); err != nil {
+		return nil, err
 	}
 	b.state = st
 	return b, nil
 }
 
-// highestIndex is the highest log index st records: of a token, a
-// generation or a claim. Every later entry, hence every later token, must
-// be above it (I2).
-func highestIndex(st *fsm.State) uint64 {
-	var top uint64
+// corrupt is readBackup's error for a malformed backup.
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: backup: %s", fsm.ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// checkIndexes refuses a backup state that records a log index above the
+// backup's index (a generation or a claim), or a token above both that
+// index and the state's token floor: every later grant's token must be
+// above every token it holds (I2). A floored token is above the index,
+// and the floor is then at least that token (fsm, "Protocol 4" and "5").
+func checkIndexes(st *fsm.State, index uint64) error {
+	top, token := highest(st)
+	switch {
+	case top > index:
+		return corrupt("the state holds index %d, above the backup's index %d", top, index)
+	case token > max(index, st.TokenFloor()):
+		return corrupt("the state holds token %d, above the backup's index %d and its token floor %d", token, index, st.TokenFloor())
+	}
+	return nil
+}
+
+// highest is the highest log index st records (a generation or a claim,
+// of every holder and waiter) and its highest token.
+func highest(st *fsm.State) (index, token uint64) {
 	for _, li := range st.List("", "", 0) { // every name has a holder
 		for _, h := range li.Leases() { // every holder: a semaphore has many
-			top = max(top, h.Token, h.Generation, h.Claim)
+			index, token = max(index, h.Generation, h.Claim), max(token, h.Token)
 		}
 		for _, c := range st.Queue(li.Name, 0) {
-			top = max(top, c.Claim)
+			index = max(index, c.Claim)
 		}
 	}
-	return top
+	return index, token
 }

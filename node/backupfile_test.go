@@ -156,7 +156,8 @@ func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
 // FuzzReadBackup feeds readBackup arbitrary bytes, as a damaged or hostile
 // file would. Properties: it never panics; it refuses with an error
 // wrapping fsm.ErrCorrupt; what it accepts has a restored state with no
-// token above its index and encodes back to the very same bytes.
+// index above its index, no token above that and its token floor, and
+// encodes back to the very same bytes.
 //
 // Seeds: testdata/fuzz/FuzzReadBackup, written by TestFuzzReadBackup_seeds.
 func FuzzReadBackup(f *testing.F) {
@@ -167,7 +168,9 @@ func FuzzReadBackup(f *testing.F) {
 			return
 		}
 		require.NotNil(t, b.state)
-		require.LessOrEqual(t, highestIndex(b.state), b.index)
+		top, token := highest(b.state)
+		require.LessOrEqual(t, top, b.index)
+		require.LessOrEqual(t, token, max(b.index, b.state.TokenFloor()))
 		require.Equal(t, data, encodeBackup(b.index, b.term, b.body))
 	})
 }

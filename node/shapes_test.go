@@ -354,5 +354,28 @@ func TestBackup_HighestIndexSeesEveryHolder(t *testing.T) {
 	require.ErrorIs(t, err, fsm.ErrCorrupt, "the second permit's token 5 is above index 4")
 	b, err := readBackup(bytes.NewReader(encodeBackup(5, 1, body)))
 	require.NoError(t, err)
-	assert.Equal(t, uint64(5), highestIndex(b.state))
+	top, token := highest(b.state)
+	assert.Equal(t, uint64(5), top)
+	assert.Equal(t, uint64(5), token)
+}
+
+// TestBackup_FlooredTokens: a snapshot taken while a lease floored above
+// the log index (FloorToken) is held makes a valid backup: its token is
+// above the index but not above the state's token floor. It was refused
+// as corrupt.
+func TestBackup_FlooredTokens(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{})
+	const floor = uint64(1) << 40
+	require.NoError(t, n.FloorToken(ctx, "x", floor))
+	l, err := n.Acquire(ctx, "x")
+	require.NoError(t, err)
+	require.Equal(t, floor+1, l.Token())
+	var buf bytes.Buffer
+	_, err = n.Snapshot(ctx, &buf)
+	require.NoError(t, err)
+	b, err := readBackup(bytes.NewReader(buf.Bytes()))
+	require.NoError(t, err)
+	assert.Equal(t, floor+1, b.state.Lock("x").Token)
+	require.NoError(t, l.Release(ctx))
 }
