@@ -54,7 +54,7 @@ func DecodeRecord(b []byte) (Record, error) {
 
 // ClaimData is the data l writes into the node of a new claim.
 func ClaimData(l *Locker, ttl time.Duration, owner string) []byte {
-	c, err := l.newClaim("x", typeMutex, lock.Options{TTL: ttl, Owner: owner})
+	c, err := l.newClaim("x", typeMutex, false, lock.Options{TTL: ttl, Owner: owner})
 	if err != nil {
 		panic(err)
 	}
@@ -76,10 +76,16 @@ func Conn(l *Locker) *zk.Conn { return l.conn }
 func Dir(l *Locker, name string) string { return l.dir(name) }
 
 // ChildType parses a child's name: whether it is a claim, and the type
-// its id carries ("a mutex", "an election", "a type this version does
-// not know").
+// its id carries ("a mutex", "an election", "a semaphore of limit 3", "a
+// read-write lock (reader)", "a type this version does not know").
 func ChildType(name string) (string, bool) {
 	c, ok := parseChild(name)
+	switch {
+	case c.typ == typeRW && c.write:
+		return c.typ.String() + " (writer)", ok
+	case c.typ == typeRW:
+		return c.typ.String() + " (reader)", ok
+	}
 	return c.typ.String(), ok
 }
 
@@ -103,7 +109,7 @@ func AcquireAfterLostCreate(ctx context.Context, l *Locker, name, guid string, s
 		return nil, err
 	}
 	defer end()
-	c, err := l.newClaim(name, typeMutex, o)
+	c, err := l.newClaim(name, typeMutex, false, o)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +132,10 @@ func LeasePath(le lock.Lease) string { return leaseOf(le).path }
 
 // leaseOf is the lease of a lease or a term.
 func leaseOf(le lock.Lease) *lease {
-	if t, ok := le.(term); ok {
+	switch t := le.(type) {
+	case term:
+		return t.lease
+	case permit:
 		return t.lease
 	}
 	return le.(*lease)
@@ -156,7 +165,7 @@ func AcquireAfterRequeue(ctx context.Context, l *Locker, name, guid string, opts
 		return nil, err
 	}
 	defer end()
-	c, err := l.newClaim(name, typeMutex, o)
+	c, err := l.newClaim(name, typeMutex, false, o)
 	if err != nil {
 		return nil, err
 	}
