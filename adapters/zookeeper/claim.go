@@ -227,6 +227,7 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 			if err := l.chooseSlot(ctx, c, ahead); err != nil {
 				return err
 			}
+			l.hooks.call(func(h *hooks) func() { return h.slotChosen })
 			fallthrough
 		case ok:
 			le, err = l.grant(ctx, c)
@@ -235,6 +236,7 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 			return fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
 		}
 		c.waited = true
+		l.hooks.call(func(h *hooks) func() { return h.beforeArm })
 		ch, err := l.armed(ctx, c, key, len(ahead))
 		if err != nil {
 			return err

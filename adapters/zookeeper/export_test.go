@@ -17,7 +17,8 @@ var (
 )
 
 // Record is a claim node's data, decoded (DESIGN.md, "Node data, format
-// 2"); Format is what DecodeRecord read (EncodeRecord writes format 2).
+// 2" and "format 3"); Format is what DecodeRecord read (EncodeRecord
+// writes format 3, with Slot, if Format is 3, else format 2).
 type Record struct {
 	Format    int
 	TTL       time.Duration
@@ -28,6 +29,7 @@ type Record struct {
 	Holder    string
 	Node      string
 	Owner     string
+	Slot      int // a permit's, in format 3
 }
 
 // Claim states of a Record.
@@ -41,6 +43,7 @@ func EncodeRecord(r Record) []byte {
 	return encodeData(nodeData{
 		ttl: r.TTL, state: claimState(r.State), granted: r.Granted, adoptions: r.Adoptions,
 		timeout: r.Timeout, holder: r.Holder, node: r.Node, owner: r.Owner,
+		slotted: r.Format == 3, slot: uint16(r.Slot),
 	})
 }
 
@@ -48,7 +51,7 @@ func DecodeRecord(b []byte) (Record, error) {
 	d, err := decodeData(b)
 	return Record{
 		Format: int(d.format), TTL: d.ttl, State: int(d.state), Granted: d.granted, Adoptions: d.adoptions,
-		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner,
+		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner, Slot: int(d.slot),
 	}, err
 }
 
@@ -226,4 +229,18 @@ func SeatReads(l *Locker) int64 { return l.seatReads.Load() }
 // write finds another holding the lease's write turn. Either may be nil.
 func SetWriteHooks(l *Locker, acked, waits func()) {
 	l.hooks.p.Store(&hooks{writeAcked: acked, writeWaits: waits})
+}
+
+// SetClaimHooks sets functions a claim calls: beforeArm when it has
+// listed and is about to arm its watch; slotChosen when a permit claim has
+// chosen its slot and is about to write it. Either may be nil.
+func SetClaimHooks(l *Locker, beforeArm, slotChosen func()) {
+	l.hooks.p.Store(&hooks{beforeArm: beforeArm, slotChosen: slotChosen})
+}
+
+// PermitSlotInRecord is the slot the record of a permit's node holds, and
+// whether it holds one.
+func PermitSlotInRecord(ctx context.Context, l *Locker, p lock.Permit) (int, bool, error) {
+	d, _, err := l.readData(ctx, leaseOf(p).path)
+	return int(d.slot), d.slotted, err
 }
