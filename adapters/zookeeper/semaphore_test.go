@@ -338,3 +338,43 @@ func testRevokeAdoptAnyHolder(t *testing.T, servers []string) {
 	assert.Empty(t, children(t, a, rw))
 	assert.Empty(t, children(t, a, sem))
 }
+
+// testPermitWithdrawn: a permit call whose ctx ends while it waits, as the
+// first waiter (a children watch) or behind it (a data watch), session or
+// TTL, returns ctx's error and leaves no child; a limit other than the one
+// in force, from a call behind the holders, leaves none either.
+func testPermitWithdrawn(t *testing.T, servers []string) {
+	const name, limit = "permit-withdrawn", 2
+	l := newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, time.Minute)
+	var held []lock.Permit
+	for range limit {
+		p, err := l.AcquirePermit(ctx, name, limit)
+		require.NoError(t, err)
+		held = append(held, p)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	first := goPermit(wctx, l, name, limit)
+	waitWaiters(t, l, name, 1)
+	second := goPermit(wctx, l, name, limit, lock.WithTTL(time.Minute))
+	waitWaiters(t, l, name, 2)
+	cancel()
+	for _, ch := range []<-chan permitted{first, second} {
+		select {
+		case r := <-ch:
+			require.ErrorIs(t, r.err, context.Canceled)
+		case <-time.After(patience):
+			t.Fatal("a cancelled permit call did not return")
+		}
+	}
+	assert.Len(t, children(t, l, name), limit, "the holders' children only")
+
+	_, err := l.AcquirePermit(ctx, name, limit+1)
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	assert.Contains(t, err.Error(), "lives as a semaphore of limit 2, asked as a semaphore of limit 3")
+	assert.Len(t, children(t, l, name), limit, "a refused call leaves no child")
+	for _, p := range held {
+		require.NoError(t, p.Release(ctx))
+	}
+	assert.Empty(t, children(t, l, name))
+}

@@ -106,6 +106,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("SemaphoreSlotOrder", func(t *testing.T) { testSemaphoreSlotOrder(t, servers) })
 	t.Run("SemaphoreMissedRelease", func(t *testing.T) { testSemaphoreMissedRelease(t, servers) })
 	t.Run("PermitRecord", func(t *testing.T) { testPermitRecord(t, servers) })
+	t.Run("PermitWithdrawn", func(t *testing.T) { testPermitWithdrawn(t, servers) })
 	t.Run("RevokeAdoptAnyHolder", func(t *testing.T) { testRevokeAdoptAnyHolder(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
