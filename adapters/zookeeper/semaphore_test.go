@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -259,7 +261,7 @@ func testPermitRecord(t *testing.T, servers []string) {
 	s1, err := l.TryAcquirePermit(ctx, name, 3, lock.WithTTL(time.Minute))
 	require.NoError(t, err)
 	require.NoError(t, s1.Refresh(ctx))
-	kids := children(t, l, name)
+	kids := bySequence(children(t, l, name))
 	require.Len(t, kids, 2)
 	for i, kid := range kids {
 		assert.Regexp(t, permitChild, kid)
@@ -278,7 +280,7 @@ func testPermitRecord(t *testing.T, servers []string) {
 	wctx, cancel := context.WithCancel(ctx)
 	go func() { _, err := l.AcquireWrite(wctx, name); w <- err }()
 	waitWaiters(t, l, name, 1)
-	kids = children(t, l, name)
+	kids = bySequence(children(t, l, name))
 	require.Len(t, kids, 2)
 	assert.Regexp(t, readerChild, kids[0])
 	assert.Regexp(t, writerChild, kids[1])
@@ -290,6 +292,14 @@ func testPermitRecord(t *testing.T, servers []string) {
 	require.ErrorIs(t, <-w, context.Canceled, "a reader's AcquireWrite waits behind its own read lease")
 	require.NoError(t, r.Release(ctx))
 	assert.Empty(t, children(t, l, name))
+}
+
+// bySequence orders claim names by their sequence suffix (a listing is in
+// no particular order).
+func bySequence(kids []string) []string {
+	seq := func(k string) string { return k[len(k)-10:] }
+	slices.SortFunc(kids, func(a, b string) int { return strings.Compare(seq(a), seq(b)) })
+	return kids
 }
 
 // testRevokeAdoptAnyHolder: Revoke and Adopt find a lease by token among
