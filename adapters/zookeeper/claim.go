@@ -12,20 +12,23 @@ import (
 	"github.com/quorumlock/quorumlock/metrics"
 )
 
-// The claim recipe. Every Acquire, TryAcquire and Campaign is one claim,
-// which
-// goes through these steps in order:
+// The claim recipe. Every Acquire, TryAcquire, Campaign, permit, read
+// and write call is one claim, which goes through these steps in order:
 //
 //  1. create: make a sequential child in the name's directory, protected
 //     by the claim's GUID (create.go);
 //  2. queue: list the children; at the first listing of a node, check
-//     the type of every child ahead, in its name (a mutex behind an
-//     election, or the reverse, fails); the lowest one holds the lock; a waiter watches
-//     its predecessor only, and lists again when the watch fires;
-//  3. grant: the lowest claim becomes a lease (a TTL claim's TTL starts
-//     now; a session claim needs a confirmed session);
+//     the type of every child ahead, in its name (another type, or a
+//     semaphore of another limit, fails); the claim's position admits it
+//     or not (admit.go: the lowest child for a mutex, an election or a
+//     writer; fewer than L ahead for a permit; no writer ahead for a
+//     reader); a waiter watches what may admit it, and lists again when
+//     the watch fires; an admitted permit chooses its slot (slot.go);
+//  3. grant: the admitted claim becomes a lease (a TTL claim's TTL starts
+//     now; a session claim needs a confirmed session; a permit's grant
+//     writes its slot);
 //  4. withdraw: a claim that does not become a lease deletes its node
-//     before Acquire returns.
+//     before the call returns.
 //
 // A claim whose node is lost (errRequeue) goes back to step 1.
 
@@ -449,7 +452,7 @@ func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
 		if ok, fresh := l.confirmed(); !ok {
 			return l.awaitConfirmation(ctx, fresh)
 		}
-		exists, stat, err := l.look(ctx, c)
+		exists, stat, err := l.grantStat(ctx, c)
 		switch {
 		case err != nil:
 			return err
@@ -469,11 +472,11 @@ func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
 	return le, err
 }
 
-// look is the session grant's look at the claim's node: an exists, or for
-// a permit the version-checked SetData that writes its slot (DESIGN.md,
-// "The slot"), whose Stat serves as well. A BadVersion is looked at
-// (changed).
-func (l *Locker) look(ctx context.Context, c *claim) (bool, *zk.Stat, error) {
+// grantStat is the session grant's look at the claim's node: an exists,
+// or for a permit the version-checked SetData that writes its slot
+// (DESIGN.md, "The slot"), whose Stat serves as well. A BadVersion is
+// looked at (changed).
+func (l *Locker) grantStat(ctx context.Context, c *claim) (bool, *zk.Stat, error) {
 	if !c.meta.slotted {
 		return l.exists(ctx, c.path)
 	}
