@@ -40,8 +40,15 @@ func (l *Locker) Adopt(ctx context.Context, name string, token uint64) (lock.Lea
 		return nil, fmt.Errorf("zookeeper: adopt %q: %w", name, err)
 	}
 	l.sink.Granted(lock.KindTTL, 0) // an adoption counts as a grant (metrics/DESIGN.md)
-	if c, ok := parseChild(path.Base(le.path)); ok && c.typ == typeElection {
+	l.mu.Lock()
+	d := le.meta
+	l.mu.Unlock()
+	c, _ := parseChild(path.Base(le.path))
+	switch {
+	case c.typ == typeElection:
 		return term{le}, nil // an election's term stays one: the adopter can Proclaim
+	case c.typ.family == famSemaphore && d.slotted:
+		return permit{le, int(d.slot)}, nil // a permit stays one, on its slot
 	}
 	return le, nil
 }
@@ -57,7 +64,7 @@ func (l *Locker) adopt(ctx context.Context, name string, token uint64) (*lease, 
 		return nil, fmt.Errorf("%w: %q is held by a session lease, which cannot be adopted", lock.ErrNotHeld, name)
 	case d.state == stateRevoked:
 		return nil, fmt.Errorf("%w: the lease of %q with token %d is revoked", lock.ErrNotHeld, name, token)
-	case d.format == formatV2 && d.state != stateGranted:
+	case d.format >= formatV2 && d.state != stateGranted:
 		return nil, fmt.Errorf("%w: the claim of %q with token %d is not granted yet", lock.ErrNotHeld, name, token)
 	}
 	meta := nodeData{
@@ -70,6 +77,8 @@ func (l *Locker) adopt(ctx context.Context, name string, token uint64) (*lease, 
 		holder:    l.id,
 		node:      l.cfg.Node,
 		owner:     d.owner, // an adopted term stays the leader: its node's name keeps the type
+		slotted:   d.slotted,
+		slot:      d.slot, // an adopted permit keeps its slot
 	}
 	sent := time.Now()
 	st, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(path, encodeData(meta), stat.Version) }, nil)

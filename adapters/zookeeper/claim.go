@@ -12,20 +12,23 @@ import (
 	"github.com/quorumlock/quorumlock/metrics"
 )
 
-// The claim recipe. Every Acquire, TryAcquire and Campaign is one claim,
-// which
-// goes through these steps in order:
+// The claim recipe. Every Acquire, TryAcquire, Campaign, permit, read
+// and write call is one claim, which goes through these steps in order:
 //
 //  1. create: make a sequential child in the name's directory, protected
 //     by the claim's GUID (create.go);
 //  2. queue: list the children; at the first listing of a node, check
-//     the type of every child ahead, in its name (a mutex behind an
-//     election, or the reverse, fails); the lowest one holds the lock; a waiter watches
-//     its predecessor only, and lists again when the watch fires;
-//  3. grant: the lowest claim becomes a lease (a TTL claim's TTL starts
-//     now; a session claim needs a confirmed session);
+//     the type of every child ahead, in its name (another type, or a
+//     semaphore of another limit, fails); the claim's position admits it
+//     or not (admit.go: the lowest child for a mutex, an election or a
+//     writer; fewer than L ahead for a permit; no writer ahead for a
+//     reader); a waiter watches what may admit it, and lists again when
+//     the watch fires; an admitted permit chooses its slot (slot.go);
+//  3. grant: the admitted claim becomes a lease (a TTL claim's TTL starts
+//     now; a session claim needs a confirmed session; a permit's grant
+//     writes its slot);
 //  4. withdraw: a claim that does not become a lease deletes its node
-//     before Acquire returns.
+//     before the call returns.
 //
 // A claim whose node is lost (errRequeue) goes back to step 1.
 
@@ -62,7 +65,7 @@ func (l *Locker) claimLease(ctx context.Context, name string, wait bool, opts []
 		return nil, fmt.Errorf("zookeeper: acquire %q: %w", name, err)
 	}
 	defer end()
-	c, err := l.newClaim(name, typeMutex, o)
+	c, err := l.newClaim(name, typeMutex, false, o)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +108,7 @@ type claim struct {
 	dir     string
 	guid    string   // the id in the node's name: a GUID, after the type token of a type other than a mutex
 	typ     nameType // the type the claim asks the name as (its id's token)
+	write   bool     // a read-write lock's writer
 	ttl     time.Duration
 	queued  time.Time // when the claim first waited for a predecessor (zero: never)
 	meta    nodeData  // the record the claim writes to its node
@@ -122,21 +126,26 @@ type claim struct {
 	// checked: the type check against every child ahead of the node was
 	// passed (DESIGN.md, "The type check against every child ahead").
 	checked bool
+	// slots: the slots the permit claim read in the records of the
+	// children ahead, by child name (a node's slot never changes).
+	slots map[string]uint16
 }
 
-// newClaim makes the claim of name, of type typ (its value, for an
-// election, is o.Owner), with a fresh GUID; nothing is sent yet.
-func (l *Locker) newClaim(name string, typ nameType, o lock.Options) (*claim, error) {
-	guid, err := newID(typ)
+// newClaim makes the claim of name, of type typ (a read-write lock's:
+// a writer if write; an election's value is o.Owner), with a fresh GUID;
+// nothing is sent yet.
+func (l *Locker) newClaim(name string, typ nameType, write bool, o lock.Options) (*claim, error) {
+	guid, err := newID(typ, write)
 	if err != nil {
 		return nil, err
 	}
 	return &claim{
-		name: name,
-		dir:  l.dir(name),
-		guid: guid,
-		typ:  typ,
-		ttl:  o.TTL,
+		name:  name,
+		dir:   l.dir(name),
+		guid:  guid,
+		typ:   typ,
+		write: write,
+		ttl:   o.TTL,
 		meta: nodeData{
 			format:  formatV2,
 			ttl:     o.TTL,
@@ -187,17 +196,19 @@ func (l *Locker) requeue(c *claim) error {
 	if c.ambiguous {
 		l.addOrphan(orphan{dir: c.dir, guid: c.guid, checked: c.ttl > 0})
 	}
-	guid, err := newID(c.typ)
+	guid, err := newID(c.typ, c.write)
 	if err != nil {
 		return err
 	}
 	c.guid, c.path, c.sess, c.ambiguous = guid, "", 0, false
 	c.version, c.waited, c.checked = 0, false, false
+	c.meta.slotted, c.meta.slot, c.slots = false, 0, nil // a new node chooses its slot again
 	return nil
 }
 
-// queue waits until the claim's node is the lowest child (or, without
-// wait, checks once): it lists the children, watches the predecessor, and
+// queue waits until the claim's position admits it (admitted: for a
+// mutex or an election, the lowest child) and grants it; without wait it
+// checks once. It lists the children, watches what may admit it, and
 // lists again when the watch fires. A connection-level failure restarts
 // it from the listing.
 func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error) {
@@ -213,34 +224,44 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 			}
 			c.checked = true
 		}
-		var pred string
-		if len(ahead) > 0 {
-			pred = c.dir + "/" + ahead[len(ahead)-1].name
-		}
+		ok, key := c.admitted(ahead)
 		switch {
-		case pred == "": // the lowest child
+		case ok && c.typ.family == famSemaphore:
+			if err := l.chooseSlot(ctx, c, ahead); err != nil {
+				return err
+			}
+			l.hooks.call(func(h *hooks) func() { return h.slotChosen })
+			fallthrough
+		case ok:
 			le, err = l.grant(ctx, c)
 			return err
 		case !wait:
 			return fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
 		}
 		c.waited = true
-		if c.queued.IsZero() {
-			c.queued = time.Now()
-		}
-		ch, err := l.watch(ctx, pred)
+		l.hooks.call(func(h *hooks) func() { return h.beforeArm })
+		ch, err := l.armed(ctx, c, key, len(ahead))
 		if err != nil {
 			return err
 		}
-		l.sink.Waiting(+1)
-		err = l.await(ctx, c, ch)
-		l.sink.Waiting(-1)
-		if err != nil {
-			return err
-		}
-		return errAgain
+		return l.wait(ctx, c, ch)
 	})
 	return le, err
+}
+
+// wait waits for a watch of a queued claim to fire (await), counted as
+// waiting, and answers errAgain (list again) when it has.
+func (l *Locker) wait(ctx context.Context, c *claim, ch <-chan zk.Event) error {
+	if c.queued.IsZero() {
+		c.queued = time.Now()
+	}
+	l.sink.Waiting(+1)
+	err := l.await(ctx, c, ch)
+	l.sink.Waiting(-1)
+	if err != nil {
+		return err
+	}
+	return errAgain
 }
 
 // ahead lists the claim's directory and returns the children ahead of
@@ -431,7 +452,7 @@ func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
 		if ok, fresh := l.confirmed(); !ok {
 			return l.awaitConfirmation(ctx, fresh)
 		}
-		exists, stat, err := l.exists(ctx, c.path)
+		exists, stat, err := l.grantStat(ctx, c)
 		switch {
 		case err != nil:
 			return err
@@ -449,6 +470,28 @@ func (l *Locker) grant(ctx context.Context, c *claim) (*lease, error) {
 		return l.awaitConfirmation(ctx, fresh)
 	})
 	return le, err
+}
+
+// grantStat is the session grant's look at the claim's node: an exists,
+// or for a permit the version-checked SetData that writes its slot
+// (DESIGN.md, "The slot"), whose Stat serves as well. A BadVersion is
+// looked at (changed).
+func (l *Locker) grantStat(ctx context.Context, c *claim) (bool, *zk.Stat, error) {
+	if !c.meta.slotted {
+		return l.exists(ctx, c.path)
+	}
+	data := encodeData(c.meta)
+	stat, err := callFor(ctx, l, 0, ackQuorum, func() (*zk.Stat, error) { return l.conn.Set(c.path, data, c.version) }, nil)
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return false, nil, nil
+	case errors.Is(err, zk.ErrBadVersion):
+		return false, nil, l.changed(ctx, c)
+	case err != nil:
+		return false, nil, err
+	}
+	c.version = stat.Version
+	return true, stat, nil
 }
 
 // sessionLease registers the session lease of c, whose node has stat, if

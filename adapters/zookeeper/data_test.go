@@ -47,6 +47,42 @@ func TestNodeData_Format2(t *testing.T) {
 	assert.Equal(t, golden, zookeeper.EncodeRecord(want))
 }
 
+// TestNodeData_Format3: a permit's record is format 2 with its slot
+// after the holder's session timeout (DESIGN.md, "Node data, format 3").
+func TestNodeData_Format3(t *testing.T) {
+	for _, r := range []zookeeper.Record{
+		{Format: 3},
+		{Format: 3, Slot: lock.MaxPermits - 1, TTL: time.Minute, State: zookeeper.StateGranted, Holder: "h", Owner: "o"},
+	} {
+		got, err := zookeeper.DecodeRecord(zookeeper.EncodeRecord(r))
+		require.NoError(t, err)
+		assert.Equal(t, r, got)
+	}
+	golden := []byte{
+		3, 0, 0, // format, kind session, state queued
+		0, 0, 0, 0, 0, 0, 0, 0, // TTL 0
+		0, 0, 0, 0, 0, 0, 0, 0, // granted: not recorded
+		0, 0, 0, 0, // adoptions
+		0, 0, 0x27, 0x10, // holder's session timeout 10000 ms
+		0x01, 0x02, // slot 258
+		2, 'h', '1', // holder
+		0,        // node
+		'o', 'w', // owner
+	}
+	want := zookeeper.Record{Format: 3, Timeout: 10 * time.Second, Slot: 258, Holder: "h1", Owner: "ow"}
+	got, err := zookeeper.DecodeRecord(golden)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, golden, zookeeper.EncodeRecord(want))
+
+	tooHigh := append([]byte(nil), golden...)
+	tooHigh[27], tooHigh[28] = byte(lock.MaxPermits>>8), byte(lock.MaxPermits&0xff)
+	_, err = zookeeper.DecodeRecord(tooHigh)
+	assert.Error(t, err, "a slot of MaxPermits or more")
+	_, err = zookeeper.DecodeRecord(golden[:30])
+	assert.Error(t, err, "a format-3 record cut in its slot or holder")
+}
+
 // TestNodeData_Format1: the nodes of Lockers of the earlier version still
 // decode: a queued claim without holder, node or grant time.
 func TestNodeData_Format1(t *testing.T) {
@@ -90,6 +126,7 @@ func TestNodeData_Bad(t *testing.T) {
 func FuzzDecodeData(f *testing.F) {
 	f.Add(zookeeper.EncodeRecord(zookeeper.Record{Owner: "owner", Holder: "h", Node: "n"}))
 	f.Add(zookeeper.EncodeRecord(zookeeper.Record{TTL: time.Second, State: zookeeper.StateRevoked, Granted: 7}))
+	f.Add(zookeeper.EncodeRecord(zookeeper.Record{Format: 3, Slot: 5, Holder: "h"}))
 	f.Add([]byte{1, 1, 255, 255, 255, 255, 255, 255, 255, 255})
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'x'})
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -35,8 +35,15 @@
 // never share a name: the later one fails with lock.ErrInvalidOption).
 // The lowest child leads; observers watch it and deliver the latest state
 // they read (a change that lasts less than a watch round trip may be
-// coalesced into the next one). It does not implement lock.Semaphores or
-// lock.RWLockers yet.
+// coalesced into the next one).
+//
+// It is also a lock.Semaphores and a lock.RWLockers, with the same claims:
+// a permit of limit L is granted while fewer than L children precede its
+// own, and its slot is written into its node's data in sequence order; a
+// reader is granted when no writer's child precedes its own, a writer as
+// the lowest child. A name lives as one type at a time (mutex, election,
+// semaphore of one limit, read-write lock); a call of another type fails
+// with lock.ErrInvalidOption.
 //
 // Shutdown(ctx) stops a Locker within ctx: it withdraws its queued claims,
 // ends its leases and deletes their nodes; when ctx ends first it returns

@@ -31,7 +31,7 @@ func (l *Locker) Campaign(ctx context.Context, election, value string, opts ...l
 		return nil, fmt.Errorf("zookeeper: campaign %q: %w", election, err)
 	}
 	defer end()
-	c, err := l.newClaim(election, typeElection, o)
+	c, err := l.newClaim(election, typeElection, false, o)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,8 @@ var (
 )
 
 // Record is a claim node's data, decoded (DESIGN.md, "Node data, format
-// 2"); Format is what DecodeRecord read (EncodeRecord writes format 2).
+// 2" and "format 3"); Format is what DecodeRecord read (EncodeRecord
+// writes format 3, with Slot, if Format is 3, else format 2).
 type Record struct {
 	Format    int
 	TTL       time.Duration
@@ -28,6 +29,7 @@ type Record struct {
 	Holder    string
 	Node      string
 	Owner     string
+	Slot      int // a permit's, in format 3
 }
 
 // Claim states of a Record.
@@ -41,6 +43,7 @@ func EncodeRecord(r Record) []byte {
 	return encodeData(nodeData{
 		ttl: r.TTL, state: claimState(r.State), granted: r.Granted, adoptions: r.Adoptions,
 		timeout: r.Timeout, holder: r.Holder, node: r.Node, owner: r.Owner,
+		slotted: r.Format == 3, slot: uint16(r.Slot),
 	})
 }
 
@@ -48,13 +51,13 @@ func DecodeRecord(b []byte) (Record, error) {
 	d, err := decodeData(b)
 	return Record{
 		Format: int(d.format), TTL: d.ttl, State: int(d.state), Granted: d.granted, Adoptions: d.adoptions,
-		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner,
+		Timeout: d.timeout, Holder: d.holder, Node: d.node, Owner: d.owner, Slot: int(d.slot),
 	}, err
 }
 
 // ClaimData is the data l writes into the node of a new claim.
 func ClaimData(l *Locker, ttl time.Duration, owner string) []byte {
-	c, err := l.newClaim("x", typeMutex, lock.Options{TTL: ttl, Owner: owner})
+	c, err := l.newClaim("x", typeMutex, false, lock.Options{TTL: ttl, Owner: owner})
 	if err != nil {
 		panic(err)
 	}
@@ -76,10 +79,16 @@ func Conn(l *Locker) *zk.Conn { return l.conn }
 func Dir(l *Locker, name string) string { return l.dir(name) }
 
 // ChildType parses a child's name: whether it is a claim, and the type
-// its id carries ("a mutex", "an election", "a type this version does
-// not know").
+// its id carries ("a mutex", "an election", "a semaphore of limit 3", "a
+// read-write lock (reader)", "a type this version does not know").
 func ChildType(name string) (string, bool) {
 	c, ok := parseChild(name)
+	switch {
+	case c.typ == typeRW && c.write:
+		return c.typ.String() + " (writer)", ok
+	case c.typ == typeRW:
+		return c.typ.String() + " (reader)", ok
+	}
 	return c.typ.String(), ok
 }
 
@@ -103,7 +112,7 @@ func AcquireAfterLostCreate(ctx context.Context, l *Locker, name, guid string, s
 		return nil, err
 	}
 	defer end()
-	c, err := l.newClaim(name, typeMutex, o)
+	c, err := l.newClaim(name, typeMutex, false, o)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +135,10 @@ func LeasePath(le lock.Lease) string { return leaseOf(le).path }
 
 // leaseOf is the lease of a lease or a term.
 func leaseOf(le lock.Lease) *lease {
-	if t, ok := le.(term); ok {
+	switch t := le.(type) {
+	case term:
+		return t.lease
+	case permit:
 		return t.lease
 	}
 	return le.(*lease)
@@ -156,7 +168,7 @@ func AcquireAfterRequeue(ctx context.Context, l *Locker, name, guid string, opts
 		return nil, err
 	}
 	defer end()
-	c, err := l.newClaim(name, typeMutex, o)
+	c, err := l.newClaim(name, typeMutex, false, o)
 	if err != nil {
 		return nil, err
 	}
@@ -217,4 +229,18 @@ func SeatReads(l *Locker) int64 { return l.seatReads.Load() }
 // write finds another holding the lease's write turn. Either may be nil.
 func SetWriteHooks(l *Locker, acked, waits func()) {
 	l.hooks.p.Store(&hooks{writeAcked: acked, writeWaits: waits})
+}
+
+// SetClaimHooks sets functions a claim calls: beforeArm when it has
+// listed and is about to arm its watch; slotChosen when a permit claim has
+// chosen its slot and is about to write it. Either may be nil.
+func SetClaimHooks(l *Locker, beforeArm, slotChosen func()) {
+	l.hooks.p.Store(&hooks{beforeArm: beforeArm, slotChosen: slotChosen})
+}
+
+// PermitSlotInRecord is the slot the record of a permit's node holds, and
+// whether it holds one.
+func PermitSlotInRecord(ctx context.Context, l *Locker, p lock.Permit) (int, bool, error) {
+	d, _, err := l.readData(ctx, leaseOf(p).path)
+	return int(d.slot), d.slotted, err
 }

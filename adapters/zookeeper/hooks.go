@@ -7,6 +7,8 @@ import "sync/atomic"
 type hooks struct {
 	writeAcked func() // a lease's SetData was acknowledged, not yet recorded (lease.write)
 	writeWaits func() // a lease's write waits for its turn (lease.turn)
+	beforeArm  func() // a claim that waits has listed, and arms its watch next (queue)
+	slotChosen func() // a permit claim chose its slot, and writes it next (queue)
 }
 
 // hookSet is a Locker's hooks, set once by a test.

@@ -42,7 +42,8 @@ func (l *Locker) Inspect(ctx context.Context, name string, opts ...lock.InspectO
 }
 
 // describe is the Info of name as this session's server sees it, with at
-// most queue waiters; now is the server's time (Unix ms, from a barrier),
+// most queue waiters (the children behind the holders, holding); the
+// top-level fields describe the lowest child, the oldest holder; now is the server's time (Unix ms, from a barrier),
 // against which its durations are measured (DESIGN.md, "Durations on the
 // server's clock"). One listing, one read of the lowest child (listing
 // again if it went meanwhile) and one read per reported waiter.
@@ -57,12 +58,13 @@ func (l *Locker) describe(ctx context.Context, name string, now int64, queue int
 	case len(kids) == 0:
 		return lock.Info{Name: name}, nil
 	}
+	held := holding(kids) // the head and, for a semaphore or readers, more
 	info := lock.Info{
 		Name:    name,
 		Held:    true,
 		Token:   uint64(stat.Czxid),
 		Owner:   d.owner,
-		Waiters: len(kids) - 1,
+		Waiters: len(kids) - held,
 		Kind:    lock.KindSession,
 		Since:   since(now, grantTime(d, stat)),
 		Holder:  holderOf(d, stat),
@@ -72,7 +74,7 @@ func (l *Locker) describe(ctx context.Context, name string, now int64, queue int
 		info.Kind = lock.KindTTL
 		info.ExpiresIn = min(max(d.ttl-since(now, stat.Mtime), time.Nanosecond), d.ttl)
 	}
-	info.Queue, err = l.waiters(ctx, dir, kids[1:min(len(kids), 1+queue)], now)
+	info.Queue, err = l.waiters(ctx, dir, kids[held:min(len(kids), held+queue)], now)
 	return info, err
 }
 

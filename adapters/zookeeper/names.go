@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/quorumlock/quorumlock/lock"
 )
 
 // Child nodes are named "_c_<id>-lock-<sequence>": the protected prefix
@@ -23,7 +25,11 @@ const (
 	guidLen         = 32 // characters of the id: a 128-bit GUID in hex, or a type token and random hex
 	lockMarker      = "-lock-"
 	seqLen          = 10
-	electionTag     = "E_" // the type token of an election's claim
+	electionTag     = "E_"  // the type token of an election's claim
+	readerTag       = "Rr_" // a read-write lock's reader
+	writerTag       = "Rw_" // a read-write lock's writer
+	semaphoreMark   = 'S'   // a semaphore's token: S<limit>_
+	maxTagLen       = 10    // the grammar's bound on a type token
 )
 
 const upperHex = "0123456789ABCDEF"
@@ -84,43 +90,91 @@ func unescapeName(s string) (string, error) {
 
 // child is one parsed claim node of a lock directory.
 type child struct {
-	name string
-	guid string // the id: compared whole with a claim's own
-	seq  int64
-	typ  nameType
+	name  string
+	guid  string // the id: compared whole with a claim's own
+	seq   int64
+	typ   nameType
+	write bool // a read-write lock's writer (Rw_); false for every other child
 }
 
 // nameType is the type a name lives as (lock/DESIGN.md, "One namespace,
-// one type per live name"), carried in its claims' ids.
-type nameType uint8
+// one type per live name"), carried in its claims' ids: a family and,
+// for a semaphore, its limit (part of the type: limits 3 and 5 are two
+// types).
+type nameType struct {
+	family family
+	limit  int // a semaphore's; 0 for the other families
+}
+
+// family is a type without its parameter.
+type family uint8
 
 const (
-	typeMutex    nameType = iota // an id of 32 lower-case hex digits
-	typeElection                 // electionTag, then lower-case hex
-	typeUnknown                  // any other id: a later version's type, or none; matches no claim of this version
+	famMutex     family = iota // an id of 32 lower-case hex digits
+	famElection                // electionTag, then lower-case hex
+	famSemaphore               // "S<limit>_", then lower-case hex
+	famRW                      // readerTag or writerTag, then lower-case hex
+	famUnknown                 // any other id: a later version's type, or none; matches no claim of this version
 )
 
+var (
+	typeMutex    = nameType{family: famMutex}
+	typeElection = nameType{family: famElection}
+	typeRW       = nameType{family: famRW}
+	typeUnknown  = nameType{family: famUnknown}
+)
+
+// semaphoreType is the type of a semaphore of limit (1 to lock.MaxPermits).
+func semaphoreType(limit int) nameType { return nameType{family: famSemaphore, limit: limit} }
+
 func (t nameType) String() string {
-	switch t {
-	case typeMutex:
+	switch t.family {
+	case famMutex:
 		return "a mutex"
-	case typeElection:
+	case famElection:
 		return "an election"
+	case famSemaphore:
+		return fmt.Sprintf("a semaphore of limit %d", t.limit)
+	case famRW:
+		return "a read-write lock"
 	}
 	return "a type this version does not know"
 }
 
-// typeOfID reads the type token of a child's id.
-func typeOfID(id string) nameType {
+// typeOfID reads the type token of a child's id, and for a read-write
+// lock its mode (write).
+func typeOfID(id string) (typ nameType, write bool) {
 	switch {
 	case len(id) != guidLen:
-		return typeUnknown
+		return typeUnknown, false
 	case isLowerHex(id):
-		return typeMutex
+		return typeMutex, false
 	case strings.HasPrefix(id, electionTag) && isLowerHex(id[len(electionTag):]):
-		return typeElection
+		return typeElection, false
+	case strings.HasPrefix(id, readerTag) && isLowerHex(id[len(readerTag):]):
+		return typeRW, false
+	case strings.HasPrefix(id, writerTag) && isLowerHex(id[len(writerTag):]):
+		return typeRW, true
+	case id[0] == semaphoreMark:
+		if limit, ok := parseLimit(id); ok {
+			return semaphoreType(limit), false
+		}
 	}
-	return typeUnknown
+	return typeUnknown, false
+}
+
+// parseLimit reads "S<limit>_<hex>": the limit in decimal without a
+// leading zero, 1 to lock.MaxPermits (a larger one is a later version's).
+func parseLimit(id string) (int, bool) {
+	end := strings.IndexByte(id, '_')
+	if end < 2 || end > maxTagLen-1 || id[1] == '0' || !isLowerHex(id[end+1:]) {
+		return 0, false
+	}
+	n, err := strconv.Atoi(id[1:end])
+	if err != nil || n < 1 || n > lock.MaxPermits || strconv.Itoa(n) != id[1:end] {
+		return 0, false
+	}
+	return n, true
 }
 
 func isLowerHex(s string) bool {
@@ -132,13 +186,30 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-// newID is a fresh id for a claim of type typ: a random 128-bit GUID in
-// hex for a mutex, the election's tag and 120 random bits for an
-// election.
-func newID(typ nameType) (string, error) {
+// tag is the type token a claim of typ (and mode write, for a read-write
+// lock) puts in front of its id's random hex; "" for a mutex.
+func tag(typ nameType, write bool) string {
+	switch typ.family {
+	case famElection:
+		return electionTag
+	case famSemaphore:
+		return fmt.Sprintf("%c%d_", semaphoreMark, typ.limit)
+	case famRW:
+		if write {
+			return writerTag
+		}
+		return readerTag
+	}
+	return ""
+}
+
+// newID is a fresh id for a claim of type typ (and mode write): a random
+// 128-bit GUID in hex for a mutex; for another type its tag, then random
+// hex to fill the id (120 bits after E_, 104 after S1024_).
+func newID(typ nameType, write bool) (string, error) {
 	id, err := newGUID()
-	if err == nil && typ == typeElection {
-		id = electionTag + id[:guidLen-len(electionTag)]
+	if t := tag(typ, write); err == nil && t != "" {
+		id = t + id[:guidLen-len(t)]
 	}
 	return id, err
 }
@@ -165,7 +236,8 @@ func parseChild(name string) (child, bool) {
 		return child{}, false
 	}
 	id := name[len(protectedPrefix) : len(protectedPrefix)+guidLen]
-	return child{name: name, guid: id, seq: seq, typ: typeOfID(id)}, true
+	typ, write := typeOfID(id)
+	return child{name: name, guid: id, seq: seq, typ: typ, write: write}, true
 }
 
 // sortedChildren parses names and orders the claims by sequence number.

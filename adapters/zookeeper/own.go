@@ -27,7 +27,7 @@ type ownNode struct {
 // adoption count: a lease adopted by another Locker, or by this one again,
 // is no longer the old lease's.
 func (l *Locker) ours(d nodeData, adoptions uint32) bool {
-	return d.format == formatV2 && d.holder == l.id && d.adoptions == adoptions
+	return d.format >= formatV2 && d.holder == l.id && d.adoptions == adoptions
 }
 
 // deleted says what deleteMine found.
@@ -172,7 +172,7 @@ func (le *lease) taken(d nodeData, bad error) {
 
 func (le *lease) takenLocked(d nodeData, bad error) {
 	l := le.l
-	if bad == nil && d.format == formatV2 && d.holder != "" {
+	if bad == nil && d.format >= formatV2 && d.holder != "" {
 		if le.endLocked(fmt.Errorf("%w: now held by %s", lock.ErrAdopted, d.holder)) {
 			l.log.Warn("lease adopted by another locker", "name", le.Name(), "token", le.Token(), "holder", l.id, "adopter", d.holder, "adopter_node", d.node)
 		}

@@ -87,8 +87,10 @@ func (l *Locker) mark(ctx context.Context, name string, token uint64) (marked, e
 	return m, err
 }
 
-// holderNode reads the holder's node of name after a barrier: the lowest
-// child, which must have token as its czxid (ErrNotHeld otherwise).
+// holderNode reads the node of name's lease with token after a barrier:
+// one of the holders (holding: the lowest child; for a semaphore or
+// readers, any of those that hold), read in order until one has token as
+// its czxid (ErrNotHeld if none has).
 func (l *Locker) holderNode(ctx context.Context, name string, token uint64) (string, nodeData, *zk.Stat, error) {
 	notHeld := fmt.Errorf("%w: %q is not held with token %d", lock.ErrNotHeld, name, token)
 	if _, err := l.barrier(ctx); err != nil {
@@ -101,20 +103,20 @@ func (l *Locker) holderNode(ctx context.Context, name string, token uint64) (str
 		return "", nodeData{}, nil, notHeld
 	case err != nil:
 		return "", nodeData{}, nil, err
-	case len(kids) == 0:
-		return "", nodeData{}, nil, notHeld
 	}
-	path := dir + "/" + kids[0].name
-	d, stat, err := l.readData(ctx, path)
-	switch {
-	case errors.Is(err, zk.ErrNoNode):
-		return "", nodeData{}, nil, errAgain // released meanwhile: look again
-	case err != nil:
-		return "", nodeData{}, nil, fmt.Errorf("node %s: %w", kids[0].name, err)
-	case uint64(stat.Czxid) != token:
-		return "", nodeData{}, nil, notHeld
+	for _, k := range kids[:holding(kids)] {
+		path := dir + "/" + k.name
+		d, stat, err := l.readData(ctx, path)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			return "", nodeData{}, nil, errAgain // released meanwhile: look again
+		case err != nil:
+			return "", nodeData{}, nil, fmt.Errorf("node %s: %w", k.name, err)
+		case uint64(stat.Czxid) == token:
+			return path, d, stat, nil
+		}
 	}
-	return path, d, stat, nil
+	return "", nodeData{}, nil, notHeld
 }
 
 // revokedHere ends the lease of m's node at once if this Locker holds it:

@@ -66,7 +66,7 @@ func testElectionChildNames(t *testing.T, servers []string) {
 // a mutex, whatever its data) refuses a candidate behind it; a child
 // named as a candidate (a term whose Locker is another process of this
 // version) refuses a mutex claim behind it; a child of a type this
-// version does not know (a later version's semaphore, "S3_") refuses
+// version does not know (a later version's type, "X3_") refuses
 // both, naming its id; and the claims of the matching type queue behind
 // them and are granted in turn.
 func testChildTypeInterop(t *testing.T, servers []string) {
@@ -109,7 +109,7 @@ func testChildTypeInterop(t *testing.T, servers []string) {
 	require.NoError(t, raw.Delete(path, -1))
 
 	// A type this version does not know.
-	unknown := "S3_" + newGUID(t)[:29]
+	unknown := "X3_" + newGUID(t)[:29]
 	path = plantID(t, raw, dir, unknown, record, acl)
 	_, err = l.Acquire(ctx, name)
 	require.ErrorIs(t, err, lock.ErrInvalidOption)

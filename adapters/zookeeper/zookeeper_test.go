@@ -101,6 +101,13 @@ func TestStandalone(t *testing.T) {
 	t.Run("ChildTypeInterop", func(t *testing.T) { testChildTypeInterop(t, servers) })
 	t.Run("MutexCheckReadsNothing", func(t *testing.T) { testMutexCheckReadsNothing(t, servers) })
 	t.Run("ObserveSince", func(t *testing.T) { testObserveSince(t, servers) })
+	// Semaphores and read-write locks (issue 17).
+	t.Run("SemaphoreWakesOnAnyRelease", func(t *testing.T) { testSemaphoreWakesOnAnyRelease(t, servers) })
+	t.Run("SemaphoreSlotOrder", func(t *testing.T) { testSemaphoreSlotOrder(t, servers) })
+	t.Run("SemaphoreMissedRelease", func(t *testing.T) { testSemaphoreMissedRelease(t, servers) })
+	t.Run("PermitRecord", func(t *testing.T) { testPermitRecord(t, servers) })
+	t.Run("PermitWithdrawn", func(t *testing.T) { testPermitWithdrawn(t, servers) })
+	t.Run("RevokeAdoptAnyHolder", func(t *testing.T) { testRevokeAdoptAnyHolder(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
