@@ -63,6 +63,17 @@ local function drop(token)
   if m[1] ~= '' then redis.call('HDEL', KEYS[2], 's:' .. m[1]) end
 end
 
+-- outlive makes both keys live at least until deadline at (server ms):
+-- a holder's deadline that only grows (a grant, a renewal) needs no walk
+-- of the held set.
+local function outlive(at, now)
+  local px = at - now
+  if px > redis.call('PTTL', KEYS[2]) then
+    redis.call('PEXPIRE', KEYS[2], num(px))
+    redis.call('PEXPIRE', KEYS[8], num(px))
+  end
+end
+
 -- settle makes the keys agree with the held set: both deleted if nobody
 -- holds, else the newest holder mirrored and both expiring with the
 -- latest deadline.
@@ -94,7 +105,7 @@ local function regroup(now)
   if not group_type() then return 0 end
   local dead = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now)
   for _, t in ipairs(dead) do drop(t) end
-  settle(now)
+  if #dead > 0 then settle(now) end
   return #dead
 end
 
@@ -141,9 +152,11 @@ local function join(claim, owner, px, kind, node, typ, arg, now)
   end
   redis.call('HSET', KEYS[2], 'h:' .. token,
     slot .. '\n' .. num(kind) .. '\n' .. num(now) .. '\n' .. claim .. '\n' .. node .. '\n' .. owner,
-    'c:' .. claim, token)
+    'c:' .. claim, token,
+    -- the newest holder, mirrored (settle)
+    'token', token, 'owner', owner, 'ttl', num(kind), 'claim', claim, 'since', num(now), 'node', node)
   redis.call('ZADD', KEYS[8], num(now + tonumber(px)), token)
-  settle(now)
+  outlive(now + tonumber(px), now)
   return token
 end
 

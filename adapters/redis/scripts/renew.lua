@@ -25,7 +25,7 @@ if group_type() then -- a holder of a semaphore or read-write lock
   if redis.call('HEXISTS', KEYS[2], 'r:' .. ARGV[4]) == 1 then return {'revoked'} end
   if ARGV[5] ~= '0' then
     redis.call('ZADD', KEYS[8], 'XX', num(now + tonumber(ARGV[5])), ARGV[4])
-    settle(now)
+    outlive(now + tonumber(ARGV[5]), now) -- a holder's deadline only grows here
   end
   return {'ok'}
 end
