@@ -84,18 +84,24 @@ func TestSemaphore_ExpiryFreesItsSlot(t *testing.T) {
 // a script's hand-off can grant it.
 func queueGhost(t *testing.T, raw *goredis.Client, name, claim, mode string) {
 	t.Helper()
+	ms := time.Minute.Milliseconds()
+	queueByHand(t, raw, name, claim, fmt.Sprintf("read-write lock\n%s\n%d\n%d", mode, ms, ms), time.Minute)
+}
+
+// queueByHand queues claim by hand behind the waiters of name with the
+// group entry entry and a heartbeat of beat from now.
+func queueByHand(t *testing.T, raw *goredis.Client, name, claim, entry string, beat time.Duration) {
+	t.Helper()
 	ctx := testCtx(t)
 	now, err := raw.Time(ctx).Result()
 	require.NoError(t, err)
 	p := redis.DefaultPrefix
 	seq, err := raw.Incr(ctx, p+"qseq:"+name).Result()
 	require.NoError(t, err)
-	ms := time.Minute.Milliseconds()
 	_, err = raw.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
 		pipe.ZAdd(ctx, p+"queue:"+name, goredis.Z{Score: float64(seq), Member: claim})
-		pipe.ZAdd(ctx, p+"beats:"+name, goredis.Z{Score: float64(now.UnixMilli() + ms), Member: claim})
-		pipe.HSet(ctx, p+"claims:"+name, claim, fmt.Sprintf("%d\nnode\nowner", now.UnixMilli()),
-			"g:"+claim, fmt.Sprintf("read-write lock\n%s\n%d\n%d", mode, ms, ms))
+		pipe.ZAdd(ctx, p+"beats:"+name, goredis.Z{Score: float64(now.UnixMilli() + beat.Milliseconds()), Member: claim})
+		pipe.HSet(ctx, p+"claims:"+name, claim, fmt.Sprintf("%d\nnode\nowner", now.UnixMilli()), "g:"+claim, entry)
 		return nil
 	})
 	require.NoError(t, err)
@@ -153,6 +159,35 @@ func TestRW_WithdrawAdmitsReadersBehind(t *testing.T) {
 	assert.Equal(t, 1, info.Waiters, "only the ghost writer waits")
 	assert.NoError(t, reader.Err(), "the first reader still holds")
 	require.NoError(t, reader.Release(ctx))
+}
+
+// TestSemaphore_DeadWaiterHandOff: a waiter that died while queued (its
+// heartbeat runs out in 5 s; it asked for a TTL of an hour) is granted by
+// the release's hand-off, but only until its heartbeat would have run
+// out, as a dead waiter would have been pruned.
+func TestSemaphore_DeadWaiterHandOff(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	l := newLocker(t, srv.Addr(), 2*time.Second)
+	raw := rawClient(t, srv.Addr())
+	ctx := testCtx(t)
+	p := mustPermit(t, l, "d", 1)
+	hour := time.Hour.Milliseconds()
+	queueByHand(t, raw, "d", "ghost/1", fmt.Sprintf("semaphore\n1\n%d\n%d", hour, hour), 5*time.Second)
+	require.NoError(t, p.Release(ctx))
+
+	lease := redis.DefaultPrefix + "lease:d"
+	tok, err := raw.HGet(ctx, lease, "c:ghost/1").Result()
+	require.NoError(t, err, "the release grants the queued waiter")
+	at, err := raw.ZScore(ctx, redis.DefaultPrefix+"held:d", tok).Result()
+	require.NoError(t, err)
+	now, err := raw.Time(ctx).Result()
+	require.NoError(t, err)
+	left := time.Duration(int64(at)-now.UnixMilli()) * time.Millisecond
+	assert.Positive(t, left)
+	assert.LessOrEqual(t, left, 5*time.Second, "the grant lasts no longer than the waiter's heartbeat")
+	pttl, err := raw.PTTL(ctx, lease).Result()
+	require.NoError(t, err)
+	assert.LessOrEqual(t, pttl, 5*time.Second, "nor does the key")
 }
 
 // TestGroup_TypesAndLimits: a semaphore's name refuses another limit
