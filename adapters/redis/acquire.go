@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/quorumlock/quorumlock/internal/leasecore"
@@ -18,19 +19,28 @@ type attempt struct {
 	pttl    time.Duration // granted: the lease's TTL left; held: the holder's
 	held    bool          // a lease holds the name (else free, but a claim is ahead)
 	holder  string        // held: the holder's claim
+	slot    int           // granted: a permit's slot; -1 for any other lease
+	group   bool          // the claim asks for a group's lease (ballot.group)
 }
 
 // tryOnce runs acquireScript once for claim in mode m, asking for b.
 func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Options, m mode, b ballot) (attempt, error) {
 	px := c.cfg.leaseTTL(o)
+	s := acquireScript
+	if b.group() {
+		s = groupScript
+	}
 	// ARGV[4..12]: claim, owner, lease TTL, lease kind, mode, heartbeat TTL, node, type, value.
-	v, err := c.run(ctx, acquireScript, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), string(m),
+	v, err := c.run(ctx, s, name, claim, o.Owner, px.Milliseconds(), o.TTL.Milliseconds(), string(m),
 		c.cfg.SessionTTL.Milliseconds(), c.cfg.Node, b.typ, b.value)
 	if err != nil {
 		return attempt{}, err
 	}
-	if v[0] == "type" && len(v) == 2 { // the name lives as another type
+	if len(v) == 2 && (v[0] == "type" || v[0] == "limit") { // another type, or limit, lives
 		live, _ := v[1].(string)
+		if v[0] == "limit" {
+			return attempt{}, limitErr(live, b.value)
+		}
 		return attempt{}, typeErr(live, b.typ)
 	}
 	if len(v) < 3 {
@@ -43,9 +53,17 @@ func (c *instance) tryOnce(ctx context.Context, name, claim string, o lock.Optio
 		if !ok1 || !ok2 || n1 <= 0 {
 			return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
 		}
-		return attempt{granted: true, token: uint64(n1), pttl: time.Duration(n2) * time.Millisecond}, nil
+		a := attempt{granted: true, token: uint64(n1), pttl: time.Duration(n2) * time.Millisecond, slot: -1, group: b.group()}
+		if len(v) > 3 {
+			slot, ok := v[3].(int64)
+			if !ok {
+				return attempt{}, fmt.Errorf("%w: acquire answered %v", ErrUnexpectedReply, v)
+			}
+			a.slot = int(slot)
+		}
+		return a, nil
 	case "held":
-		a := attempt{held: true, pttl: time.Duration(n1) * time.Millisecond}
+		a := attempt{held: true, pttl: time.Duration(n1) * time.Millisecond, group: b.group()}
 		if len(v) > 3 {
 			a.holder, _ = v[3].(string)
 		}
@@ -85,7 +103,7 @@ func (c *instance) acquire(ctx context.Context, op, name string, opts []lock.Opt
 // measureAcquire reports an Acquire or TryAcquire (op) that began at start
 // and ended with *err.
 func measureAcquire(sink metrics.Sink, op string, start time.Time, err *error) {
-	sink.Acquire(op == "try-acquire", metrics.OutcomeOf(*err), time.Since(start))
+	sink.Acquire(strings.HasPrefix(op, "try-"), metrics.OutcomeOf(*err), time.Since(start))
 }
 
 // kindOf is the kind of a lease granted with o.
@@ -206,7 +224,7 @@ func (c *instance) withdraw(ctx context.Context, name, claim string) {
 // grant turns a granted attempt, sent at sent in mode m, into a lease; if Close has
 // begun, the grant is given back instead.
 func (c *instance) grant(ctx context.Context, name, claim string, o lock.Options, a attempt, sent time.Time, m mode) (*lease, error) {
-	l := &lease{c: c, claim: claim, ttl: o.TTL, px: c.cfg.leaseTTL(o)}
+	l := &lease{c: c, claim: claim, ttl: o.TTL, px: c.cfg.leaseTTL(o), slot: a.slot}
 	deadline, err := c.firstDeadline(ctx, name, claim, a, l.px, sent, m)
 	if err != nil {
 		return nil, err
@@ -236,7 +254,7 @@ func (c *instance) firstDeadline(ctx context.Context, name, claim string, a atte
 	deadline := sent.Add(min(px, a.pttl) - margin)
 	for try := 0; time.Until(deadline) < px/2; try++ {
 		if try == 2 {
-			c.giveBackLate(ctx, name, claim, m)
+			c.giveBackLate(ctx, name, claim, m, a.group)
 			return time.Time{}, errLateGrant
 		}
 		renewSent := time.Now()
@@ -248,7 +266,7 @@ func (c *instance) firstDeadline(ctx context.Context, name, claim string, a atte
 		case v[0] == "ok":
 			deadline = renewSent.Add(px - margin)
 		default: // gone: it expired meanwhile
-			c.giveBackLate(ctx, name, claim, m)
+			c.giveBackLate(ctx, name, claim, m, a.group)
 			return time.Time{}, errLateGrant
 		}
 	}
@@ -257,9 +275,12 @@ func (c *instance) firstDeadline(ctx context.Context, name, claim string, a atte
 
 // giveBackLate gives back a grant answered too late, made in mode m: a
 // waiting claim goes back to the head of the queue, where it was granted,
-// so that it keeps its place; a TryAcquire's claim is withdrawn.
-func (c *instance) giveBackLate(ctx context.Context, name, claim string, m mode) {
-	if m == modeTry || m == modeTryAny {
+// so that it keeps its place; a TryAcquire's claim is withdrawn, and so
+// is a group's claim (group: a permit, a read or write lease), which
+// queues again at the back on its next attempt (DESIGN.md, "Semaphores
+// and read-write locks").
+func (c *instance) giveBackLate(ctx context.Context, name, claim string, m mode, group bool) {
+	if m == modeTry || m == modeTryAny || group {
 		c.withdraw(ctx, name, claim)
 		return
 	}

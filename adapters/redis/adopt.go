@@ -57,6 +57,8 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 		px = time.Duration(ms) * time.Millisecond
 	case "gone":
 		return nil, fmt.Errorf("redis lock: adopt %q: %w: token %d does not hold it", name, lock.ErrNotHeld, token)
+	case "group":
+		return nil, fmt.Errorf("redis lock: adopt %q: token %d holds a semaphore's permit or a read-write lock's lease, which cannot be adopted: %w", name, token, lock.ErrUnsupported)
 	case "session":
 		return nil, fmt.Errorf("redis lock: adopt %q: %w: token %d is a session lease, which cannot be adopted", name, lock.ErrNotHeld, token)
 	case "revoked":

@@ -55,7 +55,12 @@ func GiveBack(l *Locker, name, claim string) {
 
 // LocalDeadline is the holder's local deadline of a single primary's
 // lease (I3: its Done closes when it passes), as last extended.
-func LocalDeadline(l lock.Lease) time.Time { return l.(*lease).dl.At() }
+func LocalDeadline(l lock.Lease) time.Time {
+	if p, ok := l.(permit); ok {
+		return p.dl.At()
+	}
+	return l.(*lease).dl.At()
+}
 
 // PartDeadlines are the local deadlines of a Redlock lease's per-primary
 // parts, by primary (zero where the primary did not grant).

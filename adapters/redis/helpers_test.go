@@ -137,7 +137,7 @@ func rawClient(t *testing.T, addr string) *goredis.Client {
 func keysOf(t *testing.T, raw *goredis.Client, name string) []string {
 	t.Helper()
 	var out []string
-	for _, kind := range []string{"lease", "fence", "queue", "beats", "qseq", "claims"} {
+	for _, kind := range []string{"lease", "fence", "queue", "beats", "qseq", "claims", "held"} {
 		key := redis.DefaultPrefix + kind + ":" + name
 		n, err := raw.Exists(testCtx(t), key).Result()
 		require.NoError(t, err)

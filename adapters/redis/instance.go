@@ -139,7 +139,7 @@ func newInstance(cfg Config, id string) *instance {
 
 func (c *instance) keys(name string) []string {
 	p := c.cfg.Prefix
-	return []string{c.epochKey, p + "lease:" + name, p + "fence:" + name, p + "queue:" + name, p + "beats:" + name, p + "qseq:" + name, p + "claims:" + name}
+	return []string{c.epochKey, p + "lease:" + name, p + "fence:" + name, p + "queue:" + name, p + "beats:" + name, p + "qseq:" + name, p + "claims:" + name, p + "held:" + name}
 }
 
 func (c *instance) newClaim() string {

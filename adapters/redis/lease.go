@@ -22,6 +22,7 @@ type lease struct {
 	claim string
 	ttl   time.Duration // 0: session lease
 	px    time.Duration // the TTL of the lease in Redis
+	slot  int           // a permit's slot (permit.Slot)
 
 	dl leasecore.Deadline // the holder's local deadline (I3); fires onDeadline
 }

@@ -26,6 +26,8 @@ var (
 
 	_ lock.TokenFloorer = (*Locker)(nil)
 	_ lock.Elector      = (*Locker)(nil)
+	_ lock.Semaphores   = (*Locker)(nil)
+	_ lock.RWLockers    = (*Locker)(nil)
 )
 
 // New validates cfg and returns a Locker. It does not wait for a server
@@ -160,4 +162,64 @@ func (l *Locker) Observe(ctx context.Context, election string) (<-chan lock.Lead
 		return nil, errRedlockElection
 	}
 	return l.one.Observe(ctx, election)
+}
+
+// errRedlockGroup is the answer of the Semaphores' and RWLockers' methods
+// in Redlock mode (DESIGN.md, "Semaphores and read-write locks").
+var errRedlockGroup = fmt.Errorf("redis lock: semaphores and read-write locks in Redlock mode (a majority of primaries does not bound the holders; not FIFO): %w", lock.ErrUnsupported)
+
+// AcquirePermit implements lock.Semaphores on a single primary (first
+// come, first served); in Redlock mode it returns an error wrapping
+// lock.ErrUnsupported.
+func (l *Locker) AcquirePermit(ctx context.Context, name string, limit int, opts ...lock.Option) (lock.Permit, error) {
+	if l.one == nil {
+		return nil, errRedlockGroup
+	}
+	return l.one.AcquirePermit(ctx, name, limit, opts...)
+}
+
+// TryAcquirePermit implements lock.Semaphores on a single primary; in
+// Redlock mode it returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) TryAcquirePermit(ctx context.Context, name string, limit int, opts ...lock.Option) (lock.Permit, error) {
+	if l.one == nil {
+		return nil, errRedlockGroup
+	}
+	return l.one.TryAcquirePermit(ctx, name, limit, opts...)
+}
+
+// AcquireRead implements lock.RWLockers on a single primary (first come,
+// first served, a queued writer holding back later readers); in Redlock
+// mode it returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) AcquireRead(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	if l.one == nil {
+		return nil, errRedlockGroup
+	}
+	return l.one.AcquireRead(ctx, name, opts...)
+}
+
+// TryAcquireRead implements lock.RWLockers on a single primary; in Redlock
+// mode it returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) TryAcquireRead(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	if l.one == nil {
+		return nil, errRedlockGroup
+	}
+	return l.one.TryAcquireRead(ctx, name, opts...)
+}
+
+// AcquireWrite implements lock.RWLockers on a single primary; in Redlock
+// mode it returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) AcquireWrite(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	if l.one == nil {
+		return nil, errRedlockGroup
+	}
+	return l.one.AcquireWrite(ctx, name, opts...)
+}
+
+// TryAcquireWrite implements lock.RWLockers on a single primary; in
+// Redlock mode it returns an error wrapping lock.ErrUnsupported.
+func (l *Locker) TryAcquireWrite(ctx context.Context, name string, opts ...lock.Option) (lock.Lease, error) {
+	if l.one == nil {
+		return nil, errRedlockGroup
+	}
+	return l.one.TryAcquireWrite(ctx, name, opts...)
 }

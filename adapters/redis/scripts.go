@@ -17,8 +17,18 @@ import (
 // the same keys (instance.keys), and all the same first three arguments
 // (instance.runKeys).
 
-//go:embed scripts/prelude.lua
-var preludeLua string
+// The shared helpers: prelude.lua, then holders.lua (a semaphore's or
+// read-write lock's holders), then handoff.lua (wake, admit).
+var (
+	//go:embed scripts/prelude.lua
+	baseLua string
+	//go:embed scripts/holders.lua
+	holdersLua string
+	//go:embed scripts/handoff.lua
+	handoffLua string
+
+	preludeLua = baseLua + holdersLua + handoffLua
+)
 
 var (
 	//go:embed scripts/acquire.lua
@@ -47,6 +57,8 @@ var (
 	proclaimLua string
 	//go:embed scripts/leader.lua
 	leaderLua string
+	//go:embed scripts/group.lua
+	groupLua string
 )
 
 var (
@@ -83,20 +95,33 @@ var (
 	proclaimScript = goredis.NewScript(preludeLua + proclaimLua)
 	// leaderScript reads an election's state (Leader, Observe).
 	leaderScript = goredis.NewScript(preludeLua + leaderLua)
+	// groupScript grants a permit or a read or write lease, or queues the
+	// claim (see mode: wait or try).
+	groupScript = goredis.NewScript(preludeLua + groupLua)
 )
 
 // ballot is what a claim asks to hold (lock/DESIGN.md, "One namespace,
-// one type per live name"): acquireScript's ARGV[11] and ARGV[12].
+// one type per live name"): acquireScript's and groupScript's ARGV[11]
+// and ARGV[12].
 type ballot struct {
-	typ   string // typeMutex or typeElection
-	value string // an election's value
+	typ   string // one of the types below
+	value string // an election's value; a semaphore's limit; "read" or "write"
 }
 
-// The types a name lives as, as the scripts store them.
+// The types a name lives as, as the scripts store them (and as the errors
+// name them).
 const (
-	typeMutex    = "mutex"
-	typeElection = "election"
+	typeMutex     = "mutex"
+	typeElection  = "election"
+	typeSemaphore = "semaphore"
+	typeRW        = "read-write lock"
 )
+
+// group reports whether b asks for a semaphore's permit or a read-write
+// lock's lease (groupScript), not a mutex or a term (acquireScript).
+func (b ballot) group() bool {
+	return b.typ == typeSemaphore || b.typ == typeRW
+}
 
 // asMutex is the ballot of Acquire and TryAcquire.
 var asMutex = ballot{typ: typeMutex}
@@ -105,6 +130,12 @@ var asMutex = ballot{typ: typeMutex}
 // lives as type live.
 func typeErr(live, asked string) error {
 	return fmt.Errorf("%w: the name lives as %s, asked as %s", lock.ErrInvalidOption, article(live), article(asked))
+}
+
+// limitErr is the error of a permit asked with limit asked of a semaphore
+// whose limit in force is live.
+func limitErr(live, asked string) error {
+	return fmt.Errorf("%w: the name is a semaphore of limit %s, asked with limit %s", lock.ErrInvalidOption, live, asked)
 }
 
 // article is a type with its indefinite article: "a mutex", "an election".

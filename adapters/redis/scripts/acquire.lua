@@ -3,7 +3,7 @@
 -- queueing mode, queues the claim or refreshes its heartbeat.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims  KEYS[8] held (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] claim ID

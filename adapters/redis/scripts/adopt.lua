@@ -5,7 +5,7 @@
 -- election's observers are told of the new holder.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims  KEYS[8] held (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] token
@@ -13,11 +13,13 @@
 -- ARGV[6] the adopter's node (Config.Node)
 --
 -- Returns {'adopted', ttl ms, type} (type: the lease's, 'mutex' if it has
--- none), or {'gone'} (the token does not hold the
+-- none), or {'group'} (a semaphore or read-write lock: not offered),
+-- {'gone'} (the token does not hold the
 -- name), {'session'} (a session lease) or {'revoked'}.
 
 local e = check_epoch()
 if e then return {'epoch', e} end
+if group_type() then return {'group'} end -- not offered (DESIGN.md)
 local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'ttl', 'revoked', 'type')
 if h[1] ~= ARGV[4] then return {'gone'} end
 local ttl = tonumber(h[3] or '0')

@@ -8,11 +8,15 @@
 -- SessionTTL, a session lease's TTL).
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims  KEYS[8] held (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] claim ID
 -- ARGV[5] heartbeat TTL in ms to requeue the claim at the head; 0: don't
+--
+-- A holder of a semaphore or read-write lock is dropped from the held set
+-- (holders.lua); Go never asks to requeue one (a late grant of a group's
+-- waiter is withdrawn: the waiter queues again at the back).
 --
 -- Returns {'ok'}.
 
@@ -20,7 +24,10 @@ local e = check_epoch()
 if e then return {'epoch', e} end
 local claim = ARGV[4]
 local h = redis.call('HMGET', KEYS[2], 'claim', 'owner', 'node', 'type', 'ttl', 'value')
-if h[1] == claim then
+if is_group(h[4]) then -- a holder of a semaphore or read-write lock
+  drop_claim(claim, now_ms())
+  h = {}
+elseif h[1] == claim then
   redis.call('DEL', KEYS[2])
 end
 local hb = tonumber(ARGV[5] or '0')

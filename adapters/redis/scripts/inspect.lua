@@ -2,7 +2,7 @@
 -- and the first waiters in one step.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims  KEYS[8] held (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] how many waiters to report (0 to 1000)
@@ -17,7 +17,7 @@
 local e = check_epoch()
 if e then return {'epoch', e} end
 local now = now_ms()
-if prune(now) > 0 then announce_if(nil, wake()) end
+if prune(now) + regroup(now) > 0 then announce_if(nil, wake()) end
 tidy()
 local n = redis.call('ZCARD', KEYS[4])
 local queue = {}
@@ -35,5 +35,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return {'free', n, queue} end
 local h = redis.call('HMGET', KEYS[2], 'token', 'owner', 'ttl', 'claim', 'fence', 'since', 'node')
 local age = 0
 if tonumber(h[6]) then age = math.max(0, now - tonumber(h[6])) end
-return {'held', n, queue, tonumber(h[1]), h[2], tonumber(h[3]), redis.call('PTTL', KEYS[2]), h[4],
+local pttl = redis.call('PTTL', KEYS[2])
+if group_type() then pttl = math.max(0, (deadline(h[1]) or now) - now) end -- the newest holder's
+return {'held', n, queue, tonumber(h[1]), h[2], tonumber(h[3]), pttl, h[4],
   tonumber(h[5] or '0'), age, h[7] or ''}

@@ -6,7 +6,7 @@
 -- one published after it.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims  KEYS[8] held (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] an observer's marker channel; '' (Leader): publish nothing
@@ -16,7 +16,7 @@
 
 local e = check_epoch()
 if e then return {'epoch', e} end
-if prune(now_ms()) > 0 then announce_if(nil, wake()) end
+if prune(now_ms()) + regroup(now_ms()) > 0 then announce_if(nil, wake()) end
 tidy()
 local state = seat(now_ms())
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], state) end

@@ -14,7 +14,11 @@
 -- KEYS[7] claims: hash, claim ID -> "queued-at ms\nnode\nowner", and for
 --                an election's candidate 'e:' .. claim ID -> "lease TTL
 --                ms\nkind\nvalue"; an entry exists exactly while its
---                claim is queued
+--                claim is queued; for a semaphore's or read-write lock's
+--                waiter 'g:' .. claim ID -> "type\nlimit or mode\nlease
+--                TTL ms\nkind" (holders.lua)
+-- KEYS[8] held:  zset, token -> holder deadline (server ms): the holders
+--                of a semaphore or read-write lock (holders.lua)
 -- ARGV[1] the epoch the caller believes in ("" if it has none yet)
 -- ARGV[2] a fresh epoch value, stored if the epoch key is missing
 -- ARGV[3] the prefix of the wake-up channels ("<prefix>wake:")
@@ -43,11 +47,12 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- dequeue drops claim c from the queue, with its heartbeat and details.
+-- dequeue drops claim c from the queue, with its heartbeat and details
+-- (and its candidate or group entry).
 local function dequeue(c)
   redis.call('ZREM', KEYS[4], c)
   redis.call('ZREM', KEYS[5], c)
-  redis.call('HDEL', KEYS[7], c, 'e:' .. c)
+  redis.call('HDEL', KEYS[7], c, 'e:' .. c, 'g:' .. c)
 end
 
 -- prune drops every waiter whose heartbeat deadline has passed.
@@ -111,7 +116,8 @@ end
 
 -- live_type is the type the name lives as: its lease's ('mutex' if the
 -- lease has none: an older version's), else its queue head's ('election'
--- if the head has a candidate entry), else false (free, nobody queued).
+-- if the head has a candidate entry, a group's type if it has a group
+-- entry), else false (free, nobody queued).
 local function live_type()
   if redis.call('EXISTS', KEYS[2]) == 1 then
     return redis.call('HGET', KEYS[2], 'type') or 'mutex'
@@ -119,6 +125,8 @@ local function live_type()
   local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
   if not head then return false end
   if redis.call('HEXISTS', KEYS[7], 'e:' .. head) == 1 then return 'election' end
+  local g = redis.call('HGET', KEYS[7], 'g:' .. head)
+  if g then return string.match(g, '^[^\n]*') end
   return 'mutex'
 end
 
@@ -157,32 +165,3 @@ local function count_change(typ)
   announce()
 end
 
--- wake prunes dead waiters, then tells the head waiter that the name is
--- free. If the head is an
--- election's candidate it is elected in this step (the hand-off: no empty
--- seat while a candidate waits) and told so; wake then reports true, and
--- the caller announces the new term. The term expires when the head's
--- heartbeat would have (if sooner than its TTL): a candidate that died
--- while queued holds the seat no longer than it would have stayed queued,
--- and a live one extends it by its renewal when its acquire finds the
--- grant (firstDeadline renews a grant with less than half its TTL left).
-local function wake()
-  prune(now_ms())
-  if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
-  if not head then return false end
-  local cand = redis.call('HGET', KEYS[7], 'e:' .. head)
-  local px, kind, value = nil, nil, nil
-  if cand then px, kind, value = split3(cand) end
-  if px then
-    local now = now_ms()
-    local beat = tonumber(redis.call('ZSCORE', KEYS[5], head) or '')
-    px = tonumber(px)
-    if beat then px = math.max(1, math.min(px, beat - now)) end
-    local _, node, owner = split3(redis.call('HGET', KEYS[7], head) or '')
-    grant(head, owner or '', string.format('%.0f', px), kind, node or '', 'election', value, now)
-    dequeue(head)
-  end
-  tell(head, head)
-  return px ~= nil
-end

@@ -1,8 +1,9 @@
 -- renew.lua extends the lease to ARGV[5] ms from now if its token is
--- ARGV[4], its claim ARGV[6] and it is not revoked.
+-- ARGV[4], its claim ARGV[6] and it is not revoked; a holder of a
+-- semaphore or read-write lock: its deadline in the held set.
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims  KEYS[8] held (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] token
@@ -15,6 +16,19 @@
 
 local e = check_epoch()
 if e then return {'epoch', e} end
+if group_type() then -- a holder of a semaphore or read-write lock
+  local now = now_ms()
+  regroup(now)
+  local m = member(ARGV[4])
+  if not m then return {'gone'} end
+  if m[4] ~= ARGV[6] then return {'adopted'} end
+  if redis.call('HEXISTS', KEYS[2], 'r:' .. ARGV[4]) == 1 then return {'revoked'} end
+  if ARGV[5] ~= '0' then
+    redis.call('ZADD', KEYS[8], 'XX', num(now + tonumber(ARGV[5])), ARGV[4])
+    outlive(now + tonumber(ARGV[5]), now) -- a holder's deadline only grows here
+  end
+  return {'ok'}
+end
 local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'revoked')
 if h[1] ~= ARGV[4] then return {'gone'} end
 if h[2] ~= ARGV[6] then return {'adopted'} end

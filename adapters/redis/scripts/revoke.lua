@@ -4,9 +4,11 @@
 -- Locker ("revoked <claim>"); an election's observers are told (a new
 -- ver: the term's expiry changed, and an observer's timer follows it). In
 -- mode 'check' it only reports whether that revoked lease is still there.
+-- A holder of a semaphore or read-write lock is marked in the lease hash
+-- ('r:' .. token) and its deadline in the held set lowered (holders.lua).
 --
 -- KEYS[1] epoch  KEYS[2] lease  KEYS[3] fence  KEYS[4] queue  KEYS[5] beats
--- KEYS[6] qseq   KEYS[7] claims   (every script's keys: see prelude.lua)
+-- KEYS[6] qseq   KEYS[7] claims  KEYS[8] held (every script's keys: see prelude.lua)
 -- ARGV[1] caller's epoch  ARGV[2] fresh epoch  ARGV[3] wake-up channel prefix
 --                (every script's first arguments: see prelude.lua)
 -- ARGV[4] token
@@ -18,6 +20,25 @@
 
 local e = check_epoch()
 if e then return {'epoch', e} end
+if group_type() then -- a holder of a semaphore or read-write lock
+  local now = now_ms()
+  regroup(now)
+  local m = member(ARGV[4])
+  if not m then return {'gone'} end
+  local marked = redis.call('HEXISTS', KEYS[2], 'r:' .. ARGV[4]) == 1
+  if ARGV[6] == 'check' then
+    if not marked then return {'gone'} end
+    return {'revoked', deadline(ARGV[4]) - now}
+  end
+  redis.call('HSET', KEYS[2], 'r:' .. ARGV[4], '1')
+  if tonumber(m[2]) > 0 then
+    local at = math.min(deadline(ARGV[4]), now + tonumber(ARGV[5]))
+    redis.call('ZADD', KEYS[8], 'XX', num(at), ARGV[4])
+    settle(now)
+  end
+  tell(m[4], 'revoked ' .. m[4])
+  return {'revoked', deadline(ARGV[4]) - now}
+end
 local h = redis.call('HMGET', KEYS[2], 'token', 'claim', 'ttl', 'revoked', 'type')
 if h[1] ~= ARGV[4] then return {'gone'} end
 if ARGV[6] == 'check' then
