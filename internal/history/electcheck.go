@@ -76,7 +76,7 @@ type electChecker struct {
 	checker // for add; its history is unused
 	h       ElectionHistory
 
-	byValue  map[string]int   // Campaign value -> campaign
+	byValue  map[string]int    // Campaign value -> campaign
 	proclaim map[string][2]int // proclaimed value -> (campaign, step)
 	// token is each Campaign's token: returned, or learnt from sightings
 	// (0: unknown).
