@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/quorumlock/quorumlock/internal/history"
 	"github.com/quorumlock/quorumlock/lock"
@@ -45,44 +45,16 @@ func TestElectionNemesis(t *testing.T) {
 	t.Cleanup(stopObservers)
 	t.Cleanup(stopCandidates) // cleanups run last in, first out: the candidates stop first
 
-	kills, splits, holderSplits := 0, 0, 0
+	nem := &electNemesis{t: t, c: c, el: el, rng: rng}
 	end := time.Now().Add(soak(t))
 	for step := 0; step < 4 || time.Now().Before(end); step++ {
 		// The nemesis's pace, not a wait for state: terms change meanwhile.
 		sleep(t.Context(), time.Duration(500+rng.IntN(1000))*time.Millisecond)
-		if step%2 == 1 {
-			li := c.Leader()
-			c.Kill(li)
-			kills++
-			t.Logf("killed the Raft leader n%d", li+1)
-			sleep(t.Context(), time.Duration(200+rng.IntN(800))*time.Millisecond) // the node stays dead a while
-			c.Restart(li)
-			continue
+		if step%2 == 0 {
+			nem.split()
+		} else {
+			nem.kill()
 		}
-		// Every other split isolates the holder's node for longer than a
-		// session TTL: its term must end there before the majority elects.
-		minority, why := rng.IntN(c.Size()), "random"
-		d := time.Duration(500+rng.IntN(1500)) * time.Millisecond
-		if splits%2 == 0 {
-			if h := el.holderNode(3 * time.Second); h >= 0 {
-				minority, why = h, "the holder's node"
-				d = sessionTTL + time.Duration(500+rng.IntN(1000))*time.Millisecond
-				holderSplits++
-			}
-		}
-		var majority []int
-		for i := range c.Size() {
-			if i != minority {
-				majority = append(majority, i)
-			}
-		}
-		el.cut[minority].Store(true)
-		c.net.partition([]int{minority}, majority)
-		splits++
-		t.Logf("partition %s | %s (%s) for %v", nodeList([]int{minority}), nodeList(majority), why, d)
-		sleep(t.Context(), d) // the split lasts
-		c.net.heal()
-		el.cut[minority].Store(false)
 	}
 	c.net.heal()
 	stopCandidates()
@@ -101,35 +73,90 @@ func TestElectionNemesis(t *testing.T) {
 		}
 	}
 	t.Logf("%d kills, %d partitions (%d of the holder's node); %d campaigns: %d won, %d without an answer; %d states observed",
-		kills, splits, holderSplits, len(h.Campaigns), won, unknown, len(h.Sightings))
+		nem.kills, nem.splits, nem.holderSplits, len(h.Campaigns), won, unknown, len(h.Sightings))
 	assert.Greater(t, won, 1, "terms won besides the probe")
 	assert.True(t, res.OK(), "election history: %s", res)
+}
+
+// electNemesis is TestElectionNemesis's nemesis; it runs on the test
+// goroutine (kill and restart may Fatal).
+type electNemesis struct {
+	t   *testing.T
+	c   *cluster
+	el  *electLoad
+	rng *rand.Rand
+
+	kills, splits, holderSplits int
+}
+
+// kill kills the Raft leader, keeps it dead 0.2-1 s, restarts it.
+func (n *electNemesis) kill() {
+	li := n.c.Leader()
+	n.c.Kill(li)
+	n.kills++
+	n.t.Logf("killed the Raft leader n%d", li+1)
+	sleep(n.t.Context(), time.Duration(200+n.rng.IntN(800))*time.Millisecond) // the node stays dead a while
+	n.c.Restart(li)
+}
+
+// split cuts one node off for 0.5-2 s, or, every other split, the node of
+// a term's holder for longer than a session TTL: its term must end there
+// before the majority elects anyone. The holder works on meanwhile
+// (electLoad.cut).
+func (n *electNemesis) split() {
+	minority, why := n.rng.IntN(n.c.Size()), "random"
+	d := time.Duration(500+n.rng.IntN(1500)) * time.Millisecond
+	if n.splits%2 == 0 {
+		if h := n.el.holderNode(3 * time.Second); h >= 0 {
+			minority, why = h, "the holder's node"
+			d = sessionTTL + time.Duration(500+n.rng.IntN(1000))*time.Millisecond
+			n.holderSplits++
+		}
+	}
+	var majority []int
+	for i := range n.c.Size() {
+		if i != minority {
+			majority = append(majority, i)
+		}
+	}
+	n.el.cut[minority].Store(true)
+	n.c.net.partition([]int{minority}, majority)
+	n.splits++
+	n.t.Logf("partition %s | %s (%s) for %v", nodeList([]int{minority}), nodeList(majority), why, d)
+	sleep(n.t.Context(), d) // the split lasts
+	n.c.net.heal()
+	n.el.cut[minority].Store(false)
 }
 
 // settle checks liveness and convergence once the nemesis and the
 // candidates stopped: a campaign through a follower wins within 20 s;
 // every observer and every node's Leader then show its term; after its
-// resign they show the empty seat.
+// resign they show the empty seat. A failure fails t without stopping it:
+// the history is checked all the same.
 func (el *electLoad) settle(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	c := el.c
-	li := c.Leader()
-	at := (li + 1) % c.Size()
+	at := (c.Leader() + 1) % c.Size()
 	l, ok := el.locker(ctx, at)
-	require.True(t, ok, "a Locker on n%d within 20 s after the heal", at+1)
+	if !assert.True(t, ok, "a Locker on n%d within 20 s after the heal", at+1) {
+		return
+	}
 	defer func() { _ = l.Close() }()
 	start := time.Now()
 	held, err := el.rec.Campaign(ctx, 100, l.(lock.Elector), electionName, "probe")
-	require.NoError(t, err, "liveness: a campaign through n%d wins within 20 s after the heal", at+1)
+	if !assert.NoError(t, err, "liveness: a campaign through n%d wins within 20 s after the heal", at+1) {
+		return
+	}
 	t.Logf("after the heal a campaign through n%d won in %v (token %d)", at+1, time.Since(start).Round(time.Millisecond), held.Term().Token())
 	el.converge(t, held.Term().Token(), "probe")
 	assert.True(t, held.Look(), "the probe's term outlives the convergence")
 	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer rcancel()
-	require.NoError(t, held.Resign(rctx))
-	el.converge(t, 0, "")
+	if assert.NoError(t, held.Resign(rctx)) {
+		el.converge(t, 0, "")
+	}
 }
 
 // converge waits up to 20 s until every observer has an open stream whose

@@ -183,14 +183,14 @@ func (h *HeldTerm) Look() bool {
 func (h *HeldTerm) Proclaim(ctx context.Context, value string) error {
 	r := h.r
 	r.mu.Lock()
-	step := Step{Value: value, Call: r.tick()}
+	c := &r.h.Campaigns[h.i]
+	c.Proclaims = append(c.Proclaims, Step{Value: value, Call: r.tick()})
+	k := len(c.Proclaims) - 1
 	r.mu.Unlock()
 	err := h.term.Proclaim(ctx, value)
-	h.finish(&step, Classify(Refresh, 0, err), err)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c := &r.h.Campaigns[h.i]
-	c.Proclaims = append(c.Proclaims, step)
+	r.finish(&r.h.Campaigns[h.i].Proclaims[k], Classify(Refresh, 0, err), err)
 	return err
 }
 
@@ -199,22 +199,19 @@ func (h *HeldTerm) Proclaim(ctx context.Context, value string) error {
 func (h *HeldTerm) Resign(ctx context.Context) error {
 	r := h.r
 	r.mu.Lock()
-	step := Step{Call: r.tick()}
+	r.h.Campaigns[h.i].Resign = &Step{Call: r.tick()}
 	r.mu.Unlock()
 	err := h.term.Release(ctx)
-	h.finish(&step, Classify(Release, 0, err), err)
 	r.mu.Lock()
-	r.h.Campaigns[h.i].Resign = &step
+	r.finish(r.h.Campaigns[h.i].Resign, Classify(Release, 0, err), err)
 	r.mu.Unlock()
 	h.Look()
 	return err
 }
 
-// finish stamps step's return.
-func (h *HeldTerm) finish(step *Step, out Outcome, err error) {
-	h.r.mu.Lock()
-	defer h.r.mu.Unlock()
-	step.Return, step.Outcome = h.r.tick(), out
+// finish stamps a step's return; r.mu held.
+func (r *ElectionRecorder) finish(step *Step, out Outcome, err error) {
+	step.Return, step.Outcome = r.tick(), out
 	if err != nil {
 		step.Err = err.Error()
 	}
