@@ -137,6 +137,40 @@
 // one; Options.Timeout bounds it, and running out is a failure
 // (CheckIncomplete), not a pass.
 //
+// # Elections
+//
+// An election (lock.Elector) is judged by its own history and checker,
+// not the lock model: ElectionRecorder records each Campaign (call,
+// return, token), what its candidate saw of the term (the last look that
+// found it held, the first that found it ended, each Proclaim, the
+// resign), and each state an observer received from Observe or Leader
+// answered (a Sighting), all on one logical clock. Every Campaign's value
+// is unique, so every observed state names the call it came from.
+// CheckElection reports:
+//
+//   - TwoLeaders (I1, I3): a term seen held after a term with a greater
+//     token was elected, i.e. its Campaign returned or a Sighting showed
+//     it. Tokens follow the store's grant order, so this is "the old
+//     leader's Done closes before the new one is elected". When Done
+//     closed is known only between two looks; the check uses the last look
+//     that found the term held (no false alarms), so candidates should
+//     look often.
+//   - TokenOrder, DuplicateToken (I2): a Campaign's token exceeds every
+//     token elected before it was invoked; no token belongs to two
+//     Campaigns. (Order of Campaign returns alone proves nothing: a
+//     Campaign may return a term that already ended and was succeeded.)
+//   - ObservedBackward: an observer's elected tokens never decrease, across
+//     its streams too.
+//   - ObservedUngranted: an elected state names a Campaign (or one of its
+//     term's Proclaims) invoked before it was received and not refused,
+//     with that Campaign's token if it returned one. A Campaign that ended
+//     without a definite answer (Unknown: timeout, no quorum, its node
+//     stopped) may have been granted all the same, its caller gone; its
+//     token is then learnt from the Sightings and checked like the others.
+//
+// Convergence and liveness need the live system and are left to the test
+// (cluster_test's TestElectionNemesis).
+//
 // # Failures
 //
 // Check returns a Result with the violations; when anything fails it also
