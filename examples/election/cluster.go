@@ -131,6 +131,17 @@ func (c *cluster) raftLeader() int {
 	return -1
 }
 
+// raftTerm is the highest Raft term a live node is in.
+func (c *cluster) raftTerm() uint64 {
+	var term uint64
+	for i := range c.nodes {
+		if n := c.node(i); n != nil {
+			term = max(term, n.Stats().Term)
+		}
+	}
+	return term
+}
+
 // kill stops node i the way a crashed process stops (Abort): nothing is
 // released or handed over; its sessions expire after their TTL.
 func (c *cluster) kill(i int) {

@@ -20,6 +20,7 @@ import (
 type history struct {
 	mu      sync.Mutex
 	out     io.Writer
+	outErr  error // the first failed write to out
 	start   time.Time
 	changed chan struct{} // closed and replaced at every record
 
@@ -62,7 +63,10 @@ func newHistory(out io.Writer) *history {
 
 // printf writes one line, stamped with the time since the start; h.mu held.
 func (h *history) printf(format string, args ...any) {
-	fmt.Fprintf(h.out, "%7.3fs %s\n", time.Since(h.start).Seconds(), fmt.Sprintf(format, args...))
+	_, err := fmt.Fprintf(h.out, "%7.3fs %s\n", time.Since(h.start).Seconds(), fmt.Sprintf(format, args...))
+	if h.outErr == nil {
+		h.outErr = err
+	}
 }
 
 // logf is printf for callers that do not hold h.mu.

@@ -164,8 +164,8 @@ func (d *demo) stopCandidates(ctx context.Context) error {
 			r.candidate.stop()
 		}
 	}
+	d.h.logf("the end: the candidates stopped, %s resigns", leader)
 	d.replicas[d.index(leader)].candidate.stop()
-	d.h.logf("%s resigned; the candidates stopped", leader)
 	live := d.live()
 	return d.h.wait(ctx, "every replica to observe the empty seat", func() bool { return d.h.vacant(live) })
 }
@@ -192,6 +192,9 @@ type failover struct {
 	raftLeader bool          // its node was the Raft leader
 	observed   time.Duration // kill → a survivor's observer shows a newer term
 	elected    time.Duration // kill → the new leader's Campaign returned
+	// raftElections is how far the Raft term moved from the kill to the
+	// failover: 0 if the Raft leader survived, usually 1 if it was killed.
+	raftElections uint64
 }
 
 // killLeader steers the Raft leadership (-raft), kills the leader
@@ -208,6 +211,7 @@ func (d *demo) killLeader(ctx context.Context, k int) (failover, error) {
 		role = "also the Raft leader"
 	}
 	d.h.logf("kill %d: %s (leader, token %d; its node %s is %s)", k+1, leader, token, nodeID(i), role)
+	term := d.c.raftTerm()
 	killed := time.Now()
 	d.c.kill(i)
 	d.replicas[i].stop()
@@ -222,7 +226,9 @@ func (d *demo) killLeader(ctx context.Context, k int) (failover, error) {
 		return f, err
 	}
 	f.elected, f.observed = won.Sub(killed), seen.Sub(killed)
-	d.h.logf("failover %d: kill → observed %v, kill → elected %v", k+1, round(f.observed), round(f.elected))
+	f.raftElections = d.c.raftTerm() - term
+	d.h.logf("failover %d: kill → observed %v, kill → elected %v (Raft terms meanwhile: %d)",
+		k+1, round(f.observed), round(f.elected), f.raftElections)
 
 	if err := d.c.restart(ctx, i); err != nil {
 		return f, err

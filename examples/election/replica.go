@@ -103,17 +103,27 @@ func (r *replica) campaign(ctx context.Context, e lock.Elector, h *history) {
 }
 
 // observe hands every state of the election that this replica's observer
-// delivers to h, until ctx ends or the Locker closes.
+// delivers to h, until ctx ends or the Locker closes. An Observe that
+// fails (no quorum for its first read) is tried again.
 func (r *replica) observe(ctx context.Context, e lock.Elector, h *history) {
-	states, err := e.Observe(ctx, election)
-	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, lock.ErrClosed) {
+	for {
+		states, err := e.Observe(ctx, election)
+		switch {
+		case ctx.Err() != nil, errors.Is(err, lock.ErrClosed):
+			return
+		case err != nil:
 			h.logf("%s observe: %v", r.id, err)
+			select { // back off before the next Observe
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
-		return
-	}
-	for info := range states {
-		h.observed(r.id, info)
+		for info := range states {
+			h.observed(r.id, info)
+		}
+		return // ctx ended, or the Locker or its node closed
 	}
 }
 

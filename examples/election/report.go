@@ -40,8 +40,10 @@ func (d *demo) report(kills []failover) error {
 	fmt.Fprintf(&b, "SUMMARY replicas=%d ttl=%v kills=%d terms=%d failover_median=%v failover_p99=%v tokens_increasing=%t single_leader=%t\n",
 		d.cfg.replicas, d.cfg.ttl, len(kills), len(h.terms), percentile(observed, 50), percentile(observed, 99),
 		h.backwards == 0, h.twoLeaders == 0)
-	_, err := fmt.Fprint(h.out, b.String())
-	return err
+	if _, err := fmt.Fprint(h.out, b.String()); err != nil {
+		return err
+	}
+	return h.outErr
 }
 
 // percentile is the nearest-rank percentile p of samples, rounded to the
