@@ -160,7 +160,7 @@ func (d *demo) settle(ctx context.Context) error {
 func (d *demo) stopCandidates(ctx context.Context) error {
 	leader, _ := d.h.holder()
 	for _, r := range d.replicas {
-		if r.id != leader {
+		if r != nil && r.id != leader {
 			r.candidate.stop()
 		}
 	}

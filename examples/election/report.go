@@ -24,14 +24,16 @@ func (d *demo) report(kills []failover) error {
 		{"leader's node was a Raft follower", func(f failover) bool { return !f.raftLeader }},
 	} {
 		var observed, elected []time.Duration
+		var raftTerms uint64
 		for _, f := range kills {
 			if row.keep(f) {
 				observed = append(observed, f.observed)
 				elected = append(elected, f.elected)
+				raftTerms += f.raftElections
 			}
 		}
-		fmt.Fprintf(&b, "  %-34s n=%-3d observed median=%v p99=%v  elected median=%v p99=%v\n", row.label, len(observed),
-			percentile(observed, 50), percentile(observed, 99), percentile(elected, 50), percentile(elected, 99))
+		fmt.Fprintf(&b, "  %-34s n=%-3d observed median=%v p99=%v  elected median=%v p99=%v  Raft terms=%d\n", row.label, len(observed),
+			percentile(observed, 50), percentile(observed, 99), percentile(elected, 50), percentile(elected, 99), raftTerms)
 	}
 	var observed []time.Duration
 	for _, f := range kills {
