@@ -14,13 +14,12 @@ import (
 const election = "election/demo"
 
 // replica is one process of the replicated service: its embedded node
-// (cluster node i), a Locker of that node (its session), a candidate that
+// (replica ri runs node ni), a Locker of that node (its session), a candidate that
 // campaigns for leadership again and again, and an observer that reports
 // who leads. Killing the replica is killing its node: the Locker, the
 // candidate's term and the observer all stop with it.
 type replica struct {
 	id string
-	i  int // its node in the cluster
 
 	locker    lock.Locker
 	candidate stopper // the campaign loop
@@ -63,7 +62,7 @@ func startReplica(ctx context.Context, i int, n *node.Node, h *history) (*replic
 		_ = l.Close()
 		return nil, fmt.Errorf("%s: the node's Locker is not a lock.Elector", replicaID(i))
 	}
-	r := &replica{id: replicaID(i), i: i, locker: l}
+	r := &replica{id: replicaID(i), locker: l}
 	h.observing(r.id)
 	r.observer = goStopper(ctx, func(ctx context.Context) { r.observe(ctx, e, h) })
 	r.candidate = goStopper(ctx, func(ctx context.Context) { r.campaign(ctx, e, h) })
