@@ -388,3 +388,34 @@ func testPermitWithdrawn(t *testing.T, servers []string) {
 	}
 	assert.Empty(t, children(t, l, name))
 }
+
+// testSemaphoreHandOffReads: the first waiter behind limit holders reads
+// their slots while it waits, so the hand-off that admits it reads no
+// record (DESIGN.md, "The slot": the cost of a hand-off). Counted with
+// the Locker's reads of records for slots.
+func testSemaphoreHandOffReads(t *testing.T, servers []string) {
+	const name, limit = "sem-hand-off-reads", 4
+	a, b := newLocker(t, servers, stableTimeout), newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, time.Minute)
+	var held []lock.Permit
+	for range limit {
+		p, err := a.AcquirePermit(ctx, name, limit)
+		require.NoError(t, err)
+		held = append(held, p)
+	}
+	waiter := goPermit(ctx, b, name, limit)
+	eventually(t, patience, "the first waiter watches the holders", func() bool {
+		return watchChannels(t, zookeeper.Conn(b)) > 0 || len(waiter) > 0
+	})
+	requireWaiting(t, waiter, "a waiter behind limit holders")
+	before := zookeeper.SlotReads(b)
+	assert.Equal(t, int64(limit), before, "the first waiter read each holder's slot once before it waited")
+	require.NoError(t, held[2].Release(ctx))
+	p := recvPermit(t, waiter, "the first waiter")
+	assert.Equal(t, held[2].Slot(), p.Slot())
+	assert.Equal(t, before, zookeeper.SlotReads(b), "the hand-off read no record")
+	for _, h := range append(held[:2:2], held[3], p) {
+		require.NoError(t, h.Release(ctx))
+	}
+	assert.Empty(t, children(t, a, name))
+}
