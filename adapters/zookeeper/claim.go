@@ -239,6 +239,13 @@ func (l *Locker) queue(ctx context.Context, c *claim, wait bool) (*lease, error)
 			return fmt.Errorf("zookeeper: %q: %w", c.name, lock.ErrHeld)
 		}
 		c.waited = true
+		if c.typ.family == famSemaphore && len(ahead) == c.typ.limit {
+			// The first waiter: the holders' slots, read now, spare the
+			// hand-off that admits it the reads (slot.go).
+			if err := l.readSlots(ctx, c, ahead); err != nil {
+				return err
+			}
+		}
 		l.hooks.call(func(h *hooks) func() { return h.beforeArm })
 		ch, err := l.armed(ctx, c, key, len(ahead))
 		if err != nil {

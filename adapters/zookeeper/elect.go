@@ -101,7 +101,7 @@ func leaderInfo(election string, d nodeData, stat *zk.Stat, now int64) lock.Lead
 		Election: election,
 		Token:    uint64(stat.Czxid),
 		Value:    d.owner,
-		Holder:   holderOf(d, stat),
+		Holder:   holderID(d, stat),
 		Since:    since(now, grantTime(d, stat)),
 	}
 }

@@ -221,6 +221,10 @@ func HandOverAfterShutdownBegan(l *Locker, le lock.Lease) error {
 	return l.unlessClosed(leaseOf(le))
 }
 
+// SlotReads is the number of records of children ahead that l's permit
+// claims read for their slots.
+func SlotReads(l *Locker) int64 { return l.slotReads.Load() }
+
 // SeatReads is the number of reads of an election l's observers made.
 func SeatReads(l *Locker) int64 { return l.seatReads.Load() }
 

@@ -43,10 +43,12 @@ func (l *Locker) Inspect(ctx context.Context, name string, opts ...lock.InspectO
 
 // describe is the Info of name as this session's server sees it, with at
 // most queue waiters (the children behind the holders, holding); the
-// top-level fields describe the lowest child, the oldest holder; now is the server's time (Unix ms, from a barrier),
-// against which its durations are measured (DESIGN.md, "Durations on the
-// server's clock"). One listing, one read of the lowest child (listing
-// again if it went meanwhile) and one read per reported waiter.
+// top-level fields describe the lowest child, the oldest holder, and
+// Holders every holder, for every type but a mutex; now is the server's
+// time (Unix ms, from a barrier), against which its durations are
+// measured (DESIGN.md, "Durations on the server's clock"). One listing,
+// one read of the lowest child (listing again if it went meanwhile), one
+// read per other holder and one per reported waiter.
 func (l *Locker) describe(ctx context.Context, name string, now int64, queue int) (lock.Info, error) {
 	dir := l.dir(name)
 	kids, d, stat, err := l.head(ctx, dir)
@@ -59,23 +61,97 @@ func (l *Locker) describe(ctx context.Context, name string, now int64, queue int
 		return lock.Info{Name: name}, nil
 	}
 	held := holding(kids) // the head and, for a semaphore or readers, more
+	first := holderOf(kids[0], d, stat, now)
 	info := lock.Info{
-		Name:    name,
-		Held:    true,
-		Token:   uint64(stat.Czxid),
-		Owner:   d.owner,
-		Waiters: len(kids) - held,
-		Kind:    lock.KindSession,
-		Since:   since(now, grantTime(d, stat)),
-		Holder:  holderOf(d, stat),
-		Node:    d.node,
+		Name:      name,
+		Held:      true,
+		Token:     first.Token,
+		Owner:     first.Owner,
+		Waiters:   len(kids) - held,
+		Kind:      first.Kind,
+		ExpiresIn: first.ExpiresIn,
+		Since:     first.Since,
+		Holder:    first.Holder,
+		Node:      first.Node,
 	}
-	if d.ttl > 0 {
-		info.Kind = lock.KindTTL
-		info.ExpiresIn = min(max(d.ttl-since(now, stat.Mtime), time.Nanosecond), d.ttl)
+	info.Type, info.Limit = typeInfo(kids[0].typ)
+	if info.Type != lock.TypeMutex && info.Type != lock.TypeNone {
+		info.Holders, err = l.holders(ctx, dir, kids[1:held], first, now)
+		if err != nil {
+			return lock.Info{}, err
+		}
 	}
 	info.Queue, err = l.waiters(ctx, dir, kids[held:min(len(kids), held+queue)], now)
 	return info, err
+}
+
+// typeInfo is Info's Type and Limit of a name whose lowest child is of
+// type t (TypeNone for a type this version does not know).
+func typeInfo(t nameType) (lock.Type, int) {
+	switch t.family {
+	case famMutex:
+		return lock.TypeMutex, 0
+	case famElection:
+		return lock.TypeElection, 0
+	case famSemaphore:
+		return lock.TypeSemaphore, t.limit
+	case famRW:
+		return lock.TypeReadWrite, 0
+	}
+	return lock.TypeNone, 0
+}
+
+// holders is Info.Holders: first (the lowest child's), then the other
+// holders' nodes, read in order; one that went meanwhile is left out.
+func (l *Locker) holders(ctx context.Context, dir string, kids []child, first lock.Holder, now int64) ([]lock.Holder, error) {
+	out := []lock.Holder{first}
+	for _, k := range kids {
+		d, stat, err := l.readData(ctx, dir+"/"+k.name)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("node %s: %w", k.name, err)
+		}
+		out = append(out, holderOf(k, d, stat, now))
+	}
+	return out, nil
+}
+
+// holderOf is the holder child k, with record d and stat, as Inspect
+// reports it. A permit admitted whose grant has not written its slot yet
+// shows slot 0.
+func holderOf(k child, d nodeData, stat *zk.Stat, now int64) lock.Holder {
+	h := lock.Holder{
+		Token:  uint64(stat.Czxid),
+		Owner:  d.owner,
+		Kind:   lock.KindSession,
+		Since:  since(now, grantTime(d, stat)),
+		Holder: holderID(d, stat),
+		Node:   d.node,
+		Mode:   modeOf(k),
+		Slot:   int(d.slot),
+	}
+	if k.typ == typeElection {
+		h.Value = d.owner
+	}
+	if d.ttl > 0 {
+		h.Kind = lock.KindTTL
+		h.ExpiresIn = min(max(d.ttl-since(now, stat.Mtime), time.Nanosecond), d.ttl)
+	}
+	return h
+}
+
+// modeOf is the mode of a read-write lock's child; ModeNone for the
+// other types.
+func modeOf(k child) lock.Mode {
+	switch {
+	case k.typ != typeRW:
+		return lock.ModeNone
+	case k.write:
+		return lock.ModeWrite
+	}
+	return lock.ModeRead
 }
 
 // errNoDir: a lock's directory does not exist (never made, or reaped).
@@ -117,7 +193,7 @@ func (l *Locker) waiters(ctx context.Context, dir string, kids []child, now int6
 		case err != nil:
 			return nil, fmt.Errorf("node %s: %w", k.name, err)
 		}
-		out = append(out, lock.Waiter{Holder: holderOf(d, stat), Node: d.node, Owner: d.owner, Waited: since(now, stat.Ctime)})
+		out = append(out, lock.Waiter{Holder: holderID(d, stat), Node: d.node, Owner: d.owner, Waited: since(now, stat.Ctime), Mode: modeOf(k)})
 	}
 	return out, nil
 }
@@ -142,9 +218,9 @@ func since(now, t int64) time.Duration {
 	return time.Duration(max(now-t, 0)) * time.Millisecond
 }
 
-// holderOf is the Holder of a claim: its Locker's ID; for a format-1
+// holderID is the Holder of a claim: its Locker's ID; for a format-1
 // record, what the node tells: the session of an ephemeral node.
-func holderOf(d nodeData, stat *zk.Stat) string {
+func holderID(d nodeData, stat *zk.Stat) string {
 	switch {
 	case d.holder != "":
 		return d.holder

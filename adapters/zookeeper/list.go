@@ -16,7 +16,8 @@ import (
 
 // List implements lock.Lister: a barrier, one listing of the root, then
 // per name in byte order after the cursor one listing of its directory and
-// one read of its lowest child, until the page is full (DESIGN.md,
+// one read of its lowest child (and of each other holder, for a type
+// other than a mutex), until the page is full (DESIGN.md,
 // "List").
 func (l *Locker) List(ctx context.Context, prefix string, opts ...lock.ListOption) (lock.Page, error) {
 	o, err := lock.NewListOptions(prefix, opts...)

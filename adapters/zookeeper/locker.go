@@ -62,6 +62,9 @@ type Locker struct {
 	// seatReads counts observers' reads of an election (tests check that
 	// an observer waits rather than polls).
 	seatReads atomic.Int64
+	// slotReads counts permit claims' reads of the records of the
+	// children ahead (tests check when they are made, slot.go).
+	slotReads atomic.Int64
 	hooks     hookSet        // tests only (hooks.go)
 	bg        sync.WaitGroup // prober and watchdog
 }

@@ -388,3 +388,142 @@ func testPermitWithdrawn(t *testing.T, servers []string) {
 	}
 	assert.Empty(t, children(t, l, name))
 }
+
+// testSemaphoreHandOffReads: the first waiter behind limit holders reads
+// their slots while it waits, so the hand-off that admits it reads no
+// record (DESIGN.md, "The slot": the cost of a hand-off). Counted with
+// the Locker's reads of records for slots.
+func testSemaphoreHandOffReads(t *testing.T, servers []string) {
+	const name, limit = "sem-hand-off-reads", 4
+	a, b := newLocker(t, servers, stableTimeout), newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, time.Minute)
+	var held []lock.Permit
+	for range limit {
+		p, err := a.AcquirePermit(ctx, name, limit)
+		require.NoError(t, err)
+		held = append(held, p)
+	}
+	waiter := goPermit(ctx, b, name, limit)
+	eventually(t, patience, "the first waiter watches the holders", func() bool {
+		return watchChannels(t, zookeeper.Conn(b)) > 0 || len(waiter) > 0
+	})
+	requireWaiting(t, waiter, "a waiter behind limit holders")
+	before := zookeeper.SlotReads(b)
+	assert.Equal(t, int64(limit), before, "the first waiter read each holder's slot once before it waited")
+	require.NoError(t, held[2].Release(ctx))
+	p := recvPermit(t, waiter, "the first waiter")
+	assert.Equal(t, held[2].Slot(), p.Slot())
+	assert.Equal(t, before, zookeeper.SlotReads(b), "the hand-off read no record")
+	for _, h := range append(held[:2:2], held[3], p) {
+		require.NoError(t, h.Release(ctx))
+	}
+	assert.Empty(t, children(t, a, name))
+}
+
+// testInspectTypes: Inspect reports the type (and a semaphore's limit),
+// every holder in token order with its slot, mode or value, and each
+// waiter's mode; a mutex has no Holders, a free name no type.
+func testInspectTypes(t *testing.T, servers []string) {
+	a := startLocker(t, zookeeper.Config{Servers: servers, SessionTimeout: stableTimeout, Node: "node-a"})
+	b := newLocker(t, servers, stableTimeout)
+	ctx := ctxFor(t, 2*time.Minute)
+
+	const sem = "inspect-sem"
+	p0, err := a.AcquirePermit(ctx, sem, 3, lock.WithOwner("p0"))
+	require.NoError(t, err)
+	p1, err := b.AcquirePermit(ctx, sem, 3, lock.WithOwner("p1"), lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	p2, err := a.AcquirePermit(ctx, sem, 3)
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	waiter := goPermit(wctx, b, sem, 3, lock.WithOwner("w"))
+	waitWaiters(t, a, sem, 1)
+	info := inspect(t, a, sem)
+	assert.Equal(t, lock.TypeSemaphore, info.Type)
+	assert.Equal(t, 3, info.Limit)
+	require.Len(t, info.Holders, 3)
+	for i, p := range []lock.Permit{p0, p1, p2} {
+		h := info.Holders[i]
+		assert.Equal(t, p.Token(), h.Token, "holder %d", i)
+		assert.Equal(t, p.Slot(), h.Slot, "holder %d", i)
+		assert.Equal(t, lock.ModeNone, h.Mode, "holder %d", i)
+		assert.Empty(t, h.Value, "holder %d", i)
+	}
+	assert.Equal(t, []string{"p0", "p1", ""}, []string{info.Holders[0].Owner, info.Holders[1].Owner, info.Holders[2].Owner})
+	assert.Equal(t, zookeeper.HolderID(b), info.Holders[1].Holder)
+	assert.Equal(t, lock.KindTTL, info.Holders[1].Kind)
+	assert.Positive(t, info.Holders[1].ExpiresIn)
+	assert.Equal(t, lock.KindSession, info.Holders[0].Kind)
+	assert.Zero(t, info.Holders[0].ExpiresIn)
+	assert.Equal(t, "node-a", info.Holders[0].Node)
+	assert.Equal(t, info.Holders[0].Token, info.Token, "the top-level fields are the first holder's")
+	assert.Equal(t, info.Holders[0].Holder, info.Holder)
+	require.Len(t, info.Queue, 1)
+	assert.Equal(t, "w", info.Queue[0].Owner)
+	assert.Equal(t, lock.ModeNone, info.Queue[0].Mode)
+	cancel()
+	r := <-waiter
+	require.ErrorIs(t, r.err, context.Canceled)
+	for _, p := range []lock.Permit{p0, p1, p2} {
+		require.NoError(t, p.Release(ctx))
+	}
+
+	const rw = "inspect-rw"
+	r0, err := a.AcquireRead(ctx, rw)
+	require.NoError(t, err)
+	r1, err := b.AcquireRead(ctx, rw)
+	require.NoError(t, err)
+	wctx, cancel = context.WithCancel(ctx)
+	writer := make(chan error, 1)
+	go func() { _, err := a.AcquireWrite(wctx, rw); writer <- err }()
+	waitWaiters(t, a, rw, 1)
+	reader := make(chan error, 1)
+	go func() { _, err := b.AcquireRead(wctx, rw); reader <- err }()
+	waitWaiters(t, a, rw, 2)
+	info = inspect(t, a, rw)
+	assert.Equal(t, lock.TypeReadWrite, info.Type)
+	assert.Zero(t, info.Limit)
+	require.Len(t, info.Holders, 2)
+	for i, r := range []lock.Lease{r0, r1} {
+		assert.Equal(t, r.Token(), info.Holders[i].Token, "reader %d", i)
+		assert.Equal(t, lock.ModeRead, info.Holders[i].Mode, "reader %d", i)
+	}
+	require.Len(t, info.Queue, 2)
+	assert.Equal(t, []lock.Mode{lock.ModeWrite, lock.ModeRead}, []lock.Mode{info.Queue[0].Mode, info.Queue[1].Mode})
+	cancel()
+	require.ErrorIs(t, <-writer, context.Canceled)
+	require.ErrorIs(t, <-reader, context.Canceled)
+	require.NoError(t, r0.Release(ctx))
+	require.NoError(t, r1.Release(ctx))
+	w, err := b.AcquireWrite(ctx, rw, lock.WithTTL(time.Minute))
+	require.NoError(t, err)
+	info = inspect(t, a, rw)
+	assert.Equal(t, lock.TypeReadWrite, info.Type)
+	require.Len(t, info.Holders, 1)
+	assert.Equal(t, w.Token(), info.Holders[0].Token)
+	assert.Equal(t, lock.ModeWrite, info.Holders[0].Mode)
+	assert.Equal(t, lock.KindTTL, info.Holders[0].Kind)
+	require.NoError(t, w.Release(ctx))
+
+	const election = "inspect-election"
+	term, err := a.Campaign(ctx, election, "leader-value")
+	require.NoError(t, err)
+	info = inspect(t, b, election)
+	assert.Equal(t, lock.TypeElection, info.Type)
+	require.Len(t, info.Holders, 1)
+	assert.Equal(t, term.Token(), info.Holders[0].Token)
+	assert.Equal(t, "leader-value", info.Holders[0].Value)
+	assert.Equal(t, lock.ModeNone, info.Holders[0].Mode)
+	require.NoError(t, term.Release(ctx))
+
+	const mutex = "inspect-mutex"
+	m, err := a.Acquire(ctx, mutex)
+	require.NoError(t, err)
+	info = inspect(t, b, mutex)
+	assert.Equal(t, lock.TypeMutex, info.Type)
+	assert.Zero(t, info.Limit)
+	assert.Nil(t, info.Holders, "a mutex's one lease is the top-level fields")
+	assert.Equal(t, m.Token(), info.Token)
+	require.NoError(t, m.Release(ctx))
+	assert.Equal(t, lock.Info{Name: mutex}, inspect(t, b, mutex), "a free name has no type")
+}

@@ -108,6 +108,8 @@ func TestStandalone(t *testing.T) {
 	t.Run("PermitRecord", func(t *testing.T) { testPermitRecord(t, servers) })
 	t.Run("PermitWithdrawn", func(t *testing.T) { testPermitWithdrawn(t, servers) })
 	t.Run("RevokeAdoptAnyHolder", func(t *testing.T) { testRevokeAdoptAnyHolder(t, servers) })
+	t.Run("SemaphoreHandOffReads", func(t *testing.T) { testSemaphoreHandOffReads(t, servers) })
+	t.Run("InspectTypes", func(t *testing.T) { testInspectTypes(t, servers) })
 	// Faults: each leaves the server serving again.
 	t.Run("PauseWhileHolding", func(t *testing.T) { testPauseWhileHolding(t, z) })
 	t.Run("ExpiryWhileHolding", func(t *testing.T) { testExpiryWhileHolding(t, z) })
