@@ -193,7 +193,7 @@ func TestSemaphore_DeadWaiterHandOff(t *testing.T) {
 // TestGroup_TypesAndLimits: a semaphore's name refuses another limit
 // (both named) and every other type (both named), and so do a read-write
 // lock's and a mutex's; the lease key lives while any holder does, so an
-// older version's acquire sees the name held; Adopt is not offered.
+// older version's acquire sees the name held.
 func TestGroup_TypesAndLimits(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{})
 	l := newLocker(t, srv.Addr(), 2*time.Second)
@@ -220,8 +220,6 @@ func TestGroup_TypesAndLimits(t *testing.T) {
 	both(err, "a semaphore", "an election")
 	_, err = l.AcquireRead(ctx, "s")
 	both(err, "a semaphore", "a read-write lock")
-	_, err = l.Adopt(ctx, "s", p.Token())
-	require.ErrorIs(t, err, lock.ErrUnsupported)
 
 	w, err := l.TryAcquireWrite(ctx, "w")
 	require.NoError(t, err)
