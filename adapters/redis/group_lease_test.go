@@ -61,3 +61,36 @@ func TestGroup_TTLLeaseRunsItsTTL(t *testing.T) {
 		"a grant by hand-off: its TTL after the hand-off")
 	require.NoError(t, w.lease.Release(ctx))
 }
+
+// TestElection_TTLTermByHandOffRunsItsTTL: a TTL term granted by the
+// hand-off (the previous term resigned) runs its whole TTL, not the
+// candidate's heartbeat time left that the hand-off cut it to: the
+// candidate's own call, which finds the term, shows it alive. A TTL
+// between one and two SessionTTLs is the case the renewal at the grant
+// (less than half the TTL left) does not cover.
+func TestElection_TTLTermByHandOffRunsItsTTL(t *testing.T) {
+	srv := testserver.StartRedis(t, testserver.RedisOptions{})
+	const session, ttl = 2 * time.Second, 3 * time.Second
+	l := newLocker(t, srv.Addr(), session)
+	ctx := testCtx(t)
+	margin := ttl/50 + 2*time.Millisecond
+	first, err := l.Campaign(ctx, "e", "first")
+	require.NoError(t, err)
+	type result struct {
+		term lock.Term
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		term, err := l.Campaign(ctx, "e", "second", lock.WithTTL(ttl))
+		got <- result{term, err}
+	}()
+	waitWaiters(t, l, "e", 1)
+	resigned := time.Now()
+	require.NoError(t, first.Release(ctx))
+	second := <-got
+	require.NoError(t, second.err)
+	assert.False(t, redis.LocalDeadline(second.term).Before(resigned.Add(ttl-margin)),
+		"a term by hand-off: its TTL after the hand-off")
+	require.NoError(t, second.term.Release(ctx))
+}

@@ -4,8 +4,7 @@
 -- of waiter claim, at least 1 ms: a waiter that died while queued holds
 -- what the hand-off grants it no longer than it would have stayed
 -- queued; a live one gets its whole TTL back when its next call finds
--- the grant (a group's: group.lua's claimed; an election's term:
--- firstDeadline renews a grant with less than half its TTL left).
+-- the grant (group.lua's claimed; acquire.lua for an election's term).
 local function heartbeat_px(claim, px, now)
   local beat = tonumber(redis.call('ZSCORE', KEYS[5], claim) or '')
   px = tonumber(px)
