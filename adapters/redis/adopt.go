@@ -14,7 +14,8 @@ import (
 // full TTL, and tells the previous holder's Locker, whose lease ends with
 // lock.ErrAdopted. The returned lease's deadline counts from the send time
 // of the script (I3); an election's term is adopted as a lock.Term (its
-// Release resigns: Done closes before the release is sent). The script
+// Release resigns: Done closes before the release is sent), a
+// semaphore's permit as a lock.Permit with its slot. The script
 // runs detached from ctx (bounded by opTimeout), like a grant; an
 // adoption whose caller's ctx ended meanwhile, or that raced Close, is
 // released again.
@@ -42,14 +43,18 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 	}
 	var px time.Duration
 	var typ string
+	var slot int64
 	switch v[0] {
 	case "adopted":
-		ms, ok := int64(0), len(v) > 2
+		ms, ok := int64(0), len(v) > 3
 		if ok {
 			ms, ok = v[1].(int64)
 		}
 		if ok {
 			typ, ok = v[2].(string)
+		}
+		if ok {
+			slot, ok = v[3].(int64)
 		}
 		if !ok || ms <= 0 {
 			return nil, fmt.Errorf("%w: adopt answered %v", ErrUnexpectedReply, v)
@@ -57,8 +62,6 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 		px = time.Duration(ms) * time.Millisecond
 	case "gone":
 		return nil, fmt.Errorf("redis lock: adopt %q: %w: token %d does not hold it", name, lock.ErrNotHeld, token)
-	case "group":
-		return nil, fmt.Errorf("redis lock: adopt %q: token %d holds a semaphore's permit or a read-write lock's lease, which cannot be adopted: %w", name, token, lock.ErrUnsupported)
 	case "session":
 		return nil, fmt.Errorf("redis lock: adopt %q: %w: token %d is a session lease, which cannot be adopted", name, lock.ErrNotHeld, token)
 	case "revoked":
@@ -67,7 +70,7 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 		return nil, fmt.Errorf("%w: adopt answered %v", ErrUnexpectedReply, v)
 	}
 
-	l := &lease{c: c, claim: claim, ttl: px, px: px}
+	l := &lease{c: c, claim: claim, ttl: px, px: px, slot: int(slot)}
 	c.mu.Lock()
 	if c.closed || ctx.Err() != nil {
 		c.mu.Unlock()
@@ -84,8 +87,11 @@ func (c *instance) Adopt(ctx context.Context, name string, token uint64) (lock.L
 	c.leases[l] = struct{}{}
 	c.mu.Unlock()
 	c.sink.Granted(lock.KindTTL, 0)
-	if typ == typeElection { // a term: its Release resigns, Proclaim works
+	switch typ {
+	case typeElection: // a term: its Release resigns, Proclaim works
 		return &term{lease: l}, nil
+	case typeSemaphore: // a permit keeps its slot
+		return permit{l}, nil
 	}
 	return l, nil
 }

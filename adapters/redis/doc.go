@@ -40,12 +40,13 @@
 //
 // On one primary the Locker is a lock.Semaphores and a lock.RWLockers:
 // every permit and every read or write lease is a lease of its own, with
-// its own token from the name's counter, renewed, refreshed, released and
-// revoked as the mutex's. The holders live in a sorted set of deadlines
-// beside the lease hash, which stays set while any of them lives; waiters
-// share the mutex's queue, first come, first served (a queued writer
-// holds back every later reader), and the step that frees room (a
-// release, a withdrawal) grants every waiter there is room for. A name
+// its own token from the name's counter, renewed, refreshed, released,
+// revoked and adopted as the mutex's (an adopted permit keeps its slot).
+// The holders live in a sorted set of deadlines beside the lease hash,
+// which stays set while any of them lives; waiters share the mutex's
+// queue, first come, first served (a queued writer holds back every
+// later reader), and the step that frees room (a release, a withdrawal)
+// grants every waiter there is room for. A name
 // lives as one type at a time (and a semaphore with one limit): another
 // type or limit fails with lock.ErrInvalidOption naming both. In Redlock
 // mode every method of both interfaces returns lock.ErrUnsupported.

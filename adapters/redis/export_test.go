@@ -56,8 +56,11 @@ func GiveBack(l *Locker, name, claim string) {
 // LocalDeadline is the holder's local deadline of a single primary's
 // lease (I3: its Done closes when it passes), as last extended.
 func LocalDeadline(l lock.Lease) time.Time {
-	if p, ok := l.(permit); ok {
-		return p.dl.At()
+	switch l := l.(type) {
+	case permit:
+		return l.dl.At()
+	case *term:
+		return l.dl.At()
 	}
 	return l.(*lease).dl.At()
 }

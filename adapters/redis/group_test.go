@@ -193,7 +193,7 @@ func TestSemaphore_DeadWaiterHandOff(t *testing.T) {
 // TestGroup_TypesAndLimits: a semaphore's name refuses another limit
 // (both named) and every other type (both named), and so do a read-write
 // lock's and a mutex's; the lease key lives while any holder does, so an
-// older version's acquire sees the name held; Adopt is not offered.
+// older version's acquire sees the name held.
 func TestGroup_TypesAndLimits(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{})
 	l := newLocker(t, srv.Addr(), 2*time.Second)
@@ -220,8 +220,6 @@ func TestGroup_TypesAndLimits(t *testing.T) {
 	both(err, "a semaphore", "an election")
 	_, err = l.AcquireRead(ctx, "s")
 	both(err, "a semaphore", "a read-write lock")
-	_, err = l.Adopt(ctx, "s", p.Token())
-	require.ErrorIs(t, err, lock.ErrUnsupported)
 
 	w, err := l.TryAcquireWrite(ctx, "w")
 	require.NoError(t, err)
@@ -323,40 +321,111 @@ func TestGroup_SessionRenewedAndRevoked(t *testing.T) {
 	require.NoError(t, got.p.Release(ctx))
 }
 
-// TestGroup_Inspect: a group reads as held by its newest holder, with that
-// holder's kind and time left; List shows the name.
+// TestGroup_Inspect: a group's Info has its type, every holder in token
+// order (Holders) and the first of them in the top-level fields; List
+// shows the name with its newest holder.
 func TestGroup_Inspect(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{})
 	a := newLocker(t, srv.Addr(), 2*time.Second)
 	b := newLocker(t, srv.Addr(), 2*time.Second)
 	ctx := testCtx(t)
-	older, err := a.AcquireRead(ctx, "i")
+	older, err := a.AcquireRead(ctx, "i", lock.WithTTL(time.Minute), lock.WithOwner("older"))
 	require.NoError(t, err)
-	newer, err := b.AcquireRead(ctx, "i", lock.WithTTL(time.Minute), lock.WithOwner("newer"))
+	newer, err := b.AcquireRead(ctx, "i", lock.WithOwner("newer"))
 	require.NoError(t, err)
 	info, err := a.Inspect(ctx, "i")
 	require.NoError(t, err)
 	assert.True(t, info.Held)
-	assert.Equal(t, newer.Token(), info.Token)
-	assert.Equal(t, "newer", info.Owner)
+	assert.Equal(t, lock.TypeReadWrite, info.Type)
+	assert.Zero(t, info.Limit)
+	assert.Equal(t, older.Token(), info.Token, "the top-level fields are the first holder's")
+	assert.Equal(t, "older", info.Owner)
 	assert.Equal(t, lock.KindTTL, info.Kind)
 	assert.Positive(t, info.ExpiresIn)
 	assert.LessOrEqual(t, info.ExpiresIn, time.Minute)
-	assert.Equal(t, holderOf(t, b, "i"), info.Holder)
+	idOf := func(l *redis.Locker, name string) string { // a Locker's Holder ID
+		lease, err := l.Acquire(ctx, name)
+		require.NoError(t, err)
+		defer func() { require.NoError(t, lease.Release(ctx)) }()
+		return holderOf(t, l, name)
+	}
+	assert.Equal(t, idOf(a, "id-a"), info.Holder)
+	require.Len(t, info.Holders, 2)
+	assert.Equal(t, []uint64{older.Token(), newer.Token()}, []uint64{info.Holders[0].Token, info.Holders[1].Token})
+	assert.Equal(t, info.ExpiresIn, info.Holders[0].ExpiresIn)
+	h := info.Holders[1]
+	assert.Equal(t, "newer", h.Owner)
+	assert.Equal(t, lock.KindSession, h.Kind)
+	assert.Zero(t, h.ExpiresIn, "a session lease has no ExpiresIn")
+	assert.Equal(t, idOf(b, "id-b"), h.Holder)
+	assert.Equal(t, lock.ModeRead, h.Mode)
 	page, err := a.List(ctx, "i")
 	require.NoError(t, err)
 	require.Len(t, page.Locks, 1)
-	assert.Equal(t, newer.Token(), page.Locks[0].Token)
+	assert.Equal(t, newer.Token(), page.Locks[0].Token, "List: the newest holder")
 
-	require.NoError(t, newer.Release(ctx))
+	// A writer queued behind the readers: its mode in the queue.
+	writer := make(chan error, 1)
+	go func() {
+		w, err := a.AcquireWrite(ctx, "i")
+		if err == nil {
+			err = w.Release(ctx)
+		}
+		writer <- err
+	}()
+	waitWaiters(t, a, "i", 1)
 	info, err = a.Inspect(ctx, "i")
 	require.NoError(t, err)
-	assert.Equal(t, older.Token(), info.Token, "the newest holder left")
-	assert.Equal(t, lock.KindSession, info.Kind)
+	require.Len(t, info.Queue, 1)
+	assert.Equal(t, lock.ModeWrite, info.Queue[0].Mode)
+	require.NoError(t, newer.Release(ctx))
 	require.NoError(t, older.Release(ctx))
+	require.NoError(t, <-writer)
 	info, err = a.Inspect(ctx, "i")
 	require.NoError(t, err)
 	assert.False(t, info.Held)
+	assert.Equal(t, lock.TypeNone, info.Type, "free, nobody waits")
+	assert.Nil(t, info.Holders)
+
+	// A semaphore: its limit, and each permit's slot.
+	p0 := mustPermit(t, a, "s", 3)
+	p1 := mustPermit(t, b, "s", 3, lock.WithOwner("second"))
+	info, err = a.Inspect(ctx, "s")
+	require.NoError(t, err)
+	assert.Equal(t, lock.TypeSemaphore, info.Type)
+	assert.Equal(t, 3, info.Limit)
+	require.Len(t, info.Holders, 2)
+	for i, p := range []lock.Permit{p0, p1} {
+		assert.Equal(t, p.Token(), info.Holders[i].Token)
+		assert.Equal(t, p.Slot(), info.Holders[i].Slot)
+		assert.Equal(t, lock.ModeNone, info.Holders[i].Mode)
+	}
+	require.NoError(t, p0.Release(ctx))
+	info, err = a.Inspect(ctx, "s")
+	require.NoError(t, err)
+	require.Len(t, info.Holders, 1)
+	assert.Equal(t, p1.Token(), info.Token, "the first holder left: the next is first")
+	assert.Equal(t, "second", info.Owner)
+	require.NoError(t, p1.Release(ctx))
+
+	// A mutex: its type, no Holders; an election: its term, with its value.
+	m, err := a.Acquire(ctx, "m")
+	require.NoError(t, err)
+	info, err = a.Inspect(ctx, "m")
+	require.NoError(t, err)
+	assert.Equal(t, lock.TypeMutex, info.Type)
+	assert.Nil(t, info.Holders, "a mutex's one lease is the top-level fields")
+	require.NoError(t, m.Release(ctx))
+	term, err := a.Campaign(ctx, "e", "v1")
+	require.NoError(t, err)
+	info, err = a.Inspect(ctx, "e")
+	require.NoError(t, err)
+	assert.Equal(t, lock.TypeElection, info.Type)
+	require.Len(t, info.Holders, 1)
+	assert.Equal(t, term.Token(), info.Holders[0].Token)
+	assert.Equal(t, "v1", info.Holders[0].Value)
+	assert.Equal(t, info.Holder, info.Holders[0].Holder)
+	require.NoError(t, term.Release(ctx))
 }
 
 // TestGroup_Redlock: every method of Semaphores and RWLockers answers

@@ -49,9 +49,14 @@ local function enqueue()
   end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  local h = redis.call('HMGET', KEYS[2], 'claim', 'token')
+  local h = redis.call('HMGET', KEYS[2], 'claim', 'token', 'revoked')
   if h[1] == claim then
-    -- a retried call whose first attempt granted
+    -- a retried call whose first attempt granted, or an election's
+    -- hand-off (wake): the caller is alive (it is calling), so the lease
+    -- runs its whole TTL from now, not the heartbeat time left that the
+    -- hand-off cut it to (a TTL term is not renewed); a revoked one is
+    -- left as is
+    if not h[3] then redis.call('PEXPIRE', KEYS[2], ARGV[6]) end
     return {'granted', tonumber(h[2]), redis.call('PTTL', KEYS[2])}
   end
   enqueue()

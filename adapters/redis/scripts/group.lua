@@ -27,6 +27,19 @@ local now = now_ms()
 prune(now)
 regroup(now)
 local claim, mode, typ, arg = ARGV[4], ARGV[8], ARGV[11], ARGV[12]
+
+-- claimed answers the caller's grant of token. The caller is alive (it is
+-- calling), so its grant runs its whole TTL from now, not the heartbeat
+-- time left that the hand-off cut it to (heartbeat_px): else a TTL lease
+-- would end early, as a TTL is not renewed. A revoked grant is left as is.
+local function claimed(token)
+  if redis.call('HEXISTS', KEYS[2], 'r:' .. token) == 0 then
+    redis.call('ZADD', KEYS[8], 'XX', num(now + tonumber(ARGV[6])), token)
+    outlive(now + tonumber(ARGV[6]), now)
+  end
+  return granted(token, now)
+end
+
 local live = live_type()
 if live and live ~= typ then return {'type', live} end
 if typ == 'semaphore' and live then -- the limit in force: the lease's, else the head's
@@ -38,7 +51,7 @@ if typ == 'semaphore' and live then -- the limit in force: the lease's, else the
   if limit ~= arg then return {'limit', limit} end
 end
 local mine = redis.call('HGET', KEYS[2], 'c:' .. claim)
-if mine then return granted(mine, now) end -- a hand-off, or a retried call
+if mine then return claimed(mine) end -- a hand-off, or a retried call
 if mode == 'wait' then
   if not redis.call('ZSCORE', KEYS[4], claim) then
     redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), claim)
@@ -55,7 +68,7 @@ else
   end
 end
 tidy()
-if mine then return granted(mine, now) end
+if mine then return claimed(mine) end
 local first = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')
 local left = 0
 if first[2] then left = math.max(0, tonumber(first[2]) - now) end

@@ -3,9 +3,8 @@
 -- heartbeat_px is px (a lease TTL in ms) cut to the heartbeat time left
 -- of waiter claim, at least 1 ms: a waiter that died while queued holds
 -- what the hand-off grants it no longer than it would have stayed
--- queued; a live one extends it by its renewal when its next call finds
--- the grant (firstDeadline renews a grant with less than half its TTL
--- left).
+-- queued; a live one gets its whole TTL back when its next call finds
+-- the grant (group.lua's claimed; acquire.lua for an election's term).
 local function heartbeat_px(claim, px, now)
   local beat = tonumber(redis.call('ZSCORE', KEYS[5], claim) or '')
   px = tonumber(px)
