@@ -379,3 +379,31 @@ func TestBackup_FlooredTokens(t *testing.T) {
 	assert.Equal(t, floor+1, b.state.Lock("x").Token)
 	require.NoError(t, l.Release(ctx))
 }
+
+// TestAdmit_MismatchIsInvalidOptionAtTheCaps: a call of another type or
+// limit on a name whose queue is at WaitersPerName is ErrInvalidOption
+// naming both, as below the cap: it cannot grow the state (the store
+// answers MISMATCH), so the door's limits do not refuse it. It was
+// ErrLimit.
+func TestAdmit_MismatchIsInvalidOptionAtTheCaps(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{Limits: Limits{WaitersPerName: 1}})
+	p, err := n.AcquirePermit(ctx, "s", 1)
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	waiting := make(chan error, 1)
+	go func() { _, err := n.AcquirePermit(wctx, "s", 1); waiting <- err }()
+	waitFor(t, func() bool { i, _ := n.InspectLocal("s"); return i.Waiters == 1 })
+
+	_, err = n.AcquirePermit(ctx, "s", 2)
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	assert.Contains(t, err.Error(), "a semaphore of limit 1, asked as a semaphore of limit 2")
+	_, err = n.AcquireWrite(ctx, "s")
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	_, err = n.AcquirePermit(ctx, "s", 1)
+	require.ErrorIs(t, err, lock.ErrLimit, "the same type still meets the cap")
+	cancel()
+	require.ErrorIs(t, <-waiting, context.Canceled)
+	require.NoError(t, p.Release(ctx))
+}
