@@ -1,8 +1,8 @@
 package node
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"strconv"
