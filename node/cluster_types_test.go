@@ -157,3 +157,30 @@ func TestCluster_ObserveWithoutQuorum(t *testing.T) {
 	_, err = l.(lock.Elector).Leader(short2, "e")
 	require.ErrorIs(t, err, lock.ErrNoQuorum)
 }
+
+// TestTerm_ResignWithoutQuorumReturns: a resign whose release cannot
+// reach the store returns, whatever ctx, once the clean-up bound passes:
+// the term has ended here already (Done closed first), and the release
+// goes on in the background. With a ctx that never ends it waited for a
+// quorum for ever, where a mutex's Release returns when its lease ends.
+func TestTerm_ResignWithoutQuorumReturns(t *testing.T) {
+	c := startCluster(t, 3, false)
+	ctx := clusterCtx(t)
+	l, err := c.NewLocker(ctx, 0)
+	require.NoError(t, err)
+	defer func() { _ = l.Close() }()
+	term, err := l.(lock.Elector).Campaign(ctx, "e", "me")
+	require.NoError(t, err)
+	c.Kill(1)
+	c.Kill(2)
+	resigned := make(chan error, 1)
+	go func() { resigned <- term.Release(context.Background()) }()
+	select {
+	case err = <-resigned:
+	case <-ctx.Done():
+		t.Fatal("a resign without a quorum never returned")
+	}
+	require.ErrorIs(t, err, lock.ErrNoQuorum)
+	assert.Contains(t, err.Error(), "goes on in the background")
+	assert.ErrorIs(t, term.Err(), lock.ErrReleased)
+}
