@@ -407,3 +407,31 @@ func TestAdmit_MismatchIsInvalidOptionAtTheCaps(t *testing.T) {
 	require.ErrorIs(t, <-waiting, context.Canceled)
 	require.NoError(t, p.Release(ctx))
 }
+
+// TestTypes_UnsupportedBeforeLevel5Commits: a call of protocol 5 that
+// passes the door (every voter speaks 5) but applies before the cluster
+// committed level 5 is answered UNSUPPORTED by the state machine; the
+// caller gets lock.ErrUnsupported, as Revoke, Adopt and FloorToken do,
+// and nothing is held. It was an untyped "unexpected result". A node
+// that played protocol 4 from its start, then announces 5 without
+// raising the committed level, holds that window open.
+func TestTypes_UnsupportedBeforeLevel5Commits(t *testing.T) {
+	ctx := testCtx(t)
+	cfg := Config{}
+	PlayProtocolFromStart(&cfg, 4, fsm.Needs)
+	n := newNode(t, cfg)
+	require.Equal(t, 4, n.Stats().Protocol)
+	PlayProtocol(n, 5, fsm.Needs)
+
+	_, err := n.Elector().Campaign(ctx, "e", "v")
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	_, err = n.AcquirePermit(ctx, "s", 2)
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	_, err = n.TryAcquireRead(ctx, "rw")
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	for _, name := range []string{"e", "s", "rw"} {
+		info, err := n.Inspect(ctx, name)
+		require.NoError(t, err)
+		assert.False(t, info.Held, name)
+	}
+}
