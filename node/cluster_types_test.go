@@ -148,6 +148,11 @@ func TestCluster_ObserveWithoutQuorum(t *testing.T) {
 	defer func() { _ = l.Close() }()
 	c.Kill(1)
 	c.Kill(2)
+	// A leader may still confirm a read index with a heartbeat its killed
+	// peers answered just before they stopped; once it has stepped down
+	// (no contact for its lease), nothing can.
+	require.Eventually(t, func() bool { return c.Node(0).Stats().State != "leader" },
+		15*time.Second, 10*time.Millisecond, "n1 steps down without a quorum")
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	_, err = l.(lock.Elector).Observe(short, "e")
