@@ -23,8 +23,10 @@ type Limits struct {
 
 // Admit reports whether cmd may be proposed to s without growing it past
 // lim: nil, or an error wrapping ErrLimit. Commands that cannot grow the
-// state, a repeat of a request s has cached, and a request of an unknown
-// session (Apply answers it UNKNOWN_SESSION) are always admitted.
+// state, a repeat of a request s has cached, a request of an unknown
+// session (Apply answers it UNKNOWN_SESSION) and an Acquire of a name that
+// lives as another type or limit (Apply answers it MISMATCH) are always
+// admitted.
 func (s *State) Admit(cmd *fsmpb.Command, lim Limits) error {
 	switch op := cmd.GetOp().(type) {
 	case *fsmpb.Command_OpenSession:
@@ -74,6 +76,8 @@ func (s *State) admitAcquire(c *fsmpb.Acquire, lim Limits) error {
 	name := c.GetName()
 	l := s.locks[name]
 	switch {
+	case l != nil && (l.typ != c.GetType() || l.limit != int(c.GetLimit())):
+		return nil // Apply answers MISMATCH: nothing grows
 	case l == nil && full(len(s.locks), lim.Names):
 		return limitErr("names", lim.Names)
 	case sess.names[name] == 0 && full(len(sess.names), lim.NamesPerSession):

@@ -41,6 +41,8 @@ func TestState_Admit(t *testing.T) {
 		{"waiters on a full", cmdAcquire(2, 2, "a"), Limits{WaitersPerName: 1}, true},
 		{"waiters on a full, try", cmdAcquire(2, 2, "a", withTry()), Limits{WaitersPerName: 1}, false},
 		{"waiters on a room", cmdAcquire(2, 2, "a"), Limits{WaitersPerName: 2}, false},
+		{"waiters on a full, asked as another type", cmdAcquire(2, 2, "a", withSemaphore(2)), Limits{WaitersPerName: 1}, false},
+		{"names of session 3 full, a name of another type", cmdAcquire(3, 2, "b", withSemaphore(2)), Limits{NamesPerSession: 1}, false},
 		{"a repeat of a cached request", cmdAcquire(3, 1, "a"), Limits{WaitersPerName: 1, Names: 1, NamesPerSession: 1}, false},
 		{"an unknown session", cmdAcquire(9, 1, "z"), Limits{Names: 1}, false},
 		{"release never refused", cmdRelease(1, 3, "a", 4), Limits{Sessions: 1, Names: 1, NamesPerSession: 1, WaitersPerName: 1}, false},

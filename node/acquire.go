@@ -360,6 +360,11 @@ func codeErr(code fsmpb.Code, name string) error {
 		return fmt.Errorf("%w: %q", lock.ErrNotHeld, name)
 	case fsmpb.Code_CODE_INVALID:
 		return fmt.Errorf("%w: rejected by the state machine", lock.ErrInvalidOption)
+	case fsmpb.Code_CODE_UNSUPPORTED:
+		// Admitted while every voter spoke the call's protocol, applied
+		// before the cluster committed that level (as opErr for Revoke).
+		return fmt.Errorf("%w: %q: the cluster has not committed the protocol level this call needs yet (a voter of an older build, or an upgrade not yet complete; see Stats().Protocol)",
+			lock.ErrUnsupported, name)
 	default:
 		return fmt.Errorf("node: unexpected result %s for %q", code, name)
 	}

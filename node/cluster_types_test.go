@@ -148,6 +148,11 @@ func TestCluster_ObserveWithoutQuorum(t *testing.T) {
 	defer func() { _ = l.Close() }()
 	c.Kill(1)
 	c.Kill(2)
+	// A leader may still confirm a read index with a heartbeat its killed
+	// peers answered just before they stopped; once it has stepped down
+	// (no contact for its lease), nothing can.
+	require.Eventually(t, func() bool { return c.Node(0).Stats().State != "leader" },
+		15*time.Second, 10*time.Millisecond, "n1 steps down without a quorum")
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	_, err = l.(lock.Elector).Observe(short, "e")
@@ -156,4 +161,31 @@ func TestCluster_ObserveWithoutQuorum(t *testing.T) {
 	defer cancel2()
 	_, err = l.(lock.Elector).Leader(short2, "e")
 	require.ErrorIs(t, err, lock.ErrNoQuorum)
+}
+
+// TestTerm_ResignWithoutQuorumReturns: a resign whose release cannot
+// reach the store returns, whatever ctx, once the clean-up bound passes:
+// the term has ended here already (Done closed first), and the release
+// goes on in the background. With a ctx that never ends it waited for a
+// quorum for ever, where a mutex's Release returns when its lease ends.
+func TestTerm_ResignWithoutQuorumReturns(t *testing.T) {
+	c := startCluster(t, 3, false)
+	ctx := clusterCtx(t)
+	l, err := c.NewLocker(ctx, 0)
+	require.NoError(t, err)
+	defer func() { _ = l.Close() }()
+	term, err := l.(lock.Elector).Campaign(ctx, "e", "me")
+	require.NoError(t, err)
+	c.Kill(1)
+	c.Kill(2)
+	resigned := make(chan error, 1)
+	go func() { resigned <- term.Release(context.Background()) }()
+	select {
+	case err = <-resigned:
+	case <-ctx.Done():
+		t.Fatal("a resign without a quorum never returned")
+	}
+	require.ErrorIs(t, err, lock.ErrNoQuorum)
+	assert.Contains(t, err.Error(), "goes on in the background")
+	assert.ErrorIs(t, term.Err(), lock.ErrReleased)
 }

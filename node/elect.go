@@ -33,9 +33,10 @@ func (c *client) Campaign(ctx context.Context, election, value string, opts ...l
 // Release implements lock.Lease: it resigns. The term ends here
 // (lock.ErrReleased, Done closed) before the release is proposed, so no
 // replica can elect the next leader while this one still trusts its term
-// (lock.Term). A release that does not reach the store goes on in the
-// background, by token, until the store answers or the Locker closes; the
-// caller then gets why it did not reach it.
+// (lock.Term). A release that does not reach the store within ctx or
+// cleanupTimeout goes on in the background, by token, until the store
+// answers or the Locker closes; the caller then gets why it did not reach
+// it.
 func (t *term) Release(ctx context.Context) error {
 	l := t.lease
 	l.c.mu.Lock()
@@ -45,7 +46,13 @@ func (t *term) Release(ctx context.Context) error {
 	}
 	l.end(lock.ErrReleased)
 	l.c.mu.Unlock()
-	res, err := l.do(ctx, l.releaseCmd, true)
+	// The term is over here: what is left is the store's side, a clean-up,
+	// which an unreachable store holds up no longer than cleanupTimeout
+	// whatever ctx (the lease's end no longer bounds the wait, as it does
+	// a mutex's Release).
+	rctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
+	defer cancel()
+	res, err := l.do(rctx, l.releaseCmd, true)
 	switch {
 	case err == nil && res.GetCode() == fsmpb.Code_CODE_OK:
 		l.cleaning.Store(true) // the store let it go

@@ -379,3 +379,59 @@ func TestBackup_FlooredTokens(t *testing.T) {
 	assert.Equal(t, floor+1, b.state.Lock("x").Token)
 	require.NoError(t, l.Release(ctx))
 }
+
+// TestAdmit_MismatchIsInvalidOptionAtTheCaps: a call of another type or
+// limit on a name whose queue is at WaitersPerName is ErrInvalidOption
+// naming both, as below the cap: it cannot grow the state (the store
+// answers MISMATCH), so the door's limits do not refuse it. It was
+// ErrLimit.
+func TestAdmit_MismatchIsInvalidOptionAtTheCaps(t *testing.T) {
+	ctx := testCtx(t)
+	n := newNode(t, Config{Limits: Limits{WaitersPerName: 1}})
+	p, err := n.AcquirePermit(ctx, "s", 1)
+	require.NoError(t, err)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	waiting := make(chan error, 1)
+	go func() { _, err := n.AcquirePermit(wctx, "s", 1); waiting <- err }()
+	waitFor(t, func() bool { i, _ := n.InspectLocal("s"); return i.Waiters == 1 })
+
+	_, err = n.AcquirePermit(ctx, "s", 2)
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	assert.Contains(t, err.Error(), "a semaphore of limit 1, asked as a semaphore of limit 2")
+	_, err = n.AcquireWrite(ctx, "s")
+	require.ErrorIs(t, err, lock.ErrInvalidOption)
+	_, err = n.AcquirePermit(ctx, "s", 1)
+	require.ErrorIs(t, err, lock.ErrLimit, "the same type still meets the cap")
+	cancel()
+	require.ErrorIs(t, <-waiting, context.Canceled)
+	require.NoError(t, p.Release(ctx))
+}
+
+// TestTypes_UnsupportedBeforeLevel5Commits: a call of protocol 5 that
+// passes the door (every voter speaks 5) but applies before the cluster
+// committed level 5 is answered UNSUPPORTED by the state machine; the
+// caller gets lock.ErrUnsupported, as Revoke, Adopt and FloorToken do,
+// and nothing is held. It was an untyped "unexpected result". A node
+// that played protocol 4 from its start, then announces 5 without
+// raising the committed level, holds that window open.
+func TestTypes_UnsupportedBeforeLevel5Commits(t *testing.T) {
+	ctx := testCtx(t)
+	cfg := Config{}
+	PlayProtocolFromStart(&cfg, 4, fsm.Needs)
+	n := newNode(t, cfg)
+	require.Equal(t, 4, n.Stats().Protocol)
+	PlayProtocol(n, 5, fsm.Needs)
+
+	_, err := n.Elector().Campaign(ctx, "e", "v")
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	_, err = n.AcquirePermit(ctx, "s", 2)
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	_, err = n.TryAcquireRead(ctx, "rw")
+	require.ErrorIs(t, err, lock.ErrUnsupported)
+	for _, name := range []string{"e", "s", "rw"} {
+		info, err := n.Inspect(ctx, name)
+		require.NoError(t, err)
+		assert.False(t, info.Held, name)
+	}
+}
