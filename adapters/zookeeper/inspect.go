@@ -105,17 +105,29 @@ func typeInfo(t nameType) (lock.Type, int) {
 // holders' nodes, read in order; one that went meanwhile is left out.
 func (l *Locker) holders(ctx context.Context, dir string, kids []child, first lock.Holder, now int64) ([]lock.Holder, error) {
 	out := []lock.Holder{first}
+	err := l.readEach(ctx, dir, kids, func(k child, d nodeData, stat *zk.Stat) {
+		out = append(out, holderOf(k, d, stat, now))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readEach reads the nodes of kids in order and passes each to fn; one
+// that went meanwhile is left out.
+func (l *Locker) readEach(ctx context.Context, dir string, kids []child, fn func(k child, d nodeData, stat *zk.Stat)) error {
 	for _, k := range kids {
 		d, stat, err := l.readData(ctx, dir+"/"+k.name)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("node %s: %w", k.name, err)
+			return fmt.Errorf("node %s: %w", k.name, err)
 		}
-		out = append(out, holderOf(k, d, stat, now))
+		fn(k, d, stat)
 	}
-	return out, nil
+	return nil
 }
 
 // holderOf is the holder child k, with record d and stat, as Inspect
@@ -185,15 +197,11 @@ func (l *Locker) head(ctx context.Context, dir string) (kids []child, d nodeData
 // left out.
 func (l *Locker) waiters(ctx context.Context, dir string, kids []child, now int64) ([]lock.Waiter, error) {
 	var out []lock.Waiter
-	for _, k := range kids {
-		d, stat, err := l.readData(ctx, dir+"/"+k.name)
-		switch {
-		case errors.Is(err, zk.ErrNoNode):
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("node %s: %w", k.name, err)
-		}
+	err := l.readEach(ctx, dir, kids, func(k child, d nodeData, stat *zk.Stat) {
 		out = append(out, lock.Waiter{Holder: holderID(d, stat), Node: d.node, Owner: d.owner, Waited: since(now, stat.Ctime), Mode: modeOf(k)})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
