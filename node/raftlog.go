@@ -84,8 +84,11 @@ var raftChatter = map[string]chatterKind{
 	"rejecting pre-vote request since node is not in configuration": chatterRoutine,
 	"duplicate requestVote from":                                    chatterRoutine,
 	"previous log term mis-match":                                   chatterRoutine,
-	"appendEntries rejected, sending older logs":                    chatterRoutine,
-	"clearing log suffix":                                           chatterRoutine,
+	// A follower behind the leader's next index (after a leader change,
+	// a restart): the leader backs off and sends older entries.
+	"failed to get previous log":                 chatterRoutine,
+	"appendEntries rejected, sending older logs": chatterRoutine,
+	"clearing log suffix":                        chatterRoutine,
 	// Not listed, so kept at Warn: "failed to contact quorum of nodes,
 	// stepping down" (the leader lost its quorum).
 }

@@ -59,6 +59,7 @@ func TestChatter_levels(t *testing.T) {
 		{slog.LevelWarn, "heartbeat timeout reached, starting election", nil, slog.LevelDebug},
 		{slog.LevelError, "peer has newer term, stopping replication", []any{"peer", "n2"}, slog.LevelDebug},
 		{slog.LevelWarn, "rejecting vote request since we have a leader", nil, slog.LevelDebug},
+		{slog.LevelWarn, "failed to get previous log", []any{"previous-index", 12, "last-index", 9}, slog.LevelDebug},
 		{slog.LevelError, "failed to take snapshot", []any{"error", fmt.Errorf("x: %w", raft.ErrNothingNewToSnapshot)}, slog.LevelDebug},
 		{slog.LevelError, "failed to take snapshot", []any{"error", errors.New("disk full")}, slog.LevelError},
 		{slog.LevelWarn, "failed to contact quorum of nodes, stepping down", nil, slog.LevelWarn},
