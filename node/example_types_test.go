@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/quorumlock/quorumlock/lock"
 	"github.com/quorumlock/quorumlock/node"
@@ -105,10 +106,12 @@ func ExampleNode_AcquireRead() {
 		written <- w.Token()
 		_ = w.Release(ctx)
 	}()
-	for {
-		info, _ := n.Inspect(ctx, "catalog")
-		if info.Waiters == 1 {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) { // until the writer queues
+		if info, _ := n.Inspect(ctx, "catalog"); info.Waiters == 1 {
 			break
+		}
+		if time.Now().After(deadline) {
+			panic("the writer did not queue")
 		}
 	}
 	_, err = n.TryAcquireRead(ctx, "catalog")
