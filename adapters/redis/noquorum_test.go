@@ -26,9 +26,16 @@ func TestNoQuorum_NotWhenCtxEndedFirst(t *testing.T) {
 // a holder, cancelled while the server is stalled, reports ErrNoQuorum and
 // context.Canceled — and not context.DeadlineExceeded, although the
 // adapter's own timeouts (opTimeout, the probe's) ran out meanwhile.
+//
+// The stall lasts as long as the cancelled Acquire takes to return: one
+// opTimeout for its withdraw, and one more if a retry of the waiter was
+// in flight when the server stopped (a loaded machine makes that likely),
+// so up to twice opTimeout. The holder's session lease must outlive any
+// stall the test lets finish (awaitCall's bound), or its Release rightly
+// finds it expired: its SessionTTL is longer than the test's ctx.
 func TestNoQuorum_CancelledWhileQueuedInPause(t *testing.T) {
 	srv := testserver.StartRedis(t, testserver.RedisOptions{})
-	holder := newLocker(t, srv.Addr(), 10*time.Second)
+	holder := newLocker(t, srv.Addr(), time.Minute)
 	waiter := newLocker(t, srv.Addr(), 10*time.Second)
 	ctx := testCtx(t)
 	held, err := holder.Acquire(ctx, "nq-queued-pause")
