@@ -62,18 +62,19 @@ func (sl *semLoad) holderNode(d time.Duration) int {
 // setCut marks node i cut off by the nemesis (or no longer).
 func (sl *semLoad) setCut(i int, on bool) { sl.cut[i].Store(on) }
 
-// start runs workers workers (worker k on node k%size; a permit if k%3 is
-// 0, a read if 1, a write if 2; a TTL lease if k is odd); the returned
-// func stops them and waits (idempotent).
+// start runs workers workers (worker k on node k%size, in workerMode(k),
+// with a TTL lease if k is odd); the returned func stops them and waits
+// (idempotent).
 func (sl *semLoad) start(workers int, seed int64) func() {
 	return runAll(workers, func(ctx context.Context, k int) {
 		sl.worker(ctx, k, k%sl.c.Size(), rand.New(rand.NewPCG(uint64(seed), uint64(k+200))))
 	})
 }
 
-// workerMode is worker k's mode.
+// workerMode is worker k's mode: with 9 workers on 3 nodes, each node has
+// a permit taker (k < 3), a reader and a writer (k >= 6).
 func workerMode(k int) history.Mode {
-	return []history.Mode{history.PermitMode, history.ReadMode, history.WriteMode}[k%3]
+	return []history.Mode{history.PermitMode, history.ReadMode, history.WriteMode}[(k/3)%3]
 }
 
 // acquire makes one Acquire call of mode through l, recorded by worker.
