@@ -45,7 +45,7 @@ func TestElectionNemesis(t *testing.T) {
 	t.Cleanup(stopObservers)
 	t.Cleanup(stopCandidates) // cleanups run last in, first out: the candidates stop first
 
-	nem := &electNemesis{t: t, c: c, el: el, rng: rng}
+	nem := &electNemesis{t: t, c: c, load: el, rng: rng}
 	end := time.Now().Add(soak(t))
 	for step := 0; step < 4 || time.Now().Before(end); step++ {
 		// The nemesis's pace, not a wait for state: terms change meanwhile.
@@ -78,13 +78,13 @@ func TestElectionNemesis(t *testing.T) {
 	assert.True(t, res.OK(), "election history: %s", res)
 }
 
-// electNemesis is TestElectionNemesis's nemesis; it runs on the test
-// goroutine (kill and restart may Fatal).
+// electNemesis is TestElectionNemesis's (and TestSemaphoreNemesis's)
+// nemesis; it runs on the test goroutine (kill and restart may Fatal).
 type electNemesis struct {
-	t   *testing.T
-	c   *cluster
-	el  *electLoad
-	rng *rand.Rand
+	t    *testing.T
+	c    *cluster
+	load holderLoad
+	rng  *rand.Rand
 
 	kills, splits, holderSplits int
 }
@@ -99,15 +99,25 @@ func (n *electNemesis) kill() {
 	n.c.Restart(li)
 }
 
+// holderLoad is the load a nemesis splits a holder's node off from: where
+// a holder is, and telling its holders their node is cut off.
+type holderLoad interface {
+	// holderNode waits up to d for a node where a lease (a term) is held
+	// and returns it, -1 if there was none.
+	holderNode(d time.Duration) int
+	// setCut marks node i cut off (or no longer).
+	setCut(i int, on bool)
+}
+
 // split cuts one node off for 0.5-2 s, or, every other split, the node of
 // a term's holder for longer than a session TTL: its term must end there
 // before the majority elects anyone. The holder works on meanwhile
-// (electLoad.cut).
+// (holderLoad.setCut).
 func (n *electNemesis) split() {
 	minority, why := n.rng.IntN(n.c.Size()), "random"
 	d := time.Duration(500+n.rng.IntN(1500)) * time.Millisecond
 	if n.splits%2 == 0 {
-		if h := n.el.holderNode(3 * time.Second); h >= 0 {
+		if h := n.load.holderNode(3 * time.Second); h >= 0 {
 			minority, why = h, "the holder's node"
 			d = sessionTTL + time.Duration(500+n.rng.IntN(1000))*time.Millisecond
 			n.holderSplits++
@@ -119,13 +129,13 @@ func (n *electNemesis) split() {
 			majority = append(majority, i)
 		}
 	}
-	n.el.cut[minority].Store(true)
+	n.load.setCut(minority, true)
 	n.c.net.partition([]int{minority}, majority)
 	n.splits++
 	n.t.Logf("partition %s | %s (%s) for %v", nodeList([]int{minority}), nodeList(majority), why, d)
 	sleep(n.t.Context(), d) // the split lasts
 	n.c.net.heal()
-	n.el.cut[minority].Store(false)
+	n.load.setCut(minority, false)
 }
 
 // settle checks liveness and convergence once the nemesis and the
@@ -195,23 +205,29 @@ func (el *electLoad) converge(t *testing.T, token uint64, value string) {
 // under os.TempDir() if t failed, and names it (replayable with
 // history.CheckElection).
 func keepElectionOnFailure(t *testing.T, rec *history.ElectionRecorder) {
+	keepOnFailure(t, "election", "history.CheckElection", func() any { return rec.History() })
+}
+
+// keepOnFailure writes history() as JSON to a fresh directory under
+// os.TempDir() if t failed, and names it and the check it replays with.
+func keepOnFailure(t *testing.T, what, check string, history func() any) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
-		dir, err := os.MkdirTemp("", "quorumlock-election-")
+		dir, err := os.MkdirTemp("", "quorumlock-"+what+"-")
 		if err != nil {
-			t.Logf("election history: %v", err)
+			t.Logf("%s history: %v", what, err)
 			return
 		}
-		b, err := json.MarshalIndent(rec.History(), "", " ")
+		b, err := json.MarshalIndent(history(), "", " ")
 		if err == nil {
-			path := filepath.Join(dir, "election.json")
+			path := filepath.Join(dir, what+".json")
 			err = os.WriteFile(path, b, 0o644)
-			t.Logf("election history kept in %s (replayable with history.CheckElection)", path)
+			t.Logf("%s history kept in %s (replayable with %s)", what, path, check)
 		}
 		if err != nil {
-			t.Logf("election history: %v", err)
+			t.Logf("%s history: %v", what, err)
 		}
 	})
 }

@@ -67,6 +67,9 @@ func (el *electLoad) holderNode(d time.Duration) int {
 	}
 }
 
+// setCut marks node i cut off by the nemesis (or no longer).
+func (el *electLoad) setCut(i int, on bool) { el.cut[i].Store(on) }
+
 // start runs candidates candidates (candidate k on node k%size, with a
 // TTL term if k is odd) and one observer per node; the returned funcs
 // stop them and wait (idempotent), the candidates first.
@@ -78,7 +81,11 @@ func (el *electLoad) start(candidates int, seed int64) (stopCandidates, stopObse
 
 // run runs f(ctx, k) for k < n until the returned func cancels ctx and
 // waits for them.
-func (el *electLoad) run(n int, f func(ctx context.Context, k int)) func() {
+func (el *electLoad) run(n int, f func(ctx context.Context, k int)) func() { return runAll(n, f) }
+
+// runAll runs f(ctx, k) for k < n until the returned func cancels ctx and
+// waits for them (idempotent).
+func runAll(n int, f func(ctx context.Context, k int)) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for k := range n {
@@ -90,12 +97,18 @@ func (el *electLoad) run(n int, f func(ctx context.Context, k int)) func() {
 	})
 }
 
-// locker returns a new Locker of node i as a lock.Elector, retrying every
-// 50 ms while the node is dead or starting, until ctx ends.
+// locker returns a new Locker of node i, retrying every 50 ms while the
+// node is dead or starting, until ctx ends.
 func (el *electLoad) locker(ctx context.Context, i int) (lock.Locker, bool) {
+	return el.c.lockerOf(ctx, i)
+}
+
+// lockerOf returns a new Locker of node i, retrying every 50 ms while the
+// node is dead or starting, until ctx ends.
+func (c *cluster) lockerOf(ctx context.Context, i int) (lock.Locker, bool) {
 	for ctx.Err() == nil {
 		nctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		l, err := el.c.NewLocker(nctx, i)
+		l, err := c.NewLocker(nctx, i)
 		cancel()
 		if err == nil {
 			return l, true

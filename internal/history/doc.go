@@ -171,6 +171,29 @@
 // Convergence and liveness need the live system and are left to the test
 // (cluster_test's TestElectionNemesis).
 //
+// # Many holders
+//
+// Semaphores and read-write locks have many holders at once, which
+// neither the lock model nor the election checks judge. A GrantRecorder
+// records each Acquire (AcquirePermit, AcquireRead, AcquireWrite) with its
+// mode, token and slot, and the holder's looks at the lease: the last look
+// that found it held and the first that found it ended. CheckGrants
+// judges a GrantHistory on the intervals [Acquire returned, last look
+// held], during which the lease was surely live: the store granted it
+// before the return, and its Done, which closes before the store can
+// grant a conflicting lease (I3), had not closed at the look. A late look
+// can hide a violation, never invent one.
+//
+//   - OverLimit, SlotShared: never more than limit permits of a semaphore
+//     live at one tick, never two live permits on one slot.
+//   - ReadWriteOverlap, TwoWriters: never a live read and a live write of
+//     a name at one tick, never two live writes.
+//   - DuplicateToken, TokenOrder (I2): the tokens of a name are distinct;
+//     a write's token exceeds the token of every grant of its name that
+//     returned before the write's Acquire was invoked.
+//
+// Liveness is left to the test (cluster_test's TestSemaphoreNemesis).
+//
 // # Failures
 //
 // Check returns a Result with the violations; when anything fails it also
