@@ -140,18 +140,23 @@ func (r *ElectionRecorder) Campaign(ctx context.Context, candidate int, e lock.E
 	defer r.mu.Unlock()
 	c := &r.h.Campaigns[i]
 	c.Return, c.ReturnAt = r.tick(), time.Since(r.start)
-	switch {
-	case err == nil:
-		c.Outcome, c.Token = OK, term.Token()
-	case errors.Is(err, lock.ErrInvalidName), errors.Is(err, lock.ErrInvalidOption), errors.Is(err, lock.ErrUnsupported):
-		c.Outcome, c.Err = Failed, err.Error()
-	default:
-		c.Outcome, c.Err = Unknown, err.Error()
-	}
 	if err != nil {
+		c.Outcome, c.Err = grantFailed(err), err.Error()
 		return nil, err
 	}
+	c.Outcome, c.Token = OK, term.Token()
 	return &HeldTerm{r: r, i: i, term: term}, nil
+}
+
+// grantFailed is the Outcome of a Campaign or Acquire that failed with
+// err: Failed if the call was refused before anything was asked of the
+// store (a bad name or option, a type it does not offer), else Unknown:
+// it may have been granted.
+func grantFailed(err error) Outcome {
+	if errors.Is(err, lock.ErrInvalidName) || errors.Is(err, lock.ErrInvalidOption) || errors.Is(err, lock.ErrUnsupported) {
+		return Failed
+	}
+	return Unknown
 }
 
 // Term is the term.

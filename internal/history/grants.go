@@ -2,7 +2,6 @@ package history
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -120,19 +119,13 @@ func (r *GrantRecorder) Acquire(ctx context.Context, worker int, name string, mo
 	defer r.mu.Unlock()
 	g := &r.h.Grants[i]
 	g.Return, g.ReturnAt = r.tick(), time.Since(r.start)
-	switch {
-	case err == nil:
-		g.Outcome, g.Token = OK, lease.Token()
-		if p, ok := lease.(lock.Permit); ok {
-			g.Slot = p.Slot()
-		}
-	case errors.Is(err, lock.ErrInvalidName), errors.Is(err, lock.ErrInvalidOption), errors.Is(err, lock.ErrUnsupported):
-		g.Outcome, g.Err = Failed, err.Error()
-	default:
-		g.Outcome, g.Err = Unknown, err.Error()
-	}
 	if err != nil {
+		g.Outcome, g.Err = grantFailed(err), err.Error()
 		return nil, err
+	}
+	g.Outcome, g.Token = OK, lease.Token()
+	if p, ok := lease.(lock.Permit); ok {
+		g.Slot = p.Slot()
 	}
 	return &HeldLease{r: r, i: i, lease: lease}, nil
 }
